@@ -1,0 +1,66 @@
+"""Configuration from environment variables (prefix PANDA_), with documented defaults."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Fixed default addresses, all on loopback, so the command line finds a local `panda up`.
+DEFAULT_SERVER_ADDRESS = "127.0.0.1:25080"
+DEFAULT_SERVER_METRICS_PORT = 25090
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "panda-mesh"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server and the command line. Environment: PANDA_<FIELD>."""
+
+    model_config = SettingsConfigDict(env_prefix="PANDA_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # SQLAlchemy URL; empty means SQLite in data_dir. PostgreSQL: postgresql+psycopg://user@host/db
+    database_url: str = ""
+
+    # Where the server listens, and where clients find it (PANDA_SERVER for short).
+    server_address: str = Field(
+        default=DEFAULT_SERVER_ADDRESS,
+        validation_alias=AliasChoices("PANDA_SERVER", "PANDA_SERVER_ADDRESS"),
+    )
+    # Port of the Prometheus /metrics endpoint; 0 disables it.
+    metrics_port: int = DEFAULT_SERVER_METRICS_PORT
+    metrics_host: str = "127.0.0.1"
+
+    # Largest gRPC message accepted, bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+    # Largest batch of SubmitJobs.
+    max_submit_batch: int = 5000
+
+    # Pilot heartbeats (PanDA: every 30 minutes) and the watchdogs' limits (PanDA's defaults).
+    heartbeat_interval_seconds: int = 1800
+    heartbeat_timeout_seconds: int = 7200
+    sent_timeout_seconds: int = 1800
+    holding_timeout_seconds: int = 3 * 24 * 3600
+    # A running job told to stop is cancelled after this long without the pilot's word.
+    kill_grace_seconds: int = 600
+    watchdog_interval_seconds: float = 60.0
+    # How often the dispatcher looks for jobs activated elsewhere (other replicas).
+    dispatch_poll_seconds: float = 1.0
+
+    # Job defaults when a submission does not say.
+    default_max_attempts: int = 3
+    default_cores: int = 1
+    default_memory_mb: int = 2000
+    default_walltime_seconds: int = 86400
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'panda.db'}"
