@@ -1,0 +1,168 @@
+"""Server interceptors every service installs: authentication (the seam), error mapping,
+Prometheus metrics and logging. Each wraps a handler's behaviour, for all four RPC kinds."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+from prometheus_client import Counter, Histogram
+
+from panda_runtime.auth import AnonymousAuthenticator, Authenticator, set_current_principal
+from panda_runtime.errors import ServiceError
+
+log = logging.getLogger("panda.rpc")
+
+# Named as go-grpc-prometheus names them, so existing dashboards work.
+STARTED = Counter(
+    "grpc_server_started_total", "RPCs started on the server.", ["grpc_type", "grpc_service", "grpc_method"]
+)
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, regardless of success or failure.",
+    ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+)
+HANDLING_SECONDS = Histogram(
+    "grpc_server_handling_seconds",
+    "Response latency of RPCs handled by the server.",
+    ["grpc_type", "grpc_service", "grpc_method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600),
+)
+MSG_RECEIVED = Counter(
+    "grpc_server_msg_received_total", "Stream messages received.", ["grpc_type", "grpc_service", "grpc_method"]
+)
+MSG_SENT = Counter(
+    "grpc_server_msg_sent_total", "Stream messages sent.", ["grpc_type", "grpc_service", "grpc_method"]
+)
+
+Behavior = Callable[..., Any]
+# Runs around one call: (method, request-or-iterator, context, call) -> result.
+Around = Callable[[str, Any, grpc.aio.ServicerContext, Callable[[Any], Any]], Any]
+
+
+def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
+    if handler.request_streaming and handler.response_streaming:
+        return "bidi_stream"
+    if handler.request_streaming:
+        return "client_stream"
+    if handler.response_streaming:
+        return "server_stream"
+    return "unary"
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(error, ServiceError):
+        status = rpc_status.to_status(error.to_status())
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    log.exception("unexpected error in %s", method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates the caller, maps ServiceError to its status (with details), records
+    go-grpc-prometheus metrics, and logs unexpected exceptions as INTERNAL."""
+
+    def __init__(self, authenticator: Authenticator | None = None, open_methods: frozenset[str] = frozenset()):
+        self._authenticator = authenticator or AnonymousAuthenticator()
+        # Health and reflection answer anyone.
+        self._open_methods = open_methods
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        rpc_type = _rpc_type(handler)
+        service, name = _split(method)
+        labels = (rpc_type, service, name)
+        open_method = service in self._open_methods or method in self._open_methods
+
+        def authenticate() -> None:
+            if not open_method:
+                set_current_principal(self._authenticator.authenticate(method, metadata))
+
+        def finish(code: grpc.StatusCode, started: float) -> None:
+            HANDLED.labels(*labels, code.name).inc()
+            HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+
+        def final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+            code = context.code()
+            if isinstance(code, grpc.StatusCode):
+                return code
+            return grpc.StatusCode.OK if code in (None, 0) else _code_from_int(code)
+
+        async def count_in(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                MSG_RECEIVED.labels(*labels).inc()
+                yield request
+
+        if not handler.response_streaming:
+            inner: Behavior = handler.unary_unary or handler.stream_unary
+
+            async def unary_response(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                STARTED.labels(*labels).inc()
+                started = time.perf_counter()
+                try:
+                    authenticate()
+                    if handler.request_streaming:
+                        request_or_iterator = count_in(request_or_iterator)
+                    return await inner(request_or_iterator, context)
+                except Exception as error:
+                    if _is_abort(error):
+                        raise
+                    await _abort_for(error, context, method)
+                finally:
+                    finish(final_code(context), started)
+
+            if handler.request_streaming:
+                return handler._replace(stream_unary=unary_response)
+            return handler._replace(unary_unary=unary_response)
+
+        inner_stream: Behavior = handler.unary_stream or handler.stream_stream
+
+        async def stream_response(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+            STARTED.labels(*labels).inc()
+            started = time.perf_counter()
+            try:
+                authenticate()
+                if handler.request_streaming:
+                    request_or_iterator = count_in(request_or_iterator)
+                async for response in inner_stream(request_or_iterator, context):
+                    MSG_SENT.labels(*labels).inc()
+                    yield response
+            except Exception as error:
+                if _is_abort(error):
+                    raise
+                await _abort_for(error, context, method)
+            finally:
+                finish(final_code(context), started)
+
+        if handler.request_streaming:
+            return handler._replace(stream_stream=stream_response)
+        return handler._replace(unary_stream=stream_response)
+
+
+def _is_abort(error: Exception) -> bool:
+    # context.abort() raises this to unwind the handler; it is not a failure of ours.
+    return type(error).__name__ == "AbortError"
+
+
+def _code_from_int(value: int) -> grpc.StatusCode:
+    for code in grpc.StatusCode:
+        if code.value[0] == value:
+            return code
+    return grpc.StatusCode.UNKNOWN

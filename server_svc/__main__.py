@@ -1,0 +1,3 @@
+from server_svc.main import main
+
+main()

@@ -1,0 +1,105 @@
+"""DispatchService.Connect: one bidirectional stream per pilot (see the proto for the protocol)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import grpc
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+
+from panda_runtime.config import Settings
+from panda_runtime.db import DbRunner
+from panda_runtime.errors import InvalidArgument
+from server_svc.dispatcher import DispatchHub, Session
+from server_svc.domain.job_specs import validate_queue_id
+from server_svc.servicers.convert import state_from_proto, timestamp
+from server_svc.store.job_store import PilotUpdate
+from server_svc.store.queue_store import QueueStore
+
+log = logging.getLogger("panda.dispatch")
+
+
+def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str) -> PilotUpdate:
+    return PilotUpdate(
+        job_id=update.job_id, attempt=update.attempt, state=state_from_proto(update.state), pilot_id=pilot_id,
+        exit_code=update.exit_code, error_code=update.error_code, error_diag=update.error_diag,
+        log_tail=update.log_tail, max_rss_mb=update.max_rss_mb, cpu_seconds=update.cpu_seconds,
+        output_files=[
+            {"lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32, "storage_element": f.storage_element}
+            for f in update.output_files
+        ],
+    )
+
+
+class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
+    def __init__(self, settings: Settings, db: DbRunner, queues: QueueStore, hub: DispatchHub) -> None:
+        self._settings = settings
+        self._db = db
+        self._queues = queues
+        self._hub = hub
+
+    async def Connect(  # type: ignore[override]
+        self, request_iterator: AsyncIterator[dispatch_pb2.ConnectRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[dispatch_pb2.ConnectResponse]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "hello":
+            raise InvalidArgument("the first message on the stream must be a hello", field="hello")
+        hello = first.hello
+        if not hello.pilot_id:
+            raise InvalidArgument("hello.pilot_id is required", field="hello.pilot_id")
+        validate_queue_id(hello.queue, "hello.queue")
+        await self._db.run(self._queues.get, hello.queue)  # NOT_FOUND for an unknown queue
+        session = await self._hub.connect(hello)
+        reader = asyncio.create_task(self._read(request_iterator, session))
+        try:
+            yield dispatch_pb2.ConnectResponse(
+                welcome=dispatch_pb2.Welcome(
+                    session_id=session.session_id,
+                    heartbeat_interval_seconds=self._settings.heartbeat_interval_seconds,
+                    server_time=timestamp(datetime.now(UTC)),
+                )
+            )
+            while True:
+                message = await session.outbox.get()
+                if message is None:
+                    return
+                if isinstance(message, BaseException):
+                    raise message
+                yield message
+        finally:
+            reader.cancel()
+            self._hub.disconnect(session)
+
+    async def _read(self, requests: AsyncIterator[dispatch_pb2.ConnectRequest], session: Session) -> None:
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("message")
+                if kind == "request_jobs":
+                    self._hub.request_jobs(session, request.request_jobs)
+                elif kind == "job_update":
+                    update = request.job_update
+                    if update.state == job_pb2.Job.STATE_UNSPECIFIED or update.job_id <= 0:
+                        session.end(InvalidArgument("job_update needs a job_id and a state", field="job_update"))
+                        return
+                    self._hub.submit_update(session, request.seq, _update_from_proto(update, session.pilot_id))
+                elif kind == "goodbye":
+                    log.info("pilot %s says goodbye: %s", session.pilot_id, request.goodbye.reason)
+                    session.credits = 0
+                    break
+                elif kind == "hello":
+                    session.end(InvalidArgument("hello was already sent on this stream", field="hello"))
+                    return
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        except Exception as error:  # keep the stream's end orderly whatever went wrong
+            log.exception("reading the stream of pilot %s failed", session.pilot_id)
+            session.end(error)
+            return
+        session.end()

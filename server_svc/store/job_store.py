@@ -1,0 +1,664 @@
+"""Jobs, their files, their event log and pilot commands: every read and write the server
+makes on them. Each method is one transaction; batches are written with executemany."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
+from sqlalchemy.sql import ColumnElement
+
+from panda_runtime.db import is_sqlite
+from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
+from server_svc.domain import error_codes
+from server_svc.domain.filtering import Comparison
+from server_svc.domain.job_specs import JobSpec
+from server_svc.domain.states import (
+    FINAL_STATES,
+    PILOT_STATES,
+    QUEUED_STATES,
+    JobState,
+    can_transition,
+    check_transition,
+    is_heartbeat,
+)
+from server_svc.store.tables import job_events, job_files, jobs, pilot_commands, queues
+
+# Columns a state change may touch; every batched UPDATE writes exactly these.
+MUTABLE = (
+    "state", "attempt", "queue", "state_time", "update_time", "heartbeat_time", "start_time", "end_time",
+    "exit_code", "error_code", "error_diag", "log_tail", "max_rss_mb", "cpu_seconds", "pilot_id", "node",
+    "kill_requested",
+)
+_UPDATE_ROW = (
+    update(jobs)
+    .where(jobs.c.job_id == bindparam("b_job_id"))
+    .values({name: bindparam(f"b_{name}") for name in MUTABLE})
+)
+_MAX_LOG_TAIL = 16 * 1024
+# PostgreSQL advisory lock held by the replica that runs the watchdogs.
+WATCHDOG_LOCK_KEY = 0x70616E6461  # "panda"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time stored is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass
+class ActionResult:
+    job_id: int
+    state: str = ""
+    error: ServiceError | None = None
+    # (pilot_id, attempt) when a command must reach the pilot holding the job.
+    pilot_command: tuple[str, int] | None = None
+
+
+@dataclass
+class PilotUpdate:
+    """One JobUpdate from a pilot's stream."""
+
+    job_id: int
+    attempt: int
+    state: JobState
+    pilot_id: str
+    exit_code: int = 0
+    error_code: int = 0
+    error_diag: str = ""
+    log_tail: str = ""
+    max_rss_mb: int = 0
+    cpu_seconds: float = 0.0
+    output_files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class UpdateOutcome:
+    job_id: int
+    attempt: int
+    state: str
+    error: ServiceError | None = None
+
+
+@dataclass
+class _Changes:
+    """Rows changed and events recorded in one transaction, written together at the end."""
+
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # Jobs that became activated again (new attempts): the dispatcher wants to know.
+    reactivated: int = 0
+
+    def touch(self, row: dict[str, Any]) -> None:
+        self.rows[row["job_id"]] = row
+
+    def change_state(
+        self, row: dict[str, Any], new: JobState, now: datetime, reason: str = "", error_code: int = 0
+    ) -> None:
+        self.events.append(
+            {
+                "job_id": row["job_id"], "attempt": row["attempt"], "state": new.value,
+                "previous_state": row["state"], "time": now, "error_code": error_code,
+                "reason": reason, "queue": row["queue"], "task_id": row["task_id"],
+            }
+        )
+        row["state"] = new.value
+        row["state_time"] = now
+        row["update_time"] = now
+        if new == JobState.RUNNING and row.get("start_time") is None:
+            row["start_time"] = now
+        if new in FINAL_STATES:
+            row["end_time"] = now
+        self.touch(row)
+
+    def fail(self, row: dict[str, Any], now: datetime, code: int, diag: str) -> None:
+        """Fail the current attempt; a job told to stop ends cancelled instead, and a job with
+        attempts left comes back activated as its next attempt."""
+        row["error_code"], row["error_diag"] = code, diag
+        if row["kill_requested"]:
+            self.change_state(row, JobState.CANCELLED, now, f"killed ({diag})", code)
+            return
+        self.change_state(row, JobState.FAILED, now, diag, code)
+        if row["attempt"] < row["max_attempts"]:
+            row["attempt"] += 1
+            row["pilot_id"], row["node"], row["end_time"], row["start_time"] = "", "", None, None
+            row["heartbeat_time"] = None
+            self.change_state(
+                row, JobState.ACTIVATED, now,
+                f"retry: attempt {row['attempt']} of {row['max_attempts']} after error {code}",
+            )
+            self.reactivated += 1
+
+    def flush(self, conn: Connection) -> None:
+        if self.rows:
+            conn.execute(
+                _UPDATE_ROW,
+                [{"b_job_id": r["job_id"], **{f"b_{n}": r[n] for n in MUTABLE}} for r in self.rows.values()],
+            )
+        if self.events:
+            conn.execute(insert(job_events), self.events)
+
+
+_FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "job_id": jobs.c.job_id, "state": jobs.c.state, "queue": jobs.c.queue, "owner": jobs.c.owner,
+    "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
+    "error_code": jobs.c.error_code, "create_time": jobs.c.create_time, "update_time": jobs.c.update_time,
+    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id,
+}
+
+
+def _condition(comparison: Comparison) -> ColumnElement[bool]:
+    column = _FILTER_COLUMNS[comparison.field]
+    value = comparison.value
+    return {
+        "=": column == value, "!=": column != value, "<": column < value,
+        "<=": column <= value, ">": column > value, ">=": column >= value,
+    }[comparison.op]
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sqlite = is_sqlite(engine)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _locked(self, query: Any) -> Any:
+        """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the only write lock."""
+        return query if self._sqlite else query.with_for_update()
+
+    def _rows(self, conn: Connection, job_ids: Iterable[int], *, lock: bool) -> dict[int, dict[str, Any]]:
+        ids = sorted(set(job_ids))
+        if not ids:
+            return {}
+        query = select(jobs).where(jobs.c.job_id.in_(ids)).order_by(jobs.c.job_id)
+        if lock:
+            query = self._locked(query)
+        return {r.job_id: dict(r._mapping) for r in conn.execute(query)}
+
+    def _files(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        files: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+        if job_ids:
+            query = select(job_files).where(job_files.c.job_id.in_(job_ids)).order_by(job_files.c.file_id)
+            for row in conn.execute(query):
+                files[row.job_id].append(dict(row._mapping))
+        return files
+
+    def get(self, job_id: int, *, history: bool = True) -> dict[str, Any]:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+            if row is None:
+                raise NotFound(f"job {job_id} not found", resource_type="job", resource_name=f"jobs/{job_id}")
+            job = dict(row._mapping)
+            job["files"] = self._files(conn, [job_id])[job_id]
+            job["history"] = []
+            if history:
+                events = conn.execute(
+                    select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.cursor)
+                )
+                job["history"] = [dict(e._mapping) for e in events]
+        return job
+
+    def list(
+        self, comparisons: list[Comparison], *, limit: int, before_job_id: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Newest first, keyset-paginated by job id. Returns the page and the total matching."""
+        conditions = [_condition(c) for c in comparisons]
+        where = and_(True, *conditions)
+        with self._engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
+            query = select(jobs).where(where).order_by(jobs.c.job_id.desc()).limit(limit)
+            if before_job_id:
+                query = query.where(jobs.c.job_id < before_job_id)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            files = self._files(conn, [r["job_id"] for r in rows])
+        for row in rows:
+            row["files"], row["history"] = files[row["job_id"]], []
+        return rows, total
+
+    # -- submitting ----------------------------------------------------------------------
+
+    def submit(self, specs: list[JobSpec], *, owner: str, request_id: str = "") -> list[dict[str, Any]]:
+        """Store every job activated, or none. A repeated request_id returns the first call's jobs."""
+        now = _now()
+        with self._engine.begin() as conn:
+            if request_id:
+                earlier = conn.execute(
+                    select(jobs.c.job_id).where(jobs.c.request_id == request_id).order_by(jobs.c.job_id)
+                ).scalars().all()
+                if earlier:
+                    return self._full(conn, list(earlier))
+            known = self._check_queues(conn, specs)
+            rows = [
+                {
+                    "state": JobState.ACTIVATED.value, "queue": s.queue, "owner": owner, "task_id": s.task_id,
+                    "priority": s.priority, "attempt": 1, "max_attempts": s.max_attempts,
+                    "command": s.command, "environment": s.environment, "cores": s.cores,
+                    "memory_mb": s.memory_mb, "walltime_seconds": s.walltime_seconds, "disk_mb": s.disk_mb,
+                    "label": s.label, "error_code": 0, "error_diag": "", "exit_code": 0, "log_tail": "",
+                    "pilot_id": "", "node": "", "max_rss_mb": 0, "cpu_seconds": 0.0,
+                    "kill_requested": False, "request_id": request_id or None,
+                    "create_time": now, "update_time": now, "state_time": now,
+                }
+                for s in specs
+            ]
+            job_ids = list(
+                conn.execute(
+                    insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows
+                ).scalars()
+            )
+            file_rows = [
+                {
+                    "job_id": job_id, "lfn": f.lfn, "kind": f.kind,
+                    "status": "ready" if f.kind == "input" else "defined",
+                    "size_bytes": f.size_bytes, "adler32": f.adler32,
+                    "storage_element": f.storage_element or known[spec.queue], "attempt": 0,
+                }
+                for job_id, spec in zip(job_ids, specs, strict=True)
+                for f in spec.files
+            ]
+            if file_rows:
+                conn.execute(insert(job_files), file_rows)
+            conn.execute(
+                insert(job_events),
+                [
+                    {
+                        "job_id": job_id, "attempt": 1, "state": JobState.ACTIVATED.value,
+                        "previous_state": "", "time": now, "error_code": 0, "reason": "submitted",
+                        "queue": spec.queue, "task_id": spec.task_id,
+                    }
+                    for job_id, spec in zip(job_ids, specs, strict=True)
+                ],
+            )
+            return self._full(conn, job_ids)
+
+    def _check_queues(self, conn: Connection, specs: list[JobSpec]) -> dict[str, str]:
+        """Queue id -> storage element, for every queue the specs name; refuses unknown queues
+        and jobs larger than their queue takes."""
+        names = {s.queue for s in specs}
+        found = {r.queue_id: r for r in conn.execute(select(queues).where(queues.c.queue_id.in_(names)))}
+        for index, spec in enumerate(specs):
+            queue = found.get(spec.queue)
+            if queue is None:
+                raise NotFound(
+                    f"jobs[{index}]: queue {spec.queue} not found", resource_type="queue", resource_name=spec.queue
+                )
+            for asked, limit, what in (
+                (spec.cores, queue.max_cores, "cores"),
+                (spec.memory_mb, queue.max_memory_mb, "MB of memory"),
+                (spec.walltime_seconds, queue.max_walltime_seconds, "s of walltime"),
+                (spec.disk_mb, queue.max_disk_mb, "MB of disk"),
+            ):
+                if limit and asked > limit:
+                    raise InvalidArgument(
+                        f"jobs[{index}] asks for {asked} {what}; queue {spec.queue} takes at most {limit}",
+                        field=f"jobs[{index}].resources",
+                    )
+        return {name: row.storage_element for name, row in found.items()}
+
+    def _full(self, conn: Connection, job_ids: list[int]) -> list[dict[str, Any]]:
+        rows = self._rows(conn, job_ids, lock=False)
+        files = self._files(conn, job_ids)
+        result = []
+        for job_id in job_ids:
+            row = rows[job_id]
+            row["files"], row["history"] = files[job_id], []
+            result.append(row)
+        return result
+
+    # -- user actions --------------------------------------------------------------------
+
+    def kill(self, job_ids: list[int], reason: str) -> list[ActionResult]:
+        now = _now()
+        reason = reason or "killed by request"
+        results: list[ActionResult] = []
+        changes = _Changes()
+        commands: list[dict[str, Any]] = []
+        with self._engine.begin() as conn:
+            rows = self._rows(conn, job_ids, lock=True)
+            for job_id in job_ids:
+                row = rows.get(job_id)
+                if row is None:
+                    results.append(ActionResult(job_id, error=NotFound(f"job {job_id} not found")))
+                    continue
+                state = JobState(row["state"])
+                if state in QUEUED_STATES:
+                    changes.change_state(row, JobState.CANCELLED, now, reason)
+                    results.append(ActionResult(job_id, state=row["state"]))
+                elif state in PILOT_STATES:
+                    if not row["kill_requested"]:
+                        row["kill_requested"] = True
+                        row["update_time"] = now
+                        changes.touch(row)
+                        commands.append(
+                            {"job_id": job_id, "attempt": row["attempt"], "kind": "kill", "reason": reason,
+                             "pilot_id": row["pilot_id"], "create_time": now}
+                        )
+                    results.append(
+                        ActionResult(job_id, state=row["state"], pilot_command=(row["pilot_id"], row["attempt"]))
+                    )
+                else:
+                    results.append(
+                        ActionResult(
+                            job_id, state=row["state"],
+                            error=FailedPrecondition(f"job {job_id} is already {state.value}",
+                                                     subject=f"jobs/{job_id}"),
+                        )
+                    )
+            changes.flush(conn)
+            if commands:
+                conn.execute(insert(pilot_commands), commands)
+        return results
+
+    def reassign(self, job_ids: list[int], queue_id: str) -> list[ActionResult]:
+        now = _now()
+        results: list[ActionResult] = []
+        changes = _Changes()
+        with self._engine.begin() as conn:
+            if conn.execute(select(queues.c.queue_id).where(queues.c.queue_id == queue_id)).first() is None:
+                raise NotFound(f"queue {queue_id} not found", resource_type="queue", resource_name=queue_id)
+            rows = self._rows(conn, job_ids, lock=True)
+            for job_id in job_ids:
+                row = rows.get(job_id)
+                if row is None:
+                    results.append(ActionResult(job_id, error=NotFound(f"job {job_id} not found")))
+                    continue
+                if JobState(row["state"]) not in QUEUED_STATES:
+                    results.append(
+                        ActionResult(
+                            job_id, state=row["state"],
+                            error=FailedPrecondition(
+                                f"job {job_id} is {row['state']}: only jobs not yet sent to a pilot "
+                                "can be reassigned", subject=f"jobs/{job_id}",
+                            ),
+                        )
+                    )
+                    continue
+                previous = row["queue"]
+                row["queue"] = queue_id
+                changes.change_state(row, JobState.ACTIVATED, now, f"reassigned from {previous} to {queue_id}")
+                results.append(ActionResult(job_id, state=row["state"]))
+            changes.flush(conn)
+            conn.execute(
+                update(job_files)
+                .where(job_files.c.job_id.in_([r.job_id for r in results if r.error is None]))
+                .where(job_files.c.kind != "input")
+                .values(storage_element=select(queues.c.storage_element)
+                        .where(queues.c.queue_id == queue_id).scalar_subquery())
+            )
+        return results
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def claim(
+        self, queue_id: str, offer: tuple[int, int, int], pilots: list[tuple[str, str, int]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Move the best activated jobs of `queue_id` that fit `offer` (cores, memory MB,
+        walltime s; 0 = no limit) to `sent`, up to each pilot's count. One query claims for
+        all the pilots; SKIP LOCKED lets other replicas claim beside us on PostgreSQL."""
+        wanted = sum(count for _, _, count in pilots)
+        if wanted <= 0:
+            return {}
+        cores, memory_mb, walltime = offer
+        query = (
+            select(jobs.c.job_id)
+            .where(jobs.c.queue == queue_id, jobs.c.state == JobState.ACTIVATED.value)
+            .order_by(jobs.c.priority.desc(), jobs.c.job_id)
+            .limit(wanted)
+        )
+        if cores:
+            query = query.where(jobs.c.cores <= cores)
+        if memory_mb:
+            query = query.where(jobs.c.memory_mb <= memory_mb)
+        if walltime:
+            query = query.where(jobs.c.walltime_seconds <= walltime)
+        if not self._sqlite:
+            query = query.with_for_update(skip_locked=True)
+        now = _now()
+        with self._engine.begin() as conn:
+            job_ids = list(conn.execute(query).scalars())
+            if not job_ids:
+                return {}
+            owners: dict[int, tuple[str, str]] = {}
+            claimed = iter(job_ids)
+            for pilot_id, node, count in pilots:
+                for _ in range(count):
+                    job_id = next(claimed, None)
+                    if job_id is None:
+                        break
+                    owners[job_id] = (pilot_id, node)
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.job_id == bindparam("b_job_id"))
+                .values(
+                    state=JobState.SENT.value, pilot_id=bindparam("b_pilot_id"), node=bindparam("b_node"),
+                    state_time=now, update_time=now,
+                ),
+                [{"b_job_id": j, "b_pilot_id": p, "b_node": n} for j, (p, n) in owners.items()],
+            )
+            full = self._full(conn, list(owners))
+            conn.execute(
+                insert(job_events),
+                [
+                    {
+                        "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
+                        "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
+                        "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"],
+                        "task_id": job["task_id"],
+                    }
+                    for job in full
+                ],
+            )
+        by_pilot: dict[str, list[dict[str, Any]]] = {}
+        for job in full:
+            by_pilot.setdefault(job["pilot_id"], []).append(job)
+        return by_pilot
+
+    def release(self, job_ids: list[int], reason: str) -> int:
+        """Jobs sent to a pilot that never got them go back to activated, same attempt."""
+        now = _now()
+        changes = _Changes()
+        with self._engine.begin() as conn:
+            for row in self._rows(conn, job_ids, lock=True).values():
+                if row["state"] == JobState.SENT.value:
+                    row["pilot_id"], row["node"] = "", ""
+                    changes.change_state(row, JobState.ACTIVATED, now, reason)
+                    changes.reactivated += 1
+            changes.flush(conn)
+        return changes.reactivated
+
+    def sent_to(self, pilot_id: str) -> list[tuple[int, int]]:
+        """(job id, attempt) of the jobs in state sent to this pilot."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs.c.job_id, jobs.c.attempt).where(
+                    jobs.c.pilot_id == pilot_id, jobs.c.state == JobState.SENT.value
+                )
+            )
+            return [(r.job_id, r.attempt) for r in rows]
+
+    # -- pilot updates -------------------------------------------------------------------
+
+    def apply_updates(self, updates: list[PilotUpdate]) -> tuple[list[UpdateOutcome], int]:
+        """Apply a batch of pilot updates in order, in one transaction. Updates for another
+        attempt than the job's current one, or changes the lifecycle forbids, are refused.
+        Returns one outcome per update and how many jobs came back activated."""
+        now = _now()
+        changes = _Changes()
+        outcomes: list[UpdateOutcome] = []
+        file_updates: list[dict[str, Any]] = []
+        with self._engine.begin() as conn:
+            rows = self._rows(conn, (u.job_id for u in updates), lock=True)
+            for u in updates:
+                row = rows.get(u.job_id)
+                try:
+                    if row is None:
+                        raise NotFound(f"job {u.job_id} not found")
+                    self._apply_one(row, u, now, changes, file_updates)
+                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"]))
+                except ServiceError as error:
+                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"] if row else "", error))
+            changes.flush(conn)
+            if file_updates:
+                conn.execute(
+                    update(job_files)
+                    .where(
+                        job_files.c.job_id == bindparam("b_job_id"),
+                        job_files.c.lfn == bindparam("b_lfn"),
+                        job_files.c.kind != "input",
+                    )
+                    .values(
+                        status="ready", size_bytes=bindparam("b_size"), adler32=bindparam("b_adler32"),
+                        storage_element=bindparam("b_se"), attempt=bindparam("b_attempt"),
+                    ),
+                    file_updates,
+                )
+        return outcomes, changes.reactivated
+
+    @staticmethod
+    def _apply_one(
+        row: dict[str, Any], u: PilotUpdate, now: datetime, changes: _Changes, file_updates: list[dict[str, Any]]
+    ) -> None:
+        job_id = row["job_id"]
+        if u.attempt != row["attempt"]:
+            raise FailedPrecondition(
+                f"job {job_id} is at attempt {row['attempt']} ({row['state']}); "
+                f"the update for attempt {u.attempt} is stale",
+                subject=f"jobs/{job_id}", violation_type="STALE_ATTEMPT",
+            )
+        if row["pilot_id"] and u.pilot_id != row["pilot_id"]:
+            raise FailedPrecondition(
+                f"job {job_id} is held by pilot {row['pilot_id']}, not {u.pilot_id}",
+                subject=f"jobs/{job_id}", violation_type="NOT_HOLDER",
+            )
+        current = JobState(row["state"])
+        row["max_rss_mb"] = max(row["max_rss_mb"], u.max_rss_mb)
+        row["cpu_seconds"] = max(row["cpu_seconds"], u.cpu_seconds)
+        if is_heartbeat(current, u.state):
+            row["heartbeat_time"] = now
+            row["update_time"] = now
+            changes.touch(row)
+            return
+        if u.state == JobState.FAILED and can_transition(current, JobState.FAILED):
+            row["heartbeat_time"], row["exit_code"] = now, u.exit_code
+            row["log_tail"] = u.log_tail[-_MAX_LOG_TAIL:]
+            changes.fail(row, now, u.error_code, u.error_diag or f"failed with error {u.error_code}")
+            return
+        if u.state == JobState.FINISHED and row["kill_requested"]:
+            # The payload ended on its own before the kill reached it: it still counts.
+            row["kill_requested"] = False
+        check_transition(job_id, current, u.state)
+        row["heartbeat_time"] = now
+        if u.state in FINAL_STATES:
+            row["exit_code"], row["log_tail"] = u.exit_code, u.log_tail[-_MAX_LOG_TAIL:]
+            row["error_code"], row["error_diag"] = u.error_code, u.error_diag
+        reason = ""
+        if u.state == JobState.CANCELLED:
+            reason = "killed; the pilot confirmed"
+        elif u.state == JobState.FINISHED:
+            reason = f"finished, {len(u.output_files)} output file(s) registered"
+            for f in u.output_files:
+                file_updates.append(
+                    {"b_job_id": job_id, "b_lfn": f["lfn"], "b_size": f["size_bytes"], "b_adler32": f["adler32"],
+                     "b_se": f["storage_element"], "b_attempt": row["attempt"]}
+                )
+        changes.change_state(row, u.state, now, reason, u.error_code)
+
+    # -- watchdogs -----------------------------------------------------------------------
+
+    def sweep(
+        self, *, sent_timeout: float, heartbeat_timeout: float, holding_timeout: float, kill_grace: float
+    ) -> tuple[dict[str, int], int]:
+        """Fail what the watchdogs find (PanDA's codes 102, 100, 103) and cancel kills nobody
+        confirmed. Returns counts by rule and how many jobs came back activated."""
+        now = _now()
+        rules: list[tuple[str, ColumnElement[bool], int, str]] = [
+            ("sent", and_(jobs.c.state == "sent", jobs.c.state_time < now - timedelta(seconds=sent_timeout)),
+             error_codes.SENT_NO_REPLY, f"sent, no reply from the pilot for {sent_timeout:.0f} s"),
+            ("heartbeat",
+             and_(jobs.c.state.in_(["starting", "running", "transferring"]),
+                  func.coalesce(jobs.c.heartbeat_time, jobs.c.state_time)
+                  < now - timedelta(seconds=heartbeat_timeout)),
+             error_codes.LOST_HEARTBEAT, f"lost heartbeat (none for {heartbeat_timeout:.0f} s)"),
+            ("holding",
+             and_(jobs.c.state == "holding", jobs.c.state_time < now - timedelta(seconds=holding_timeout)),
+             error_codes.HOLDING_TIMEOUT, f"holding for more than {holding_timeout:.0f} s"),
+            ("kill",
+             and_(jobs.c.kill_requested.is_(True), jobs.c.state.in_([s.value for s in PILOT_STATES]),
+                  jobs.c.job_id.in_(
+                      select(pilot_commands.c.job_id).where(
+                          pilot_commands.c.kind == "kill",
+                          pilot_commands.c.create_time < now - timedelta(seconds=kill_grace),
+                      )
+                  )),
+             error_codes.KILL_NOT_CONFIRMED, error_codes.SERVER_ERRORS[error_codes.KILL_NOT_CONFIRMED]),
+        ]
+        counts: dict[str, int] = {}
+        changes = _Changes()
+        with self._engine.begin() as conn:
+            if not self._try_leader_lock(conn, WATCHDOG_LOCK_KEY):
+                return counts, 0
+            for name, condition, code, diag in rules:
+                ids = list(conn.execute(select(jobs.c.job_id).where(condition).limit(10_000)).scalars())
+                rows = [r for r in self._rows(conn, ids, lock=True).values() if r["job_id"] not in changes.rows]
+                for row in rows:
+                    if name == "kill":
+                        row["error_code"], row["error_diag"] = code, diag
+                        changes.change_state(row, JobState.CANCELLED, now, diag, code)
+                    else:
+                        changes.fail(row, now, code, diag)
+                counts[name] = len(rows)
+            changes.flush(conn)
+        return counts, changes.reactivated
+
+    def _try_leader_lock(self, conn: Connection, key: int) -> bool:
+        """One replica runs the watchdogs: a transaction-scoped advisory lock on PostgreSQL."""
+        if self._sqlite:
+            return True
+        return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
+
+    # -- events and commands -------------------------------------------------------------
+
+    def events_after(
+        self, cursor: int, *, job_ids: Sequence[int] = (), task_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        query = select(job_events).where(job_events.c.cursor > cursor).order_by(job_events.c.cursor).limit(limit)
+        if job_ids:
+            query = query.where(job_events.c.job_id.in_(list(job_ids)))
+        if task_id:
+            query = query.where(job_events.c.task_id == task_id)
+        with self._engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def last_cursor(self) -> int:
+        with self._engine.connect() as conn:
+            return conn.execute(select(func.coalesce(func.max(job_events.c.cursor), 0))).scalar_one()
+
+    def pending_commands(self, pilot_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not pilot_ids:
+            return []
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(pilot_commands).where(
+                    pilot_commands.c.pilot_id.in_(list(pilot_ids)), pilot_commands.c.delivered_time.is_(None)
+                )
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def mark_delivered(self, command_ids: Sequence[int]) -> None:
+        if not command_ids:
+            return
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(pilot_commands)
+                .where(pilot_commands.c.command_id.in_(list(command_ids)))
+                .values(delivered_time=_now())
+            )

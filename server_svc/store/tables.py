@@ -1,0 +1,141 @@
+"""Tables owned by the server. Only server_svc reads or writes them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+# Named constraints so migrations are the same on SQLite and PostgreSQL.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids that are still INTEGER PRIMARY KEY (rowid) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Time = DateTime(timezone=True)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("queue_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("max_cores", Integer, nullable=False, default=0),
+    Column("max_memory_mb", BigInteger, nullable=False, default=0),
+    Column("max_walltime_seconds", BigInteger, nullable=False, default=0),
+    Column("max_disk_mb", BigInteger, nullable=False, default=0),
+    Column("storage_element", String(1024), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", Id, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("owner", String(256), nullable=False, default=""),
+    Column("task_id", BigInteger, nullable=False, default=0),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("max_attempts", Integer, nullable=False),
+    Column("command", JSON, nullable=False),
+    Column("environment", JSON, nullable=False),
+    Column("cores", Integer, nullable=False),
+    Column("memory_mb", BigInteger, nullable=False),
+    Column("walltime_seconds", BigInteger, nullable=False),
+    Column("disk_mb", BigInteger, nullable=False, default=0),
+    Column("label", String(256), nullable=False, default=""),
+    Column("error_code", Integer, nullable=False, default=0),
+    Column("error_diag", Text, nullable=False, default=""),
+    Column("exit_code", Integer, nullable=False, default=0),
+    Column("log_tail", Text, nullable=False, default=""),
+    Column("pilot_id", String(256), nullable=False, default=""),
+    Column("node", String(256), nullable=False, default=""),
+    Column("max_rss_mb", BigInteger, nullable=False, default=0),
+    Column("cpu_seconds", Float, nullable=False, default=0.0),
+    # Set when a kill was asked for a job a pilot holds; the job ends cancelled.
+    Column("kill_requested", Boolean, nullable=False, default=False),
+    Column("request_id", String(64), nullable=True),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+    # When the job entered its current state: what the watchdogs measure.
+    Column("state_time", Time, nullable=False),
+    Column("start_time", Time, nullable=True),
+    Column("end_time", Time, nullable=True),
+    Column("heartbeat_time", Time, nullable=True),
+    # The dispatcher's claim: activated jobs of a queue, best first.
+    Index("ix_jobs_dispatch", "queue", "state", "priority", "job_id"),
+    Index("ix_jobs_state_time", "state", "state_time"),
+    Index("ix_jobs_task_id", "task_id"),
+    Index("ix_jobs_owner", "owner"),
+    Index("ix_jobs_request_id", "request_id"),
+    Index("ix_jobs_pilot_id", "pilot_id"),
+)
+
+job_files = Table(
+    "job_files",
+    metadata,
+    Column("file_id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    Column("lfn", String(1024), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("adler32", String(8), nullable=False, default=""),
+    Column("storage_element", String(1024), nullable=False, default=""),
+    Column("attempt", Integer, nullable=False, default=0),
+    Index("ix_job_files_job_id", "job_id"),
+    Index("ix_job_files_lfn", "lfn"),
+)
+
+# Every state change, in order: the jobs' history and the WatchJobs log (its id is the cursor).
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("cursor", Id, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("previous_state", String(16), nullable=False, default=""),
+    Column("time", Time, nullable=False),
+    Column("error_code", Integer, nullable=False, default=0),
+    Column("reason", Text, nullable=False, default=""),
+    Column("queue", String(64), nullable=False, default=""),
+    Column("task_id", BigInteger, nullable=False, default=0),
+    Index("ix_job_events_job_id", "job_id"),
+)
+
+# Commands for pilots (kill...), delivered on the stream of whichever replica holds the pilot.
+pilot_commands = Table(
+    "pilot_commands",
+    metadata,
+    Column("command_id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("pilot_id", String(256), nullable=False, default=""),
+    Column("create_time", Time, nullable=False),
+    Column("delivered_time", Time, nullable=True),
+    Index("ix_pilot_commands_pending", "pilot_id", "delivered_time"),
+)
