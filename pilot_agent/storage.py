@@ -1,0 +1,212 @@
+"""Storage elements: where a job's inputs come from and its outputs go.
+
+A storage element is named by a URL; its scheme picks the implementation from a registry, so a
+new protocol (xrootd, S3...) is one class and one `register_scheme` call. The methods are
+blocking; the pilot calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from pilot_agent import error_codes
+from pilot_agent.error_codes import ErrorCode
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class StorageError(Exception):
+    """A failed transfer, with the pilot error code the job reports."""
+
+    def __init__(self, error: ErrorCode, diag: str) -> None:
+        super().__init__(diag)
+        self.error = error
+        self.diag = diag
+
+    @property
+    def error_code(self) -> int:
+        return self.error.code
+
+
+def format_adler32(value: int) -> str:
+    """Adler-32 as PanDA writes it: 8 lower-case hex digits, zero-padded."""
+    return f"{value & 0xFFFFFFFF:08x}"
+
+
+def normalize_adler32(text: str) -> str:
+    """A checksum as given by a job, in the canonical form (or "" when unknown)."""
+    text = text.strip().lower()
+    return text.zfill(8) if text else ""
+
+
+def adler32_file(path: Path) -> tuple[int, str]:
+    """Size and adler32 of a file, read in chunks."""
+    value = zlib.adler32(b"")
+    size = 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            value = zlib.adler32(chunk, value)
+            size += len(chunk)
+    return size, format_adler32(value)
+
+
+def _copy_with_adler32(src: Path, dst: Path) -> tuple[int, str]:
+    """Copy src to a new file dst, fsynced; size and adler32 of what was read."""
+    value = zlib.adler32(b"")
+    size = 0
+    with open(src, "rb") as reader, open(dst, "xb") as writer:
+        while chunk := reader.read(CHUNK_BYTES):
+            value = zlib.adler32(chunk, value)
+            size += len(chunk)
+            writer.write(chunk)
+        writer.flush()
+        os.fsync(writer.fileno())
+    return size, format_adler32(value)
+
+
+def _temp_beside(path: Path) -> Path:
+    # Same directory, so the final rename is atomic; hidden so nobody mistakes it for the file.
+    return path.with_name(f".{path.name}.part-{uuid.uuid4().hex[:12]}")
+
+
+def _fsync_dir(path: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_lfn(lfn: str, failure: ErrorCode) -> PurePosixPath:
+    """An LFN as a relative path that cannot leave the directory it is joined to."""
+    path = PurePosixPath(lfn)
+    if not lfn or "\0" in lfn or path.is_absolute() or ".." in path.parts or lfn.endswith("/"):
+        raise StorageError(failure, f"invalid LFN {lfn!r}: must be a relative file name without '..'")
+    return path
+
+
+class StorageElement(ABC):
+    """One storage element. Implementations raise StorageError with the right code."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @abstractmethod
+    def stage_in(self, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = "") -> None:
+        """Copy `lfn` to `dest_path`, verifying size and adler32 where given (0 / "" = unknown)."""
+
+    @abstractmethod
+    def stage_out(self, src_path: Path, lfn: str) -> tuple[int, str]:
+        """Copy `src_path` to the element as `lfn`, atomically; return its size and adler32."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+_REGISTRY: dict[str, Callable[[str], StorageElement]] = {}
+
+
+def register_scheme(scheme: str, factory: Callable[[str], StorageElement]) -> None:
+    """Make URLs with `scheme` open with `factory(url)`."""
+    _REGISTRY[scheme.lower()] = factory
+
+
+def registered_schemes() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def open_storage_element(url: str) -> StorageElement:
+    """The storage element for a URL; ValueError when the URL is empty or its scheme unknown."""
+    if not url:
+        raise ValueError("no storage element given")
+    scheme = urlsplit(url).scheme.lower()
+    factory = _REGISTRY.get(scheme)
+    if factory is None:
+        known = ", ".join(registered_schemes()) or "none"
+        raise ValueError(f"unsupported storage element {url!r} (scheme {scheme or '?'!r}; known: {known})")
+    return factory(url)
+
+
+class PosixStorageElement(StorageElement):
+    """A directory on a shared or local file system: `file:///abs/path`, files at `<path>/<lfn>`."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "file" or parts.netloc not in ("", "localhost"):
+            raise ValueError(f"not a local file URL: {url!r} (expected file:///absolute/path)")
+        root = unquote(parts.path)
+        if not root.startswith("/"):
+            raise ValueError(f"storage element path must be absolute: {url!r}")
+        self.root = Path(root)
+
+    def path_of(self, lfn: str, failure: ErrorCode) -> Path:
+        return self.root / check_lfn(lfn, failure)
+
+    def stage_in(self, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = "") -> None:
+        source = self.path_of(lfn, error_codes.STAGEINFAILED)
+        if not source.is_file():
+            raise StorageError(error_codes.MISSINGINPUTFILE, f"input {lfn} not found at {source}")
+        temp = _temp_beside(dest_path)
+        try:
+            dest_path.parent.mkdir(parents=True, exist_ok=True)
+            size, adler32 = _copy_with_adler32(source, temp)
+            if expected_size > 0 and size != expected_size:
+                raise StorageError(
+                    error_codes.STAGEINFAILED,
+                    f"size mismatch on input {lfn}: expected {expected_size} bytes, got {size}",
+                )
+            expected = normalize_adler32(expected_adler32)
+            if expected and adler32 != expected:
+                raise StorageError(
+                    error_codes.GETADMISMATCH,
+                    f"adler32 mismatch on input {lfn}: expected {expected}, got {adler32}",
+                )
+            os.replace(temp, dest_path)
+        except OSError as exc:
+            raise StorageError(error_codes.STAGEINFAILED, f"stage-in of {lfn} from {source} failed: {exc}") from exc
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def stage_out(self, src_path: Path, lfn: str) -> tuple[int, str]:
+        dest = self.path_of(lfn, error_codes.STAGEOUTFAILED)
+        if not src_path.is_file():
+            raise StorageError(error_codes.MISSINGOUTPUTFILE, f"output {lfn} not found at {src_path}")
+        temp = _temp_beside(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            size, adler32 = _copy_with_adler32(src_path, temp)
+            # Read the copy back: what was written must be what was read.
+            copy_size, copy_adler32 = adler32_file(temp)
+            if copy_size != size:
+                raise StorageError(
+                    error_codes.STAGEOUTFAILED,
+                    f"size mismatch on output {lfn}: wrote {size} bytes, copy has {copy_size}",
+                )
+            if copy_adler32 != adler32:
+                raise StorageError(
+                    error_codes.PUTADMISMATCH,
+                    f"adler32 mismatch on output {lfn}: source {adler32}, copy {copy_adler32}",
+                )
+            os.replace(temp, dest)
+            _fsync_dir(dest.parent)
+        except OSError as exc:
+            raise StorageError(error_codes.STAGEOUTFAILED, f"stage-out of {lfn} to {dest} failed: {exc}") from exc
+        finally:
+            temp.unlink(missing_ok=True)
+        return size, adler32
+
+
+register_scheme("file", PosixStorageElement)
