@@ -1,0 +1,424 @@
+"""Job commands: submit, jobs (list), job show / kill / reassign / watch."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import grpc
+from panda.server.v1 import job_pb2, job_service_pb2
+
+from . import output
+from .output import FINAL_JOB_STATES, format_time, job_state_name, or_dash, render_table
+from .rpc import Client, CliError, unreachable_message
+from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
+
+# gRPC status names by number, for the per-job google.rpc.Status of batch actions.
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
+# Watch: give up when the stream cannot be re-established for this long.
+WATCH_RECONNECT_GIVE_UP_SECONDS = 60.0
+# Codes after which re-opening the watch stream is pointless.
+_WATCH_FATAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+
+COMMAND_WIDTH = 48
+
+
+# --- submit ------------------------------------------------------------------------------
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    command = list(args.payload or [])
+    if command and command[0] == "--":
+        command = command[1:]
+    if args.file:
+        if command:
+            raise CliError("give either -f FILE or a command after `--`, not both", exit_code=2)
+        if args.input or args.output or args.env:
+            raise CliError("--input, --output and --env describe one job; with -f put them in the file", 2)
+        defaults = {
+            "queue": args.queue,
+            "cores": args.cores,
+            "memory": args.memory,
+            "walltime": args.walltime,
+            "priority": args.priority,
+            "max_attempts": args.max_attempts,
+            "label": args.label,
+        }
+        try:
+            jobs = jobs_from_yaml(_read_source(args.file), source=args.file, defaults=defaults)
+        except SpecError as exc:
+            raise CliError(str(exc)) from None
+    else:
+        try:
+            jobs = [
+                job_from_flags(
+                    queue=args.queue,
+                    command=command,
+                    inputs=args.input or (),
+                    outputs=args.output or (),
+                    cores=args.cores,
+                    memory=args.memory,
+                    walltime=args.walltime,
+                    priority=args.priority,
+                    max_attempts=args.max_attempts,
+                    label=args.label,
+                    env=args.env or (),
+                )
+            ]
+        except SpecError as exc:
+            raise CliError(str(exc), exit_code=2) from None
+
+    # One request id for the call and its retries: the server then creates the jobs once.
+    request = job_service_pb2.SubmitJobsRequest(jobs=jobs, request_id=str(uuid.uuid4()))
+    with Client(args.server) as client:
+        # Big batches take the server longer to store; stretch the deadline with the size.
+        client.deadline += len(jobs) / 200
+        response = client.call_with_retry(client.jobs.SubmitJobs, request)
+    ids = [job.job_id for job in response.jobs]
+    if args.file:
+        if args.json:
+            output.print_json({"job_ids": ids})
+        else:
+            for job_id in ids:
+                print(job_id)
+    elif args.json:
+        output.print_json({"job_id": ids[0] if ids else None})
+    else:
+        print(ids[0] if ids else "")
+    return 0
+
+
+def _read_source(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path}: not a UTF-8 text file") from None
+
+
+# --- jobs (list) -------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since) if args.since else None
+        job_filter = build_job_filter(
+            state=args.state, queue=args.queue, task_id=args.task, owner=args.owner, since=since
+        )
+    except SpecError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+    request = job_service_pb2.ListJobsRequest(page_size=args.limit, page_token=args.page_token or "", filter=job_filter)
+    with Client(args.server) as client:
+        response = client.call(client.jobs.ListJobs, request)
+    if args.json:
+        output.print_json(response)
+        return 0
+    if response.jobs:
+        print(render_jobs_table(response.jobs))
+    else:
+        print("no jobs" + (f" match {job_filter}" if job_filter else ""))
+    print(list_footer(len(response.jobs), response.total_size, response.next_page_token))
+    return 0
+
+
+def command_text(job: job_pb2.Job) -> str:
+    return shlex.join(job.command)
+
+
+def render_jobs_table(jobs: Iterable[job_pb2.Job]) -> str:
+    rows = []
+    for job in jobs:
+        rows.append(
+            [
+                job.job_id,
+                job_state_name(job.state),
+                job.queue,
+                f"{job.attempt}/{job.max_attempts}" if job.max_attempts else str(job.attempt),
+                job.priority,
+                job.error_code or "-",
+                output.truncate(job.label or command_text(job), COMMAND_WIDTH) or "-",
+                format_time(job.update_time),
+            ]
+        )
+    headers = ["ID", "STATE", "QUEUE", "ATTEMPT", "PRIO", "ERROR", "LABEL/COMMAND", "UPDATED"]
+    return render_table(headers, rows, right=(0, 4, 5))
+
+
+def list_footer(shown: int, total: int, next_page_token: str) -> str:
+    footer = f"showing {shown} of {total}"
+    if next_page_token:
+        footer += f"; next page: --page-token {next_page_token}"
+    return footer
+
+
+# --- job show ----------------------------------------------------------------------------
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with Client(args.server) as client:
+        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=args.job_id)).job
+    if args.json:
+        output.print_json(job)
+    else:
+        print(render_job(job))
+    return 0
+
+
+def render_job(job: job_pb2.Job) -> str:
+    resources = job.resources
+    resource_text = ", ".join(
+        [
+            f"{resources.cores or '-'} core{'s' if resources.cores != 1 else ''}",
+            f"memory {output.format_mb(resources.memory_mb)}",
+            f"walltime {output.format_duration(resources.walltime_seconds)}",
+        ]
+        + ([f"disk {output.format_mb(resources.disk_mb)}"] if resources.disk_mb else [])
+    )
+    where = job.pilot_id + (f" on {job.node}" if job.node else "") if job.pilot_id else job.node
+    fields: list[tuple[str, object]] = [
+        ("job", f"{job.job_id}" + (f"  (task {job.task_id})" if job.task_id else "")),
+        ("state", job_state_name(job.state)),
+        ("queue", job.queue),
+        ("attempt", f"{job.attempt}/{job.max_attempts}" if job.max_attempts else job.attempt),
+        ("priority", job.priority),
+        ("owner", job.owner),
+        ("label", job.label),
+        ("command", command_text(job)),
+        ("environment", " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(job.environment.items()))),
+        ("pilot", where),
+        ("resources", resource_text),
+        ("created", format_time(job.create_time)),
+        ("started", format_time(job.start_time)),
+        ("ended", format_time(job.end_time)),
+        ("updated", format_time(job.update_time)),
+        ("heartbeat", format_time(job.heartbeat_time)),
+    ]
+    if job.exit_code or job.end_time.seconds:
+        fields.append(("exit code", job.exit_code))
+    if job.max_rss_mb or job.cpu_seconds:
+        fields.append(("usage", f"max RSS {job.max_rss_mb} MB, CPU {job.cpu_seconds:.1f} s"))
+    if job.error_code or job.error_diag:
+        fields.append(("error", f"{job.error_code or '-'}: {job.error_diag or '(no diagnosis)'}"))
+    sections = [output.render_fields(fields)]
+
+    if job.files:
+        sections.append("files:\n" + _indent(render_files_table(job.files)))
+    if job.history:
+        sections.append("history:\n" + _indent(render_history_table(job.history)))
+    if job.log_tail:
+        sections.append("log tail:\n" + _indent(job.log_tail.rstrip("\n")))
+    return "\n\n".join(sections)
+
+
+def render_files_table(files: Iterable[job_pb2.JobFile]) -> str:
+    rows = [
+        [
+            output.file_kind_name(f.kind),
+            f.lfn,
+            output.format_bytes(f.size_bytes),
+            or_dash(f.adler32),
+            output.file_status_name(f.status),
+            or_dash(f.storage_element),
+        ]
+        for f in files
+    ]
+    return render_table(["KIND", "LFN", "SIZE", "ADLER32", "STATUS", "SE"], rows, right=(2,))
+
+
+def render_history_table(history: Iterable[job_pb2.JobEvent]) -> str:
+    rows = [[format_time(e.time), job_state_name(e.state), e.attempt, _event_reason(e) or "-"] for e in history]
+    return render_table(["TIME", "STATE", "ATTEMPT", "REASON"], rows, right=(2,))
+
+
+def _event_reason(event: job_pb2.JobEvent) -> str:
+    reason = event.reason
+    if event.error_code:
+        reason = f"[error {event.error_code}] {reason}".rstrip()
+    return reason
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line if line else line for line in text.splitlines())
+
+
+# --- kill / reassign ---------------------------------------------------------------------
+
+
+def cmd_kill(args: argparse.Namespace) -> int:
+    reason = args.reason or f"killed by {_user()} with `panda job kill`"
+    request = job_service_pb2.KillJobsRequest(job_ids=args.job_ids, reason=reason)
+    with Client(args.server) as client:
+        response = client.call(client.jobs.KillJobs, request)
+    return _report_actions(args, response.results, _kill_outcome)
+
+
+def cmd_reassign(args: argparse.Namespace) -> int:
+    request = job_service_pb2.ReassignJobsRequest(job_ids=args.job_ids, queue=args.queue)
+    with Client(args.server) as client:
+        response = client.call(client.jobs.ReassignJobs, request)
+    return _report_actions(args, response.results, lambda r: f"reassigned to {args.queue} ({job_state_name(r.state)})")
+
+
+def _kill_outcome(result: job_service_pb2.JobActionResult) -> str:
+    # A queued job is cancelled at once; a running one only gets told to stop.
+    if result.state in FINAL_JOB_STATES:
+        return job_state_name(result.state)
+    return f"kill sent ({job_state_name(result.state)})"
+
+
+def action_lines(results: Sequence[job_service_pb2.JobActionResult], outcome: object) -> tuple[list[str], bool]:
+    """One line per job and whether any was refused."""
+    lines = []
+    refused = False
+    width = max((len(str(r.job_id)) for r in results), default=0)
+    for result in results:
+        if result.status.code == 0:
+            text = outcome(result)  # type: ignore[operator]
+        else:
+            refused = True
+            code = _CODE_NAMES.get(result.status.code, str(result.status.code))
+            text = f"refused: {code}: {result.status.message}"
+        lines.append(f"{str(result.job_id).rjust(width)}  {text}")
+    return lines, refused
+
+
+def _report_actions(
+    args: argparse.Namespace, results: Sequence[job_service_pb2.JobActionResult], outcome: object
+) -> int:
+    lines, refused = action_lines(results, outcome)
+    if args.json:
+        output.print_json({"results": [output.message_to_dict(r) for r in results]})
+    else:
+        print("\n".join(lines))
+    return 1 if refused else 0
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in the environment: the reason is only informative
+        return "unknown"
+
+
+# --- watch -------------------------------------------------------------------------------
+
+
+def event_from_job(job: job_pb2.Job) -> job_pb2.JobEvent:
+    """The job's current state as an event, so the first line looks like the rest."""
+    last = job.history[-1] if job.history else None
+    if last is not None and last.state == job.state and last.attempt == job.attempt:
+        return last
+    event = job_pb2.JobEvent(
+        job_id=job.job_id,
+        attempt=job.attempt,
+        state=job.state,
+        error_code=job.error_code,
+        reason=job.error_diag,
+        queue=job.queue,
+        task_id=job.task_id,
+    )
+    event.time.CopyFrom(job.update_time)
+    return event
+
+
+def format_event(event: job_pb2.JobEvent) -> str:
+    return "  ".join(
+        [
+            format_time(event.time),
+            job_state_name(event.state).ljust(12),
+            f"attempt {event.attempt}",
+            _event_reason(event),
+        ]
+    ).rstrip()
+
+
+def watch_exit_code(state: int) -> int:
+    return 0 if state == job_pb2.Job.STATE_FINISHED else 1
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    job_id: int = args.job_id
+    emit = output.print_json_line if args.json else (lambda e: print(format_event(e), flush=True))
+
+    with Client(args.server) as client:
+        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=job_id)).job
+        emit(event_from_job(job))
+        if job.state in FINAL_JOB_STATES:
+            return watch_exit_code(job.state)
+
+        # Resume right after the newest event GetJob showed, so nothing between the two calls
+        # is lost or printed twice. A server that leaves history cursors empty gets from_now.
+        cursor = max((e.cursor for e in job.history), default=0)
+        last_state = (job.state, job.attempt)
+        lost_since: float | None = None
+        while True:
+            request = job_service_pb2.WatchJobsRequest(job_ids=[job_id], after_cursor=cursor, from_now=cursor == 0)
+            opened = time.monotonic()
+            try:
+                for response in client.jobs.WatchJobs(request):
+                    lost_since = None
+                    event = response.event
+                    if event.cursor:
+                        if event.cursor <= cursor:
+                            continue  # replayed after a resume: already printed
+                        cursor = event.cursor
+                    if event.job_id != job_id:
+                        continue
+                    emit(event)
+                    last_state = (event.state, event.attempt)
+                    if event.state in FINAL_JOB_STATES:
+                        return watch_exit_code(event.state)
+                error: grpc.RpcError | None = None  # the server ended the stream: open it again
+            except grpc.RpcError as exc:
+                error = exc
+
+            if error is not None:
+                code = error.code()
+                if code == grpc.StatusCode.OUT_OF_RANGE:
+                    cursor = 0  # our cursor fell out of the server's event log: catch up below
+                elif code in _WATCH_FATAL_CODES:
+                    raise client.translate(error)
+            now = time.monotonic()
+            if now - opened > 5.0:
+                lost_since = None  # a quiet stream that lived a while is a fresh loss, not a retry
+            if lost_since is None:
+                lost_since = now
+                reason = error.code().name if error is not None else "stream ended"
+                print(f"panda: watch stream interrupted ({reason}); resuming", file=sys.stderr)
+            elif now - lost_since > WATCH_RECONNECT_GIVE_UP_SECONDS:
+                raise CliError(unreachable_message(client.address))
+            time.sleep(1.0)
+
+            if cursor == 0:
+                # Without a cursor the gap is not replayed: catch up through GetJob instead.
+                try:
+                    job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=job_id)).job
+                except CliError as exc:
+                    if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        continue  # still away: keep trying until the give-up time
+                    raise
+                if (job.state, job.attempt) != last_state:
+                    emit(event_from_job(job))
+                    last_state = (job.state, job.attempt)
+                if job.state in FINAL_JOB_STATES:
+                    return watch_exit_code(job.state)
+                cursor = max((e.cursor for e in job.history), default=0)

@@ -1,0 +1,193 @@
+"""Rendering for people (aligned tables, short names, local times) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+from panda.server.v1 import job_pb2, queue_pb2
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+EMPTY = "-"
+
+FINAL_JOB_STATES = frozenset(
+    {
+        job_pb2.Job.STATE_FINISHED,
+        job_pb2.Job.STATE_FAILED,
+        job_pb2.Job.STATE_CANCELLED,
+        job_pb2.Job.STATE_CLOSED,
+    }
+)
+
+
+# --- names -------------------------------------------------------------------------------
+
+
+def _short(full_name: str, prefix: str) -> str:
+    return full_name.removeprefix(prefix).lower()
+
+
+def job_state_name(state: int) -> str:
+    """`running` for STATE_RUNNING; unknown numbers (a newer server) stay visible as numbers."""
+    try:
+        return _short(job_pb2.Job.State.Name(state), "STATE_")
+    except ValueError:
+        return f"state-{state}"
+
+
+def queue_status_name(status: int) -> str:
+    try:
+        return _short(queue_pb2.Queue.Status.Name(status), "STATUS_")
+    except ValueError:
+        return f"status-{status}"
+
+
+def file_kind_name(kind: int) -> str:
+    try:
+        return _short(job_pb2.JobFile.Kind.Name(kind), "KIND_")
+    except ValueError:
+        return f"kind-{kind}"
+
+
+def file_status_name(status: int) -> str:
+    try:
+        return _short(job_pb2.JobFile.Status.Name(status), "STATUS_")
+    except ValueError:
+        return f"status-{status}"
+
+
+def parse_enum(value: str, enum_type: Any, prefix: str, what: str) -> int:
+    """Accept `running`, `RUNNING` or `STATE_RUNNING`; the error lists the valid choices."""
+    name = value.strip().upper()
+    if not name.startswith(prefix):
+        name = prefix + name
+    names: list[str] = list(enum_type.keys())
+    if name == prefix + "UNSPECIFIED" or name not in names:
+        choices = ", ".join(_short(n, prefix) for n in names if not n.endswith("_UNSPECIFIED"))
+        raise ValueError(f"unknown {what} {value!r} (choose from {choices})")
+    return int(enum_type.Value(name))
+
+
+def job_state_choices() -> list[str]:
+    names: list[str] = list(job_pb2.Job.State.keys())
+    return [_short(n, "STATE_") for n in names if n != "STATE_UNSPECIFIED"]
+
+
+def queue_status_choices() -> list[str]:
+    names: list[str] = list(queue_pb2.Queue.Status.keys())
+    return [_short(n, "STATUS_") for n in names if n != "STATUS_UNSPECIFIED"]
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def is_set(ts: timestamp_pb2.Timestamp) -> bool:
+    return ts.seconds != 0 or ts.nanos != 0
+
+
+def format_time(ts: timestamp_pb2.Timestamp) -> str:
+    """Local wall-clock time; an unset timestamp (proto default) shows as `-`, not 1970."""
+    if not is_set(ts):
+        return EMPTY
+    return ts.ToDatetime(tzinfo=UTC).astimezone().strftime(TIME_FORMAT)
+
+
+def format_datetime(value: datetime) -> str:
+    return value.astimezone().strftime(TIME_FORMAT)
+
+
+def format_duration(seconds: float) -> str:
+    """Compact duration: 90 -> 1m30s, 86400 -> 1d. Zero means "not stated" in the contracts."""
+    total = int(seconds)
+    if total <= 0:
+        return EMPTY
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if total >= size:
+            count, total = divmod(total, size)
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def format_bytes(size: int) -> str:
+    if size <= 0:
+        return EMPTY
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def format_mb(megabytes: int) -> str:
+    return f"{megabytes} MB" if megabytes > 0 else EMPTY
+
+
+def or_dash(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if text else EMPTY
+
+
+def truncate(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    return text[: max(width - 3, 0)] + "..."
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def render_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    right: Iterable[int] = (),
+) -> str:
+    """Columns padded to their widest cell, two spaces apart; `right` are right-aligned
+    (numbers). The last column is not padded, so lines carry no trailing blanks."""
+    right_aligned = set(right)
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = []
+        for i, cell in enumerate(row):
+            if i in right_aligned:
+                parts.append(cell.rjust(widths[i]))
+            elif i == len(row) - 1:
+                parts.append(cell)
+            else:
+                parts.append(cell.ljust(widths[i]))
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def render_fields(fields: Sequence[tuple[str, object]]) -> str:
+    """`key:  value` lines with the values aligned, for `show` commands."""
+    width = max((len(k) for k, _ in fields), default=0) + 1
+    return "\n".join(f"{(k + ':').ljust(width)}  {or_dash(v)}" for k, v in fields)
+
+
+# --- JSON --------------------------------------------------------------------------------
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def print_json(value: Message | Mapping[str, Any] | Sequence[Any], *, out: TextIO | None = None) -> None:
+    data = message_to_dict(value) if isinstance(value, Message) else value
+    print(json.dumps(data, indent=2, sort_keys=False), file=out or sys.stdout)
+
+
+def print_json_line(value: Message | Mapping[str, Any], *, out: TextIO | None = None) -> None:
+    """One compact object per line (JSON Lines), for streams such as `job watch --json`."""
+    data = message_to_dict(value) if isinstance(value, Message) else value
+    stream = out or sys.stdout
+    print(json.dumps(data, separators=(",", ":")), file=stream, flush=True)

@@ -1,0 +1,456 @@
+"""`panda up`: the server and some pilots on one machine, in the foreground, supervised.
+
+Each child runs in its own process group (start_new_session), so the terminal's Ctrl-C reaches
+only us and we stop the children in order: pilots first (they finish talking to the server),
+then the server. Anything still alive after the timeout gets SIGKILL, by its own group only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
+
+from panda_runtime.client import sync_channel
+from panda_runtime.config import DEFAULT_SERVER_ADDRESS, Settings
+
+from .rpc import Client, CliError
+from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
+
+LOCAL_QUEUE = "local"
+# Pilots normally leave when idle; under `panda up` they should wait for work "forever".
+PILOT_IDLE_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
+SERVER_START_TIMEOUT_SECONDS = 60.0
+PILOT_CONNECT_TIMEOUT_SECONDS = 30.0
+LOG_TAIL_LINES = 15
+
+
+class StopRequested(Exception):
+    """SIGINT/SIGTERM arrived while starting up."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal_group(self, signum: int) -> None:
+        # The group was created by us for this child (start_new_session), so it holds only the
+        # child and whatever it started; a group that is already gone is fine.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+class Supervisor:
+    """Starts children, notices one dying, and stops them all in order."""
+
+    def __init__(self, stop_timeout: float) -> None:
+        self.stop_timeout = stop_timeout
+        self.children: list[Child] = []
+        self.stop_event = threading.Event()
+        self.hurry = threading.Event()  # a second Ctrl-C while stopping: SIGKILL at once
+        self.signal_name = ""
+        self._previous_handlers: dict[int, object] = {}
+
+    # signals
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_event.is_set():
+            self.hurry.set()
+        else:
+            self.signal_name = signal.Signals(signum).name
+            self.stop_event.set()
+
+    def check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise StopRequested
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep that ends early, with StopRequested, when a signal asks us to stop."""
+        if self.stop_event.wait(seconds):
+            raise StopRequested
+
+    # children
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> Child:
+        child = Child(name=name, argv=argv, log_path=log_path)
+        log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        log_file.write(f"\n=== {stamp} panda up: starting {name}: {' '.join(argv)}\n".encode())
+        log_file.flush()
+        child.log_file = log_file
+        child.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        self.children.append(child)
+        return child
+
+    def dead_child(self) -> Child | None:
+        for child in self.children:
+            if not child.alive():
+                return child
+        return None
+
+    def stop_all(self) -> None:
+        """SIGTERM pilots, wait; SIGTERM the server, wait; SIGKILL the rest."""
+        pilots = [c for c in self.children if c.name != "server" and c.alive()]
+        servers = [c for c in self.children if c.name == "server" and c.alive()]
+        if pilots:
+            print(f"stopping {len(pilots)} pilot(s)...", flush=True)
+            self._terminate(pilots)
+        if servers:
+            print("stopping the server...", flush=True)
+            self._terminate(servers)
+        for child in self.children:
+            if child.log_file is not None:
+                child.log_file.close()
+                child.log_file = None
+
+    def _terminate(self, children: Sequence[Child]) -> None:
+        for child in children:
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while any(c.alive() for c in children) and time.monotonic() < deadline and not self.hurry.is_set():
+            time.sleep(0.1)
+        for child in children:
+            if child.alive():
+                print(f"{child.name} (pid {child.pid}) did not stop in time: killing it", flush=True)
+                child.signal_group(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.process.wait(timeout=5)  # type: ignore[union-attr]
+            else:
+                # The group may still hold processes the child left behind (e.g. a payload).
+                child.signal_group(signal.SIGKILL)
+
+
+# --- steps -------------------------------------------------------------------------------
+
+
+def child_env(settings: Settings, address: str, database_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "PANDA_DATA_DIR": str(settings.data_dir),
+            "PANDA_DATABASE_URL": database_url,
+            "PANDA_SERVER": address,
+            "PYTHONUNBUFFERED": "1",  # logs appear as they are written
+        }
+    )
+    return env
+
+
+def health_status(address: str, timeout: float = 1.0) -> int | None:
+    """The server's overall health status, or None when nothing answers."""
+    channel = sync_channel(address)
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
+    except grpc.RpcError:
+        return None
+    finally:
+        channel.close()
+
+
+def wait_for_server(supervisor: Supervisor, server: Child, address: str) -> float:
+    """Poll the gRPC health check until SERVING; returns the seconds it took."""
+    start = time.monotonic()
+    interactive = sys.stdout.isatty()
+    print(f"waiting for the server at {address} ...", end="" if interactive else "\n", flush=True)
+    while True:
+        supervisor.check_stop()
+        if not server.alive():
+            if interactive:
+                print()
+            raise CliError(
+                f"the server exited during startup (code {server.process.returncode}); "  # type: ignore[union-attr]
+                f"last lines of {server.log_path}:\n{log_tail(server.log_path)}"
+            )
+        if health_status(address) == health_pb2.HealthCheckResponse.SERVING:
+            elapsed = time.monotonic() - start
+            if interactive:
+                print(f"\rwaiting for the server at {address} ... ready ({elapsed:.1f}s)", flush=True)
+            return elapsed
+        elapsed = time.monotonic() - start
+        if elapsed > SERVER_START_TIMEOUT_SECONDS:
+            if interactive:
+                print()
+            raise CliError(
+                f"the server did not answer its health check within {SERVER_START_TIMEOUT_SECONDS:.0f}s; "
+                f"see {server.log_path}"
+            )
+        if interactive:
+            print(f"\rwaiting for the server at {address} ... {elapsed:.0f}s", end="", flush=True)
+        supervisor.sleep(0.25)
+
+
+def ensure_local_queue(client: Client, se_url: str) -> str:
+    """Create the `local` queue unless it exists; says what it did."""
+    try:
+        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=LOCAL_QUEUE)).queue
+    except CliError as exc:
+        if exc.code != grpc.StatusCode.NOT_FOUND:
+            raise
+    else:
+        status = queue_pb2.Queue.Status.Name(queue.status).removeprefix("STATUS_").lower()
+        return f"queue {LOCAL_QUEUE}: exists ({status}, SE {queue.storage_element or '-'})"
+    queue = queue_pb2.Queue(
+        queue_id=LOCAL_QUEUE,
+        status=queue_pb2.Queue.STATUS_ONLINE,
+        storage_element=se_url,
+        description="created by `panda up`",
+    )
+    client.call(client.queues.CreateQueue, queue_service_pb2.CreateQueueRequest(queue=queue))
+    return f"queue {LOCAL_QUEUE}: created (online, SE {se_url})"
+
+
+def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
+    """The pilot's long option whose name contains one of `fragments` (the pilot owns its
+    option names; we only know what they are for)."""
+    for fragment in fragments:
+        for option in parser._option_string_actions:
+            if option.startswith("--") and fragment in option:
+                return option
+    return None
+
+
+def pilot_argv(workdir: Path, address: str) -> list[str]:
+    argv = [sys.executable, "-m", "panda_cli.main", "pilot", "--queue", LOCAL_QUEUE, "--workdir", str(workdir)]
+    parser = build_pilot_parser()
+    idle = find_option(parser, "idle")
+    if idle:
+        argv += [idle, str(PILOT_IDLE_TIMEOUT_SECONDS)]
+    else:
+        print("note: the pilot has no idle-timeout option; pilots may leave when idle", file=sys.stderr)
+    if "--server" in parser._option_string_actions:
+        argv += ["--server", address]
+    return argv
+
+
+def wait_for_pilots(supervisor: Supervisor, client: Client, count: int) -> int:
+    """Waits until `count` pilots are connected to the local queue; returns how many are."""
+    deadline = time.monotonic() + PILOT_CONNECT_TIMEOUT_SECONDS
+    connected = 0
+    while True:
+        dead = supervisor.dead_child()
+        if dead is not None:
+            raise ChildDied(dead)
+        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=LOCAL_QUEUE)).queue
+        connected = queue.connected_pilots
+        if connected >= count or time.monotonic() > deadline:
+            return connected
+        supervisor.sleep(0.25)
+
+
+class ChildDied(Exception):
+    def __init__(self, child: Child) -> None:
+        super().__init__(child.name)
+        self.child = child
+
+
+def demo_jobs(client: Client) -> list[tuple[int, str]]:
+    """Two sample jobs: one producing an output file, one that runs for a while."""
+    # LFNs are unique system-wide: a data dir that already ran jobs gets a fresh output name.
+    existing = client.call(
+        client.jobs.ListJobs, job_service_pb2.ListJobsRequest(page_size=1, filter=f'queue = "{LOCAL_QUEUE}"')
+    ).total_size
+    lfn = "demo.out" if existing == 0 else f"demo-{uuid.uuid4().hex[:8]}.out"
+    writer = job_pb2.Job(
+        queue=LOCAL_QUEUE,
+        command=["sh", "-c", f"echo 'hello from PanDA mesh' > {lfn} && cat {lfn}"],
+        label="demo-output",
+        files=[job_pb2.JobFile(lfn=lfn, kind=job_pb2.JobFile.KIND_OUTPUT)],
+    )
+    sleeper = job_pb2.Job(queue=LOCAL_QUEUE, command=["sleep", "20"], label="demo-sleep")
+    request = job_service_pb2.SubmitJobsRequest(jobs=[writer, sleeper], request_id=str(uuid.uuid4()))
+    response = client.call_with_retry(client.jobs.SubmitJobs, request)
+    descriptions = [f"writes {lfn}", "sleep 20"]
+    return [(job.job_id, text) for job, text in zip(response.jobs, descriptions, strict=False)]
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if args.pilots < 0:
+        raise CliError("--pilots must be 0 or more", exit_code=2)
+    base = Settings()
+    data_dir = Path(args.data_dir).expanduser() if args.data_dir else base.data_dir
+    settings = Settings(data_dir=data_dir.resolve())
+    address = args.server
+    database_url = settings.resolved_database_url
+
+    data_dir = settings.data_dir
+    logs_dir = data_dir / "logs"
+    se_dir = data_dir / "se" / LOCAL_QUEUE
+    for directory in (data_dir, logs_dir, se_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    if health_status(address) is not None:
+        raise CliError(f"a server already answers at {address}: stop it first, or use --server for another address")
+
+    supervisor = Supervisor(stop_timeout=args.stop_timeout)
+    supervisor.install_signal_handlers()
+    try:
+        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir)
+    except StopRequested:
+        print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
+        supervisor.stop_all()
+        print("stopped", flush=True)
+        return 0
+    except ChildDied as died:
+        _report_death(died.child)
+        supervisor.stop_all()
+        return 1
+    finally:
+        supervisor.stop_all()  # after an error during startup; a no-op once stopped
+        supervisor.restore_signal_handlers()
+
+
+def _report_death(child: Child) -> None:
+    code = child.process.returncode if child.process else None
+    how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
+    print(
+        f"panda: {child.name} (pid {child.pid}) {how} unexpectedly; stopping everything.\n"
+        f"  last lines of {child.log_path}:\n{log_tail(child.log_path)}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run(
+    args: argparse.Namespace,
+    supervisor: Supervisor,
+    settings: Settings,
+    address: str,
+    database_url: str,
+    logs_dir: Path,
+    se_dir: Path,
+) -> int:
+    print(f"data dir: {settings.data_dir}", flush=True)
+    before, after = upgrade(database_url)
+    print(describe_upgrade(database_url, before, after), flush=True)
+    supervisor.check_stop()
+
+    env = child_env(settings, address, database_url)
+    pilot_commands = [pilot_argv(settings.data_dir / "pilots" / str(i), address) for i in range(1, args.pilots + 1)]
+    server = supervisor.start(
+        "server", [sys.executable, "-m", "panda_cli.main", "serve", "server"], env, logs_dir / "server.log"
+    )
+    wait_for_server(supervisor, server, address)
+    print(f"server ready at {address} (pid {server.pid})", flush=True)
+
+    with Client(address) as client:
+        print(ensure_local_queue(client, f"file://{se_dir}"), flush=True)
+
+        for i, argv in enumerate(pilot_commands, start=1):
+            (settings.data_dir / "pilots" / str(i)).mkdir(parents=True, exist_ok=True)
+            pilot = supervisor.start(f"pilot-{i}", argv, env, logs_dir / f"pilot-{i}.log")
+            print(f"pilot-{i} started (pid {pilot.pid}, workdir {argv[argv.index('--workdir') + 1]})", flush=True)
+        if args.pilots:
+            connected = wait_for_pilots(supervisor, client, args.pilots)
+            if connected >= args.pilots:
+                print(f"pilots: {connected} connected to queue {LOCAL_QUEUE}", flush=True)
+            else:
+                print(
+                    f"warning: {connected} of {args.pilots} pilots connected after "
+                    f"{PILOT_CONNECT_TIMEOUT_SECONDS:.0f}s; see {logs_dir}/pilot-*.log",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        demo = demo_jobs(client) if args.demo else []
+
+    print_summary(settings, address, database_url, supervisor, demo)
+
+    # Supervise: wake on a signal, or look at the children twice a second.
+    while not supervisor.stop_event.wait(0.5):
+        dead = supervisor.dead_child()
+        if dead is not None:
+            raise ChildDied(dead)
+    raise StopRequested
+
+
+def print_summary(
+    settings: Settings,
+    address: str,
+    database_url: str,
+    supervisor: Supervisor,
+    demo: list[tuple[int, str]],
+) -> None:
+    metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
+    pilots = [c for c in supervisor.children if c.name != "server"]
+    lines = [
+        "",
+        "PanDA mesh is up. Ctrl-C stops it.",
+        f"  server    {address} (gRPC)",
+        f"  metrics   {metrics}",
+        f"  data dir  {settings.data_dir}",
+        f"  database  {display_url(database_url)}",
+        f"  pilots    {len(pilots)} on queue {LOCAL_QUEUE}",
+        "  logs      " + "\n            ".join(str(c.log_path) for c in supervisor.children),
+    ]
+    if demo:
+        lines.append("")
+        lines.append("demo jobs:")
+        lines += [f"  {job_id}  {text}" for job_id, text in demo]
+    lines.append("")
+    lines.append("try, in another terminal:")
+    if address != DEFAULT_SERVER_ADDRESS:
+        lines.append(f"  export PANDA_SERVER={address}")
+    watch_id = demo[0][0] if demo else "ID"
+    lines += [
+        f"  panda submit --queue {LOCAL_QUEUE} -- echo hello",
+        "  panda jobs",
+        f"  panda job watch {watch_id}",
+        f"  panda job show {watch_id}",
+        "  panda queue list",
+    ]
+    print("\n".join(lines), flush=True)
