@@ -4,6 +4,7 @@ durations, tables and argument parsing."""
 from __future__ import annotations
 
 import textwrap
+import types
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -253,7 +254,7 @@ def test_jobs_flags_reach_the_filter(monkeypatch) -> None:
 
     class FakeClient:
         def __init__(self, address: str) -> None:
-            self.jobs = self
+            self.jobs = types.SimpleNamespace(ListJobs="ListJobs")
 
         def __enter__(self) -> FakeClient:
             return self
