@@ -24,6 +24,8 @@ _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 # Watch: give up when the stream cannot be re-established for this long.
 WATCH_RECONNECT_GIVE_UP_SECONDS = 60.0
+# Pause between attempts to re-open the watch stream.
+WATCH_RETRY_SECONDS = 1.0
 # Codes after which re-opening the watch stream is pointless.
 _WATCH_FATAL_CODES = frozenset(
     {
@@ -166,7 +168,8 @@ def render_jobs_table(jobs: Iterable[job_pb2.Job]) -> str:
 def list_footer(shown: int, total: int, next_page_token: str) -> str:
     footer = f"showing {shown} of {total}"
     if next_page_token:
-        footer += f"; next page: --page-token {next_page_token}"
+        # The token is bound to the filter: it works only with the same flags.
+        footer += f"; next page: same command with --page-token {next_page_token}"
     return footer
 
 
@@ -406,7 +409,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 print(f"panda: watch stream interrupted ({reason}); resuming", file=sys.stderr)
             elif now - lost_since > WATCH_RECONNECT_GIVE_UP_SECONDS:
                 raise CliError(unreachable_message(client.address))
-            time.sleep(1.0)
+            time.sleep(WATCH_RETRY_SECONDS)
 
             if cursor == 0:
                 # Without a cursor the gap is not replayed: catch up through GetJob instead.

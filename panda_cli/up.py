@@ -304,7 +304,7 @@ def demo_jobs(client: Client) -> list[tuple[int, str]]:
     lfn = "demo.out" if existing == 0 else f"demo-{uuid.uuid4().hex[:8]}.out"
     writer = job_pb2.Job(
         queue=LOCAL_QUEUE,
-        command=["sh", "-c", f"echo 'hello from PanDA mesh' > {lfn} && cat {lfn}"],
+        command=["sh", "-c", f"echo hello from PanDA mesh > {lfn}"],
         label="demo-output",
         files=[job_pb2.JobFile(lfn=lfn, kind=job_pb2.JobFile.KIND_OUTPUT)],
     )

@@ -355,7 +355,7 @@ def test_long_commands_are_truncated() -> None:
 
 
 def test_list_footer() -> None:
-    assert jobs.list_footer(50, 120, "tok") == "showing 50 of 120; next page: --page-token tok"
+    assert jobs.list_footer(50, 120, "tok") == "showing 50 of 120; next page: same command with --page-token tok"
     assert jobs.list_footer(3, 3, "") == "showing 3 of 3"
 
 
