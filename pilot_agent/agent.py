@@ -1,0 +1,591 @@
+"""The pilot: one Connect stream to the server, and jobs run one after another.
+
+Two loops share the state below. The connection loop keeps a stream open (reconnecting with
+backoff), reads what the server sends and, after every (re)connect, re-sends what the server
+must not miss: the final updates it has not acknowledged and the state of the running job.
+The job loop asks for work when the pilot is free, runs each job, and decides when to exit
+(idle, lifetime, max jobs, soft kill, signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import psutil
+from panda.common.v1 import resources_pb2
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+
+from panda_runtime.client import aio_channel, error_message
+from pilot_agent import __version__, error_codes
+from pilot_agent.job_runner import JobKey, JobRunner, RunnerOptions, state_name
+from pilot_agent.logs import current_job
+
+log = logging.getLogger(__name__)
+
+BACKOFF_INITIAL_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+# A server that takes longer than this to answer Hello is treated as a dropped stream.
+WELCOME_TIMEOUT_SECONDS = 30.0
+# An unacknowledged final update is sent again on the same stream after this long.
+FINAL_RESEND_SECONDS = 60.0
+# How long an exiting pilot keeps trying to deliver final updates (after a signal: less, since
+# the batch system's SIGKILL usually follows within a minute or two).
+EXIT_DELIVERY_SECONDS = 300.0
+SIGNAL_EXIT_DELIVERY_SECONDS = 30.0
+# Used until the server's Welcome says otherwise (PanDA's 30 minutes).
+DEFAULT_HEARTBEAT_SECONDS = 1800.0
+# A refused Hello with one of these will be refused again: the pilot exits instead of retrying.
+FATAL_HELLO_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+
+EXIT_OK = 0
+EXIT_UNDELIVERED = 1
+EXIT_REFUSED = 2
+
+
+def make_pilot_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class PilotConfig:
+    queue: str
+    server: str
+    workdir: Path
+    cores: int = 0  # 0: os.cpu_count()
+    memory_mb: int = 0  # 0: the node's total memory
+    disk_mb: int = 0  # 0: free space of the work dir, measured each time
+    lifetime: float = 86400.0
+    idle_timeout: float = 300.0
+    heartbeat_interval: float = 0.0  # 0: the server's (Welcome)
+    looping_timeout: float = 7200.0
+    max_jobs: int = 0  # 0: no limit
+    worker_id: str = ""
+    pilot_id: str = ""
+    monitor_interval: float = 5.0
+    kill_grace: float = 10.0
+
+
+class HelloRefused(Exception):
+    """The server refused our Hello for a reason retrying will not fix."""
+
+
+class _Stream:
+    """One open Connect call; requests go through a queue so only one task writes."""
+
+    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+        self.call = call
+        self.outbox: asyncio.Queue[dispatch_pb2.ConnectRequest | None] = asyncio.Queue()
+        self.requested_jobs = False
+
+    def send(self, request: dispatch_pb2.ConnectRequest) -> None:
+        self.outbox.put_nowait(request)
+
+    def close(self) -> None:
+        self.outbox.put_nowait(None)
+
+    async def write_loop(self) -> None:
+        while (request := await self.outbox.get()) is not None:
+            await self.call.write(request)
+        await self.call.done_writing()
+
+
+@dataclass
+class _PendingFinal:
+    update: dispatch_pb2.JobUpdate
+    sent_at: float = 0.0  # monotonic time of the last send; 0 = not sent on this stream
+
+
+class Pilot:
+    def __init__(self, config: PilotConfig) -> None:
+        self.config = config
+        self.pilot_id = config.pilot_id or make_pilot_id()
+        self.node = socket.gethostname()
+        self._started = time.monotonic()
+        self._seq = itertools.count(1)
+        self._stream: _Stream | None = None
+        self._server_heartbeat = 0.0
+        # Jobs: assigned but not started, running, and finished but not acknowledged.
+        self._queued: deque[job_pb2.Job] = deque()
+        self._runners: dict[JobKey, JobRunner] = {}
+        self._pending: dict[JobKey, _PendingFinal] = {}
+        self._jobs_started = 0
+        self._idle_since = time.monotonic()
+        # Why the pilot stops: set once, by whichever comes first.
+        self._stop_signal: int | None = None
+        self._soft_kill = False
+        self._refused: str | None = None
+        self._hurry = False
+        self._closing = False
+        self._changed = asyncio.Event()  # wakes the job loop and the exit's delivery wait
+
+    # -- time ---------------------------------------------------------------------------
+
+    def remaining_lifetime(self) -> float:
+        return max(0.0, self._started + self.config.lifetime - time.monotonic())
+
+    def _reserve(self) -> float:
+        # Kept back from a job's walltime for stage-out and the final report.
+        return min(60.0, self.config.lifetime * 0.1)
+
+    def time_for_jobs(self) -> float:
+        return max(0.0, self.remaining_lifetime() - self._reserve())
+
+    def heartbeat_interval(self) -> float:
+        return self.config.heartbeat_interval or self._server_heartbeat or DEFAULT_HEARTBEAT_SECONDS
+
+    # -- what the pilot says -----------------------------------------------------------
+
+    def _free_disk_mb(self) -> int:
+        if self.config.disk_mb:
+            return self.config.disk_mb
+        try:
+            return shutil.disk_usage(self.config.workdir).free // (1024 * 1024)
+        except OSError:
+            return 0
+
+    def held_jobs(self) -> list[dispatch_pb2.HeldJob]:
+        keys = [(job.job_id, job.attempt) for job in self._queued]
+        keys += list(self._runners) + list(self._pending)
+        return [dispatch_pb2.HeldJob(job_id=job_id, attempt=attempt) for job_id, attempt in dict.fromkeys(keys)]
+
+    def hello(self) -> dispatch_pb2.Hello:
+        return dispatch_pb2.Hello(
+            pilot_id=self.pilot_id,
+            queue=self.config.queue,
+            node=self.node,
+            resources=resources_pb2.Resources(
+                cores=self.config.cores or os.cpu_count() or 1,
+                memory_mb=self.config.memory_mb or psutil.virtual_memory().total // (1024 * 1024),
+                disk_mb=self._free_disk_mb(),
+                walltime_seconds=int(self.remaining_lifetime()),
+            ),
+            worker_id=self.config.worker_id,
+            version=__version__,
+            held_jobs=self.held_jobs(),
+        )
+
+    def _send(self, **message: object) -> bool:
+        """Queue a message on the current stream; False when there is none (it is dropped)."""
+        stream = self._stream
+        if stream is None:
+            return False
+        stream.send(dispatch_pb2.ConnectRequest(seq=next(self._seq), **message))
+        return True
+
+    def _send_progress(self, update: dispatch_pb2.JobUpdate) -> None:
+        # Progress lost while disconnected is not resent as such: the latest state is, on reconnect.
+        self._send(job_update=update)
+
+    def _send_final(self, pending: _PendingFinal) -> None:
+        if self._send(job_update=pending.update):
+            pending.sent_at = time.monotonic()
+
+    def _deliver_final(self, update: dispatch_pb2.JobUpdate) -> None:
+        pending = _PendingFinal(update)
+        self._pending[(update.job_id, update.attempt)] = pending
+        self._send_final(pending)
+
+    def _wants_work(self) -> bool:
+        return (
+            self._exit_reason() is None
+            and not self._queued
+            and not self._runners
+            and self.time_for_jobs() >= self._reserve()
+        )
+
+    def _request_jobs(self) -> None:
+        stream = self._stream
+        if stream is None or stream.requested_jobs or not self._wants_work():
+            return
+        resources = resources_pb2.Resources(walltime_seconds=int(self.time_for_jobs()), disk_mb=self._free_disk_mb())
+        if self._send(request_jobs=dispatch_pb2.RequestJobs(count=1, resources=resources)):
+            stream.requested_jobs = True
+            log.info("asking for a job (%d s of walltime left for it)", resources.walltime_seconds)
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        backoff = BACKOFF_INITIAL_SECONDS
+        while not self._closing:
+            welcomed = False
+            try:
+                welcomed = await self._run_stream()
+                reason = "the server closed the stream"
+            except HelloRefused as exc:
+                self._on_refused(str(exc))
+                return
+            except grpc.aio.AioRpcError as exc:
+                reason = error_message(exc)
+            except TimeoutError:
+                reason = f"no Welcome within {WELCOME_TIMEOUT_SECONDS:.0f} s"
+            except Exception as exc:  # a broken stream must never end the pilot
+                log.exception("stream failed")
+                reason = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._stream = None
+            if self._closing:
+                return
+            if welcomed:
+                backoff = BACKOFF_INITIAL_SECONDS
+            delay = backoff * random.uniform(0.8, 1.2)
+            log.warning("stream to %s lost (%s); reconnecting in %.1f s", self.config.server, reason, delay)
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+    async def _run_stream(self) -> bool:
+        """One stream from Hello to its end; True when the server welcomed us."""
+        channel = aio_channel(self.config.server)  # a new channel: our backoff, not gRPC's, paces retries
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            call = dispatch_service_pb2_grpc.DispatchServiceStub(channel).Connect()
+            hello = self.hello()
+            await call.write(dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
+            try:
+                first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in FATAL_HELLO_CODES:
+                    raise HelloRefused(error_message(exc)) from exc
+                raise
+            if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
+                raise ConnectionError("the server did not answer Hello with Welcome")
+            welcome = first.welcome
+            self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
+            log.info(
+                "connected to %s (session %s, heartbeat every %.0f s, holding %d job(s))",
+                self.config.server,
+                welcome.session_id,
+                self.heartbeat_interval(),
+                len(hello.held_jobs),
+            )
+            stream = _Stream(call)
+            self._stream = stream
+            writer = asyncio.create_task(stream.write_loop())
+            reader = asyncio.create_task(self._read_loop(call))
+            tasks = [writer, reader, asyncio.create_task(self._resend_finals_loop())]
+            self._after_connect()
+            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()
+            elif writer.exception() is not None:
+                raise writer.exception()  # type: ignore[misc]
+            else:
+                await reader  # we said Goodbye and finished writing: the server ends the stream
+            return True
+        finally:
+            self._stream = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await channel.close(grace=None)
+
+    def _after_connect(self) -> None:
+        # What the server must not miss from before the (re)connect, oldest first.
+        for pending in list(self._pending.values()):
+            self._send_final(pending)
+        for runner in self._runners.values():
+            self._send(job_update=runner.progress_update())
+        self._request_jobs()
+        self._changed.set()
+
+    async def _resend_finals_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, FINAL_RESEND_SECONDS))
+            now = time.monotonic()
+            for key, pending in list(self._pending.items()):
+                if now - pending.sent_at >= FINAL_RESEND_SECONDS:
+                    log.info("final update still unacknowledged: sending it again", extra={"job_id": key[0]})
+                    self._send_final(pending)
+
+    async def _read_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:
+                return
+            kind = response.WhichOneof("message")
+            if kind == "job_assignments":
+                self._on_jobs(response.job_assignments)
+            elif kind == "update_ack":
+                self._on_ack(response.update_ack)
+            elif kind == "command":
+                self._on_command(response.command)
+            elif kind == "welcome":
+                self._server_heartbeat = float(response.welcome.heartbeat_interval_seconds)
+            else:
+                log.warning("ignoring an unknown message from the server: %s", kind)
+
+    def _holds(self, key: JobKey) -> bool:
+        return (
+            key in self._runners
+            or key in self._pending
+            or any((job.job_id, job.attempt) == key for job in self._queued)
+        )
+
+    def _on_jobs(self, assignments: dispatch_pb2.JobAssignments) -> None:
+        if self._stream is not None:
+            self._stream.requested_jobs = False  # the server used up our credit
+        for job in assignments.jobs:
+            key = (job.job_id, job.attempt)
+            if self._holds(key):
+                log.warning("job assigned twice; ignoring the copy", extra={"job_id": job.job_id})
+                continue
+            log.info(
+                "job assigned: attempt %d, command %s, %d file(s)",
+                job.attempt,
+                list(job.command),
+                len(job.files),
+                extra={"job_id": job.job_id},
+            )
+            self._queued.append(job)
+        self._changed.set()
+
+    def _on_ack(self, ack: dispatch_pb2.UpdateAck) -> None:
+        key = (ack.job_id, ack.attempt)
+        extra = {"job_id": ack.job_id}
+        if ack.status.code == grpc.StatusCode.OK.value[0]:
+            if self._pending.pop(key, None) is not None:
+                log.info("final update acknowledged: job is %s", state_name(ack.state), extra=extra)
+                self._changed.set()
+            return
+        code = _status_name(ack.status.code)
+        why = f"server refused update (seq {ack.seq}): {code}: {ack.status.message}"
+        held = self._holds(key)
+        self._pending.pop(key, None)
+        self._queued = deque(job for job in self._queued if (job.job_id, job.attempt) != key)
+        runner = self._runners.get(key)
+        if runner is not None:
+            runner.abandon(why)
+        if held:
+            log.warning("%s; the job is no longer ours", why, extra=extra)
+        else:
+            log.info("%s (a job we no longer hold)", why, extra=extra)
+        self._changed.set()
+
+    def _on_command(self, command: dispatch_pb2.Command) -> None:
+        key = (command.job_id, command.attempt)
+        extra = {"job_id": command.job_id}
+        kind = dispatch_pb2.Command.Kind.Name(command.kind)
+        log.info("command %s received: %s", kind, command.reason or "(no reason)", extra=extra)
+        if command.kind == dispatch_pb2.Command.KIND_SOFT_KILL:
+            self._soft_kill = True
+            self._changed.set()
+            return
+        runner = self._runners.get(key)
+        if command.kind == dispatch_pb2.Command.KIND_DEBUG:
+            if runner is not None:
+                runner.request_debug()
+            return
+        if command.kind != dispatch_pb2.Command.KIND_KILL:
+            log.warning("ignoring unknown command %s", kind, extra=extra)
+            return
+        diag = f"killed by the server: {command.reason}" if command.reason else "killed by the server"
+        if runner is not None:
+            runner.kill(error_codes.PANDAKILL, diag, state=job_pb2.Job.STATE_CANCELLED)
+            return
+        queued = [job for job in self._queued if (job.job_id, job.attempt) == key]
+        if queued:
+            self._queued.remove(queued[0])
+            self._deliver_final(
+                dispatch_pb2.JobUpdate(
+                    job_id=command.job_id,
+                    attempt=command.attempt,
+                    state=job_pb2.Job.STATE_CANCELLED,
+                    error_code=error_codes.PANDAKILL.code,
+                    error_diag=diag,
+                )
+            )
+            return
+        log.info("kill for a job this pilot does not run (attempt %d); ignored", command.attempt, extra=extra)
+
+    def _on_refused(self, why: str) -> None:
+        log.error("the server refused this pilot: %s", why)
+        self._refused = why
+        for runner in self._runners.values():
+            runner.abandon("the server refused the pilot's Hello")
+        self._changed.set()
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._stop_signal is not None:
+            log.warning("received %s again: exiting without waiting for acknowledgements", name)
+            self._hurry = True
+            self._changed.set()
+            return
+        self._stop_signal = signum
+        log.warning("received %s: stopping the payload, then exiting", name)
+        error = error_codes.signal_error(signum)
+        for runner in self._runners.values():
+            runner.kill(error, f"pilot received {name}")
+        self._changed.set()
+
+    # -- the jobs ------------------------------------------------------------------------------
+
+    def _exit_reason(self) -> str | None:
+        if self._refused is not None:
+            return f"refused by the server: {self._refused}"
+        if self._stop_signal is not None:
+            return f"received {signal.Signals(self._stop_signal).name}"
+        if self._soft_kill:
+            return "soft kill from the server"
+        if self.config.max_jobs and self._jobs_started >= self.config.max_jobs:
+            return f"ran {self._jobs_started} job(s), the maximum"
+        return None
+
+    async def _job_loop(self) -> str:
+        while True:
+            reason = self._exit_reason()
+            if reason is not None:
+                return reason
+            if self._queued:
+                await self._run_job(self._queued.popleft())
+                self._idle_since = time.monotonic()
+                continue
+            if self.time_for_jobs() < self._reserve():
+                return f"lifetime nearly over ({self.remaining_lifetime():.0f} s left)"
+            self._request_jobs()
+            idle_left = self._idle_since + self.config.idle_timeout - time.monotonic()
+            if idle_left <= 0:
+                return f"no job for {self.config.idle_timeout:g} s"
+            until_lifetime_stop = self.time_for_jobs() - self._reserve()
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.01, min(idle_left, until_lifetime_stop)))
+
+    async def _run_job(self, job: job_pb2.Job) -> None:
+        self._jobs_started += 1
+        runner = JobRunner(
+            job,
+            RunnerOptions(
+                workdir_root=self.config.workdir,
+                heartbeat_interval=self.heartbeat_interval,
+                time_available=self.time_for_jobs,
+                looping_timeout=self.config.looping_timeout,
+                monitor_interval=self.config.monitor_interval,
+                kill_grace=self.config.kill_grace,
+            ),
+            self._send_progress,
+        )
+        self._runners[runner.key] = runner
+        token = current_job.set(job.job_id)
+        try:
+            final = await runner.run()
+        finally:
+            del self._runners[runner.key]
+            current_job.reset(token)
+        if final is not None:
+            self._deliver_final(final)
+
+    def _give_back_queued(self, reason: str) -> None:
+        """Jobs accepted but never started: fail them so the server retries them elsewhere."""
+        error = error_codes.signal_error(self._stop_signal) if self._stop_signal else error_codes.GENERALERROR
+        while self._queued:
+            job = self._queued.popleft()
+            log.warning("job not started: pilot exiting (%s)", reason, extra={"job_id": job.job_id})
+            self._deliver_final(
+                dispatch_pb2.JobUpdate(
+                    job_id=job.job_id,
+                    attempt=job.attempt,
+                    state=job_pb2.Job.STATE_FAILED,
+                    error_code=error.code,
+                    error_diag=f"pilot exiting before the job started: {reason}",
+                )
+            )
+
+    async def _deliver_pending(self, timeout: float) -> None:
+        """Wait, reconnecting as needed, until the server acknowledged every final update."""
+        deadline = time.monotonic() + min(timeout, max(self.remaining_lifetime(), 1.0))
+        while self._pending and not self._hurry and self._refused is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
+
+    async def _say_goodbye(self, reason: str) -> None:
+        self._closing = True  # no reconnect from here on
+        stream = self._stream
+        if stream is None:
+            return
+        self._send(goodbye=dispatch_pb2.Goodbye(reason=reason))
+        stream.close()
+
+    # -- entry ---------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Serve the queue until it is time to go; the process exit code."""
+        self.config.workdir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        log.info(
+            "pilot %s %s starting: queue %s, server %s, work dir %s, lifetime %g s, idle timeout %g s",
+            self.pilot_id,
+            __version__,
+            self.config.queue,
+            self.config.server,
+            self.config.workdir,
+            self.config.lifetime,
+            self.config.idle_timeout,
+        )
+        connection = asyncio.create_task(self._connection_loop())
+        try:
+            reason = await self._job_loop()
+            log.info("exiting: %s", reason)
+            self._give_back_queued(reason)
+            if self._pending:
+                log.info("waiting for the server to acknowledge %d final update(s)", len(self._pending))
+                await self._deliver_pending(
+                    SIGNAL_EXIT_DELIVERY_SECONDS if self._stop_signal else EXIT_DELIVERY_SECONDS
+                )
+            await self._say_goodbye(reason)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(connection), 5.0)
+        finally:
+            self._closing = True
+            connection.cancel()
+            await asyncio.gather(connection, return_exceptions=True)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        if self._refused is not None:
+            return EXIT_REFUSED
+        if self._pending:
+            jobs = ", ".join(f"{job_id} (attempt {attempt})" for job_id, attempt in self._pending)
+            log.error("final updates never acknowledged for job(s) %s", jobs)
+        if self._stop_signal is not None:
+            return 128 + self._stop_signal
+        return EXIT_UNDELIVERED if self._pending else EXIT_OK
+
+
+def _status_name(code: int) -> str:
+    for status in grpc.StatusCode:
+        if status.value[0] == code:
+            return status.name
+    return str(code)
