@@ -252,11 +252,10 @@ class DispatchHub:
 
     @staticmethod
     def _acknowledge(session: Session, seq: int, outcome: UpdateOutcome) -> None:
-        final = outcome.state and JobState(outcome.state) in FINAL_STATES
+        final = bool(outcome.state) and JobState(outcome.state) in FINAL_STATES
         if outcome.error is None and not final:
             return  # progress and heartbeats are not acknowledged one by one
-        if outcome.error is not None or final:
-            session.held.discard(outcome.job_id)
+        session.held.discard(outcome.job_id)
         status = outcome.error.to_status() if outcome.error else ok_status()
         session.send(
             dispatch_pb2.ConnectResponse(

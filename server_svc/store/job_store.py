@@ -503,7 +503,9 @@ class JobStore:
                     if row is None:
                         raise NotFound(f"job {u.job_id} not found")
                     self._apply_one(row, u, now, changes, file_updates)
-                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"]))
+                    # A failed attempt that is retried reports its own end, not the next attempt's state.
+                    ended = row["state"] if row["attempt"] == u.attempt else u.state.value
+                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, ended))
                 except ServiceError as error:
                     outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"] if row else "", error))
             changes.flush(conn)

@@ -1,0 +1,142 @@
+"""Fixtures: a real server on a fresh SQLite file or PostgreSQL database, real pilots, and
+gRPC stubs over real sockets. Every server test runs on both databases."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from panda.server.v1 import (
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    queue_pb2,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+)
+from panda_runtime.client import sync_channel
+from tools.cluster import ManagedProcess, ServerHandle, fresh_database, spawn, start_server
+
+# Short timeouts so the watchdogs act within a test.
+TEST_SERVER_ENV = {
+    "PANDA_HEARTBEAT_INTERVAL_SECONDS": "1",
+    "PANDA_HEARTBEAT_TIMEOUT_SECONDS": "4",
+    "PANDA_SENT_TIMEOUT_SECONDS": "20",
+    "PANDA_KILL_GRACE_SECONDS": "8",
+    "PANDA_WATCHDOG_INTERVAL_SECONDS": "0.5",
+    "PANDA_DISPATCH_POLL_SECONDS": "0.2",
+}
+FINAL_STATES = {job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, job_pb2.Job.STATE_CANCELLED,
+                job_pb2.Job.STATE_CLOSED}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database of each kind. PostgreSQL must be there: no skipping."""
+    return fresh_database(request.param, tmp_path, f"panda_test_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[ServerHandle]:
+    handle = start_server(tmp_path, database_url, TEST_SERVER_ENV)
+    yield handle
+    handle.stop()
+    if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
+        print(handle.process.log()[-5000:], file=sys.stderr)
+
+
+@pytest.fixture
+def channel(server: ServerHandle) -> Iterator[grpc.Channel]:
+    with sync_channel(server.address) as chan:
+        yield chan
+
+
+@pytest.fixture
+def jobs_stub(channel: grpc.Channel) -> job_service_pb2_grpc.JobServiceStub:
+    return job_service_pb2_grpc.JobServiceStub(channel)
+
+
+@pytest.fixture
+def queues_stub(channel: grpc.Channel) -> queue_service_pb2_grpc.QueueServiceStub:
+    return queue_service_pb2_grpc.QueueServiceStub(channel)
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "se" / "local"
+    path.mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def local_queue(queues_stub: queue_service_pb2_grpc.QueueServiceStub, storage_dir: Path) -> str:
+    queues_stub.CreateQueue(
+        queue_service_pb2.CreateQueueRequest(
+            queue=queue_pb2.Queue(queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE,
+                                  storage_element=f"file://{storage_dir}")
+        ),
+        timeout=10,
+    )
+    return "local"
+
+
+@pytest.fixture
+def start_pilot(server: ServerHandle, tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+    """Starts real pilot processes; every one is stopped (by its PID) at the end."""
+    started: list[ManagedProcess] = []
+
+    def start(queue: str = "local", *extra: str, name: str = "") -> ManagedProcess:
+        name = name or f"pilot{len(started)}"
+        workdir = tmp_path / "pilots" / name
+        args = [
+            sys.executable, "-m", "pilot_agent", "--queue", queue, "--server", server.address,
+            "--workdir", str(workdir), "--idle-timeout", "120", "--heartbeat-interval", "1", *extra,
+        ]
+        process = spawn(name, args, {"PANDA_DATA_DIR": str(tmp_path)}, tmp_path / "logs" / f"{name}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop(timeout=15)
+
+
+def submit(stub: job_service_pb2_grpc.JobServiceStub, *jobs: job_pb2.Job) -> list[job_pb2.Job]:
+    return list(stub.SubmitJobs(job_service_pb2.SubmitJobsRequest(jobs=list(jobs)), timeout=30).jobs)
+
+
+def get_job(stub: job_service_pb2_grpc.JobServiceStub, job_id: int) -> job_pb2.Job:
+    return stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=10).job
+
+
+def wait_for(
+    stub: job_service_pb2_grpc.JobServiceStub,
+    job_id: int,
+    predicate: Callable[[job_pb2.Job], bool] = lambda job: job.state in FINAL_STATES,
+    timeout: float = 60.0,
+    what: str = "a final state",
+) -> job_pb2.Job:
+    deadline = time.monotonic() + timeout
+    job = get_job(stub, job_id)
+    while time.monotonic() < deadline:
+        job = get_job(stub, job_id)
+        if predicate(job):
+            return job
+        time.sleep(0.2)
+    history = [(job_pb2.Job.State.Name(e.state), e.attempt, e.reason) for e in job.history]
+    raise AssertionError(f"job {job_id} did not reach {what} in {timeout} s; it is "
+                         f"{job_pb2.Job.State.Name(job.state)}; history {history}")
+
+
+def state_name(job: job_pb2.Job) -> str:
+    return job_pb2.Job.State.Name(job.state).removeprefix("STATE_").lower()
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")

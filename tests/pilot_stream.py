@@ -1,0 +1,87 @@
+"""A pilot's stream driven by hand, message by message, for protocol tests."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from panda.common.v1 import resources_pb2
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+
+_END = object()
+
+
+class PilotStream:
+    def __init__(self, channel: grpc.Channel, pilot_id: str, queue_id: str = "local", *,
+                 held: list[tuple[int, int]] | None = None, cores: int = 0) -> None:
+        self.pilot_id = pilot_id
+        self._outgoing: queue.Queue[object] = queue.Queue()
+        self._incoming: queue.Queue[dispatch_pb2.ConnectResponse | grpc.RpcError | None] = queue.Queue()
+        self._seq = itertools.count(1)
+        self.send(hello=dispatch_pb2.Hello(
+            pilot_id=pilot_id, queue=queue_id, node="test-node",
+            resources=resources_pb2.Resources(cores=cores),
+            held_jobs=[dispatch_pb2.HeldJob(job_id=j, attempt=a) for j, a in (held or [])],
+        ))
+        stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
+        self._call = stub.Connect(self._requests(), timeout=120)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _requests(self) -> Iterator[dispatch_pb2.ConnectRequest]:
+        while True:
+            item = self._outgoing.get()
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+    def _read(self) -> None:
+        try:
+            for message in self._call:
+                self._incoming.put(message)
+        except grpc.RpcError as error:
+            self._incoming.put(error)
+            return
+        self._incoming.put(None)
+
+    def send(self, **message: object) -> int:
+        seq = next(self._seq)
+        self._outgoing.put(dispatch_pb2.ConnectRequest(seq=seq, **message))  # type: ignore[arg-type]
+        return seq
+
+    def request_jobs(self, count: int = 1) -> None:
+        self.send(request_jobs=dispatch_pb2.RequestJobs(count=count))
+
+    def update(self, job_id: int, attempt: int, state: int, **fields: object) -> int:
+        return self.send(job_update=dispatch_pb2.JobUpdate(job_id=job_id, attempt=attempt, state=state, **fields))
+
+    def next(self, kind: str, timeout: float = 15.0) -> dispatch_pb2.ConnectResponse:
+        """The next message of `kind` (welcome, job_assignments, update_ack, command)."""
+        while True:
+            message = self._incoming.get(timeout=timeout)
+            if isinstance(message, grpc.RpcError):
+                raise message
+            if message is None:
+                raise EOFError("the server ended the stream")
+            if message.WhichOneof("message") == kind:
+                return message
+
+    def next_job(self, timeout: float = 15.0) -> job_pb2.Job:
+        return self.next("job_assignments", timeout).job_assignments.jobs[0]
+
+    def ended_with(self, timeout: float = 15.0) -> grpc.RpcError | None:
+        """Wait for the stream to end; the error it ended with, or None."""
+        while True:
+            message = self._incoming.get(timeout=timeout)
+            if isinstance(message, grpc.RpcError):
+                return message
+            if message is None:
+                return None
+
+    def close(self) -> None:
+        self._outgoing.put(_END)
+        self._call.cancel()

@@ -1,0 +1,182 @@
+"""The pilot stream, driven message by message against a real server."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from panda.common.v1 import resources_pb2
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
+from tests.conftest import get_job, submit, wait_for
+from tests.pilot_stream import PilotStream
+
+J = job_pb2.Job
+FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]
+
+
+def test_jobs_go_highest_priority_first_and_finish(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    low, high = submit(jobs_stub, J(queue="local", command=["a"], priority=1),
+                       J(queue="local", command=["b"], priority=50))
+    pilot = PilotStream(channel, "pilot-a")
+    assert pilot.next("welcome").welcome.heartbeat_interval_seconds == 1
+    pilot.request_jobs(1)
+    job = pilot.next_job()
+    assert (job.job_id, job.state, job.pilot_id) == (high.job_id, J.STATE_SENT, "pilot-a")
+    pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    seq = pilot.update(job.job_id, 1, J.STATE_FINISHED, exit_code=0)
+    ack = pilot.next("update_ack").update_ack
+    assert (ack.seq, ack.status.code, ack.state) == (seq, 0, J.STATE_FINISHED)
+    assert get_job(jobs_stub, low.job_id).state == J.STATE_ACTIVATED
+    pilot.close()
+
+
+def test_stale_attempt_and_forbidden_transition_are_refused(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["x"], max_attempts=2))
+    pilot = PilotStream(channel, "pilot-b")
+    pilot.request_jobs(1)
+    sent = pilot.next_job()
+    pilot.update(sent.job_id, 1, J.STATE_RUNNING)
+    pilot.update(sent.job_id, 1, J.STATE_FAILED, error_code=1305, error_diag="payload exited with code 1")
+    assert pilot.next("update_ack").update_ack.state == J.STATE_FAILED
+    retried = get_job(jobs_stub, job.job_id)
+    assert (retried.state, retried.attempt) == (J.STATE_ACTIVATED, 2)
+
+    # The pilot of attempt 1 speaks again: refused, and attempt 2 is untouched.
+    seq = pilot.update(sent.job_id, 1, J.STATE_FINISHED)
+    ack = pilot.next("update_ack").update_ack
+    assert ack.seq == seq and ack.status.code == FAILED_PRECONDITION
+    assert "attempt 1 is stale" in ack.status.message
+    assert get_job(jobs_stub, job.job_id).state == J.STATE_ACTIVATED
+
+    pilot.request_jobs(1)
+    second = pilot.next_job()
+    assert second.attempt == 2
+    pilot.update(second.job_id, 2, J.STATE_RUNNING)
+    pilot.update(second.job_id, 2, J.STATE_FINISHED)
+    assert pilot.next("update_ack").update_ack.state == J.STATE_FINISHED
+    seq = pilot.update(second.job_id, 2, J.STATE_RUNNING)
+    ack = pilot.next("update_ack").update_ack
+    assert ack.status.code == FAILED_PRECONDITION and "is finished" in ack.status.message
+    final = get_job(jobs_stub, job.job_id)
+    assert final.state == J.STATE_FINISHED and final.error_code == 0
+    reasons = [e.reason for e in final.history]
+    assert "retry: attempt 2 of 2 after error 1305" in reasons
+    pilot.close()
+
+
+def test_unknown_queue_and_missing_hello_end_the_stream(channel, local_queue) -> None:  # type: ignore[no-untyped-def]
+    error = PilotStream(channel, "pilot-c", queue_id="atlantis").ended_with()
+    assert error is not None and error.code() == grpc.StatusCode.NOT_FOUND
+    assert "queue atlantis not found" in error.details()
+
+
+def test_jobs_only_go_to_pilots_they_fit_and_queues_that_are_online(channel, jobs_stub, queues_stub,
+                                                                    local_queue) -> None:  # type: ignore[no-untyped-def]
+    (big,) = submit(jobs_stub, J(queue="local", command=["x"], resources=resources_pb2.Resources(cores=8)))
+    small_pilot = PilotStream(channel, "pilot-small", cores=2)
+    small_pilot.request_jobs(1)
+    with pytest.raises(Exception):  # noqa: B017 - queue.Empty: nothing came
+        small_pilot.next("job_assignments", timeout=2)
+    assert get_job(jobs_stub, big.job_id).state == J.STATE_ACTIVATED
+    small_pilot.close()
+
+    queues_stub.UpdateQueue(queue_service_pb2.UpdateQueueRequest(
+        queue=queue_pb2.Queue(queue_id="local", status=queue_pb2.Queue.STATUS_OFFLINE),
+        update_mask={"paths": ["status"]}), timeout=10)
+    big_pilot = PilotStream(channel, "pilot-big", cores=16)
+    big_pilot.request_jobs(1)
+    with pytest.raises(Exception):  # noqa: B017
+        big_pilot.next("job_assignments", timeout=4)
+    queues_stub.UpdateQueue(queue_service_pb2.UpdateQueueRequest(
+        queue=queue_pb2.Queue(queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE),
+        update_mask={"paths": ["status"]}), timeout=10)
+    assert big_pilot.next_job(timeout=10).job_id == big.job_id
+    big_pilot.close()
+
+
+def test_kill_of_a_running_job_goes_down_the_stream(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["sleep", "100"]))
+    pilot = PilotStream(channel, "pilot-d")
+    pilot.request_jobs(1)
+    pilot.next_job()
+    pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    wait_for(jobs_stub, job.job_id, lambda j: j.state == J.STATE_RUNNING, 10, "running")
+    result = jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[job.job_id], reason="wrong input"),
+                                timeout=10).results[0]
+    assert result.status.code == 0 and result.state == J.STATE_RUNNING
+    command = pilot.next("command").command
+    assert (command.job_id, command.attempt, command.kind) == (job.job_id, 1, dispatch_pb2.Command.KIND_KILL)
+    assert command.reason == "wrong input"
+    pilot.update(job.job_id, 1, J.STATE_CANCELLED, error_code=1144, error_diag="killed on the server's command")
+    assert pilot.next("update_ack").update_ack.state == J.STATE_CANCELLED
+    assert get_job(jobs_stub, job.job_id).state == J.STATE_CANCELLED
+    pilot.close()
+
+
+def test_kill_ends_cancelled_when_the_pilot_never_confirms(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["sleep", "100"], max_attempts=3))
+    pilot = PilotStream(channel, "pilot-e")
+    pilot.request_jobs(1)
+    pilot.next_job()
+    pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[job.job_id]), timeout=10)
+    pilot.next("command")
+    # The pilot keeps heartbeating and ignores the kill: the lease (8 s in tests) runs out.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and get_job(jobs_stub, job.job_id).state == J.STATE_RUNNING:
+        pilot.update(job.job_id, 1, J.STATE_RUNNING)
+        time.sleep(0.5)
+    final = get_job(jobs_stub, job.job_id)
+    assert final.state == J.STATE_CANCELLED and final.error_code == 110
+    assert final.attempt == 1, "a killed job is not retried"
+    pilot.close()
+
+
+def test_lost_heartbeat_fails_the_attempt_and_retries(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["x"], max_attempts=2))
+    pilot = PilotStream(channel, "pilot-f")
+    pilot.request_jobs(1)
+    pilot.next_job()
+    pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    # No heartbeat for longer than the 4 s timeout.
+    retried = wait_for(jobs_stub, job.job_id, lambda j: j.attempt == 2, 20, "attempt 2")
+    assert retried.state == J.STATE_ACTIVATED
+    failed = [e for e in retried.history if e.state == J.STATE_FAILED]
+    assert failed and failed[0].error_code == 100 and "lost heartbeat" in failed[0].reason
+    pilot.close()
+
+
+def test_heartbeats_keep_a_job_alive(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["x"]))
+    pilot = PilotStream(channel, "pilot-g")
+    pilot.request_jobs(1)
+    pilot.next_job()
+    pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    for _ in range(14):  # 7 s, beyond the 4 s timeout
+        pilot.update(job.job_id, 1, J.STATE_RUNNING, max_rss_mb=123, cpu_seconds=1.5)
+        time.sleep(0.5)
+    alive = get_job(jobs_stub, job.job_id)
+    assert (alive.state, alive.attempt, alive.max_rss_mb) == (J.STATE_RUNNING, 1, 123)
+    pilot.close()
+
+
+def test_jobs_lost_in_flight_go_back_when_the_pilot_reconnects(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    held, lost = submit(jobs_stub, J(queue="local", command=["a"]), J(queue="local", command=["b"]))
+    pilot = PilotStream(channel, "pilot-h")
+    pilot.request_jobs(2)
+    got = pilot.next("job_assignments").job_assignments.jobs
+    got = list(got) + ([] if len(got) == 2 else list(pilot.next("job_assignments").job_assignments.jobs))
+    assert {j.job_id for j in got} == {held.job_id, lost.job_id}
+    pilot.close()
+    # Back with only one of them: the other never reached it and is activated again.
+    again = PilotStream(channel, "pilot-h", held=[(held.job_id, 1)])
+    again.next("welcome")
+    wait_for(jobs_stub, lost.job_id, lambda j: j.state == J.STATE_ACTIVATED, 10, "activated")
+    assert get_job(jobs_stub, held.job_id).state == J.STATE_SENT
+    again.update(held.job_id, 1, J.STATE_RUNNING)
+    again.update(held.job_id, 1, J.STATE_FINISHED)
+    assert again.next("update_ack").update_ack.state == J.STATE_FINISHED
+    again.close()

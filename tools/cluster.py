@@ -1,0 +1,150 @@
+"""Start and stop PanDA mesh processes for tests and benchmarks: a server on a fresh
+database, pilots, each in a process group of its own and stopped by its PID only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from panda_runtime.db import upgrade_database
+
+POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fresh_database(kind: str, data_dir: Path, name: str) -> str:
+    """URL of an empty, migrated database: a SQLite file in data_dir, or a PostgreSQL
+    database dropped and created anew on the local server."""
+    if kind == "sqlite":
+        url = f"sqlite:///{data_dir / 'panda.db'}"
+    elif kind == "postgresql":
+        import psycopg
+
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    else:
+        raise ValueError(f"unknown database kind {kind!r}")
+    upgrade_database(url)
+    return url
+
+
+def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode} before it was healthy")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing healthy at {address} after {timeout} s")
+
+
+@dataclass
+class ManagedProcess:
+    """A child in its own process group; stop() signals that group only."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> ManagedProcess:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            args, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    return ManagedProcess(name, process, log_path)
+
+
+@dataclass
+class ServerHandle:
+    address: str
+    metrics_port: int
+    database_url: str
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        self.process = spawn(
+            "server", [sys.executable, "-m", "server_svc"], self.env, self.data_dir / "logs" / "server.log"
+        )
+        wait_healthy(self.address, process=self.process.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.signal(signal.SIGKILL)
+            self.process.process.wait(10)
+
+
+def server_env(data_dir: Path, database_url: str, address: str, metrics_port: int,
+               extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        "PANDA_DATA_DIR": str(data_dir),
+        "PANDA_DATABASE_URL": database_url,
+        "PANDA_SERVER": address,
+        "PANDA_METRICS_PORT": str(metrics_port),
+        **(extra or {}),
+    }
+
+
+def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None) -> ServerHandle:
+    address, metrics_port = f"127.0.0.1:{free_port()}", free_port()
+    handle = ServerHandle(
+        address, metrics_port, database_url, data_dir,
+        env=server_env(data_dir, database_url, address, metrics_port, extra_env),
+    )
+    handle.start()
+    return handle
