@@ -8,7 +8,7 @@ import shlex
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import grpc
@@ -288,14 +288,17 @@ def _kill_outcome(result: job_service_pb2.JobActionResult) -> str:
     return f"kill sent ({job_state_name(result.state)})"
 
 
-def action_lines(results: Sequence[job_service_pb2.JobActionResult], outcome: object) -> tuple[list[str], bool]:
+Outcome = Callable[[job_service_pb2.JobActionResult], str]
+
+
+def action_lines(results: Sequence[job_service_pb2.JobActionResult], outcome: Outcome) -> tuple[list[str], bool]:
     """One line per job and whether any was refused."""
     lines = []
     refused = False
     width = max((len(str(r.job_id)) for r in results), default=0)
     for result in results:
         if result.status.code == 0:
-            text = outcome(result)  # type: ignore[operator]
+            text = outcome(result)
         else:
             refused = True
             code = _CODE_NAMES.get(result.status.code, str(result.status.code))
@@ -305,7 +308,7 @@ def action_lines(results: Sequence[job_service_pb2.JobActionResult], outcome: ob
 
 
 def _report_actions(
-    args: argparse.Namespace, results: Sequence[job_service_pb2.JobActionResult], outcome: object
+    args: argparse.Namespace, results: Sequence[job_service_pb2.JobActionResult], outcome: Outcome
 ) -> int:
     lines, refused = action_lines(results, outcome)
     if args.json:
@@ -358,6 +361,19 @@ def watch_exit_code(state: int) -> int:
     return 0 if state == job_pb2.Job.STATE_FINISHED else 1
 
 
+def _retried(client: Client, event: job_pb2.JobEvent) -> bool:
+    """Whether a failed attempt was followed by another one. The server records a retry
+    (failed, then activated as attempt N+1) together with the failure, so GetJob already
+    shows the new attempt; for the job's last attempt, failed is where it stays."""
+    if event.state != job_pb2.Job.STATE_FAILED:
+        return False
+    try:
+        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=event.job_id)).job
+    except CliError:
+        return False
+    return job.attempt > event.attempt
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     job_id: int = args.job_id
     emit = output.print_json_line if args.json else (lambda e: print(format_event(e), flush=True))
@@ -388,7 +404,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                         continue
                     emit(event)
                     last_state = (event.state, event.attempt)
-                    if event.state in FINAL_JOB_STATES:
+                    if event.state in FINAL_JOB_STATES and not _retried(client, event):
                         return watch_exit_code(event.state)
                 error: grpc.RpcError | None = None  # the server ended the stream: open it again
             except grpc.RpcError as exc:

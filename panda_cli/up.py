@@ -34,7 +34,7 @@ from .rpc import Client, CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 
 LOCAL_QUEUE = "local"
-# Pilots normally leave when idle; under `panda up` they should wait for work "forever".
+# Pilots normally leave when idle or old; under `panda up` they should wait for work "forever".
 PILOT_IDLE_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
 SERVER_START_TIMEOUT_SECONDS = 60.0
 PILOT_CONNECT_TIMEOUT_SECONDS = 30.0
@@ -269,6 +269,11 @@ def pilot_argv(workdir: Path, address: str) -> list[str]:
         argv += [idle, str(PILOT_IDLE_TIMEOUT_SECONDS)]
     else:
         print("note: the pilot has no idle-timeout option; pilots may leave when idle", file=sys.stderr)
+    # Its lifetime too: a pilot at the end of its lifetime leaves (and offers less walltime
+    # to jobs as it nears it), which under `panda up` would look like a crash.
+    lifetime = find_option(parser, "lifetime")
+    if lifetime:
+        argv += [lifetime, str(PILOT_IDLE_TIMEOUT_SECONDS)]
     if "--server" in parser._option_string_actions:
         argv += ["--server", address]
     return argv

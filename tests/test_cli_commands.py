@@ -272,6 +272,29 @@ def test_watch_without_history_cursors_starts_from_now_and_catches_up(fake: Fake
     assert fake.jobs.watches[0].from_now and fake.jobs.watches[0].after_cursor == 0
 
 
+def test_watch_follows_a_failed_attempt_into_its_retry(fake: Fakes, capsys) -> None:
+    fake.jobs.get_sequence = [running_job(), job_pb2.Job(job_id=7, state=job_pb2.Job.STATE_ACTIVATED, attempt=2)]
+    fake.jobs.watch_script = [
+        WatchStep(
+            [
+                event(6, FAILED, "payload exited with code 3", attempt=1),
+                event(7, job_pb2.Job.STATE_ACTIVATED, "retry: attempt 2 of 3", attempt=2),
+                event(8, RUNNING, attempt=2),
+                event(9, FINISHED, "done", attempt=2),
+            ]
+        )
+    ]
+    assert run(fake, "job", "watch", "7") == 0
+    lines = [line.split()[1:4] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        ["running", "attempt", "1"],
+        ["failed", "attempt", "1"],
+        ["activated", "attempt", "2"],
+        ["running", "attempt", "2"],
+        ["finished", "attempt", "2"],
+    ]
+
+
 def test_watch_of_a_final_job_returns_at_once(fake: Fakes, capsys) -> None:
     fake.jobs.jobs = {7: job_pb2.Job(job_id=7, state=FAILED, attempt=3, history=[event(4, FAILED, "gave up")])}
     assert run(fake, "job", "watch", "7") == 1
