@@ -114,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         commands, "up", up.cmd_up, "run the server and pilots in the foreground (Ctrl-C stops)", json_flag=False
     )
     p.add_argument("--pilots", type=_non_negative_int, default=2, metavar="N", help="pilots to start (default 2)")
-    p.add_argument("--data-dir", metavar="DIR", help="SQLite database, logs, storage (default: PANDA_DATA_DIR)")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="SQLite database (unless PANDA_DATABASE_URL is set), logs, storage element, pilot work dirs "
+        "(default: PANDA_DATA_DIR, else ~/.local/share/panda-mesh)",
+    )
     p.add_argument("--demo", action="store_true", help="also submit sample jobs")
     p.add_argument(
         "--stop-timeout",
@@ -254,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         resolve_server(args)
         handler: Handler = args.handler
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at exit
+        return code
     except CliError as exc:
         print(f"panda: {exc.message}", file=sys.stderr)
         return exc.exit_code
