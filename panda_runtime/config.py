@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     default_max_attempts: int = 3
     default_cores: int = 1
     default_memory_mb: int = 2000
-    default_walltime_seconds: int = 86400
+    # 0: not stated, so it fits any pilot and only the pilot's own lifetime limits it.
+    default_walltime_seconds: int = 0
 
     @cached_property
     def resolved_database_url(self) -> str:
