@@ -61,7 +61,7 @@ FATAL_HELLO_CODES = frozenset(
 )
 
 EXIT_OK = 0
-EXIT_UNDELIVERED = 1
+EXIT_FAILURE = 1  # final updates left unacknowledged, or the server was never reached
 EXIT_REFUSED = 2
 
 
@@ -137,8 +137,11 @@ class Pilot:
         self._stop_signal: int | None = None
         self._soft_kill = False
         self._refused: str | None = None
+        self._signal_time = 0.0
         self._hurry = False
+        self._exiting = False  # the job loop is done: jobs arriving now are given back
         self._closing = False
+        self._ever_connected = False
         self._changed = asyncio.Event()  # wakes the job loop and the exit's delivery wait
 
     # -- time ---------------------------------------------------------------------------
@@ -251,7 +254,8 @@ class Pilot:
             if welcomed:
                 backoff = BACKOFF_INITIAL_SECONDS
             delay = backoff * random.uniform(0.8, 1.2)
-            log.warning("stream to %s lost (%s); reconnecting in %.1f s", self.config.server, reason, delay)
+            what = "stream to %s lost" if welcomed else "cannot connect to %s"
+            log.warning(what + " (%s); retrying in %.1f s", self.config.server, reason, delay)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
@@ -272,6 +276,7 @@ class Pilot:
             if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
                 raise ConnectionError("the server did not answer Hello with Welcome")
             welcome = first.welcome
+            self._ever_connected = True
             self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
             log.info(
                 "connected to %s (session %s, heartbeat every %.0f s, holding %d job(s))",
@@ -359,6 +364,8 @@ class Pilot:
                 extra={"job_id": job.job_id},
             )
             self._queued.append(job)
+        if self._exiting:
+            self._give_back_queued("the job arrived while the pilot was exiting")
         self._changed.set()
 
     def _on_ack(self, ack: dispatch_pb2.UpdateAck) -> None:
@@ -436,6 +443,7 @@ class Pilot:
             self._changed.set()
             return
         self._stop_signal = signum
+        self._signal_time = time.monotonic()
         log.warning("received %s: stopping the payload, then exiting", name)
         error = error_codes.signal_error(signum)
         for runner in self._runners.values():
@@ -515,10 +523,22 @@ class Pilot:
                 )
             )
 
-    async def _deliver_pending(self, timeout: float) -> None:
+    def _withdraw_request(self) -> None:
+        """Tell the server we take no more jobs, so none is sent while we say goodbye."""
+        stream = self._stream
+        if stream is not None and stream.requested_jobs:
+            self._send(request_jobs=dispatch_pb2.RequestJobs(count=0))
+            stream.requested_jobs = False
+
+    async def _deliver_pending(self) -> None:
         """Wait, reconnecting as needed, until the server acknowledged every final update."""
-        deadline = time.monotonic() + min(timeout, max(self.remaining_lifetime(), 1.0))
+        started = time.monotonic()
+        lifetime_end = started + max(self.remaining_lifetime(), 1.0)
         while self._pending and not self._hurry and self._refused is None:
+            deadline = min(lifetime_end, started + EXIT_DELIVERY_SECONDS)
+            if self._stop_signal is not None:
+                # A signal cuts the wait short, also one that arrives while we wait.
+                deadline = min(deadline, max(started, self._signal_time) + SIGNAL_EXIT_DELIVERY_SECONDS)
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -526,13 +546,15 @@ class Pilot:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 
-    async def _say_goodbye(self, reason: str) -> None:
+    def _say_goodbye(self, reason: str) -> bool:
+        """Goodbye on the open stream, if there is one; the server then ends the stream."""
         self._closing = True  # no reconnect from here on
         stream = self._stream
         if stream is None:
-            return
+            return False
         self._send(goodbye=dispatch_pb2.Goodbye(reason=reason))
         stream.close()
+        return True
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -556,15 +578,15 @@ class Pilot:
         try:
             reason = await self._job_loop()
             log.info("exiting: %s", reason)
+            self._exiting = True
+            self._withdraw_request()
             self._give_back_queued(reason)
             if self._pending:
                 log.info("waiting for the server to acknowledge %d final update(s)", len(self._pending))
-                await self._deliver_pending(
-                    SIGNAL_EXIT_DELIVERY_SECONDS if self._stop_signal else EXIT_DELIVERY_SECONDS
-                )
-            await self._say_goodbye(reason)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(connection), 5.0)
+                await self._deliver_pending()
+            if self._say_goodbye(reason):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(connection), 5.0)
         finally:
             self._closing = True
             connection.cancel()
@@ -581,7 +603,10 @@ class Pilot:
             log.error("final updates never acknowledged for job(s) %s", jobs)
         if self._stop_signal is not None:
             return 128 + self._stop_signal
-        return EXIT_UNDELIVERED if self._pending else EXIT_OK
+        if not self._ever_connected:
+            log.error("never reached the server at %s", self.config.server)
+            return EXIT_FAILURE
+        return EXIT_FAILURE if self._pending else EXIT_OK
 
 
 def _status_name(code: int) -> str:

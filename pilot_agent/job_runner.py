@@ -21,6 +21,7 @@ from panda.server.v1 import job_pb2
 
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
+from pilot_agent.logs import current_job
 from pilot_agent.payload import STDERR_NAME, STDOUT_NAME, Payload, PayloadLimits, PayloadResult, payload_environment
 from pilot_agent.storage import StorageElement, StorageError, check_lfn, open_storage_element
 
@@ -81,7 +82,12 @@ class JobRunner:
         if self._stop is None:
             self._stop = _Stop(state, error, diag)
         if self._payload is not None:
-            self._payload.kill(error, diag)
+            # Called from the stream's task: name our job in the payload's log lines (and its kill task's).
+            token = current_job.set(self.job.job_id)
+            try:
+                self._payload.kill(error, diag)
+            finally:
+                current_job.reset(token)
 
     def abandon(self, reason: str) -> None:
         """The job is no longer ours: stop it and report nothing more."""
@@ -118,7 +124,7 @@ class JobRunner:
     async def _heartbeats(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._debug.wait(), max(1.0, self.options.heartbeat_interval()))
+                await asyncio.wait_for(self._debug.wait(), max(0.1, self.options.heartbeat_interval()))
             debug = self._debug.is_set()
             self._debug.clear()
             if not self._abandoned:
@@ -144,13 +150,8 @@ class JobRunner:
             heartbeats.cancel()
         if self._abandoned:
             return None
-        log.info(
-            "job %d ends %s (error %d %s)",
-            self.job.job_id,
-            state_name(final.state),
-            final.error_code,
-            final.error_diag,
-        )
+        outcome = f" (error {final.error_code}: {final.error_diag})" if final.error_code else ""
+        log.info("job %d ends %s%s", self.job.job_id, state_name(final.state), outcome)
         return final
 
     def _failure(self, error: ErrorCode, diag: str, state: int = job_pb2.Job.STATE_FAILED) -> dispatch_pb2.JobUpdate:

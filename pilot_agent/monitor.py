@@ -80,8 +80,7 @@ class ProcessTreeMonitor:
     def add_rusage(self, usage: resource.struct_rusage) -> None:
         """Fold in the root's rusage from wait4: it covers every descendant the tree reaped."""
         self._cpu = max(self._cpu, usage.ru_utime + usage.ru_stime)
-        # ru_maxrss is KiB on Linux: the largest single process, a lower bound of the tree's peak.
-        self._max_rss = max(self._max_rss, usage.ru_maxrss * 1024)
+        # Not ru_maxrss: it counts the pilot's own pages the child had between fork and exec.
         self._rss = 0
 
     def usage(self) -> Usage:
