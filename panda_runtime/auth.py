@@ -32,8 +32,9 @@ class AnonymousAuthenticator:
         return Principal(subject=ANONYMOUS)
 
 
+_ANONYMOUS_PRINCIPAL = Principal(subject=ANONYMOUS)
 _current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
-    "current_principal", default=Principal(subject=ANONYMOUS)
+    "current_principal", default=_ANONYMOUS_PRINCIPAL
 )
 
 

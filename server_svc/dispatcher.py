@@ -7,6 +7,7 @@ a queue, and one transaction writes every update that arrived while the previous
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -14,9 +15,9 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from prometheus_client import Gauge, Histogram
 
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import ok_status
@@ -79,11 +80,8 @@ class Signal:
         self._event = asyncio.Event()
 
     async def wait(self, timeout: float) -> None:
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
 
 
 class DispatchHub:
@@ -176,10 +174,8 @@ class DispatchHub:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.dispatch_poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 await self._dispatch_round()

@@ -6,10 +6,10 @@ import asyncio
 import logging
 import time
 
-from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner, ensure_migrated, make_engine
@@ -86,7 +86,7 @@ async def serve(settings: Settings) -> None:
             DispatchServicer(settings, db, queues, hub), server
         )
 
-    server, health, port = bootstrap.build_server(
+    server, health, _ = bootstrap.build_server(
         address=settings.server_address, service_names=SERVICE_NAMES, register=register,
         max_message_bytes=settings.max_message_bytes,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -129,10 +130,9 @@ def test_pilot_killed_mid_job_is_retried_on_another_pilot(jobs_stub, local_queue
     first.process.wait(10)
     with_pid = list((tmp_path / "pilots" / "doomed").rglob("payload.pid"))
     if with_pid:
-        try:
-            os.killpg(int(with_pid[0].read_text()), signal.SIGKILL)  # the payload's own group, started by the pilot
-        except ProcessLookupError:
-            pass
+        # The payload's own group, which the pilot we killed had started.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(with_pid[0].read_text()), signal.SIGKILL)
     retried = wait_for(jobs_stub, job.job_id, lambda j: j.attempt == 2, 30, "attempt 2")
     lost = [e for e in retried.history if e.state == J.STATE_FAILED]
     assert lost[0].error_code == 100 and "lost heartbeat" in lost[0].reason

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 
@@ -19,7 +21,7 @@ from server_svc.domain.states import (
 def test_happy_path_is_allowed() -> None:
     path = [JobState.ACTIVATED, JobState.SENT, JobState.STARTING, JobState.RUNNING, JobState.HOLDING,
             JobState.TRANSFERRING, JobState.FINISHED]
-    for current, new in zip(path, path[1:], strict=False):
+    for current, new in itertools.pairwise(path):
         assert can_transition(current, new), (current, new)
 
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, queue_pb2
-
 from server_svc.domain.job_specs import FileSpec, JobSpec
 from server_svc.domain.states import JobState
 from server_svc.store.queue_store import QueueRecord

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc
+
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import InvalidArgument

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 import grpc
-from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 
+from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner

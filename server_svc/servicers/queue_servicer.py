@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
 
+from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import InvalidArgument
 from panda_runtime.pagination import decode_token, encode_token, page_size

@@ -33,7 +33,8 @@ class QueueRecord:
 
 
 def _record(row: Any, counts: dict[str, int] | None = None) -> QueueRecord:
-    return QueueRecord(**{c: row._mapping[c] for c in queues.c.keys()}, job_counts=counts or {})
+    values = {column.name: row._mapping[column.name] for column in queues.columns}
+    return QueueRecord(**values, job_counts=counts or {})
 
 
 class QueueStore:

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Everything the tests need, then the tests: the package with its test dependencies, buf (from
+# npm) for the contract checks, a running PostgreSQL on 127.0.0.1:5432; then the checks and the
+# suite, which runs every server test on SQLite and on PostgreSQL. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install.sh --dev
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+apt_install() {
+  if command -v apt-get >/dev/null; then
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "cannot install $* here: install it and run again" >&2; exit 1
+  fi
+}
+
+if ! command -v npm >/dev/null; then
+  echo "==> installing Node.js and npm (for buf)"
+  apt_install nodejs npm
+fi
+echo "==> installing buf"
+npm ci --silent --no-audit --no-fund >/dev/null
+
+postgres_up() { .venv/bin/python - <<'PY'
+import sys, psycopg
+try:
+    psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", connect_timeout=3).close()
+except Exception as error:
+    print(error, file=sys.stderr)
+    sys.exit(1)
+PY
+}
+if ! postgres_up 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    echo "==> installing PostgreSQL"
+    apt_install postgresql
+  fi
+  echo "==> starting PostgreSQL"
+  version=$(ls /etc/postgresql | sort -n | tail -1)
+  conf=/etc/postgresql/$version/main
+  # The tests connect as postgres over TCP on loopback, without a password.
+  if ! grep -q "^host all all 127.0.0.1/32 trust" "$conf/pg_hba.conf"; then
+    as_root sed -i '1i host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || as_root pg_ctlcluster "$version" main restart
+  for _ in $(seq 30); do postgres_up 2>/dev/null && break; sleep 1; done
+  postgres_up
+fi
+
+echo "==> contracts: generated/ is fresh, buf lint, buf breaking"
+.venv/bin/python -m tools.protos check
+PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos lint
+PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos breaking --against "${PANDA_CONTRACTS_BASE:-origin/main}"
+echo "==> ruff"
+.venv/bin/ruff check .
+echo "==> tests (SQLite and PostgreSQL)"
+exec .venv/bin/python -m pytest "$@"
