@@ -105,9 +105,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 return code
             return grpc.StatusCode.OK if code in (None, 0) else _code_from_int(code)
 
+        received, sent = MSG_RECEIVED.labels(*labels), MSG_SENT.labels(*labels)
+
         async def count_in(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
             async for request in requests:
-                MSG_RECEIVED.labels(*labels).inc()
+                received.inc()
                 yield request
 
         if not handler.response_streaming:
@@ -142,7 +144,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 if handler.request_streaming:
                     request_or_iterator = count_in(request_or_iterator)
                 async for response in inner_stream(request_or_iterator, context):
-                    MSG_SENT.labels(*labels).inc()
+                    sent.inc()
                     yield response
             except Exception as error:
                 if _is_abort(error):
