@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner, ensure_migrated, make_engine
+from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
 from server_svc.dispatcher import DispatchHub
 from server_svc.servicers.dispatch_servicer import DispatchServicer
 from server_svc.servicers.job_servicer import JobServicer
@@ -37,6 +37,10 @@ class JobCountCollector(Collector):
         self._max_age = max_age
         self._cached: dict[tuple[str, str], int] = {}
         self._time = 0.0
+
+    def describe(self):  # type: ignore[no-untyped-def]
+        # Registration asks for names only, so no counting happens before the first scrape.
+        yield GaugeMetricFamily("panda_jobs", "Jobs by queue and state.", labels=["queue", "state"])
 
     def collect(self):  # type: ignore[no-untyped-def]
         if time.monotonic() - self._time > self._max_age:
@@ -115,7 +119,11 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     bootstrap.configure_logging()
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except DatabaseNotMigrated as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
 
 
 def main() -> None:
