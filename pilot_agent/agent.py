@@ -26,10 +26,11 @@ from pathlib import Path
 
 import grpc
 import psutil
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-
 from panda_runtime.client import aio_channel, error_message
 from pilot_agent import __version__, error_codes
 from pilot_agent.job_runner import JobKey, JobRunner, RunnerOptions, state_name
@@ -142,6 +143,7 @@ class Pilot:
         self._exiting = False  # the job loop is done: jobs arriving now are given back
         self._closing = False
         self._ever_connected = False
+        self._welcomed = False  # on the current stream
         self._changed = asyncio.Event()  # wakes the job loop and the exit's delivery wait
 
     # -- time ---------------------------------------------------------------------------
@@ -233,9 +235,9 @@ class Pilot:
     async def _connection_loop(self) -> None:
         backoff = BACKOFF_INITIAL_SECONDS
         while not self._closing:
-            welcomed = False
+            self._welcomed = False
             try:
-                welcomed = await self._run_stream()
+                await self._run_stream()
                 reason = "the server closed the stream"
             except HelloRefused as exc:
                 self._on_refused(str(exc))
@@ -251,16 +253,16 @@ class Pilot:
                 self._stream = None
             if self._closing:
                 return
-            if welcomed:
+            if self._welcomed:
                 backoff = BACKOFF_INITIAL_SECONDS
             delay = backoff * random.uniform(0.8, 1.2)
-            what = "stream to %s lost" if welcomed else "cannot connect to %s"
+            what = "stream to %s lost" if self._welcomed else "cannot connect to %s"
             log.warning(what + " (%s); retrying in %.1f s", self.config.server, reason, delay)
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
-    async def _run_stream(self) -> bool:
-        """One stream from Hello to its end; True when the server welcomed us."""
+    async def _run_stream(self) -> None:
+        """One stream from Hello to its end (sets _welcomed once the server accepted us)."""
         channel = aio_channel(self.config.server)  # a new channel: our backoff, not gRPC's, paces retries
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -276,7 +278,7 @@ class Pilot:
             if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
                 raise ConnectionError("the server did not answer Hello with Welcome")
             welcome = first.welcome
-            self._ever_connected = True
+            self._welcomed = self._ever_connected = True
             self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
             log.info(
                 "connected to %s (session %s, heartbeat every %.0f s, holding %d job(s))",
@@ -298,7 +300,6 @@ class Pilot:
                 raise writer.exception()  # type: ignore[misc]
             else:
                 await reader  # we said Goodbye and finished writing: the server ends the stream
-            return True
         finally:
             self._stream = None
             for task in tasks:
@@ -393,7 +394,7 @@ class Pilot:
     def _on_command(self, command: dispatch_pb2.Command) -> None:
         key = (command.job_id, command.attempt)
         extra = {"job_id": command.job_id}
-        kind = dispatch_pb2.Command.Kind.Name(command.kind)
+        kind = _enum_name(dispatch_pb2.Command.Kind, command.kind)
         log.info("command %s received: %s", kind, command.reason or "(no reason)", extra=extra)
         if command.kind == dispatch_pb2.Command.KIND_SOFT_KILL:
             self._soft_kill = True
@@ -607,6 +608,14 @@ class Pilot:
             log.error("never reached the server at %s", self.config.server)
             return EXIT_FAILURE
         return EXIT_FAILURE if self._pending else EXIT_OK
+
+
+def _enum_name(enum: EnumTypeWrapper, value: int) -> str:
+    # Proto3 enums are open: a newer server may send a value this pilot does not know.
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return str(value)
 
 
 def _status_name(code: int) -> str:

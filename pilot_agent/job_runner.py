@@ -18,7 +18,6 @@ from pathlib import Path
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
-
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
 from pilot_agent.logs import current_job
@@ -33,7 +32,10 @@ FINAL_STATES = frozenset({job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, 
 
 
 def state_name(state: int) -> str:
-    return job_pb2.Job.State.Name(state).removeprefix("STATE_")
+    try:
+        return job_pb2.Job.State.Name(state).removeprefix("STATE_")
+    except ValueError:  # open enum: a value from a newer server
+        return str(state)
 
 
 @dataclass

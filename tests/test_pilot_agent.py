@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from google.rpc import code_pb2, status_pb2
+
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
-
 from pilot_agent import error_codes
 from pilot_agent.agent import EXIT_FAILURE, Pilot, PilotConfig
 from pilot_agent.cli import add_arguments, config_from_args

@@ -11,10 +11,10 @@ import zlib
 from pathlib import Path
 
 import pytest
+
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
-
 from pilot_agent import error_codes
 from pilot_agent.job_runner import JobRunner, RunnerOptions
 
