@@ -509,20 +509,11 @@ class Pilot:
             self._deliver_final(final)
 
     def _give_back_queued(self, reason: str) -> None:
-        """Jobs accepted but never started: fail them so the server retries them elsewhere."""
-        error = error_codes.signal_error(self._stop_signal) if self._stop_signal else error_codes.GENERALERROR
+        """Jobs accepted but never started go back without using an attempt: the server
+        returns a pilot's unstarted jobs to activated when the pilot says goodbye."""
         while self._queued:
             job = self._queued.popleft()
-            log.warning("job not started: pilot exiting (%s)", reason, extra={"job_id": job.job_id})
-            self._deliver_final(
-                dispatch_pb2.JobUpdate(
-                    job_id=job.job_id,
-                    attempt=job.attempt,
-                    state=job_pb2.Job.STATE_FAILED,
-                    error_code=error.code,
-                    error_diag=f"pilot exiting before the job started: {reason}",
-                )
-            )
+            log.warning("job not started, given back: pilot exiting (%s)", reason, extra={"job_id": job.job_id})
 
     def _withdraw_request(self) -> None:
         """Tell the server we take no more jobs, so none is sent while we say goodbye."""

@@ -146,6 +146,15 @@ class DispatchHub:
                  session.session_id)
         return session
 
+    async def goodbye(self, session: Session) -> None:
+        """The pilot leaves: jobs sent to it that it never started go back to activated."""
+        session.credits = 0
+        unstarted = [job_id for job_id, _ in await self._db.run(self._jobs.sent_to, session.pilot_id)]
+        if unstarted:
+            await self._db.run(self._jobs.release, unstarted, "pilot left before starting the job")
+            self.events_written.notify()
+            self.wake()
+
     def disconnect(self, session: Session) -> None:
         session.closed = True
         if self._sessions.get(session.pilot_id) is session:

@@ -180,3 +180,15 @@ def test_jobs_lost_in_flight_go_back_when_the_pilot_reconnects(channel, jobs_stu
     again.update(held.job_id, 1, J.STATE_FINISHED)
     assert again.next("update_ack").update_ack.state == J.STATE_FINISHED
     again.close()
+
+
+def test_goodbye_gives_back_unstarted_jobs_without_using_an_attempt(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["x"]))
+    pilot = PilotStream(channel, "pilot-leaving")
+    pilot.request_jobs(1)
+    assert pilot.next_job().job_id == job.job_id
+    pilot.send(goodbye=dispatch_pb2.Goodbye(reason="lifetime over"))
+    back = wait_for(jobs_stub, job.job_id, lambda j: j.state == J.STATE_ACTIVATED, 10, "activated")
+    assert back.attempt == 1 and back.pilot_id == ""
+    assert back.history[-1].reason == "pilot left before starting the job"
+    pilot.close()

@@ -91,7 +91,7 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                     self._hub.submit_update(session, request.seq, _update_from_proto(update, session.pilot_id))
                 elif kind == "goodbye":
                     log.info("pilot %s says goodbye: %s", session.pilot_id, request.goodbye.reason)
-                    session.credits = 0
+                    await self._hub.goodbye(session)
                     break
                 elif kind == "hello":
                     session.end(InvalidArgument("hello was already sent on this stream", field="hello"))

@@ -257,7 +257,9 @@ Global___JobUpdate: _TypeAlias = JobUpdate  # noqa: Y015
 
 @_typing.final
 class Goodbye(_message.Message):
-    """The pilot is leaving; the server forgets its credits."""
+    """The pilot is leaving; the server forgets its credits, and jobs sent to it that it
+    never started (still SENT) go back to ACTIVATED with the same attempt.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
