@@ -25,6 +25,7 @@ from server_svc.domain.states import (
     check_transition,
     is_heartbeat,
 )
+from server_svc.store.bulk import insert_rows, update_rows
 from server_svc.store.tables import job_events, job_files, jobs, pilot_commands, queues
 
 # Columns a state change may touch; every batched UPDATE writes exactly these.
@@ -33,12 +34,9 @@ MUTABLE = (
     "exit_code", "error_code", "error_diag", "log_tail", "max_rss_mb", "cpu_seconds", "pilot_id", "node",
     "kill_requested",
 )
-_UPDATE_ROW = (
-    update(jobs)
-    .where(jobs.c.job_id == bindparam("b_job_id"))
-    .values({name: bindparam(f"b_{name}") for name in MUTABLE})
-)
 _MAX_LOG_TAIL = 16 * 1024
+FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
+EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_code", "reason", "queue", "task_id")
 # PostgreSQL advisory lock held by the replica that runs the watchdogs.
 WATCHDOG_LOCK_KEY = 0x70616E6461  # "panda"
 
@@ -138,13 +136,8 @@ class _Changes:
             self.reactivated += 1
 
     def flush(self, conn: Connection) -> None:
-        if self.rows:
-            conn.execute(
-                _UPDATE_ROW,
-                [{"b_job_id": r["job_id"], **{f"b_{n}": r[n] for n in MUTABLE}} for r in self.rows.values()],
-            )
-        if self.events:
-            conn.execute(insert(job_events), self.events)
+        update_rows(conn, jobs, "job_id", MUTABLE, list(self.rows.values()))
+        insert_rows(conn, job_events, EVENT_COLUMNS, self.events)
 
 
 _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -265,10 +258,9 @@ class JobStore:
                 for job_id, spec in zip(job_ids, specs, strict=True)
                 for f in spec.files
             ]
-            if file_rows:
-                conn.execute(insert(job_files), file_rows)
-            conn.execute(
-                insert(job_events),
+            insert_rows(conn, job_files, FILE_COLUMNS, file_rows)
+            insert_rows(
+                conn, job_events, EVENT_COLUMNS,
                 [
                     {
                         "job_id": job_id, "attempt": 1, "state": JobState.ACTIVATED.value,
@@ -278,7 +270,14 @@ class JobStore:
                     for job_id, spec in zip(job_ids, specs, strict=True)
                 ],
             )
-            return self._full(conn, job_ids)
+        # What was just written, without reading it back.
+        files_by_job: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
+        for file_row in file_rows:
+            files_by_job[file_row["job_id"]].append(file_row)
+        for job_id, row in zip(job_ids, rows, strict=True):
+            row.update(job_id=job_id, start_time=None, end_time=None, heartbeat_time=None,
+                       files=files_by_job[job_id], history=[])
+        return rows
 
     def _check_queues(self, conn: Connection, specs: list[JobSpec]) -> dict[str, str]:
         """Queue id -> storage element, for every queue the specs name; refuses unknown queues
@@ -409,7 +408,7 @@ class JobStore:
             return {}
         cores, memory_mb, walltime = offer
         query = (
-            select(jobs.c.job_id)
+            select(jobs)
             .where(jobs.c.queue == queue_id, jobs.c.state == JobState.ACTIVATED.value)
             .order_by(jobs.c.priority.desc(), jobs.c.job_id)
             .limit(wanted)
@@ -424,29 +423,18 @@ class JobStore:
             query = query.with_for_update(skip_locked=True)
         now = _now()
         with self._engine.begin() as conn:
-            job_ids = list(conn.execute(query).scalars())
-            if not job_ids:
+            claimed = [dict(r._mapping) for r in conn.execute(query)]
+            if not claimed:
                 return {}
-            owners: dict[int, tuple[str, str]] = {}
-            claimed = iter(job_ids)
-            for pilot_id, node, count in pilots:
-                for _ in range(count):
-                    job_id = next(claimed, None)
-                    if job_id is None:
-                        break
-                    owners[job_id] = (pilot_id, node)
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.job_id == bindparam("b_job_id"))
-                .values(
-                    state=JobState.SENT.value, pilot_id=bindparam("b_pilot_id"), node=bindparam("b_node"),
-                    state_time=now, update_time=now,
-                ),
-                [{"b_job_id": j, "b_pilot_id": p, "b_node": n} for j, (p, n) in owners.items()],
-            )
-            full = self._full(conn, list(owners))
-            conn.execute(
-                insert(job_events),
+            slots = ((pilot_id, node) for pilot_id, node, count in pilots for _ in range(count))
+            full = []
+            for job, (pilot_id, node) in zip(claimed, slots, strict=False):
+                job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
+                full.append(job)
+            update_rows(conn, jobs, "job_id", ("state", "pilot_id", "node", "state_time", "update_time"), full)
+            files = self._files(conn, [job["job_id"] for job in full])
+            insert_rows(
+                conn, job_events, EVENT_COLUMNS,
                 [
                     {
                         "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
@@ -457,6 +445,8 @@ class JobStore:
                     for job in full
                 ],
             )
+        for job in full:
+            job["files"], job["history"] = files[job["job_id"]], []
         by_pilot: dict[str, list[dict[str, Any]]] = {}
         for job in full:
             by_pilot.setdefault(job["pilot_id"], []).append(job)
