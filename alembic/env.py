@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alembic import context
+from jedi_svc.store.tables import metadata as jedi_metadata
 from panda_runtime.db import make_engine
 from server_svc.store.tables import metadata as server_metadata
 
-target_metadata = [server_metadata]
+target_metadata = [server_metadata, jedi_metadata]
 
 
 def run_migrations_offline() -> None:

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Fixed default addresses, all on loopback, so the command line finds a local `panda up`.
 DEFAULT_SERVER_ADDRESS = "127.0.0.1:25080"
 DEFAULT_SERVER_METRICS_PORT = 25090
+DEFAULT_JEDI_ADDRESS = "127.0.0.1:25180"
+DEFAULT_JEDI_METRICS_PORT = 25190
 
 
 def default_data_dir() -> Path:
@@ -59,6 +61,24 @@ class Settings(BaseSettings):
     default_memory_mb: int = 2000
     # 0: not stated, so it fits any pilot and only the pilot's own lifetime limits it.
     default_walltime_seconds: int = 0
+
+    # JEDI, the task engine: where it listens (PANDA_JEDI for short) and its metrics port.
+    jedi_address: str = Field(
+        default=DEFAULT_JEDI_ADDRESS, validation_alias=AliasChoices("PANDA_JEDI", "PANDA_JEDI_ADDRESS")
+    )
+    jedi_metrics_port: int = DEFAULT_JEDI_METRICS_PORT
+    # How often JEDI's agents look for work when nothing wakes them, seconds.
+    jedi_interval_seconds: float = 1.0
+    # A pending task (no queue fits) is brokered again after this long, seconds.
+    jedi_pending_retry_seconds: float = 60.0
+    # Scout jobs of a task that does not say.
+    jedi_default_scout_jobs: int = 3
+    # Jobs per SubmitJobs call (the server takes at most max_submit_batch).
+    jedi_submit_batch: int = 5000
+    # Fair share: one point of priority less per this many jobs the owner has in flight.
+    jedi_fair_share_jobs_per_point: int = 100
+    # Deadline of JEDI's unary calls to the server, seconds.
+    jedi_server_deadline_seconds: float = 30.0
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,3 @@
+from jedi_svc.main import main
+
+main()

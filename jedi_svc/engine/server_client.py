@@ -1,0 +1,190 @@
+"""JEDI's side of the server: the few calls it makes, each with a deadline, and the
+conversions between the server's messages and what the engine stores."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from jedi_svc.domain.brokerage import QUEUED_STATES, RUNNING_STATES, QueueInfo
+from jedi_svc.store.engine_store import JobDetails, JobEvent
+from panda.common.v1 import resources_pb2
+from panda.server.v1 import (
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    queue_pb2,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+)
+from panda_runtime.client import aio_channel
+
+log = logging.getLogger("panda.jedi.server")
+
+_FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
+               "log": job_pb2.JobFile.KIND_LOG}
+# A stream is re-opened (from its cursor) after this long, so it too has a deadline.
+WATCH_DEADLINE_SECONDS = 300.0
+# SubmitJobs of a full batch takes the server a while.
+SUBMIT_DEADLINE_SECONDS = 120.0
+# Calls worth repeating: the server was away or slow.
+TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                       grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+def state_name(value: int) -> str:
+    try:
+        return job_pb2.Job.State.Name(value).removeprefix("STATE_").lower()
+    except ValueError:  # a state a newer server knows
+        return f"state-{value}"
+
+
+def queue_status_name(value: int) -> str:
+    try:
+        return queue_pb2.Queue.Status.Name(value).removeprefix("STATUS_").lower()
+    except ValueError:
+        return f"status-{value}"
+
+
+def job_from_spec(spec: dict[str, Any]) -> job_pb2.Job:
+    resources = spec["resources"]
+    return job_pb2.Job(
+        queue=spec["queue"], task_id=spec["task_id"], priority=spec["priority"], max_attempts=spec["max_attempts"],
+        command=spec["command"], environment=spec["environment"], label=spec["label"],
+        resources=resources_pb2.Resources(cores=resources["cores"], memory_mb=resources["memory_mb"],
+                                          walltime_seconds=resources["walltime_seconds"],
+                                          disk_mb=resources["disk_mb"]),
+        files=[
+            job_pb2.JobFile(lfn=f["lfn"], kind=_FILE_KINDS[f["kind"]], size_bytes=f.get("size_bytes", 0),
+                            adler32=f.get("adler32", ""), storage_element=f.get("storage_element", ""))
+            for f in spec["files"]
+        ],
+    )
+
+
+def details_of(job: job_pb2.Job) -> JobDetails:
+    walltime = 0.0
+    if job.start_time.seconds and job.end_time.seconds:
+        walltime = max(0.0, (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9)
+    outputs = [
+        {"lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32, "storage_element": f.storage_element}
+        for f in job.files if f.kind == job_pb2.JobFile.KIND_OUTPUT and f.status == job_pb2.JobFile.STATUS_READY
+    ]
+    return JobDetails(outputs=outputs, max_rss_mb=job.max_rss_mb, walltime_seconds=walltime,
+                      cpu_seconds=job.cpu_seconds)
+
+
+def event_of(message: job_pb2.JobEvent) -> JobEvent:
+    return JobEvent(cursor=message.cursor, job_id=message.job_id, task_id=message.task_id,
+                    state=state_name(message.state), error_code=message.error_code, reason=message.reason)
+
+
+class ServerClient:
+    """One channel to the server (PANDA_SERVER); a deadline on every call."""
+
+    def __init__(self, address: str, deadline: float) -> None:
+        self.address = address
+        self.deadline = deadline
+        self.channel = aio_channel(address)
+        self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
+        self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def list_queues(self) -> list[QueueInfo]:
+        found: list[QueueInfo] = []
+        token = ""
+        while True:
+            response = await self.queues.ListQueues(
+                queue_service_pb2.ListQueuesRequest(page_size=1000, page_token=token), timeout=self.deadline)
+            for q in response.queues:
+                counts = dict(q.job_counts)
+                found.append(QueueInfo(
+                    queue_id=q.queue_id, status=queue_status_name(q.status), max_cores=q.max_resources.cores,
+                    max_memory_mb=q.max_resources.memory_mb, max_walltime_seconds=q.max_resources.walltime_seconds,
+                    max_disk_mb=q.max_resources.disk_mb, storage_element=q.storage_element,
+                    running=sum(counts.get(s, 0) for s in RUNNING_STATES),
+                    queued=sum(counts.get(s, 0) for s in QUEUED_STATES),
+                ))
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def submit_jobs(self, specs: list[dict[str, Any]], request_id: str, attempts: int = 5) -> list[int]:
+        """Submit a batch; retried with the same request id, so the server creates it once."""
+        request = job_service_pb2.SubmitJobsRequest(jobs=[job_from_spec(s) for s in specs], request_id=request_id)
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self.jobs.SubmitJobs(request, timeout=SUBMIT_DEADLINE_SECONDS)
+                return [job.job_id for job in response.jobs]
+            except grpc.aio.AioRpcError as error:
+                if error.code() not in TRANSIENT or attempt == attempts:
+                    raise
+                log.warning("SubmitJobs %s: %s; trying again", request_id, error.code().name)
+                await asyncio.sleep(min(10.0, attempt * 1.0))
+        raise AssertionError("unreachable")
+
+    async def kill_jobs(self, job_ids: list[int], reason: str) -> dict[int, str]:
+        """Kill jobs; returns each job's state after the call (errors are logged)."""
+        states: dict[int, str] = {}
+        for start in range(0, len(job_ids), 10_000):
+            part = job_ids[start : start + 10_000]
+            response = await self.jobs.KillJobs(
+                job_service_pb2.KillJobsRequest(job_ids=part, reason=reason), timeout=self.deadline)
+            for result in response.results:
+                states[result.job_id] = state_name(result.state)
+        return states
+
+    async def reassign_jobs(self, job_ids: list[int], queue: str) -> list[int]:
+        """Move jobs not yet started to `queue`; returns the ids moved."""
+        moved: list[int] = []
+        for start in range(0, len(job_ids), 10_000):
+            part = job_ids[start : start + 10_000]
+            response = await self.jobs.ReassignJobs(
+                job_service_pb2.ReassignJobsRequest(job_ids=part, queue=queue), timeout=self.deadline)
+            moved += [r.job_id for r in response.results if r.status.code == 0]
+        return moved
+
+    async def job_details(self, task_id: int, job_ids: list[int]) -> dict[int, JobDetails]:
+        """Outputs and measurements of finished jobs, a page of ListJobs per range of ids."""
+        wanted = sorted(set(job_ids))
+        found: dict[int, JobDetails] = {}
+        start = 0
+        while start < len(wanted):
+            low = wanted[start]
+            end = start
+            while end + 1 < len(wanted) and wanted[end + 1] - low < 1000:
+                end += 1
+            high = wanted[end]
+            flt = f"task_id = {task_id} AND job_id >= {low} AND job_id <= {high}"
+            token = ""
+            while True:
+                response = await self.jobs.ListJobs(
+                    job_service_pb2.ListJobsRequest(page_size=1000, filter=flt, page_token=token),
+                    timeout=self.deadline)
+                for job in response.jobs:
+                    found[job.job_id] = details_of(job)
+                token = response.next_page_token
+                if not token:
+                    break
+            start = end + 1
+        missing = [j for j in wanted if j not in found]
+        for job_id in missing:
+            response = await self.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=self.deadline)
+            found[job_id] = details_of(response.job)
+        return {j: found[j] for j in wanted}
+
+    async def watch(self, after_cursor: int) -> AsyncIterator[JobEvent]:
+        """Job events after `after_cursor`, of every job; ends at the stream's deadline."""
+        call = self.jobs.WatchJobs(job_service_pb2.WatchJobsRequest(after_cursor=after_cursor),
+                                   timeout=WATCH_DEADLINE_SECONDS)
+        try:
+            async for response in call:
+                yield event_of(response.event)
+        finally:
+            call.cancel()

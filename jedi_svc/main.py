@@ -1,0 +1,111 @@
+"""Entry point of JEDI, the task engine: `panda serve jedi` or `python -m jedi_svc`.
+
+One process: the gRPC services (TaskService, DatasetService, health, reflection) and the
+engine's agents. It talks to the server only over gRPC, at PANDA_SERVER."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from jedi_svc.engine.agents import Engine, Notifier
+from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.servicers.dataset_servicer import DatasetServicer
+from jedi_svc.servicers.task_servicer import TaskServicer
+from jedi_svc.store.dataset_store import DatasetStore
+from jedi_svc.store.engine_store import EngineStore
+from jedi_svc.store.task_store import TaskStore
+from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
+from panda_runtime import bootstrap
+from panda_runtime.config import Settings
+from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+
+log = logging.getLogger("panda.jedi")
+
+SERVICE_NAMES = ["panda.jedi.v1.TaskService", "panda.jedi.v1.DatasetService"]
+
+
+class TaskCountCollector(Collector):
+    """`panda_tasks{state}`, read at scrape time at most every few seconds."""
+
+    def __init__(self, store: TaskStore, max_age: float = 5.0) -> None:
+        self._store = store
+        self._max_age = max_age
+        self._cached: dict[str, int] = {}
+        self._time = 0.0
+
+    def describe(self):  # type: ignore[no-untyped-def]
+        yield GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        if time.monotonic() - self._time > self._max_age:
+            try:
+                self._cached = self._store.count_by_state()
+                self._time = time.monotonic()
+            except Exception:
+                log.exception("counting tasks for the metrics failed")
+        family = GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
+        for state, count in sorted(self._cached.items()):
+            family.add_metric([state], count)
+        yield family
+
+
+async def serve(settings: Settings) -> None:
+    engine = make_engine(settings.resolved_database_url)
+    ensure_migrated(engine)
+    db = DbRunner(engine)
+    tasks, datasets, engine_store = TaskStore(engine), DatasetStore(engine), EngineStore(engine)
+    server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds)
+    task_events = Notifier()
+    agents = Engine(settings, db, engine_store, server_client, task_events)
+
+    def register(server) -> None:  # type: ignore[no-untyped-def]
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(
+            TaskServicer(settings, db, tasks, agents, task_events), server)
+        dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(db, datasets), server)
+
+    server, health, _ = bootstrap.build_server(
+        address=settings.jedi_address, service_names=SERVICE_NAMES, register=register,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    collector = TaskCountCollector(tasks)
+    REGISTRY.register(collector)
+    bootstrap.start_metrics(settings.metrics_host, settings.jedi_metrics_port)
+    await server.start()
+    await agents.start()
+    await bootstrap.set_serving(health, SERVICE_NAMES, True)
+    log.info("JEDI listening on %s, server at %s (database %s)", settings.jedi_address, settings.server_address,
+             engine.url.render_as_string(hide_password=True))
+
+    async def on_stop() -> None:
+        await bootstrap.set_serving(health, SERVICE_NAMES, False)
+        await agents.stop()
+
+    try:
+        await bootstrap.run_until_signalled(server, on_stop)
+    finally:
+        REGISTRY.unregister(collector)
+        await server_client.close()
+        db.close()
+    log.info("JEDI stopped")
+
+
+def run(settings: Settings) -> None:
+    bootstrap.configure_logging()
+    try:
+        asyncio.run(serve(settings))
+    except DatabaseNotMigrated as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    run(Settings())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""TaskService: thin mapping between the contract, the task store and the engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from jedi_svc.domain import task_spec
+from jedi_svc.domain.filtering import parse_filter
+from jedi_svc.engine.agents import Engine, Notifier
+from jedi_svc.servicers.convert import (
+    event_to_proto,
+    params_to_dict,
+    spec_from_params,
+    state_from_text,
+    task_to_proto,
+)
+from jedi_svc.store.task_store import TaskStore
+from panda.jedi.v1 import task_service_pb2, task_service_pb2_grpc
+from panda_runtime.auth import current_principal
+from panda_runtime.config import Settings
+from panda_runtime.db import DbRunner
+from panda_runtime.errors import InvalidArgument
+from panda_runtime.pagination import decode_token, encode_token, page_size
+
+FILTER_FIELDS: dict[str, Any] = {
+    "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,
+    "priority": int, "create_time": datetime, "update_time": datetime,
+}
+
+
+def _task_id(value: int) -> int:
+    if value <= 0:
+        raise InvalidArgument("task_id must be positive", field="task_id")
+    return value
+
+
+class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(self, settings: Settings, db: DbRunner, store: TaskStore, engine: Engine,
+                 task_events: Notifier) -> None:
+        self._settings = settings
+        self._db = db
+        self._store = store
+        self._engine = engine
+        self._task_events = task_events
+
+    async def SubmitTask(
+        self, request: task_service_pb2.SubmitTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.SubmitTaskResponse:
+        if not request.HasField("params"):
+            raise InvalidArgument("params are required", field="params")
+        if len(request.request_id) > 64:
+            raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
+        spec = spec_from_params(request.params, current_principal().subject, self._settings)
+        task_spec.validate(spec)
+        row = await self._db.run(self._store.submit, spec, params_to_dict(request.params), request.request_id)
+        self._engine.wake()
+        self._task_events.notify()
+        return task_service_pb2.SubmitTaskResponse(task=task_to_proto(row))
+
+    async def GetTask(
+        self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.GetTaskResponse:
+        row = await self._db.run(self._store.get, _task_id(request.task_id))
+        return task_service_pb2.GetTaskResponse(task=task_to_proto(row))
+
+    async def ListTasks(
+        self, request: task_service_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.ListTasksResponse:
+        limit = page_size(request.page_size)
+        comparisons = parse_filter(request.filter, FILTER_FIELDS)
+        position = decode_token(request.page_token, request.filter)
+        rows, total = await self._db.run(self._store.list, comparisons, limit=limit,
+                                         before=int(position.get("before", 0)))
+        token = ""
+        if len(rows) == limit and rows[-1]["task_id"] > 1:
+            token = encode_token({"before": rows[-1]["task_id"]}, request.filter)
+        return task_service_pb2.ListTasksResponse(tasks=[task_to_proto(r) for r in rows], next_page_token=token,
+                                                  total_size=total)
+
+    async def WatchTasks(self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        cursor = request.after_cursor
+        if cursor < 0:
+            raise InvalidArgument("after_cursor must not be negative", field="after_cursor")
+        if request.task_id < 0:
+            raise InvalidArgument("task_id must not be negative", field="task_id")
+        if not cursor and request.from_now:
+            cursor = await self._db.run(self._store.last_cursor)
+        while not context.done():
+            events = await self._db.run(self._store.events_after, cursor, task_id=request.task_id)
+            for event in events:
+                cursor = event["cursor"]
+                yield task_service_pb2.WatchTasksResponse(event=event_to_proto(event))
+            if not events:
+                await self._task_events.wait(1.0)
+
+    async def _command(self, task_id: int, kind: str, **kwargs: Any) -> Any:
+        row = await self._db.run(self._store.command, _task_id(task_id), kind, **kwargs)
+        self._engine.touch(task_id)
+        self._task_events.notify()
+        return task_to_proto(row)
+
+    async def KillTask(self, request: task_service_pb2.KillTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        task = await self._command(request.task_id, "kill", reason=request.reason)
+        return task_service_pb2.KillTaskResponse(task=task)
+
+    async def FinishTask(self, request: task_service_pb2.FinishTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        task = await self._command(request.task_id, "finish", reason=request.reason)
+        return task_service_pb2.FinishTaskResponse(task=task)
+
+    async def RetryTask(self, request: task_service_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        task = await self._command(request.task_id, "retry", reason=request.reason)
+        return task_service_pb2.RetryTaskResponse(task=task)
+
+    async def PauseTask(self, request: task_service_pb2.PauseTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        task = await self._command(request.task_id, "pause", reason=request.reason)
+        return task_service_pb2.PauseTaskResponse(task=task)
+
+    async def ResumeTask(self, request: task_service_pb2.ResumeTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        task = await self._command(request.task_id, "resume", reason=request.reason)
+        return task_service_pb2.ResumeTaskResponse(task=task)
+
+    async def ReassignTask(self, request: task_service_pb2.ReassignTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+        queues = [q.strip() for q in request.queues if q.strip()]
+        if not queues:
+            raise InvalidArgument("give at least one queue", field="queues")
+        for name in queues:
+            if not task_spec.QUEUE_NAME.match(name):
+                raise InvalidArgument(f"{name!r} is not a queue name", field="queues")
+        task = await self._command(request.task_id, "reassign", reason=request.reason, queues=queues)
+        return task_service_pb2.ReassignTaskResponse(task=task)
+
+    async def SetTaskPriority(self, request: task_service_pb2.SetTaskPriorityRequest,  # type: ignore[no-untyped-def]
+                              context: grpc.aio.ServicerContext):
+        if abs(request.priority) > task_spec.MAX_PRIORITY:
+            raise InvalidArgument(f"priority must be within ±{task_spec.MAX_PRIORITY}", field="priority")
+        task = await self._command(request.task_id, "priority", priority=request.priority)
+        return task_service_pb2.SetTaskPriorityResponse(task=task)

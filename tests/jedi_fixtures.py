@@ -1,0 +1,46 @@
+"""Fixtures for JEDI's tests: a real JEDI process next to the real server of tests/conftest.py
+(so every JEDI test runs on SQLite and on PostgreSQL), and its stubs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
+from panda_runtime.client import sync_channel
+from tests.jedi_support import TEST_JEDI_ENV, JediHandle
+from tools.cluster import ServerHandle, free_port
+
+
+@pytest.fixture
+def jedi(server: ServerHandle, tmp_path: Path) -> Iterator[JediHandle]:
+    address = f"127.0.0.1:{free_port()}"
+    env = {**server.env, "PANDA_JEDI": address, "PANDA_JEDI_METRICS_PORT": "0", **TEST_JEDI_ENV}
+    handle = JediHandle(address, server, tmp_path / "logs" / "jedi.log", env)
+    handle.start()
+    yield handle
+    handle.stop()
+    errors = [line for line in handle.log().splitlines() if " ERROR " in line or "Traceback" in line]
+    if errors:
+        print(handle.log()[-8000:], file=sys.stderr)
+    assert not errors, f"JEDI logged errors: {errors[:5]}"
+
+
+@pytest.fixture
+def jedi_channel(jedi: JediHandle) -> Iterator[grpc.Channel]:
+    with sync_channel(jedi.address) as chan:
+        yield chan
+
+
+@pytest.fixture
+def tasks_stub(jedi_channel: grpc.Channel) -> task_service_pb2_grpc.TaskServiceStub:
+    return task_service_pb2_grpc.TaskServiceStub(jedi_channel)
+
+
+@pytest.fixture
+def datasets_stub(jedi_channel: grpc.Channel) -> dataset_service_pb2_grpc.DatasetServiceStub:
+    return dataset_service_pb2_grpc.DatasetServiceStub(jedi_channel)
