@@ -12,15 +12,13 @@ import pytest
 
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime.client import sync_channel
-from tests.jedi_support import TEST_JEDI_ENV, JediHandle
-from tools.cluster import ServerHandle, free_port
+from tests.jedi_support import JediHandle, new_jedi
+from tools.cluster import ServerHandle
 
 
 @pytest.fixture
 def jedi(server: ServerHandle, tmp_path: Path) -> Iterator[JediHandle]:
-    address = f"127.0.0.1:{free_port()}"
-    env = {**server.env, "PANDA_JEDI": address, "PANDA_JEDI_METRICS_PORT": "0", **TEST_JEDI_ENV}
-    handle = JediHandle(address, server, tmp_path / "logs" / "jedi.log", env)
+    handle = new_jedi(server, tmp_path / "logs")
     handle.start()
     yield handle
     handle.stop()

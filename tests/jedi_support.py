@@ -22,7 +22,7 @@ from panda.jedi.v1 import (
     task_service_pb2_grpc,
 )
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tools.cluster import ManagedProcess, ServerHandle, spawn, wait_healthy
+from tools.cluster import ManagedProcess, ServerHandle, free_port, spawn, wait_healthy
 
 T = task_pb2.Task
 # Short intervals so a test sees the engine act within a second or two.
@@ -59,6 +59,13 @@ class JediHandle:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def new_jedi(server: ServerHandle, log_dir: Path, **env: str) -> JediHandle:
+    """A JEDI handle (not started) for `server`, on a free port."""
+    address = f"127.0.0.1:{free_port()}"
+    full_env = {**server.env, "PANDA_JEDI": address, "PANDA_JEDI_METRICS_PORT": "0", **TEST_JEDI_ENV, **env}
+    return JediHandle(address, server, log_dir / "jedi.log", full_env)
 
 
 # -- helpers ---------------------------------------------------------------------------------
