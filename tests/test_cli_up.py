@@ -1,72 +1,287 @@
-"""`panda up`'s supervision with stand-in children (plain shell processes): each in its own
-process group, a death noticed, and stop in order with SIGKILL for whatever ignores SIGTERM."""
+"""`panda up` for real: a subprocess that starts a real server and real pilots on SQLite in a
+data dir, runs the demo jobs into its storage element, serves metrics, and stops everything on
+SIGINT; a child that dies or will not stop is dealt with. Processes are found with psutil as
+children of `panda up` and signalled only by their PIDs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
+import pytest
+
 from panda_cli import up
+from panda_cli.main import main
+from panda_cli.runners import build_pilot_parser
+from tools.cluster import ServerHandle, free_port
+
+READY = "PanDA mesh is up. Ctrl-C stops it."
+SUMMARY_END = "  panda queue list"
 
 
-def sh(script: str) -> list[str]:
-    return ["/bin/sh", "-c", script]
+class UpProcess:
+    """`panda up ...` in its own session, its stdout and stderr in files."""
+
+    def __init__(self, data_dir: Path, *extra: str) -> None:
+        self.data_dir = data_dir
+        self.address = f"127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
+        env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL"}
+        env.update(
+            PANDA_SERVER=self.address,
+            PANDA_METRICS_PORT=str(self.metrics_port),
+            PANDA_DATA_DIR=str(data_dir),
+            PYTHONUNBUFFERED="1",
+        )
+        self.env = env
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.stdout_path = data_dir.parent / f"{data_dir.name}-up.out"
+        self.stderr_path = data_dir.parent / f"{data_dir.name}-up.err"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "panda_cli.main", "up", "--data-dir", str(data_dir), *extra],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                env=env,
+                start_new_session=True,
+            )
+        self.children: list[psutil.Process] = []  # every process seen under it, for cleanup
+
+    @property
+    def out(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def err(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.out:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"panda up exited with {self.process.returncode} before printing {text!r}:\n"
+                    f"{self.out}\n{self.err}\n{self.logs()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"panda up did not print {text!r} in {timeout} s:\n{self.out}\n{self.err}")
+            time.sleep(0.1)
+
+    def wait_ready(self) -> None:
+        self.wait_for_output(READY)
+        self.wait_for_output(SUMMARY_END)
+        self.track()
+
+    def track(self) -> list[psutil.Process]:
+        """Every process now under `panda up` (server, pilots, payloads), remembered for cleanup."""
+        try:
+            now = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            now = []
+        known = {p.pid for p in self.children}
+        self.children += [p for p in now if p.pid not in known]
+        return now
+
+    def direct_children(self) -> dict[str, psutil.Process]:
+        """The server and the pilots, by the names `panda up` gives them."""
+        named = {}
+        pilots = 0
+        for child in psutil.Process(self.process.pid).children():
+            argv = child.cmdline()
+            if argv[2:5] == ["panda_cli.main", "serve", "server"]:
+                named["server"] = child
+            elif argv[2:4] == ["panda_cli.main", "pilot"]:
+                pilots += 1
+                named[f"pilot-{pilots}"] = child
+        return named
+
+    def exit_code(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"panda up still running {timeout} s later:\n{self.out}\n{self.err}") from None
+
+    def logs(self) -> str:
+        logs = self.data_dir / "logs"
+        if not logs.is_dir():
+            return ""
+        return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
+
+    def cleanup(self) -> None:
+        """Whatever a failed test left running: `panda up` by its group, its children by theirs."""
+        if self.process.poll() is None:
+            self.track()
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        for child in self.children:
+            if alive(child):
+                child.send_signal(signal.SIGCONT)
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except ProcessLookupError:  # not a group leader (e.g. a payload)
+                    child.kill()
 
 
-def test_children_get_their_own_process_group(tmp_path: Path) -> None:
-    supervisor = up.Supervisor(stop_timeout=5)
+def alive(process: psutil.Process) -> bool:
     try:
-        child = supervisor.start("pilot-1", sh("echo hello; exec sleep 60"), dict(os.environ), tmp_path / "p.log")
-        assert os.getpgid(child.pid) == child.pid != os.getpgid(0)
-        assert supervisor.dead_child() is None
-    finally:
-        supervisor.stop_all()
-    assert not child.alive()
-    log = (tmp_path / "p.log").read_text()
-    assert "panda up: starting pilot-1" in log and "hello" in log
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
-def test_a_dead_child_is_noticed(tmp_path: Path) -> None:
-    supervisor = up.Supervisor(stop_timeout=5)
-    try:
-        supervisor.start("server", sh("exec sleep 60"), dict(os.environ), tmp_path / "s.log")
-        pilot = supervisor.start("pilot-1", sh("exit 3"), dict(os.environ), tmp_path / "p.log")
-        deadline = time.monotonic() + 5
-        while supervisor.dead_child() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert supervisor.dead_child() is pilot
-        assert pilot.process is not None and pilot.process.returncode == 3
-    finally:
-        supervisor.stop_all()
+def assert_all_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [(p.pid, p.cmdline()) for p in processes if alive(p)]
+    assert not left, f"still running: {left}"
 
 
-def test_stop_terminates_pilots_before_the_server_and_kills_the_stubborn(tmp_path: Path) -> None:
-    order = tmp_path / "order"
-    supervisor = up.Supervisor(stop_timeout=1.0)
-    # The server notes when it got SIGTERM; the pilot ignores SIGTERM and must be killed.
-    server = supervisor.start(
-        "server",
-        sh(f"trap 'echo server >> {order}; exit 0' TERM; while :; do sleep 0.1; done"),
-        dict(os.environ),
-        tmp_path / "s.log",
-    )
-    pilot = supervisor.start(
-        "pilot-1",
-        sh(f"trap 'echo pilot >> {order}' TERM; while :; do sleep 0.1; done"),
-        dict(os.environ),
-        tmp_path / "p.log",
-    )
-    time.sleep(0.3)  # let the shells install their traps
+@pytest.fixture
+def start_up(tmp_path: Path) -> Iterator[Callable[..., UpProcess]]:
+    started: list[UpProcess] = []
+
+    def start(*extra: str) -> UpProcess:
+        process = UpProcess(tmp_path / "panda", *extra)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.cleanup()
+
+
+def panda(address: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["--server", address, *argv])
+    return code, capsys.readouterr().out
+
+
+def demo_job_ids(summary: str) -> dict[int, str]:
+    lines = summary.splitlines()
+    start = lines.index("demo jobs:") + 1
+    jobs = {}
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        job_id, text = line.split(maxsplit=1)
+        jobs[int(job_id)] = text
+    return jobs
+
+
+def metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type: ignore[no-untyped-def]
+    panda_up = start_up("--pilots", "2", "--demo")
+    panda_up.wait_ready()
+    out = panda_up.out
+    assert f"server ready at {panda_up.address}" in out
+    assert "pilots: 2 connected to queue local" in out
+    assert f"  metrics   http://127.0.0.1:{panda_up.metrics_port}/metrics" in out
+    assert f"  database  sqlite:///{panda_up.data_dir}/panda.db" in out
+
+    named = panda_up.direct_children()
+    assert sorted(named) == ["pilot-1", "pilot-2", "server"]
+    for child in named.values():
+        # Each child leads a process group of its own: a terminal's Ctrl-C reaches only `panda up`.
+        assert os.getpgid(child.pid) == child.pid != os.getpgid(panda_up.process.pid)
+    assert f"server ready at {panda_up.address} (pid {named['server'].pid})" in out
+
+    demo = demo_job_ids(out)
+    assert sorted(demo.values()) == ["sleep 20", "writes demo.out"]
+    for job_id in demo:
+        code, watched = panda(panda_up.address, capsys, "job", "watch", str(job_id))
+        assert code == 0, watched
+        assert watched.splitlines()[-1].split()[2] == "finished"
+    writer = next(job_id for job_id, text in demo.items() if text == "writes demo.out")
+    code, shown = panda(panda_up.address, capsys, "job", "show", str(writer), "--json")
+    files = json.loads(shown)["files"]
+    assert [(f["lfn"], f["status"]) for f in files] == [("demo.out", "STATUS_READY")]
+    se = panda_up.data_dir / "se" / "local"
+    assert [p.name for p in se.glob("demo*.out")] == ["demo.out"]
+    assert (se / "demo.out").read_text() == "hello from PanDA mesh\n"
+
+    deadline = time.monotonic() + 20
+    metrics = metrics_text(panda_up.metrics_port)
+    while 'panda_jobs{queue="local",state="finished"} 2.0' not in metrics and time.monotonic() < deadline:
+        time.sleep(0.5)
+        metrics = metrics_text(panda_up.metrics_port)
+    assert "grpc_server_handled_total{" in metrics
+    assert 'panda_jobs{queue="local",state="finished"} 2.0' in metrics
+
+    everything = panda_up.track()
     started = time.monotonic()
-    supervisor.stop_all()
+    panda_up.process.send_signal(signal.SIGINT)
+    assert panda_up.exit_code(timeout=30) == 0, panda_up.err
+    assert time.monotonic() - started < 30
+    assert_all_gone(everything)
+    out = panda_up.out
+    tail = out[out.index(SUMMARY_END) :]
+    steps = ["SIGINT: stopping", "stopping 2 pilot(s)...", "stopping the server...", "stopped"]
+    positions = [tail.find(step) for step in steps]
+    assert -1 not in positions and positions == sorted(positions), tail
+    assert "did not stop in time" not in out
+    assert "Traceback" not in panda_up.err
+
+
+def test_a_dead_child_is_noticed(start_up) -> None:  # type: ignore[no-untyped-def]
+    panda_up = start_up("--pilots", "2")
+    panda_up.wait_ready()
+    named = panda_up.direct_children()
+    server = named["server"]
+    pilots = [named["pilot-1"], named["pilot-2"]]
+    panda_up.track()
+    server.send_signal(signal.SIGKILL)
+    assert panda_up.exit_code(timeout=30) == 1
+    assert f"panda: server (pid {server.pid}) was killed by SIGKILL unexpectedly; stopping everything." in panda_up.err
+    assert f"last lines of {panda_up.data_dir / 'logs' / 'server.log'}:" in panda_up.err
+    assert "stopping 2 pilot(s)..." in panda_up.out
+    assert_all_gone(pilots)
+
+
+def test_a_child_that_does_not_stop_is_killed(start_up) -> None:  # type: ignore[no-untyped-def]
+    panda_up = start_up("--pilots", "2", "--stop-timeout", "2")
+    panda_up.wait_ready()
+    named = panda_up.direct_children()
+    stuck = named["pilot-1"]
+    stuck.suspend()  # SIGSTOP: a hung pilot; SIGTERM cannot end it
+    panda_up.track()
+    started = time.monotonic()
+    panda_up.process.send_signal(signal.SIGINT)
+    assert panda_up.exit_code(timeout=30) == 0, panda_up.err
     elapsed = time.monotonic() - started
-    assert not server.alive() and not pilot.alive()
-    assert order.read_text().split() == ["pilot", "server"]
-    assert pilot.process is not None and pilot.process.returncode == -9  # SIGKILL after the timeout
-    assert server.process is not None and server.process.returncode == 0
-    assert 1.0 <= elapsed < 5
+    assert f"pilot-1 (pid {stuck.pid}) did not stop in time: killing it" in panda_up.out
+    assert "pilot-2 (pid" not in panda_up.out and "server (pid" not in panda_up.out.split(SUMMARY_END)[1]
+    assert 2.0 <= elapsed < 20
+    assert_all_gone(list(named.values()))
+
+
+def test_up_refuses_when_a_server_already_answers(server: ServerHandle, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    data_dir = tmp_path / "second"
+    code = main(["--server", server.address, "up", "--data-dir", str(data_dir), "--pilots", "0"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"panda: a server already answers at {server.address}: stop it first, or use --server for another address\n"
+    )
+    assert not (data_dir / "panda.db").exists() and not (data_dir / "logs" / "server.log").exists()
+    assert server.process is not None and server.process.alive()
+
+
+# --- helpers that need no server ---------------------------------------------------------
 
 
 def test_pilot_options_are_found_by_name() -> None:
@@ -76,14 +291,12 @@ def test_pilot_options_are_found_by_name() -> None:
     parser.add_argument("--server")
     assert up.find_option(parser, "idle") == "--max-idle-seconds"
     assert up.find_option(parser, "nothing") is None
-
-
-def test_up_refuses_when_a_server_already_answers(tmp_path: Path, monkeypatch, capsys) -> None:
-    from panda_cli.main import main
-
-    monkeypatch.setattr(up, "health_status", lambda address, timeout=1.0: 1)
-    assert main(["--server", "127.0.0.1:1", "up", "--data-dir", str(tmp_path / "d"), "--pilots", "0"]) == 1
-    assert "a server already answers at 127.0.0.1:1" in capsys.readouterr().err
+    # The real pilot's options, which `panda up` passes to its pilots.
+    pilot = build_pilot_parser()
+    assert up.find_option(pilot, "idle") == "--idle-timeout"
+    argv = up.pilot_argv(Path("/w"), "127.0.0.1:1")
+    assert argv[argv.index("--idle-timeout") + 1] == str(up.PILOT_IDLE_TIMEOUT_SECONDS)
+    assert argv[argv.index("--server") + 1] == "127.0.0.1:1"
 
 
 def test_log_tail(tmp_path: Path) -> None:
