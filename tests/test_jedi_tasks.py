@@ -4,9 +4,10 @@ PanDA gives it; its output dataset lists what the jobs wrote."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-from panda.jedi.v1 import dataset_pb2, task_pb2
+from panda.jedi.v1 import dataset_pb2, task_pb2, task_service_pb2
 from panda.server.v1 import job_pb2
 from tests.jedi_support import (
     T,
@@ -108,3 +109,51 @@ def test_failing_files_are_retried_one_per_job_and_fail_alone(  # type: ignore[n
     outputs = dataset_files(datasets_stub, "data.reco")
     assert len(outputs) == 2 + 4  # two good jobs of three files, four good retries
     assert len({f.lfn for f in outputs}) == len(outputs)
+
+
+def test_no_scout_succeeding_breaks_the_task(  # type: ignore[no-untyped-def]
+    tasks_stub, datasets_stub, jobs_stub, local_queue, storage_dir: Path, start_pilot
+) -> None:
+    register_dataset(datasets_stub, "broken.in", storage_dir, 6)
+    task = submit_task(tasks_stub, task_params("hopeless", ["broken.in"], "hopeless.out", "exit 7", scout_jobs=2))
+    start_pilot()
+    task = wait_task(tasks_stub, task.task_id)
+    assert task.state == T.STATE_BROKEN, history_text(task)
+    assert task.state_reason.startswith("no scout succeeded: 2 scout job(s) failed; last: error 1305")
+    assert (task.scouts.jobs, task.scouts.failed, task.scouts.succeeded) == (2, 2, 0)
+    assert len(task_jobs(jobs_stub, task.task_id)) == 2
+
+
+def test_all_files_failing_ends_failed(  # type: ignore[no-untyped-def]
+    tasks_stub, datasets_stub, local_queue, storage_dir: Path, start_pilot
+) -> None:
+    register_dataset(datasets_stub, "nogood.in", storage_dir, 3)
+    task = submit_task(tasks_stub, task_params("nogood", ["nogood.in"], "nogood.out", "exit 1", scout_jobs=0,
+                                               max_attempts=1, max_failure_rate=1.0))
+    start_pilot()
+    task = wait_task(tasks_stub, task.task_id)
+    assert task.state == T.STATE_FAILED, history_text(task)
+    assert (task.progress.files_failed, task.progress.output_files) == (3, 0)
+
+
+def test_too_many_failures_exhaust_the_task_until_finished(  # type: ignore[no-untyped-def]
+    tasks_stub, datasets_stub, jobs_stub, local_queue, storage_dir: Path, start_pilot
+) -> None:
+    register_dataset(datasets_stub, "flaky.raw", storage_dir, 12)
+    task = submit_task(tasks_stub, task_params("doomed", ["flaky.raw"], "doomed.out", "exit 2", scout_jobs=0,
+                                               max_attempts=3, max_failure_rate=0.3))
+    start_pilot()
+    start_pilot()
+    task = wait_task(tasks_stub, task.task_id, lambda t: t.state == T.STATE_EXHAUSTED, 90, "exhausted")
+    assert "jobs failed" in task.state_reason and "> 30%" in task.state_reason
+    # No new jobs while exhausted: what was submitted ends, nothing more comes.
+    task = wait_task(tasks_stub, task.task_id, lambda t: set(t.progress.job_counts) == {"failed"}, 60,
+                     "every job ended")
+    count = len(task_jobs(jobs_stub, task.task_id))
+    time.sleep(1.5)
+    assert len(task_jobs(jobs_stub, task.task_id)) == count
+    tasks_stub.FinishTask(task_service_pb2.FinishTaskRequest(task_id=task.task_id), timeout=10)
+    task = wait_task(tasks_stub, task.task_id)
+    assert task.state == T.STATE_FINISHED, history_text(task)
+    assert task.progress.files_finished == 0
+    assert task.progress.files_cancelled + task.progress.files_failed == 12
