@@ -60,7 +60,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        # No pre-ping: it costs a round trip per transaction; a dropped connection fails one
+        # transaction, which callers retry.
+        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -335,6 +335,9 @@ class Pilot:
                 self._on_jobs(response.job_assignments)
             elif kind == "update_ack":
                 self._on_ack(response.update_ack)
+            elif kind == "update_acks":
+                for ack in response.update_acks.acks:
+                    self._on_ack(ack)
             elif kind == "command":
                 self._on_command(response.command)
             elif kind == "welcome":

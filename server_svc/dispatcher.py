@@ -41,6 +41,7 @@ UPDATE_BATCH = Histogram(
 _COMMAND_KINDS = {"kill": dispatch_pb2.Command.KIND_KILL, "soft_kill": dispatch_pb2.Command.KIND_SOFT_KILL,
                   "debug": dispatch_pb2.Command.KIND_DEBUG}
 _MAX_UPDATE_BATCH = 2000
+_OK = ok_status()
 
 
 @dataclass(eq=False)
@@ -249,26 +250,29 @@ class DispatchHub:
             except Exception:
                 log.exception("writing %d pilot updates failed; the pilots will resend", len(batch))
                 continue
+            acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
             for (session, seq, _), outcome in zip(batch, outcomes, strict=True):
-                self._acknowledge(session, seq, outcome)
+                ack = self._acknowledgement(session, seq, outcome)
+                if ack is not None:
+                    acks[session].append(ack)
+            for session, session_acks in acks.items():
+                if len(session_acks) == 1:
+                    session.send(dispatch_pb2.ConnectResponse(update_ack=session_acks[0]))
+                else:
+                    session.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=session_acks)))
             self.events_written.notify()
             if reactivated:
                 self.wake()
 
     @staticmethod
-    def _acknowledge(session: Session, seq: int, outcome: UpdateOutcome) -> None:
+    def _acknowledgement(session: Session, seq: int, outcome: UpdateOutcome) -> dispatch_pb2.UpdateAck | None:
         final = bool(outcome.state) and JobState(outcome.state) in FINAL_STATES
         if outcome.error is None and not final:
-            return  # progress and heartbeats are not acknowledged one by one
+            return None  # progress and heartbeats are not acknowledged one by one
         session.held.discard(outcome.job_id)
-        status = outcome.error.to_status() if outcome.error else ok_status()
-        session.send(
-            dispatch_pb2.ConnectResponse(
-                update_ack=dispatch_pb2.UpdateAck(
-                    seq=seq, job_id=outcome.job_id, attempt=outcome.attempt, status=status,
-                    state=state_to_proto(outcome.state),
-                )
-            )
+        return dispatch_pb2.UpdateAck(
+            seq=seq, job_id=outcome.job_id, attempt=outcome.attempt,
+            status=outcome.error.to_status() if outcome.error else _OK, state=state_to_proto(outcome.state),
         )
 
     # -- commands ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import UTC, datetime
 
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -56,6 +57,7 @@ class JobCountCollector(Collector):
 
 
 async def _watchdog(settings: Settings, db: DbRunner, jobs: JobStore, hub: DispatchHub) -> None:
+    started = datetime.now(UTC)
     while True:
         await asyncio.sleep(settings.watchdog_interval_seconds)
         try:
@@ -65,6 +67,7 @@ async def _watchdog(settings: Settings, db: DbRunner, jobs: JobStore, hub: Dispa
                 heartbeat_timeout=settings.heartbeat_timeout_seconds,
                 holding_timeout=settings.holding_timeout_seconds,
                 kill_grace=settings.kill_grace_seconds,
+                watching_since=started,
             )
         except Exception:
             log.exception("watchdog sweep failed")

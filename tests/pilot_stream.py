@@ -42,6 +42,11 @@ class PilotStream:
     def _read(self) -> None:
         try:
             for message in self._call:
+                if message.WhichOneof("message") == "update_acks":
+                    # One ack at a time for the tests, however the server grouped them.
+                    for ack in message.update_acks.acks:
+                        self._incoming.put(dispatch_pb2.ConnectResponse(update_ack=ack))
+                    continue
                 self._incoming.put(message)
         except grpc.RpcError as error:
             self._incoming.put(error)
@@ -58,6 +63,9 @@ class PilotStream:
 
     def update(self, job_id: int, attempt: int, state: int, **fields: object) -> int:
         return self.send(job_update=dispatch_pb2.JobUpdate(job_id=job_id, attempt=attempt, state=state, **fields))
+
+    def update_many(self, updates: list[dispatch_pb2.JobUpdate]) -> int:
+        return self.send(job_updates=dispatch_pb2.JobUpdates(updates=updates))
 
     def next(self, kind: str, timeout: float = 15.0) -> dispatch_pb2.ConnectResponse:
         """The next message of `kind` (welcome, job_assignments, update_ack, command)."""

@@ -192,3 +192,36 @@ def test_goodbye_gives_back_unstarted_jobs_without_using_an_attempt(channel, job
     assert back.attempt == 1 and back.pilot_id == ""
     assert back.history[-1].reason == "pilot left before starting the job"
     pilot.close()
+
+
+def test_a_pilot_with_several_slots_gets_and_reports_jobs_in_batches(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    created = submit(jobs_stub, *[J(queue="local", command=["x"], max_attempts=1) for _ in range(5)])
+    pilot = PilotStream(channel, "pilot-multi")
+    pilot.request_jobs(5)
+    jobs = list(pilot.next("job_assignments").job_assignments.jobs)
+    while len(jobs) < 5:
+        jobs += pilot.next("job_assignments").job_assignments.jobs
+    assert sorted(j.job_id for j in jobs) == sorted(j.job_id for j in created)
+    pilot.update_many([dispatch_pb2.JobUpdate(job_id=j.job_id, attempt=1, state=J.STATE_RUNNING) for j in jobs])
+    ends = [J.STATE_FINISHED] * 4 + [J.STATE_FAILED]
+    seq = pilot.update_many([
+        dispatch_pb2.JobUpdate(job_id=j.job_id, attempt=1, state=end, error_code=1305 if end == J.STATE_FAILED else 0)
+        for j, end in zip(jobs, ends, strict=True)
+    ])
+    acks = [pilot.next("update_ack").update_ack for _ in range(5)]
+    assert {a.seq for a in acks} == {seq}
+    assert {a.job_id: a.state for a in acks} == {j.job_id: e for j, e in zip(jobs, ends, strict=True)}
+    assert [get_job(jobs_stub, j.job_id).state for j in jobs] == ends
+    pilot.close()
+
+
+def test_a_batch_with_a_malformed_update_ends_the_stream(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    (job,) = submit(jobs_stub, J(queue="local", command=["x"]))
+    pilot = PilotStream(channel, "pilot-bad-batch")
+    pilot.request_jobs(1)
+    pilot.next_job()
+    pilot.update_many([dispatch_pb2.JobUpdate(job_id=job.job_id, attempt=1, state=J.STATE_RUNNING),
+                       dispatch_pb2.JobUpdate(job_id=job.job_id, attempt=1)])
+    error = pilot.ended_with()
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert get_job(jobs_stub, job.job_id).state == J.STATE_SENT, "nothing of the bad batch was applied"

@@ -70,7 +70,8 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('job_id', name=op.f('pk_jobs'))
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_dispatch', ['queue', 'state', 'priority', 'job_id'], unique=False)
+        # Claims read activated jobs of a queue best first: priority descending, then oldest.
+        batch_op.create_index('ix_jobs_dispatch', ['queue', 'state', sa.text('priority DESC'), 'job_id'], unique=False)
         batch_op.create_index('ix_jobs_owner', ['owner'], unique=False)
         batch_op.create_index('ix_jobs_pilot_id', ['pilot_id'], unique=False)
         batch_op.create_index('ix_jobs_request_id', ['request_id'], unique=False)

@@ -13,7 +13,7 @@ from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.errors import InvalidArgument, NotFound
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id
 from server_svc.servicers.convert import state_from_proto, timestamp
@@ -55,7 +55,8 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
         if not hello.pilot_id:
             raise InvalidArgument("hello.pilot_id is required", field="hello.pilot_id")
         validate_queue_id(hello.queue, "hello.queue")
-        await self._db.run(self._queues.get, hello.queue)  # NOT_FOUND for an unknown queue
+        if not await self._db.run(self._queues.exists, hello.queue):
+            raise NotFound(f"queue {hello.queue} not found", resource_type="queue", resource_name=hello.queue)
         session = await self._hub.connect(hello)
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:
@@ -83,12 +84,13 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                 kind = request.WhichOneof("message")
                 if kind == "request_jobs":
                     self._hub.request_jobs(session, request.request_jobs)
-                elif kind == "job_update":
-                    update = request.job_update
-                    if update.state == job_pb2.Job.STATE_UNSPECIFIED or update.job_id <= 0:
-                        session.end(InvalidArgument("job_update needs a job_id and a state", field="job_update"))
+                elif kind in ("job_update", "job_updates"):
+                    updates = [request.job_update] if kind == "job_update" else request.job_updates.updates
+                    if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
+                        session.end(InvalidArgument("a job update needs a job_id and a state", field=kind))
                         return
-                    self._hub.submit_update(session, request.seq, _update_from_proto(update, session.pilot_id))
+                    for update in updates:
+                        self._hub.submit_update(session, request.seq, _update_from_proto(update, session.pilot_id))
                 elif kind == "goodbye":
                     log.info("pilot %s says goodbye: %s", session.pilot_id, request.goodbye.reason)
                     await self._hub.goodbye(session)

@@ -567,11 +567,16 @@ class JobStore:
     # -- watchdogs -----------------------------------------------------------------------
 
     def sweep(
-        self, *, sent_timeout: float, heartbeat_timeout: float, holding_timeout: float, kill_grace: float
+        self, *, sent_timeout: float, heartbeat_timeout: float, holding_timeout: float, kill_grace: float,
+        watching_since: datetime | None = None,
     ) -> tuple[dict[str, int], int]:
         """Fail what the watchdogs find (PanDA's codes 102, 100, 103) and cancel kills nobody
-        confirmed. Returns counts by rule and how many jobs came back activated."""
+        confirmed. Returns counts by rule and how many jobs came back activated.
+
+        `watching_since` is when this server started: while it was down no pilot could reach
+        it, so silence is only held against a job once a whole timeout has passed since."""
         now = _now()
+        watched = (now - watching_since).total_seconds() if watching_since else float("inf")
         rules: list[tuple[str, ColumnElement[bool], int, str]] = [
             ("sent", and_(jobs.c.state == "sent", jobs.c.state_time < now - timedelta(seconds=sent_timeout)),
              error_codes.SENT_NO_REPLY, f"sent, no reply from the pilot for {sent_timeout:.0f} s"),
@@ -592,6 +597,11 @@ class JobStore:
                       )
                   )),
              error_codes.KILL_NOT_CONFIRMED, error_codes.SERVER_ERRORS[error_codes.KILL_NOT_CONFIRMED]),
+        ]
+        rules = [
+            rule for rule in rules
+            if not (rule[0] == "sent" and watched < sent_timeout)
+            and not (rule[0] == "heartbeat" and watched < heartbeat_timeout)
         ]
         counts: dict[str, int] = {}
         changes = _Changes()

@@ -57,6 +57,11 @@ class QueueStore:
                 raise NotFound(f"queue {queue_id} not found", resource_type="queue", resource_name=queue_id)
             return _record(row, self._counts(conn, [queue_id]).get(queue_id, {}))
 
+    def exists(self, queue_id: str) -> bool:
+        with self._engine.connect() as conn:
+            found = conn.execute(select(queues.c.queue_id).where(queues.c.queue_id == queue_id)).first()
+            return found is not None
+
     def list(self, *, status: str = "", after: str = "", limit: int = 100) -> list[QueueRecord]:
         query = select(queues).order_by(queues.c.queue_id).limit(limit)
         if status:

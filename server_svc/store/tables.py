@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 # Named constraints so migrations are the same on SQLite and PostgreSQL.
@@ -84,7 +85,7 @@ jobs = Table(
     Column("end_time", Time, nullable=True),
     Column("heartbeat_time", Time, nullable=True),
     # The dispatcher's claim: activated jobs of a queue, best first.
-    Index("ix_jobs_dispatch", "queue", "state", "priority", "job_id"),
+    Index("ix_jobs_dispatch", "queue", "state", text("priority DESC"), "job_id"),
     Index("ix_jobs_state_time", "state", "state_time"),
     Index("ix_jobs_task_id", "task_id"),
     Index("ix_jobs_owner", "owner"),

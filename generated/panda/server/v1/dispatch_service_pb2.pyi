@@ -34,6 +34,7 @@ class ConnectRequest(_message.Message):
     REQUEST_JOBS_FIELD_NUMBER: _builtins.int
     JOB_UPDATE_FIELD_NUMBER: _builtins.int
     GOODBYE_FIELD_NUMBER: _builtins.int
+    JOB_UPDATES_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Chosen by the pilot, increasing; echoed in UpdateAck."""
     @_builtins.property
@@ -44,6 +45,12 @@ class ConnectRequest(_message.Message):
     def job_update(self) -> Global___JobUpdate: ...
     @_builtins.property
     def goodbye(self) -> Global___Goodbye: ...
+    @_builtins.property
+    def job_updates(self) -> Global___JobUpdates:
+        """Several updates at once, from a pilot holding several jobs; each is handled and
+        acknowledged as if sent alone, in order.
+        """
+
     def __init__(
         self,
         *,
@@ -52,12 +59,13 @@ class ConnectRequest(_message.Message):
         request_jobs: Global___RequestJobs | None = ...,
         job_update: Global___JobUpdate | None = ...,
         goodbye: Global___Goodbye | None = ...,
+        job_updates: Global___JobUpdates | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "message", b"message", "request_jobs", b"request_jobs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "message", b"message", "request_jobs", b"request_jobs", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "request_jobs", "job_update", "goodbye"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "request_jobs", "job_update", "goodbye", "job_updates"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -73,6 +81,7 @@ class ConnectResponse(_message.Message):
     JOB_ASSIGNMENTS_FIELD_NUMBER: _builtins.int
     UPDATE_ACK_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    UPDATE_ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___Welcome: ...
     @_builtins.property
@@ -81,6 +90,10 @@ class ConnectResponse(_message.Message):
     def update_ack(self) -> Global___UpdateAck: ...
     @_builtins.property
     def command(self) -> Global___Command: ...
+    @_builtins.property
+    def update_acks(self) -> Global___UpdateAcks:
+        """Acknowledgements of updates written together, when there is more than one."""
+
     def __init__(
         self,
         *,
@@ -88,12 +101,13 @@ class ConnectResponse(_message.Message):
         job_assignments: Global___JobAssignments | None = ...,
         update_ack: Global___UpdateAck | None = ...,
         command: Global___Command | None = ...,
+        update_acks: Global___UpdateAcks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "job_assignments", "update_ack", "command"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "job_assignments", "update_ack", "command", "update_acks"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -254,6 +268,50 @@ class JobUpdate(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobUpdate: _TypeAlias = JobUpdate  # noqa: Y015
+
+@_typing.final
+class JobUpdates(_message.Message):
+    """A batch of job updates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobUpdate]: ...
+    def __init__(
+        self,
+        *,
+        updates: _abc.Iterable[Global___JobUpdate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobUpdates: _TypeAlias = JobUpdates  # noqa: Y015
+
+@_typing.final
+class UpdateAcks(_message.Message):
+    """A batch of acknowledgements."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateAck]: ...
+    def __init__(
+        self,
+        *,
+        acks: _abc.Iterable[Global___UpdateAck] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAcks: _TypeAlias = UpdateAcks  # noqa: Y015
 
 @_typing.final
 class Goodbye(_message.Message):

@@ -28,9 +28,10 @@ if _version_not_supported:
 class DispatchServiceStub:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel):
@@ -49,9 +50,10 @@ class DispatchServiceStub:
 class DispatchServiceServicer:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     def Connect(self, request_iterator, context):
@@ -79,9 +81,10 @@ def add_DispatchServiceServicer_to_server(servicer, server):
 class DispatchService:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     @staticmethod

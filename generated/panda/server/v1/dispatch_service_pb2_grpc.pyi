@@ -29,9 +29,10 @@ GRPC_VERSION: str
 class DispatchServiceStub:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     @_typing.overload
@@ -44,9 +45,10 @@ class DispatchServiceStub:
 class DispatchServiceAsyncStub(DispatchServiceStub):
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -55,9 +57,10 @@ class DispatchServiceAsyncStub(DispatchServiceStub):
 class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate. The server answers with Welcome, pushes jobs
-    with JobAssignments, acknowledges final and refused updates with UpdateAck,
-    and sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdate (JobUpdates for several at once). The server
+    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
+    refused updates with UpdateAck (UpdateAcks for several written together), and
+    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
     """
 
     @_abc_1.abstractmethod
