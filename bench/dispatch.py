@@ -74,6 +74,7 @@ class WorkerConfig:
     mode: str  # protocol | process
     wait_ack: bool
     payload: list[str]
+    slots: int = 1
 
 
 @dataclass
@@ -135,50 +136,64 @@ async def _pilot(
     first = await read()
     if first is None or first.WhichOneof("message") != "welcome":
         raise PilotError(f"pilot {pilot_id}: expected a welcome, got {first}")
-    request_one = d.ConnectRequest(request_jobs=d.RequestJobs(count=1))
+    request = d.ConnectRequest(request_jobs=d.RequestJobs(count=config.slots))
+
+    def updates(jobs, state: int, exit_code: int = 0):  # type: ignore[no-untyped-def]
+        # One job: a JobUpdate; several (a pilot with slots): one JobUpdates message.
+        if len(jobs) == 1:
+            return d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
+                job_id=jobs[0].job_id, attempt=jobs[0].attempt, state=state, exit_code=exit_code))
+        return d.ConnectRequest(seq=next_seq(), job_updates=d.JobUpdates(updates=[
+            d.JobUpdate(job_id=j.job_id, attempt=j.attempt, state=state, exit_code=exit_code) for j in jobs]))
+
+    def on_message_acks(message) -> list[int]:  # type: ignore[no-untyped-def]
+        kind = message.WhichOneof("message")
+        acks = [message.update_ack] if kind == "update_ack" else (
+            list(message.update_acks.acks) if kind == "update_acks" else [])
+        for ack in acks:
+            on_ack(ack)
+        return [ack.seq for ack in acks]
+
     while not stopping.is_set():
-        request_one.seq = next_seq()
+        request.seq = next_seq()
         asked = now()
-        await call.write(request_one)
+        await call.write(request)
         while True:
             message = await read()
             if message is None:
                 return
-            kind = message.WhichOneof("message")
-            if kind == "job_assignments":
+            if message.WhichOneof("message") == "job_assignments":
                 break
-            if kind == "update_ack":
-                on_ack(message.update_ack)
+            on_message_acks(message)
             # commands: none expected in the benchmark; ignored
         latencies.append(now() - asked)
-        jobs = message.job_assignments.jobs
-        if len(jobs) != 1:
-            raise PilotError(f"pilot {pilot_id}: asked for one job, got {len(jobs)}")
-        job = jobs[0]
-        shared.assigned.value += 1
-        await call.write(d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
-            job_id=job.job_id, attempt=job.attempt, state=running)))
+        jobs = list(message.job_assignments.jobs)
+        if not 1 <= len(jobs) <= config.slots:
+            raise PilotError(f"pilot {pilot_id}: asked for {config.slots} job(s), got {len(jobs)}")
+        shared.assigned.value += len(jobs)
+        await call.write(updates(jobs, running))
         exit_code = 0
         if config.mode == "process":
-            process = await asyncio.create_subprocess_exec(
-                *config.payload, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            exit_code = await process.wait()
-            if exit_code != 0:
-                raise PilotError(f"pilot {pilot_id}: payload {config.payload} exited with {exit_code}")
-        final_seq = next_seq()
-        await call.write(d.ConnectRequest(seq=final_seq, job_update=d.JobUpdate(
-            job_id=job.job_id, attempt=job.attempt, state=finished, exit_code=exit_code)))
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    *config.payload, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                for _ in jobs
+            ]
+            for process in processes:
+                exit_code = await process.wait()
+                if exit_code != 0:
+                    raise PilotError(f"pilot {pilot_id}: payload {config.payload} exited with {exit_code}")
+        final = updates(jobs, finished, exit_code)
+        await call.write(final)
         if config.wait_ack:
             while True:
                 message = await read()
                 if message is None:
                     return
-                if message.WhichOneof("message") == "update_ack":
-                    on_ack(message.update_ack)
-                    if message.update_ack.seq == final_seq:
-                        break
+                if final.seq in on_message_acks(message):
+                    break
 
 
 async def _worker_async(config: WorkerConfig, shared: WorkerShared, go, stop, errors) -> list[float]:
@@ -486,6 +501,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overlap", action="store_true",
                         help="start the pilots (connected and asking) before the first submit, so dispatch "
                              "overlaps submission (default: submit everything, then start the pilots)")
+    parser.add_argument("--slots", type=int, default=1,
+                        help="jobs each pilot takes at a time (a multi-slot pilot; its updates go in one "
+                             "JobUpdates message); 1 = one job at a time")
     parser.add_argument("--wait-ack", action="store_true",
                         help="ask for the next job only once the FINISHED update is acknowledged "
                              "(default: right after sending it)")
@@ -555,7 +573,7 @@ def run(args: argparse.Namespace) -> int:
             channels = args.channels // args.client_procs + (1 if k < args.channels % args.client_procs else 0)
             config = WorkerConfig(
                 index=k, address=server.address, pilot_ids=pilot_ids[k::args.client_procs], channels=channels,
-                mode=args.mode, wait_ack=args.wait_ack, payload=["/bin/true"],
+                mode=args.mode, wait_ack=args.wait_ack, payload=["/bin/true"], slots=args.slots,
             )
             process = ctx.Process(target=worker_main, args=(config, share, go, stop, errors, results),
                                   name=f"bench-client-{k}", daemon=True)
