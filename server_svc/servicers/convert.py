@@ -20,13 +20,20 @@ _FILE_STATUSES = {"defined": job_pb2.JobFile.STATUS_DEFINED, "ready": job_pb2.Jo
                   "failed": job_pb2.JobFile.STATUS_FAILED}
 
 
+# Looked up once: these run for every message on the pilot streams.
+_STATE_TO_PROTO = {state.value: job_pb2.Job.State.Value(f"STATE_{state.name}") for state in JobState}
+_STATE_FROM_PROTO = {number: JobState(text) for text, number in _STATE_TO_PROTO.items()}
+
+
 def state_to_proto(state: str) -> int:
-    return job_pb2.Job.State.Value(f"STATE_{state.upper()}") if state else job_pb2.Job.STATE_UNSPECIFIED
+    return _STATE_TO_PROTO.get(state, job_pb2.Job.STATE_UNSPECIFIED)
 
 
 def state_from_proto(value: int) -> JobState:
-    name = job_pb2.Job.State.Name(value)
-    return JobState(name.removeprefix("STATE_").lower())
+    try:
+        return _STATE_FROM_PROTO[value]
+    except KeyError:
+        raise ValueError(f"not a job state: {value}") from None
 
 
 def state_from_text(text: str) -> str:

@@ -86,11 +86,15 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                     self._hub.request_jobs(session, request.request_jobs)
                 elif kind in ("job_update", "job_updates"):
                     updates = [request.job_update] if kind == "job_update" else request.job_updates.updates
-                    if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
-                        session.end(InvalidArgument("a job update needs a job_id and a state", field=kind))
+                    try:
+                        if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
+                            raise ValueError("a job update needs a job_id and a state")
+                        parsed = [_update_from_proto(u, session.pilot_id) for u in updates]
+                    except ValueError as error:
+                        session.end(InvalidArgument(str(error), field=kind))
                         return
-                    for update in updates:
-                        self._hub.submit_update(session, request.seq, _update_from_proto(update, session.pilot_id))
+                    for update in parsed:
+                        self._hub.submit_update(session, request.seq, update)
                 elif kind == "goodbye":
                     log.info("pilot %s says goodbye: %s", session.pilot_id, request.goodbye.reason)
                     await self._hub.goodbye(session)
