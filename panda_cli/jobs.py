@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import grpc
+
 from panda.server.v1 import job_pb2, job_service_pb2
 
 from . import output

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
+
 from panda.server.v1 import job_pb2, queue_pb2
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterable, Mapping
 
 from google.protobuf import field_mask_pb2
+
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, queue_pb2, queue_service_pb2
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
-from panda.server.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
 
+from panda.server.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime.client import DEFAULT_DEADLINE_SECONDS, error_message, sync_channel
 
 Response = TypeVar("Response")

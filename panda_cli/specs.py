@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
+
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from google.protobuf import timestamp_pb2
 from google.rpc import status_pb2
-from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2
 
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2
 from panda_cli import jobs, output, queues, specs
 from panda_cli.main import main, parse_args
 
