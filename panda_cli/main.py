@@ -20,6 +20,8 @@ examples:
   panda jobs --state running --since 1h    list jobs
   panda job watch 42                       follow a job until it ends
   panda queue list                         queues, their limits, jobs and pilots
+  panda task submit -f task.yaml           submit a task to JEDI (see examples/task.yaml)
+  panda tasks                              list tasks; panda task show ID for one
 
 The server address comes from --server, else PANDA_SERVER, else 127.0.0.1:25080.
 """
@@ -79,6 +81,7 @@ def _job_id(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `panda --help` does not pay for the handlers' imports twice.
     from . import jobs, queues, runners, up
+    from . import tasks as jedi_commands
     from .output import job_state_choices, queue_status_choices
 
     parser = argparse.ArgumentParser(
@@ -208,10 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("status", metavar="STATUS", help=statuses)
 
+    # task ..., tasks, dataset ... (JEDI)
+    jedi_commands.add_commands(commands, command)
+
     # serve ...
     serve = commands.add_parser("serve", help="run a service in the foreground", description="services")
     serve_commands = serve.add_subparsers(dest="serve_command", metavar="SERVICE", required=True)
     command(serve_commands, "server", runners.cmd_serve_server, "the job server (gRPC and metrics)", json_flag=False)
+    jedi_commands.add_serve_command(serve_commands, command)
 
     # pilot: its options belong to pilot_agent; main() hands it every argument after `pilot`.
     p = commands.add_parser(

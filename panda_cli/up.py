@@ -1,8 +1,13 @@
-"""`panda up`: the server and some pilots on one machine, in the foreground, supervised.
+"""`panda up`: the server, JEDI and some pilots on one machine, in the foreground, supervised.
 
 Each child runs in its own process group (start_new_session), so the terminal's Ctrl-C reaches
 only us and we stop the children in order: pilots first (they finish talking to the server),
-then the server. Anything still alive after the timeout gets SIGKILL, by its own group only.
+then JEDI, then the server. Anything still alive after the timeout gets SIGKILL, by its own
+group only.
+
+Queues: `local` with the --pilots pilots, and two more so JEDI's brokerage has a choice:
+`local-b` (its own storage element) and `local-small` (jobs of at most 1000 MB), with one pilot
+each.
 """
 
 from __future__ import annotations
@@ -25,15 +30,25 @@ from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
 
+from panda.common.v1 import resources_pb2
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
 from panda_runtime.client import sync_channel
-from panda_runtime.config import DEFAULT_SERVER_ADDRESS, Settings
+from panda_runtime.config import (
+    DEFAULT_JEDI_ADDRESS,
+    DEFAULT_JEDI_METRICS_PORT,
+    DEFAULT_SERVER_ADDRESS,
+    DEFAULT_SERVER_METRICS_PORT,
+    Settings,
+)
 
 from .rpc import Client, CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 
 LOCAL_QUEUE = "local"
+# The other queues `panda up` makes, each with one pilot: (name, largest job's memory in MB).
+EXTRA_QUEUES = [("local-b", 0), ("local-small", 1000)]
+EXTRA_PILOT_PREFIX = "pilot@"
 # Pilots normally leave when idle or old; under `panda up` they should wait for work "forever".
 PILOT_IDLE_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
 SERVER_START_TIMEOUT_SECONDS = 60.0
@@ -140,12 +155,22 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
-        """SIGTERM pilots, wait; SIGTERM the server, wait; SIGKILL the rest."""
-        pilots = [c for c in self.children if c.name != "server" and c.alive()]
+        """SIGTERM pilots, wait; SIGTERM JEDI, wait; SIGTERM the server, wait; SIGKILL the rest."""
+        services = ("server", "jedi")
+        others = [c for c in self.children if c.name.startswith(EXTRA_PILOT_PREFIX) and c.alive()]
+        pilots = [c for c in self.children if c.name not in services and c not in others and c.alive()]
+        jedi = [c for c in self.children if c.name == "jedi" and c.alive()]
         servers = [c for c in self.children if c.name == "server" and c.alive()]
+        if others:
+            names = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
+            print(f"stopping the pilots of queues {names}...", flush=True)
+            self._terminate(others)
         if pilots:
             print(f"stopping {len(pilots)} pilot(s)...", flush=True)
             self._terminate(pilots)
+        if jedi:
+            print("stopping JEDI...", flush=True)
+            self._terminate(jedi)
         if servers:
             print("stopping the server...", flush=True)
             self._terminate(servers)
@@ -199,56 +224,58 @@ def health_status(address: str, timeout: float = 1.0) -> int | None:
         channel.close()
 
 
-def wait_for_server(supervisor: Supervisor, server: Child, address: str) -> float:
+def wait_for_server(supervisor: Supervisor, server: Child, address: str, what: str = "the server") -> float:
     """Poll the gRPC health check until SERVING; returns the seconds it took."""
     start = time.monotonic()
     interactive = sys.stdout.isatty()
-    print(f"waiting for the server at {address} ...", end="" if interactive else "\n", flush=True)
+    print(f"waiting for {what} at {address} ...", end="" if interactive else "\n", flush=True)
     while True:
         supervisor.check_stop()
         if not server.alive():
             if interactive:
                 print()
             raise CliError(
-                f"the server exited during startup (code {server.process.returncode}); "  # type: ignore[union-attr]
+                f"{what} exited during startup (code {server.process.returncode}); "  # type: ignore[union-attr]
                 f"last lines of {server.log_path}:\n{log_tail(server.log_path)}"
             )
         if health_status(address) == health_pb2.HealthCheckResponse.SERVING:
             elapsed = time.monotonic() - start
             if interactive:
-                print(f"\rwaiting for the server at {address} ... ready ({elapsed:.1f}s)", flush=True)
+                print(f"\rwaiting for {what} at {address} ... ready ({elapsed:.1f}s)", flush=True)
             return elapsed
         elapsed = time.monotonic() - start
         if elapsed > SERVER_START_TIMEOUT_SECONDS:
             if interactive:
                 print()
             raise CliError(
-                f"the server did not answer its health check within {SERVER_START_TIMEOUT_SECONDS:.0f}s; "
+                f"{what} did not answer its health check within {SERVER_START_TIMEOUT_SECONDS:.0f}s; "
                 f"see {server.log_path}"
             )
         if interactive:
-            print(f"\rwaiting for the server at {address} ... {elapsed:.0f}s", end="", flush=True)
+            print(f"\rwaiting for {what} at {address} ... {elapsed:.0f}s", end="", flush=True)
         supervisor.sleep(0.25)
 
 
-def ensure_local_queue(client: Client, se_url: str) -> str:
-    """Create the `local` queue unless it exists; says what it did."""
+def ensure_local_queue(client: Client, se_url: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
+    """Create the queue (by default `local`) unless it exists; says what it did."""
     try:
-        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=LOCAL_QUEUE)).queue
+        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=name)).queue
     except CliError as exc:
         if exc.code != grpc.StatusCode.NOT_FOUND:
             raise
     else:
         status = queue_pb2.Queue.Status.Name(queue.status).removeprefix("STATUS_").lower()
-        return f"queue {LOCAL_QUEUE}: exists ({status}, SE {queue.storage_element or '-'})"
+        return f"queue {name}: exists ({status}, SE {queue.storage_element or '-'})"
     queue = queue_pb2.Queue(
-        queue_id=LOCAL_QUEUE,
+        queue_id=name,
         status=queue_pb2.Queue.STATUS_ONLINE,
         storage_element=se_url,
         description="created by `panda up`",
+        max_resources=resources_pb2.Resources(memory_mb=max_memory_mb),
     )
     client.call(client.queues.CreateQueue, queue_service_pb2.CreateQueueRequest(queue=queue))
-    return f"queue {LOCAL_QUEUE}: created (online, SE {se_url})"
+    limit = f", jobs up to {max_memory_mb} MB" if max_memory_mb else ""
+    return f"queue {name}: created (online, SE {se_url}{limit})"
 
 
 def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
@@ -261,8 +288,12 @@ def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
     return None
 
 
-def pilot_argv(workdir: Path, address: str) -> list[str]:
-    argv = [sys.executable, "-m", "panda_cli.main", "pilot", "--queue", LOCAL_QUEUE, "--workdir", str(workdir)]
+def pilot_argv(workdir: Path, address: str, queue: str = LOCAL_QUEUE) -> list[str]:
+    if queue == LOCAL_QUEUE:
+        argv = [sys.executable, "-m", "panda_cli.main", "pilot", "--queue", queue, "--workdir", str(workdir)]
+    else:
+        # The other queues' pilots: the same pilot, started by its own entry point.
+        argv = [sys.executable, "-m", "pilot_agent", "--queue", queue, "--workdir", str(workdir)]
     parser = build_pilot_parser()
     idle = find_option(parser, "idle")
     if idle:
@@ -279,15 +310,15 @@ def pilot_argv(workdir: Path, address: str) -> list[str]:
     return argv
 
 
-def wait_for_pilots(supervisor: Supervisor, client: Client, count: int) -> int:
-    """Waits until `count` pilots are connected to the local queue; returns how many are."""
+def wait_for_pilots(supervisor: Supervisor, client: Client, count: int, queue_id: str = LOCAL_QUEUE) -> int:
+    """Waits until `count` pilots are connected to the queue; returns how many are."""
     deadline = time.monotonic() + PILOT_CONNECT_TIMEOUT_SECONDS
     connected = 0
     while True:
         dead = supervisor.dead_child()
         if dead is not None:
             raise ChildDied(dead)
-        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=LOCAL_QUEUE)).queue
+        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=queue_id)).queue
         connected = queue.connected_pilots
         if connected >= count or time.monotonic() > deadline:
             return connected
@@ -340,11 +371,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     if health_status(address) is not None:
         raise CliError(f"a server already answers at {address}: stop it first, or use --server for another address")
+    jedi = jedi_endpoints(settings, address)
+    if health_status(jedi[0]) is not None:
+        raise CliError(f"JEDI already answers at {jedi[0]}: stop it first, or set PANDA_JEDI to another address")
 
     supervisor = Supervisor(stop_timeout=args.stop_timeout)
     supervisor.install_signal_handlers()
     try:
-        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir)
+        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi)
     except StopRequested:
         print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
         supervisor.stop_all()
@@ -370,6 +404,25 @@ def _report_death(child: Child) -> None:
     )
 
 
+def jedi_endpoints(settings: Settings, server_address: str) -> tuple[str, int]:
+    """JEDI's address and metrics port: PANDA_JEDI and PANDA_JEDI_METRICS_PORT when set; else
+    the defaults beside a server at its defaults, or 100 above the server's ports."""
+    if any(name in os.environ for name in ("PANDA_JEDI", "PANDA_JEDI_ADDRESS")):
+        address = settings.jedi_address
+    elif server_address == DEFAULT_SERVER_ADDRESS:
+        address = DEFAULT_JEDI_ADDRESS
+    else:
+        host, _, port = server_address.rpartition(":")
+        address = f"{host}:{int(port) + 100}" if port.isdigit() and int(port) + 100 < 65536 else DEFAULT_JEDI_ADDRESS
+    if "PANDA_JEDI_METRICS_PORT" in os.environ or not settings.metrics_port:
+        metrics = settings.jedi_metrics_port if settings.metrics_port else 0
+    elif settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
+        metrics = DEFAULT_JEDI_METRICS_PORT
+    else:
+        metrics = settings.metrics_port + 100 if settings.metrics_port + 100 < 65536 else 0
+    return address, metrics
+
+
 def _run(
     args: argparse.Namespace,
     supervisor: Supervisor,
@@ -378,6 +431,7 @@ def _run(
     database_url: str,
     logs_dir: Path,
     se_dir: Path,
+    jedi: tuple[str, int] = (DEFAULT_JEDI_ADDRESS, DEFAULT_JEDI_METRICS_PORT),
 ) -> int:
     print(f"data dir: {settings.data_dir}", flush=True)
     before, after = upgrade(database_url)
@@ -394,11 +448,29 @@ def _run(
 
     with Client(address) as client:
         print(ensure_local_queue(client, f"file://{se_dir}"), flush=True)
+        for name, max_memory in EXTRA_QUEUES:
+            extra_se = se_dir.parent / name
+            extra_se.mkdir(parents=True, exist_ok=True)
+            print(ensure_local_queue(client, f"file://{extra_se}", name, max_memory), flush=True)
+
+        jedi_env = {**env, "PANDA_JEDI": jedi[0], "PANDA_JEDI_METRICS_PORT": str(jedi[1])}
+        jedi_child = supervisor.start(
+            "jedi", [sys.executable, "-m", "panda_cli.main", "serve", "jedi"], jedi_env, logs_dir / "jedi.log"
+        )
+        wait_for_server(supervisor, jedi_child, jedi[0], "JEDI")
+        print(f"JEDI ready at {jedi[0]} (pid {jedi_child.pid})", flush=True)
 
         for i, argv in enumerate(pilot_commands, start=1):
             (settings.data_dir / "pilots" / str(i)).mkdir(parents=True, exist_ok=True)
             pilot = supervisor.start(f"pilot-{i}", argv, env, logs_dir / f"pilot-{i}.log")
             print(f"pilot-{i} started (pid {pilot.pid}, workdir {argv[argv.index('--workdir') + 1]})", flush=True)
+        extra_pilots = [name for name, _ in EXTRA_QUEUES] if args.pilots else []
+        for name in extra_pilots:
+            workdir = settings.data_dir / "pilots" / name
+            workdir.mkdir(parents=True, exist_ok=True)
+            pilot = supervisor.start(f"{EXTRA_PILOT_PREFIX}{name}", pilot_argv(workdir, address, name), env,
+                                     logs_dir / f"pilot-{name}.log")
+            print(f"pilot for queue {name} started (pid {pilot.pid}, workdir {workdir})", flush=True)
         if args.pilots:
             connected = wait_for_pilots(supervisor, client, args.pilots)
             if connected >= args.pilots:
@@ -410,10 +482,17 @@ def _run(
                     file=sys.stderr,
                     flush=True,
                 )
+        for name in extra_pilots:
+            connected = wait_for_pilots(supervisor, client, 1, name)
+            if connected:
+                print(f"pilots: {connected} connected to queue {name}", flush=True)
+            else:
+                print(f"warning: the pilot of queue {name} did not connect; see {logs_dir}/pilot-{name}.log",
+                      file=sys.stderr, flush=True)
 
         demo = demo_jobs(client) if args.demo else []
 
-    print_summary(settings, address, database_url, supervisor, demo)
+    print_summary(settings, address, database_url, supervisor, demo, jedi)
 
     # Supervise: wake on a signal, or look at the children twice a second.
     while not supervisor.stop_event.wait(0.5):
@@ -429,17 +508,26 @@ def print_summary(
     database_url: str,
     supervisor: Supervisor,
     demo: list[tuple[int, str]],
+    jedi: tuple[str, int] | None = None,
 ) -> None:
     metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
-    pilots = [c for c in supervisor.children if c.name != "server"]
+    pilots = [c for c in supervisor.children if c.name not in ("server", "jedi")
+              and not c.name.startswith(EXTRA_PILOT_PREFIX)]
+    others = [c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in supervisor.children
+              if c.name.startswith(EXTRA_PILOT_PREFIX)]
     lines = [
         "",
         "PanDA mesh is up. Ctrl-C stops it.",
         f"  server    {address} (gRPC)",
         f"  metrics   {metrics}",
+    ]
+    if jedi is not None:
+        jedi_metrics = f"http://{settings.metrics_host}:{jedi[1]}/metrics" if jedi[1] else "metrics disabled"
+        lines.append(f"  jedi      {jedi[0]} (gRPC: tasks and datasets; {jedi_metrics})")
+    lines += [
         f"  data dir  {settings.data_dir}",
         f"  database  {display_url(database_url)}",
-        f"  pilots    {len(pilots)} on queue {LOCAL_QUEUE}",
+        f"  pilots    {len(pilots)} on queue {LOCAL_QUEUE}" + "".join(f", 1 on {name}" for name in others),
         "  logs      " + "\n            ".join(str(c.log_path) for c in supervisor.children),
     ]
     if demo:
@@ -458,4 +546,12 @@ def print_summary(
         f"  panda job show {watch_id}",
         "  panda queue list",
     ]
+    if jedi is not None:
+        if jedi[0] != DEFAULT_JEDI_ADDRESS:
+            lines.append(f"  export PANDA_JEDI={jedi[0]}")
+        lines += [
+            "  panda dataset register user.me.demo FILE... --events 100",
+            "  panda task submit -f examples/task.yaml",
+            "  panda tasks",
+        ]
     print("\n".join(lines), flush=True)

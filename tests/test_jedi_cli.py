@@ -1,0 +1,128 @@
+"""`panda dataset ...`, `panda task ...` and `panda tasks`: task files parsed without a service,
+then the README's task tour against a real server, JEDI and pilot (examples/task.yaml)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from panda_cli.main import main
+from panda_cli.specs import SpecError
+from panda_cli.task_specs import build_task_filter, task_from_yaml
+from tests.jedi_support import adler32_of
+
+pytest_plugins = ["tests.jedi_fixtures"]
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "task.yaml"
+
+
+def test_the_example_task_file_parses() -> None:
+    params = task_from_yaml(EXAMPLE.read_text(), source=str(EXAMPLE))
+    assert params.task_name == "user.me.demo.count" and params.owner == "me"
+    assert params.transformation[:2] == ["sh", "-c"] and "${IN}" in params.transformation[2]
+    assert list(params.input_datasets) == ["user.me.demo"]
+    assert params.split_rule.files_per_job == 2
+    assert (params.resources.memory_mb, params.resources.walltime_seconds) == (2000, 600)
+    assert (params.scout_jobs, params.max_attempts, params.priority) == (2, 3, 100)
+    assert params.HasField("scout_jobs")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: run\nsplitt: {}", "splitt: unknown key"),
+        ("output_dataset: o\ninput_dataset: i\ntransformation: run", "task_name is required"),
+        ("task_name: x\ninput_dataset: i\ntransformation: run", "output_dataset is required"),
+        ("task_name: x\noutput_dataset: o\ntransformation: run", "input_datasets is required"),
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i", "transformation is required"),
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: t\nsplit: {files_per_job: 0}",
+         "at least 1"),
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: t\nsplit: {nfiles: 2}",
+         "split must be one of"),
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: t\nresources: {ram: 2}",
+         "resources.ram: unknown"),
+        ("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: t\nresources: {walltime: soon}",
+         "not a duration"),
+        ("- a list", "expected a mapping"),
+    ],
+)
+def test_bad_task_files_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        task_from_yaml(text, source="t.yaml")
+
+
+def test_task_files_take_lists_events_and_sizes() -> None:
+    params = task_from_yaml(
+        "task_name: x\noutput_dataset: o\ninput_datasets: [a, b]\ntransformation: [run, '${IN}', 3]\n"
+        "split: {gb_per_job: 2.5}\nqueues: q1\nexcluded_queues: [q2]\nenvironment: {A: 1}\nmax_failure_rate: 1\n")
+    assert list(params.transformation) == ["run", "${IN}", "3"] and params.split_rule.gb_per_job == 2.5
+    assert list(params.queues) == ["q1"] and list(params.excluded_queues) == ["q2"]
+    assert dict(params.environment) == {"A": "1"} and params.max_failure_rate == 1.0
+    assert task_from_yaml("task_name: x\noutput_dataset: o\ninput_dataset: i\ntransformation: t\n"
+                          "split: {events_per_job: 500}").split_rule.events_per_job == 500
+
+
+def test_task_filter_from_flags() -> None:
+    assert build_task_filter(state="running", owner="al\"ice", name="mc23.*") == (
+        'state = RUNNING AND owner = "al\\"ice" AND task_name = "mc23.*"')
+    assert build_task_filter() == ""
+
+
+def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot, tmp_path: Path,  # type: ignore[no-untyped-def]
+                       capsys) -> None:
+    def panda(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--server", server.address, *argv])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i in range(1, 7):
+        (inputs / f"events.{i:02d}.txt").write_text("\n".join(str(n) for n in range(100)) + "\n")
+    files = sorted(str(p) for p in inputs.iterdir())
+    code, out, err = panda("dataset", "register", "user.me.demo", *files, "--events", "100", "--jedi", jedi.address)
+    assert code == 0, err
+    assert out.strip() == f"dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), on file://{storage_dir}"
+    copied = storage_dir / "events.01.txt"
+    assert copied.read_bytes() == (inputs / "events.01.txt").read_bytes()
+
+    start_pilot()
+    code, out, err = panda("task", "submit", "-f", str(EXAMPLE), "--jedi", jedi.address)
+    assert code == 0, err
+    task_id = int(out)
+    code, out, err = panda("task", "watch", str(task_id), "--jedi", jedi.address)
+    assert code == 0, out + err
+    assert "scouting -> scouted" in out and out.splitlines()[-1].split()[2:5] == ["running", "->", "done"]
+
+    code, out, _ = panda("task", "show", str(task_id), "--jedi", jedi.address)
+    assert code == 0
+    for expected in ["state:           done", "progress:        6 done, 0 failed, 0 running, 0 waiting",
+                     "jobs:            finished=3", "scouts:          2 job(s): 2 succeeded, 0 failed; measured",
+                     "history:", "ready -> scouting"]:
+        assert expected in out, out
+    code, out, _ = panda("tasks", "--state", "done", "--owner", "me", "--jedi", jedi.address)
+    assert code == 0 and out.splitlines()[1].split()[:3] == [str(task_id), "user.me.demo.count", "done"]
+    code, out, _ = panda("tasks", "--json", "--name", "user.me.*", "--jedi", jedi.address)
+    assert [t["task_id"] for t in json.loads(out)["tasks"]] == [str(task_id)]
+
+    code, out, _ = panda("dataset", "show", "user.me.demo.count.v1", "--json", "--jedi", jedi.address)
+    shown = json.loads(out)
+    assert shown["dataset"]["file_count"] == "3"
+    for f in shown["files"]:
+        data = (storage_dir / f["lfn"]).read_bytes()
+        assert f["adler32"] == adler32_of(data) and int(f["size_bytes"]) == len(data)
+    code, out, _ = panda("dataset", "show", "user.me.demo", "--task", str(task_id), "--jedi", jedi.address)
+    assert code == 0 and out.count(" finished ") == 6
+    code, out, _ = panda("dataset", "list", "--kind", "output", "--jedi", jedi.address)
+    assert "user.me.demo.count.v1" in out and "user.me.demo " not in out
+
+    code, out, err = panda("task", "kill", str(task_id), "--jedi", jedi.address)
+    assert code == 1 and f"FAILED_PRECONDITION: task {task_id} is done: kill is accepted only" in err
+    code, out, err = panda("task", "priority", str(task_id), "7", "--jedi", jedi.address)
+    assert code == 1 and "is done" in err
+    code, out, err = panda("task", "show", "999", "--jedi", jedi.address)
+    assert code == 1 and "NOT_FOUND: task 999 not found" in err
+    code, out, err = panda("tasks", "--jedi", "127.0.0.1:1")
+    assert code == 1 and "cannot reach JEDI at 127.0.0.1:1" in err
