@@ -36,11 +36,15 @@ log = logging.getLogger("panda.jedi")
 JOBS_GENERATED = Counter("panda_jedi_jobs_generated_total", "Jobs JEDI generated and submitted to the server.")
 JOB_EVENTS = Counter("panda_jedi_job_events_total", "Server job events JEDI applied.")
 
+# SubmitJobs calls one task may have in flight: the server stores one batch while the next is sent.
+SUBMITS_IN_FLIGHT = 2
 # Events applied per transaction at most.
 EVENT_BATCH = 5000
 # A cursor missing from the server's stream (a transaction that committed late) is looked for
 # again for this long, then taken as rolled back.
 GAP_GIVE_UP_SECONDS = 30.0
+# How often missing cursors are looked for while the stream is busy.
+GAP_RETRY_SECONDS = 0.5
 # Every this many rounds the post-processor looks at every live task, not only those touched.
 FULL_SWEEP_ROUNDS = 10
 
@@ -73,11 +77,14 @@ class Engine:
         self.task_events = task_events
         self._wakers: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._submit_lock = asyncio.Lock()
+        # One lock per batch being submitted: whoever sends a batch (the generator, or anyone
+        # resolving stored batches) holds it until the server's job ids are recorded.
+        self._batch_locks: dict[tuple[int, int], asyncio.Lock] = {}
         self._dirty: set[int] = set()
         self._missing: dict[int, float] = {}
         self._applied = 0
         self._last_seen = 0
+        self._last_fill = 0.0
         self._rounds = 0
         self.stopping = False
 
@@ -168,6 +175,18 @@ class Engine:
                 continue
             if queues is None:
                 queues = await self.server.list_queues()
+            queues = await self._generate_for(task_id, queues)
+            generated = True
+        if generated:
+            self.wake()
+        return False
+
+    async def _generate_for(self, task_id: int, queues: list[brokerage.QueueInfo]) -> list[brokerage.QueueInfo]:
+        """Plan and submit the task's jobs a batch at a time: the next batches are planned while
+        earlier ones are being submitted (at most SUBMITS_IN_FLIGHT at once). Returns the queues
+        with what was assigned counted."""
+        sending: list[asyncio.Task[None]] = []
+        try:
             while True:
                 # Fresh copies: brokerage counts its own assignments as queued.
                 snapshot = [brokerage.QueueInfo(**vars(q)) for q in queues]
@@ -175,42 +194,47 @@ class Engine:
                     self.store.plan_jobs, task_id, snapshot, batch_size=self.settings.jedi_submit_batch,
                     pending_retry=self.settings.jedi_pending_retry_seconds,
                     jobs_per_point=self.settings.jedi_fair_share_jobs_per_point,
+                    max_jobs=self.settings.jedi_submit_batch,
                 )
                 if result.pending_reason:
                     log.info("task %d pending: %s", task_id, result.pending_reason)
+                while len(sending) >= (SUBMITS_IN_FLIGHT if result.batches else 1):
+                    await sending.pop(0)
                 if not result.batches:
-                    break
+                    return queues
                 queues = snapshot
-                generated = True
-                await self.submit(task_id, result.batches)
-                break
-        if generated:
-            self.wake()
-        return False
-
-    async def submit(self, task_id: int, batches: list[int]) -> None:
-        async with self._submit_lock:
-            for batch in batches:
-                await self._submit_batch(task_id, batch)
+                sending += [asyncio.create_task(self._submit_batch(task_id, b)) for b in result.batches]
+        finally:
+            for task in sending:
+                await task
 
     async def _submit_batch(self, task_id: int, batch: int) -> None:
+        lock = self._batch_locks.setdefault((task_id, batch), asyncio.Lock())
+        try:
+            async with lock:
+                await self._send_batch(task_id, batch)
+        finally:
+            if not lock.locked():
+                self._batch_locks.pop((task_id, batch), None)
+
+    async def _send_batch(self, task_id: int, batch: int) -> None:
         request_id, rows = await self.db.run(self.store.batch, task_id, batch)
         pending = [r for r in rows if r["state"] == "submitting"]
         if not pending:
             return
         started = time.monotonic()
         job_ids = await self.server.submit_jobs([r["spec"] for r in rows], request_id)
+        called = time.monotonic()
         await self.db.run(self.store.record_submitted, task_id, batch, job_ids)
         JOBS_GENERATED.inc(len(job_ids))
-        log.info("task %d: submitted batch %d, %d job(s) (%d..%d) in %.2f s", task_id, batch, len(job_ids),
-                 job_ids[0], job_ids[-1], time.monotonic() - started)
+        log.info("task %d: submitted batch %d, %d job(s) (%d..%d) in %.2f s (SubmitJobs %.2f s)", task_id, batch,
+                 len(job_ids), job_ids[0], job_ids[-1], time.monotonic() - started, called - started)
 
     async def resolve_submitting(self, task_ids: list[int] | None = None) -> None:
         """Send again every batch stored but not known to be at the server (same request id:
         the server answers with the jobs it made, or makes them now)."""
-        async with self._submit_lock:
-            for task_id, batch in await self.db.run(self.store.submitting_batches, task_ids or ()):
-                await self._submit_batch(task_id, batch)
+        for task_id, batch in await self.db.run(self.store.submitting_batches, task_ids or ()):
+            await self._submit_batch(task_id, batch)
 
     # -- watcher -------------------------------------------------------------------------
 
@@ -281,6 +305,8 @@ class Engine:
                 if batch:
                     self._note_gaps(batch)
                     await self._apply(batch)
+                if self._missing and time.monotonic() - self._last_fill >= GAP_RETRY_SECONDS:
+                    await self._fill_gaps()
                 if ended:
                     await reader  # raises the stream's error, if any
                     return
@@ -323,9 +349,9 @@ class Engine:
     async def _fill_gaps(self) -> None:
         """Look again for cursors the stream skipped: a transaction at the server that took a
         cursor before another but committed after it shows up only later."""
+        self._last_fill = at = time.monotonic()
         if not self._missing:
             return
-        at = time.monotonic()
         for cursor in [c for c, seen in self._missing.items() if at - seen > GAP_GIVE_UP_SECONDS]:
             del self._missing[cursor]
         if not self._missing:
