@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     jedi_default_scout_jobs: int = 3
     # Jobs per SubmitJobs call (the server takes at most max_submit_batch).
     jedi_submit_batch: int = 5000
+    # A task with this many jobs queued (not yet started) is throttled; 0: no limit.
+    jedi_max_queued_jobs_per_task: int = 0
     # Fair share: one point of priority less per this many jobs the owner has in flight.
     jedi_fair_share_jobs_per_point: int = 100
     # Deadline of JEDI's unary calls to the server, seconds.

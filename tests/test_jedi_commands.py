@@ -182,7 +182,7 @@ def test_pending_when_no_queue_fits_then_runs_when_one_does(  # type: ignore[no-
     make_queue(queues_stub, "local", storage_dir, status=queue_pb2.Queue.STATUS_OFFLINE)
     register_dataset(datasets_stub, "later.in", storage_dir, 2)
     task = submit_task(tasks_stub, task_params("later", ["later.in"], "later.out", "cat ${IN} > ${OUT}",
-                                               scout_jobs=0))
+                                               scout_jobs=1))
     task = wait_task(tasks_stub, task.task_id, lambda t: t.state == T.STATE_PENDING, 30, "pending")
     assert task.state_reason == "no queue fits: local: offline"
     queues_stub.UpdateQueue(queue_service_pb2.UpdateQueueRequest(
@@ -191,5 +191,25 @@ def test_pending_when_no_queue_fits_then_runs_when_one_does(  # type: ignore[no-
     start_pilot()
     task = wait_task(tasks_stub, task.task_id, timeout=60)
     assert task.state == T.STATE_DONE, history_text(task)
-    assert "brokerage found a queue" in history_text(task)
+    assert "pending -> scouting: brokerage found a queue" in history_text(task)
     assert get_task(tasks_stub, task.task_id).progress.files_finished == 2
+
+
+def test_a_task_with_too_many_queued_jobs_is_throttled(  # type: ignore[no-untyped-def]
+    jedi, tasks_stub, datasets_stub, jobs_stub, local_queue, storage_dir: Path, start_pilot
+) -> None:
+    jedi.stop()
+    jedi.env["PANDA_JEDI_MAX_QUEUED_JOBS_PER_TASK"] = "2"
+    jedi.start()
+    register_dataset(datasets_stub, "many.in", storage_dir, 6)
+    task = submit_task(tasks_stub, task_params("throttled", ["many.in"], "throttled.out", "cat ${IN} > ${OUT}",
+                                               scout_jobs=0))
+    task = wait_task(tasks_stub, task.task_id, lambda t: t.state == T.STATE_THROTTLED, 30, "throttled")
+    assert task.state_reason == "2 job(s) queued, at most 2 per task: the others wait until some start"
+    assert len(task_jobs(jobs_stub, task.task_id)) == 2
+    refused(tasks_stub, "retry", task.task_id, "throttled")
+    start_pilot()
+    task = wait_task(tasks_stub, task.task_id, timeout=60)
+    assert task.state == T.STATE_DONE, history_text(task)
+    assert len(task_jobs(jobs_stub, task.task_id)) == 6
+    assert "throttled -> running: queued jobs started" in history_text(task)

@@ -85,6 +85,7 @@ class Engine:
         self._applied = 0
         self._last_seen = 0
         self._last_fill = 0.0
+        self._from_now = False
         self._rounds = 0
         self.stopping = False
 
@@ -163,7 +164,8 @@ class Engine:
     async def generate_step(self) -> bool:
         await self.resolve_submitting()
         candidates = await self.db.run(
-            self.store.tasks_in, [TaskState.READY, TaskState.SCOUTED, TaskState.RUNNING, TaskState.PENDING])
+            self.store.tasks_in,
+            [TaskState.READY, TaskState.SCOUTED, TaskState.RUNNING, TaskState.PENDING, TaskState.THROTTLED])
         queues: list[brokerage.QueueInfo] | None = None
         generated = False
         for task in candidates:
@@ -171,7 +173,8 @@ class Engine:
             wait_until = aware(task["wait_until"])
             if task["state"] == TaskState.PENDING.value and wait_until is not None and wait_until > now():
                 continue
-            if not await self.db.run(self.store.has_ready_chunks, task_id) and task["state"] != "pending":
+            if not await self.db.run(self.store.has_ready_chunks, task_id) and task["state"] not in (
+                    TaskState.PENDING.value, TaskState.THROTTLED.value):
                 continue
             if queues is None:
                 queues = await self.server.list_queues()
@@ -195,6 +198,7 @@ class Engine:
                     pending_retry=self.settings.jedi_pending_retry_seconds,
                     jobs_per_point=self.settings.jedi_fair_share_jobs_per_point,
                     max_jobs=self.settings.jedi_submit_batch,
+                    max_queued=self.settings.jedi_max_queued_jobs_per_task,
                 )
                 if result.pending_reason:
                     log.info("task %d pending: %s", task_id, result.pending_reason)
@@ -241,6 +245,8 @@ class Engine:
     async def _watch_loop(self) -> None:
         await self._until_done(self.resolve_submitting, "resubmitting stored batches")
         self._applied = self._last_seen = await self.db.run(self.store.watch_cursor)
+        # A JEDI that never submitted a job needs none of the server's past events.
+        self._from_now = not self._applied and not await self.db.run(self.store.has_jobs)
         failures = 0
         while not self.stopping:
             try:
@@ -275,7 +281,7 @@ class Engine:
     async def _watch_once(self) -> None:
         """One WatchJobs stream: a reader fills a queue, the applier drains it in batches."""
         received: asyncio.Queue[JobEvent | None] = asyncio.Queue()
-        stream = self.server.watch(self._applied)
+        stream = self.server.watch(self._applied, from_now=self._from_now and not self._applied)
 
         async def read() -> None:
             try:

@@ -179,9 +179,10 @@ class ServerClient:
             found[job_id] = details_of(response.job)
         return {j: found[j] for j in wanted}
 
-    async def watch(self, after_cursor: int) -> AsyncIterator[JobEvent]:
-        """Job events after `after_cursor`, of every job; ends at the stream's deadline."""
-        call = self.jobs.WatchJobs(job_service_pb2.WatchJobsRequest(after_cursor=after_cursor),
+    async def watch(self, after_cursor: int, *, from_now: bool = False) -> AsyncIterator[JobEvent]:
+        """Job events after `after_cursor` (or, with from_now and no cursor, from the newest on),
+        of every job; ends at the stream's deadline."""
+        call = self.jobs.WatchJobs(job_service_pb2.WatchJobsRequest(after_cursor=after_cursor, from_now=from_now),
                                    timeout=WATCH_DEADLINE_SECONDS)
         try:
             async for response in call:

@@ -178,11 +178,12 @@ class EngineStore(Store):
 
     def plan_jobs(
         self, task_id: int, queues: list[brokerage.QueueInfo], *, batch_size: int, pending_retry: float,
-        jobs_per_point: int, max_jobs: int = 0,
+        jobs_per_point: int, max_jobs: int = 0, max_queued: int = 0,
     ) -> PlanResult:
         """Pick the chunks to run now (at most max_jobs jobs' worth; 0: all), broker them to
         queues and store the jobs (state submitting) in batches; the submitter sends them. A
-        task no queue takes goes PENDING."""
+        task no queue takes goes PENDING; a task with max_queued jobs not yet started goes
+        THROTTLED, and comes back when half of them started."""
         at = now()
         result = PlanResult()
         with self._engine.begin() as conn:
@@ -193,7 +194,7 @@ class EngineStore(Store):
             if state == TaskState.PENDING:
                 if task["wait_until"] is not None and aware(task["wait_until"]) > at:
                     return result
-            elif state not in GENERATING_STATES:
+            elif state not in GENERATING_STATES and state != TaskState.THROTTLED:
                 return result
             ready = conn.execute(
                 select(contents).where(contents.c.task_id == task_id, contents.c.status == "ready")
@@ -203,6 +204,22 @@ class EngineStore(Store):
                 if state == TaskState.PENDING:
                     self._set_state(conn, task, TaskState(task["resume_state"] or "ready"),
                                     "nothing left to broker", at, resume_state="", wait_until=None)
+                return result
+            underlying = state
+            if state in (TaskState.PENDING, TaskState.THROTTLED):
+                underlying = TaskState(task["resume_state"] or TaskState.READY.value)
+            if max_queued:
+                queued = conn.execute(select(func.count()).select_from(jobs).where(
+                    jobs.c.task_id == task_id, jobs.c.state.in_(["submitting", "activated"]))).scalar_one()
+                if state == TaskState.THROTTLED and queued > max_queued // 2:
+                    return result
+                if state != TaskState.THROTTLED and queued >= max_queued:
+                    self._set_state(conn, task, TaskState.THROTTLED,
+                                    f"{queued} job(s) queued, at most {max_queued} per task: the others wait "
+                                    "until some start", at, resume_state=underlying.value)
+                    return result
+                max_jobs = min(max_jobs or max_queued, max_queued - queued)
+            elif state == TaskState.THROTTLED:
                 return result
             scouting = not task["scouted"] and task["scout_jobs"] > 0
             groups = _job_groups([dict(r._mapping) for r in ready])
@@ -221,7 +238,7 @@ class EngineStore(Store):
                 result.pending_reason = reason
                 wait = at + timedelta(seconds=pending_retry)
                 if state != TaskState.PENDING:
-                    self._set_state(conn, task, TaskState.PENDING, reason, at, resume_state=state.value,
+                    self._set_state(conn, task, TaskState.PENDING, reason, at, resume_state=underlying.value,
                                     wait_until=wait)
                 elif reason != task["state_reason"]:
                     self._set_state_same(conn, task, reason, at, wait_until=wait)
@@ -313,6 +330,8 @@ class EngineStore(Store):
         current = TaskState(task["state"])
         if current == TaskState.PENDING:
             reason = "brokerage found a queue; " + reason
+        elif current == TaskState.THROTTLED:
+            reason = "queued jobs started; " + reason
         if new != current:
             self._set_state(conn, task, new, reason, at, **values)
         else:
@@ -401,6 +420,10 @@ class EngineStore(Store):
         with self._engine.connect() as conn:
             value = conn.execute(select(watch_cursors.c.cursor).where(watch_cursors.c.name == "server")).scalar()
             return int(value or 0)
+
+    def has_jobs(self) -> bool:
+        with self._engine.connect() as conn:
+            return conn.execute(select(jobs.c.row_id).limit(1)).first() is not None
 
     def unmapped(self, events: list[JobEvent]) -> list[int]:
         """Tasks with batches still submitting whose jobs appear in `events` under ids JEDI has
