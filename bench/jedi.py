@@ -10,7 +10,7 @@ one queue; an input dataset of N files registered with DatasetService (the files
 exist: the pilots are simulated); a task submitted with no scouts, one file per job.
 
 1. Generation: from SubmitTask until ListJobs counts N jobs of the task ACTIVATED at the server
-   (polled every 50 ms). JEDI refines the task, feeds N chunks, brokers and stores the jobs and
+   (polled every 100 ms). JEDI refines the task, feeds N chunks, brokers and stores the jobs and
    submits them in batches of 5,000 (`jobs_generated_per_s` = N / that time).
 2. End to end: P simulated pilots (real Connect streams, in a client process) take one job at a
    time (RUNNING, then FINISHED with the output file), until JEDI says the task is DONE; the
@@ -122,6 +122,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this long per phase, s")
     parser.add_argument("--jedi-env", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting for JEDI, e.g. PANDA_JEDI_SUBMIT_BATCH=2500 (repeatable)")
+    parser.add_argument("--profile-jedi", metavar="FILE", help="run JEDI under cProfile, stats written to FILE")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
 
@@ -155,7 +156,8 @@ def main() -> int:
         jedi_address = f"127.0.0.1:{free_port()}"
         jedi_env = {**server.env, "PANDA_JEDI": jedi_address, "PANDA_JEDI_METRICS_PORT": "0",
                     "PANDA_JEDI_INTERVAL_SECONDS": "0.2", **dict(kv.split("=", 1) for kv in args.jedi_env)}
-        jedi = spawn("jedi", [sys.executable, "-m", "jedi_svc"], jedi_env, data_dir / "logs" / "jedi.log")
+        profile = ["-m", "cProfile", "-o", str(Path(args.profile_jedi).resolve())] if args.profile_jedi else []
+        jedi = spawn("jedi", [sys.executable, *profile, "-m", "jedi_svc"], jedi_env, data_dir / "logs" / "jedi.log")
         wait_healthy(jedi_address, process=jedi.process)
         server_channel = grpc.insecure_channel(server.address)
         jedi_channel = grpc.insecure_channel(jedi_address, options=[("grpc.max_send_message_length", 64 << 20)])
@@ -179,6 +181,14 @@ def main() -> int:
             task_name="bench", owner="bench", transformation=["/bin/true", "${IN}", "${OUT}"],
             input_datasets=["bench.input"], output_dataset="bench.output", scout_jobs=0, max_attempts=1,
             split_rule=task_pb2.SplitRule(files_per_job=1), max_failure_rate=1.0)
+        import psutil
+
+        procs = {"jedi": psutil.Process(jedi.pid), "server": psutil.Process(server.process.pid)}
+
+        def cpu() -> dict[str, float]:
+            return {name: sum(p.cpu_times()[:2]) for name, p in procs.items()}
+
+        cpu_before = cpu()
         submitted = time.monotonic()
         task = tasks.SubmitTask(task_service_pb2.SubmitTaskRequest(params=params), timeout=30).task
         flt = f"task_id = {task.task_id} AND state = ACTIVATED"
@@ -194,11 +204,17 @@ def main() -> int:
             if now - last_print > 1:
                 print(f"  {now - submitted:6.1f} s  {activated} jobs activated", flush=True)
                 last_print = now
-            time.sleep(0.05)
+            time.sleep(0.1)
         generation = time.monotonic() - submitted
         generated_per_s = args.files / generation
-        print(f"generation: {args.files} jobs activated in {generation:.2f} s = {generated_per_s:.0f} jobs/s",
-              flush=True)
+        cpu_used = {name: used - cpu_before[name] for name, used in cpu().items()}
+        print(f"generation: {args.files} jobs activated in {generation:.2f} s = {generated_per_s:.0f} jobs/s; "
+              f"CPU: JEDI {cpu_used['jedi']:.2f} s, server {cpu_used['server']:.2f} s", flush=True)
+        history = tasks.GetTask(task_service_pb2.GetTaskRequest(task_id=task.task_id), timeout=30).task.history
+        start_ns = history[0].time.ToNanoseconds()
+        for event in history:
+            print(f"  +{(event.time.ToNanoseconds() - start_ns) / 1e9:5.2f} s  "
+                  f"{task_pb2.Task.State.Name(event.state)[6:].lower():<10} {event.reason[:90]}", flush=True)
 
         # 2. End to end, with simulated pilots.
         ctx = mp.get_context("spawn")

@@ -37,7 +37,9 @@ JOBS_GENERATED = Counter("panda_jedi_jobs_generated_total", "Jobs JEDI generated
 JOB_EVENTS = Counter("panda_jedi_job_events_total", "Server job events JEDI applied.")
 
 # SubmitJobs calls one task may have in flight: the server stores one batch while the next is sent.
-SUBMITS_IN_FLIGHT = 2
+SUBMITS_IN_FLIGHT = 3
+# Jobs in the first batch of a round of generation.
+FIRST_BATCH = 1000
 # Events applied per transaction at most.
 EVENT_BATCH = 5000
 # A cursor missing from the server's stream (a transaction that committed late) is looked for
@@ -189,6 +191,8 @@ class Engine:
         earlier ones are being submitted (at most SUBMITS_IN_FLIGHT at once). Returns the queues
         with what was assigned counted."""
         sending: list[asyncio.Task[None]] = []
+        # A small first batch gets the server storing jobs while the next, full one is planned.
+        size = min(FIRST_BATCH, self.settings.jedi_submit_batch)
         try:
             while True:
                 # Fresh copies: brokerage counts its own assignments as queued.
@@ -197,7 +201,7 @@ class Engine:
                     self.store.plan_jobs, task_id, snapshot, batch_size=self.settings.jedi_submit_batch,
                     pending_retry=self.settings.jedi_pending_retry_seconds,
                     jobs_per_point=self.settings.jedi_fair_share_jobs_per_point,
-                    max_jobs=self.settings.jedi_submit_batch,
+                    max_jobs=size,
                     max_queued=self.settings.jedi_max_queued_jobs_per_task,
                 )
                 if result.pending_reason:
@@ -207,27 +211,34 @@ class Engine:
                 if not result.batches:
                     return queues
                 queues = snapshot
-                sending += [asyncio.create_task(self._submit_batch(task_id, b)) for b in result.batches]
+                size = self.settings.jedi_submit_batch
+                sending += [asyncio.create_task(self._submit_batch(task_id, b, result.specs.get(b)))
+                            for b in result.batches]
         finally:
             for task in sending:
                 await task
 
-    async def _submit_batch(self, task_id: int, batch: int) -> None:
+    async def _submit_batch(self, task_id: int, batch: int,
+                            planned: tuple[str, list[dict[str, Any]]] | None = None) -> None:
+        """Send a stored batch; `planned` is its request id and specs as just stored (else read)."""
         lock = self._batch_locks.setdefault((task_id, batch), asyncio.Lock())
         try:
             async with lock:
-                await self._send_batch(task_id, batch)
+                await self._send_batch(task_id, batch, planned)
         finally:
             if not lock.locked():
                 self._batch_locks.pop((task_id, batch), None)
 
-    async def _send_batch(self, task_id: int, batch: int) -> None:
-        request_id, rows = await self.db.run(self.store.batch, task_id, batch)
-        pending = [r for r in rows if r["state"] == "submitting"]
-        if not pending:
-            return
+    async def _send_batch(self, task_id: int, batch: int, planned: tuple[str, list[dict[str, Any]]] | None) -> None:
+        if planned is not None:
+            request_id, specs = planned
+        else:
+            request_id, rows = await self.db.run(self.store.batch, task_id, batch)
+            if not any(r["state"] == "submitting" for r in rows):
+                return
+            specs = [r["spec"] for r in rows]
         started = time.monotonic()
-        job_ids = await self.server.submit_jobs([r["spec"] for r in rows], request_id)
+        job_ids = await self.server.submit_jobs(specs, request_id)
         called = time.monotonic()
         await self.db.run(self.store.record_submitted, task_id, batch, job_ids)
         JOBS_GENERATED.inc(len(job_ids))
@@ -279,47 +290,23 @@ class Engine:
                 await asyncio.sleep(min(10.0, 0.5 * failures))
 
     async def _watch_once(self) -> None:
-        """One WatchJobs stream: a reader fills a queue, the applier drains it in batches."""
-        received: asyncio.Queue[JobEvent | None] = asyncio.Queue()
-        stream = self.server.watch(self._applied, from_now=self._from_now and not self._applied)
-
-        async def read() -> None:
-            try:
-                async for event in stream:
-                    await received.put(event)
-            finally:
-                await received.put(None)
-
-        reader = asyncio.create_task(read())
+        """One WatchJobs stream (until its deadline or an error): events applied in batches."""
+        stream = self.server.open_watch(self._applied, from_now=self._from_now and not self._applied)
         try:
             while True:
-                try:
-                    first = await asyncio.wait_for(received.get(), 1.0)
-                except TimeoutError:
-                    await self._fill_gaps()
-                    continue
-                batch: list[JobEvent] = []
-                ended = first is None
-                if first is not None:
-                    batch.append(first)
-                while not ended and len(batch) < EVENT_BATCH and not received.empty():
-                    item = received.get_nowait()
-                    if item is None:
-                        ended = True
-                    else:
-                        batch.append(item)
+                batch = await stream.batch(1.0, EVENT_BATCH)
                 if batch:
                     self._note_gaps(batch)
                     await self._apply(batch)
+                elif not stream.ended:
+                    await self._fill_gaps()  # a quiet second
                 if self._missing and time.monotonic() - self._last_fill >= GAP_RETRY_SECONDS:
                     await self._fill_gaps()
-                if ended:
-                    await reader  # raises the stream's error, if any
+                if stream.finished:
+                    await stream.batch(0, EVENT_BATCH)  # raises the stream's error, if any
                     return
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            await asyncio.to_thread(stream.close)
 
     def _note_gaps(self, batch: list[JobEvent]) -> None:
         previous = self._last_seen

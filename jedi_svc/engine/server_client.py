@@ -4,7 +4,9 @@ conversions between the server's messages and what the engine stores."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +23,7 @@ from panda.server.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
-from panda_runtime.client import aio_channel
+from panda_runtime.client import aio_channel, sync_channel
 
 log = logging.getLogger("panda.jedi.server")
 
@@ -81,6 +83,66 @@ def details_of(job: job_pb2.Job) -> JobDetails:
 def event_of(message: job_pb2.JobEvent) -> JobEvent:
     return JobEvent(cursor=message.cursor, job_id=message.job_id, task_id=message.task_id,
                     state=state_name(message.state), error_code=message.error_code, reason=message.reason)
+
+
+class EventStream:
+    """A WatchJobs call on a blocking channel, iterated by a daemon thread into a buffer that the
+    event loop takes whole. `batch()` returns the events read so far (waiting up to `timeout`
+    for at least one), and raises the stream's error once it has ended with one."""
+
+    def __init__(self, address: str, request: job_service_pb2.WatchJobsRequest) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._channel = sync_channel(address)
+        self._call = job_service_pb2_grpc.JobServiceStub(self._channel).WatchJobs(
+            request, timeout=WATCH_DEADLINE_SECONDS)
+        self._lock = threading.Lock()
+        self._buffer: list[JobEvent] = []
+        self._ready = asyncio.Event()
+        self._error: BaseException | None = None
+        self.ended = False
+        self._thread = threading.Thread(target=self._read, name="watch-jobs", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for response in self._call:
+                event = event_of(response.event)
+                with self._lock:
+                    wake = not self._buffer
+                    self._buffer.append(event)
+                if wake:
+                    self._loop.call_soon_threadsafe(self._ready.set)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.CANCELLED:
+                self._error = error
+        except BaseException as error:  # reported to the loop, never lost in a thread
+            self._error = error
+        finally:
+            self.ended = True
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def batch(self, timeout: float, limit: int) -> list[JobEvent]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        with self._lock:
+            taken, self._buffer = self._buffer[:limit], self._buffer[limit:]
+            if not self._buffer:
+                self._ready.clear()
+        if not taken and self.ended and self._error is not None:
+            raise self._error
+        return taken
+
+    @property
+    def finished(self) -> bool:
+        """The stream ended and everything it delivered was taken."""
+        with self._lock:
+            return self.ended and not self._buffer
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._thread.join(5)
+        self._channel.close()
 
 
 class ServerClient:
@@ -178,6 +240,12 @@ class ServerClient:
             response = await self.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=self.deadline)
             found[job_id] = details_of(response.job)
         return {j: found[j] for j in wanted}
+
+    def open_watch(self, after_cursor: int, *, from_now: bool = False) -> EventStream:
+        """The WatchJobs stream read by a thread of its own, handed over in batches: one hop to
+        the event loop per batch rather than per event (the stream carries thousands a second)."""
+        return EventStream(self.address, job_service_pb2.WatchJobsRequest(after_cursor=after_cursor,
+                                                                          from_now=from_now))
 
     async def watch(self, after_cursor: int, *, from_now: bool = False) -> AsyncIterator[JobEvent]:
         """Job events after `after_cursor` (or, with from_now and no cursor, from the newest on),

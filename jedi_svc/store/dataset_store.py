@@ -9,6 +9,7 @@ from sqlalchemy import and_, func, insert, select
 
 from jedi_svc.domain import progress
 from jedi_svc.domain.filtering import Comparison
+from jedi_svc.store import bulk
 from jedi_svc.store.common import Store, condition, now
 from jedi_svc.store.tables import contents, datasets, files, jobs
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
@@ -61,7 +62,7 @@ class DatasetStore(Store):
                 {"name": name, "kind": "input", "owner": owner, "task_id": 0, "request_id": request_id or None,
                  "create_time": at, "update_time": at},
             ).scalar_one()
-            conn.execute(insert(files), [
+            bulk.insert_rows(conn, files, [
                 {"dataset_id": dataset_id, "lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32,
                  "events": f.events, "storage_elements": f.storage_elements, "job_id": 0, "create_time": at}
                 for f in specs

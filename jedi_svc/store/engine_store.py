@@ -16,6 +16,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from jedi_svc.domain import brokerage, fairshare, scouts, splitting, templates
 from jedi_svc.domain.progress import final_state
 from jedi_svc.domain.states import FINAL_STATES, GENERATING_STATES, TaskState, check_transition
+from jedi_svc.store import bulk
 from jedi_svc.store.common import Store, aware, now, record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, tasks, watch_cursors
 
@@ -38,6 +39,8 @@ class PlanResult:
     batches: list[int] = field(default_factory=list)
     jobs: int = 0
     pending_reason: str = ""
+    # Batch -> (request id, job specs in serial order), as stored: the submitter needs not read them back.
+    specs: dict[int, tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,7 +142,7 @@ class EngineStore(Store):
             except splitting.SplitError as error:
                 self._set_state(conn, task, TaskState.BROKEN, str(error), at)
                 return task["state"]
-            conn.execute(insert(contents), [
+            bulk.insert_rows(conn, contents, [
                 {"task_id": task_id, "file_id": c.file_id, "first_event": c.first_event, "n_events": c.n_events,
                  "split_group": c.group, "status": "ready", "attempts": 0, "max_attempts": task["max_attempts"],
                  "job_row": 0, "error_code": 0, "error_diag": ""}
@@ -297,20 +300,20 @@ class EngineStore(Store):
                 "max_rss_mb": 0, "walltime_used": 0.0, "cpu_seconds": 0.0, "create_time": at,
             })
             serial += 1
-        # A plain executemany (pipelined by psycopg) is much faster than one INSERT ... RETURNING
-        # of thousands of rows; the ids are read back by serial, which is unique in the task.
-        conn.execute(insert(jobs), job_rows)
+        # A bulk insert is much faster than one INSERT ... RETURNING of thousands of rows; the
+        # ids are read back by serial, which is unique in the task.
+        bulk.insert_rows(conn, jobs, job_rows)
         by_serial = dict(conn.execute(
             select(jobs.c.serial, jobs.c.row_id).where(
                 jobs.c.task_id == task_id, jobs.c.serial >= job_rows[0]["serial"], jobs.c.serial < serial)
         ).all())
         row_ids = [by_serial[r["serial"]] for r in job_rows]
-        conn.execute(
-            update(contents).where(contents.c.content_id == bindparam("b_id"))
-            .values(status="running", attempts=contents.c.attempts + 1, job_row=bindparam("b_row")),
-            [{"b_id": c["content_id"], "b_row": row_id} for row_id, group in zip(row_ids, groups, strict=True)
-             for c in group],
-        )
+        bulk.update_rows(conn, contents, "content_id", [
+            {"content_id": c["content_id"], "status": "running", "attempts": c["attempts"] + 1, "job_row": row_id}
+            for row_id, group in zip(row_ids, groups, strict=True) for c in group
+        ])
+        for row in job_rows:
+            result.specs.setdefault(row["batch"], (self._request_id(task, row["batch"]), []))[1].append(row["spec"])
         values: dict[str, Any] = {"next_serial": serial, "next_batch": batch + 1, "wait_until": None,
                                   "resume_state": ""}
         if task["start_time"] is None:
@@ -392,11 +395,17 @@ class EngineStore(Store):
         """The request id and the job specs of a batch, in serial order."""
         with self._engine.connect() as conn:
             token = conn.execute(select(tasks.c.token).where(tasks.c.task_id == task_id)).scalar_one()
+            request_id = self._request_id({"token": token, "task_id": task_id}, batch)
             rows = conn.execute(
                 select(jobs.c.row_id, jobs.c.serial, jobs.c.state, jobs.c.spec)
                 .where(jobs.c.task_id == task_id, jobs.c.batch == batch).order_by(jobs.c.serial)
             ).all()
-        return f"jedi-{token[:20]}-{task_id}-{batch}", [dict(r._mapping) for r in rows]
+        return request_id, [dict(r._mapping) for r in rows]
+
+    @staticmethod
+    def _request_id(task: dict[str, Any], batch: int) -> str:
+        """A batch's request id: the task's random token, its id and the batch number."""
+        return f"jedi-{task['token'][:20]}-{task['task_id']}-{batch}"
 
     def record_submitted(self, task_id: int, batch: int, job_ids: list[int]) -> None:
         with self._engine.begin() as conn:
@@ -407,12 +416,10 @@ class EngineStore(Store):
             if len(rows) != len(job_ids):
                 raise RuntimeError(f"task {task_id} batch {batch}: {len(rows)} jobs stored, "
                                    f"the server returned {len(job_ids)}")
-            conn.execute(
-                update(jobs).where(jobs.c.row_id == bindparam("b_row"))
-                .values(job_id=bindparam("b_job"), state=bindparam("b_state")),
-                [{"b_row": r.row_id, "b_job": j, "b_state": "activated" if r.state == "submitting" else r.state}
-                 for r, j in zip(rows, job_ids, strict=True)],
-            )
+            bulk.update_rows(conn, jobs, "row_id", [
+                {"row_id": r.row_id, "job_id": j, "state": "activated" if r.state == "submitting" else r.state}
+                for r, j in zip(rows, job_ids, strict=True)
+            ])
 
     # -- outcomes from the server's event stream ------------------------------------------
 
@@ -426,8 +433,10 @@ class EngineStore(Store):
             return conn.execute(select(jobs.c.row_id).limit(1)).first() is not None
 
     def unmapped(self, events: list[JobEvent]) -> list[int]:
-        """Tasks with batches still submitting whose jobs appear in `events` under ids JEDI has
-        not recorded yet (a submit call whose answer was lost)."""
+        """Tasks with batches still submitting whose jobs end in `events` under ids JEDI has not
+        recorded yet (a submit call whose answer was lost). Other states of such jobs need no
+        waiting: the job's end will come and is what counts."""
+        events = [e for e in events if e.state in JOB_FINAL_STATES]
         by_task = {e.task_id for e in events if e.task_id}
         if not by_task:
             return []
@@ -465,8 +474,10 @@ class EngineStore(Store):
         with self._engine.begin() as conn:
             ids = sorted({e.job_id for e in events if e.task_id})
             rows: dict[int, dict[str, Any]] = {}
+            # Every column but the (large) spec.
+            columns = [c for c in jobs.c if c.name != "spec"]
             for part in _chunks(ids):
-                for r in conn.execute(select(jobs).where(jobs.c.job_id.in_(part))):
+                for r in conn.execute(select(*columns).where(jobs.c.job_id.in_(part))):
                     rows[r.job_id] = dict(r._mapping)
             task_ids = sorted({r["task_id"] for r in rows.values()})
             task_rows: dict[int, dict[str, Any]] = {}
@@ -482,6 +493,8 @@ class EngineStore(Store):
                     continue
                 if event.cursor <= row["last_cursor"] or row["state"] in JOB_FINAL_STATES:
                     continue
+                if event.state == row["state"]:
+                    continue  # nothing changes (e.g. the activated event of a job just recorded)
                 row["state"], row["last_cursor"] = event.state, event.cursor
                 if event.state in JOB_FINAL_STATES:
                     row["end_time"] = at
@@ -496,18 +509,9 @@ class EngineStore(Store):
                 changed[row["row_id"]] = row
                 touched.add(row["task_id"])
             if changed:
-                conn.execute(
-                    update(jobs).where(jobs.c.row_id == bindparam("b_row")).values(
-                        state=bindparam("b_state"), last_cursor=bindparam("b_cursor"),
-                        error_code=bindparam("b_code"), error_diag=bindparam("b_diag"),
-                        max_rss_mb=bindparam("b_rss"), walltime_used=bindparam("b_wall"),
-                        cpu_seconds=bindparam("b_cpu"), end_time=bindparam("b_end"),
-                    ),
-                    [{"b_row": r["row_id"], "b_state": r["state"], "b_cursor": r["last_cursor"],
-                      "b_code": r["error_code"], "b_diag": r["error_diag"], "b_rss": r["max_rss_mb"],
-                      "b_wall": r["walltime_used"], "b_cpu": r["cpu_seconds"], "b_end": r["end_time"]}
-                     for r in changed.values()],
-                )
+                names = ("row_id", "state", "last_cursor", "error_code", "error_diag", "max_rss_mb",
+                         "walltime_used", "cpu_seconds", "end_time")
+                bulk.update_rows(conn, jobs, "row_id", [{n: r[n] for n in names} for r in changed.values()])
             if ended:
                 self._apply_outcomes(conn, ended, task_rows, details, at)
             self._store_cursor(conn, cursor, at)
@@ -548,21 +552,16 @@ class EngineStore(Store):
                     status = "cancelled"
                 else:
                     status = "failed"
-                update_row = {"b_id": content_id, "b_status": status,
-                              "b_code": chunk["error_code"], "b_diag": chunk["error_diag"]}
+                update_row = {"content_id": content_id, "status": status,
+                              "error_code": chunk["error_code"], "error_diag": chunk["error_diag"]}
                 if not finished:
-                    update_row["b_code"], update_row["b_diag"] = row["error_code"], row["error_diag"]
+                    update_row["error_code"], update_row["error_diag"] = row["error_code"], row["error_diag"]
                 chunk_updates.append(update_row)
             if finished:
                 detail = details.get(row["job_id"])
                 for out in detail.outputs if detail else []:
                     outputs.append({"task_id": row["task_id"], "job_id": row["job_id"], **out})
-        if chunk_updates:
-            conn.execute(
-                update(contents).where(contents.c.content_id == bindparam("b_id"))
-                .values(status=bindparam("b_status"), error_code=bindparam("b_code"), error_diag=bindparam("b_diag")),
-                chunk_updates,
-            )
+        bulk.update_rows(conn, contents, "content_id", chunk_updates)
         for task_id, (ok, bad) in counters.items():
             conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(
                 jobs_finished=tasks.c.jobs_finished + ok, jobs_failed=tasks.c.jobs_failed + bad, update_time=at))
@@ -585,7 +584,7 @@ class EngineStore(Store):
                     files.c.dataset_id == dataset_id, files.c.lfn.in_(part))).scalars())
             new = [o for o in items if o["lfn"] not in existing]
             if new:
-                conn.execute(insert(files), [
+                bulk.insert_rows(conn, files, [
                     {"dataset_id": dataset_id, "lfn": o["lfn"], "size_bytes": o["size_bytes"],
                      "adler32": o["adler32"], "events": 0,
                      "storage_elements": [o["storage_element"]] if o["storage_element"] else [],
