@@ -37,6 +37,21 @@ MUTABLE = (
 _MAX_LOG_TAIL = 16 * 1024
 FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
 EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_code", "reason", "queue", "task_id")
+# PostgreSQL advisory lock taken by every transaction that appends job events.
+EVENT_LOG_LOCK_KEY = 0x70616E6462
+
+
+def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Append to the event log so that cursor order is commit order: on PostgreSQL a
+    transaction takes its cursors under a lock held until it commits, so a watcher that has
+    read cursor N never later finds a smaller cursor committed behind it."""
+    if not events:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK_KEY})
+    insert_rows(conn, job_events, EVENT_COLUMNS, events)
+
+
 # PostgreSQL advisory lock held by the replica that runs the watchdogs.
 WATCHDOG_LOCK_KEY = 0x70616E6461  # "panda"
 
@@ -137,7 +152,7 @@ class _Changes:
 
     def flush(self, conn: Connection) -> None:
         update_rows(conn, jobs, "job_id", MUTABLE, list(self.rows.values()))
-        insert_rows(conn, job_events, EVENT_COLUMNS, self.events)
+        append_events(conn, self.events)
 
 
 _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -259,8 +274,8 @@ class JobStore:
                 for f in spec.files
             ]
             insert_rows(conn, job_files, FILE_COLUMNS, file_rows)
-            insert_rows(
-                conn, job_events, EVENT_COLUMNS,
+            append_events(
+                conn,
                 [
                     {
                         "job_id": job_id, "attempt": 1, "state": JobState.ACTIVATED.value,
@@ -433,8 +448,8 @@ class JobStore:
                 full.append(job)
             update_rows(conn, jobs, "job_id", ("state", "pilot_id", "node", "state_time", "update_time"), full)
             files = self._files(conn, [job["job_id"] for job in full])
-            insert_rows(
-                conn, job_events, EVENT_COLUMNS,
+            append_events(
+                conn,
                 [
                     {
                         "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
