@@ -12,7 +12,7 @@ import time
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jedi_svc.engine.agents import Engine, Notifier
+from jedi_svc.engine.agents import Engine
 from jedi_svc.engine.server_client import ServerClient
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
 from jedi_svc.servicers.task_servicer import TaskServicer
@@ -23,6 +23,7 @@ from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
 from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+from panda_runtime.notify import Notifier
 
 log = logging.getLogger("panda.jedi")
 

@@ -21,6 +21,7 @@ from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import ok_status
+from panda_runtime.notify import Notifier
 from server_svc.domain.states import FINAL_STATES, JobState
 from server_svc.servicers.convert import job_to_proto, state_to_proto
 from server_svc.store.job_store import JobStore, PilotUpdate, UpdateOutcome
@@ -70,21 +71,6 @@ class Session:
         self.outbox.put_nowait(error)
 
 
-class Signal:
-    """Wakes every waiter once per notify; waiters also give up after a timeout."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
-
-
 class DispatchHub:
     def __init__(self, settings: Settings, db: DbRunner, jobs: JobStore, queues: QueueStore) -> None:
         self._settings = settings
@@ -98,7 +84,7 @@ class DispatchHub:
         self._queue_status: dict[str, str] = {}
         self._queue_status_time = 0.0
         # Notified whenever job events were written: WatchJobs streams wait on it.
-        self.events_written = Signal()
+        self.events_written = Notifier()
 
     # -- lifecycle -----------------------------------------------------------------------
 

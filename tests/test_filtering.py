@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from panda_runtime.errors import InvalidArgument
+from panda_runtime.filtering import Comparison, parse_filter
 from panda_runtime.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
-from server_svc.domain.filtering import Comparison, parse_filter
 from server_svc.servicers.job_servicer import FILTER_FIELDS
 
 

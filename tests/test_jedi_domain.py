@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from jedi_svc.domain import brokerage, fairshare, scouts, splitting, states, templates
-from jedi_svc.domain.filtering import parse_filter
 from jedi_svc.domain.progress import Progress, file_status, final_state
 from jedi_svc.domain.states import TaskState
 from panda_runtime.errors import FailedPrecondition, InvalidArgument
+from panda_runtime.filtering import parse_filter
 
 S = TaskState
 

@@ -30,6 +30,7 @@ from jedi_svc.store.common import aware, now
 from jedi_svc.store.engine_store import EngineStore, JobEvent
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
+from panda_runtime.notify import Notifier
 
 log = logging.getLogger("panda.jedi")
 
@@ -52,21 +53,6 @@ FULL_SWEEP_ROUNDS = 10
 
 _LIVE = [TaskState.READY, TaskState.SCOUTING, TaskState.SCOUTED, TaskState.RUNNING, TaskState.PENDING,
          TaskState.FINISHING, TaskState.ABORTING, TaskState.EXHAUSTED, TaskState.THROTTLED]
-
-
-class Notifier:
-    """Wakes everyone waiting, e.g. WatchTasks streams after task events were written."""
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, timeout: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
 
 
 class Engine:

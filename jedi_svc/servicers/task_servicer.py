@@ -8,8 +8,7 @@ from typing import Any
 import grpc
 
 from jedi_svc.domain import task_spec
-from jedi_svc.domain.filtering import parse_filter
-from jedi_svc.engine.agents import Engine, Notifier
+from jedi_svc.engine.agents import Engine
 from jedi_svc.servicers.convert import (
     event_to_proto,
     params_to_dict,
@@ -23,6 +22,8 @@ from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import InvalidArgument
+from panda_runtime.filtering import parse_filter
+from panda_runtime.notify import Notifier
 from panda_runtime.pagination import decode_token, encode_token, page_size
 
 FILTER_FIELDS: dict[str, Any] = {

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.sql import ColumnElement
 
-from jedi_svc.domain.filtering import Comparison, like_pattern
 from jedi_svc.store.tables import task_events
 from panda_runtime.db import is_sqlite
+from panda_runtime.filtering import Comparison, like_pattern
 
 
 def now() -> datetime:

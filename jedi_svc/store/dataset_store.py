@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 
 from jedi_svc.domain import progress
-from jedi_svc.domain.filtering import Comparison
 from jedi_svc.store import bulk
 from jedi_svc.store.common import Store, condition, now
 from jedi_svc.store.tables import contents, datasets, files, jobs
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from panda_runtime.filtering import Comparison
 
 
 @dataclass

@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, insert, select, update
 
 from jedi_svc.domain import states
-from jedi_svc.domain.filtering import Comparison
 from jedi_svc.domain.progress import Progress
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.store.common import Store, condition, now, record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, task_events, tasks
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from panda_runtime.filtering import Comparison
 
 _FILTER_COLUMNS = {
     "task_id": tasks.c.task_id, "task_name": tasks.c.task_name, "owner": tasks.c.owner,

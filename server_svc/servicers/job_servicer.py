@@ -12,9 +12,9 @@ from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import InvalidArgument, ResourceExhausted, ok_status
+from panda_runtime.filtering import parse_filter
 from panda_runtime.pagination import decode_token, encode_token, page_size
 from server_svc.dispatcher import DispatchHub
-from server_svc.domain.filtering import parse_filter
 from server_svc.domain.job_specs import validate_job
 from server_svc.servicers.convert import (
     event_to_proto,

@@ -13,8 +13,8 @@ from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.db import is_sqlite
 from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
+from panda_runtime.filtering import Comparison
 from server_svc.domain import error_codes
-from server_svc.domain.filtering import Comparison
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.states import (
     FINAL_STATES,

@@ -1,6 +1,6 @@
-"""List filters in the style of AIP-160 (as the server's), limited to a conjunction of comparisons,
-with `*` in a string compared by `=` or `!=` as a wildcard:
-`owner = "alice" AND state = RUNNING AND task_name = "mc23.*"`."""
+"""List filters in the style of AIP-160 for every List method, limited to a conjunction of
+comparisons, with `*` in a string compared by `=` or `!=` as a wildcard:
+`state = RUNNING AND queue = "local" AND create_time > "2026-01-01T00:00:00Z"`."""
 
 from __future__ import annotations
 
