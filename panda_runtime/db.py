@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,6 +18,23 @@ ALEMBIC_DIR = REPO_ROOT / "alembic"
 
 
 T = TypeVar("T")
+
+# Column types every service's tables use: ids that are BIGINT on PostgreSQL and still
+# INTEGER PRIMARY KEY (rowid) on SQLite, and times that are always UTC.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Time = DateTime(timezone=True)
+
+
+def new_metadata() -> MetaData:
+    """A service's MetaData, with named constraints so migrations match on SQLite and PostgreSQL."""
+    return MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
 
 
 class DbRunner:

@@ -7,31 +7,19 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
     text,
 )
 
-# Named constraints so migrations are the same on SQLite and PostgreSQL.
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+from panda_runtime.db import Id, Time, new_metadata
 
-# BigInteger ids that are still INTEGER PRIMARY KEY (rowid) on SQLite.
-Id = BigInteger().with_variant(Integer(), "sqlite")
-Time = DateTime(timezone=True)
+metadata = new_metadata()
 
 queues = Table(
     "queues",
