@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from jedi_svc.domain.progress import CANCELLED, FAILED, FINISHED, READY, RUNNING
 from jedi_svc.domain.splitting import SplitRule
@@ -17,18 +15,9 @@ from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import dataset_pb2, task_pb2
 from panda_runtime.config import Settings
 from panda_runtime.errors import InvalidArgument
+from panda_runtime.timestamps import timestamp
 
 DEFAULT_MAX_FAILURE_RATE = 0.5
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def state_to_proto(state: str) -> int:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, queue_pb2
+from panda_runtime.timestamps import timestamp
 from server_svc.domain.job_specs import FileSpec, JobSpec
 from server_svc.domain.states import JobState
 from server_svc.store.queue_store import QueueRecord
@@ -40,16 +38,6 @@ def state_from_text(text: str) -> str:
     """`RUNNING`, `running` or `STATE_RUNNING` -> `running`, for filters."""
     name = text.strip().upper().removeprefix("STATE_")
     return JobState(name.lower()).value
-
-
-def timestamp(moment: datetime | None) -> Timestamp | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def event_to_proto(event: dict[str, Any]) -> job_pb2.JobEvent:

@@ -14,9 +14,10 @@ from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import InvalidArgument, NotFound
+from panda_runtime.timestamps import timestamp
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id
-from server_svc.servicers.convert import state_from_proto, timestamp
+from server_svc.servicers.convert import state_from_proto
 from server_svc.store.job_store import PilotUpdate
 from server_svc.store.queue_store import QueueStore
 
