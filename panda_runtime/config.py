@@ -5,19 +5,33 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Fixed default addresses, all on loopback, so the command line finds a local `panda up`.
 DEFAULT_SERVER_ADDRESS = "127.0.0.1:25080"
 DEFAULT_SERVER_METRICS_PORT = 25090
 DEFAULT_JEDI_ADDRESS = "127.0.0.1:25180"
 DEFAULT_JEDI_METRICS_PORT = 25190
+DEFAULT_IAM_ADDRESS = "127.0.0.1:25280"
+DEFAULT_IAM_METRICS_PORT = 25290
+# The identity service's OIDC endpoints (discovery, JWKS, token, device flow) over HTTP.
+DEFAULT_IAM_HTTP_PORT = 25281
+DEFAULT_IAM_ISSUER = f"http://127.0.0.1:{DEFAULT_IAM_HTTP_PORT}"
+# The `aud` every PanDA mesh service expects in an access token.
+DEFAULT_AUDIENCE = "panda-mesh"
 
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "panda-mesh"
+
+
+def default_config_dir() -> Path:
+    """Where the command line keeps the signed-in user's tokens (mode 0600)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "panda-mesh"
 
 
@@ -81,6 +95,62 @@ class Settings(BaseSettings):
     jedi_fair_share_jobs_per_point: int = 100
     # Deadline of JEDI's unary calls to the server, seconds.
     jedi_server_deadline_seconds: float = 30.0
+
+    # Identity. "token": every call needs a bearer token from a trusted issuer (the default);
+    # "none": no check at all, every caller may do everything (development only, logged loudly).
+    auth_mode: Literal["token", "none"] = "token"
+    # Trusted OIDC issuers, comma separated; each is found through its discovery document.
+    auth_issuers: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEFAULT_IAM_ISSUER])
+    auth_audience: str = DEFAULT_AUDIENCE
+    # Clock skew tolerated on exp/nbf/iat, seconds.
+    auth_leeway_seconds: int = 30
+    # An unknown `kid` refetches the issuer's JWKS at most this often, seconds.
+    auth_jwks_min_refresh_seconds: float = 10.0
+    # Keys are refetched after this long even when every kid is known, seconds.
+    auth_jwks_max_age_seconds: float = 3600.0
+    # Verified tokens remembered (until they expire), so a repeated token costs a lookup.
+    auth_token_cache_size: int = 10_000
+
+    # The identity service (iam_svc): gRPC address (PANDA_IAM for short), metrics, OIDC over HTTP.
+    iam_address: str = Field(
+        default=DEFAULT_IAM_ADDRESS, validation_alias=AliasChoices("PANDA_IAM", "PANDA_IAM_ADDRESS")
+    )
+    iam_metrics_port: int = DEFAULT_IAM_METRICS_PORT
+    iam_http_host: str = "127.0.0.1"
+    iam_http_port: int = DEFAULT_IAM_HTTP_PORT
+    # The issuer URL it signs into tokens (its public HTTP address).
+    iam_issuer: str = DEFAULT_IAM_ISSUER
+    # Token lifetimes, seconds (PanDA's: about a day for people, about four days for robots).
+    iam_user_token_seconds: int = 24 * 3600
+    iam_robot_token_seconds: int = 4 * 24 * 3600
+    iam_refresh_token_seconds: int = 30 * 24 * 3600
+    # Device authorization grant: how long a code lives and how often the client may poll.
+    iam_device_code_seconds: int = 600
+    iam_device_poll_seconds: int = 5
+
+    # Credentials of this process when it calls others: a robot's client id and secret
+    # (client_credentials), or a bearer token given as is, or a file holding one.
+    client_id: str = ""
+    client_secret: str = ""
+    token: str = ""
+    token_file: str = ""
+    # Where `panda login` keeps the user's tokens.
+    config_dir: Path = Field(default_factory=default_config_dir)
+
+    # Legacy x509 (off unless a certificate is given): TLS with client certificates on every
+    # gRPC server; a certificate's subject is mapped to a user by the map file (YAML:
+    # "subject": {user: name, groups: [/vo, ...]}).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    x509_user_map_file: str = ""
+
+    @field_validator("auth_issuers", mode="before")
+    @classmethod
+    def _split_issuers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -66,6 +66,18 @@ class FailedPrecondition(ServiceError):
         super().__init__(message, details=[error_details_pb2.PreconditionFailure(violations=[violation])])
 
 
+class Unauthenticated(ServiceError):
+    """No identity, or one that cannot be trusted (missing, expired or badly signed token)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    """A known caller asking for more than its roles allow."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(ServiceError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

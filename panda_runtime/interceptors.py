@@ -12,7 +12,7 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from panda_runtime.auth import AnonymousAuthenticator, Authenticator, set_current_principal
+from panda_runtime.auth import AccessTable, AnonymousAuthenticator, Authenticator, set_current_principal
 from panda_runtime.errors import ServiceError
 
 log = logging.getLogger("panda.rpc")
@@ -68,12 +68,19 @@ async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates the caller, maps ServiceError to its status (with details), records
-    go-grpc-prometheus metrics, and logs unexpected exceptions as INTERNAL."""
+    """Authenticates the caller and checks the service's access table, maps ServiceError to its
+    status (with details), records go-grpc-prometheus metrics, and logs unexpected exceptions
+    as INTERNAL."""
 
-    def __init__(self, authenticator: Authenticator | None = None, open_methods: frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        authenticator: Authenticator | None = None,
+        access: AccessTable | None = None,
+        open_methods: frozenset[str] = frozenset(),
+    ):
         self._authenticator = authenticator or AnonymousAuthenticator()
-        # Health and reflection answer anyone.
+        self._access = access
+        # Health answers anyone.
         self._open_methods = open_methods
 
     async def intercept_service(
@@ -91,9 +98,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         labels = (rpc_type, service, name)
         open_method = service in self._open_methods or method in self._open_methods
 
-        def authenticate() -> None:
-            if not open_method:
-                set_current_principal(self._authenticator.authenticate(method, metadata))
+        async def authenticate(context: grpc.aio.ServicerContext) -> None:
+            if open_method:
+                return
+            principal = await self._authenticator.authenticate(method, metadata, context)
+            if self._access is not None:
+                self._access.check(method, principal)
+            set_current_principal(principal)
 
         def finish(code: grpc.StatusCode, started: float) -> None:
             HANDLED.labels(*labels, code.name).inc()
@@ -119,7 +130,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 STARTED.labels(*labels).inc()
                 started = time.perf_counter()
                 try:
-                    authenticate()
+                    await authenticate(context)
                     if handler.request_streaming:
                         request_or_iterator = count_in(request_or_iterator)
                     return await inner(request_or_iterator, context)
@@ -140,7 +151,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             STARTED.labels(*labels).inc()
             started = time.perf_counter()
             try:
-                authenticate()
+                await authenticate(context)
                 if handler.request_streaming:
                     request_or_iterator = count_in(request_or_iterator)
                 async for response in inner_stream(request_or_iterator, context):
