@@ -13,7 +13,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from panda_runtime.auth import Authenticator
+from panda_runtime.auth import (
+    AccessTable,
+    AnonymousAuthenticator,
+    Authenticator,
+    Principal,
+    TokenAuthenticator,
+    grants_from_groups,
+)
+from panda_runtime.config import Settings
 from panda_runtime.interceptors import ServiceInterceptor
 
 log = logging.getLogger("panda.bootstrap")
@@ -28,7 +36,13 @@ SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),
 ]
 
-OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
+# The only door open without a token. Reflection needs one: it describes every method.
+OPEN_SERVICES = frozenset({"grpc.health.v1.Health"})
+# Reflection, for any caller with a valid identity (grpcurl and friends).
+REFLECTION_ACCESS = {
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": {"authenticated"},
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": {"authenticated"},
+}
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -39,22 +53,82 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def build_authenticator(settings: Settings, extra_issuers: Iterable[str] = ()) -> Authenticator:
+    """The token check this process runs, as configured (see Settings' identity section)."""
+    if settings.auth_mode == "none":
+        log.warning("PANDA_AUTH_MODE=none: calls are NOT checked, every caller may do everything")
+        return AnonymousAuthenticator()
+    issuers = list(dict.fromkeys([*settings.auth_issuers, *(i.rstrip("/") for i in extra_issuers)]))
+    if not issuers:
+        raise SystemExit("no trusted token issuer: set PANDA_AUTH_ISSUERS (or PANDA_AUTH_MODE=none to run open)")
+    return TokenAuthenticator(
+        issuers,
+        audience=settings.auth_audience,
+        leeway_seconds=settings.auth_leeway_seconds,
+        jwks_min_refresh_seconds=settings.auth_jwks_min_refresh_seconds,
+        jwks_max_age_seconds=settings.auth_jwks_max_age_seconds,
+        cache_size=settings.auth_token_cache_size,
+        x509_users=load_x509_users(settings.x509_user_map_file),
+    )
+
+
+def load_x509_users(path: str) -> dict[str, Principal]:
+    """Legacy x509: certificate subject → user, from a YAML file of
+    `"<subject>": {user: NAME, groups: [/vo, ...]}`."""
+    if not path:
+        return {}
+    import yaml
+
+    with open(path) as handle:
+        entries = yaml.safe_load(handle) or {}
+    users = {}
+    for subject, entry in entries.items():
+        groups = [str(g) for g in entry.get("groups", [])]
+        users[str(subject)] = Principal(
+            subject=str(entry["user"]), issuer="x509", grants=grants_from_groups(groups), groups=tuple(groups),
+            queues=frozenset(str(q) for q in entry.get("queues", [])),
+        )
+    return users
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the legacy x509 path: off unless a certificate is configured. With a client CA,
+    clients must present a certificate it signed."""
+    if not settings.tls_cert_file:
+        return None
+    with open(settings.tls_key_file, "rb") as key, open(settings.tls_cert_file, "rb") as cert:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca_file:
+        with open(settings.tls_client_ca_file, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials([pair], root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
 def build_server(
     *,
     address: str,
     service_names: Iterable[str],
     register: Callable[[grpc.aio.Server], None],
-    max_message_bytes: int,
+    settings: Settings,
+    access: AccessTable,
     authenticator: Authenticator | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """A server with every service registered, health and reflection on, listening on
-    `address`. Returns the server, its health servicer and the bound port."""
+    """A server with every service registered, health and reflection on, every call checked
+    against `access`, listening on `address`. Returns the server, its health servicer and the
+    bound port."""
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(authenticator, open_methods=OPEN_SERVICES)],
+        interceptors=[
+            ServiceInterceptor(
+                authenticator or build_authenticator(settings),
+                access=access.merged(REFLECTION_ACCESS),
+                open_methods=OPEN_SERVICES,
+            )
+        ],
         options=[
             *SERVER_OPTIONS,
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
         ],
     )
     register(server)
@@ -62,7 +136,8 @@ def build_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(settings)
+    port = server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}: address in use or not valid")
     return server, health_servicer, port

@@ -1,8 +1,15 @@
-"""Client channels: one place for the options every caller of a PanDA mesh service uses."""
+"""Client channels: one place for the options every caller of a PanDA mesh service uses, and
+for attaching the caller's bearer token to every call."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import grpc
+
+from panda_runtime.config import Settings
+from panda_runtime.credentials import TokenSource
 
 # Keepalive lets a pilot notice a dead server (and the server a dead pilot) on a quiet stream.
 CHANNEL_OPTIONS = [
@@ -18,12 +25,110 @@ CHANNEL_OPTIONS = [
 DEFAULT_DEADLINE_SECONDS = 30.0
 
 
-def sync_channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+def _with_token(details: Any, tokens: TokenSource) -> Any:
+    metadata = [*(details.metadata or ()), ("authorization", f"Bearer {tokens.token()}")]
+    return details._replace(metadata=metadata)
 
 
-def aio_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+class _SyncBearer(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        return continuation(_with_token(details, self._tokens), request)
+
+    def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
+        return continuation(_with_token(details, self._tokens), request)
+
+    def intercept_stream_unary(self, continuation: Callable, details: Any, requests: Any) -> Any:
+        return continuation(_with_token(details, self._tokens), requests)
+
+    def intercept_stream_stream(self, continuation: Callable, details: Any, requests: Any) -> Any:
+        return continuation(_with_token(details, self._tokens), requests)
+
+
+class _AioBearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    async def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._tokens), request)
+
+
+class _AioBearerUnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    async def intercept_unary_stream(self, continuation: Callable, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._tokens), request)
+
+
+class _AioBearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, tokens: TokenSource) -> None:
+        self._tokens = tokens
+
+    async def intercept_stream_stream(self, continuation: Callable, details: Any, requests: Any) -> Any:
+        return await continuation(_with_token(details, self._tokens), requests)
+
+
+def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+    """TLS towards servers on the legacy x509 path (with this caller's certificate, if any)."""
+    if not settings.tls_ca_file:
+        return None
+
+    def read(path: str) -> bytes | None:
+        if not path:
+            return None
+        with open(path, "rb") as handle:
+            return handle.read()
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(settings.tls_ca_file),
+        private_key=read(settings.x509_key_file),
+        certificate_chain=read(settings.x509_cert_file),
+    )
+
+
+def sync_channel(
+    address: str,
+    tokens: TokenSource | None = None,
+    *,
+    tls: grpc.ChannelCredentials | None = None,
+    options: list[tuple[str, Any]] | None = None,
+) -> grpc.Channel:
+    """A channel whose calls carry `tokens`' bearer token (when given)."""
+    all_options = [*CHANNEL_OPTIONS, *(options or [])]
+    if tls is None:
+        channel = grpc.insecure_channel(address, options=all_options)
+    else:
+        channel = grpc.secure_channel(address, tls, options=all_options)
+    if tokens is None:
+        return channel
+    return grpc.intercept_channel(channel, _SyncBearer(tokens))
+
+
+def aio_channel(
+    address: str,
+    tokens: TokenSource | None = None,
+    *,
+    tls: grpc.ChannelCredentials | None = None,
+    options: list[tuple[str, Any]] | None = None,
+) -> grpc.aio.Channel:
+    """An asyncio channel whose calls carry `tokens`' bearer token (when given)."""
+    all_options = [*CHANNEL_OPTIONS, *(options or [])]
+    interceptors = (
+        [_AioBearerUnaryUnary(tokens), _AioBearerUnaryStream(tokens), _AioBearerStreamStream(tokens)]
+        if tokens is not None
+        else None
+    )
+    if tls is None:
+        return grpc.aio.insecure_channel(address, options=all_options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, tls, options=all_options, interceptors=interceptors)
 
 
 def error_message(error: grpc.RpcError) -> str:

@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
     x509_user_map_file: str = ""
+    # The client side of that path: the CA that signed the servers' certificates, and this
+    # caller's own certificate and key.
+    tls_ca_file: str = ""
+    x509_cert_file: str = ""
+    x509_key_file: str = ""
 
     @field_validator("auth_issuers", mode="before")
     @classmethod
