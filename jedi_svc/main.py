@@ -12,6 +12,7 @@ import time
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from jedi_svc.access import ACCESS
 from jedi_svc.engine.agents import Engine
 from jedi_svc.engine.server_client import ServerClient
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
@@ -22,6 +23,7 @@ from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
+from panda_runtime.credentials import credentials_from_settings
 from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
 from panda_runtime.notify import Notifier
 
@@ -60,7 +62,8 @@ async def serve(settings: Settings) -> None:
     ensure_migrated(engine)
     db = DbRunner(engine)
     tasks, datasets, engine_store = TaskStore(engine), DatasetStore(engine), EngineStore(engine)
-    server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds)
+    server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds,
+                                 credentials_from_settings(settings))
     task_events = Notifier()
     agents = Engine(settings, db, engine_store, server_client, task_events)
 
@@ -71,7 +74,7 @@ async def serve(settings: Settings) -> None:
 
     server, health, _ = bootstrap.build_server(
         address=settings.jedi_address, service_names=SERVICE_NAMES, register=register,
-        max_message_bytes=settings.max_message_bytes,
+        settings=settings, access=ACCESS,
     )
     collector = TaskCountCollector(tasks)
     REGISTRY.register(collector)

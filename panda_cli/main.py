@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from panda_runtime.credentials import CredentialsError
+
 from .rpc import CliError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -272,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"panda: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except CredentialsError as exc:
+        print(f"panda: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130

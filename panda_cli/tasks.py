@@ -29,12 +29,12 @@ from panda.jedi.v1 import (
     task_service_pb2_grpc,
 )
 from panda.server.v1 import queue_service_pb2
-from panda_runtime.client import error_message, sync_channel
+from panda_runtime.client import error_message
 from panda_runtime.config import Settings
 
 from . import output
 from .output import format_bytes, format_duration, format_time, or_dash, render_table
-from .rpc import Client, CliError
+from .rpc import Client, CliError, open_channel
 from .specs import SpecError, parse_since
 from .task_specs import build_task_filter, task_from_yaml
 
@@ -75,7 +75,7 @@ class JediClient:
     def __init__(self, address: str, deadline: float = 30.0) -> None:
         self.address = address
         self.deadline = deadline
-        self.channel = sync_channel(address)
+        self.channel = open_channel(address)
         self.tasks = task_service_pb2_grpc.TaskServiceStub(self.channel)
         self.datasets = dataset_service_pb2_grpc.DatasetServiceStub(self.channel)
 

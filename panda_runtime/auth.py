@@ -85,17 +85,51 @@ class Principal:
     def may_act_for(self, owner: str, vo: str) -> bool:
         """May act on a resource owned by `owner` in `vo`: its owner, production of that VO,
         a mesh service or an admin."""
-        return (
-            owner == self.subject
-            or self.has_role(PRODUCTION, vo)
-            or self.has_role(SERVICE)
-            or self.has_role(ADMIN)
-        )
+        return self.scope().covers(owner, vo)
+
+    def scope(self) -> Scope:
+        """What this caller may see: everything (service, admin), else its own and, for
+        production, everything of the VOs it holds that role in."""
+        if self.has_role(SERVICE) or self.has_role(ADMIN):
+            return Scope(everything=True)
+        return Scope(owner=self.subject, vos=frozenset(v for v, r in self.grants if r == PRODUCTION))
+
+    def submitting_as(self, owner: str, vo: str) -> tuple[str, str]:
+        """Owner and VO of what this caller submits: itself and its VO, unless it names another
+        owner and may submit for others (the service role, an admin, production in that VO)."""
+        owner, vo = owner.strip(), vo.strip()
+        broad = self.has_role(SERVICE) or self.has_role(ADMIN)
+        if vo and not broad and vo not in self.vos:
+            raise PermissionDenied(f"{self.subject} is not a member of VO {vo!r}")
+        vo = vo or self.primary_vo()
+        if owner and owner != self.subject:
+            if not (broad or self.has_role(PRODUCTION, vo)):
+                raise PermissionDenied(
+                    f"{self.subject} may not submit for {owner}: that needs the service role or production "
+                    f"in VO {vo or '(none)'}"
+                )
+            return owner, vo
+        return self.subject, vo
 
     def may_serve_queue(self, queue: str) -> bool:
         if self.has_role(ADMIN) or self.has_role(SERVICE) or self.has_role(HARVESTER):
             return True
         return "*" in self.queues or queue in self.queues
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The records a caller may see: all, or those it owns plus those of `vos`."""
+
+    everything: bool = False
+    owner: str = ""
+    vos: frozenset[str] = field(default_factory=frozenset)
+
+    def covers(self, owner: str, vo: str) -> bool:
+        return self.everything or owner == self.owner or vo in self.vos or ANY_VO in self.vos
+
+
+EVERYTHING = Scope(everything=True)
 
 
 def grants_from_groups(groups: Iterable[str]) -> frozenset[tuple[str, str]]:

@@ -10,8 +10,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, DateTime, Engine, Integer, MetaData, create_engine, event
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Engine, Integer, MetaData, create_engine, event, or_, true
 from sqlalchemy.engine import make_url
+
+from panda_runtime.auth import Scope
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALEMBIC_DIR = REPO_ROOT / "alembic"
@@ -57,6 +59,13 @@ class DbRunner:
 
 class DatabaseNotMigrated(RuntimeError):
     """The database schema is not at the code's revision."""
+
+
+def scope_condition(scope: Scope, owner: ColumnElement[Any], vo: ColumnElement[Any]) -> ColumnElement[bool]:
+    """The rows a caller's scope covers: all, or its own and those of its production VOs."""
+    if scope.everything:
+        return true()
+    return or_(owner == scope.owner, vo.in_(sorted(scope.vos)))
 
 
 def normalize_url(url: str) -> str:

@@ -32,6 +32,7 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
 from panda_runtime.client import aio_channel, error_message
+from panda_runtime.credentials import TokenSource
 from pilot_agent import __version__, error_codes
 from pilot_agent.job_runner import JobKey, JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job
@@ -87,6 +88,8 @@ class PilotConfig:
     pilot_id: str = ""
     monitor_interval: float = 5.0
     kill_grace: float = 10.0
+    # Where the bearer token of every stream comes from (None: calls go without one).
+    tokens: TokenSource | None = None
 
 
 class HelloRefused(Exception):
@@ -263,7 +266,8 @@ class Pilot:
 
     async def _run_stream(self) -> None:
         """One stream from Hello to its end (sets _welcomed once the server accepted us)."""
-        channel = aio_channel(self.config.server)  # a new channel: our backoff, not gRPC's, paces retries
+        # A new channel each time: our backoff, not gRPC's, paces retries.
+        channel = aio_channel(self.config.server, self.config.tokens)
         tasks: list[asyncio.Task[None]] = []
         try:
             call = dispatch_service_pb2_grpc.DispatchServiceStub(channel).Connect()

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from panda_runtime.config import Settings
+from panda_runtime.credentials import credentials_from_settings
 from pilot_agent.agent import Pilot, PilotConfig
 from pilot_agent.logs import configure_logging
 
@@ -124,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         worker_id=args.worker_id or "",
         monitor_interval=getattr(args, "monitor_interval", 5.0),
         kill_grace=getattr(args, "kill_grace", 10.0),
+        tokens=credentials_from_settings(settings),
     )
 
 

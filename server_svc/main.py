@@ -14,6 +14,7 @@ from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, que
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
 from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+from server_svc.access import ACCESS
 from server_svc.dispatcher import DispatchHub
 from server_svc.servicers.dispatch_servicer import DispatchServicer
 from server_svc.servicers.job_servicer import JobServicer
@@ -95,7 +96,7 @@ async def serve(settings: Settings) -> None:
 
     server, health, _ = bootstrap.build_server(
         address=settings.server_address, service_names=SERVICE_NAMES, register=register,
-        max_message_bytes=settings.max_message_bytes,
+        settings=settings, access=ACCESS,
     )
     collector = JobCountCollector(queues)
     REGISTRY.register(collector)

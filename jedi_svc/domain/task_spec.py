@@ -36,6 +36,8 @@ class TaskSpec:
     excluded_queues: list[str] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
     max_failure_rate: float = 0.5
+    # Virtual organisation of the task (and of its jobs).
+    vo: str = ""
 
 
 def check_dataset_name(name: str, field_name: str) -> None:

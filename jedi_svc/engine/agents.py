@@ -223,8 +223,9 @@ class Engine:
             if not any(r["state"] == "submitting" for r in rows):
                 return
             specs = [r["spec"] for r in rows]
+        owner, vo = await self.db.run(self.store.owner_of, task_id)
         started = time.monotonic()
-        job_ids = await self.server.submit_jobs(specs, request_id)
+        job_ids = await self.server.submit_jobs(specs, request_id, owner=owner, vo=vo)
         called = time.monotonic()
         await self.db.run(self.store.record_submitted, task_id, batch, job_ids)
         JOBS_GENERATED.inc(len(job_ids))

@@ -24,6 +24,7 @@ from panda.server.v1 import (
     queue_service_pb2_grpc,
 )
 from panda_runtime.client import aio_channel, sync_channel
+from panda_runtime.credentials import TokenSource
 
 log = logging.getLogger("panda.jedi.server")
 
@@ -90,9 +91,10 @@ class EventStream:
     event loop takes whole. `batch()` returns the events read so far (waiting up to `timeout`
     for at least one), and raises the stream's error once it has ended with one."""
 
-    def __init__(self, address: str, request: job_service_pb2.WatchJobsRequest) -> None:
+    def __init__(self, address: str, request: job_service_pb2.WatchJobsRequest,
+                 tokens: TokenSource | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._channel = sync_channel(address)
+        self._channel = sync_channel(address, tokens)
         self._call = job_service_pb2_grpc.JobServiceStub(self._channel).WatchJobs(
             request, timeout=WATCH_DEADLINE_SECONDS)
         self._lock = threading.Lock()
@@ -146,12 +148,14 @@ class EventStream:
 
 
 class ServerClient:
-    """One channel to the server (PANDA_SERVER); a deadline on every call."""
+    """One channel to the server (PANDA_SERVER) with JEDI's own credentials; a deadline on
+    every call."""
 
-    def __init__(self, address: str, deadline: float) -> None:
+    def __init__(self, address: str, deadline: float, tokens: TokenSource | None = None) -> None:
         self.address = address
         self.deadline = deadline
-        self.channel = aio_channel(address)
+        self._tokens = tokens
+        self.channel = aio_channel(address, tokens)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
 
@@ -177,9 +181,12 @@ class ServerClient:
             if not token:
                 return found
 
-    async def submit_jobs(self, specs: list[dict[str, Any]], request_id: str, attempts: int = 5) -> list[int]:
-        """Submit a batch; retried with the same request id, so the server creates it once."""
-        request = job_service_pb2.SubmitJobsRequest(jobs=[job_from_spec(s) for s in specs], request_id=request_id)
+    async def submit_jobs(self, specs: list[dict[str, Any]], request_id: str, *, owner: str, vo: str,
+                          attempts: int = 5) -> list[int]:
+        """Submit a batch for the task's owner; retried with the same request id, so the server
+        creates it once."""
+        request = job_service_pb2.SubmitJobsRequest(
+            jobs=[job_from_spec(s) for s in specs], request_id=request_id, owner=owner, vo=vo)
         for attempt in range(1, attempts + 1):
             try:
                 response = await self.jobs.SubmitJobs(request, timeout=SUBMIT_DEADLINE_SECONDS)
@@ -244,8 +251,8 @@ class ServerClient:
     def open_watch(self, after_cursor: int, *, from_now: bool = False) -> EventStream:
         """The WatchJobs stream read by a thread of its own, handed over in batches: one hop to
         the event loop per batch rather than per event (the stream carries thousands a second)."""
-        return EventStream(self.address, job_service_pb2.WatchJobsRequest(after_cursor=after_cursor,
-                                                                          from_now=from_now))
+        request = job_service_pb2.WatchJobsRequest(after_cursor=after_cursor, from_now=from_now)
+        return EventStream(self.address, request, self._tokens)
 
     async def watch(self, after_cursor: int, *, from_now: bool = False) -> AsyncIterator[JobEvent]:
         """Job events after `after_cursor` (or, with from_now and no cursor, from the newest on),

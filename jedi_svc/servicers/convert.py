@@ -61,6 +61,7 @@ def spec_from_params(params: task_pb2.TaskParams, owner: str, settings: Settings
     return TaskSpec(
         task_name=params.task_name.strip(),
         owner=params.owner.strip() or owner,
+        vo=params.vo.strip(),
         working_group=params.working_group.strip(),
         transformation=list(params.transformation),
         input_datasets=[n.strip() for n in params.input_datasets],

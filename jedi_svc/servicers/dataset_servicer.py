@@ -73,7 +73,7 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         if len(request.request_id) > 64:
             raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
         specs = check_files(request)
-        owner = request.dataset.owner.strip() or current_principal().subject
+        owner, _ = current_principal().submitting_as(request.dataset.owner, "")
         row = await self._db.run(self._store.register, name, owner, specs, request.request_id)
         return dataset_service_pb2.RegisterDatasetResponse(dataset=dataset_to_proto(row))
 

@@ -17,11 +17,11 @@ from jedi_svc.servicers.convert import (
     task_to_proto,
 )
 from jedi_svc.store.task_store import TaskStore
-from panda.jedi.v1 import task_service_pb2, task_service_pb2_grpc
+from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.errors import InvalidArgument, PermissionDenied
 from panda_runtime.filtering import parse_filter
 from panda_runtime.notify import Notifier
 from panda_runtime.pagination import decode_token, encode_token, page_size
@@ -30,6 +30,15 @@ FILTER_FIELDS: dict[str, Any] = {
     "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,
     "priority": int, "create_time": datetime, "update_time": datetime,
 }
+
+
+def _check_owner(row: dict[str, Any], action: str) -> None:
+    """A user acts on its own tasks; production on those of its VO; services and admins on any."""
+    principal = current_principal()
+    if not principal.may_act_for(row["owner"], row["vo"]):
+        raise PermissionDenied(
+            f"task {row['task_id']} belongs to {row['owner']}: {principal.subject} may not {action} it"
+        )
 
 
 def _task_id(value: int) -> int:
@@ -54,9 +63,12 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             raise InvalidArgument("params are required", field="params")
         if len(request.request_id) > 64:
             raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
-        spec = spec_from_params(request.params, current_principal().subject, self._settings)
+        params = task_pb2.TaskParams()
+        params.CopyFrom(request.params)
+        params.owner, params.vo = current_principal().submitting_as(params.owner, params.vo)
+        spec = spec_from_params(params, params.owner, self._settings)
         task_spec.validate(spec)
-        row = await self._db.run(self._store.submit, spec, params_to_dict(request.params), request.request_id)
+        row = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id)
         self._engine.wake()
         self._task_events.notify()
         return task_service_pb2.SubmitTaskResponse(task=task_to_proto(row))
@@ -65,6 +77,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> task_service_pb2.GetTaskResponse:
         row = await self._db.run(self._store.get, _task_id(request.task_id))
+        _check_owner(row, "see")
         return task_service_pb2.GetTaskResponse(task=task_to_proto(row))
 
     async def ListTasks(
@@ -74,7 +87,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
         position = decode_token(request.page_token, request.filter)
         rows, total = await self._db.run(self._store.list, comparisons, limit=limit,
-                                         before=int(position.get("before", 0)))
+                                         before=int(position.get("before", 0)), scope=current_principal().scope())
         token = ""
         if len(rows) == limit and rows[-1]["task_id"] > 1:
             token = encode_token({"before": rows[-1]["task_id"]}, request.filter)
@@ -89,8 +102,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
             raise InvalidArgument("task_id must not be negative", field="task_id")
         if not cursor and request.from_now:
             cursor = await self._db.run(self._store.last_cursor)
+        scope = current_principal().scope()
         while not context.done():
-            events = await self._db.run(self._store.events_after, cursor, task_id=request.task_id)
+            events = await self._db.run(self._store.events_after, cursor, task_id=request.task_id, scope=scope)
             for event in events:
                 cursor = event["cursor"]
                 yield task_service_pb2.WatchTasksResponse(event=event_to_proto(event))
@@ -98,7 +112,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
                 await self._task_events.wait(1.0)
 
     async def _command(self, task_id: int, kind: str, **kwargs: Any) -> Any:
-        row = await self._db.run(self._store.command, _task_id(task_id), kind, **kwargs)
+        task_id = _task_id(task_id)
+        _check_owner(await self._db.run(self._store.get, task_id, history=False), kind)
+        row = await self._db.run(self._store.command, task_id, kind, **kwargs)
         self._engine.touch(task_id)
         self._task_events.notify()
         return task_to_proto(row)

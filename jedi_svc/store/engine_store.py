@@ -391,6 +391,12 @@ class EngineStore(Store):
         with self._engine.connect() as conn:
             return sorted((r.task_id, r.batch) for r in conn.execute(query))
 
+    def owner_of(self, task_id: int) -> tuple[str, str]:
+        """Owner and VO of a task: its jobs are submitted for them."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(tasks.c.owner, tasks.c.vo).where(tasks.c.task_id == task_id)).one()
+        return row.owner, row.vo
+
     def batch(self, task_id: int, batch: int) -> tuple[str, list[dict[str, Any]]]:
         """The request id and the job specs of a batch, in serial order."""
         with self._engine.connect() as conn:

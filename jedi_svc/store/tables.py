@@ -28,6 +28,7 @@ tasks = Table(
     Column("task_id", Id, primary_key=True, autoincrement=True),
     Column("task_name", String(256), nullable=False),
     Column("owner", String(256), nullable=False),
+    Column("vo", String(64), nullable=False, default="", server_default=""),
     Column("working_group", String(256), nullable=False, default=""),
     Column("state", String(16), nullable=False),
     Column("state_reason", Text, nullable=False, default=""),

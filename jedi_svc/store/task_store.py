@@ -16,11 +16,13 @@ from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.store.common import Store, condition, now, record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, task_events, tasks
+from panda_runtime.auth import EVERYTHING, Scope
+from panda_runtime.db import scope_condition
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.filtering import Comparison
 
 _FILTER_COLUMNS = {
-    "task_id": tasks.c.task_id, "task_name": tasks.c.task_name, "owner": tasks.c.owner,
+    "task_id": tasks.c.task_id, "task_name": tasks.c.task_name, "owner": tasks.c.owner, "vo": tasks.c.vo,
     "working_group": tasks.c.working_group, "state": tasks.c.state, "priority": tasks.c.priority,
     "create_time": tasks.c.create_time, "update_time": tasks.c.update_time,
 }
@@ -48,7 +50,7 @@ class TaskStore(Store):
             if conn.execute(select(datasets.c.dataset_id).where(datasets.c.name == spec.output_dataset)).first():
                 raise AlreadyExists(f"output dataset {spec.output_dataset} already exists: choose a new name")
             task_id = conn.execute(insert(tasks).returning(tasks.c.task_id), {
-                "task_name": spec.task_name, "owner": spec.owner, "working_group": spec.working_group,
+                "task_name": spec.task_name, "owner": spec.owner, "vo": spec.vo, "working_group": spec.working_group,
                 "state": TaskState.REGISTERED.value, "state_reason": "", "resume_state": "", "params": params,
                 "split_kind": spec.split.kind, "split_value": spec.split.value, "priority": spec.priority,
                 "queues": spec.queues, "excluded_queues": spec.excluded_queues, "cores": spec.cores,
@@ -119,8 +121,10 @@ class TaskStore(Store):
             row["output_files"], row["output_bytes"] = outputs.get(task_id, (0, 0))
             row["output_dataset"] = names.get(row["output_dataset_id"], "")
 
-    def list(self, comparisons: list[Comparison], *, limit: int, before: int = 0) -> tuple[list[dict[str, Any]], int]:
-        where = and_(True, *[condition(_FILTER_COLUMNS[c.field], c) for c in comparisons])
+    def list(self, comparisons: list[Comparison], *, limit: int, before: int = 0,
+             scope: Scope = EVERYTHING) -> tuple[list[dict[str, Any]], int]:
+        where = and_(scope_condition(scope, tasks.c.owner, tasks.c.vo),
+                     *[condition(_FILTER_COLUMNS[c.field], c) for c in comparisons])
         with self._engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(tasks).where(where)).scalar_one()
             query = select(tasks).where(where).order_by(tasks.c.task_id.desc()).limit(limit)
@@ -132,8 +136,12 @@ class TaskStore(Store):
             row["history"] = []
         return rows, total
 
-    def events_after(self, cursor: int, *, task_id: int = 0, limit: int = 500) -> list[dict[str, Any]]:
+    def events_after(self, cursor: int, *, task_id: int = 0, limit: int = 500,
+                     scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
         query = select(task_events).where(task_events.c.cursor > cursor).order_by(task_events.c.cursor).limit(limit)
+        if not scope.everything:
+            visible = select(tasks.c.task_id).where(scope_condition(scope, tasks.c.owner, tasks.c.vo))
+            query = query.where(task_events.c.task_id.in_(visible))
         if task_id:
             query = query.where(task_events.c.task_id == task_id)
         with self._engine.connect() as conn:

@@ -60,7 +60,7 @@ def file_to_proto(row: dict[str, Any]) -> job_pb2.JobFile:
 def job_to_proto(row: dict[str, Any]) -> job_pb2.Job:
     return job_pb2.Job(
         name=f"jobs/{row['job_id']}", job_id=row["job_id"], state=state_to_proto(row["state"]),
-        queue=row["queue"], owner=row["owner"], task_id=row["task_id"], priority=row["priority"],
+        queue=row["queue"], owner=row["owner"], vo=row.get("vo", ""), task_id=row["task_id"], priority=row["priority"],
         attempt=row["attempt"], max_attempts=row["max_attempts"], command=row["command"],
         environment=row["environment"],
         resources=resources_pb2.Resources(

@@ -11,9 +11,10 @@ import grpc
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
-from panda_runtime.errors import InvalidArgument, NotFound
+from panda_runtime.errors import InvalidArgument, NotFound, PermissionDenied
 from panda_runtime.timestamps import timestamp
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id
@@ -56,6 +57,12 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
         if not hello.pilot_id:
             raise InvalidArgument("hello.pilot_id is required", field="hello.pilot_id")
         validate_queue_id(hello.queue, "hello.queue")
+        principal = current_principal()
+        if not principal.may_serve_queue(hello.queue):
+            allowed = ", ".join(sorted(principal.queues)) or "none"
+            raise PermissionDenied(
+                f"{principal.subject} may not serve queue {hello.queue} (its token allows: {allowed})"
+            )
         if not await self._db.run(self._queues.exists, hello.queue):
             raise NotFound(f"queue {hello.queue} not found", resource_type="queue", resource_name=hello.queue)
         session = await self._hub.connect(hello)

@@ -11,7 +11,7 @@ from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from panda_runtime.auth import current_principal
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
-from panda_runtime.errors import InvalidArgument, ResourceExhausted, ok_status
+from panda_runtime.errors import InvalidArgument, PermissionDenied, ResourceExhausted, ok_status
 from panda_runtime.filtering import parse_filter
 from panda_runtime.pagination import decode_token, encode_token, page_size
 from server_svc.dispatcher import DispatchHub
@@ -26,7 +26,7 @@ from server_svc.servicers.convert import (
 from server_svc.store.job_store import ActionResult, JobStore
 
 FILTER_FIELDS: dict[str, Any] = {
-    "job_id": int, "state": state_from_text, "queue": str, "owner": str, "task_id": int,
+    "job_id": int, "state": state_from_text, "queue": str, "owner": str, "vo": str, "task_id": int,
     "priority": int, "attempt": int, "error_code": int, "create_time": datetime,
     "update_time": datetime, "label": str, "pilot_id": str,
 }
@@ -62,9 +62,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         specs = [job_from_proto(job, self._settings) for job in request.jobs]
         for index, spec in enumerate(specs):
             validate_job(spec, f"jobs[{index}]")
-        rows = await self._db.run(
-            self._store.submit, specs, owner=current_principal().subject, request_id=request.request_id
-        )
+        owner, vo = current_principal().submitting_as(request.owner, request.vo)
+        rows = await self._db.run(self._store.submit, specs, owner=owner, vo=vo, request_id=request.request_id)
         self._hub.wake()
         self._hub.events_written.notify()
         return job_service_pb2.SubmitJobsResponse(jobs=[job_to_proto(r) for r in rows])
@@ -75,6 +74,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if request.job_id <= 0:
             raise InvalidArgument("job_id must be positive", field="job_id")
         row = await self._db.run(self._store.get, request.job_id)
+        if not current_principal().may_act_for(row["owner"], row["vo"]):
+            raise PermissionDenied(f"job {request.job_id} belongs to {row['owner']}: you may not see it")
         return job_service_pb2.GetJobResponse(job=job_to_proto(row))
 
     async def ListJobs(
@@ -84,7 +85,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
         position = decode_token(request.page_token, request.filter)
         rows, total = await self._db.run(
-            self._store.list, comparisons, limit=limit, before_job_id=int(position.get("before", 0))
+            self._store.list, comparisons, limit=limit, before_job_id=int(position.get("before", 0)),
+            scope=current_principal().scope(),
         )
         next_token = ""
         if len(rows) == limit and rows[-1]["job_id"] > 1:
@@ -97,7 +99,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.KillJobsRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.KillJobsResponse:
         job_ids = self._job_ids(request.job_ids)
-        results = await self._db.run(self._store.kill, job_ids, request.reason)
+        results = await self._db.run(self._store.kill, job_ids, request.reason, scope=current_principal().scope())
         pilots = sorted({r.pilot_command[0] for r in results if r.pilot_command})
         if pilots:
             await self._hub.deliver_commands(pilots)
@@ -110,7 +112,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_ids = self._job_ids(request.job_ids)
         if not request.queue:
             raise InvalidArgument("queue is required", field="queue")
-        results = await self._db.run(self._store.reassign, job_ids, request.queue)
+        results = await self._db.run(
+            self._store.reassign, job_ids, request.queue, scope=current_principal().scope()
+        )
         self._hub.wake()
         self._hub.events_written.notify()
         return job_service_pb2.ReassignJobsResponse(results=[_result_to_proto(r) for r in results])
@@ -122,9 +126,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if not cursor and request.from_now:
             cursor = await self._db.run(self._store.last_cursor)
         job_ids = list(request.job_ids)
+        scope = current_principal().scope()
         while not context.done():
             events = await self._db.run(
-                self._store.events_after, cursor, job_ids=job_ids, task_id=request.task_id
+                self._store.events_after, cursor, job_ids=job_ids, task_id=request.task_id, scope=scope
             )
             for event in events:
                 cursor = event["cursor"]

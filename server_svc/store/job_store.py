@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.sql import ColumnElement
 
-from panda_runtime.db import is_sqlite
-from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, ServiceError
+from panda_runtime.auth import EVERYTHING, Scope
+from panda_runtime.db import is_sqlite, scope_condition
+from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
 from panda_runtime.filtering import Comparison
 from server_svc.domain import error_codes
 from server_svc.domain.job_specs import JobSpec
@@ -157,10 +158,18 @@ class _Changes:
 
 _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     "job_id": jobs.c.job_id, "state": jobs.c.state, "queue": jobs.c.queue, "owner": jobs.c.owner,
-    "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
+    "vo": jobs.c.vo, "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
     "error_code": jobs.c.error_code, "create_time": jobs.c.create_time, "update_time": jobs.c.update_time,
     "label": jobs.c.label, "pilot_id": jobs.c.pilot_id,
 }
+
+
+def _visible(scope: Scope) -> ColumnElement[bool]:
+    return scope_condition(scope, jobs.c.owner, jobs.c.vo)
+
+
+def _not_yours(job_id: int, row: dict[str, Any]) -> PermissionDenied:
+    return PermissionDenied(f"job {job_id} belongs to {row['owner'] or 'nobody'}: you may not act on it")
 
 
 def _condition(comparison: Comparison) -> ColumnElement[bool]:
@@ -216,10 +225,11 @@ class JobStore:
         return job
 
     def list(
-        self, comparisons: list[Comparison], *, limit: int, before_job_id: int = 0
+        self, comparisons: list[Comparison], *, limit: int, before_job_id: int = 0, scope: Scope = EVERYTHING
     ) -> tuple[list[dict[str, Any]], int]:
-        """Newest first, keyset-paginated by job id. Returns the page and the total matching."""
-        conditions = [_condition(c) for c in comparisons]
+        """Newest first, keyset-paginated by job id, among the jobs `scope` covers. Returns the
+        page and the total matching."""
+        conditions = [_visible(scope), *(_condition(c) for c in comparisons)]
         where = and_(True, *conditions)
         with self._engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
@@ -234,7 +244,9 @@ class JobStore:
 
     # -- submitting ----------------------------------------------------------------------
 
-    def submit(self, specs: list[JobSpec], *, owner: str, request_id: str = "") -> list[dict[str, Any]]:
+    def submit(
+        self, specs: list[JobSpec], *, owner: str, vo: str = "", request_id: str = ""
+    ) -> list[dict[str, Any]]:
         """Store every job activated, or none. A repeated request_id returns the first call's jobs."""
         now = _now()
         with self._engine.begin() as conn:
@@ -247,7 +259,7 @@ class JobStore:
             known = self._check_queues(conn, specs)
             rows = [
                 {
-                    "state": JobState.ACTIVATED.value, "queue": s.queue, "owner": owner, "task_id": s.task_id,
+                    "state": JobState.ACTIVATED.value, "queue": s.queue, "owner": owner, "vo": vo, "task_id": s.task_id,
                     "priority": s.priority, "attempt": 1, "max_attempts": s.max_attempts,
                     "command": s.command, "environment": s.environment, "cores": s.cores,
                     "memory_mb": s.memory_mb, "walltime_seconds": s.walltime_seconds, "disk_mb": s.disk_mb,
@@ -330,7 +342,7 @@ class JobStore:
 
     # -- user actions --------------------------------------------------------------------
 
-    def kill(self, job_ids: list[int], reason: str) -> list[ActionResult]:
+    def kill(self, job_ids: list[int], reason: str, *, scope: Scope = EVERYTHING) -> list[ActionResult]:
         now = _now()
         reason = reason or "killed by request"
         results: list[ActionResult] = []
@@ -342,6 +354,9 @@ class JobStore:
                 row = rows.get(job_id)
                 if row is None:
                     results.append(ActionResult(job_id, error=NotFound(f"job {job_id} not found")))
+                    continue
+                if not scope.covers(row["owner"], row["vo"]):
+                    results.append(ActionResult(job_id, state=row["state"], error=_not_yours(job_id, row)))
                     continue
                 state = JobState(row["state"])
                 if state in QUEUED_STATES:
@@ -372,7 +387,7 @@ class JobStore:
                 conn.execute(insert(pilot_commands), commands)
         return results
 
-    def reassign(self, job_ids: list[int], queue_id: str) -> list[ActionResult]:
+    def reassign(self, job_ids: list[int], queue_id: str, *, scope: Scope = EVERYTHING) -> list[ActionResult]:
         now = _now()
         results: list[ActionResult] = []
         changes = _Changes()
@@ -384,6 +399,9 @@ class JobStore:
                 row = rows.get(job_id)
                 if row is None:
                     results.append(ActionResult(job_id, error=NotFound(f"job {job_id} not found")))
+                    continue
+                if not scope.covers(row["owner"], row["vo"]):
+                    results.append(ActionResult(job_id, state=row["state"], error=_not_yours(job_id, row)))
                     continue
                 if JobState(row["state"]) not in QUEUED_STATES:
                     results.append(
@@ -645,9 +663,13 @@ class JobStore:
     # -- events and commands -------------------------------------------------------------
 
     def events_after(
-        self, cursor: int, *, job_ids: Sequence[int] = (), task_id: int = 0, limit: int = 500
+        self, cursor: int, *, job_ids: Sequence[int] = (), task_id: int = 0, limit: int = 500,
+        scope: Scope = EVERYTHING,
     ) -> list[dict[str, Any]]:
         query = select(job_events).where(job_events.c.cursor > cursor).order_by(job_events.c.cursor).limit(limit)
+        if not scope.everything:
+            visible = select(jobs.c.job_id).where(_visible(scope))
+            query = query.where(job_events.c.job_id.in_(visible))
         if job_ids:
             query = query.where(job_events.c.job_id.in_(list(job_ids)))
         if task_id:

@@ -43,6 +43,7 @@ jobs = Table(
     Column("state", String(16), nullable=False),
     Column("queue", String(64), nullable=False),
     Column("owner", String(256), nullable=False, default=""),
+    Column("vo", String(64), nullable=False, default="", server_default=""),
     Column("task_id", BigInteger, nullable=False, default=0),
     Column("priority", Integer, nullable=False, default=0),
     Column("attempt", Integer, nullable=False, default=1),

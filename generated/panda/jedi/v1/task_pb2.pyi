@@ -237,10 +237,13 @@ class TaskParams(_message.Message):
     EXCLUDED_QUEUES_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     MAX_FAILURE_RATE_FIELD_NUMBER: _builtins.int
+    VO_FIELD_NUMBER: _builtins.int
     task_name: _builtins.str
     """Free-form name, e.g. "mc23.601229.evgen"."""
     owner: _builtins.str
-    """Who the task is for. Taken from the request until the identity service lands."""
+    """Who the task is for: the caller, unless it may submit for others (the service
+    role, an admin, or production in the task's VO). Set by JEDI in a stored task.
+    """
     working_group: _builtins.str
     """Physics or production group the task counts against, e.g. "AP_HIGGS"."""
     output_dataset: _builtins.str
@@ -260,6 +263,10 @@ class TaskParams(_message.Message):
     max_failure_rate: _builtins.float
     """The task goes EXHAUSTED when more than this fraction of its ended jobs failed
     (checked once 10 jobs ended); 0 means the default 0.5, 1 or more means never.
+    """
+    vo: _builtins.str
+    """Virtual organisation the task belongs to (its production role may act on it);
+    default: the caller's.
     """
     @_builtins.property
     def transformation(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -313,10 +320,11 @@ class TaskParams(_message.Message):
         excluded_queues: _abc.Iterable[_builtins.str] | None = ...,
         environment: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_failure_rate: _builtins.float = ...,
+        vo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_scout_jobs", b"_scout_jobs", "resources", b"resources", "scout_jobs", b"scout_jobs", "split_rule", b"split_rule"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scout_jobs", b"_scout_jobs", "environment", b"environment", "excluded_queues", b"excluded_queues", "input_datasets", b"input_datasets", "max_attempts", b"max_attempts", "max_failure_rate", b"max_failure_rate", "output_dataset", b"output_dataset", "output_file_pattern", b"output_file_pattern", "owner", b"owner", "priority", b"priority", "queues", b"queues", "resources", b"resources", "scout_jobs", b"scout_jobs", "split_rule", b"split_rule", "task_name", b"task_name", "transformation", b"transformation", "working_group", b"working_group"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_scout_jobs", b"_scout_jobs", "environment", b"environment", "excluded_queues", b"excluded_queues", "input_datasets", b"input_datasets", "max_attempts", b"max_attempts", "max_failure_rate", b"max_failure_rate", "output_dataset", b"output_dataset", "output_file_pattern", b"output_file_pattern", "owner", b"owner", "priority", b"priority", "queues", b"queues", "resources", b"resources", "scout_jobs", b"scout_jobs", "split_rule", b"split_rule", "task_name", b"task_name", "transformation", b"transformation", "vo", b"vo", "working_group", b"working_group"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__scout_jobs: _TypeAlias = _typing.Literal["scout_jobs"]  # noqa: Y015
     _WhichOneofArgType__scout_jobs: _TypeAlias = _typing.Literal["_scout_jobs", b"_scout_jobs"]  # noqa: Y015

@@ -28,7 +28,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from panda.server.v1 import job_pb2 as panda_dot_server_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!panda/server/v1/job_service.proto\x12\x0fpanda.server.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17google/rpc/status.proto\x1a\x19panda/server/v1/job.proto\"Q\n\x11SubmitJobsRequest\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.JobB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"8\n\x12SubmitJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.panda.server.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"c\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"8\n\x0fKillJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x10KillJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"A\n\x13ReassignJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05queue\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ReassignJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"p\n\x0fJobActionResult\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\\\n\x10WatchJobsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07job_ids\x18\x02 \x03(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x04 \x01(\x08\"=\n\x11WatchJobsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.panda.server.v1.JobEvent2\x9c\x05\n\nJobService\x12q\n\nSubmitJobs\x12\".panda.server.v1.SubmitJobsRequest\x1a#.panda.server.v1.SubmitJobsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/jobs:submit:\x01*\x12\x64\n\x06GetJob\x12\x1e.panda.server.v1.GetJobRequest\x1a\x1f.panda.server.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12\x61\n\x08ListJobs\x12 .panda.server.v1.ListJobsRequest\x1a!.panda.server.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12i\n\x08KillJobs\x12 .panda.server.v1.KillJobsRequest\x1a!.panda.server.v1.KillJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/jobs:kill:\x01*\x12y\n\x0cReassignJobs\x12$.panda.server.v1.ReassignJobsRequest\x1a%.panda.server.v1.ReassignJobsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/jobs:reassign:\x01*\x12l\n\tWatchJobs\x12!.panda.server.v1.WatchJobsRequest\x1a\".panda.server.v1.WatchJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:watch0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!panda/server/v1/job_service.proto\x12\x0fpanda.server.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17google/rpc/status.proto\x1a\x19panda/server/v1/job.proto\"l\n\x11SubmitJobsRequest\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.JobB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\n\n\x02vo\x18\x04 \x01(\t\"8\n\x12SubmitJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.panda.server.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"c\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"8\n\x0fKillJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x10KillJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"A\n\x13ReassignJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05queue\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ReassignJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"p\n\x0fJobActionResult\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\\\n\x10WatchJobsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07job_ids\x18\x02 \x03(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x04 \x01(\x08\"=\n\x11WatchJobsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.panda.server.v1.JobEvent2\x9c\x05\n\nJobService\x12q\n\nSubmitJobs\x12\".panda.server.v1.SubmitJobsRequest\x1a#.panda.server.v1.SubmitJobsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/jobs:submit:\x01*\x12\x64\n\x06GetJob\x12\x1e.panda.server.v1.GetJobRequest\x1a\x1f.panda.server.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12\x61\n\x08ListJobs\x12 .panda.server.v1.ListJobsRequest\x1a!.panda.server.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12i\n\x08KillJobs\x12 .panda.server.v1.KillJobsRequest\x1a!.panda.server.v1.KillJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/jobs:kill:\x01*\x12y\n\x0cReassignJobs\x12$.panda.server.v1.ReassignJobsRequest\x1a%.panda.server.v1.ReassignJobsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/jobs:reassign:\x01*\x12l\n\tWatchJobs\x12!.panda.server.v1.WatchJobsRequest\x1a\".panda.server.v1.WatchJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:watch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,31 +58,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['WatchJobs']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['WatchJobs']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/jobs:watch'
   _globals['_SUBMITJOBSREQUEST']._serialized_start=169
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=250
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=252
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=308
-  _globals['_GETJOBREQUEST']._serialized_start=310
-  _globals['_GETJOBREQUEST']._serialized_end=347
-  _globals['_GETJOBRESPONSE']._serialized_start=349
-  _globals['_GETJOBRESPONSE']._serialized_end=400
-  _globals['_LISTJOBSREQUEST']._serialized_start=402
-  _globals['_LISTJOBSREQUEST']._serialized_end=474
-  _globals['_LISTJOBSRESPONSE']._serialized_start=476
-  _globals['_LISTJOBSRESPONSE']._serialized_end=575
-  _globals['_KILLJOBSREQUEST']._serialized_start=577
-  _globals['_KILLJOBSREQUEST']._serialized_end=633
-  _globals['_KILLJOBSRESPONSE']._serialized_start=635
-  _globals['_KILLJOBSRESPONSE']._serialized_end=704
-  _globals['_REASSIGNJOBSREQUEST']._serialized_start=706
-  _globals['_REASSIGNJOBSREQUEST']._serialized_end=771
-  _globals['_REASSIGNJOBSRESPONSE']._serialized_start=773
-  _globals['_REASSIGNJOBSRESPONSE']._serialized_end=846
-  _globals['_JOBACTIONRESULT']._serialized_start=848
-  _globals['_JOBACTIONRESULT']._serialized_end=960
-  _globals['_WATCHJOBSREQUEST']._serialized_start=962
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1054
-  _globals['_WATCHJOBSRESPONSE']._serialized_start=1056
-  _globals['_WATCHJOBSRESPONSE']._serialized_end=1117
-  _globals['_JOBSERVICE']._serialized_start=1120
-  _globals['_JOBSERVICE']._serialized_end=1788
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=277
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=279
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=335
+  _globals['_GETJOBREQUEST']._serialized_start=337
+  _globals['_GETJOBREQUEST']._serialized_end=374
+  _globals['_GETJOBRESPONSE']._serialized_start=376
+  _globals['_GETJOBRESPONSE']._serialized_end=427
+  _globals['_LISTJOBSREQUEST']._serialized_start=429
+  _globals['_LISTJOBSREQUEST']._serialized_end=501
+  _globals['_LISTJOBSRESPONSE']._serialized_start=503
+  _globals['_LISTJOBSRESPONSE']._serialized_end=602
+  _globals['_KILLJOBSREQUEST']._serialized_start=604
+  _globals['_KILLJOBSREQUEST']._serialized_end=660
+  _globals['_KILLJOBSRESPONSE']._serialized_start=662
+  _globals['_KILLJOBSRESPONSE']._serialized_end=731
+  _globals['_REASSIGNJOBSREQUEST']._serialized_start=733
+  _globals['_REASSIGNJOBSREQUEST']._serialized_end=798
+  _globals['_REASSIGNJOBSRESPONSE']._serialized_start=800
+  _globals['_REASSIGNJOBSRESPONSE']._serialized_end=873
+  _globals['_JOBACTIONRESULT']._serialized_start=875
+  _globals['_JOBACTIONRESULT']._serialized_end=987
+  _globals['_WATCHJOBSREQUEST']._serialized_start=989
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1081
+  _globals['_WATCHJOBSRESPONSE']._serialized_start=1083
+  _globals['_WATCHJOBSRESPONSE']._serialized_end=1144
+  _globals['_JOBSERVICE']._serialized_start=1147
+  _globals['_JOBSERVICE']._serialized_end=1815
 # @@protoc_insertion_point(module_scope)

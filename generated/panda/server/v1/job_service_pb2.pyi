@@ -26,10 +26,18 @@ class SubmitJobsRequest(_message.Message):
 
     JOBS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    VO_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Makes a retried call safe: a second call with the same id returns the jobs
     the first one created instead of creating them again.
     """
+    owner: _builtins.str
+    """Submit for this user instead of the caller: only callers with the service role
+    (JEDI submits a task's jobs for the task's owner) or production in `vo`.
+    """
+    vo: _builtins.str
+    """Virtual organisation the jobs belong to; default: the caller's (or the owner's)."""
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]:
         """Jobs to create. Output-only fields are ignored."""
@@ -39,10 +47,12 @@ class SubmitJobsRequest(_message.Message):
         *,
         jobs: _abc.Iterable[_job_pb2.Job] | None = ...,
         request_id: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        vo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "owner", b"owner", "request_id", b"request_id", "vo", b"vo"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -123,8 +133,9 @@ class ListJobsRequest(_message.Message):
     filter: _builtins.str
     """Conjunction of comparisons joined by AND, for example
     `state = RUNNING AND queue = "local" AND create_time > "2026-01-01T00:00:00Z"`.
-    Fields: job_id, state, queue, owner, task_id, priority, attempt, error_code,
-    create_time, update_time. Operators: =, !=, <, <=, >, >=.
+    Fields: job_id, state, queue, owner, vo, task_id, priority, attempt, error_code,
+    create_time, update_time, label, pilot_id. Operators: =, !=, <, <=, >, >=.
+    A caller without the production, service or admin role sees only its own jobs.
     """
     def __init__(
         self,

@@ -1,0 +1,28 @@
+"""Who may call which RPC of the server. Owner checks (a user acts on its own jobs only) are
+made by the servicers on top of this table."""
+
+from __future__ import annotations
+
+from panda_runtime.auth import ADMIN, AUTHENTICATED, HARVESTER, PILOT, PRODUCTION, SERVICE, USER, AccessTable
+
+_JOB = "/panda.server.v1.JobService/"
+_QUEUE = "/panda.server.v1.QueueService/"
+_DISPATCH = "/panda.server.v1.DispatchService/"
+
+# People and the services acting for them.
+_WORKERS_OF_JOBS = {USER, PRODUCTION, SERVICE, ADMIN}
+
+ACCESS = AccessTable({
+    _JOB + "SubmitJobs": _WORKERS_OF_JOBS,
+    _JOB + "GetJob": _WORKERS_OF_JOBS,
+    _JOB + "ListJobs": _WORKERS_OF_JOBS,
+    _JOB + "KillJobs": _WORKERS_OF_JOBS,
+    _JOB + "ReassignJobs": _WORKERS_OF_JOBS,
+    _JOB + "WatchJobs": _WORKERS_OF_JOBS,
+    _QUEUE + "CreateQueue": {ADMIN},
+    _QUEUE + "UpdateQueue": {ADMIN},
+    _QUEUE + "GetQueue": {AUTHENTICATED},
+    _QUEUE + "ListQueues": {AUTHENTICATED},
+    # Pilots, for the queues their token names; harvester relays for pilots without a route.
+    _DISPATCH + "Connect": {PILOT, HARVESTER},
+})
