@@ -45,14 +45,22 @@ PILOT_CORES, PILOT_MEMORY_MB, PILOT_WALLTIME_S = 1, 4000, 2 * 86400
 JOB_MEMORY_MB, JOB_WALLTIME_S = 1000, 3600
 
 
-def connection(address: str):  # type: ignore[no-untyped-def]
-    """An aio channel with the project's client options and a TCP connection of its own: grpc
-    otherwise shares one connection between channels to the same address."""
-    import grpc
+def connection(address: str, token: str):  # type: ignore[no-untyped-def]
+    """An aio channel with the project's client options, `token` on every call, and a TCP
+    connection of its own: grpc otherwise shares one connection between channels to the same
+    address."""
+    from panda_runtime.client import aio_channel
+    from panda_runtime.credentials import StaticToken
 
-    from panda_runtime.client import CHANNEL_OPTIONS
+    return aio_channel(address, StaticToken(token) if token else None,
+                       options=[("grpc.use_local_subchannel_pool", 1)])
 
-    return grpc.aio.insecure_channel(address, options=[*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1)])
+
+def blocking_channel(address: str, token: str):  # type: ignore[no-untyped-def]
+    from panda_runtime.client import sync_channel
+    from panda_runtime.credentials import StaticToken
+
+    return sync_channel(address, StaticToken(token) if token else None)
 
 
 def now() -> float:
@@ -75,6 +83,8 @@ class WorkerConfig:
     wait_ack: bool
     payload: list[str]
     slots: int = 1
+    # The pilots' bearer token (empty when the server runs without checks).
+    token: str = ""
 
 
 @dataclass
@@ -200,7 +210,7 @@ async def _worker_async(config: WorkerConfig, shared: WorkerShared, go, stop, er
     from panda.server.v1 import dispatch_service_pb2 as d
     from panda.server.v1 import dispatch_service_pb2_grpc
 
-    channels = [connection(config.address) for _ in range(config.channels)]
+    channels = [connection(config.address, config.token) for _ in range(config.channels)]
     try:
         await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 30)
         stubs = [dispatch_service_pb2_grpc.DispatchServiceStub(c) for c in channels]
@@ -340,11 +350,10 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------------------
 
 
-def create_queue(address: str) -> None:
+def create_queue(address: str, token: str) -> None:
     from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
-    from panda_runtime.client import sync_channel
 
-    with sync_channel(address) as channel:
+    with blocking_channel(address, token) as channel:
         queue_service_pb2_grpc.QueueServiceStub(channel).CreateQueue(
             queue_service_pb2.CreateQueueRequest(
                 queue=queue_pb2.Queue(queue_id=QUEUE, status=queue_pb2.Queue.STATUS_ONLINE,
@@ -354,17 +363,16 @@ def create_queue(address: str) -> None:
         )
 
 
-def submit_jobs(address: str, count: int) -> float:
+def submit_jobs(address: str, count: int, token: str) -> float:
     """Submit `count` jobs in batches; returns the seconds it took."""
     from panda.common.v1 import resources_pb2
     from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-    from panda_runtime.client import sync_channel
 
     template = job_pb2.Job(
         queue=QUEUE, command=["/bin/true"], max_attempts=1, label="bench",
         resources=resources_pb2.Resources(cores=1, memory_mb=JOB_MEMORY_MB, walltime_seconds=JOB_WALLTIME_S),
     )
-    with sync_channel(address) as channel:
+    with blocking_channel(address, token) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         started = now()
         submitted = 0
@@ -382,12 +390,11 @@ def submit_jobs(address: str, count: int) -> float:
         return now() - started
 
 
-def count_finished(address: str) -> tuple[int, int]:
+def count_finished(address: str, token: str) -> tuple[int, int]:
     """(jobs finished, all jobs) according to ListJobs."""
     from panda.server.v1 import job_service_pb2, job_service_pb2_grpc
-    from panda_runtime.client import sync_channel
 
-    with sync_channel(address) as channel:
+    with blocking_channel(address, token) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         finished = stub.ListJobs(job_service_pb2.ListJobsRequest(page_size=1, filter="state = FINISHED"),
                                  timeout=120).total_size
@@ -395,7 +402,7 @@ def count_finished(address: str) -> tuple[int, int]:
     return finished, total
 
 
-async def hold_idle_streams(address: str, count: int, per_channel: int, sampler: RssSampler,
+async def hold_idle_streams(address: str, token: str, count: int, per_channel: int, sampler: RssSampler,
                             settle: float, timeout: float) -> dict[str, float]:
     """Open `count` pilot streams (Hello only), wait for every Welcome, let the server settle,
     and measure its memory with them held."""
@@ -405,7 +412,7 @@ async def hold_idle_streams(address: str, count: int, per_channel: int, sampler:
     from panda.server.v1 import dispatch_service_pb2 as d
     from panda.server.v1 import dispatch_service_pb2_grpc
 
-    channels = [connection(address) for _ in range(max(1, math.ceil(count / per_channel)))]
+    channels = [connection(address, token) for _ in range(max(1, math.ceil(count / per_channel)))]
     calls = []
     try:
         stubs = [dispatch_service_pb2_grpc.DispatchServiceStub(c) for c in channels]
@@ -518,6 +525,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="PATH",
                         help="py-spy record the server during the dispatch phase (raw/collapsed output)")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
+    parser.add_argument("--auth", choices=["token", "none"], default="token",
+                        help="token: every call carries a token the server checks (the default); none: no checks")
     parser.add_argument("--keep", action="store_true", help="keep the data directory (server log) afterwards")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.pilots < 1 or args.client_procs < 1 or args.channels < 1:
@@ -538,11 +547,13 @@ def _on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     import psutil
 
-    from tools.cluster import fresh_database, start_server
+    from panda_runtime.credentials import ClientCredentialsToken
+    from tools.cluster import fresh_database, start_iam, start_server
 
     ctx = mp.get_context("spawn")  # no fork: grpc and threads live in this process
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-"))
     server = None
+    identity = None
     sampler: RssSampler | None = None
     profiler = None
     workers: list[mp.Process] = []
@@ -555,11 +566,21 @@ def run(args: argparse.Namespace) -> int:
         extra_env = dict(item.split("=", 1) for item in args.server_env)
         print(f"server code: {code_revision(extra_env.get('PYTHONPATH', ''))}", flush=True)
         url = fresh_database(args.db, data_dir, args.db_name)
+        admin_token = pilot_token = ""
+        if args.auth == "token":
+            identity = start_iam(data_dir / "iam")
+            extra_env = {**identity.trust_env(), **extra_env}
+            admin_token = identity.token("admin")
+            pilot = ClientCredentialsToken(identity.issuer, "panda-pilot", identity.secrets["panda-pilot"])
+            pilot_token = pilot.token()
+        else:
+            extra_env = {"PANDA_AUTH_MODE": "none", **extra_env}
+        print(f"auth: {args.auth}", flush=True)
         server = start_server(data_dir, url, extra_env)
         print(f"server pid {server.process.pid} on {server.address}", flush=True)
         sampler = RssSampler(server.process.pid)
         sampler.start()
-        create_queue(server.address)
+        create_queue(server.address, admin_token)
 
         # Client processes: started and connected before the clock starts.
         go, errors, results = ctx.Event(), ctx.Queue(), ctx.Queue()
@@ -574,6 +595,7 @@ def run(args: argparse.Namespace) -> int:
             config = WorkerConfig(
                 index=k, address=server.address, pilot_ids=pilot_ids[k::args.client_procs], channels=channels,
                 mode=args.mode, wait_ack=args.wait_ack, payload=["/bin/true"], slots=args.slots,
+                token=pilot_token,
             )
             process = ctx.Process(target=worker_main, args=(config, share, go, stop, errors, results),
                                   name=f"bench-client-{k}", daemon=True)
@@ -608,7 +630,7 @@ def run(args: argparse.Namespace) -> int:
         # Submit.
         print(f"submitting {args.jobs} jobs in batches of up to {SUBMIT_BATCH}", flush=True)
         t_submit = now()
-        submit_s = submit_jobs(server.address, args.jobs)
+        submit_s = submit_jobs(server.address, args.jobs, admin_token)
         submit_rate = args.jobs / submit_s
         print(f"submit: {args.jobs} jobs in {submit_s:.2f} s = {submit_rate:.0f} jobs/s", flush=True)
 
@@ -659,7 +681,7 @@ def run(args: argparse.Namespace) -> int:
         for process in workers:
             process.join(10)
 
-        finished, total = count_finished(server.address)
+        finished, total = count_finished(server.address, admin_token)
         if finished != args.jobs or total != args.jobs:
             raise RuntimeError(f"ListJobs says {finished} of {total} jobs finished; expected all {args.jobs}")
         print(f"verified: ListJobs(state = FINISHED).total_size = {finished} of {total}", flush=True)
@@ -667,7 +689,7 @@ def run(args: argparse.Namespace) -> int:
         idle = None
         if args.idle_streams > 0:
             print(f"opening {args.idle_streams} idle streams", flush=True)
-            idle = asyncio.run(hold_idle_streams(server.address, args.idle_streams, args.idle_per_channel,
+            idle = asyncio.run(hold_idle_streams(server.address, pilot_token, args.idle_streams, args.idle_per_channel,
                                                  sampler, args.idle_settle, timeout=120))
 
         latencies.sort()
@@ -717,6 +739,8 @@ def run(args: argparse.Namespace) -> int:
             if not ok:
                 print(f"server log tail ({data_dir / 'logs' / 'server.log'}):\n{server.process.log()[-2000:]}",
                       file=sys.stderr)
+        if identity is not None:
+            identity.stop()
         if ok and not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -81,12 +81,12 @@ async def _pilot(stub, index: int, finished, stopping: asyncio.Event) -> None:  
                 finished.value += 1
 
 
-async def _pilots(address: str, count: int, channels: int, finished, stop) -> None:  # type: ignore[no-untyped-def]
-    import grpc
-
+async def _pilots(address: str, token: str, count: int, channels: int, finished, stop) -> None:  # type: ignore[no-untyped-def]
     from panda.server.v1 import dispatch_service_pb2_grpc
+    from panda_runtime.client import aio_channel
+    from panda_runtime.credentials import StaticToken
 
-    chans = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+    chans = [aio_channel(address, StaticToken(token), options=[("grpc.use_local_subchannel_pool", 1)])
              for _ in range(channels)]
     stubs = [dispatch_service_pb2_grpc.DispatchServiceStub(c) for c in chans]
     stopping = asyncio.Event()
@@ -100,12 +100,12 @@ async def _pilots(address: str, count: int, channels: int, finished, stop) -> No
         await chan.close()
 
 
-def pilot_process(address: str, count: int, channels: int, finished, stop, errors) -> None:  # type: ignore[no-untyped-def]
+def pilot_process(address: str, token: str, count: int, channels: int, finished, stop, errors) -> None:  # type: ignore[no-untyped-def]
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        asyncio.run(_pilots(address, count, channels, finished, stop))
+        asyncio.run(_pilots(address, token, count, channels, finished, stop))
     except BaseException as error:
         errors.put(f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
 
@@ -126,7 +126,6 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the data directory and logs")
     args = parser.parse_args()
 
-    import grpc
 
     from panda.jedi.v1 import (
         dataset_pb2,
@@ -143,24 +142,29 @@ def main() -> int:
         queue_service_pb2,
         queue_service_pb2_grpc,
     )
-    from tools.cluster import free_port, fresh_database, spawn, start_server, wait_healthy
+    from panda_runtime.client import sync_channel
+    from panda_runtime.credentials import ClientCredentialsToken, StaticToken
+    from tools.cluster import free_port, fresh_database, spawn, start_iam, start_server, wait_healthy
 
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-jedi-"))
-    server = jedi = None
+    server = jedi = identity = None
     pilots = None
     stop = mp.get_context("spawn").Event()
     try:
         url = fresh_database(args.db, data_dir, "panda_bench_jedi")
         print(f"database: {args.db}; data dir {data_dir}", flush=True)
-        server = start_server(data_dir, url, {"PANDA_DISPATCH_POLL_SECONDS": "0.2"})
+        identity = start_iam(data_dir / "iam")
+        server = start_server(data_dir, url, {**identity.trust_env(), "PANDA_DISPATCH_POLL_SECONDS": "0.2"})
         jedi_address = f"127.0.0.1:{free_port()}"
-        jedi_env = {**server.env, "PANDA_JEDI": jedi_address, "PANDA_JEDI_METRICS_PORT": "0",
-                    "PANDA_JEDI_INTERVAL_SECONDS": "0.2", **dict(kv.split("=", 1) for kv in args.jedi_env)}
+        jedi_env = {**server.env, **identity.robot_env("panda-jedi"), "PANDA_JEDI": jedi_address,
+                    "PANDA_JEDI_METRICS_PORT": "0", "PANDA_JEDI_INTERVAL_SECONDS": "0.2", **dict(kv.split("=", 1) for kv in args.jedi_env)}
         profile = ["-m", "cProfile", "-o", str(Path(args.profile_jedi).resolve())] if args.profile_jedi else []
         jedi = spawn("jedi", [sys.executable, *profile, "-m", "jedi_svc"], jedi_env, data_dir / "logs" / "jedi.log")
         wait_healthy(jedi_address, process=jedi.process)
-        server_channel = grpc.insecure_channel(server.address)
-        jedi_channel = grpc.insecure_channel(jedi_address, options=[("grpc.max_send_message_length", 64 << 20)])
+        admin = StaticToken(identity.token("admin"))
+        server_channel = sync_channel(server.address, admin)
+        jedi_channel = sync_channel(jedi_address, admin)
+        pilot_token = ClientCredentialsToken(identity.issuer, "panda-pilot", identity.secrets["panda-pilot"]).token()
         jobs = job_service_pb2_grpc.JobServiceStub(server_channel)
         queues = queue_service_pb2_grpc.QueueServiceStub(server_channel)
         tasks = task_service_pb2_grpc.TaskServiceStub(jedi_channel)
@@ -220,7 +224,8 @@ def main() -> int:
         ctx = mp.get_context("spawn")
         finished = ctx.Value("i", 0)
         errors = ctx.Queue()
-        pilots = ctx.Process(target=pilot_process, args=(server.address, args.pilots, args.channels, finished,
+        pilots = ctx.Process(target=pilot_process, args=(server.address, pilot_token, args.pilots, args.channels,
+                                                         finished,
                                                          stop, errors), daemon=True)
         run_started = time.monotonic()
         pilots.start()
@@ -262,7 +267,7 @@ def main() -> int:
             pilots.join(10)
             if pilots.is_alive():
                 pilots.kill()
-        for process in (jedi, server):
+        for process in (jedi, server, identity):
             if process is not None:
                 with contextlib.suppress(Exception):
                     process.stop()

@@ -11,7 +11,7 @@ import grpc
 from panda.server.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime.client import DEFAULT_DEADLINE_SECONDS, channel_credentials, error_message, sync_channel
 from panda_runtime.config import Settings
-from panda_runtime.credentials import credentials_from_settings
+from panda_runtime.credentials import TokenSource, credentials_from_settings
 
 Response = TypeVar("Response")
 
@@ -46,20 +46,22 @@ def unreachable_message(address: str) -> str:
     return f"cannot reach the server at {address} (is `panda up` running? set PANDA_SERVER or --server)"
 
 
-def open_channel(address: str) -> grpc.Channel:
-    """A channel to any PanDA mesh service carrying the signed-in user's (or the configured
-    robot's) token, over TLS when the legacy x509 path is configured."""
+def open_channel(address: str, tokens: TokenSource | None = None) -> grpc.Channel:
+    """A channel to any PanDA mesh service carrying `tokens`, else the signed-in user's (or the
+    configured robot's) token, over TLS when the legacy x509 path is configured."""
     settings = Settings()
-    return sync_channel(address, credentials_from_settings(settings), tls=channel_credentials(settings))
+    return sync_channel(address, tokens or credentials_from_settings(settings), tls=channel_credentials(settings))
 
 
 class Client:
     """One channel to the server and the stubs the commands use."""
 
-    def __init__(self, address: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS) -> None:
+    def __init__(
+        self, address: str, *, deadline: float = DEFAULT_DEADLINE_SECONDS, tokens: TokenSource | None = None
+    ) -> None:
         self.address = address
         self.deadline = deadline
-        self.channel = open_channel(address)
+        self.channel = open_channel(address, tokens)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
 

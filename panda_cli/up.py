@@ -1,4 +1,11 @@
-"""`panda up`: the server, JEDI and some pilots on one machine, in the foreground, supervised.
+"""`panda up`: the identity service, the server, JEDI and some pilots on one machine, in the
+foreground, supervised.
+
+Identity: the signing key, an admin (named after the local user), and the robots the mesh
+needs (JEDI's, the pilots') are made in the database before anything starts; each robot gets a
+fresh secret at every start, handed to its processes only. The admin's token is written to the
+user's config directory (mode 0600, as local cluster tools write their kubeconfig), so the same
+user's command line works at once.
 
 Each child runs in its own process group (start_new_session), so the terminal's Ctrl-C reaches
 only us and we stop the children in order: pilots first (they finish talking to the server),
@@ -14,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,12 +44,16 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
 from panda_runtime.client import sync_channel
 from panda_runtime.config import (
+    DEFAULT_IAM_ADDRESS,
+    DEFAULT_IAM_HTTP_PORT,
+    DEFAULT_IAM_METRICS_PORT,
     DEFAULT_JEDI_ADDRESS,
     DEFAULT_JEDI_METRICS_PORT,
     DEFAULT_SERVER_ADDRESS,
     DEFAULT_SERVER_METRICS_PORT,
     Settings,
 )
+from panda_runtime.credentials import LoginToken, login_file, write_login
 
 from .rpc import Client, CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
@@ -155,12 +168,14 @@ class Supervisor:
         return None
 
     def stop_all(self) -> None:
-        """SIGTERM pilots, wait; SIGTERM JEDI, wait; SIGTERM the server, wait; SIGKILL the rest."""
-        services = ("server", "jedi")
+        """SIGTERM pilots, wait; SIGTERM JEDI, wait; SIGTERM the server, wait; SIGTERM the
+        identity service (the others need it to the end), wait; SIGKILL the rest."""
+        services = ("server", "jedi", "iam")
         others = [c for c in self.children if c.name.startswith(EXTRA_PILOT_PREFIX) and c.alive()]
         pilots = [c for c in self.children if c.name not in services and c not in others and c.alive()]
         jedi = [c for c in self.children if c.name == "jedi" and c.alive()]
         servers = [c for c in self.children if c.name == "server" and c.alive()]
+        identity = [c for c in self.children if c.name == "iam" and c.alive()]
         if others:
             names = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
             print(f"stopping the pilots of queues {names}...", flush=True)
@@ -174,6 +189,9 @@ class Supervisor:
         if servers:
             print("stopping the server...", flush=True)
             self._terminate(servers)
+        if identity:
+            print("stopping the identity service...", flush=True)
+            self._terminate(identity)
         for child in self.children:
             if child.log_file is not None:
                 child.log_file.close()
@@ -199,8 +217,13 @@ class Supervisor:
 # --- steps -------------------------------------------------------------------------------
 
 
+# Inherited variables that would give a child someone else's identity or trust.
+IDENTITY_VARIABLES = ("PANDA_TOKEN", "PANDA_TOKEN_FILE", "PANDA_CLIENT_ID", "PANDA_CLIENT_SECRET",
+                      "PANDA_AUTH_ISSUERS", "PANDA_IAM_ISSUER", "PANDA_AUTH_MODE")
+
+
 def child_env(settings: Settings, address: str, database_url: str) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
     env.update(
         {
             "PANDA_DATA_DIR": str(settings.data_dir),
@@ -374,11 +397,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     jedi = jedi_endpoints(settings, address)
     if health_status(jedi[0]) is not None:
         raise CliError(f"JEDI already answers at {jedi[0]}: stop it first, or set PANDA_JEDI to another address")
+    iam = iam_endpoints(settings, address)
+    if health_status(iam[0]) is not None:
+        raise CliError(f"an identity service already answers at {iam[0]}: stop it first, or set PANDA_IAM")
 
     supervisor = Supervisor(stop_timeout=args.stop_timeout)
     supervisor.install_signal_handlers()
     try:
-        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi)
+        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)
     except StopRequested:
         print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
         supervisor.stop_all()
@@ -402,6 +428,97 @@ def _report_death(child: Child) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+VO = "panda"
+JEDI_ROBOT = "panda-jedi"
+PILOT_ROBOT = "panda-pilot"
+ADMIN_PASSWORD_FILE = "admin-password"
+
+
+@dataclass
+class LocalIdentity:
+    """The identity service `panda up` runs, its admin and its robots' secrets."""
+
+    address: str
+    http_port: int
+    metrics_port: int
+    admin: str
+    token_path: Path
+    password_path: Path
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def trust_env(self) -> dict[str, str]:
+        return {"PANDA_AUTH_ISSUERS": self.issuer, "PANDA_IAM_ISSUER": self.issuer}
+
+    def service_env(self) -> dict[str, str]:
+        return {**self.trust_env(), "PANDA_IAM": self.address, "PANDA_IAM_HTTP_PORT": str(self.http_port),
+                "PANDA_IAM_METRICS_PORT": str(self.metrics_port)}
+
+    def robot_env(self, client_id: str) -> dict[str, str]:
+        return {**self.trust_env(), "PANDA_CLIENT_ID": client_id, "PANDA_CLIENT_SECRET": self.secrets[client_id]}
+
+
+def iam_endpoints(settings: Settings, server_address: str) -> tuple[str, int, int]:
+    """The identity service's gRPC address, HTTP port and metrics port: PANDA_IAM* when set;
+    else the defaults beside a server at its defaults, or 200 above the server's ports."""
+    if any(name in os.environ for name in ("PANDA_IAM", "PANDA_IAM_ADDRESS")):
+        address, http_port = settings.iam_address, settings.iam_http_port
+    elif server_address == DEFAULT_SERVER_ADDRESS:
+        address, http_port = DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT
+    else:
+        host, _, port = server_address.rpartition(":")
+        base = int(port) + 200 if port.isdigit() and int(port) + 201 < 65536 else 0
+        address = f"{host}:{base}" if base else DEFAULT_IAM_ADDRESS
+        http_port = base + 1 if base else DEFAULT_IAM_HTTP_PORT
+    if "PANDA_IAM_METRICS_PORT" in os.environ or not settings.metrics_port:
+        metrics = settings.iam_metrics_port if settings.metrics_port else 0
+    elif settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
+        metrics = DEFAULT_IAM_METRICS_PORT
+    else:
+        metrics = settings.metrics_port + 200 if settings.metrics_port + 200 < 65536 else 0
+    return address, http_port, metrics
+
+
+def local_user_name() -> str:
+    """The admin's name: the local user's, as an account name the identity service accepts."""
+    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in getpass.getuser().lower()).strip("-._")
+    return name or "admin"
+
+
+def provision_identity(settings: Settings, database_url: str, endpoints: tuple[str, int, int],
+                       queues: list[str]) -> LocalIdentity:
+    """Signing key, admin, robots; the admin's token in the user's config directory."""
+    from iam_svc import bootstrap as iam_bootstrap
+    from panda_runtime.db import make_engine
+
+    address, http_port, metrics_port = endpoints
+    identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(settings),
+                             settings.data_dir / ADMIN_PASSWORD_FILE)
+    issuing = settings.model_copy(update={"iam_issuer": identity.issuer, "auth_issuers": [identity.issuer]})
+    engine = make_engine(database_url)
+    try:
+        iam_bootstrap.ensure_signing_key(engine)
+        password = None
+        if not identity.password_path.exists():
+            password = secrets.token_urlsafe(12)
+            fd = os.open(identity.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(password + "\n")
+        iam_bootstrap.ensure_user(engine, identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)
+        identity.secrets[JEDI_ROBOT] = iam_bootstrap.ensure_client(engine, JEDI_ROBOT, groups=[f"/{VO}/service"]) or ""
+        identity.secrets[PILOT_ROBOT] = iam_bootstrap.ensure_client(
+            engine, PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues) or ""
+        issued = time.time()
+        tokens = iam_bootstrap.issue_user_tokens(engine, issuing, identity.admin)
+    finally:
+        engine.dispose()
+    write_login(identity.token_path, identity.issuer, "panda-cli", tokens, issued)
+    return identity
 
 
 def jedi_endpoints(settings: Settings, server_address: str) -> tuple[str, int]:
@@ -432,13 +549,26 @@ def _run(
     logs_dir: Path,
     se_dir: Path,
     jedi: tuple[str, int] = (DEFAULT_JEDI_ADDRESS, DEFAULT_JEDI_METRICS_PORT),
+    iam: tuple[str, int, int] = (DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT, DEFAULT_IAM_METRICS_PORT),
 ) -> int:
     print(f"data dir: {settings.data_dir}", flush=True)
     before, after = upgrade(database_url)
     print(describe_upgrade(database_url, before, after), flush=True)
     supervisor.check_stop()
 
-    env = child_env(settings, address, database_url)
+    queue_names = [LOCAL_QUEUE, *(name for name, _ in EXTRA_QUEUES)]
+    identity = provision_identity(settings, database_url, iam, queue_names)
+    print(f"identity: admin {identity.admin}, token written to {identity.token_path}", flush=True)
+    env = {**child_env(settings, address, database_url), **identity.trust_env()}
+    iam_child = supervisor.start(
+        "iam", [sys.executable, "-m", "panda_cli.main", "serve", "iam"], {**env, **identity.service_env()},
+        logs_dir / "iam.log",
+    )
+    wait_for_server(supervisor, iam_child, identity.address, "the identity service")
+    print(f"identity service ready at {identity.address}, issuer {identity.issuer} (pid {iam_child.pid})",
+          flush=True)
+
+    pilot_env = {**env, **identity.robot_env(PILOT_ROBOT)}
     pilot_commands = [pilot_argv(settings.data_dir / "pilots" / str(i), address) for i in range(1, args.pilots + 1)]
     server = supervisor.start(
         "server", [sys.executable, "-m", "panda_cli.main", "serve", "server"], env, logs_dir / "server.log"
@@ -446,14 +576,15 @@ def _run(
     wait_for_server(supervisor, server, address)
     print(f"server ready at {address} (pid {server.pid})", flush=True)
 
-    with Client(address) as client:
+    with Client(address, tokens=LoginToken(identity.token_path)) as client:
         print(ensure_local_queue(client, f"file://{se_dir}"), flush=True)
         for name, max_memory in EXTRA_QUEUES:
             extra_se = se_dir.parent / name
             extra_se.mkdir(parents=True, exist_ok=True)
             print(ensure_local_queue(client, f"file://{extra_se}", name, max_memory), flush=True)
 
-        jedi_env = {**env, "PANDA_JEDI": jedi[0], "PANDA_JEDI_METRICS_PORT": str(jedi[1])}
+        jedi_env = {**env, **identity.robot_env(JEDI_ROBOT), "PANDA_JEDI": jedi[0],
+                    "PANDA_JEDI_METRICS_PORT": str(jedi[1])}
         jedi_child = supervisor.start(
             "jedi", [sys.executable, "-m", "panda_cli.main", "serve", "jedi"], jedi_env, logs_dir / "jedi.log"
         )
@@ -462,13 +593,13 @@ def _run(
 
         for i, argv in enumerate(pilot_commands, start=1):
             (settings.data_dir / "pilots" / str(i)).mkdir(parents=True, exist_ok=True)
-            pilot = supervisor.start(f"pilot-{i}", argv, env, logs_dir / f"pilot-{i}.log")
+            pilot = supervisor.start(f"pilot-{i}", argv, pilot_env, logs_dir / f"pilot-{i}.log")
             print(f"pilot-{i} started (pid {pilot.pid}, workdir {argv[argv.index('--workdir') + 1]})", flush=True)
         extra_pilots = [name for name, _ in EXTRA_QUEUES] if args.pilots else []
         for name in extra_pilots:
             workdir = settings.data_dir / "pilots" / name
             workdir.mkdir(parents=True, exist_ok=True)
-            pilot = supervisor.start(f"{EXTRA_PILOT_PREFIX}{name}", pilot_argv(workdir, address, name), env,
+            pilot = supervisor.start(f"{EXTRA_PILOT_PREFIX}{name}", pilot_argv(workdir, address, name), pilot_env,
                                      logs_dir / f"pilot-{name}.log")
             print(f"pilot for queue {name} started (pid {pilot.pid}, workdir {workdir})", flush=True)
         if args.pilots:
@@ -492,7 +623,7 @@ def _run(
 
         demo = demo_jobs(client) if args.demo else []
 
-    print_summary(settings, address, database_url, supervisor, demo, jedi)
+    print_summary(settings, address, database_url, supervisor, demo, jedi, identity)
 
     # Supervise: wake on a signal, or look at the children twice a second.
     while not supervisor.stop_event.wait(0.5):
@@ -509,9 +640,10 @@ def print_summary(
     supervisor: Supervisor,
     demo: list[tuple[int, str]],
     jedi: tuple[str, int] | None = None,
+    identity: LocalIdentity | None = None,
 ) -> None:
     metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
-    pilots = [c for c in supervisor.children if c.name not in ("server", "jedi")
+    pilots = [c for c in supervisor.children if c.name not in ("server", "jedi", "iam")
               and not c.name.startswith(EXTRA_PILOT_PREFIX)]
     others = [c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in supervisor.children
               if c.name.startswith(EXTRA_PILOT_PREFIX)]
@@ -524,12 +656,22 @@ def print_summary(
     if jedi is not None:
         jedi_metrics = f"http://{settings.metrics_host}:{jedi[1]}/metrics" if jedi[1] else "metrics disabled"
         lines.append(f"  jedi      {jedi[0]} (gRPC: tasks and datasets; {jedi_metrics})")
+    if identity is not None:
+        lines.append(f"  identity  {identity.address} (gRPC), OIDC issuer {identity.issuer}")
     lines += [
         f"  data dir  {settings.data_dir}",
         f"  database  {display_url(database_url)}",
         f"  pilots    {len(pilots)} on queue {LOCAL_QUEUE}" + "".join(f", 1 on {name}" for name in others),
         "  logs      " + "\n            ".join(str(c.log_path) for c in supervisor.children),
     ]
+    if identity is not None:
+        lines += [
+            "",
+            f"signed in as {identity.admin} (admin): token in {identity.token_path}",
+            f"  admin password (for the sign-in page): {identity.password_path}",
+            f"  others: an admin adds them (panda iam user add NAME --group /{VO}), then they run",
+            f"  `panda login` and approve the code at {identity.issuer}/device",
+        ]
     if demo:
         lines.append("")
         lines.append("demo jobs:")

@@ -1,5 +1,7 @@
-"""Fixtures: a real server on a fresh SQLite file or PostgreSQL database, real pilots, and
-gRPC stubs over real sockets. Every server test runs on both databases."""
+"""Fixtures: a real identity service for the whole session, a real server on a fresh SQLite
+file or PostgreSQL database, real pilots, and gRPC stubs over real sockets. Every server test
+runs on both databases. Every call carries a token: the stubs and the in-process command line
+act as the `admin` user, pilots as the `panda-pilot` robot."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from panda.server.v1 import (
     queue_service_pb2_grpc,
 )
 from panda_runtime.client import sync_channel
-from tools.cluster import ManagedProcess, ServerHandle, fresh_database, spawn, start_server
+from panda_runtime.credentials import StaticToken
+from tools.cluster import IdentityHandle, ManagedProcess, ServerHandle, fresh_database, spawn, start_iam, start_server
 
 # Short timeouts so the watchdogs act within a test.
 TEST_SERVER_ENV = {
@@ -37,6 +40,31 @@ FINAL_STATES = {job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, job_pb2.Jo
                 job_pb2.Job.STATE_CLOSED}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityHandle]:
+    """The identity service every test's processes trust. The test process itself (and so the
+    in-process command line) calls as `admin`; a developer's own sign-in is never read."""
+    handle = start_iam(tmp_path_factory.mktemp("iam"))
+    session_env = {
+        **handle.trust_env(), "PANDA_TOKEN": handle.token("admin"),
+        "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("config")),
+    }
+    saved = {key: os.environ.get(key) for key in session_env}
+    os.environ.update(session_env)
+    yield handle
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    handle.stop()
+
+
+def token_channel(address: str, identity: IdentityHandle, user: str = "admin") -> grpc.Channel:
+    """A channel to `address` whose calls carry `user`'s token."""
+    return sync_channel(address, StaticToken(identity.token(user)))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, migrated database of each kind. PostgreSQL must be there: no skipping."""
@@ -44,8 +72,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def server(database_url: str, tmp_path: Path) -> Iterator[ServerHandle]:
-    handle = start_server(tmp_path, database_url, TEST_SERVER_ENV)
+def server(database_url: str, tmp_path: Path, identity: IdentityHandle) -> Iterator[ServerHandle]:
+    handle = start_server(tmp_path, database_url, {**identity.trust_env(), **TEST_SERVER_ENV})
     yield handle
     handle.stop()
     if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
@@ -53,8 +81,8 @@ def server(database_url: str, tmp_path: Path) -> Iterator[ServerHandle]:
 
 
 @pytest.fixture
-def channel(server: ServerHandle) -> Iterator[grpc.Channel]:
-    with sync_channel(server.address) as chan:
+def channel(server: ServerHandle, identity: IdentityHandle) -> Iterator[grpc.Channel]:
+    with token_channel(server.address, identity) as chan:
         yield chan
 
 
@@ -88,7 +116,9 @@ def local_queue(queues_stub: queue_service_pb2_grpc.QueueServiceStub, storage_di
 
 
 @pytest.fixture
-def start_pilot(server: ServerHandle, tmp_path: Path) -> Iterator[Callable[..., ManagedProcess]]:
+def start_pilot(
+    server: ServerHandle, tmp_path: Path, identity: IdentityHandle
+) -> Iterator[Callable[..., ManagedProcess]]:
     """Starts real pilot processes; every one is stopped (by its PID) at the end."""
     started: list[ManagedProcess] = []
 
@@ -99,7 +129,8 @@ def start_pilot(server: ServerHandle, tmp_path: Path) -> Iterator[Callable[..., 
             sys.executable, "-m", "pilot_agent", "--queue", queue, "--server", server.address,
             "--workdir", str(workdir), "--idle-timeout", "120", "--heartbeat-interval", "1", *extra,
         ]
-        process = spawn(name, args, {"PANDA_DATA_DIR": str(tmp_path)}, tmp_path / "logs" / f"{name}.log")
+        env = {"PANDA_DATA_DIR": str(tmp_path), **identity.robot_env("panda-pilot")}
+        process = spawn(name, args, env, tmp_path / "logs" / f"{name}.log")
         started.append(process)
         return process
 

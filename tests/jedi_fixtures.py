@@ -11,14 +11,14 @@ import grpc
 import pytest
 
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
-from panda_runtime.client import sync_channel
+from tests.conftest import token_channel
 from tests.jedi_support import JediHandle, new_jedi
-from tools.cluster import ServerHandle
+from tools.cluster import IdentityHandle, ServerHandle
 
 
 @pytest.fixture
-def jedi(server: ServerHandle, tmp_path: Path) -> Iterator[JediHandle]:
-    handle = new_jedi(server, tmp_path / "logs")
+def jedi(server: ServerHandle, tmp_path: Path, identity: IdentityHandle) -> Iterator[JediHandle]:
+    handle = new_jedi(server, tmp_path / "logs", **identity.robot_env("panda-jedi"))
     handle.start()
     yield handle
     handle.stop()
@@ -29,8 +29,8 @@ def jedi(server: ServerHandle, tmp_path: Path) -> Iterator[JediHandle]:
 
 
 @pytest.fixture
-def jedi_channel(jedi: JediHandle) -> Iterator[grpc.Channel]:
-    with sync_channel(jedi.address) as chan:
+def jedi_channel(jedi: JediHandle, identity: IdentityHandle) -> Iterator[grpc.Channel]:
+    with token_channel(jedi.address, identity) as chan:
         yield chan
 
 

@@ -35,8 +35,11 @@ class UpProcess:
         self.data_dir = data_dir
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL"}
+        # As on a fresh machine: no database, token or trusted issuer from the test session.
+        env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL" and k not in up.IDENTITY_VARIABLES}
+        self.config_home = data_dir.parent / f"{data_dir.name}-config"
         env.update(
+            XDG_CONFIG_HOME=str(self.config_home),
             PANDA_SERVER=self.address,
             PANDA_METRICS_PORT=str(self.metrics_port),
             PANDA_DATA_DIR=str(data_dir),
@@ -161,10 +164,15 @@ def start_up(tmp_path: Path) -> Iterator[Callable[..., UpProcess]]:
         process.cleanup()
 
 
-def panda(address: str, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main(["--server", address, *argv])
-    return code, capsys.readouterr().out
+def panda(panda_up: UpProcess, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """The command line of the user who ran `panda up`: signed in by it, nothing else set."""
+    with pytest.MonkeyPatch.context() as env:
+        for name in up.IDENTITY_VARIABLES:
+            env.delenv(name, raising=False)
+        env.setenv("XDG_CONFIG_HOME", str(panda_up.config_home))
+        capsys.readouterr()
+        code = main(["--server", panda_up.address, *argv])
+        return code, capsys.readouterr().out
 
 
 def demo_job_ids(summary: str) -> dict[int, str]:
@@ -203,11 +211,11 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     demo = demo_job_ids(out)
     assert sorted(demo.values()) == ["sleep 20", "writes demo.out"]
     for job_id in demo:
-        code, watched = panda(panda_up.address, capsys, "job", "watch", str(job_id))
+        code, watched = panda(panda_up, capsys, "job", "watch", str(job_id))
         assert code == 0, watched
         assert watched.splitlines()[-1].split()[2] == "finished"
     writer = next(job_id for job_id, text in demo.items() if text == "writes demo.out")
-    code, shown = panda(panda_up.address, capsys, "job", "show", str(writer), "--json")
+    code, shown = panda(panda_up, capsys, "job", "show", str(writer), "--json")
     files = json.loads(shown)["files"]
     assert [(f["lfn"], f["status"]) for f in files] == [("demo.out", "STATUS_READY")]
     se = panda_up.data_dir / "se" / "local"
@@ -230,7 +238,8 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert_all_gone(everything)
     out = panda_up.out
     tail = out[out.index(SUMMARY_END) :]
-    steps = ["SIGINT: stopping", "stopping 2 pilot(s)...", "stopping the server...", "stopped"]
+    steps = ["SIGINT: stopping", "stopping 2 pilot(s)...", "stopping the server...",
+             "stopping the identity service...", "stopped"]
     positions = [tail.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), tail
     assert "did not stop in time" not in out

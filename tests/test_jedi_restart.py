@@ -16,9 +16,10 @@ from jedi_svc.store.engine_store import EngineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
-from panda_runtime.client import sync_channel
 from panda_runtime.config import Settings
+from panda_runtime.credentials import ClientCredentialsToken
 from panda_runtime.db import make_engine
+from tests.conftest import token_channel
 from tests.jedi_support import (
     T,
     adler32_of,
@@ -68,7 +69,7 @@ def test_sigkill_mid_task_then_restart_completes_it_exactly_once(  # type: ignor
 
 
 def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[no-untyped-def]
-    server, database_url: str, jobs_stub, local_queue, storage_dir: Path, start_pilot, tmp_path: Path
+    server, database_url: str, jobs_stub, local_queue, storage_dir: Path, start_pilot, tmp_path: Path, identity
 ) -> None:
     # JEDI's first steps done here, in-process, up to submitting a batch whose answer is "lost".
     engine = make_engine(database_url)
@@ -85,13 +86,14 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
     assert steps.refine(task_id) == "defined" and steps.feed(task_id) == "ready"
 
     async def submit_and_crash() -> list[int]:
-        client = ServerClient(server.address, 30)
+        jedi_credentials = ClientCredentialsToken(identity.issuer, "panda-jedi", identity.secrets["panda-jedi"])
+        client = ServerClient(server.address, 30, jedi_credentials)
         try:
             plan = steps.plan_jobs(task_id, await client.list_queues(), batch_size=4, pending_retry=1,
                                    jobs_per_point=100)
             assert plan.batches == [1, 2] and plan.jobs == 7
             request_id, rows = steps.batch(task_id, 1)
-            return await client.submit_jobs([r["spec"] for r in rows], request_id)
+            return await client.submit_jobs([r["spec"] for r in rows], request_id, owner="alice", vo="panda")
         finally:
             await client.close()
 
@@ -100,11 +102,11 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
     assert len(first) == 4 and len(task_jobs(jobs_stub, task_id)) == 4
 
     # JEDI starts: it sends both stored batches (the first one again, with its request id).
-    jedi = new_jedi(server, tmp_path / "logs")
+    jedi = new_jedi(server, tmp_path / "logs", **identity.robot_env("panda-jedi"))
     jedi.start()
     try:
         start_pilot()
-        with sync_channel(jedi.address) as channel:
+        with token_channel(jedi.address, identity) as channel:
             stub = task_service_pb2_grpc.TaskServiceStub(channel)
             task = wait_task(stub, task_id, timeout=90)
             assert task.state == T.STATE_DONE, history_text(task)

@@ -1,5 +1,6 @@
-"""Start and stop PanDA mesh processes for tests and benchmarks: a server on a fresh
-database, pilots, each in a process group of its own and stopped by its PID only."""
+"""Start and stop PanDA mesh processes for tests and benchmarks: the identity service with its
+users and robots, a server on a fresh database, pilots, each in a process group of its own and
+stopped by its PID only."""
 
 from __future__ import annotations
 
@@ -146,5 +147,99 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
         address, metrics_port, database_url, data_dir,
         env=server_env(data_dir, database_url, address, metrics_port, extra_env),
     )
+    handle.start()
+    return handle
+
+
+# Who exists in a test or benchmark identity service: people with their WLCG groups, and
+# robots with their groups and the queues they may serve.
+TEST_USERS: dict[str, list[str]] = {
+    "admin": ["/panda", "/panda/admin"],
+    "alice": ["/panda"],
+    "bob": ["/panda"],
+    "prod": ["/panda", "/panda/production"],
+}
+TEST_ROBOTS: dict[str, tuple[list[str], list[str]]] = {
+    "panda-pilot": (["/panda/pilot"], ["*"]),
+    "panda-jedi": (["/panda/service"], []),
+    "panda-harvester": (["/panda/harvester"], []),
+}
+
+
+@dataclass
+class IdentityHandle:
+    """A running iam_svc, the people and robots it knows, and tokens of the people."""
+
+    address: str
+    http_port: int
+    metrics_port: int
+    database_url: str
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: ManagedProcess | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def trust_env(self) -> dict[str, str]:
+        """What a process needs to trust this issuer and to ask it for robot tokens."""
+        return {"PANDA_AUTH_MODE": "token", "PANDA_AUTH_ISSUERS": self.issuer, "PANDA_IAM_ISSUER": self.issuer}
+
+    def robot_env(self, client_id: str) -> dict[str, str]:
+        """A process acting as the robot `client_id` (any given token is cleared)."""
+        return {**self.trust_env(), "PANDA_TOKEN": "", "PANDA_TOKEN_FILE": "", "PANDA_CLIENT_ID": client_id,
+                "PANDA_CLIENT_SECRET": self.secrets[client_id]}
+
+    def token(self, user: str) -> str:
+        return self.tokens[user]
+
+    def start(self) -> None:
+        self.process = spawn("iam", [sys.executable, "-m", "iam_svc"], self.env, self.data_dir / "logs" / "iam.log")
+        wait_healthy(self.address, process=self.process.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+
+def start_iam(
+    data_dir: Path,
+    database_url: str | None = None,
+    *,
+    users: dict[str, list[str]] | None = None,
+    robots: dict[str, tuple[list[str], list[str]]] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> IdentityHandle:
+    """The identity service on its own database (a fresh SQLite file unless one is given), with
+    `users` (tokens minted for each) and `robots` (secrets kept), started and healthy."""
+    from iam_svc import bootstrap as iam_bootstrap
+    from panda_runtime.config import Settings
+    from panda_runtime.db import make_engine
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    database_url = database_url or fresh_database("sqlite", data_dir, "")
+    address, http_port, metrics_port = f"127.0.0.1:{free_port()}", free_port(), free_port()
+    handle = IdentityHandle(address, http_port, metrics_port, database_url, data_dir)
+    handle.env = {
+        "PANDA_DATA_DIR": str(data_dir), "PANDA_DATABASE_URL": database_url, "PANDA_IAM": address,
+        "PANDA_IAM_HTTP_PORT": str(http_port), "PANDA_IAM_METRICS_PORT": str(metrics_port),
+        **handle.trust_env(), **(extra_env or {}),
+    }
+    settings = Settings(database_url=database_url, iam_issuer=handle.issuer, auth_issuers=[handle.issuer])
+    engine = make_engine(database_url)
+    try:
+        iam_bootstrap.ensure_signing_key(engine)
+        for name, groups in (users if users is not None else TEST_USERS).items():
+            iam_bootstrap.ensure_user(engine, name, groups=groups, password=f"{name}-password")
+            handle.tokens[name] = iam_bootstrap.issue_user_tokens(engine, settings, name)["access_token"]
+        for client_id, (groups, queues) in (robots if robots is not None else TEST_ROBOTS).items():
+            secret = iam_bootstrap.ensure_client(engine, client_id, groups=groups, queues=queues)
+            assert secret is not None
+            handle.secrets[client_id] = secret
+    finally:
+        engine.dispose()
     handle.start()
     return handle
