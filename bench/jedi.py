@@ -157,7 +157,8 @@ def main() -> int:
         server = start_server(data_dir, url, {**identity.trust_env(), "PANDA_DISPATCH_POLL_SECONDS": "0.2"})
         jedi_address = f"127.0.0.1:{free_port()}"
         jedi_env = {**server.env, **identity.robot_env("panda-jedi"), "PANDA_JEDI": jedi_address,
-                    "PANDA_JEDI_METRICS_PORT": "0", "PANDA_JEDI_INTERVAL_SECONDS": "0.2", **dict(kv.split("=", 1) for kv in args.jedi_env)}
+                    "PANDA_JEDI_METRICS_PORT": "0", "PANDA_JEDI_INTERVAL_SECONDS": "0.2",
+                    **dict(kv.split("=", 1) for kv in args.jedi_env)}
         profile = ["-m", "cProfile", "-o", str(Path(args.profile_jedi).resolve())] if args.profile_jedi else []
         jedi = spawn("jedi", [sys.executable, *profile, "-m", "jedi_svc"], jedi_env, data_dir / "logs" / "jedi.log")
         wait_healthy(jedi_address, process=jedi.process)
