@@ -161,7 +161,7 @@ class UpdateUserRequest(_message.Message):
     def user(self) -> _identity_pb2.User: ...
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: display_name, email, enabled, password. Required."""
+        """Fields to change: display_name, email, disabled, password. Required."""
 
     def __init__(
         self,

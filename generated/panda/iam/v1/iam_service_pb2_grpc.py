@@ -151,7 +151,7 @@ class IamServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateUser(self, request, context):
-        """Changes display_name, email, enabled or password (the update_mask's paths).
+        """Changes display_name, email, disabled or password (the update_mask's paths).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,7 @@ class IamServiceStub:
     ListUsers: _grpc.UnaryUnaryMultiCallable[_iam_service_pb2.ListUsersRequest, _iam_service_pb2.ListUsersResponse]
     """Lists users by name."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_iam_service_pb2.UpdateUserRequest, _iam_service_pb2.UpdateUserResponse]
-    """Changes display_name, email, enabled or password (the update_mask's paths)."""
+    """Changes display_name, email, disabled or password (the update_mask's paths)."""
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_iam_service_pb2.DeleteUserRequest, _iam_service_pb2.DeleteUserResponse]
     """Deletes a user with its memberships; its refresh tokens stop working."""
     CreateGroup: _grpc.UnaryUnaryMultiCallable[_iam_service_pb2.CreateGroupRequest, _iam_service_pb2.CreateGroupResponse]
@@ -88,7 +88,7 @@ class IamServiceAsyncStub(IamServiceStub):
     ListUsers: _aio.UnaryUnaryMultiCallable[_iam_service_pb2.ListUsersRequest, _iam_service_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Lists users by name."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_iam_service_pb2.UpdateUserRequest, _iam_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
-    """Changes display_name, email, enabled or password (the update_mask's paths)."""
+    """Changes display_name, email, disabled or password (the update_mask's paths)."""
     DeleteUser: _aio.UnaryUnaryMultiCallable[_iam_service_pb2.DeleteUserRequest, _iam_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """Deletes a user with its memberships; its refresh tokens stop working."""
     CreateGroup: _aio.UnaryUnaryMultiCallable[_iam_service_pb2.CreateGroupRequest, _iam_service_pb2.CreateGroupResponse]  # type: ignore[assignment]
@@ -155,7 +155,7 @@ class IamServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _iam_service_pb2.UpdateUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_iam_service_pb2.UpdateUserResponse, _abc.Awaitable[_iam_service_pb2.UpdateUserResponse]]:
-        """Changes display_name, email, enabled or password (the update_mask's paths)."""
+        """Changes display_name, email, disabled or password (the update_mask's paths)."""
 
     @_abc_1.abstractmethod
     def DeleteUser(

@@ -32,7 +32,7 @@ class User(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
-    ENABLED_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     HAS_PASSWORD_FIELD_NUMBER: _builtins.int
@@ -47,8 +47,10 @@ class User(_message.Message):
     display_name: _builtins.str
     """Full name, for people ("Alice Smith"); the token's `name` claim."""
     email: _builtins.str
-    enabled: _builtins.bool
-    """A disabled user can neither sign in nor refresh tokens."""
+    disabled: _builtins.bool
+    """A disabled user can neither sign in nor refresh tokens. (Disabled rather than enabled,
+    so that a user created without saying is enabled.)
+    """
     password: _builtins.str
     """Sets the password (argon2id-hashed, never returned); empty on update clears it,
     so the user can no longer sign in with a password.
@@ -72,7 +74,7 @@ class User(_message.Message):
         user_id: _builtins.str = ...,
         display_name: _builtins.str = ...,
         email: _builtins.str = ...,
-        enabled: _builtins.bool = ...,
+        disabled: _builtins.bool = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
         password: _builtins.str = ...,
         has_password: _builtins.bool = ...,
@@ -81,7 +83,7 @@ class User(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "email", b"email", "enabled", b"enabled", "groups", b"groups", "has_password", b"has_password", "name", b"name", "password", b"password", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "disabled", b"disabled", "display_name", b"display_name", "email", b"email", "groups", b"groups", "has_password", b"has_password", "name", b"name", "password", b"password", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -162,7 +164,7 @@ class Client(_message.Message):
     GRANT_TYPES_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
     QUEUES_FIELD_NUMBER: _builtins.int
-    ENABLED_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
@@ -171,7 +173,7 @@ class Client(_message.Message):
     """Letters, digits, ".", "_" and "-", at most 64 characters; the `sub` of a robot's tokens."""
     description: _builtins.str
     type: Global___Client.Type.ValueType
-    enabled: _builtins.bool
+    disabled: _builtins.bool
     """A disabled client gets no tokens."""
     @_builtins.property
     def grant_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -201,13 +203,13 @@ class Client(_message.Message):
         grant_types: _abc.Iterable[_builtins.str] | None = ...,
         groups: _abc.Iterable[_builtins.str] | None = ...,
         queues: _abc.Iterable[_builtins.str] | None = ...,
-        enabled: _builtins.bool = ...,
+        disabled: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "create_time", b"create_time", "description", b"description", "enabled", b"enabled", "grant_types", b"grant_types", "groups", b"groups", "name", b"name", "queues", b"queues", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "create_time", b"create_time", "description", b"description", "disabled", b"disabled", "grant_types", b"grant_types", "groups", b"groups", "name", b"name", "queues", b"queues", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

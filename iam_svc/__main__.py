@@ -1,0 +1,3 @@
+from iam_svc.main import main
+
+main()
