@@ -350,15 +350,29 @@ class TokenAuthenticator:
     def _from_certificate(self, context: grpc.aio.ServicerContext | None) -> Principal | None:
         if context is None or not self._x509_users:
             return None
-        subjects = context.auth_context().get("x509_subject_name") or []
+        subjects = context.auth_context().get("x509_subject") or []
         for subject in subjects:
-            principal = self._x509_users.get(subject.decode() if isinstance(subject, bytes) else subject)
+            principal = self._x509_users.get(canonical_subject(subject.decode() if isinstance(subject, bytes)
+                                                               else subject))
             if principal is not None:
                 return principal
-        return None
+        raise Unauthenticated(f"certificate subject {subjects[0]!r} is not mapped to a user" if subjects
+                              else "no bearer token and no client certificate")
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def canonical_subject(subject: str) -> str:
+    """A certificate subject in the grid's slash form, most significant part first, whether it
+    is written that way (`/DC=org/DC=panda/CN=Alice`) or as RFC 2253 (`CN=Alice,DC=panda,DC=org`,
+    as TLS libraries report it)."""
+    subject = subject.strip()
+    if subject.startswith("/"):
+        parts = [p.strip() for p in subject.split("/") if p.strip()]
+    else:
+        parts = [p.strip() for p in subject.split(",") if p.strip()][::-1]
+    return "/" + "/".join(parts)
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

@@ -19,6 +19,7 @@ from panda_runtime.auth import (
     Authenticator,
     Principal,
     TokenAuthenticator,
+    canonical_subject,
     grants_from_groups,
 )
 from panda_runtime.config import Settings
@@ -74,7 +75,7 @@ def build_authenticator(settings: Settings, extra_issuers: Iterable[str] = ()) -
 
 def load_x509_users(path: str) -> dict[str, Principal]:
     """Legacy x509: certificate subject → user, from a YAML file of
-    `"<subject>": {user: NAME, groups: [/vo, ...]}`."""
+    `"<subject>": {user: NAME, groups: [/vo, ...]}` (subjects in slash or RFC 2253 form)."""
     if not path:
         return {}
     import yaml
@@ -84,7 +85,7 @@ def load_x509_users(path: str) -> dict[str, Principal]:
     users = {}
     for subject, entry in entries.items():
         groups = [str(g) for g in entry.get("groups", [])]
-        users[str(subject)] = Principal(
+        users[canonical_subject(str(subject))] = Principal(
             subject=str(entry["user"]), issuer="x509", grants=grants_from_groups(groups), groups=tuple(groups),
             queues=frozenset(str(q) for q in entry.get("queues", [])),
         )

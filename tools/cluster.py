@@ -46,9 +46,10 @@ def fresh_database(kind: str, data_dir: Path, name: str) -> str:
     return url
 
 
-def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
+                 tls: grpc.ChannelCredentials | None = None) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    with (grpc.insecure_channel(address) if tls is None else grpc.secure_channel(address, tls)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
@@ -113,12 +114,14 @@ class ServerHandle:
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
+    # Credentials to reach a server that serves TLS (the legacy x509 path).
+    tls: grpc.ChannelCredentials | None = None
 
     def start(self) -> None:
         self.process = spawn(
             "server", [sys.executable, "-m", "server_svc"], self.env, self.data_dir / "logs" / "server.log"
         )
-        wait_healthy(self.address, process=self.process.process)
+        wait_healthy(self.address, process=self.process.process, tls=self.tls)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -141,11 +144,12 @@ def server_env(data_dir: Path, database_url: str, address: str, metrics_port: in
     }
 
 
-def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None) -> ServerHandle:
+def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None,
+                 tls: grpc.ChannelCredentials | None = None) -> ServerHandle:
     address, metrics_port = f"127.0.0.1:{free_port()}", free_port()
     handle = ServerHandle(
         address, metrics_port, database_url, data_dir,
-        env=server_env(data_dir, database_url, address, metrics_port, extra_env),
+        env=server_env(data_dir, database_url, address, metrics_port, extra_env), tls=tls,
     )
     handle.start()
     return handle
