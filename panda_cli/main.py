@@ -82,7 +82,8 @@ def _job_id(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `panda --help` does not pay for the handlers' imports twice.
-    from . import jobs, queues, runners, up
+    from . import iam as iam_commands
+    from . import jobs, login, queues, runners, up
     from . import tasks as jedi_commands
     from .output import job_state_choices, queue_status_choices
 
@@ -216,11 +217,16 @@ def build_parser() -> argparse.ArgumentParser:
     # task ..., tasks, dataset ... (JEDI)
     jedi_commands.add_commands(commands, command)
 
+    # login, logout, whoami; iam ... (the identity service)
+    login.add_commands(commands, command)
+    iam_commands.add_commands(commands, command)
+
     # serve ...
     serve = commands.add_parser("serve", help="run a service in the foreground", description="services")
     serve_commands = serve.add_subparsers(dest="serve_command", metavar="SERVICE", required=True)
     command(serve_commands, "server", runners.cmd_serve_server, "the job server (gRPC and metrics)", json_flag=False)
     jedi_commands.add_serve_command(serve_commands, command)
+    iam_commands.add_serve_command(serve_commands, command)
 
     # pilot: its options belong to pilot_agent; main() hands it every argument after `pilot`.
     p = commands.add_parser(
