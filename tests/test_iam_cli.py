@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,7 +118,7 @@ class Login:
 
 
 @pytest.fixture
-def start_login(iam: Iam, config_home: Path) -> Callable[[], Login]:
+def start_login(iam: Iam, config_home: Path) -> Iterator[Callable[[], Login]]:
     started: list[Login] = []
 
     def start() -> Login:
@@ -126,7 +126,7 @@ def start_login(iam: Iam, config_home: Path) -> Callable[[], Login]:
         started.append(login)
         return login
 
-    yield start  # type: ignore[misc]
+    yield start
     for login in started:
         login.stop()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import httpx
@@ -13,8 +14,15 @@ import jwt
 import pytest
 from sqlalchemy import text
 
+from iam_svc.domain import device
+from iam_svc.domain.codes import new_user_code, normalize_user_code
+from iam_svc.domain.device import PollResult, poll_result
+from iam_svc.domain.keys import generate_signing_key
+from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2
+from panda_runtime.db import make_engine
 from tests.iam_support import Browser, Iam, iam_stub, sign_in_and_decide, verify
+from tools.cluster import fresh_database
 
 pytest_plugins = ["tests.iam_fixtures"]
 
@@ -305,3 +313,43 @@ def test_secrets_are_stored_hashed(iam: Iam) -> None:
     assert all(len(h) == 64 for h in refresh + device)
     log = iam.process.log() if iam.process else ""
     assert "alice-password" not in log and iam.secrets["panda-pilot"] not in log and refresh_token not in log
+
+
+# --- the rules without a process -------------------------------------------------------------
+
+
+def test_retired_keys_are_published_until_their_tokens_expire(tmp_path: Path) -> None:
+    engine = make_engine(fresh_database("sqlite", tmp_path, ""))
+    store = KeyStore(engine)
+    first = store.ensure_active_key(generate_signing_key)
+    assert store.ensure_active_key(generate_signing_key)["kid"] == first["kid"]  # the first start only
+
+    second = store.rotate(generate_signing_key, longest_token_seconds=3600)
+    assert [k["kid"] for k in store.published_keys(3600)] == [second["kid"], first["kid"]]
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE iam_signing_keys SET retire_time = :t WHERE kid = :k"),
+                     {"t": datetime.now(UTC) - timedelta(seconds=3601), "k": first["kid"]})
+    assert [k["kid"] for k in store.published_keys(3600)] == [second["kid"]]
+    third = store.rotate(generate_signing_key, longest_token_seconds=3600)
+    with engine.connect() as conn:
+        kept = set(conn.execute(text("SELECT kid FROM iam_signing_keys")).scalars())
+    assert kept == {second["kid"], third["kid"]}  # the expired one is gone for good
+    engine.dispose()
+
+
+def test_device_poll_rules() -> None:
+    now = datetime.now(UTC)
+    later = now + timedelta(minutes=5)
+
+    def result(state: str, last: datetime | None = None, expire: datetime = later) -> PollResult:
+        return poll_result(state, now=now, expire_time=expire, last_poll_time=last, interval=5)
+
+    assert result(device.PENDING) is PollResult.PENDING
+    assert result(device.PENDING, last=now - timedelta(seconds=5)) is PollResult.PENDING
+    assert result(device.PENDING, last=now - timedelta(seconds=2)) is PollResult.SLOW_DOWN
+    assert result(device.APPROVED, last=now) is PollResult.APPROVED
+    assert result(device.DENIED) is PollResult.DENIED
+    assert result(device.APPROVED, expire=now) is PollResult.EXPIRED
+    assert result(device.CONSUMED) is PollResult.ALREADY_USED
+    assert normalize_user_code(" wdjb mjht ") == "WDJB-MJHT" and normalize_user_code("WDJB-MJHA") is None
+    assert normalize_user_code(new_user_code()) is not None
