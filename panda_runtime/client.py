@@ -26,8 +26,11 @@ DEFAULT_DEADLINE_SECONDS = 30.0
 
 
 def _with_token(details: Any, tokens: TokenSource) -> Any:
-    metadata = [*(details.metadata or ()), ("authorization", f"Bearer {tokens.token()}")]
-    return details._replace(metadata=metadata)
+    """The call's details with the channel's token, unless the call brings its own."""
+    metadata = list(details.metadata or ())
+    if any(key == "authorization" for key, _ in metadata):
+        return details
+    return details._replace(metadata=[*metadata, ("authorization", f"Bearer {tokens.token()}")])
 
 
 class _SyncBearer(

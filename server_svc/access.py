@@ -19,6 +19,7 @@ ACCESS = AccessTable({
     _JOB + "KillJobs": _WORKERS_OF_JOBS,
     _JOB + "ReassignJobs": _WORKERS_OF_JOBS,
     _JOB + "WatchJobs": _WORKERS_OF_JOBS,
+    _JOB + "SetJobsPriority": _WORKERS_OF_JOBS,
     _QUEUE + "CreateQueue": {ADMIN},
     _QUEUE + "UpdateQueue": {ADMIN},
     _QUEUE + "GetQueue": {AUTHENTICATED},

@@ -1,4 +1,5 @@
-"""A pilot's stream driven by hand, message by message, for protocol tests."""
+"""A pilot's stream driven by hand, message by message, for protocol tests. It calls as the
+session's pilot robot, whatever token the channel carries."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import grpc
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+from tools.cluster import session_identity
 
 _END = object()
 
 
 class PilotStream:
     def __init__(self, channel: grpc.Channel, pilot_id: str, queue_id: str = "local", *,
-                 held: list[tuple[int, int]] | None = None, cores: int = 0) -> None:
+                 held: list[tuple[int, int]] | None = None, cores: int = 0, token: str | None = None) -> None:
         self.pilot_id = pilot_id
         self._outgoing: queue.Queue[object] = queue.Queue()
         self._incoming: queue.Queue[dispatch_pb2.ConnectResponse | grpc.RpcError | None] = queue.Queue()
@@ -29,7 +31,8 @@ class PilotStream:
             held_jobs=[dispatch_pb2.HeldJob(job_id=j, attempt=a) for j, a in (held or [])],
         ))
         stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
-        self._call = stub.Connect(self._requests(), timeout=120)
+        token = token if token is not None else session_identity().pilot_token()
+        self._call = stub.Connect(self._requests(), timeout=120, metadata=[("authorization", f"Bearer {token}")])
         threading.Thread(target=self._read, daemon=True).start()
 
     def _requests(self) -> Iterator[dispatch_pb2.ConnectRequest]:

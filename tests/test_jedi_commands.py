@@ -3,6 +3,7 @@ from the states PanDA accepts it in, and FAILED_PRECONDITION (naming the state) 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -141,7 +142,13 @@ def test_pause_resume_priority_and_finish_of_a_waiting_task(  # type: ignore[no-
     assert send(tasks_stub, "pause", task.task_id).state == T.STATE_PAUSED
     refused(tasks_stub, "pause", task.task_id, "paused")
     refused(tasks_stub, "retry", task.task_id, "paused")
+    assert {j.priority for j in task_jobs(jobs_stub, task.task_id)} == {0}
     assert send(tasks_stub, "priority", task.task_id).priority == 5
+    # The jobs already queued take the new priority too.
+    deadline = time.monotonic() + 20
+    while {j.priority for j in task_jobs(jobs_stub, task.task_id)} != {5} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {j.priority for j in task_jobs(jobs_stub, task.task_id)} == {5}
     assert send(tasks_stub, "resume", task.task_id).state == T.STATE_RUNNING
     finishing = send(tasks_stub, "finish", task.task_id)
     assert finishing.state == T.STATE_FINISHING
@@ -151,7 +158,8 @@ def test_pause_resume_priority_and_finish_of_a_waiting_task(  # type: ignore[no-
     assert {j.state for j in task_jobs(jobs_stub, task.task_id)} == {J.STATE_CANCELLED}
     assert task.progress.files_cancelled == 3
     text = history_text(task)
-    for expected in ["running -> paused", "paused -> running", "priority 0 -> 5", "running -> finishing",
+    for expected in ["running -> paused", "priority 0 -> 5", "priority 5 set on 3 queued job(s)",
+                     "paused -> running", "running -> finishing",
                      "cancelled 3 job(s) not yet started", "finishing -> finished"]:
         assert expected in text, text
 

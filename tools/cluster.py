@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -155,6 +156,16 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
     return handle
 
 
+_session_identity: IdentityHandle | None = None
+
+
+def session_identity() -> IdentityHandle:
+    """The first identity service this process started (the test session's)."""
+    if _session_identity is None:
+        raise RuntimeError("no identity service started in this process")
+    return _session_identity
+
+
 # Who exists in a test or benchmark identity service: people with their WLCG groups, and
 # robots with their groups and the queues they may serve.
 TEST_USERS: dict[str, list[str]] = {
@@ -183,6 +194,7 @@ class IdentityHandle:
     process: ManagedProcess | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    _pilot: Any = None
 
     @property
     def issuer(self) -> str:
@@ -199,6 +211,14 @@ class IdentityHandle:
 
     def token(self, user: str) -> str:
         return self.tokens[user]
+
+    def pilot_token(self) -> str:
+        """A token of the `panda-pilot` robot (client_credentials), renewed as needed."""
+        from panda_runtime.credentials import ClientCredentialsToken
+
+        if self._pilot is None:
+            self._pilot = ClientCredentialsToken(self.issuer, "panda-pilot", self.secrets["panda-pilot"])
+        return self._pilot.token()
 
     def start(self) -> None:
         self.process = spawn("iam", [sys.executable, "-m", "iam_svc"], self.env, self.data_dir / "logs" / "iam.log")
@@ -246,4 +266,6 @@ def start_iam(
     finally:
         engine.dispose()
     handle.start()
+    global _session_identity
+    _session_identity = _session_identity or handle
     return handle

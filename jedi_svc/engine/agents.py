@@ -8,7 +8,7 @@ whole process) can stop at any point and pick up where it was:
 - watcher: the server's WatchJobs stream from JEDI's stored cursor: job states, outcomes of
   ended jobs (chunks done, retried or failed), outputs, scouts' measurements;
 - post-processor: ends scouting, detects exhaustion, decides the end state;
-- commander: what commands need from the server (kill, finish, reassign jobs).
+- commander: what commands need from the server (kill, finish, reassign jobs, new priority).
 """
 
 from __future__ import annotations
@@ -403,6 +403,9 @@ class Engine:
             return f"cancelled {len(jobs)} job(s) not yet started"
         if kind == "reassign":
             return await self._reassign(task_id, list(args.get("queues", [])))
+        if kind == "priority":
+            changed = await self.server.set_task_jobs_priority(task_id, int(args["priority"]))
+            return f"priority {args['priority']} set on {changed} queued job(s)" if changed else ""
         log.warning("task %d: unknown command %r ignored", task_id, kind)
         return ""
 

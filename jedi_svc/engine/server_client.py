@@ -219,6 +219,12 @@ class ServerClient:
             moved += [r.job_id for r in response.results if r.status.code == 0]
         return moved
 
+    async def set_task_jobs_priority(self, task_id: int, priority: int) -> int:
+        """Give the task's jobs not yet sent to a pilot a new priority; returns how many changed."""
+        response = await self.jobs.SetJobsPriority(
+            job_service_pb2.SetJobsPriorityRequest(task_id=task_id, priority=priority), timeout=self.deadline)
+        return response.updated_count
+
     async def job_details(self, task_id: int, job_ids: list[int]) -> dict[int, JobDetails]:
         """Outputs and measurements of finished jobs, a page of ListJobs per range of ids."""
         wanted = sorted(set(job_ids))

@@ -201,7 +201,8 @@ class TaskStore(Store):
                 self._queue_command(conn, task_id, "reassign", {"queues": values["queues"]}, at)
             elif kind == "priority":
                 values["priority"] = priority
-                note = f"priority {row.priority} -> {priority} (for jobs generated from now on)"
+                note = f"priority {row.priority} -> {priority}"
+                self._queue_command(conn, task_id, "priority", {"priority": priority}, at)
             if new != current:
                 states.check_transition(task_id, current, new)
                 values["state"] = new.value

@@ -119,6 +119,22 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self._hub.events_written.notify()
         return job_service_pb2.ReassignJobsResponse(results=[_result_to_proto(r) for r in results])
 
+    async def SetJobsPriority(
+        self, request: job_service_pb2.SetJobsPriorityRequest, context: grpc.aio.ServicerContext
+    ) -> job_service_pb2.SetJobsPriorityResponse:
+        if bool(request.job_ids) == bool(request.task_id):
+            raise InvalidArgument("give either job_ids or task_id", field="job_ids")
+        job_ids = self._job_ids(request.job_ids) if request.job_ids else []
+        if request.task_id < 0:
+            raise InvalidArgument("task_id must be positive", field="task_id")
+        updated = await self._db.run(
+            self._store.set_priority, request.priority, job_ids=job_ids, task_id=request.task_id,
+            scope=current_principal().scope(),
+        )
+        if updated:
+            self._hub.wake()
+        return job_service_pb2.SetJobsPriorityResponse(updated_count=updated)
+
     async def WatchJobs(self, request: job_service_pb2.WatchJobsRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
         cursor = request.after_cursor
         if cursor < 0:

@@ -660,6 +660,20 @@ class JobStore:
             return True
         return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}).scalar())
 
+    def set_priority(
+        self, priority: int, *, job_ids: Sequence[int] = (), task_id: int = 0, scope: Scope = EVERYTHING
+    ) -> int:
+        """New priority for the jobs not yet sent to a pilot among those named; returns how many."""
+        target = jobs.c.job_id.in_(list(job_ids)) if job_ids else jobs.c.task_id == task_id
+        query = (
+            update(jobs)
+            .where(target, jobs.c.state.in_([s.value for s in QUEUED_STATES]), _visible(scope),
+                   jobs.c.priority != priority)
+            .values(priority=priority, update_time=_now())
+        )
+        with self._engine.begin() as conn:
+            return conn.execute(query).rowcount
+
     # -- events and commands -------------------------------------------------------------
 
     def events_after(

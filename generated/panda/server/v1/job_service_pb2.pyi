@@ -271,6 +271,56 @@ class ReassignJobsResponse(_message.Message):
 Global___ReassignJobsResponse: _TypeAlias = ReassignJobsResponse  # noqa: Y015
 
 @_typing.final
+class SetJobsPriorityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_IDS_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.int
+    """...or every job of this task. One of the two is required."""
+    priority: _builtins.int
+    """The new priority; higher runs first."""
+    @_builtins.property
+    def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """These jobs (at most 10,000)..."""
+
+    def __init__(
+        self,
+        *,
+        job_ids: _abc.Iterable[_builtins.int] | None = ...,
+        task_id: _builtins.int = ...,
+        priority: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_ids", b"job_ids", "priority", b"priority", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetJobsPriorityRequest: _TypeAlias = SetJobsPriorityRequest  # noqa: Y015
+
+@_typing.final
+class SetJobsPriorityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATED_COUNT_FIELD_NUMBER: _builtins.int
+    updated_count: _builtins.int
+    """Jobs whose priority changed (queued ones the caller may act on; others are left alone)."""
+    def __init__(
+        self,
+        *,
+        updated_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["updated_count", b"updated_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetJobsPriorityResponse: _TypeAlias = SetJobsPriorityResponse  # noqa: Y015
+
+@_typing.final
 class JobActionResult(_message.Message):
     """Outcome of an action on one job of a batch."""
 

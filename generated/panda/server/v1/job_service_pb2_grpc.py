@@ -60,6 +60,11 @@ class JobServiceStub:
                 request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsRequest.SerializeToString,
                 response_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsResponse.FromString,
                 _registered_method=True)
+        self.SetJobsPriority = channel.unary_unary(
+                '/panda.server.v1.JobService/SetJobsPriority',
+                request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityRequest.SerializeToString,
+                response_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityResponse.FromString,
+                _registered_method=True)
         self.WatchJobs = channel.unary_stream(
                 '/panda.server.v1.JobService/WatchJobs',
                 request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.WatchJobsRequest.SerializeToString,
@@ -106,6 +111,13 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetJobsPriority(self, request, context):
+        """Changes the priority of jobs not yet sent to a pilot: the listed ones, or all of a task.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchJobs(self, request, context):
         """Streams job state changes from a cursor, then live ones as they happen.
         """
@@ -140,6 +152,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ReassignJobs,
                     request_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsRequest.FromString,
                     response_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsResponse.SerializeToString,
+            ),
+            'SetJobsPriority': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetJobsPriority,
+                    request_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityRequest.FromString,
+                    response_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityResponse.SerializeToString,
             ),
             'WatchJobs': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJobs,
@@ -283,6 +300,33 @@ class JobService:
             '/panda.server.v1.JobService/ReassignJobs',
             panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsRequest.SerializeToString,
             panda_dot_server_dot_v1_dot_job__service__pb2.ReassignJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetJobsPriority(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/panda.server.v1.JobService/SetJobsPriority',
+            panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityRequest.SerializeToString,
+            panda_dot_server_dot_v1_dot_job__service__pb2.SetJobsPriorityResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,8 @@ class JobServiceStub:
     """Kills jobs: a queued job is cancelled at once, a running one is told to stop."""
     ReassignJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ReassignJobsRequest, _job_service_pb2.ReassignJobsResponse]
     """Moves jobs that have not started to another queue."""
+    SetJobsPriority: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.SetJobsPriorityRequest, _job_service_pb2.SetJobsPriorityResponse]
+    """Changes the priority of jobs not yet sent to a pilot: the listed ones, or all of a task."""
     WatchJobs: _grpc.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]
     """Streams job state changes from a cursor, then live ones as they happen."""
 
@@ -61,6 +63,8 @@ class JobServiceAsyncStub(JobServiceStub):
     """Kills jobs: a queued job is cancelled at once, a running one is told to stop."""
     ReassignJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ReassignJobsRequest, _job_service_pb2.ReassignJobsResponse]  # type: ignore[assignment]
     """Moves jobs that have not started to another queue."""
+    SetJobsPriority: _aio.UnaryUnaryMultiCallable[_job_service_pb2.SetJobsPriorityRequest, _job_service_pb2.SetJobsPriorityResponse]  # type: ignore[assignment]
+    """Changes the priority of jobs not yet sent to a pilot: the listed ones, or all of a task."""
     WatchJobs: _aio.UnaryStreamMultiCallable[_job_service_pb2.WatchJobsRequest, _job_service_pb2.WatchJobsResponse]  # type: ignore[assignment]
     """Streams job state changes from a cursor, then live ones as they happen."""
 
@@ -106,6 +110,14 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ReassignJobsResponse, _abc.Awaitable[_job_service_pb2.ReassignJobsResponse]]:
         """Moves jobs that have not started to another queue."""
+
+    @_abc_1.abstractmethod
+    def SetJobsPriority(
+        self,
+        request: _job_service_pb2.SetJobsPriorityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.SetJobsPriorityResponse, _abc.Awaitable[_job_service_pb2.SetJobsPriorityResponse]]:
+        """Changes the priority of jobs not yet sent to a pilot: the listed ones, or all of a task."""
 
     @_abc_1.abstractmethod
     def WatchJobs(
