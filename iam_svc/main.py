@@ -16,15 +16,14 @@ import uvicorn
 from iam_svc.access import ACCESS
 from iam_svc.bootstrap import ensure_defaults
 from iam_svc.http.app import build_app
-from iam_svc.own_tokens import OwnTokensFirst
 from iam_svc.provider import Provider
+from iam_svc.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.iam_servicer import IamServicer
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime import bootstrap
-from panda_runtime.auth import Authenticator
 from panda_runtime.config import Settings
 from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
 
@@ -64,14 +63,14 @@ async def serve(settings: Settings) -> None:
     db = DbRunner(engine)
     provider = Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
 
-    def register(server) -> None:  # type: ignore[no-untyped-def]
-        iam_service_pb2_grpc.add_IamServiceServicer_to_server(IamServicer(db, provider), server)
+    # The provider's own tokens are always trusted here, whatever else is.
+    authenticator = RenewableAuthenticator(
+        lambda: bootstrap.build_authenticator(settings, extra_issuers=[settings.iam_issuer]))
 
-    # The provider's own tokens are always trusted here, whatever else is, and checked against
-    # its own keys (see own_tokens.py).
-    authenticator: Authenticator = bootstrap.build_authenticator(settings, extra_issuers=[settings.iam_issuer])
-    if settings.auth_mode == "token":
-        authenticator = OwnTokensFirst(db, provider, authenticator)
+    def register(server) -> None:  # type: ignore[no-untyped-def]
+        iam_service_pb2_grpc.add_IamServiceServicer_to_server(
+            IamServicer(db, provider, on_key_rotated=authenticator.renew), server)
+
     server, health, _ = bootstrap.build_server(
         address=settings.iam_address, service_names=SERVICE_NAMES, register=register, settings=settings,
         access=ACCESS, authenticator=authenticator,
@@ -100,9 +99,7 @@ async def serve(settings: Settings) -> None:
     try:
         await bootstrap.run_until_signalled(server, on_stop)
     finally:
-        close = getattr(authenticator, "close", None)
-        if close is not None:
-            await close()
+        await authenticator.close()
         db.close()
     log.info("identity service stopped")
 

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_plus
@@ -20,6 +21,7 @@ from starlette.routing import Route
 from iam_svc.domain import codes, device, oauth, tokens
 from iam_svc.domain.keys import ALGORITHM
 from iam_svc.domain.oauth import OAuthError, invalid_request
+from iam_svc.domain.throttle import SignInThrottle
 from iam_svc.http import pages
 from iam_svc.http.forms import CSRF_COOKIE, FormGuard
 from iam_svc.provider import Provider
@@ -190,6 +192,9 @@ class DevicePages:
         self._db = db
         self._provider = provider
         self._guard = guard
+        self._throttle = SignInThrottle()
+        # Behind https, the cookie never travels over plain http.
+        self._secure_cookie = provider.issuer.startswith("https://")
 
     async def page(self, request: Request) -> Response:
         browser_id = request.cookies.get(CSRF_COOKIE) or self._guard.new_browser_id()
@@ -222,9 +227,14 @@ class DevicePages:
         problem = _code_problem(found)
         if problem:
             return again(problem, 400)
+        account = user_name.lower()
+        if self._throttle.blocked(account, time.monotonic()):
+            return again("Too many failed sign-ins for this account. Wait a few minutes and try again.", 429)
         user = await asyncio.to_thread(self._provider.sign_in, user_name, _text(form, "password") or "")
         if user is None:
+            self._throttle.failed(account, time.monotonic())
             return again("Wrong username or password.", 401)
+        self._throttle.succeeded(account)
         client = await self._db.run(self._provider.identities.find_client, found["client_id"])
         return self._html(pages.consent_page(
             csrf_token=csrf, ticket=self._guard.ticket(browser_id, found["user_code"], user["name"]),
@@ -252,11 +262,11 @@ class DevicePages:
         return self._html(pages.result_page(approved=approve, client_id=(found or {}).get("client_id", "")),
                           browser_id)
 
-    @staticmethod
-    def _html(text: str, browser_id: str, status: int = 200) -> HTMLResponse:
+    def _html(self, text: str, browser_id: str, status: int = 200) -> HTMLResponse:
         response = HTMLResponse(text, status_code=status, headers=PAGE_HEADERS)
         # Strict: a form posted from another site arrives without it, so its CSRF check fails.
-        response.set_cookie(CSRF_COOKIE, browser_id, httponly=True, samesite="strict", path="/")
+        response.set_cookie(CSRF_COOKIE, browser_id, httponly=True, samesite="strict", path="/",
+                            secure=self._secure_cookie)
         return response
 
 

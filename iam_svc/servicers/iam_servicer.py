@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,9 +63,12 @@ def _grant_types(requested: list[str], public: bool) -> list[str]:
 
 
 class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
-    def __init__(self, db: DbRunner, provider: Provider) -> None:
+    def __init__(self, db: DbRunner, provider: Provider,
+                 on_key_rotated: Callable[[], Awaitable[None]] | None = None) -> None:
         self._db = db
         self._provider = provider
+        # This process's own token check, told to forget the keys it knows.
+        self._on_key_rotated = on_key_rotated
         self._store: IdentityStore = provider.identities
 
     async def _existing_groups(self, paths: list[str]) -> list[str]:
@@ -217,6 +221,8 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
     async def RotateSigningKey(self, request: pb.RotateSigningKeyRequest, context: grpc.aio.ServicerContext
                                ) -> pb.RotateSigningKeyResponse:
         active, published = await self._db.run(self._provider.rotate_signing_key)
+        if self._on_key_rotated is not None:
+            await self._on_key_rotated()
         longest = self._provider.longest_token_seconds
 
         def expiry(row: dict[str, Any]) -> Any:
