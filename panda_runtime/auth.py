@@ -190,8 +190,14 @@ class _VerificationKey:
     algorithms: tuple[str, ...]
 
 
+# However many unknown kids arrive, an issuer's keys are fetched at most this often, seconds.
+_JWKS_FLOOR_SECONDS = 1.0
+
+
 class _Issuer:
-    """One trusted issuer: its JWKS, fetched through discovery and cached."""
+    """One trusted issuer: its JWKS, fetched through discovery and cached. A kid not seen before
+    (a rotated key) refetches at once; the same unknown kid again only after `min_refresh`, and
+    never more often than once a second, so made-up kids cannot hammer the issuer."""
 
     def __init__(self, url: str, http: httpx.AsyncClient, min_refresh: float, max_age: float) -> None:
         self.url = url.rstrip("/")
@@ -199,17 +205,28 @@ class _Issuer:
         self._min_refresh = min_refresh
         self._max_age = max_age
         self._keys: dict[str, _VerificationKey] = {}
-        self._fetched_at = 0.0
+        self._fetched_at = -_JWKS_FLOOR_SECONDS
+        self._misses: OrderedDict[str, float] = OrderedDict()
         self._lock = asyncio.Lock()
 
-    async def key(self, kid: str) -> _VerificationKey:
+    def _should_fetch(self, kid: str) -> bool:
         now = time.monotonic()
-        if kid not in self._keys or now - self._fetched_at > self._max_age:
+        if now - self._fetched_at > self._max_age:
+            return True
+        if kid in self._keys or now - self._fetched_at < _JWKS_FLOOR_SECONDS:
+            return False
+        missed = self._misses.get(kid)
+        return missed is None or now - missed >= self._min_refresh
+
+    async def key(self, kid: str) -> _VerificationKey:
+        if self._should_fetch(kid):
             async with self._lock:
-                if (kid not in self._keys and time.monotonic() - self._fetched_at >= self._min_refresh) or (
-                    time.monotonic() - self._fetched_at > self._max_age
-                ):
+                if self._should_fetch(kid):
                     await self._refresh()
+                    if kid not in self._keys:
+                        self._misses[kid] = time.monotonic()
+                        if len(self._misses) > 1000:
+                            self._misses.popitem(last=False)
         found = self._keys.get(kid)
         if found is None:
             raise Unauthenticated(f"token signed with key {kid!r}, which issuer {self.url} does not publish")

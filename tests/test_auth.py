@@ -306,3 +306,33 @@ def test_users_see_and_command_their_own_tasks_only(jedi: JediHandle, identity: 
         # Her own kill works, and it is she who did it.
         killed = alice.KillTask(task_service_pb2.KillTaskRequest(task_id=task.task_id, reason="mine"), timeout=10)
         assert killed.task.task_id == task.task_id
+
+
+def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
+    server: ServerHandle, identity: IdentityHandle, forger: Forger
+) -> None:
+    from iam_svc import bootstrap as iam_bootstrap
+    from panda_runtime.config import Settings
+    from panda_runtime.db import make_engine
+
+    def list_jobs(token: str) -> None:
+        _call(server.address, token, CALLS["server"])
+
+    list_jobs(forger.signed())  # the server now holds the issuer's keys
+    with token_channel(identity.address, identity, "admin") as channel:
+        rotated = iam_service_pb2_grpc.IamServiceStub(channel).RotateSigningKey(
+            iam_service_pb2.RotateSigningKeyRequest(), timeout=10)
+    assert rotated.active_key.kid != forger.kid
+    assert forger.kid in {k.kid for k in rotated.published_keys}
+
+    engine = make_engine(identity.database_url)
+    try:
+        settings = Settings(database_url=identity.database_url, iam_issuer=identity.issuer,
+                            auth_issuers=[identity.issuer])
+        fresh = iam_bootstrap.issue_user_tokens(engine, settings, "alice")["access_token"]
+    finally:
+        engine.dispose()
+    assert jwt.get_unverified_header(fresh)["kid"] == rotated.active_key.kid
+    time.sleep(1.1)  # an issuer's keys are refetched at most once a second
+    list_jobs(fresh)  # a key the server has not seen: fetched at once
+    list_jobs(forger.signed())  # a new token of the retired key: still valid until its tokens expire
