@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the tests need, then the tests: the package with its test dependencies, buf (from
-# npm) for the contract checks, a running PostgreSQL on 127.0.0.1:5432; then the checks and the
-# suite, which runs every server test on SQLite and on PostgreSQL. Extra arguments go to pytest.
+# npm) for the contract checks and oidc-provider (npm) as the external OIDC provider the tests
+# trust, a running PostgreSQL on 127.0.0.1:5432; then the checks and the suite, which runs every
+# server test on SQLite and on PostgreSQL. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +18,10 @@ apt_install() {
 }
 
 if ! command -v npm >/dev/null; then
-  echo "==> installing Node.js and npm (for buf)"
+  echo "==> installing Node.js and npm (for buf and the test OIDC provider)"
   apt_install nodejs npm
 fi
-echo "==> installing buf"
+echo "==> installing buf and oidc-provider (npm ci)"
 npm ci --silent --no-audit --no-fund >/dev/null
 
 postgres_up() { .venv/bin/python - <<'PY'
