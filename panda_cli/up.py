@@ -680,8 +680,11 @@ def print_summary(
     lines.append("try, in another terminal:")
     if address != DEFAULT_SERVER_ADDRESS:
         lines.append(f"  export PANDA_SERVER={address}")
+    if identity is not None and identity.address != DEFAULT_IAM_ADDRESS:
+        lines.append(f"  export PANDA_IAM={identity.address} PANDA_AUTH_ISSUERS={identity.issuer}")
     watch_id = demo[0][0] if demo else "ID"
     lines += [
+        "  panda whoami",
         f"  panda submit --queue {LOCAL_QUEUE} -- echo hello",
         "  panda jobs",
         f"  panda job watch {watch_id}",

@@ -108,6 +108,12 @@ class UpProcess:
                 named[f"pilot-{pilots}"] = child
         return named
 
+    def iam_address(self) -> str:
+        """The identity service's address, as `panda up` printed it."""
+        marker = "identity service ready at "
+        line = next(line for line in self.out.splitlines() if line.startswith(marker))
+        return line.removeprefix(marker).split(",")[0]
+
     def exit_code(self, timeout: float) -> int:
         try:
             return self.process.wait(timeout)
@@ -170,6 +176,7 @@ def panda(panda_up: UpProcess, capsys: pytest.CaptureFixture[str], *argv: str) -
         for name in up.IDENTITY_VARIABLES:
             env.delenv(name, raising=False)
         env.setenv("XDG_CONFIG_HOME", str(panda_up.config_home))
+        env.setenv("PANDA_IAM", panda_up.iam_address())
         capsys.readouterr()
         code = main(["--server", panda_up.address, *argv])
         return code, capsys.readouterr().out
@@ -207,6 +214,14 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
         # Each child leads a process group of its own: a terminal's Ctrl-C reaches only `panda up`.
         assert os.getpgid(child.pid) == child.pid != os.getpgid(panda_up.process.pid)
     assert f"server ready at {panda_up.address} (pid {named['server'].pid})" in out
+
+    # The user who ran it is signed in as its admin: a private token file, and it works.
+    token_file = panda_up.config_home / "panda-mesh" / "token.json"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    code, me = panda(panda_up, capsys, "whoami", "--json")
+    assert code == 0, me
+    assert "admin" in json.loads(me)["roles"] and json.loads(me)["subject"] == up.local_user_name()
+    assert f"signed in as {up.local_user_name()} (admin): token in {token_file}" in out
 
     demo = demo_job_ids(out)
     assert sorted(demo.values()) == ["sleep 20", "writes demo.out"]
