@@ -18,7 +18,8 @@ from .specs import SpecError, parse_duration, quote_filter_string, rfc3339
 # Every key a task file may have, and what it is.
 TASK_KEYS = {
     "task_name": "free-form name (required)",
-    "owner": "who the task is for (until the identity service lands; default: the caller)",
+    "owner": "who the task is for (default: the caller; another user needs production, service or admin)",
+    "vo": "virtual organisation of the task (default: the caller's)",
     "working_group": "physics or production group",
     "transformation": "the job command with ${IN}, ${OUT}... (a string split like a shell, or a list)",
     "input_datasets": "input dataset names (or input_dataset: one name)",
@@ -74,7 +75,7 @@ def task_from_mapping(data: dict[str, Any], *, source: str = "") -> task_pb2.Tas
     if unknown:
         raise SpecError(f"{_where(source, unknown[0])}: unknown key; known: {', '.join(TASK_KEYS)}")
     params = task_pb2.TaskParams()
-    for key in ("task_name", "owner", "working_group", "output_dataset", "output_file_pattern"):
+    for key in ("task_name", "owner", "vo", "working_group", "output_dataset", "output_file_pattern"):
         if key in data:
             if not isinstance(data[key], str):
                 raise SpecError(f"{_where(source, key)} must be text")
