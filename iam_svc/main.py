@@ -25,7 +25,7 @@ from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
-from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+from panda_runtime.db import DbRunner, ensure_migrated, make_engine
 
 log = logging.getLogger("panda.iam")
 
@@ -105,12 +105,7 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    bootstrap.configure_logging()
-    try:
-        asyncio.run(serve(settings))
-    except DatabaseNotMigrated as error:
-        log.error("%s", error)
-        raise SystemExit(2) from None
+    bootstrap.run_service(serve, settings)
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ engine's agents. It talks to the server only over gRPC, at PANDA_SERVER."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
@@ -24,7 +23,7 @@ from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
 from panda_runtime.credentials import credentials_from_settings
-from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+from panda_runtime.db import DbRunner, ensure_migrated, make_engine
 from panda_runtime.notify import Notifier
 
 log = logging.getLogger("panda.jedi")
@@ -99,12 +98,7 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    bootstrap.configure_logging()
-    try:
-        asyncio.run(serve(settings))
-    except DatabaseNotMigrated as error:
-        log.error("%s", error)
-        raise SystemExit(2) from None
+    bootstrap.run_service(serve, settings)
 
 
 def main() -> None:

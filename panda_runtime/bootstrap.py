@@ -23,6 +23,7 @@ from panda_runtime.auth import (
     grants_from_groups,
 )
 from panda_runtime.config import Settings
+from panda_runtime.db import DatabaseNotMigrated
 from panda_runtime.interceptors import ServiceInterceptor
 
 log = logging.getLogger("panda.bootstrap")
@@ -154,6 +155,16 @@ def start_metrics(host: str, port: int) -> None:
     if port:
         start_http_server(port, addr=host)
         log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def run_service(serve: Callable[[Settings], Awaitable[None]], settings: Settings) -> None:
+    """A service's process: logging, its event loop, and exit code 2 on an unmigrated database."""
+    configure_logging()
+    try:
+        asyncio.run(serve(settings))
+    except DatabaseNotMigrated as error:
+        log.error("%s", error)
+        raise SystemExit(2) from None
 
 
 async def run_until_signalled(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +60,29 @@ class DbRunner:
 
 class DatabaseNotMigrated(RuntimeError):
     """The database schema is not at the code's revision."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time stored is UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment
+
+
+class Store:
+    """Base of every service's stores: the engine, and row locks where the database has them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._sqlite = is_sqlite(engine)
+
+    def _locked(self, query: Any) -> Any:
+        """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the only write lock."""
+        return query if self._sqlite else query.with_for_update()
 
 
 def scope_condition(scope: Scope, owner: ColumnElement[Any], vo: ColumnElement[Any]) -> ColumnElement[bool]:

@@ -13,7 +13,7 @@ from prometheus_client.registry import Collector
 from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime import bootstrap
 from panda_runtime.config import Settings
-from panda_runtime.db import DatabaseNotMigrated, DbRunner, ensure_migrated, make_engine
+from panda_runtime.db import DbRunner, ensure_migrated, make_engine
 from server_svc.access import ACCESS
 from server_svc.dispatcher import DispatchHub
 from server_svc.servicers.dispatch_servicer import DispatchServicer
@@ -122,12 +122,7 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> None:
-    bootstrap.configure_logging()
-    try:
-        asyncio.run(serve(settings))
-    except DatabaseNotMigrated as error:
-        log.error("%s", error)
-        raise SystemExit(2) from None
+    bootstrap.run_service(serve, settings)
 
 
 def main() -> None:

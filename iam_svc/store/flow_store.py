@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from iam_svc.domain import device
-from iam_svc.store.common import Store, aware, now
 from iam_svc.store.tables import device_codes, refresh_tokens
+from panda_runtime.db import Store, aware, now
 
 ACTIVE = "active"
 ROTATED = "rotated"

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from iam_svc.store.common import Store, aware, now
 from iam_svc.store.tables import clients, groups, memberships, refresh_tokens, users
+from panda_runtime.db import Store, aware, now
 from panda_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
 
 USER_FIELDS = ("display_name", "email", "password_hash", "enabled")

@@ -10,8 +10,8 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from iam_svc.domain.keys import ACTIVE, ALGORITHM, RETIRED
-from iam_svc.store.common import Store, aware, now
 from iam_svc.store.tables import signing_keys
+from panda_runtime.db import Store, aware, now
 
 # Makes a new key: (kid, private key PEM).
 KeyFactory = Callable[[], tuple[str, str]]

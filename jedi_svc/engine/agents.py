@@ -26,10 +26,9 @@ from prometheus_client import Counter
 from jedi_svc.domain import brokerage
 from jedi_svc.domain.states import TaskState
 from jedi_svc.engine.server_client import ServerClient
-from jedi_svc.store.common import aware, now
 from jedi_svc.store.engine_store import EngineStore, JobEvent
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner
+from panda_runtime.db import DbRunner, aware, now
 from panda_runtime.notify import Notifier
 
 log = logging.getLogger("panda.jedi")

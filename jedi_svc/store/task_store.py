@@ -14,10 +14,10 @@ from jedi_svc.domain import states
 from jedi_svc.domain.progress import Progress
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
-from jedi_svc.store.common import Store, condition, now, record_event
+from jedi_svc.store.common import condition, record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, task_events, tasks
 from panda_runtime.auth import EVERYTHING, Scope
-from panda_runtime.db import scope_condition
+from panda_runtime.db import Store, now, scope_condition
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.filtering import Comparison
 

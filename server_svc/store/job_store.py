@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
-from panda_runtime.db import is_sqlite, scope_condition
+from panda_runtime.db import Store, scope_condition
+from panda_runtime.db import now as utc_now
 from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
 from panda_runtime.filtering import Comparison
 from server_svc.domain import error_codes
@@ -55,17 +56,6 @@ def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
 
 # PostgreSQL advisory lock held by the replica that runs the watchdogs.
 WATCHDOG_LOCK_KEY = 0x70616E6461  # "panda"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every time stored is UTC."""
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass
@@ -181,16 +171,9 @@ def _condition(comparison: Comparison) -> ColumnElement[bool]:
     }[comparison.op]
 
 
-class JobStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._sqlite = is_sqlite(engine)
+class JobStore(Store):
 
     # -- reading -------------------------------------------------------------------------
-
-    def _locked(self, query: Any) -> Any:
-        """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the only write lock."""
-        return query if self._sqlite else query.with_for_update()
 
     def _rows(self, conn: Connection, job_ids: Iterable[int], *, lock: bool) -> dict[int, dict[str, Any]]:
         ids = sorted(set(job_ids))
@@ -248,7 +231,7 @@ class JobStore:
         self, specs: list[JobSpec], *, owner: str, vo: str = "", request_id: str = ""
     ) -> list[dict[str, Any]]:
         """Store every job activated, or none. A repeated request_id returns the first call's jobs."""
-        now = _now()
+        now = utc_now()
         with self._engine.begin() as conn:
             if request_id:
                 earlier = conn.execute(
@@ -343,7 +326,7 @@ class JobStore:
     # -- user actions --------------------------------------------------------------------
 
     def kill(self, job_ids: list[int], reason: str, *, scope: Scope = EVERYTHING) -> list[ActionResult]:
-        now = _now()
+        now = utc_now()
         reason = reason or "killed by request"
         results: list[ActionResult] = []
         changes = _Changes()
@@ -388,7 +371,7 @@ class JobStore:
         return results
 
     def reassign(self, job_ids: list[int], queue_id: str, *, scope: Scope = EVERYTHING) -> list[ActionResult]:
-        now = _now()
+        now = utc_now()
         results: list[ActionResult] = []
         changes = _Changes()
         with self._engine.begin() as conn:
@@ -454,7 +437,7 @@ class JobStore:
             query = query.where(jobs.c.walltime_seconds <= walltime)
         if not self._sqlite:
             query = query.with_for_update(skip_locked=True)
-        now = _now()
+        now = utc_now()
         with self._engine.begin() as conn:
             claimed = [dict(r._mapping) for r in conn.execute(query)]
             if not claimed:
@@ -487,7 +470,7 @@ class JobStore:
 
     def release(self, job_ids: list[int], reason: str) -> int:
         """Jobs sent to a pilot that never got them go back to activated, same attempt."""
-        now = _now()
+        now = utc_now()
         changes = _Changes()
         with self._engine.begin() as conn:
             for row in self._rows(conn, job_ids, lock=True).values():
@@ -514,7 +497,7 @@ class JobStore:
         """Apply a batch of pilot updates in order, in one transaction. Updates for another
         attempt than the job's current one, or changes the lifecycle forbids, are refused.
         Returns one outcome per update and how many jobs came back activated."""
-        now = _now()
+        now = utc_now()
         changes = _Changes()
         outcomes: list[UpdateOutcome] = []
         file_updates: list[dict[str, Any]] = []
@@ -608,7 +591,7 @@ class JobStore:
 
         `watching_since` is when this server started: while it was down no pilot could reach
         it, so silence is only held against a job once a whole timeout has passed since."""
-        now = _now()
+        now = utc_now()
         watched = (now - watching_since).total_seconds() if watching_since else float("inf")
         rules: list[tuple[str, ColumnElement[bool], int, str]] = [
             ("sent", and_(jobs.c.state == "sent", jobs.c.state_time < now - timedelta(seconds=sent_timeout)),
@@ -669,7 +652,7 @@ class JobStore:
             update(jobs)
             .where(target, jobs.c.state.in_([s.value for s in QUEUED_STATES]), _visible(scope),
                    jobs.c.priority != priority)
-            .values(priority=priority, update_time=_now())
+            .values(priority=priority, update_time=utc_now())
         )
         with self._engine.begin() as conn:
             return conn.execute(query).rowcount
@@ -713,5 +696,5 @@ class JobStore:
             conn.execute(
                 update(pilot_commands)
                 .where(pilot_commands.c.command_id.in_(list(command_ids)))
-                .values(delivered_time=_now())
+                .values(delivered_time=utc_now())
             )
