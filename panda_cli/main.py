@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from panda_runtime.credentials import CredentialsError
 
+from .arguments import job_id_arg, non_negative_int, positive_int
 from .rpc import CliError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -48,36 +49,6 @@ def _common_options(*, json_flag: bool) -> argparse.ArgumentParser:
             "--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON"
         )
     return parent
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
-
-
-def _job_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a job id: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a job id: {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         commands, "up", up.cmd_up, "run the server and pilots in the foreground (Ctrl-C stops)", json_flag=False
     )
-    p.add_argument("--pilots", type=_non_negative_int, default=2, metavar="N", help="pilots to start (default 2)")
+    p.add_argument("--pilots", type=non_negative_int, default=2, metavar="N", help="pilots to start (default 2)")
     p.add_argument(
         "--data-dir",
         metavar="DIR",
@@ -152,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", metavar="Q", help="queue to run on")
     p.add_argument("--input", action="append", metavar="LFN", help="input file (repeatable)")
     p.add_argument("--output", action="append", metavar="NAME", help="output file to stage out (repeatable)")
-    p.add_argument("--cores", type=_positive_int, metavar="N")
-    p.add_argument("--memory", type=_positive_int, metavar="MB", help="memory in MiB")
+    p.add_argument("--cores", type=positive_int, metavar="N")
+    p.add_argument("--memory", type=positive_int, metavar="MB", help="memory in MiB")
     p.add_argument("--walltime", metavar="S", help="seconds, or e.g. 30m, 2h")
     p.add_argument("--priority", type=int, metavar="P", help="higher runs first")
-    p.add_argument("--max-attempts", type=_positive_int, metavar="N")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N")
     p.add_argument("--label", metavar="L", help="free-form label, e.g. the transformation")
     p.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
     # dest is not "command": that name holds the chosen subcommand.
@@ -171,19 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, metavar="ID")
     p.add_argument("--owner", metavar="O")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
-    p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="jobs per page (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="jobs per page (default 50)")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")
 
     # job ...
     job = commands.add_parser("job", help="show, kill, reassign or watch jobs", description="one job or a few")
     job_commands = job.add_subparsers(dest="job_command", metavar="COMMAND", required=True)
     p = command(job_commands, "show", jobs.cmd_show, "a job's details, files, history and log tail")
-    p.add_argument("job_id", type=_job_id, metavar="ID")
+    p.add_argument("job_id", type=job_id_arg, metavar="ID")
     p = command(job_commands, "kill", jobs.cmd_kill, "kill jobs (queued: cancelled; running: told to stop)")
-    p.add_argument("job_ids", type=_job_id, nargs="+", metavar="ID")
+    p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
     p.add_argument("--reason", help="recorded in the job's history")
     p = command(job_commands, "reassign", jobs.cmd_reassign, "move jobs that have not started to another queue")
-    p.add_argument("job_ids", type=_job_id, nargs="+", metavar="ID")
+    p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
     p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to")
     p = command(
         job_commands,
@@ -191,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         jobs.cmd_watch,
         "follow a job until it ends (exit 0 if finished, 1 otherwise)",
     )
-    p.add_argument("job_id", type=_job_id, metavar="ID")
+    p.add_argument("job_id", type=job_id_arg, metavar="ID")
 
     # queue ...
     queue = commands.add_parser("queue", help="list, add, show queues; set their status", description="queues")
@@ -202,10 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(queue_commands, "add", queues.cmd_add, "create a queue")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--status", default="online", metavar="STATUS", help=f"{statuses} (default online)")
-    p.add_argument("--cores", type=_non_negative_int, metavar="N", help="largest job's cores (0: no limit)")
-    p.add_argument("--memory", type=_non_negative_int, metavar="MB", help="largest job's memory, MiB")
+    p.add_argument("--cores", type=non_negative_int, metavar="N", help="largest job's cores (0: no limit)")
+    p.add_argument("--memory", type=non_negative_int, metavar="MB", help="largest job's memory, MiB")
     p.add_argument("--walltime", metavar="S", help="largest job's walltime: seconds, or e.g. 12h")
-    p.add_argument("--disk", type=_non_negative_int, metavar="MB", help="scratch disk per job, MiB")
+    p.add_argument("--disk", type=non_negative_int, metavar="MB", help="scratch disk per job, MiB")
     p.add_argument("--storage-element", metavar="URL", help="e.g. file:///data/se/NAME")
     p.add_argument("--description")
     p = command(queue_commands, "show", queues.cmd_show, "one queue")

@@ -33,6 +33,7 @@ from panda_runtime.client import error_message
 from panda_runtime.config import Settings
 
 from . import output
+from .arguments import non_negative_int, positive_int, task_id_arg
 from .output import format_bytes, format_duration, format_time, or_dash, render_table
 from .rpc import Client, CliError, open_channel
 from .specs import SpecError, parse_since
@@ -518,36 +519,6 @@ def cmd_serve_jedi(args: argparse.Namespace) -> int:
 # --- the parser ------------------------------------------------------------------------------
 
 
-def _task_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a task id: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"not a task id: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
-    return value
-
-
 def add_commands(commands: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
     """`task`, `tasks` and `dataset` on the main parser; `command` is main's helper that adds a
     subcommand with the shared --server/--json options."""
@@ -566,23 +537,23 @@ def add_commands(commands: Any, command: Callable[..., argparse.ArgumentParser])
     p.add_argument("-f", "--file", required=True, metavar="FILE", help="task file ('-' reads stdin)")
     p = sub(task_commands, "show", cmd_task_show,
             "a task's state, progress, jobs by state, scouts' measurements and history")
-    p.add_argument("task_id", type=_task_id, metavar="ID")
+    p.add_argument("task_id", type=task_id_arg, metavar="ID")
     p = sub(task_commands, "watch", cmd_task_watch, "follow a task's events until it ends (exit 0: done/finished)")
-    p.add_argument("task_id", type=_task_id, metavar="ID")
+    p.add_argument("task_id", type=task_id_arg, metavar="ID")
     for name, text in [("kill", "kill a task: its jobs are killed, it ends aborted"),
                        ("finish", "finish a task: no new jobs, running ones end"),
                        ("retry", "run again the failed and unprocessed files of a finished/failed/aborted/"
                                  "exhausted task"),
                        ("pause", "no new jobs until resumed"), ("resume", "resume a paused task")]:
         p = sub(task_commands, name, cmd_task_command, text)
-        p.add_argument("task_id", type=_task_id, metavar="ID")
+        p.add_argument("task_id", type=task_id_arg, metavar="ID")
         p.add_argument("--reason", help="recorded in the task's history")
     p = sub(task_commands, "reassign", cmd_task_command, "send the task's queued and future jobs to other queues")
-    p.add_argument("task_id", type=_task_id, metavar="ID")
+    p.add_argument("task_id", type=task_id_arg, metavar="ID")
     p.add_argument("--queue", action="append", required=True, metavar="Q", help="queue to use (repeatable)")
     p.add_argument("--reason", help="recorded in the task's history")
     p = sub(task_commands, "priority", cmd_task_command, "set the priority of the task's next jobs")
-    p.add_argument("task_id", type=_task_id, metavar="ID")
+    p.add_argument("task_id", type=task_id_arg, metavar="ID")
     p.add_argument("priority", type=int, metavar="P")
 
     # tasks
@@ -591,7 +562,7 @@ def add_commands(commands: Any, command: Callable[..., argparse.ArgumentParser])
     p.add_argument("--owner", metavar="O")
     p.add_argument("--name", metavar="PATTERN", help="task name, * as a wildcard (e.g. 'mc23.*')")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
-    p.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="tasks per page (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="tasks per page (default 50)")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")
 
     # dataset ...
@@ -605,19 +576,19 @@ def add_commands(commands: Any, command: Callable[..., argparse.ArgumentParser])
     where.add_argument("--queue", default="local", metavar="Q",
                        help="put the files on this queue's storage element (default local)")
     where.add_argument("--se", metavar="URL", help="or on this storage element, e.g. file:///data/se/site-a")
-    p.add_argument("--events", type=_non_negative_int, default=0, metavar="N", help="events in each file")
+    p.add_argument("--events", type=non_negative_int, default=0, metavar="N", help="events in each file")
     p.add_argument("--prefix", default="", metavar="P", help="prepended to each file name to make its LFN")
     p.add_argument("--owner", metavar="O", help="who the dataset belongs to (default: the caller)")
     p = sub(dataset_commands, "list", cmd_dataset_list, "datasets, newest first")
     p.add_argument("--name", metavar="PATTERN", help="dataset name, * as a wildcard")
     p.add_argument("--kind", choices=["input", "output"])
     p.add_argument("--owner", metavar="O")
-    p.add_argument("--limit", type=_positive_int, default=50, metavar="N")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N")
     p.add_argument("--page-token", metavar="T")
     p = sub(dataset_commands, "show", cmd_dataset_show, "a dataset and its files (with --task: their state there)")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--task", type=_task_id, metavar="ID", help="show each file's state in this task")
-    p.add_argument("--files", type=_non_negative_int, default=50, metavar="N", help="files to list (default 50)")
+    p.add_argument("--task", type=task_id_arg, metavar="ID", help="show each file's state in this task")
+    p.add_argument("--files", type=non_negative_int, default=50, metavar="N", help="files to list (default 50)")
 
 
 def add_serve_command(serve_commands: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
