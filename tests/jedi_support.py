@@ -4,13 +4,12 @@ waiting for tasks. The fixtures are in tests/jedi_fixtures.py (test modules load
 
 from __future__ import annotations
 
-import signal
-import sys
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import (
@@ -22,7 +21,7 @@ from panda.jedi.v1 import (
     task_service_pb2_grpc,
 )
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tools.cluster import ManagedProcess, ServerHandle, free_port, spawn, wait_healthy
+from tools.cluster import ManagedProcess, ServerHandle, ServiceProcess, free_port
 
 T = task_pb2.Task
 # Short intervals so a test sees the engine act within a second or two.
@@ -34,7 +33,9 @@ FINAL_TASK_STATES = {T.STATE_DONE, T.STATE_FINISHED, T.STATE_FAILED, T.STATE_ABO
 
 
 @dataclass
-class JediHandle:
+class JediHandle(ServiceProcess):
+    name: ClassVar[str] = "jedi"
+    module: ClassVar[str] = "jedi_svc"
     address: str
     server: ServerHandle
     log_path: Path
@@ -42,23 +43,12 @@ class JediHandle:
     process: ManagedProcess | None = None
     starts: int = 0
 
+    def log_file(self) -> Path:
+        return self.log_path
+
     def start(self) -> None:
         self.starts += 1
-        self.process = spawn("jedi", [sys.executable, "-m", "jedi_svc"], self.env, self.log_path)
-        wait_healthy(self.address, process=self.process.process)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def kill(self) -> None:
-        """SIGKILL: no clean shutdown, as a crash."""
-        if self.process is not None:
-            self.process.signal(signal.SIGKILL)
-            self.process.process.wait(10)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().start()
 
 
 def new_jedi(server: ServerHandle, log_dir: Path, **env: str) -> JediHandle:

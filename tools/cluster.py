@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -107,8 +107,43 @@ def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Ma
     return ManagedProcess(name, process, log_path)
 
 
+class ServiceProcess:
+    """Start, stop and kill one service's process (`python -m <module>`), healthy once its gRPC
+    health check says so. The handles below are dataclasses with these fields."""
+
+    name: ClassVar[str]
+    module: ClassVar[str]
+    address: str
+    env: dict[str, str]
+    process: ManagedProcess | None
+    tls: grpc.ChannelCredentials | None = None
+
+    def log_file(self) -> Path:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self.process = spawn(self.name, [sys.executable, "-m", self.module], self.env, self.log_file())
+        wait_healthy(self.address, process=self.process.process, tls=self.tls)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as a crash."""
+        if self.process is not None:
+            self.process.signal(signal.SIGKILL)
+            self.process.process.wait(10)
+
+    def log(self) -> str:
+        path = self.log_file()
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
 @dataclass
-class ServerHandle:
+class ServerHandle(ServiceProcess):
+    name: ClassVar[str] = "server"
+    module: ClassVar[str] = "server_svc"
     address: str
     metrics_port: int
     database_url: str
@@ -118,20 +153,8 @@ class ServerHandle:
     # Credentials to reach a server that serves TLS (the legacy x509 path).
     tls: grpc.ChannelCredentials | None = None
 
-    def start(self) -> None:
-        self.process = spawn(
-            "server", [sys.executable, "-m", "server_svc"], self.env, self.data_dir / "logs" / "server.log"
-        )
-        wait_healthy(self.address, process=self.process.process, tls=self.tls)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.signal(signal.SIGKILL)
-            self.process.process.wait(10)
+    def log_file(self) -> Path:
+        return self.data_dir / "logs" / "server.log"
 
 
 def server_env(data_dir: Path, database_url: str, address: str, metrics_port: int,
@@ -182,9 +205,11 @@ TEST_ROBOTS: dict[str, tuple[list[str], list[str]]] = {
 
 
 @dataclass
-class IdentityHandle:
+class IdentityHandle(ServiceProcess):
     """A running iam_svc, the people and robots it knows, and tokens of the people."""
 
+    name: ClassVar[str] = "iam"
+    module: ClassVar[str] = "iam_svc"
     address: str
     http_port: int
     metrics_port: int
@@ -220,13 +245,8 @@ class IdentityHandle:
             self._pilot = ClientCredentialsToken(self.issuer, "panda-pilot", self.secrets["panda-pilot"])
         return self._pilot.token()
 
-    def start(self) -> None:
-        self.process = spawn("iam", [sys.executable, "-m", "iam_svc"], self.env, self.data_dir / "logs" / "iam.log")
-        wait_healthy(self.address, process=self.process.process)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+    def log_file(self) -> Path:
+        return self.data_dir / "logs" / "iam.log"
 
 
 def start_iam(
