@@ -68,6 +68,15 @@ def update_rows(
         )
 
 
+def new_ids(conn: Connection, table: Table, key: str, count: int) -> list[int]:
+    """`count` fresh values of `key`'s sequence (PostgreSQL), in increasing order, so that a batch
+    can be inserted with its ids in one statement and its rows still be told apart."""
+    query = text(
+        "SELECT nextval(pg_get_serial_sequence(:table, :key)) FROM generate_series(1, :count) ORDER BY 1"
+    )
+    return list(conn.execute(query, {"table": table.name, "key": key, "count": count}).scalars())
+
+
 def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return

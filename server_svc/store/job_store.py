@@ -27,7 +27,7 @@ from server_svc.domain.states import (
     check_transition,
     is_heartbeat,
 )
-from server_svc.store.bulk import insert_rows, update_rows
+from server_svc.store.bulk import insert_rows, new_ids, update_rows
 from server_svc.store.tables import job_events, job_files, jobs, pilot_commands, queues
 
 # Columns a state change may touch; every batched UPDATE writes exactly these.
@@ -37,6 +37,9 @@ MUTABLE = (
     "kill_requested",
 )
 _MAX_LOG_TAIL = 16 * 1024
+# Every column of a new job (its id included), as SubmitJobs writes them.
+JOB_COLUMNS = tuple(str(column.name) for column in jobs.columns if column.name not in (
+    "start_time", "end_time", "heartbeat_time"))
 FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
 EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_code", "reason", "queue", "task_id")
 # PostgreSQL advisory lock taken by every transaction that appends job events.
@@ -253,11 +256,19 @@ class JobStore(Store):
                 }
                 for s in specs
             ]
-            job_ids = list(
-                conn.execute(
-                    insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows
-                ).scalars()
-            )
+            if self._sqlite:
+                job_ids = list(
+                    conn.execute(
+                        insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows
+                    ).scalars()
+                )
+            else:
+                # One statement for the whole batch: a multi-row VALUES of thousands of rows costs
+                # more to build and parse than to run.
+                job_ids = new_ids(conn, jobs, "job_id", len(rows))
+                for job_id, row in zip(job_ids, rows, strict=True):
+                    row["job_id"] = job_id
+                insert_rows(conn, jobs, JOB_COLUMNS, rows)
             file_rows = [
                 {
                     "job_id": job_id, "lfn": f.lfn, "kind": f.kind,
