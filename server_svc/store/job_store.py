@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
 from sqlalchemy.sql import ColumnElement
 
@@ -434,6 +435,8 @@ class JobStore(Store):
         if wanted <= 0:
             return {}
         cores, memory_mb, walltime = offer
+        if not self._sqlite:
+            return self._claim_postgresql(queue_id, offer, pilots, wanted)
         query = (
             select(jobs)
             .where(jobs.c.queue == queue_id, jobs.c.state == JobState.ACTIVATED.value)
@@ -446,8 +449,6 @@ class JobStore(Store):
             query = query.where(jobs.c.memory_mb <= memory_mb)
         if walltime:
             query = query.where(jobs.c.walltime_seconds <= walltime)
-        if not self._sqlite:
-            query = query.with_for_update(skip_locked=True)
         now = utc_now()
         with self._engine.begin() as conn:
             claimed = [dict(r._mapping) for r in conn.execute(query)]
@@ -474,6 +475,69 @@ class JobStore(Store):
             )
         for job in full:
             job["files"], job["history"] = files[job["job_id"]], []
+        by_pilot: dict[str, list[dict[str, Any]]] = {}
+        for job in full:
+            by_pilot.setdefault(job["pilot_id"], []).append(job)
+        return by_pilot
+
+    def _claim_postgresql(
+        self, queue_id: str, offer: tuple[int, int, int], pilots: list[tuple[str, str, int]], wanted: int
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The claim in one statement: lock the best jobs (SKIP LOCKED, so other replicas claim
+        beside us), number them, pair them with the pilots' slots, mark them sent, and return
+        them with their files. The limits are written into the statement as numbers, so the
+        plan always walks ix_jobs_dispatch and stops at the limit."""
+        cores, memory_mb, walltime = offer
+        limits = "".join(
+            f" AND {column} <= {int(value)}"
+            for column, value in (("cores", cores), ("memory_mb", memory_mb), ("walltime_seconds", walltime))
+            if value
+        )
+        statement = text(
+            "WITH locked AS ("
+            " SELECT job_id, priority FROM jobs"
+            f" WHERE queue = :queue AND state = 'activated'{limits}"
+            f" ORDER BY priority DESC, job_id LIMIT {int(wanted)} FOR UPDATE SKIP LOCKED"
+            "), picked AS ("
+            " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
+            "), slots AS ("
+            " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
+            ") UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
+            " state_time = :now, update_time = :now"
+            " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
+            " RETURNING jobs.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
+            " FROM job_files f WHERE f.job_id = jobs.job_id) AS claimed_files"
+        )
+        slots = [
+            {"slot": index, "pilot_id": pilot_id, "node": node}
+            for index, (pilot_id, node) in enumerate(
+                ((pilot_id, node) for pilot_id, node, count in pilots for _ in range(count)), start=1
+            )
+        ]
+        now = utc_now()
+        with self._engine.begin() as conn:
+            rows = conn.execute(statement, {"queue": queue_id, "slots": orjson.dumps(slots).decode(), "now": now})
+            full = []
+            for row in rows:
+                job = dict(row._mapping)
+                job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
+                job["history"] = []
+                full.append(job)
+            if not full:
+                return {}
+            full.sort(key=lambda job: (-job["priority"], job["job_id"]))
+            append_events(
+                conn,
+                [
+                    {
+                        "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
+                        "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
+                        "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"],
+                        "task_id": job["task_id"],
+                    }
+                    for job in full
+                ],
+            )
         by_pilot: dict[str, list[dict[str, Any]]] = {}
         for job in full:
             by_pilot.setdefault(job["pilot_id"], []).append(job)
