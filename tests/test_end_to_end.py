@@ -149,6 +149,9 @@ def test_server_crash_loses_no_job_and_reruns_none(server, jobs_stub, local_queu
     wait_for(jobs_stub, job.job_id, lambda j: j.state == J.STATE_RUNNING, 30, "running")
     server.kill()  # SIGKILL: the stream drops under the pilot
     time.sleep(1.0)
+    # The pilot's backoff (0.5, 1, 2, 4 s...) may bring it back later than the tests' 4 s
+    # heartbeat timeout after the restart; PanDA's is two hours. The test is about the crash.
+    server.env["PANDA_HEARTBEAT_TIMEOUT_SECONDS"] = "60"
     server.start()  # same address and database; the pilot reconnects with backoff
     done = wait_for(jobs_stub, job.job_id, timeout=60)
     assert done.state == J.STATE_FINISHED, done.error_diag
