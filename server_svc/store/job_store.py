@@ -162,6 +162,24 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
     return scope_condition(scope, jobs.c.owner, jobs.c.vo)
 
 
+def _record_sent(conn: Connection, claimed: list[dict[str, Any]], now: datetime) -> None:
+    append_events(conn, [
+        {
+            "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
+            "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
+            "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"], "task_id": job["task_id"],
+        }
+        for job in claimed
+    ])
+
+
+def _by_pilot(claimed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_pilot: dict[str, list[dict[str, Any]]] = {}
+    for job in claimed:
+        by_pilot.setdefault(job["pilot_id"], []).append(job)
+    return by_pilot
+
+
 def _not_yours(job_id: int, row: dict[str, Any]) -> PermissionDenied:
     return PermissionDenied(f"job {job_id} belongs to {row['owner'] or 'nobody'}: you may not act on it")
 
@@ -461,24 +479,10 @@ class JobStore(Store):
                 full.append(job)
             update_rows(conn, jobs, "job_id", ("state", "pilot_id", "node", "state_time", "update_time"), full)
             files = self._files(conn, [job["job_id"] for job in full])
-            append_events(
-                conn,
-                [
-                    {
-                        "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
-                        "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
-                        "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"],
-                        "task_id": job["task_id"],
-                    }
-                    for job in full
-                ],
-            )
+            _record_sent(conn, full, now)
         for job in full:
             job["files"], job["history"] = files[job["job_id"]], []
-        by_pilot: dict[str, list[dict[str, Any]]] = {}
-        for job in full:
-            by_pilot.setdefault(job["pilot_id"], []).append(job)
-        return by_pilot
+        return _by_pilot(full)
 
     def _claim_postgresql(
         self, queue_id: str, offer: tuple[int, int, int], pilots: list[tuple[str, str, int]], wanted: int
@@ -526,22 +530,8 @@ class JobStore(Store):
             if not full:
                 return {}
             full.sort(key=lambda job: (-job["priority"], job["job_id"]))
-            append_events(
-                conn,
-                [
-                    {
-                        "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
-                        "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
-                        "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"],
-                        "task_id": job["task_id"],
-                    }
-                    for job in full
-                ],
-            )
-        by_pilot: dict[str, list[dict[str, Any]]] = {}
-        for job in full:
-            by_pilot.setdefault(job["pilot_id"], []).append(job)
-        return by_pilot
+            _record_sent(conn, full, now)
+        return _by_pilot(full)
 
     def release(self, job_ids: list[int], reason: str) -> int:
         """Jobs sent to a pilot that never got them go back to activated, same attempt."""
