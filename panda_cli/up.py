@@ -465,22 +465,17 @@ class LocalIdentity:
 
 def iam_endpoints(settings: Settings, server_address: str) -> tuple[str, int, int]:
     """The identity service's gRPC address, HTTP port and metrics port: PANDA_IAM* when set;
-    else the defaults beside a server at its defaults, or 200 above the server's ports."""
+    else the defaults beside a server at its defaults, or 200 above the server's ports (the HTTP
+    port one above its gRPC port)."""
     if any(name in os.environ for name in ("PANDA_IAM", "PANDA_IAM_ADDRESS")):
         address, http_port = settings.iam_address, settings.iam_http_port
     elif server_address == DEFAULT_SERVER_ADDRESS:
         address, http_port = DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT
     else:
-        host, _, port = server_address.rpartition(":")
-        base = int(port) + 200 if port.isdigit() and int(port) + 201 < 65536 else 0
-        address = f"{host}:{base}" if base else DEFAULT_IAM_ADDRESS
-        http_port = base + 1 if base else DEFAULT_IAM_HTTP_PORT
-    if "PANDA_IAM_METRICS_PORT" in os.environ or not settings.metrics_port:
-        metrics = settings.iam_metrics_port if settings.metrics_port else 0
-    elif settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
-        metrics = DEFAULT_IAM_METRICS_PORT
-    else:
-        metrics = settings.metrics_port + 200 if settings.metrics_port + 200 < 65536 else 0
+        address = _shifted_address(server_address, 200, DEFAULT_IAM_ADDRESS, ports=2)
+        http_port = int(address.rpartition(":")[2]) + 1 if address != DEFAULT_IAM_ADDRESS else DEFAULT_IAM_HTTP_PORT
+    metrics = _shifted_metrics(settings, "PANDA_IAM_METRICS_PORT", settings.iam_metrics_port,
+                               DEFAULT_IAM_METRICS_PORT, 200)
     return address, http_port, metrics
 
 
@@ -529,15 +524,29 @@ def jedi_endpoints(settings: Settings, server_address: str) -> tuple[str, int]:
     elif server_address == DEFAULT_SERVER_ADDRESS:
         address = DEFAULT_JEDI_ADDRESS
     else:
-        host, _, port = server_address.rpartition(":")
-        address = f"{host}:{int(port) + 100}" if port.isdigit() and int(port) + 100 < 65536 else DEFAULT_JEDI_ADDRESS
-    if "PANDA_JEDI_METRICS_PORT" in os.environ or not settings.metrics_port:
-        metrics = settings.jedi_metrics_port if settings.metrics_port else 0
-    elif settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
-        metrics = DEFAULT_JEDI_METRICS_PORT
-    else:
-        metrics = settings.metrics_port + 100 if settings.metrics_port + 100 < 65536 else 0
+        address = _shifted_address(server_address, 100, DEFAULT_JEDI_ADDRESS)
+    metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", settings.jedi_metrics_port,
+                               DEFAULT_JEDI_METRICS_PORT, 100)
     return address, metrics
+
+
+def _shifted_address(server_address: str, offset: int, default: str, ports: int = 1) -> str:
+    """The server's host with its port + `offset` (and the `ports` - 1 after it free to use), or
+    `default` when that leaves the port range."""
+    host, _, port = server_address.rpartition(":")
+    if port.isdigit() and int(port) + offset + ports - 1 < 65536:
+        return f"{host}:{int(port) + offset}"
+    return default
+
+
+def _shifted_metrics(settings: Settings, variable: str, configured: int, default: int, offset: int) -> int:
+    """A companion's metrics port: its own variable when set (0 when the server's metrics are
+    off), its default beside the server's default, else the server's + `offset`."""
+    if variable in os.environ or not settings.metrics_port:
+        return configured if settings.metrics_port else 0
+    if settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
+        return default
+    return settings.metrics_port + offset if settings.metrics_port + offset < 65536 else 0
 
 
 def _run(
