@@ -1,4 +1,4 @@
-"""Server interceptors every service installs: authentication (the seam), error mapping,
+"""Server interceptors every service installs: the token check and access table, error mapping,
 Prometheus metrics and logging. Each wraps a handler's behaviour, for all four RPC kinds."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from panda_runtime.auth import AccessTable, AnonymousAuthenticator, Authenticator, set_current_principal
+from panda_runtime.auth import AccessTable, Authenticator, set_current_principal
 from panda_runtime.errors import ServiceError
 
 log = logging.getLogger("panda.rpc")
@@ -73,12 +73,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     as INTERNAL."""
 
     def __init__(
-        self,
-        authenticator: Authenticator | None = None,
-        access: AccessTable | None = None,
-        open_methods: frozenset[str] = frozenset(),
+        self, authenticator: Authenticator, access: AccessTable, open_methods: frozenset[str] = frozenset()
     ):
-        self._authenticator = authenticator or AnonymousAuthenticator()
+        self._authenticator = authenticator
         self._access = access
         # Health answers anyone.
         self._open_methods = open_methods
@@ -102,8 +99,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             if open_method:
                 return
             principal = await self._authenticator.authenticate(method, metadata, context)
-            if self._access is not None:
-                self._access.check(method, principal)
+            self._access.check(method, principal)
             set_current_principal(principal)
 
         def finish(code: grpc.StatusCode, started: float) -> None:
