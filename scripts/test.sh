@@ -2,7 +2,7 @@
 # Everything the tests need, then the tests: the package with its test dependencies, buf (from
 # npm) for the contract checks and oidc-provider (npm) as the external OIDC provider the tests
 # trust, a running PostgreSQL on 127.0.0.1:5432; then the checks and the suite, which runs every
-# server test on SQLite and on PostgreSQL. Extra arguments go to pytest.
+# server test on SQLite and on PostgreSQL, three tests at a time. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +33,7 @@ except Exception as error:
     sys.exit(1)
 PY
 }
-if ! postgres_up 2>/dev/null; then
+if ! postgres_up; then
   if ! command -v pg_ctlcluster >/dev/null; then
     echo "==> installing PostgreSQL"
     apt_install postgresql
@@ -45,9 +45,17 @@ if ! postgres_up 2>/dev/null; then
   if ! grep -q "^host all all 127.0.0.1/32 trust" "$conf/pg_hba.conf"; then
     as_root sed -i '1i host all all 127.0.0.1/32 trust' "$conf/pg_hba.conf"
   fi
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || as_root pg_ctlcluster "$version" main restart
+  # A cluster that runs but refuses connections (stuck, or out of connection slots) is restarted;
+  # --force falls back from a fast to an immediate shutdown, which is safe for a test database.
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start \
+    || as_root pg_ctlcluster --skip-systemctl-redirect --force "$version" main restart
   for _ in $(seq 30); do postgres_up 2>/dev/null && break; sleep 1; done
-  postgres_up
+  if ! postgres_up; then
+    echo "PostgreSQL does not accept connections on 127.0.0.1:5432; its log:" >&2
+    tail -n 30 "/var/log/postgresql/postgresql-$version-main.log" >&2 || true
+    df -h . >&2
+    exit 1
+  fi
 fi
 
 echo "==> contracts: generated/ is fresh, buf lint, buf breaking"
@@ -56,5 +64,8 @@ PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos lint
 PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos breaking --against "${PANDA_CONTRACTS_BASE:-origin/main}"
 echo "==> ruff"
 .venv/bin/ruff check .
-echo "==> tests (SQLite and PostgreSQL)"
-exec .venv/bin/python -m pytest "$@"
+# Most tests wait on real processes (timeouts, restarts), so they run three at a time even on
+# two cores; PANDA_TEST_WORKERS=0 runs them one by one.
+workers=${PANDA_TEST_WORKERS:-3}
+echo "==> tests (SQLite and PostgreSQL), $workers at a time"
+exec .venv/bin/python -m pytest -n "$workers" "$@"

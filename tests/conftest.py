@@ -25,7 +25,16 @@ from panda.server.v1 import (
 )
 from panda_runtime.client import sync_channel
 from panda_runtime.credentials import StaticToken
-from tools.cluster import IdentityHandle, ManagedProcess, ServerHandle, fresh_database, spawn, start_iam, start_server
+from tools.cluster import (
+    IdentityHandle,
+    ManagedProcess,
+    ServerHandle,
+    drop_database,
+    fresh_database,
+    spawn,
+    start_iam,
+    start_server,
+)
 
 # Short timeouts so the watchdogs act within a test.
 TEST_SERVER_ENV = {
@@ -66,9 +75,11 @@ def token_channel(address: str, identity: IdentityHandle, user: str = "admin") -
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database of each kind. PostgreSQL must be there: no skipping."""
-    return fresh_database(request.param, tmp_path, f"panda_test_{uuid.uuid4().hex[:10]}")
+    url = fresh_database(request.param, tmp_path, f"panda_test_{uuid.uuid4().hex[:10]}")
+    yield url
+    drop_database(url)
 
 
 @pytest.fixture

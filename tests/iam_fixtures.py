@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.iam_support import Iam, start_iam_cli
-from tools.cluster import fresh_database
+from tools.cluster import drop_database, fresh_database
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -23,3 +23,4 @@ def iam(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     handle.db().dispose()
     if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
         print(handle.process.log()[-5000:], file=sys.stderr)
+    drop_database(url)

@@ -47,6 +47,18 @@ def fresh_database(kind: str, data_dir: Path, name: str) -> str:
     return url
 
 
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database made by fresh_database, so that test runs leave no databases
+    behind (a SQLite file goes with its directory)."""
+    if not url.startswith("postgresql"):
+        return
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
                  tls: grpc.ChannelCredentials | None = None) -> None:
     deadline = time.monotonic() + timeout
