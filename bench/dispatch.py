@@ -148,33 +148,37 @@ async def _pilot(
         raise PilotError(f"pilot {pilot_id}: expected a welcome, got {first}")
     request = d.ConnectRequest(request_jobs=d.RequestJobs(count=config.slots))
 
-    def updates(jobs, state: int, exit_code: int = 0):  # type: ignore[no-untyped-def]
-        # One job: a JobUpdate; several (a pilot with slots): one JobUpdates message.
-        if len(jobs) == 1:
+    def updates(jobs, state: int, exit_code: int = 0, then_request=None):  # type: ignore[no-untyped-def]
+        # One job: a JobUpdate; several (a pilot with slots), or with the next request: one JobUpdates.
+        if len(jobs) == 1 and then_request is None:
             return d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
                 job_id=jobs[0].job_id, attempt=jobs[0].attempt, state=state, exit_code=exit_code))
         return d.ConnectRequest(seq=next_seq(), job_updates=d.JobUpdates(updates=[
-            d.JobUpdate(job_id=j.job_id, attempt=j.attempt, state=state, exit_code=exit_code) for j in jobs]))
+            d.JobUpdate(job_id=j.job_id, attempt=j.attempt, state=state, exit_code=exit_code) for j in jobs],
+            request_jobs=then_request))
 
     def on_message_acks(message) -> list[int]:  # type: ignore[no-untyped-def]
         kind = message.WhichOneof("message")
         acks = [message.update_ack] if kind == "update_ack" else (
-            list(message.update_acks.acks) if kind == "update_acks" else [])
+            list(message.update_acks.acks) if kind == "update_acks" else
+            list(message.job_assignments.acks) if kind == "job_assignments" else [])
         for ack in acks:
             on_ack(ack)
         return [ack.seq for ack in acks]
 
+    # As the pilot agent does: the final update carries the next request, unless the pilot
+    # waits for the final's acknowledgement before asking (--wait-ack).
+    request.seq = next_seq()
+    asked = now()
+    await call.write(request)
     while not stopping.is_set():
-        request.seq = next_seq()
-        asked = now()
-        await call.write(request)
         while True:
             message = await read()
             if message is None:
                 return
+            on_message_acks(message)
             if message.WhichOneof("message") == "job_assignments":
                 break
-            on_message_acks(message)
             # commands: none expected in the benchmark; ignored
         latencies.append(now() - asked)
         jobs = list(message.job_assignments.jobs)
@@ -195,15 +199,21 @@ async def _pilot(
                 exit_code = await process.wait()
                 if exit_code != 0:
                     raise PilotError(f"pilot {pilot_id}: payload {config.payload} exited with {exit_code}")
+        if not config.wait_ack:
+            asked = now()
+            await call.write(updates(jobs, finished, exit_code, then_request=request.request_jobs))
+            continue
         final = updates(jobs, finished, exit_code)
         await call.write(final)
-        if config.wait_ack:
-            while True:
-                message = await read()
-                if message is None:
-                    return
-                if final.seq in on_message_acks(message):
-                    break
+        while True:
+            message = await read()
+            if message is None:
+                return
+            if final.seq in on_message_acks(message):
+                break
+        request.seq = next_seq()
+        asked = now()
+        await call.write(request)
 
 
 async def _worker_async(config: WorkerConfig, shared: WorkerShared, go, stop, errors) -> list[float]:

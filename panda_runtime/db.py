@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import BigInteger, ColumnElement, DateTime, Engine, Integer, MetaData, create_engine, event, or_, true
 from sqlalchemy.engine import make_url
 
@@ -112,11 +113,15 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         # No pre-ping: it costs a round trip per transaction; a dropped connection fails one
         # transaction, which callers retry.
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+        return create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600, json_deserializer=orjson.loads
+        )
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 60}, json_deserializer=orjson.loads
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -211,10 +211,18 @@ class Pilot:
         if self._send(job_update=pending.update):
             pending.sent_at = time.monotonic()
 
-    def _deliver_final(self, update: dispatch_pb2.JobUpdate) -> None:
+    def _deliver_final(self, update: dispatch_pb2.JobUpdate, *, ask_for_more: bool = False) -> None:
+        """Send a job's final update until acknowledged; with `ask_for_more`, the request for
+        the next job goes in the same message, if the pilot wants one."""
         pending = _PendingFinal(update)
         self._pending[(update.job_id, update.attempt)] = pending
-        self._send_final(pending)
+        stream, request = self._stream, self._job_request() if ask_for_more else None
+        if stream is None or request is None:
+            self._send_final(pending)
+            return
+        if self._send(job_updates=dispatch_pb2.JobUpdates(updates=[update], request_jobs=request)):
+            pending.sent_at = time.monotonic()
+            self._asked(stream, request)
 
     def _wants_work(self) -> bool:
         return (
@@ -224,14 +232,23 @@ class Pilot:
             and self.time_for_jobs() >= self._reserve()
         )
 
-    def _request_jobs(self) -> None:
+    def _job_request(self) -> dispatch_pb2.RequestJobs | None:
+        """The request for one more job, if the pilot wants one and has not asked yet."""
         stream = self._stream
         if stream is None or stream.requested_jobs or not self._wants_work():
-            return
+            return None
         resources = resources_pb2.Resources(walltime_seconds=int(self.time_for_jobs()), disk_mb=self._free_disk_mb())
-        if self._send(request_jobs=dispatch_pb2.RequestJobs(count=1, resources=resources)):
-            stream.requested_jobs = True
-            log.info("asking for a job (%d s of walltime left for it)", resources.walltime_seconds)
+        return dispatch_pb2.RequestJobs(count=1, resources=resources)
+
+    def _request_jobs(self) -> None:
+        stream, request = self._stream, self._job_request()
+        if stream is not None and request is not None and self._send(request_jobs=request):
+            self._asked(stream, request)
+
+    @staticmethod
+    def _asked(stream: _Stream, request: dispatch_pb2.RequestJobs) -> None:
+        stream.requested_jobs = True
+        log.info("asking for a job (%d s of walltime left for it)", request.resources.walltime_seconds)
 
     # -- the stream ------------------------------------------------------------------------
 
@@ -359,6 +376,8 @@ class Pilot:
     def _on_jobs(self, assignments: dispatch_pb2.JobAssignments) -> None:
         if self._stream is not None:
             self._stream.requested_jobs = False  # the server used up our credit
+        for ack in assignments.acks:  # of the final update sent with our request
+            self._on_ack(ack)
         for job in assignments.jobs:
             key = (job.job_id, job.attempt)
             if self._holds(key):
@@ -513,7 +532,7 @@ class Pilot:
             del self._runners[runner.key]
             current_job.reset(token)
         if final is not None:
-            self._deliver_final(final)
+            self._deliver_final(final, ask_for_more=True)
 
     def _give_back_queued(self, reason: str) -> None:
         """Jobs accepted but never started go back without using an attempt: the server

@@ -45,6 +45,14 @@ _MAX_UPDATE_BATCH = 2000
 _OK = ok_status()
 
 
+@dataclass(frozen=True)
+class _RequestAfterUpdates:
+    """A RequestJobs that came with updates, and its place among the pilot's requests."""
+
+    request: dispatch_pb2.RequestJobs
+    number: int
+
+
 @dataclass(eq=False)
 class Session:
     """One pilot stream."""
@@ -63,12 +71,27 @@ class Session:
     waiting_since: float = 0.0
     held: set[int] = field(default_factory=set)
     closed: bool = False
+    # Acknowledgements held back to travel with the next jobs (JobUpdates.request_jobs).
+    pending_acks: list[dispatch_pb2.UpdateAck] = field(default_factory=list)
+    # Counts the pilot's requests as they arrive: a request sent with updates is taken after
+    # they are written, unless a newer one (a withdrawal, say) arrived meanwhile.
+    requests_received: int = 0
 
     def send(self, message: dispatch_pb2.ConnectResponse) -> None:
         self.outbox.put_nowait(message)
 
     def end(self, error: BaseException | None = None) -> None:
         self.outbox.put_nowait(error)
+
+    def send_acks(self, acks: list[dispatch_pb2.UpdateAck]) -> None:
+        if len(acks) == 1:
+            self.send(dispatch_pb2.ConnectResponse(update_ack=acks[0]))
+        elif acks:
+            self.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=acks)))
+
+    def take_acks(self) -> list[dispatch_pb2.UpdateAck]:
+        acks, self.pending_acks = self.pending_acks, []
+        return acks
 
 
 class DispatchHub:
@@ -79,7 +102,8 @@ class DispatchHub:
         self._queues = queues
         self._sessions: dict[str, Session] = {}  # by pilot id
         self._wake = asyncio.Event()
-        self._updates: asyncio.Queue[tuple[Session, int, PilotUpdate]] = asyncio.Queue()
+        # Updates in arrival order, with the requests sent along with them.
+        self._updates: asyncio.Queue[tuple[Session, int, PilotUpdate | _RequestAfterUpdates]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._queue_status: dict[str, str] = {}
         self._queue_status_time = 0.0
@@ -150,6 +174,10 @@ class DispatchHub:
         log.info("pilot %s disconnected (%s)", session.pilot_id, session.session_id)
 
     def request_jobs(self, session: Session, request: dispatch_pb2.RequestJobs) -> None:
+        session.requests_received += 1
+        self._take_request(session, request)
+
+    def _take_request(self, session: Session, request: dispatch_pb2.RequestJobs) -> None:
         if request.HasField("resources"):
             offer = request.resources
             session.cores = offer.cores or session.cores
@@ -216,39 +244,69 @@ class DispatchHub:
                 session.waiting_since = now
                 session.send(
                     dispatch_pb2.ConnectResponse(
-                        job_assignments=dispatch_pb2.JobAssignments(jobs=[job_to_proto(j) for j in jobs])
+                        job_assignments=dispatch_pb2.JobAssignments(
+                            jobs=[job_to_proto(j) for j in jobs], acks=session.take_acks()
+                        )
                     )
                 )
+        # Pilots left waiting (no job fits, or the queue is not dispatching) still get their acks.
+        for session in waiting:
+            if session.pending_acks:
+                session.send_acks(session.take_acks())
 
     # -- updates -------------------------------------------------------------------------
 
-    def submit_update(self, session: Session, seq: int, update: PilotUpdate) -> None:
-        self._updates.put_nowait((session, seq, update))
+    def submit_updates(
+        self, session: Session, seq: int, updates: list[PilotUpdate],
+        then_request: dispatch_pb2.RequestJobs | None = None,
+    ) -> None:
+        """Queue a message's updates for writing; `then_request` (sent with them) takes effect
+        once they are written, and their acknowledgements then go out with the next jobs."""
+        for update in updates:
+            self._updates.put_nowait((session, seq, update))
+        if then_request is not None:
+            session.requests_received += 1
+            self._updates.put_nowait((session, seq, _RequestAfterUpdates(then_request, session.requests_received)))
 
     async def _update_loop(self) -> None:
         while True:
             batch = [await self._updates.get()]
             while len(batch) < _MAX_UPDATE_BATCH and not self._updates.empty():
                 batch.append(self._updates.get_nowait())
-            UPDATE_BATCH.observe(len(batch))
-            try:
-                outcomes, reactivated = await self._db.run(self._jobs.apply_updates, [u for _, _, u in batch])
-            except Exception:
-                log.exception("writing %d pilot updates failed; the pilots will resend", len(batch))
-                continue
-            acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
-            for (session, seq, _), outcome in zip(batch, outcomes, strict=True):
-                ack = self._acknowledgement(session, seq, outcome)
-                if ack is not None:
-                    acks[session].append(ack)
-            for session, session_acks in acks.items():
-                if len(session_acks) == 1:
-                    session.send(dispatch_pb2.ConnectResponse(update_ack=session_acks[0]))
-                else:
-                    session.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=session_acks)))
-            self.events_written.notify()
-            if reactivated:
-                self.wake()
+            updates = [(session, seq, u) for session, seq, u in batch if isinstance(u, PilotUpdate)]
+            requests = {
+                session: late.request for session, _, late in batch
+                if isinstance(late, _RequestAfterUpdates) and late.number == session.requests_received
+            }
+            await self._write_updates(updates, holding={s for s, r in requests.items() if r.count > 0})
+            for session, request in requests.items():
+                self._take_request(session, request)
+
+    async def _write_updates(
+        self, batch: list[tuple[Session, int, PilotUpdate]], holding: set[Session]
+    ) -> None:
+        """Write one batch and acknowledge it; acks of the sessions in `holding` wait for their jobs."""
+        if not batch:
+            return
+        UPDATE_BATCH.observe(len(batch))
+        try:
+            outcomes, reactivated = await self._db.run(self._jobs.apply_updates, [u for _, _, u in batch])
+        except Exception:
+            log.exception("writing %d pilot updates failed; the pilots will resend", len(batch))
+            return
+        acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
+        for (session, seq, _), outcome in zip(batch, outcomes, strict=True):
+            ack = self._acknowledgement(session, seq, outcome)
+            if ack is not None:
+                acks[session].append(ack)
+        for session, session_acks in acks.items():
+            if session in holding:
+                session.pending_acks.extend(session_acks)
+            else:
+                session.send_acks(session_acks)
+        self.events_written.notify()
+        if reactivated:
+            self.wake()
 
     @staticmethod
     def _acknowledgement(session: Session, seq: int, outcome: UpdateOutcome) -> dispatch_pb2.UpdateAck | None:

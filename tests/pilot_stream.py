@@ -67,8 +67,10 @@ class PilotStream:
     def update(self, job_id: int, attempt: int, state: int, **fields: object) -> int:
         return self.send(job_update=dispatch_pb2.JobUpdate(job_id=job_id, attempt=attempt, state=state, **fields))
 
-    def update_many(self, updates: list[dispatch_pb2.JobUpdate]) -> int:
-        return self.send(job_updates=dispatch_pb2.JobUpdates(updates=updates))
+    def update_many(self, updates: list[dispatch_pb2.JobUpdate], *, then_request: int | None = None) -> int:
+        """Several updates in one message; with `then_request`, the next request goes with them."""
+        request = dispatch_pb2.RequestJobs(count=then_request) if then_request is not None else None
+        return self.send(job_updates=dispatch_pb2.JobUpdates(updates=updates, request_jobs=request))
 
     def next(self, kind: str, timeout: float = 15.0) -> dispatch_pb2.ConnectResponse:
         """The next message of `kind` (welcome, job_assignments, update_ack, command)."""

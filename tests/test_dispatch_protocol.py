@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import time
 
 import grpc
@@ -30,6 +31,49 @@ def test_jobs_go_highest_priority_first_and_finish(channel, jobs_stub, local_que
     ack = pilot.next("update_ack").update_ack
     assert (ack.seq, ack.status.code, ack.state) == (seq, 0, J.STATE_FINISHED)
     assert get_job(jobs_stub, low.job_id).state == J.STATE_ACTIVATED
+    pilot.close()
+
+
+def test_a_final_update_sent_with_the_next_request_is_acknowledged_with_the_next_job(  # type: ignore[no-untyped-def]
+    channel, jobs_stub, local_queue
+) -> None:
+    first, second = submit(jobs_stub, J(queue="local", command=["a"], priority=9), J(queue="local", command=["b"]))
+    pilot = PilotStream(channel, "pilot-piggyback")
+    pilot.request_jobs(1)
+    assert pilot.next_job().job_id == first.job_id
+    pilot.update(first.job_id, 1, J.STATE_RUNNING)
+    seq = pilot.update_many([dispatch_pb2.JobUpdate(job_id=first.job_id, attempt=1, state=J.STATE_FINISHED)],
+                            then_request=1)
+    assignments = pilot.next("job_assignments").job_assignments
+    assert [job.job_id for job in assignments.jobs] == [second.job_id]
+    assert [(a.seq, a.job_id, a.status.code, a.state) for a in assignments.acks] == [
+        (seq, first.job_id, 0, J.STATE_FINISHED)]
+    assert get_job(jobs_stub, first.job_id).state == J.STATE_FINISHED
+
+    # No job left: the ack comes alone and the request stays open for the next job submitted.
+    pilot.update(second.job_id, 1, J.STATE_RUNNING)
+    seq = pilot.update_many([dispatch_pb2.JobUpdate(job_id=second.job_id, attempt=1, state=J.STATE_FINISHED)],
+                            then_request=1)
+    ack = pilot.next("update_ack").update_ack
+    assert (ack.seq, ack.job_id, ack.state) == (seq, second.job_id, J.STATE_FINISHED)
+    (third,) = submit(jobs_stub, J(queue="local", command=["c"]))
+    assert pilot.next_job().job_id == third.job_id
+    pilot.close()
+
+
+def test_a_withdrawal_after_a_request_sent_with_updates_wins(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+    first, waiting = submit(jobs_stub, J(queue="local", command=["a"], priority=9), J(queue="local", command=["b"]))
+    pilot = PilotStream(channel, "pilot-withdraws")
+    pilot.request_jobs(1)
+    assert pilot.next_job().job_id == first.job_id
+    pilot.update(first.job_id, 1, J.STATE_RUNNING)
+    seq = pilot.update_many([dispatch_pb2.JobUpdate(job_id=first.job_id, attempt=1, state=J.STATE_FINISHED)],
+                            then_request=1)
+    pilot.request_jobs(0)  # the pilot is leaving after all
+    assert pilot.next("update_ack").update_ack.seq == seq
+    with pytest.raises(queue.Empty):
+        pilot.next("job_assignments", timeout=3)
+    assert get_job(jobs_stub, waiting.job_id).state == J.STATE_ACTIVATED
     pilot.close()
 
 

@@ -101,8 +101,11 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                     except ValueError as error:
                         session.end(InvalidArgument(str(error), field=kind))
                         return
-                    for update in parsed:
-                        self._hub.submit_update(session, request.seq, update)
+                    then_request = (
+                        request.job_updates.request_jobs
+                        if kind == "job_updates" and request.job_updates.HasField("request_jobs") else None
+                    )
+                    self._hub.submit_updates(session, request.seq, parsed, then_request)
                 elif kind == "goodbye":
                     log.info("pilot %s says goodbye: %s", session.pilot_id, request.goodbye.reason)
                     await self._hub.goodbye(session)

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, literal, select, text, update
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
@@ -37,6 +37,9 @@ MUTABLE = (
     "exit_code", "error_code", "error_diag", "log_tail", "max_rss_mb", "cpu_seconds", "pilot_id", "node",
     "kill_requested",
 )
+# What a state change reads: the mutable columns, and what deciding the change needs (owner
+# and VO for scope checks, max attempts for retries, task and queue for the event).
+_STATE_COLUMNS = tuple(jobs.c[name] for name in ("job_id", "owner", "vo", "task_id", "max_attempts", *MUTABLE))
 _MAX_LOG_TAIL = 16 * 1024
 # Every column of a new job (its id included), as SubmitJobs writes them.
 JOB_COLUMNS = tuple(str(column.name) for column in jobs.columns if column.name not in (
@@ -47,15 +50,32 @@ EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_
 EVENT_LOG_LOCK_KEY = 0x70616E6462
 
 
-def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
-    """Append to the event log so that cursor order is commit order: on PostgreSQL a
-    transaction takes its cursors under a lock held until it commits, so a watcher that has
-    read cursor N never later finds a smaller cursor committed behind it."""
-    if not events:
-        return
+def _lock_event_log(conn: Connection) -> None:
+    """Cursor order is commit order: on PostgreSQL a transaction takes its cursors under a lock
+    held until it commits, so a watcher that has read cursor N never later finds a smaller
+    cursor committed behind it. (SQLite has one writer at a time.)"""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK_KEY})
+
+
+def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Append to the event log, in commit order."""
+    if not events:
+        return
+    _lock_event_log(conn)
     insert_rows(conn, job_events, EVENT_COLUMNS, events)
+
+
+# The "sent" events of claimed jobs, written from their rows by the database itself.
+_SENT_EVENTS = insert(job_events).from_select(
+    EVENT_COLUMNS,
+    select(
+        jobs.c.job_id, jobs.c.attempt, literal(JobState.SENT.value), literal(JobState.ACTIVATED.value),
+        jobs.c.state_time, literal(0), literal("sent to pilot ") + jobs.c.pilot_id, jobs.c.queue, jobs.c.task_id,
+    )
+    .where(jobs.c.job_id.in_(bindparam("ids", expanding=True)))
+    .order_by(jobs.c.priority.desc(), jobs.c.job_id),
+)
 
 
 # PostgreSQL advisory lock held by the replica that runs the watchdogs.
@@ -162,15 +182,9 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
     return scope_condition(scope, jobs.c.owner, jobs.c.vo)
 
 
-def _record_sent(conn: Connection, claimed: list[dict[str, Any]], now: datetime) -> None:
-    append_events(conn, [
-        {
-            "job_id": job["job_id"], "attempt": job["attempt"], "state": JobState.SENT.value,
-            "previous_state": JobState.ACTIVATED.value, "time": now, "error_code": 0,
-            "reason": f"sent to pilot {job['pilot_id']}", "queue": job["queue"], "task_id": job["task_id"],
-        }
-        for job in claimed
-    ])
+def _record_sent(conn: Connection, claimed: list[dict[str, Any]]) -> None:
+    _lock_event_log(conn)
+    conn.execute(_SENT_EVENTS, {"ids": [job["job_id"] for job in claimed]})
 
 
 def _by_pilot(claimed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -197,11 +211,15 @@ class JobStore(Store):
 
     # -- reading -------------------------------------------------------------------------
 
-    def _rows(self, conn: Connection, job_ids: Iterable[int], *, lock: bool) -> dict[int, dict[str, Any]]:
+    def _rows(
+        self, conn: Connection, job_ids: Iterable[int], *, lock: bool, full: bool = False
+    ) -> dict[int, dict[str, Any]]:
+        """The jobs' rows by id: every column if `full`, else what a state change reads."""
         ids = sorted(set(job_ids))
         if not ids:
             return {}
-        query = select(jobs).where(jobs.c.job_id.in_(ids)).order_by(jobs.c.job_id)
+        query = select(jobs) if full else select(*_STATE_COLUMNS)
+        query = query.where(jobs.c.job_id.in_(ids)).order_by(jobs.c.job_id)
         if lock:
             query = self._locked(query)
         return {r.job_id: dict(r._mapping) for r in conn.execute(query)}
@@ -344,7 +362,7 @@ class JobStore(Store):
         return {name: row.storage_element for name, row in found.items()}
 
     def _full(self, conn: Connection, job_ids: list[int]) -> list[dict[str, Any]]:
-        rows = self._rows(conn, job_ids, lock=False)
+        rows = self._rows(conn, job_ids, lock=False, full=True)
         files = self._files(conn, job_ids)
         result = []
         for job_id in job_ids:
@@ -479,7 +497,7 @@ class JobStore(Store):
                 full.append(job)
             update_rows(conn, jobs, "job_id", ("state", "pilot_id", "node", "state_time", "update_time"), full)
             files = self._files(conn, [job["job_id"] for job in full])
-            _record_sent(conn, full, now)
+            _record_sent(conn, full)
         for job in full:
             job["files"], job["history"] = files[job["job_id"]], []
         return _by_pilot(full)
@@ -530,7 +548,7 @@ class JobStore(Store):
             if not full:
                 return {}
             full.sort(key=lambda job: (-job["priority"], job["job_id"]))
-            _record_sent(conn, full, now)
+            _record_sent(conn, full)
         return _by_pilot(full)
 
     def release(self, job_ids: list[int], reason: str) -> int:

@@ -276,16 +276,27 @@ class JobUpdates(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     UPDATES_FIELD_NUMBER: _builtins.int
+    REQUEST_JOBS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def updates(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobUpdate]: ...
+    @_builtins.property
+    def request_jobs(self) -> Global___RequestJobs:
+        """Ask for work once these updates are written, in the same message: a pilot whose job just
+        ended sends its final update and its next request together. Means the same as a
+        RequestJobs sent right after this message; the server then answers with one
+        JobAssignments that carries these updates' acknowledgements (or with UpdateAcks alone
+        when no job is waiting, the request staying open).
+        """
+
     def __init__(
         self,
         *,
         updates: _abc.Iterable[Global___JobUpdate] | None = ...,
+        request_jobs: Global___RequestJobs | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request_jobs", b"request_jobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["updates", b"updates"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_jobs", b"request_jobs", "updates", b"updates"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,16 +382,24 @@ class JobAssignments(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOBS_FIELD_NUMBER: _builtins.int
+    ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def jobs(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.Job]: ...
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___UpdateAck]:
+        """Acknowledgements of the updates that came with the request these jobs answer
+        (JobUpdates.request_jobs), delivered with the jobs.
+        """
+
     def __init__(
         self,
         *,
         jobs: _abc.Iterable[_job_pb2.Job] | None = ...,
+        acks: _abc.Iterable[Global___UpdateAck] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "jobs", b"jobs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -31,7 +31,9 @@ class DispatchServiceStub:
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel):
@@ -53,7 +55,9 @@ class DispatchServiceServicer:
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def Connect(self, request_iterator, context):
@@ -84,7 +88,9 @@ class DispatchService:
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @staticmethod

@@ -32,7 +32,9 @@ class DispatchServiceStub:
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @_typing.overload
@@ -48,7 +50,9 @@ class DispatchServiceAsyncStub(DispatchServiceStub):
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -60,7 +64,9 @@ class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
     job's progress with JobUpdate (JobUpdates for several at once). The server
     answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
     refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). No HTTP mapping: pilots speak gRPC.
+    sends Commands (kill...). A pilot whose job ended may send its final update and
+    its next request in one JobUpdates; the acknowledgement then comes with the next
+    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @_abc_1.abstractmethod
