@@ -190,6 +190,12 @@ class DispatchHub:
         if session.credits:
             self.wake()
 
+    def queues_changed(self) -> None:
+        """A queue was added or changed through this server: the next round reads statuses afresh
+        (other servers' caches catch up within seconds; the claim itself checks the status)."""
+        self._queue_status_time = 0.0
+        self.wake()
+
     def wake(self) -> None:
         """New work may be there (submitted, retried, released) or pilots want some."""
         self._wake.set()

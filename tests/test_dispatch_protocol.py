@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import time
 
 import grpc
@@ -58,22 +57,6 @@ def test_a_final_update_sent_with_the_next_request_is_acknowledged_with_the_next
     assert (ack.seq, ack.job_id, ack.state) == (seq, second.job_id, J.STATE_FINISHED)
     (third,) = submit(jobs_stub, J(queue="local", command=["c"]))
     assert pilot.next_job().job_id == third.job_id
-    pilot.close()
-
-
-def test_a_withdrawal_after_a_request_sent_with_updates_wins(channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
-    first, waiting = submit(jobs_stub, J(queue="local", command=["a"], priority=9), J(queue="local", command=["b"]))
-    pilot = PilotStream(channel, "pilot-withdraws")
-    pilot.request_jobs(1)
-    assert pilot.next_job().job_id == first.job_id
-    pilot.update(first.job_id, 1, J.STATE_RUNNING)
-    seq = pilot.update_many([dispatch_pb2.JobUpdate(job_id=first.job_id, attempt=1, state=J.STATE_FINISHED)],
-                            then_request=1)
-    pilot.request_jobs(0)  # the pilot is leaving after all
-    assert pilot.next("update_ack").update_ack.seq == seq
-    with pytest.raises(queue.Empty):
-        pilot.next("job_assignments", timeout=3)
-    assert get_job(jobs_stub, waiting.job_id).state == J.STATE_ACTIVATED
     pilot.close()
 
 

@@ -57,6 +57,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             values["status"] = "online"
         _check_values(values)
         record = await self._db.run(self._store.create, {"queue_id": queue.queue_id, **values})
+        self._hub.queues_changed()
         return queue_service_pb2.CreateQueueResponse(queue=self._proto(record))
 
     async def GetQueue(
@@ -96,6 +97,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         values = {c: all_values[c] for c in columns}
         _check_values(values)
         record = await self._db.run(self._store.update, queue.queue_id, values)
+        self._hub.queues_changed()
         return queue_service_pb2.UpdateQueueResponse(queue=self._proto(record))
 
 

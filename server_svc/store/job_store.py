@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, func, insert, literal, select, text, update
+from sqlalchemy import Connection, and_, bindparam, exists, func, insert, literal, select, text, update
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
@@ -29,6 +29,7 @@ from server_svc.domain.states import (
     is_heartbeat,
 )
 from server_svc.store.bulk import insert_rows, new_ids, update_rows
+from server_svc.store.queue_store import DISPATCHING_STATUSES
 from server_svc.store.tables import job_events, job_files, jobs, pilot_commands, queues
 
 # Columns a state change may touch; every batched UPDATE writes exactly these.
@@ -185,6 +186,15 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
 def _record_sent(conn: Connection, claimed: list[dict[str, Any]]) -> None:
     _lock_event_log(conn)
     conn.execute(_SENT_EVENTS, {"ids": [job["job_id"] for job in claimed]})
+
+
+_DISPATCHING_SQL = ", ".join(f"'{status}'" for status in sorted(DISPATCHING_STATUSES))
+
+
+def _queue_dispatching(queue_id: str) -> ColumnElement[bool]:
+    """The queue's status lets its pilots have jobs, as of the claim itself: a queue set offline
+    gets no job once the change is committed, whatever a server cached."""
+    return exists().where(queues.c.queue_id == queue_id, queues.c.status.in_(sorted(DISPATCHING_STATUSES)))
 
 
 def _by_pilot(claimed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -479,6 +489,7 @@ class JobStore(Store):
             .order_by(jobs.c.priority.desc(), jobs.c.job_id)
             .limit(wanted)
         )
+        query = query.where(_queue_dispatching(queue_id))
         if cores:
             query = query.where(jobs.c.cores <= cores)
         if memory_mb:
@@ -519,6 +530,7 @@ class JobStore(Store):
             "WITH locked AS ("
             " SELECT job_id, priority FROM jobs"
             f" WHERE queue = :queue AND state = 'activated'{limits}"
+            f" AND EXISTS (SELECT 1 FROM queues WHERE queue_id = :queue AND status IN ({_DISPATCHING_SQL}))"
             f" ORDER BY priority DESC, job_id LIMIT {int(wanted)} FOR UPDATE SKIP LOCKED"
             "), picked AS ("
             " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
