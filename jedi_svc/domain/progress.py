@@ -10,13 +10,17 @@ READY, RUNNING, FINISHED, FAILED, CANCELLED = "ready", "running", "finished", "f
 CHUNK_STATUSES = (READY, RUNNING, FINISHED, FAILED, CANCELLED)
 
 
+# A file whose chunks are not all finished takes the first of these its chunks have.
+FILE_STATUS_PRECEDENCE = (RUNNING, READY, FAILED, CANCELLED)
+
+
 def file_status(chunk_statuses: Iterable[str]) -> str:
     """One file's status from its chunks': finished when all are; otherwise the most pressing
     of running, ready, failed, cancelled."""
     found = set(chunk_statuses)
     if found == {FINISHED}:
         return FINISHED
-    for status in (RUNNING, READY, FAILED, CANCELLED):
+    for status in FILE_STATUS_PRECEDENCE:
         if status in found:
             return status
     return READY
@@ -36,6 +40,14 @@ class Progress:
         progress = cls(files_total=len(per_file))
         for statuses in per_file.values():
             progress.by_status[file_status(statuses)] += 1
+        return progress
+
+    @classmethod
+    def from_counts(cls, files_by_status: dict[str, int]) -> Progress:
+        """From the number of files in each status (as the task store counts them)."""
+        progress = cls(files_total=sum(files_by_status.values()))
+        for status, count in files_by_status.items():
+            progress.by_status[status] += count
         return progress
 
 

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, case, func, insert, select, update
+from sqlalchemy.sql import ColumnElement
 
 from jedi_svc.domain import states
-from jedi_svc.domain.progress import Progress
+from jedi_svc.domain.progress import FILE_STATUS_PRECEDENCE, FINISHED, READY, Progress
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.store.common import condition, record_event
@@ -96,10 +97,28 @@ class TaskStore(Store):
         ids = [r["task_id"] for r in rows]
         if not ids:
             return
-        chunk_states: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
-        query = select(contents.c.task_id, contents.c.file_id, contents.c.status).where(contents.c.task_id.in_(ids))
-        for chunk in conn.execute(query):
-            chunk_states[chunk.task_id].append((chunk.file_id, chunk.status))
+        # Files by status, counted by the database (a task may have a million files): each
+        # file's status from its chunks' by the rule of domain.progress.file_status.
+        chunk_status = contents.c.status
+
+        def some_chunk(status: str) -> ColumnElement[bool]:
+            return func.max(case((chunk_status == status, 1), else_=0)) == 1
+
+        per_file = (
+            select(contents.c.task_id, case(
+                (and_(func.min(chunk_status) == FINISHED, func.max(chunk_status) == FINISHED), FINISHED),
+                *[(some_chunk(status), status) for status in FILE_STATUS_PRECEDENCE],
+                else_=READY,
+            ).label("status"))
+            .where(contents.c.task_id.in_(ids))
+            .group_by(contents.c.task_id, contents.c.file_id)
+            .subquery()
+        )
+        files_by_status: dict[int, dict[str, int]] = {i: {} for i in ids}
+        query = (select(per_file.c.task_id, per_file.c.status, func.count().label("n"))
+                 .group_by(per_file.c.task_id, per_file.c.status))
+        for count in conn.execute(query):
+            files_by_status[count.task_id][count.status] = count.n
         job_counts: dict[int, dict[str, int]] = {i: {} for i in ids}
         query = (select(jobs.c.task_id, jobs.c.state, func.count().label("n")).where(jobs.c.task_id.in_(ids))
                  .group_by(jobs.c.task_id, jobs.c.state))
@@ -116,7 +135,7 @@ class TaskStore(Store):
                                   .where(datasets.c.task_id.in_(ids), datasets.c.kind == "output")).all())
         for row in rows:
             task_id = row["task_id"]
-            row["progress"] = Progress.of(chunk_states[task_id])
+            row["progress"] = Progress.from_counts(files_by_status[task_id])
             row["job_counts"] = job_counts[task_id]
             row["output_files"], row["output_bytes"] = outputs.get(task_id, (0, 0))
             row["output_dataset"] = names.get(row["output_dataset_id"], "")
