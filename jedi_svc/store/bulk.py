@@ -4,11 +4,11 @@ round trip each instead of a statement per row. SQLite, in process, takes execut
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, Connection, Table, TextClause, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql
 
@@ -31,7 +31,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([json.dumps(row[n]) if n in json_columns else row[n] for n in names])
+            copy.write_row([orjson.dumps(row[n]).decode() if n in json_columns else row[n] for n in names])
 
 
 @cache
@@ -54,7 +54,7 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
         return
     columns = tuple(n for n in rows[0] if n != key)
     if _is_pg(conn):
-        conn.execute(_pg_update(table, key, columns), {"rows": json.dumps(list(rows), default=str)})
+        conn.execute(_pg_update(table, key, columns), {"rows": orjson.dumps(list(rows), default=str).decode()})
     else:
         conn.execute(_executemany_update(table, key, columns),
                      [{f"b_{n}": r[n] for n in (key, *columns)} for r in rows])
