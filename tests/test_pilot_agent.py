@@ -115,9 +115,17 @@ def test_sigterm_while_idle_exits_with_128_plus_signal(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # Signal once the pilot says it started (its handlers are in place by then), not after a
+    # guessed delay: a slow start would otherwise meet Python's default SIGTERM.
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if " starting: queue " in line:
+            break
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=20)
+    _, rest = proc.communicate(timeout=20)
+    stderr = "".join(seen) + rest
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "received SIGTERM" in stderr
     # One line per event, naming the pilot.

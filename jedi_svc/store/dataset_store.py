@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select
 
 from jedi_svc.domain import progress
-from jedi_svc.store import bulk
 from jedi_svc.store.common import condition
 from jedi_svc.store.tables import contents, datasets, files, jobs
+from panda_runtime import bulk
 from panda_runtime.db import Store, now
 from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.filtering import Comparison

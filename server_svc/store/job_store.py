@@ -13,6 +13,7 @@ from sqlalchemy import Connection, and_, bindparam, exists, func, insert, litera
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
+from panda_runtime.bulk import insert_rows, new_ids, update_rows
 from panda_runtime.db import Store, scope_condition
 from panda_runtime.db import now as utc_now
 from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
@@ -28,7 +29,6 @@ from server_svc.domain.states import (
     check_transition,
     is_heartbeat,
 )
-from server_svc.store.bulk import insert_rows, new_ids, update_rows
 from server_svc.store.queue_store import DISPATCHING_STATUSES
 from server_svc.store.tables import job_events, job_files, jobs, pilot_commands, queues
 
@@ -64,7 +64,7 @@ def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
     if not events:
         return
     _lock_event_log(conn)
-    insert_rows(conn, job_events, EVENT_COLUMNS, events)
+    insert_rows(conn, job_events, events, EVENT_COLUMNS)
 
 
 # The "sent" events of claimed jobs, written from their rows by the database itself.
@@ -167,7 +167,7 @@ class _Changes:
             self.reactivated += 1
 
     def flush(self, conn: Connection) -> None:
-        update_rows(conn, jobs, "job_id", MUTABLE, list(self.rows.values()))
+        update_rows(conn, jobs, "job_id", list(self.rows.values()), MUTABLE)
         append_events(conn, self.events)
 
 
@@ -315,7 +315,7 @@ class JobStore(Store):
                 job_ids = new_ids(conn, jobs, "job_id", len(rows))
                 for job_id, row in zip(job_ids, rows, strict=True):
                     row["job_id"] = job_id
-                insert_rows(conn, jobs, JOB_COLUMNS, rows)
+                insert_rows(conn, jobs, rows, JOB_COLUMNS)
             file_rows = [
                 {
                     "job_id": job_id, "lfn": f.lfn, "kind": f.kind,
@@ -326,7 +326,7 @@ class JobStore(Store):
                 for job_id, spec in zip(job_ids, specs, strict=True)
                 for f in spec.files
             ]
-            insert_rows(conn, job_files, FILE_COLUMNS, file_rows)
+            insert_rows(conn, job_files, file_rows, FILE_COLUMNS)
             append_events(
                 conn,
                 [
@@ -506,7 +506,7 @@ class JobStore(Store):
             for job, (pilot_id, node) in zip(claimed, slots, strict=False):
                 job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
                 full.append(job)
-            update_rows(conn, jobs, "job_id", ("state", "pilot_id", "node", "state_time", "update_time"), full)
+            update_rows(conn, jobs, "job_id", full, ("state", "pilot_id", "node", "state_time", "update_time"))
             files = self._files(conn, [job["job_id"] for job in full])
             _record_sent(conn, full)
         for job in full:

@@ -1,7 +1,7 @@
-"""Writing many rows in one statement. On PostgreSQL a batch becomes a single UPDATE or
-INSERT over `json_to_recordset` of one JSON document (one round trip, one plan, and the
-rows serialised in C by orjson), which costs a fraction of a statement per row; SQLite, in
-process, takes a plain executemany."""
+"""Writing many rows in one statement, for every service's stores. On PostgreSQL a batch becomes a
+single INSERT or UPDATE over `json_to_recordset` of one JSON document (one round trip, one
+plan, the rows serialised in C by orjson), which costs a fraction of a statement per row;
+SQLite, in process, takes a plain executemany."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _pg_insert(table: Table, columns: tuple[str, ...]) -> TextClause:
 
 
 def _json_rows(names: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> str:
-    return orjson.dumps([{n: r[n] for n in names} for r in rows]).decode()
+    # Values orjson has no encoding for (none expected) are written as text.
+    return orjson.dumps([{n: r[n] for n in names} for r in rows], default=str).decode()
 
 
 @cache
@@ -53,19 +54,33 @@ def _executemany_update(table: Table, key: str, columns: tuple[str, ...]) -> Any
 
 
 def update_rows(
-    conn: Connection, table: Table, key: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]
+    conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
 ) -> None:
-    """Set `columns` of every row (matched on `key`) to the row's values."""
+    """Set `columns` (by default every key of the first row but `key`) of every row, matched on
+    `key`, to the row's values."""
     if not rows:
         return
-    columns = tuple(columns)
+    names = tuple(columns) if columns is not None else tuple(n for n in rows[0] if n != key)
     if conn.dialect.name == "postgresql":
-        conn.execute(_pg_update(table, key, columns), {"rows": _json_rows((key, *columns), rows)})
+        conn.execute(_pg_update(table, key, names), {"rows": _json_rows((key, *names), rows)})
     else:
         conn.execute(
-            _executemany_update(table, key, columns),
-            [{f"b_{n}": r[n] for n in (key, *columns)} for r in rows],
+            _executemany_update(table, key, names),
+            [{f"b_{n}": r[n] for n in (key, *names)} for r in rows],
         )
+
+
+def insert_rows(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> None:
+    """Insert the rows' `columns` (by default the first row's keys)."""
+    if not rows:
+        return
+    names = tuple(columns) if columns is not None else tuple(rows[0])
+    if conn.dialect.name == "postgresql":
+        conn.execute(_pg_insert(table, names), {"rows": _json_rows(names, rows)})
+    else:
+        conn.execute(insert(table), [{n: r[n] for n in names} for r in rows])
 
 
 def new_ids(conn: Connection, table: Table, key: str, count: int) -> list[int]:
@@ -75,13 +90,3 @@ def new_ids(conn: Connection, table: Table, key: str, count: int) -> list[int]:
         "SELECT nextval(pg_get_serial_sequence(:table, :key)) FROM generate_series(1, :count) ORDER BY 1"
     )
     return list(conn.execute(query, {"table": table.name, "key": key, "count": count}).scalars())
-
-
-def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    columns = tuple(columns)
-    if conn.dialect.name == "postgresql":
-        conn.execute(_pg_insert(table, columns), {"rows": _json_rows(columns, rows)})
-    else:
-        conn.execute(insert(table), [{n: r[n] for n in columns} for r in rows])
