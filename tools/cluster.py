@@ -5,7 +5,9 @@ stopped by its PID only."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +25,33 @@ from panda_runtime.db import upgrade_database
 POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
+# Ports for the processes tests and benchmarks start: below the kernel's ephemeral range (from
+# 32768), where outgoing connections take their source ports and could take a port found free
+# before its server binds it, above the services' default ports (25080-25290), and a slice of
+# its own for each parallel test worker (pytest-xdist's gw0, gw1, ...).
+_PORTS_FROM, _PORTS_PER_WORKER = 26000, 1500
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = _PORTS_FROM + _PORTS_PER_WORKER * (int(worker) % 4 if worker.isdigit() else 0)
+    return range(first, first + _PORTS_PER_WORKER)
+
+
+_next_ports = itertools.cycle(random.sample(_port_slice(), len(_port_slice())))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port on 127.0.0.1 that nothing listens on, not handed out again soon by this process."""
+    for _ in range(_PORTS_PER_WORKER):
+        port = next(_next_ports)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_port_slice()}")
 
 
 def fresh_database(kind: str, data_dir: Path, name: str) -> str:
