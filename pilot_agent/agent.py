@@ -207,9 +207,15 @@ class Pilot:
         # Progress lost while disconnected is not resent as such: the latest state is, on reconnect.
         self._send(job_update=update)
 
-    def _send_final(self, pending: _PendingFinal) -> None:
-        if self._send(job_update=pending.update):
+    def _send_final(self, pending: _PendingFinal, then_request: dispatch_pb2.RequestJobs | None = None) -> bool:
+        """Send a final update, with the next request in the same message if one is given."""
+        if then_request is None:
+            sent = self._send(job_update=pending.update)
+        else:
+            sent = self._send(job_updates=dispatch_pb2.JobUpdates(updates=[pending.update], request_jobs=then_request))
+        if sent:
             pending.sent_at = time.monotonic()
+        return sent
 
     def _deliver_final(self, update: dispatch_pb2.JobUpdate, *, ask_for_more: bool = False) -> None:
         """Send a job's final update until acknowledged; with `ask_for_more`, the request for
@@ -217,11 +223,7 @@ class Pilot:
         pending = _PendingFinal(update)
         self._pending[(update.job_id, update.attempt)] = pending
         stream, request = self._stream, self._job_request() if ask_for_more else None
-        if stream is None or request is None:
-            self._send_final(pending)
-            return
-        if self._send(job_updates=dispatch_pb2.JobUpdates(updates=[update], request_jobs=request)):
-            pending.sent_at = time.monotonic()
+        if self._send_final(pending, request) and stream is not None and request is not None:
             self._asked(stream, request)
 
     def _wants_work(self) -> bool:
