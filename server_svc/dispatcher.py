@@ -1,8 +1,10 @@
 """The dispatch hub: pilots' streams, their credits, the claiming of jobs for them, the
 batched writing of their updates, and commands going back down the streams.
 
-Claims and updates are batched on purpose: one query claims jobs for every waiting pilot of
-a queue, and one transaction writes every update that arrived while the previous one ran."""
+Work is done in rounds, back to back: one transaction writes every update that arrived while
+the previous round ran, then claims jobs for every waiting pilot (one query per queue and
+offer). A pilot that ends a job and asks for the next in one message gets the ack and the
+job together, one round later."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from panda_runtime.errors import ok_status
 from panda_runtime.notify import Notifier
 from server_svc.domain.states import FINAL_STATES, JobState
 from server_svc.servicers.convert import job_to_proto, state_to_proto
-from server_svc.store.job_store import JobStore, PilotUpdate, UpdateOutcome
+from server_svc.store.job_store import Claim, JobStore, PilotUpdate, UpdateOutcome
 from server_svc.store.queue_store import DISPATCHING_STATUSES, QueueStore
 
 log = logging.getLogger("panda.dispatch")
@@ -47,10 +49,12 @@ _OK = ok_status()
 
 @dataclass(frozen=True)
 class _RequestAfterUpdates:
-    """A RequestJobs that came with updates, and its place among the pilot's requests."""
+    """A RequestJobs that came with updates, its place among the pilot's requests, and when it
+    arrived."""
 
     request: dispatch_pb2.RequestJobs
     number: int
+    received: float
 
 
 @dataclass(eq=False)
@@ -71,8 +75,6 @@ class Session:
     waiting_since: float = 0.0
     held: set[int] = field(default_factory=set)
     closed: bool = False
-    # Acknowledgements held back to travel with the next jobs (JobUpdates.request_jobs).
-    pending_acks: list[dispatch_pb2.UpdateAck] = field(default_factory=list)
     # Counts the pilot's requests as they arrive: a request sent with updates is taken after
     # they are written, unless a newer one (a withdrawal, say) arrived meanwhile.
     requests_received: int = 0
@@ -88,10 +90,6 @@ class Session:
             self.send(dispatch_pb2.ConnectResponse(update_ack=acks[0]))
         elif acks:
             self.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=acks)))
-
-    def take_acks(self) -> list[dispatch_pb2.UpdateAck]:
-        acks, self.pending_acks = self.pending_acks, []
-        return acks
 
 
 class DispatchHub:
@@ -114,8 +112,7 @@ class DispatchHub:
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
-            asyncio.create_task(self._update_loop(), name="updates"),
+            asyncio.create_task(self._round_loop(), name="dispatch"),
             asyncio.create_task(self._command_loop(), name="commands"),
         ]
 
@@ -175,9 +172,9 @@ class DispatchHub:
 
     def request_jobs(self, session: Session, request: dispatch_pb2.RequestJobs) -> None:
         session.requests_received += 1
-        self._take_request(session, request)
+        self._take_request(session, request, time.perf_counter())
 
-    def _take_request(self, session: Session, request: dispatch_pb2.RequestJobs) -> None:
+    def _take_request(self, session: Session, request: dispatch_pb2.RequestJobs, received: float) -> None:
         if request.HasField("resources"):
             offer = request.resources
             session.cores = offer.cores or session.cores
@@ -186,7 +183,7 @@ class DispatchHub:
         was_waiting = session.credits > 0
         session.credits = max(0, request.count)
         if session.credits and not was_waiting:
-            session.waiting_since = time.perf_counter()
+            session.waiting_since = received
         if session.credits:
             self.wake()
 
@@ -200,17 +197,34 @@ class DispatchHub:
         """New work may be there (submitted, retried, released) or pilots want some."""
         self._wake.set()
 
-    # -- claiming ------------------------------------------------------------------------
+    # -- dispatch rounds -----------------------------------------------------------------
 
-    async def _dispatch_loop(self) -> None:
+    def submit_updates(
+        self, session: Session, seq: int, updates: list[PilotUpdate],
+        then_request: dispatch_pb2.RequestJobs | None = None,
+    ) -> None:
+        """Queue a message's updates for the next round; `then_request` (sent with them) takes
+        effect in that round, after they are written, and their acknowledgements go out with
+        the jobs it brings."""
+        for update in updates:
+            self._updates.put_nowait((session, seq, update))
+        if then_request is not None:
+            session.requests_received += 1
+            self._updates.put_nowait(
+                (session, seq, _RequestAfterUpdates(then_request, session.requests_received, time.perf_counter()))
+            )
+        self.wake()
+
+    async def _round_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._settings.dispatch_poll_seconds)
             self._wake.clear()
             try:
-                await self._dispatch_round()
+                await self._round()
             except Exception:
-                log.exception("dispatch round failed; retrying")
+                log.exception("dispatch round failed (its updates are not acknowledged: the pilots resend "
+                              "them); retrying")
                 await asyncio.sleep(1)
 
     async def _statuses(self) -> dict[str, str]:
@@ -220,99 +234,78 @@ class DispatchHub:
             self._queue_status_time = time.monotonic()
         return self._queue_status
 
-    async def _dispatch_round(self) -> None:
-        waiting = [s for s in self._sessions.values() if s.credits > 0 and not s.closed]
-        if not waiting:
+    async def _round(self) -> None:
+        """Every update that arrived since the last round and every claim the waiting pilots
+        need, in one transaction; then each pilot gets its jobs with its acknowledgements."""
+        batch = []
+        while len(batch) < _MAX_UPDATE_BATCH and not self._updates.empty():
+            batch.append(self._updates.get_nowait())
+        updates = [(session, seq, u) for session, seq, u in batch if isinstance(u, PilotUpdate)]
+        for session, _, late in batch:
+            if isinstance(late, _RequestAfterUpdates) and late.number == session.requests_received:
+                self._take_request(session, late.request, late.received)
+        # Those requests are served in this round: no need to wake the next one for them.
+        self._wake.clear()
+        if not self._updates.empty():
+            self.wake()  # the rest in the next round
+        groups = await self._claim_groups()
+        if not updates and not groups:
             return
-        statuses = await self._statuses()
-        groups: dict[tuple[str, int, int, int], list[Session]] = defaultdict(list)
-        for session in waiting:
-            if statuses.get(session.queue) in DISPATCHING_STATUSES:
-                groups[(session.queue, session.cores, session.memory_mb, session.walltime_seconds)].append(session)
-        for (queue, cores, memory_mb, walltime), group in groups.items():
-            claims = [(s.pilot_id, s.node, s.credits) for s in group]
-            assigned = await self._db.run(self._jobs.claim, queue, (cores, memory_mb, walltime), claims)
-            if not assigned:
-                continue
-            self.events_written.notify()
-            now = time.perf_counter()
+        if updates:
+            UPDATE_BATCH.observe(len(updates))
+        claims = [
+            Claim(queue, offer, [(s.pilot_id, s.node, s.credits) for s in group])
+            for (queue, offer), group in groups.items()
+        ]
+        result = await self._db.run(self._jobs.exchange, [u for _, _, u in updates], claims)
+
+        acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
+        for (session, seq, _), outcome in zip(updates, result.outcomes, strict=True):
+            ack = self._acknowledgement(session, seq, outcome)
+            if ack is not None:
+                acks[session].append(ack)
+        now = time.perf_counter()
+        orphaned: list[int] = []
+        for group in groups.values():
             for session in group:
-                jobs = assigned.get(session.pilot_id, [])
+                jobs = result.assigned.get(session.pilot_id)
                 if not jobs:
                     continue
                 if session.closed or self._sessions.get(session.pilot_id) is not session:
-                    await self._db.run(self._jobs.release, [j["job_id"] for j in jobs], "pilot stream closed")
-                    self.wake()
+                    orphaned.extend(job["job_id"] for job in jobs)
                     continue
-                session.held.update(j["job_id"] for j in jobs)
+                session.held.update(job["job_id"] for job in jobs)
                 session.credits = max(0, session.credits - len(jobs))
                 DISPATCH_LATENCY.observe(now - session.waiting_since)
                 session.waiting_since = now
                 session.send(
                     dispatch_pb2.ConnectResponse(
                         job_assignments=dispatch_pb2.JobAssignments(
-                            jobs=[job_to_proto(j) for j in jobs], acks=session.take_acks()
+                            jobs=[job_to_proto(job) for job in jobs], acks=acks.pop(session, [])
                         )
                     )
                 )
-        # Pilots left waiting (no job fits, or the queue is not dispatching) still get their acks.
-        for session in waiting:
-            if session.pending_acks:
-                session.send_acks(session.take_acks())
-
-    # -- updates -------------------------------------------------------------------------
-
-    def submit_updates(
-        self, session: Session, seq: int, updates: list[PilotUpdate],
-        then_request: dispatch_pb2.RequestJobs | None = None,
-    ) -> None:
-        """Queue a message's updates for writing; `then_request` (sent with them) takes effect
-        once they are written, and their acknowledgements then go out with the next jobs."""
-        for update in updates:
-            self._updates.put_nowait((session, seq, update))
-        if then_request is not None:
-            session.requests_received += 1
-            self._updates.put_nowait((session, seq, _RequestAfterUpdates(then_request, session.requests_received)))
-
-    async def _update_loop(self) -> None:
-        while True:
-            batch = [await self._updates.get()]
-            while len(batch) < _MAX_UPDATE_BATCH and not self._updates.empty():
-                batch.append(self._updates.get_nowait())
-            updates = [(session, seq, u) for session, seq, u in batch if isinstance(u, PilotUpdate)]
-            requests = {
-                session: late.request for session, _, late in batch
-                if isinstance(late, _RequestAfterUpdates) and late.number == session.requests_received
-            }
-            await self._write_updates(updates, holding={s for s, r in requests.items() if r.count > 0})
-            for session, request in requests.items():
-                self._take_request(session, request)
-
-    async def _write_updates(
-        self, batch: list[tuple[Session, int, PilotUpdate]], holding: set[Session]
-    ) -> None:
-        """Write one batch and acknowledge it; acks of the sessions in `holding` wait for their jobs."""
-        if not batch:
-            return
-        UPDATE_BATCH.observe(len(batch))
-        try:
-            outcomes, reactivated = await self._db.run(self._jobs.apply_updates, [u for _, _, u in batch])
-        except Exception:
-            log.exception("writing %d pilot updates failed; the pilots will resend", len(batch))
-            return
-        acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
-        for (session, seq, _), outcome in zip(batch, outcomes, strict=True):
-            ack = self._acknowledgement(session, seq, outcome)
-            if ack is not None:
-                acks[session].append(ack)
+        # Pilots that got no job (none fits, or they asked for none) get their acks alone.
         for session, session_acks in acks.items():
-            if session in holding:
-                session.pending_acks.extend(session_acks)
-            else:
-                session.send_acks(session_acks)
+            session.send_acks(session_acks)
         self.events_written.notify()
-        if reactivated:
+        if orphaned:
+            await self._db.run(self._jobs.release, orphaned, "pilot stream closed")
+            self.events_written.notify()
+        if result.reactivated or orphaned:
             self.wake()
+
+    async def _claim_groups(self) -> dict[tuple[str, tuple[int, int, int]], list[Session]]:
+        """The pilots waiting for work, by queue and offer, on queues that hand out jobs."""
+        waiting = [s for s in self._sessions.values() if s.credits > 0 and not s.closed]
+        if not waiting:
+            return {}
+        statuses = await self._statuses()
+        groups: dict[tuple[str, tuple[int, int, int]], list[Session]] = defaultdict(list)
+        for session in waiting:
+            if statuses.get(session.queue) in DISPATCHING_STATUSES:
+                groups[(session.queue, (session.cores, session.memory_mb, session.walltime_seconds))].append(session)
+        return groups
 
     @staticmethod
     def _acknowledgement(session: Session, seq: int, outcome: UpdateOutcome) -> dispatch_pb2.UpdateAck | None:

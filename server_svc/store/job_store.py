@@ -3,13 +3,14 @@ makes on them. Each method is one transaction; batches are written with executem
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, exists, func, insert, literal, select, text, update
+from sqlalchemy import Connection, TextClause, and_, bindparam, exists, func, insert, literal, select, text, update
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
@@ -115,6 +116,62 @@ class UpdateOutcome:
     attempt: int
     state: str
     error: ServiceError | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Jobs wanted by the waiting pilots of one queue that offer the same resources."""
+
+    queue_id: str
+    offer: tuple[int, int, int]  # cores, memory MB, walltime s; 0 = no limit
+    pilots: list[tuple[str, str, int]]  # pilot id, node, how many jobs it takes
+
+    @property
+    def wanted(self) -> int:
+        return sum(count for _, _, count in self.pilots)
+
+    def slots(self) -> Iterator[tuple[str, str]]:
+        """(pilot id, node) once for every job the pilots take, in the pilots' order."""
+        for pilot_id, node, count in self.pilots:
+            for _ in range(count):
+                yield pilot_id, node
+
+
+@dataclass
+class Exchange:
+    """What one dispatch round wrote and claimed."""
+
+    outcomes: list[UpdateOutcome]  # one per update, in order
+    reactivated: int  # jobs that came back activated (new attempts)
+    assigned: dict[str, list[dict[str, Any]]]  # claimed jobs by pilot id
+
+
+@cache
+def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
+    """The limits are written into the statement as numbers, so the plan always walks
+    ix_jobs_dispatch and stops at the limit (a generic plan of bound limits may scan the
+    table)."""
+    limits = "".join(
+        f" AND {column} <= {int(value)}"
+        for column, value in zip(("cores", "memory_mb", "walltime_seconds"), offer, strict=True)
+        if value
+    )
+    return text(
+        "WITH locked AS ("
+        " SELECT job_id, priority FROM jobs"
+        f" WHERE queue = :queue AND state = 'activated'{limits}"
+        f" AND EXISTS (SELECT 1 FROM queues WHERE queue_id = :queue AND status IN ({_DISPATCHING_SQL}))"
+        f" ORDER BY priority DESC, job_id LIMIT {int(wanted)} FOR UPDATE SKIP LOCKED"
+        "), picked AS ("
+        " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
+        "), slots AS ("
+        " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
+        ") UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
+        " state_time = :now, update_time = :now"
+        " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
+        " RETURNING jobs.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
+        " FROM job_files f WHERE f.job_id = jobs.job_id) AS claimed_files"
+    )
 
 
 @dataclass
@@ -471,97 +528,75 @@ class JobStore(Store):
 
     # -- dispatch ------------------------------------------------------------------------
 
-    def claim(
-        self, queue_id: str, offer: tuple[int, int, int], pilots: list[tuple[str, str, int]]
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Move the best activated jobs of `queue_id` that fit `offer` (cores, memory MB,
-        walltime s; 0 = no limit) to `sent`, up to each pilot's count. One query claims for
-        all the pilots; SKIP LOCKED lets other replicas claim beside us on PostgreSQL."""
-        wanted = sum(count for _, _, count in pilots)
-        if wanted <= 0:
-            return {}
-        cores, memory_mb, walltime = offer
-        if not self._sqlite:
-            return self._claim_postgresql(queue_id, offer, pilots, wanted)
+    def exchange(self, updates: list[PilotUpdate], claims: list[Claim]) -> Exchange:
+        """One dispatch round in one transaction: the pilots' updates are written first (in
+        order), then jobs are claimed for the waiting pilots, so a pilot that ended a job and
+        asked for the next in one message sees both happen together, or neither."""
+        now = utc_now()
+        outcomes: list[UpdateOutcome] = []
+        reactivated = 0
+        assigned: dict[str, list[dict[str, Any]]] = {}
+        with self._engine.begin() as conn:
+            if updates:
+                outcomes, reactivated = self._apply_updates(conn, updates, now)
+            for claim in claims:
+                if self._sqlite:
+                    assigned.update(self._claim_sqlite(conn, claim, now))
+                else:
+                    assigned.update(self._claim_postgresql(conn, claim, now))
+        return Exchange(outcomes, reactivated, assigned)
+
+    def _claim_sqlite(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[dict[str, Any]]]:
+        """The best activated jobs of the claim's queue that fit its offer, sent to its pilots."""
+        cores, memory_mb, walltime = claim.offer
         query = (
             select(jobs)
-            .where(jobs.c.queue == queue_id, jobs.c.state == JobState.ACTIVATED.value)
+            .where(jobs.c.queue == claim.queue_id, jobs.c.state == JobState.ACTIVATED.value)
+            .where(_queue_dispatching(claim.queue_id))
             .order_by(jobs.c.priority.desc(), jobs.c.job_id)
-            .limit(wanted)
+            .limit(claim.wanted)
         )
-        query = query.where(_queue_dispatching(queue_id))
         if cores:
             query = query.where(jobs.c.cores <= cores)
         if memory_mb:
             query = query.where(jobs.c.memory_mb <= memory_mb)
         if walltime:
             query = query.where(jobs.c.walltime_seconds <= walltime)
-        now = utc_now()
-        with self._engine.begin() as conn:
-            claimed = [dict(r._mapping) for r in conn.execute(query)]
-            if not claimed:
-                return {}
-            slots = ((pilot_id, node) for pilot_id, node, count in pilots for _ in range(count))
-            full = []
-            for job, (pilot_id, node) in zip(claimed, slots, strict=False):
-                job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
-                full.append(job)
-            update_rows(conn, jobs, "job_id", full, ("state", "pilot_id", "node", "state_time", "update_time"))
-            files = self._files(conn, [job["job_id"] for job in full])
-            _record_sent(conn, full)
-        for job in full:
+        claimed = [dict(r._mapping) for r in conn.execute(query)]
+        if not claimed:
+            return {}
+        for job, (pilot_id, node) in zip(claimed, claim.slots(), strict=False):
+            job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
+        update_rows(conn, jobs, "job_id", claimed, ("state", "pilot_id", "node", "state_time", "update_time"))
+        files = self._files(conn, [job["job_id"] for job in claimed])
+        _record_sent(conn, claimed)
+        for job in claimed:
             job["files"], job["history"] = files[job["job_id"]], []
-        return _by_pilot(full)
+        return _by_pilot(claimed)
 
-    def _claim_postgresql(
-        self, queue_id: str, offer: tuple[int, int, int], pilots: list[tuple[str, str, int]], wanted: int
-    ) -> dict[str, list[dict[str, Any]]]:
+    def _claim_postgresql(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[dict[str, Any]]]:
         """The claim in one statement: lock the best jobs (SKIP LOCKED, so other replicas claim
         beside us), number them, pair them with the pilots' slots, mark them sent, and return
-        them with their files. The limits are written into the statement as numbers, so the
-        plan always walks ix_jobs_dispatch and stops at the limit."""
-        cores, memory_mb, walltime = offer
-        limits = "".join(
-            f" AND {column} <= {int(value)}"
-            for column, value in (("cores", cores), ("memory_mb", memory_mb), ("walltime_seconds", walltime))
-            if value
-        )
-        statement = text(
-            "WITH locked AS ("
-            " SELECT job_id, priority FROM jobs"
-            f" WHERE queue = :queue AND state = 'activated'{limits}"
-            f" AND EXISTS (SELECT 1 FROM queues WHERE queue_id = :queue AND status IN ({_DISPATCHING_SQL}))"
-            f" ORDER BY priority DESC, job_id LIMIT {int(wanted)} FOR UPDATE SKIP LOCKED"
-            "), picked AS ("
-            " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
-            "), slots AS ("
-            " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
-            ") UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
-            " state_time = :now, update_time = :now"
-            " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
-            " RETURNING jobs.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
-            " FROM job_files f WHERE f.job_id = jobs.job_id) AS claimed_files"
-        )
+        them with their files."""
         slots = [
             {"slot": index, "pilot_id": pilot_id, "node": node}
-            for index, (pilot_id, node) in enumerate(
-                ((pilot_id, node) for pilot_id, node, count in pilots for _ in range(count)), start=1
-            )
+            for index, (pilot_id, node) in enumerate(claim.slots(), start=1)
         ]
-        now = utc_now()
-        with self._engine.begin() as conn:
-            rows = conn.execute(statement, {"queue": queue_id, "slots": orjson.dumps(slots).decode(), "now": now})
-            full = []
-            for row in rows:
-                job = dict(row._mapping)
-                job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
-                job["history"] = []
-                full.append(job)
-            if not full:
-                return {}
-            full.sort(key=lambda job: (-job["priority"], job["job_id"]))
-            _record_sent(conn, full)
-        return _by_pilot(full)
+        rows = conn.execute(
+            _pg_claim_statement(claim.offer, claim.wanted),
+            {"queue": claim.queue_id, "slots": orjson.dumps(slots).decode(), "now": now},
+        )
+        claimed = []
+        for row in rows:
+            job = dict(row._mapping)
+            job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
+            job["history"] = []
+            claimed.append(job)
+        if not claimed:
+            return {}
+        claimed.sort(key=lambda job: (-job["priority"], job["job_id"]))
+        _record_sent(conn, claimed)
+        return _by_pilot(claimed)
 
     def release(self, job_ids: list[int], reason: str) -> int:
         """Jobs sent to a pilot that never got them go back to activated, same attempt."""
@@ -588,42 +623,42 @@ class JobStore(Store):
 
     # -- pilot updates -------------------------------------------------------------------
 
-    def apply_updates(self, updates: list[PilotUpdate]) -> tuple[list[UpdateOutcome], int]:
-        """Apply a batch of pilot updates in order, in one transaction. Updates for another
-        attempt than the job's current one, or changes the lifecycle forbids, are refused.
-        Returns one outcome per update and how many jobs came back activated."""
-        now = utc_now()
+    def _apply_updates(
+        self, conn: Connection, updates: list[PilotUpdate], now: datetime
+    ) -> tuple[list[UpdateOutcome], int]:
+        """Apply a batch of pilot updates in order. Updates for another attempt than the job's
+        current one, or changes the lifecycle forbids, are refused. Returns one outcome per
+        update and how many jobs came back activated."""
         changes = _Changes()
         outcomes: list[UpdateOutcome] = []
         file_updates: list[dict[str, Any]] = []
-        with self._engine.begin() as conn:
-            rows = self._rows(conn, (u.job_id for u in updates), lock=True)
-            for u in updates:
-                row = rows.get(u.job_id)
-                try:
-                    if row is None:
-                        raise NotFound(f"job {u.job_id} not found")
-                    self._apply_one(row, u, now, changes, file_updates)
-                    # A failed attempt that is retried reports its own end, not the next attempt's state.
-                    ended = row["state"] if row["attempt"] == u.attempt else u.state.value
-                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, ended))
-                except ServiceError as error:
-                    outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"] if row else "", error))
-            changes.flush(conn)
-            if file_updates:
-                conn.execute(
-                    update(job_files)
-                    .where(
-                        job_files.c.job_id == bindparam("b_job_id"),
-                        job_files.c.lfn == bindparam("b_lfn"),
-                        job_files.c.kind != "input",
-                    )
-                    .values(
-                        status="ready", size_bytes=bindparam("b_size"), adler32=bindparam("b_adler32"),
-                        storage_element=bindparam("b_se"), attempt=bindparam("b_attempt"),
-                    ),
-                    file_updates,
+        rows = self._rows(conn, (u.job_id for u in updates), lock=True)
+        for u in updates:
+            row = rows.get(u.job_id)
+            try:
+                if row is None:
+                    raise NotFound(f"job {u.job_id} not found")
+                self._apply_one(row, u, now, changes, file_updates)
+                # A failed attempt that is retried reports its own end, not the next attempt's state.
+                ended = row["state"] if row["attempt"] == u.attempt else u.state.value
+                outcomes.append(UpdateOutcome(u.job_id, u.attempt, ended))
+            except ServiceError as error:
+                outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"] if row else "", error))
+        changes.flush(conn)
+        if file_updates:
+            conn.execute(
+                update(job_files)
+                .where(
+                    job_files.c.job_id == bindparam("b_job_id"),
+                    job_files.c.lfn == bindparam("b_lfn"),
+                    job_files.c.kind != "input",
                 )
+                .values(
+                    status="ready", size_bytes=bindparam("b_size"), adler32=bindparam("b_adler32"),
+                    storage_element=bindparam("b_se"), attempt=bindparam("b_attempt"),
+                ),
+                file_updates,
+            )
         return outcomes, changes.reactivated
 
     @staticmethod
