@@ -10,7 +10,22 @@ from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, TextClause, and_, bindparam, exists, func, insert, literal, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    TextClause,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
@@ -48,16 +63,24 @@ JOB_COLUMNS = tuple(str(column.name) for column in jobs.columns if column.name n
     "start_time", "end_time", "heartbeat_time"))
 FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
 EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_code", "reason", "queue", "task_id")
+_ID_ARRAY = ARRAY(BigInteger)
 # PostgreSQL advisory lock taken by every transaction that appends job events.
 EVENT_LOG_LOCK_KEY = 0x70616E6462
+
+
+_LOCK_EVENT_LOG = text(f"SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK_KEY})")
 
 
 def _lock_event_log(conn: Connection) -> None:
     """Cursor order is commit order: on PostgreSQL a transaction takes its cursors under a lock
     held until it commits, so a watcher that has read cursor N never later finds a smaller
-    cursor committed behind it. (SQLite has one writer at a time.)"""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOG_LOCK_KEY})
+    cursor committed behind it. (SQLite has one writer at a time.) Taken once per transaction."""
+    if conn.dialect.name != "postgresql":
+        return
+    transaction = conn.get_transaction()
+    if conn.info.get("event_log_locked_by") is not transaction:
+        conn.execute(_LOCK_EVENT_LOG)
+        conn.info["event_log_locked_by"] = transaction
 
 
 def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
@@ -166,11 +189,17 @@ def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
         " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
         "), slots AS ("
         " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
-        ") UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
+        "), claimed AS ("
+        " UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
         " state_time = :now, update_time = :now"
         " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
-        " RETURNING jobs.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
-        " FROM job_files f WHERE f.job_id = jobs.job_id) AS claimed_files"
+        " RETURNING jobs.*"
+        "), sent_events AS ("
+        f" INSERT INTO job_events ({', '.join(EVENT_COLUMNS)})"
+        " SELECT job_id, attempt, 'sent', 'activated', state_time, 0, 'sent to pilot ' || pilot_id, queue, task_id"
+        " FROM claimed ORDER BY priority DESC, job_id"
+        ") SELECT claimed.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
+        " FROM job_files f WHERE f.job_id = claimed.job_id) AS claimed_files FROM claimed"
     )
 
 
@@ -286,7 +315,12 @@ class JobStore(Store):
         if not ids:
             return {}
         query = select(jobs) if full else select(*_STATE_COLUMNS)
-        query = query.where(jobs.c.job_id.in_(ids)).order_by(jobs.c.job_id)
+        if self._sqlite:
+            query = query.where(jobs.c.job_id.in_(ids))
+        else:
+            # One statement text whatever the number of ids, so PostgreSQL plans it once.
+            query = query.where(jobs.c.job_id == any_(bindparam("ids", ids, type_=_ID_ARRAY)))
+        query = query.order_by(jobs.c.job_id)
         if lock:
             query = self._locked(query)
         return {r.job_id: dict(r._mapping) for r in conn.execute(query)}
@@ -582,6 +616,7 @@ class JobStore(Store):
             {"slot": index, "pilot_id": pilot_id, "node": node}
             for index, (pilot_id, node) in enumerate(claim.slots(), start=1)
         ]
+        _lock_event_log(conn)  # the statement writes the claimed jobs' "sent" events
         rows = conn.execute(
             _pg_claim_statement(claim.offer, claim.wanted),
             {"queue": claim.queue_id, "slots": orjson.dumps(slots).decode(), "now": now},
@@ -592,10 +627,7 @@ class JobStore(Store):
             job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
             job["history"] = []
             claimed.append(job)
-        if not claimed:
-            return {}
         claimed.sort(key=lambda job: (-job["priority"], job["job_id"]))
-        _record_sent(conn, claimed)
         return _by_pilot(claimed)
 
     def release(self, job_ids: list[int], reason: str) -> int:
