@@ -263,7 +263,10 @@ async def _worker_async(config: WorkerConfig, shared: WorkerShared, go, stop, er
 
 def worker_main(config: WorkerConfig, shared: WorkerShared, go, stop, errors, results) -> None:
     """Entry point of a client process."""
+    from panda_runtime.bootstrap import tune_garbage_collector
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process cleans up on Ctrl-C
+    tune_garbage_collector()  # as every service process does
     try:
         latencies = asyncio.run(_worker_async(config, shared, go, stop, errors))
         results.put((config.index, latencies))

@@ -4,6 +4,7 @@ message limits and a clean shutdown on SIGINT/SIGTERM."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
@@ -157,9 +158,20 @@ def start_metrics(host: str, port: int) -> None:
         log.info("metrics on http://%s:%d/metrics", host, port)
 
 
+def tune_garbage_collector() -> None:
+    """A service allocates many short-lived containers per message (rows, protos, acks), and
+    the collector's default first threshold (700) had it scanning every few messages: a tenth
+    of the server's CPU in the dispatch benchmark. Collect less often, and leave what was
+    loaded at start-up (modules, tables, stubs) out of every scan."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def run_service(serve: Callable[[Settings], Awaitable[None]], settings: Settings) -> None:
     """A service's process: logging, its event loop, and exit code 2 on an unmigrated database."""
     configure_logging()
+    tune_garbage_collector()
     try:
         asyncio.run(serve(settings))
     except DatabaseNotMigrated as error:
