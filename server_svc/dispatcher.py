@@ -217,8 +217,11 @@ class DispatchHub:
 
     async def _round_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.dispatch_poll_seconds)
+            # With work waiting, the next round starts at once, before the event loop sends what
+            # the last one assigned: those sends then overlap this round's transaction.
+            if not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.dispatch_poll_seconds)
             self._wake.clear()
             try:
                 await self._round()

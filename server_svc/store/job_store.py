@@ -11,25 +11,31 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     Connection,
     TextClause,
     and_,
-    any_,
     bindparam,
     exists,
     func,
     insert,
     literal,
+    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.auth import EVERYTHING, Scope
-from panda_runtime.bulk import insert_rows, new_ids, update_rows
+from panda_runtime.bulk import (
+    Statement,
+    insert_rows,
+    insert_statement,
+    new_ids,
+    run_statements,
+    update_rows,
+    update_statement,
+)
 from panda_runtime.db import Store, scope_condition
 from panda_runtime.db import now as utc_now
 from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
@@ -63,7 +69,6 @@ JOB_COLUMNS = tuple(str(column.name) for column in jobs.columns if column.name n
     "start_time", "end_time", "heartbeat_time"))
 FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
 EVENT_COLUMNS = ("job_id", "attempt", "state", "previous_state", "time", "error_code", "reason", "queue", "task_id")
-_ID_ARRAY = ARRAY(BigInteger)
 # PostgreSQL advisory lock taken by every transaction that appends job events.
 EVENT_LOG_LOCK_KEY = 0x70616E6462
 
@@ -75,20 +80,56 @@ def _lock_event_log(conn: Connection) -> None:
     """Cursor order is commit order: on PostgreSQL a transaction takes its cursors under a lock
     held until it commits, so a watcher that has read cursor N never later finds a smaller
     cursor committed behind it. (SQLite has one writer at a time.) Taken once per transaction."""
+    run_statements(conn, [_event_log_lock(conn)])
+
+
+def _event_log_lock(conn: Connection) -> Statement | None:
+    """The statement that takes the event-log lock, unless this transaction holds it already;
+    from now on the transaction counts as holding it, so the statement must be run."""
     if conn.dialect.name != "postgresql":
-        return
+        return None
     transaction = conn.get_transaction()
-    if conn.info.get("event_log_locked_by") is not transaction:
-        conn.execute(_LOCK_EVENT_LOG)
-        conn.info["event_log_locked_by"] = transaction
+    if conn.info.get("event_log_locked_by") is transaction:
+        return None
+    conn.info["event_log_locked_by"] = transaction
+    return _LOCK_EVENT_LOG, {}
+
+
+def event_statements(conn: Connection, events: list[dict[str, Any]]) -> list[Statement | None]:
+    """What appends the events to the log, in commit order."""
+    if not events:
+        return []
+    return [_event_log_lock(conn), insert_statement(conn, job_events, events, EVENT_COLUMNS)]
 
 
 def append_events(conn: Connection, events: list[dict[str, Any]]) -> None:
     """Append to the event log, in commit order."""
-    if not events:
-        return
-    _lock_event_log(conn)
-    insert_rows(conn, job_events, events, EVENT_COLUMNS)
+    run_statements(conn, event_statements(conn, events))
+
+
+# Output files registered by finished jobs (SQLite: an executemany of the same update).
+_PG_OUTPUT_FILES = text(
+    "UPDATE job_files SET status = 'ready', size_bytes = v.size_bytes, adler32 = v.adler32,"
+    " storage_element = v.storage_element, attempt = v.attempt"
+    " FROM json_to_recordset(CAST(:rows AS json))"
+    " AS v(job_id bigint, lfn text, size_bytes bigint, adler32 text, storage_element text, attempt integer)"
+    " WHERE job_files.job_id = v.job_id AND job_files.lfn = v.lfn AND job_files.kind <> 'input'"
+)
+_OUTPUT_FILES = (
+    update(job_files)
+    .where(job_files.c.job_id == bindparam("b_job_id"), job_files.c.lfn == bindparam("b_lfn"),
+           job_files.c.kind != "input")
+    .values(status="ready", size_bytes=bindparam("b_size_bytes"), adler32=bindparam("b_adler32"),
+            storage_element=bindparam("b_storage_element"), attempt=bindparam("b_attempt"))
+)
+
+
+def _output_files_statement(conn: Connection, files: list[dict[str, Any]]) -> Statement | None:
+    if not files:
+        return None
+    if conn.dialect.name == "postgresql":
+        return _PG_OUTPUT_FILES, {"rows": orjson.dumps(files).decode()}
+    return _OUTPUT_FILES, [{f"b_{name}": value for name, value in f.items()} for f in files]
 
 
 # The "sent" events of claimed jobs, written from their rows by the database itself.
@@ -170,9 +211,20 @@ class Exchange:
 
 
 @cache
+def _pg_rows_statement(full: bool, lock: bool) -> TextClause:
+    """Jobs by id on PostgreSQL: one statement text whatever the number of ids (so it is planned
+    once), sent with the transaction's BEGIN in one round trip (see `run_statements`)."""
+    columns = "*" if full else ", ".join(str(column.name) for column in _STATE_COLUMNS)
+    return text(
+        f"SELECT {columns} FROM jobs WHERE job_id = ANY(CAST(:ids AS bigint[])) ORDER BY job_id"
+        + (" FOR UPDATE" if lock else "")
+    )
+
+
+@cache
 def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
     """The limits are written into the statement as numbers, so the plan always walks
-    ix_jobs_dispatch and stops at the limit (a generic plan of bound limits may scan the
+    the (partial) ix_jobs_dispatch and stops at the limit (a generic plan of bound limits may scan the
     table)."""
     limits = "".join(
         f" AND {column} <= {int(value)}"
@@ -252,9 +304,13 @@ class _Changes:
             )
             self.reactivated += 1
 
+    def statements(self, conn: Connection) -> list[Statement | None]:
+        """What writes the changed rows and the events."""
+        return [update_statement(conn, jobs, "job_id", list(self.rows.values()), MUTABLE),
+                *event_statements(conn, self.events)]
+
     def flush(self, conn: Connection) -> None:
-        update_rows(conn, jobs, "job_id", list(self.rows.values()), MUTABLE)
-        append_events(conn, self.events)
+        run_statements(conn, self.statements(conn))
 
 
 _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
@@ -281,6 +337,15 @@ def _queue_dispatching(queue_id: str) -> ColumnElement[bool]:
     """The queue's status lets its pilots have jobs, as of the claim itself: a queue set offline
     gets no job once the change is committed, whatever a server cached."""
     return exists().where(queues.c.queue_id == queue_id, queues.c.status.in_(sorted(DISPATCHING_STATUSES)))
+
+
+def _pg_claimed(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of a PostgreSQL claim, as jobs with their files, by pilot."""
+    for job in rows:
+        job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
+        job["history"] = []
+    rows.sort(key=lambda job: (-job["priority"], job["job_id"]))
+    return _by_pilot(rows)
 
 
 def _by_pilot(claimed: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -314,16 +379,11 @@ class JobStore(Store):
         ids = sorted(set(job_ids))
         if not ids:
             return {}
-        query = select(jobs) if full else select(*_STATE_COLUMNS)
-        if self._sqlite:
-            query = query.where(jobs.c.job_id.in_(ids))
-        else:
-            # One statement text whatever the number of ids, so PostgreSQL plans it once.
-            query = query.where(jobs.c.job_id == any_(bindparam("ids", ids, type_=_ID_ARRAY)))
-        query = query.order_by(jobs.c.job_id)
-        if lock:
-            query = self._locked(query)
-        return {r.job_id: dict(r._mapping) for r in conn.execute(query)}
+        if not self._sqlite:
+            (rows,) = run_statements(conn, [(_pg_rows_statement(full, lock), {"ids": ids})])
+            return {row["job_id"]: row for row in rows}
+        query = (select(jobs) if full else select(*_STATE_COLUMNS)).where(jobs.c.job_id.in_(ids))
+        return {r.job_id: dict(r._mapping) for r in conn.execute(query.order_by(jobs.c.job_id))}
 
     def _files(self, conn: Connection, job_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
         files: dict[int, list[dict[str, Any]]] = {job_id: [] for job_id in job_ids}
@@ -565,19 +625,28 @@ class JobStore(Store):
     def exchange(self, updates: list[PilotUpdate], claims: list[Claim]) -> Exchange:
         """One dispatch round in one transaction: the pilots' updates are written first (in
         order), then jobs are claimed for the waiting pilots, so a pilot that ended a job and
-        asked for the next in one message sees both happen together, or neither."""
+        asked for the next in one message sees both happen together, or neither. On
+        PostgreSQL the round takes three round trips: lock and read the updated jobs; write
+        them, their events and every claim; commit."""
         now = utc_now()
         outcomes: list[UpdateOutcome] = []
         reactivated = 0
+        writes: list[Statement | None] = []
         assigned: dict[str, list[dict[str, Any]]] = {}
         with self._engine.begin() as conn:
             if updates:
-                outcomes, reactivated = self._apply_updates(conn, updates, now)
-            for claim in claims:
-                if self._sqlite:
+                outcomes, reactivated, writes = self._apply_updates(conn, updates, now)
+            if self._sqlite:
+                run_statements(conn, writes)
+                for claim in claims:
                     assigned.update(self._claim_sqlite(conn, claim, now))
-                else:
-                    assigned.update(self._claim_postgresql(conn, claim, now))
+            else:
+                # The claims write the claimed jobs' "sent" events: the event log's lock first.
+                claiming = [_event_log_lock(conn)] if claims else []
+                claiming += [self._pg_claim(claim, now) for claim in claims]
+                results = run_statements(conn, [*writes, *claiming])
+                for rows in results[len(results) - len(claims):]:
+                    assigned.update(_pg_claimed(rows))
         return Exchange(outcomes, reactivated, assigned)
 
     def _claim_sqlite(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[dict[str, Any]]]:
@@ -585,7 +654,8 @@ class JobStore(Store):
         cores, memory_mb, walltime = claim.offer
         query = (
             select(jobs)
-            .where(jobs.c.queue == claim.queue_id, jobs.c.state == JobState.ACTIVATED.value)
+            # A literal, not a parameter: SQLite uses the partial dispatch index only then.
+            .where(jobs.c.queue == claim.queue_id, jobs.c.state == literal_column("'activated'"))
             .where(_queue_dispatching(claim.queue_id))
             .order_by(jobs.c.priority.desc(), jobs.c.job_id)
             .limit(claim.wanted)
@@ -608,27 +678,19 @@ class JobStore(Store):
             job["files"], job["history"] = files[job["job_id"]], []
         return _by_pilot(claimed)
 
-    def _claim_postgresql(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[dict[str, Any]]]:
+    @staticmethod
+    def _pg_claim(claim: Claim, now: datetime) -> Statement:
         """The claim in one statement: lock the best jobs (SKIP LOCKED, so other replicas claim
-        beside us), number them, pair them with the pilots' slots, mark them sent, and return
-        them with their files."""
+        beside us), number them, pair them with the pilots' slots, mark them sent, record their
+        "sent" events, and return them with their files."""
         slots = [
             {"slot": index, "pilot_id": pilot_id, "node": node}
             for index, (pilot_id, node) in enumerate(claim.slots(), start=1)
         ]
-        _lock_event_log(conn)  # the statement writes the claimed jobs' "sent" events
-        rows = conn.execute(
+        return (
             _pg_claim_statement(claim.offer, claim.wanted),
             {"queue": claim.queue_id, "slots": orjson.dumps(slots).decode(), "now": now},
         )
-        claimed = []
-        for row in rows:
-            job = dict(row._mapping)
-            job["files"] = job.pop("claimed_files")  # the same fields as job_files rows
-            job["history"] = []
-            claimed.append(job)
-        claimed.sort(key=lambda job: (-job["priority"], job["job_id"]))
-        return _by_pilot(claimed)
 
     def release(self, job_ids: list[int], reason: str) -> int:
         """Jobs sent to a pilot that never got them go back to activated, same attempt."""
@@ -657,10 +719,11 @@ class JobStore(Store):
 
     def _apply_updates(
         self, conn: Connection, updates: list[PilotUpdate], now: datetime
-    ) -> tuple[list[UpdateOutcome], int]:
+    ) -> tuple[list[UpdateOutcome], int, list[Statement | None]]:
         """Apply a batch of pilot updates in order. Updates for another attempt than the job's
         current one, or changes the lifecycle forbids, are refused. Returns one outcome per
-        update and how many jobs came back activated."""
+        update, how many jobs came back activated, and the statements that write it all
+        (for the caller to run)."""
         changes = _Changes()
         outcomes: list[UpdateOutcome] = []
         file_updates: list[dict[str, Any]] = []
@@ -676,22 +739,7 @@ class JobStore(Store):
                 outcomes.append(UpdateOutcome(u.job_id, u.attempt, ended))
             except ServiceError as error:
                 outcomes.append(UpdateOutcome(u.job_id, u.attempt, row["state"] if row else "", error))
-        changes.flush(conn)
-        if file_updates:
-            conn.execute(
-                update(job_files)
-                .where(
-                    job_files.c.job_id == bindparam("b_job_id"),
-                    job_files.c.lfn == bindparam("b_lfn"),
-                    job_files.c.kind != "input",
-                )
-                .values(
-                    status="ready", size_bytes=bindparam("b_size"), adler32=bindparam("b_adler32"),
-                    storage_element=bindparam("b_se"), attempt=bindparam("b_attempt"),
-                ),
-                file_updates,
-            )
-        return outcomes, changes.reactivated
+        return outcomes, changes.reactivated, [*changes.statements(conn), _output_files_statement(conn, file_updates)]
 
     @staticmethod
     def _apply_one(
@@ -737,8 +785,8 @@ class JobStore(Store):
             reason = f"finished, {len(u.output_files)} output file(s) registered"
             for f in u.output_files:
                 file_updates.append(
-                    {"b_job_id": job_id, "b_lfn": f["lfn"], "b_size": f["size_bytes"], "b_adler32": f["adler32"],
-                     "b_se": f["storage_element"], "b_attempt": row["attempt"]}
+                    {"job_id": job_id, "lfn": f["lfn"], "size_bytes": f["size_bytes"], "adler32": f["adler32"],
+                     "storage_element": f["storage_element"], "attempt": row["attempt"]}
                 )
         changes.change_state(row, u.state, now, reason, u.error_code)
 
