@@ -73,8 +73,10 @@ jobs = Table(
     Column("start_time", Time, nullable=True),
     Column("end_time", Time, nullable=True),
     Column("heartbeat_time", Time, nullable=True),
-    # The dispatcher's claim: activated jobs of a queue, best first.
-    Index("ix_jobs_dispatch", "queue", "state", text("priority DESC"), "job_id"),
+    # The dispatcher's claim: activated jobs of a queue, best first. Only activated jobs are in
+    # it, so the state changes after activation write nothing to it.
+    Index("ix_jobs_dispatch", "queue", text("priority DESC"), "job_id",
+          postgresql_where=text("state = 'activated'"), sqlite_where=text("state = 'activated'")),
     Index("ix_jobs_state_time", "state", "state_time"),
     Index("ix_jobs_task_id", "task_id"),
     Index("ix_jobs_owner", "owner"),
