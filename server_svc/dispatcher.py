@@ -47,6 +47,11 @@ _MAX_UPDATE_BATCH = 2000
 _OK = ok_status()
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("%s failed: %s", task.get_name(), task.exception())
+
+
 @dataclass(frozen=True)
 class _RequestAfterUpdates:
     """A RequestJobs that came with updates, its place among the pilot's requests, and when it
@@ -104,7 +109,9 @@ class DispatchHub:
         self._updates: asyncio.Queue[tuple[Session, int, PilotUpdate | _RequestAfterUpdates]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._queue_status: dict[str, str] = {}
-        self._queue_status_time = 0.0
+        self._queue_status_time = 0.0  # when the statuses were asked for; 0: never, or changed since
+        self._queue_status_changed = 0.0
+        self._status_reading: asyncio.Task[None] | None = None
         # Notified whenever job events were written: WatchJobs streams wait on it.
         self.events_written = Notifier()
 
@@ -119,6 +126,8 @@ class DispatchHub:
     async def stop(self) -> None:
         for session in list(self._sessions.values()):
             session.end()
+        if self._status_reading is not None:
+            self._status_reading.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -191,6 +200,7 @@ class DispatchHub:
         """A queue was added or changed through this server: the next round reads statuses afresh
         (other servers' caches catch up within seconds; the claim itself checks the status)."""
         self._queue_status_time = 0.0
+        self._queue_status_changed = time.monotonic()
         self.wake()
 
     def wake(self) -> None:
@@ -231,11 +241,31 @@ class DispatchHub:
                 await asyncio.sleep(1)
 
     async def _statuses(self) -> dict[str, str]:
-        if time.monotonic() - self._queue_status_time > 2.0:
-            records = await self._db.run(self._queues.statuses)
-            self._queue_status = {name: r.status for name, r in records.items()}
-            self._queue_status_time = time.monotonic()
+        """Queue statuses, a pre-filter only (the claim checks the status itself). Read afresh
+        every 2 s beside the rounds, so no round waits for it; waited for only when never read
+        or just changed through this server."""
+        if time.monotonic() - self._queue_status_time > 2.0 and self._status_reading is None:
+            self._start_status_reading()
+        while not self._queue_status_time:
+            if self._status_reading is None:  # the last reading was overtaken by a change
+                self._start_status_reading()
+            assert self._status_reading is not None
+            await asyncio.shield(self._status_reading)
         return self._queue_status
+
+    def _start_status_reading(self) -> None:
+        self._status_reading = asyncio.create_task(self._read_statuses(), name="queue statuses")
+        self._status_reading.add_done_callback(_log_failure)
+
+    async def _read_statuses(self) -> None:
+        asked = time.monotonic()
+        try:
+            records = await self._db.run(self._queues.statuses)
+            if asked >= self._queue_status_changed:  # not overtaken by a change meanwhile
+                self._queue_status = {name: r.status for name, r in records.items()}
+                self._queue_status_time = asked
+        finally:
+            self._status_reading = None
 
     async def _round(self) -> None:
         """Every update that arrived since the last round and every claim the waiting pilots
