@@ -24,7 +24,7 @@ from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner
 from panda_runtime.errors import ok_status
 from panda_runtime.notify import Notifier
-from server_svc.domain.states import FINAL_STATES, JobState
+from server_svc.domain.states import FINAL_STATES
 from server_svc.servicers.convert import job_to_proto, state_to_proto
 from server_svc.store.job_store import Claim, JobStore, PilotUpdate, UpdateOutcome
 from server_svc.store.queue_store import DISPATCHING_STATUSES, QueueStore
@@ -342,7 +342,7 @@ class DispatchHub:
 
     @staticmethod
     def _acknowledgement(session: Session, seq: int, outcome: UpdateOutcome) -> dispatch_pb2.UpdateAck | None:
-        final = bool(outcome.state) and JobState(outcome.state) in FINAL_STATES
+        final = outcome.state in FINAL_STATES  # a StrEnum set: the stored text is found as it is
         if outcome.error is None and not final:
             return None  # progress and heartbeats are not acknowledged one by one
         session.held.discard(outcome.job_id)
