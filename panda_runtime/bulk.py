@@ -14,10 +14,12 @@ from functools import cache
 from typing import Any
 
 import orjson
+import psycopg
 from psycopg.rows import dict_row
 from sqlalchemy import Connection, Executable, Table, TextClause, bindparam, insert, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.exc import DBAPIError
 
 _PG = postgresql.dialect()
 _PSYCOPG = PGDialect_psycopg()
@@ -122,12 +124,16 @@ def run_statements(conn: Connection, statements: Sequence[Statement | None]) -> 
     if pipelined:
         driver = conn.connection.driver_connection
         cursors = []
-        with driver.pipeline():
-            for stmt, params in todo:
-                cursor = driver.cursor(row_factory=dict_row)
-                cursor.execute(_driver_sql(stmt), params)
-                cursors.append(cursor)
-        rows = [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        try:
+            with driver.pipeline():
+                for stmt, params in todo:
+                    cursor = driver.cursor(row_factory=dict_row)
+                    cursor.execute(_driver_sql(stmt), params)
+                    cursors.append(cursor)
+            rows = [cursor.fetchall() if cursor.description else [] for cursor in cursors]
+        except psycopg.Error as error:
+            # As SQLAlchemy raises it for any other statement (IntegrityError and so on).
+            raise DBAPIError.instance(None, None, error, psycopg.Error) from error
     else:
         for stmt, params in todo:
             result = conn.execute(stmt, params)
