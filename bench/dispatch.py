@@ -83,6 +83,8 @@ class WorkerConfig:
     wait_ack: bool
     payload: list[str]
     slots: int = 1
+    # Protocol mode: how long a job "runs" between RUNNING and FINISHED (0: not at all).
+    hold_seconds: float = 0.0
     # The pilots' bearer token (empty when the server runs without checks).
     token: str = ""
 
@@ -187,6 +189,8 @@ async def _pilot(
         shared.assigned.value += len(jobs)
         await call.write(updates(jobs, running))
         exit_code = 0
+        if config.hold_seconds:
+            await asyncio.sleep(config.hold_seconds)
         if config.mode == "process":
             processes = [
                 await asyncio.create_subprocess_exec(
@@ -524,6 +528,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--slots", type=int, default=1,
                         help="jobs each pilot takes at a time (a multi-slot pilot; its updates go in one "
                              "JobUpdates message); 1 = one job at a time")
+    parser.add_argument("--hold-ms", type=float, default=0.0,
+                        help="protocol mode: each job 'runs' this long between RUNNING and FINISHED, so the "
+                             "pilots offer less than the server can take and the latency is measured below "
+                             "saturation (default 0: a closed loop at full speed)")
     parser.add_argument("--wait-ack", action="store_true",
                         help="ask for the next job only once the FINISHED update is acknowledged "
                              "(default: right after sending it)")
@@ -575,6 +583,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"dispatch benchmark: db={args.db} mode={args.mode} jobs={args.jobs} pilots={args.pilots} "
               f"client_procs={args.client_procs} channels={args.channels} wait_ack={args.wait_ack} "
+              f"hold_ms={args.hold_ms:g} "
               f"(data in {data_dir})", flush=True)
         extra_env = dict(item.split("=", 1) for item in args.server_env)
         print(f"server code: {code_revision(extra_env.get('PYTHONPATH', ''))}", flush=True)
@@ -608,7 +617,7 @@ def run(args: argparse.Namespace) -> int:
             config = WorkerConfig(
                 index=k, address=server.address, pilot_ids=pilot_ids[k::args.client_procs], channels=channels,
                 mode=args.mode, wait_ack=args.wait_ack, payload=["/bin/true"], slots=args.slots,
-                token=pilot_token,
+                hold_seconds=args.hold_ms / 1000, token=pilot_token,
             )
             process = ctx.Process(target=worker_main, args=(config, share, go, stop, errors, results),
                                   name=f"bench-client-{k}", daemon=True)
