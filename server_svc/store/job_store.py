@@ -114,6 +114,7 @@ _PG_OUTPUT_FILES = text(
     " FROM json_to_recordset(CAST(:rows AS json))"
     " AS v(job_id bigint, lfn text, size_bytes bigint, adler32 text, storage_element text, attempt integer)"
     " WHERE job_files.job_id = v.job_id AND job_files.lfn = v.lfn AND job_files.kind <> 'input'"
+    " AND job_files.job_id = ANY(CAST(:job_ids AS bigint[]))"  # found by index, whatever the statistics
 )
 _OUTPUT_FILES = (
     update(job_files)
@@ -128,7 +129,7 @@ def _output_files_statement(conn: Connection, files: list[dict[str, Any]]) -> St
     if not files:
         return None
     if conn.dialect.name == "postgresql":
-        return _PG_OUTPUT_FILES, {"rows": orjson.dumps(files).decode()}
+        return _PG_OUTPUT_FILES, {"rows": orjson.dumps(files).decode(), "job_ids": sorted({f["job_id"] for f in files})}
     return _OUTPUT_FILES, [{f"b_{name}": value for name, value in f.items()} for f in files]
 
 
