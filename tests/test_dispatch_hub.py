@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from sqlalchemy import text
+
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner, make_engine
@@ -68,3 +70,65 @@ def test_a_withdrawal_right_behind_a_request_sent_with_updates_wins(database_url
     received, jobs, second = asyncio.run(_finish_first_job_then(database_url, "withdraw"))
     assert received == ["update_ack"]
     assert jobs.get(second)["state"] == JobState.ACTIVATED.value
+
+
+class _ClaimFailsOnce(JobStore):
+    """A store whose first claim fails inside the round's transaction, after the round's
+    updates were sent to the database (on PostgreSQL in the same pipeline)."""
+
+    failed = False
+
+    def _claim_sqlite(self, conn, claim, now):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            conn.execute(text("SELECT * FROM no_such_table"))
+        return super()._claim_sqlite(conn, claim, now)
+
+    def _pg_claim(self, claim, now):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed = True
+            return text("SELECT * FROM no_such_table"), {}
+        return super()._pg_claim(claim, now)
+
+
+async def _round_fails_then_pilot_resends(database_url: str) -> tuple[list[str], str, str, list[str], str]:
+    engine = make_engine(database_url)
+    queues = QueueStore(engine)
+    queues.create({"queue_id": "local", "status": "online"})
+    seed = JobStore(engine)
+    first, second = (row["job_id"] for row in seed.submit([_spec(9), _spec(1)], owner="alice"))
+    db = DbRunner(engine)
+    hub = DispatchHub(Settings(dispatch_poll_seconds=0.1), db, seed, queues)
+    hub.start()
+    try:
+        session = await hub.connect(dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n"))
+        hub.request_jobs(session, dispatch_pb2.RequestJobs(count=1))
+        assert [j.job_id for j in (await _next(session)).job_assignments.jobs] == [first]
+        hub._jobs = failing = _ClaimFailsOnce(engine)
+        running = PilotUpdate(job_id=first, attempt=1, state=JobState.RUNNING, pilot_id="pilot-1")
+        finished = PilotUpdate(job_id=first, attempt=1, state=JobState.FINISHED, pilot_id="pilot-1")
+        hub.submit_updates(session, 7, [running, finished], dispatch_pb2.RequestJobs(count=1))
+        # The round fails: nothing of it is kept, and nothing is acknowledged.
+        silent = []
+        with contextlib.suppress(TimeoutError):
+            silent.append((await _next(session, timeout=0.5)).WhichOneof("message"))
+        assert failing.failed
+        after_failure = (seed.get(first)["state"], seed.get(second)["state"])
+        # The pilot resends its final update (it does after a while when no ack came).
+        hub.submit_updates(session, 8, [running, finished], dispatch_pb2.RequestJobs(count=1))
+        reply = (await _next(session)).job_assignments
+        return (silent, *after_failure, [f"{a.job_id}:{a.status.code}" for a in reply.acks],
+                ",".join(str(j.job_id) for j in reply.jobs) + f"|{second}")
+    finally:
+        await hub.stop()
+        db.close()
+
+
+def test_a_failed_round_keeps_none_of_its_updates_and_the_resent_ones_go_through(database_url: str) -> None:
+    silent, first_state, second_state, acks, jobs = asyncio.run(_round_fails_then_pilot_resends(database_url))
+    assert silent == []
+    # The job is still where it was before the round (sent), and the next job was not claimed.
+    assert (first_state, second_state) == (JobState.SENT.value, JobState.ACTIVATED.value)
+    assert len(acks) == 1 and acks[0].endswith(":0")
+    sent, second = jobs.split("|")
+    assert sent == second
