@@ -10,6 +10,7 @@ import contextlib
 from sqlalchemy import text
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import job_pb2
 from panda_runtime.config import Settings
 from panda_runtime.db import DbRunner, make_engine
 from server_svc.dispatcher import DispatchHub, Session
@@ -91,7 +92,10 @@ class _ClaimFailsOnce(JobStore):
         return super()._pg_claim(claim, now)
 
 
-async def _round_fails_then_pilot_resends(database_url: str) -> tuple[list[str], str, str, list[str], str]:
+async def _round_fails_then_pilot_resends(database_url: str) -> dict[str, object]:
+    """A pilot ends its first job and asks for the next; that round fails; the pilot resends.
+    Returns what it got meanwhile, both jobs' states after the failure, and the reply to the
+    resent updates."""
     engine = make_engine(database_url)
     queues = QueueStore(engine)
     queues.create({"queue_id": "local", "status": "online"})
@@ -113,22 +117,24 @@ async def _round_fails_then_pilot_resends(database_url: str) -> tuple[list[str],
         with contextlib.suppress(TimeoutError):
             silent.append((await _next(session, timeout=0.5)).WhichOneof("message"))
         assert failing.failed
-        after_failure = (seed.get(first)["state"], seed.get(second)["state"])
+        states = (seed.get(first)["state"], seed.get(second)["state"])
         # The pilot resends its final update (it does after a while when no ack came).
         hub.submit_updates(session, 8, [running, finished], dispatch_pb2.RequestJobs(count=1))
         reply = (await _next(session)).job_assignments
-        return (silent, *after_failure, [f"{a.job_id}:{a.status.code}" for a in reply.acks],
-                ",".join(str(j.job_id) for j in reply.jobs) + f"|{second}")
+        return {
+            "meanwhile": silent, "states": states,
+            "acks": [(a.seq, a.job_id, a.status.code, a.state) for a in reply.acks],
+            "jobs": [j.job_id for j in reply.jobs], "first": first, "second": second,
+        }
     finally:
         await hub.stop()
         db.close()
 
 
 def test_a_failed_round_keeps_none_of_its_updates_and_the_resent_ones_go_through(database_url: str) -> None:
-    silent, first_state, second_state, acks, jobs = asyncio.run(_round_fails_then_pilot_resends(database_url))
-    assert silent == []
-    # The job is still where it was before the round (sent), and the next job was not claimed.
-    assert (first_state, second_state) == (JobState.SENT.value, JobState.ACTIVATED.value)
-    assert len(acks) == 1 and acks[0].endswith(":0")
-    sent, second = jobs.split("|")
-    assert sent == second
+    run = asyncio.run(_round_fails_then_pilot_resends(database_url))
+    assert run["meanwhile"] == []
+    # The first job is where it was before the round (sent), and the next one was not claimed.
+    assert run["states"] == (JobState.SENT.value, JobState.ACTIVATED.value)
+    assert run["acks"] == [(8, run["first"], 0, job_pb2.Job.STATE_FINISHED)]
+    assert run["jobs"] == [run["second"]]
