@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
@@ -31,10 +33,25 @@ async def _next(session: Session, timeout: float = 5.0) -> dispatch_pb2.ConnectR
     return message
 
 
-async def _finish_first_job_then(database_url: str, then: str) -> tuple[list[str], JobStore, int]:
-    """A pilot runs the first of two jobs and ends it with a request for more; `then` is what it
-    sends right behind, before anything was written: "nothing" or "withdraw" (count 0). Returns
-    the kinds of messages the pilot got after its final update, and the second job's id."""
+@dataclass
+class _Started:
+    hub: DispatchHub
+    session: Session
+    engine: Engine
+    jobs: JobStore
+    first: int
+    second: int
+
+    def ending_updates(self) -> list[PilotUpdate]:
+        """The pilot's RUNNING and FINISHED for the first job."""
+        return [PilotUpdate(job_id=self.first, attempt=1, state=state, pilot_id="pilot-1")
+                for state in (JobState.RUNNING, JobState.FINISHED)]
+
+
+@contextlib.asynccontextmanager
+async def _pilot_holding_the_first_of_two_jobs(database_url: str) -> AsyncIterator[_Started]:
+    """A hub over a real database with two jobs, and a pilot that asked for one and got the
+    first (the one of higher priority)."""
     engine = make_engine(database_url)
     jobs, queues = JobStore(engine), QueueStore(engine)
     queues.create({"queue_id": "local", "status": "online"})
@@ -46,19 +63,25 @@ async def _finish_first_job_then(database_url: str, then: str) -> tuple[list[str
         session = await hub.connect(dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n"))
         hub.request_jobs(session, dispatch_pb2.RequestJobs(count=1))
         assert [j.job_id for j in (await _next(session)).job_assignments.jobs] == [first]
-        running = PilotUpdate(job_id=first, attempt=1, state=JobState.RUNNING, pilot_id="pilot-1")
-        finished = PilotUpdate(job_id=first, attempt=1, state=JobState.FINISHED, pilot_id="pilot-1")
-        # One event-loop step: the two messages are read before the update batch is written.
-        hub.submit_updates(session, 7, [running, finished], dispatch_pb2.RequestJobs(count=1))
-        if then == "withdraw":
-            hub.request_jobs(session, dispatch_pb2.RequestJobs(count=0))
-        received = [(await _next(session)).WhichOneof("message")]
-        with contextlib.suppress(TimeoutError):  # anything more that comes
-            received.append((await _next(session, timeout=1.5)).WhichOneof("message"))
-        return received, jobs, second
+        yield _Started(hub, session, engine, jobs, first, second)
     finally:
         await hub.stop()
         db.close()
+
+
+async def _finish_first_job_then(database_url: str, then: str) -> tuple[list[str], JobStore, int]:
+    """A pilot runs the first of two jobs and ends it with a request for more; `then` is what it
+    sends right behind, before anything was written: "nothing" or "withdraw" (count 0). Returns
+    the kinds of messages the pilot got after its final update, and the second job's id."""
+    async with _pilot_holding_the_first_of_two_jobs(database_url) as run:
+        # One event-loop step: the two messages are read before the update batch is written.
+        run.hub.submit_updates(run.session, 7, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
+        if then == "withdraw":
+            run.hub.request_jobs(run.session, dispatch_pb2.RequestJobs(count=0))
+        received = [(await _next(run.session)).WhichOneof("message")]
+        with contextlib.suppress(TimeoutError):  # anything more that comes
+            received.append((await _next(run.session, timeout=1.5)).WhichOneof("message"))
+        return received, run.jobs, run.second
 
 
 def test_a_request_sent_with_the_final_update_brings_the_next_job_and_the_ack(database_url: str) -> None:
@@ -96,39 +119,23 @@ async def _round_fails_then_pilot_resends(database_url: str) -> dict[str, object
     """A pilot ends its first job and asks for the next; that round fails; the pilot resends.
     Returns what it got meanwhile, both jobs' states after the failure, and the reply to the
     resent updates."""
-    engine = make_engine(database_url)
-    queues = QueueStore(engine)
-    queues.create({"queue_id": "local", "status": "online"})
-    seed = JobStore(engine)
-    first, second = (row["job_id"] for row in seed.submit([_spec(9), _spec(1)], owner="alice"))
-    db = DbRunner(engine)
-    hub = DispatchHub(Settings(dispatch_poll_seconds=0.1), db, seed, queues)
-    hub.start()
-    try:
-        session = await hub.connect(dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n"))
-        hub.request_jobs(session, dispatch_pb2.RequestJobs(count=1))
-        assert [j.job_id for j in (await _next(session)).job_assignments.jobs] == [first]
-        hub._jobs = failing = _ClaimFailsOnce(engine)
-        running = PilotUpdate(job_id=first, attempt=1, state=JobState.RUNNING, pilot_id="pilot-1")
-        finished = PilotUpdate(job_id=first, attempt=1, state=JobState.FINISHED, pilot_id="pilot-1")
-        hub.submit_updates(session, 7, [running, finished], dispatch_pb2.RequestJobs(count=1))
+    async with _pilot_holding_the_first_of_two_jobs(database_url) as run:
+        run.hub._jobs = failing = _ClaimFailsOnce(run.engine)
+        run.hub.submit_updates(run.session, 7, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
         # The round fails: nothing of it is kept, and nothing is acknowledged.
         silent = []
         with contextlib.suppress(TimeoutError):
-            silent.append((await _next(session, timeout=0.5)).WhichOneof("message"))
+            silent.append((await _next(run.session, timeout=0.5)).WhichOneof("message"))
         assert failing.failed
-        states = (seed.get(first)["state"], seed.get(second)["state"])
+        states = (run.jobs.get(run.first)["state"], run.jobs.get(run.second)["state"])
         # The pilot resends its final update (it does after a while when no ack came).
-        hub.submit_updates(session, 8, [running, finished], dispatch_pb2.RequestJobs(count=1))
-        reply = (await _next(session)).job_assignments
+        run.hub.submit_updates(run.session, 8, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
+        reply = (await _next(run.session)).job_assignments
         return {
             "meanwhile": silent, "states": states,
             "acks": [(a.seq, a.job_id, a.status.code, a.state) for a in reply.acks],
-            "jobs": [j.job_id for j in reply.jobs], "first": first, "second": second,
+            "jobs": [j.job_id for j in reply.jobs], "first": run.first, "second": run.second,
         }
-    finally:
-        await hub.stop()
-        db.close()
 
 
 def test_a_failed_round_keeps_none_of_its_updates_and_the_resent_ones_go_through(database_url: str) -> None:
