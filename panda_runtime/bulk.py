@@ -121,7 +121,7 @@ def run_statements(conn: Connection, statements: Sequence[Statement | None]) -> 
     together in one round trip (with the BEGIN of a transaction they start)."""
     todo = [s for s in statements if s is not None]
     pipelined = (
-        conn.dialect.name == "postgresql" and todo
+        conn.dialect.name == "postgresql" and bool(todo)
         and all(isinstance(stmt, TextClause) and isinstance(params, dict) for stmt, params in todo)
     )
     rows: list[list[dict[str, Any]]] = []

@@ -76,16 +76,12 @@ EVENT_LOG_LOCK_KEY = 0x70616E6462
 _LOCK_EVENT_LOG = text(f"SELECT pg_advisory_xact_lock({EVENT_LOG_LOCK_KEY})")
 
 
-def _lock_event_log(conn: Connection) -> None:
+def _event_log_lock(conn: Connection) -> Statement | None:
     """Cursor order is commit order: on PostgreSQL a transaction takes its cursors under a lock
     held until it commits, so a watcher that has read cursor N never later finds a smaller
-    cursor committed behind it. (SQLite has one writer at a time.) Taken once per transaction."""
-    run_statements(conn, [_event_log_lock(conn)])
-
-
-def _event_log_lock(conn: Connection) -> Statement | None:
-    """The statement that takes the event-log lock, unless this transaction holds it already;
-    from now on the transaction counts as holding it, so the statement must be run."""
+    cursor committed behind it (SQLite has one writer at a time). This is the statement that
+    takes it, unless this transaction holds it already; from now on the transaction counts as
+    holding it, so the statement must be run."""
     if conn.dialect.name != "postgresql":
         return None
     transaction = conn.get_transaction()
@@ -327,8 +323,7 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
 
 
 def _record_sent(conn: Connection, claimed: list[dict[str, Any]]) -> None:
-    _lock_event_log(conn)
-    conn.execute(_SENT_EVENTS, {"ids": [job["job_id"] for job in claimed]})
+    run_statements(conn, [_event_log_lock(conn), (_SENT_EVENTS, {"ids": [job["job_id"] for job in claimed]})])
 
 
 _DISPATCHING_SQL = ", ".join(f"'{status}'" for status in sorted(DISPATCHING_STATUSES))
