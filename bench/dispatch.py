@@ -279,6 +279,162 @@ def worker_main(config: WorkerConfig, shared: WorkerShared, go, stop, errors, re
         results.put((config.index, None))
 
 
+class PythonPilots:
+    """The simulated pilots above, spread over spawned client processes."""
+
+    def __init__(self, configs: list[WorkerConfig]) -> None:
+        ctx = mp.get_context("spawn")  # no fork: grpc and threads live in this process
+        self._go, self._stop, self._errors, self._results = ctx.Event(), ctx.Event(), ctx.Queue(), ctx.Queue()
+        self._shares: list[WorkerShared] = []
+        self._processes: list[mp.Process] = []
+        for config in configs:
+            share = WorkerShared(
+                finished=ctx.Value("q", 0, lock=False), assigned=ctx.Value("q", 0, lock=False),
+                last_ack=ctx.Value("d", 0.0, lock=False), ready=ctx.Event(),
+            )
+            process = ctx.Process(target=worker_main,
+                                  args=(config, share, self._go, self._stop, self._errors, self._results),
+                                  name=f"bench-client-{config.index}", daemon=True)
+            process.start()
+            self._processes.append(process)
+            self._shares.append(share)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None]
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = now() + timeout
+        for share, process in zip(self._shares, self._processes, strict=True):
+            while not share.ready.wait(0.2):
+                if not process.is_alive() or now() > deadline:
+                    raise RuntimeError(f"client process {process.name} did not get ready: {drain(self._errors)}")
+
+    def go(self) -> None:
+        self._go.set()
+
+    def progress(self) -> tuple[int, int, float]:
+        """Finished acks, jobs assigned, time of the last ack."""
+        return (sum(s.finished.value for s in self._shares), sum(s.assigned.value for s in self._shares),
+                max(s.last_ack.value for s in self._shares))
+
+    def check(self) -> None:
+        error = drain(self._errors)
+        if error:
+            raise RuntimeError(f"a pilot failed: {error}")
+        for process in self._processes:
+            if not process.is_alive():
+                raise RuntimeError(f"client process {process.name} exited early ({process.exitcode})")
+
+    def stop(self) -> list[float]:
+        """The pilots leave; their latencies."""
+        self._stop.set()
+        latencies: list[float] = []
+        for _ in self._processes:
+            index, values = self._results.get(timeout=60)
+            if values is None:
+                raise RuntimeError(f"client process {index} failed: {drain(self._errors)}")
+            latencies.extend(values)
+        for process in self._processes:
+            process.join(10)
+        return latencies
+
+    def close(self) -> None:
+        self._stop.set()
+        for process in self._processes:
+            process.join(5)
+            if process.is_alive():
+                process.terminate()  # our own child, by its handle
+                process.join(5)
+
+
+class NativePilots:
+    """The C++ simulated pilots (bench/pilots/bench_pilots.cc): the same protocol in one
+    process, a thread per pilot, so that the load generator takes little of the two cores
+    the server, PostgreSQL and the pilots share. It reports on stdout; see its header."""
+
+    def __init__(self, binary: Path, config: WorkerConfig, work_dir: Path) -> None:
+        self._latencies_path = work_dir / "latencies.txt"
+        args = [str(binary), "--address", config.address, "--latencies", str(self._latencies_path),
+                "--queue", QUEUE, "--node", "bench-node-0", "--pilot-ids", ",".join(config.pilot_ids),
+                "--channels", str(config.channels), "--mode", config.mode, "--payload", config.payload[0],
+                "--slots", str(config.slots), "--hold-seconds", str(config.hold_seconds),
+                "--cores", str(PILOT_CORES), "--memory-mb", str(PILOT_MEMORY_MB),
+                "--walltime-seconds", str(PILOT_WALLTIME_S)]
+        if config.wait_ack:
+            args.append("--wait-ack")
+        env = {**os.environ, "BENCH_PILOT_TOKEN": config.token}  # not on the command line, seen by ps
+        self._log_path = work_dir / "bench_pilots.log"  # grpc's own messages
+        with open(self._log_path, "wb") as log_file:
+            self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file,
+                                             text=True, env=env, start_new_session=True)
+        self._ready, self._done = threading.Event(), threading.Event()
+        self._progress: tuple[int, int, float] = (0, 0, 0.0)
+        self._errors: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="bench-pilots-stdout", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            kind, _, rest = line.rstrip("\n").partition(" ")
+            if kind == "progress":
+                finished, assigned, last_ack = rest.split()
+                self._progress = (int(finished), int(assigned), float(last_ack))
+            elif kind == "ready":
+                self._ready.set()
+            elif kind == "done":
+                self._done.set()
+            elif kind == "error":
+                self._errors.append(rest)
+
+    @property
+    def pids(self) -> list[int]:
+        return [self._process.pid]
+
+    def _send(self, line: str) -> None:
+        assert self._process.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._process.stdin.write(line + "\n")
+            self._process.stdin.flush()
+
+    def _stderr(self) -> str:
+        return self._log_path.read_text(errors="replace")[-2000:] if self._log_path.exists() else ""
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = now() + timeout
+        while not self._ready.wait(0.2):
+            if self._errors or self._process.poll() is not None or now() > deadline:
+                raise RuntimeError(f"the C++ pilots did not get ready: {'; '.join(self._errors)} {self._stderr()}")
+
+    def go(self) -> None:
+        self._send("go")
+
+    def progress(self) -> tuple[int, int, float]:
+        return self._progress
+
+    def check(self) -> None:
+        if self._errors:
+            raise RuntimeError(f"a pilot failed: {'; '.join(self._errors[:5])}")
+        if self._process.poll() is not None:
+            raise RuntimeError(f"the C++ pilots exited early ({self._process.returncode}): {self._stderr()}")
+
+    def stop(self) -> list[float]:
+        self._send("stop")
+        if not self._done.wait(60) or self._process.wait(10) != 0:
+            raise RuntimeError(f"the C++ pilots failed to stop cleanly: {'; '.join(self._errors)} {self._stderr()}")
+        return [float(line.split()[1]) for line in self._latencies_path.read_text().splitlines()]
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._send("stop")
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)  # the group we created
+                self._process.wait(5)
+
+
 # ---------------------------------------------------------------------------------------
 # Server-side measurements
 # ---------------------------------------------------------------------------------------
@@ -517,9 +673,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(/bin/true) as a real subprocess in between")
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--pilots", type=int, default=100)
+    parser.add_argument("--client", choices=["cxx", "python"], default="cxx",
+                        help="cxx: the simulated pilots in C++, one process, a thread per pilot (built on first "
+                             "use, bench/pilots/); python: grpc.aio pilots spread over --client-procs processes")
     parser.add_argument("--client-procs", type=int, default=2,
-                        help="client processes the pilots are spread over (default 2: on 2 cores as good as 1 "
-                             "in protocol mode, better in process mode; see bench/README.md)")
+                        help="--client python: client processes the pilots are spread over (default 2: on 2 "
+                             "cores as good as 1 in protocol mode, better in process mode; see bench/README.md)")
     parser.add_argument("--channels", type=int, default=4,
                         help="gRPC channels in all, each its own TCP connection, spread over the client processes")
     parser.add_argument("--overlap", action="store_true",
@@ -571,18 +730,22 @@ def run(args: argparse.Namespace) -> int:
     from panda_runtime.credentials import ClientCredentialsToken
     from tools.cluster import fresh_database, start_iam, start_server
 
-    ctx = mp.get_context("spawn")  # no fork: grpc and threads live in this process
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-"))
     server = None
     identity = None
     sampler: RssSampler | None = None
     profiler = None
-    workers: list[mp.Process] = []
-    stop = ctx.Event()
+    fleet: PythonPilots | NativePilots | None = None
     ok = False
     try:
+        binary = None
+        if args.client == "cxx":
+            from bench.pilots.build import build
+
+            binary = build()
+        clients = "cxx (1 process)" if args.client == "cxx" else f"python ({args.client_procs} processes)"
         print(f"dispatch benchmark: db={args.db} mode={args.mode} jobs={args.jobs} pilots={args.pilots} "
-              f"client_procs={args.client_procs} channels={args.channels} wait_ack={args.wait_ack} "
+              f"clients={clients} channels={args.channels} wait_ack={args.wait_ack} "
               f"hold_ms={args.hold_ms:g} "
               f"(data in {data_dir})", flush=True)
         extra_env = dict(item.split("=", 1) for item in args.server_env)
@@ -604,32 +767,21 @@ def run(args: argparse.Namespace) -> int:
         sampler.start()
         create_queue(server.address, admin_token)
 
-        # Client processes: started and connected before the clock starts.
-        go, errors, results = ctx.Event(), ctx.Queue(), ctx.Queue()
-        shares: list[WorkerShared] = []
+        # Simulated pilots: started and connected before the clock starts.
         pilot_ids = [f"bench-pilot-{i}" for i in range(args.pilots)]
-        for k in range(args.client_procs):
-            share = WorkerShared(
-                finished=ctx.Value("q", 0, lock=False), assigned=ctx.Value("q", 0, lock=False),
-                last_ack=ctx.Value("d", 0.0, lock=False), ready=ctx.Event(),
-            )
-            channels = args.channels // args.client_procs + (1 if k < args.channels % args.client_procs else 0)
-            config = WorkerConfig(
-                index=k, address=server.address, pilot_ids=pilot_ids[k::args.client_procs], channels=channels,
+        procs = 1 if binary is not None else args.client_procs
+        configs = [
+            WorkerConfig(
+                index=k, address=server.address, pilot_ids=pilot_ids[k::procs],
+                channels=args.channels // procs + (1 if k < args.channels % procs else 0),
                 mode=args.mode, wait_ack=args.wait_ack, payload=["/bin/true"], slots=args.slots,
                 hold_seconds=args.hold_ms / 1000, token=pilot_token,
             )
-            process = ctx.Process(target=worker_main, args=(config, share, go, stop, errors, results),
-                                  name=f"bench-client-{k}", daemon=True)
-            process.start()
-            workers.append(process)
-            shares.append(share)
-        deadline = now() + 60
-        for share, process in zip(shares, workers, strict=True):
-            while not share.ready.wait(0.2):
-                if not process.is_alive() or now() > deadline:
-                    raise RuntimeError(f"client process {process.name} did not get ready: {drain(errors)}")
-        client_procs = [psutil.Process(p.pid) for p in workers]
+            for k in range(procs)
+        ]
+        fleet = NativePilots(binary, configs[0], data_dir) if binary is not None else PythonPilots(configs)
+        fleet.wait_ready(60)
+        client_procs = [psutil.Process(pid) for pid in fleet.pids]
         for p in client_procs:
             p.cpu_percent(None)
 
@@ -641,7 +793,7 @@ def run(args: argparse.Namespace) -> int:
             sampler.cpu_percent()
             psutil.cpu_percent(None)
             started = now()
-            go.set()
+            fleet.go()
             return started
 
         server_cpu_start = sampler.cpu_seconds()
@@ -662,29 +814,23 @@ def run(args: argparse.Namespace) -> int:
         last_print, last_done = t_go, 0
         while True:
             time.sleep(0.1)
-            done = sum(s.finished.value for s in shares)
+            done, assigned, _ = fleet.progress()
             if done >= args.jobs:
                 break
-            error = drain(errors)
-            if error:
-                raise RuntimeError(f"a pilot failed: {error}")
-            for process in workers:
-                if not process.is_alive():
-                    raise RuntimeError(f"client process {process.name} exited early ({process.exitcode})")
+            fleet.check()
             if not server.process.alive():
                 raise RuntimeError(f"the server died:\n{server.process.log()[-3000:]}")
             t = now()
             if t - t_go > args.timeout:
                 raise RuntimeError(f"timeout: {done}/{args.jobs} finished after {args.timeout:.0f} s")
             if t - last_print >= 1.0:
-                assigned = sum(s.assigned.value for s in shares)
                 client_cpu = sum(p.cpu_percent(None) for p in client_procs)
                 print(f"  [{t - t_go:6.1f}s] finished {done}/{args.jobs} assigned {assigned}  "
                       f"rate {(done - last_done) / (t - last_print):7.0f}/s (avg {done / (t - t_go):5.0f}/s)  "
                       f"server rss {mb(sampler.current):6.1f} MB cpu {sampler.cpu_percent():4.0f}%  "
                       f"client cpu {client_cpu:4.0f}%  machine cpu {psutil.cpu_percent(None):3.0f}%", flush=True)
                 last_print, last_done = t, done
-        t_end = max(s.last_ack.value for s in shares)
+        t_end = fleet.progress()[2]
         server_cpu_ms = 1000 * (sampler.cpu_seconds() - server_cpu_start) / args.jobs
         client_cpu_ms = 1000 * (sum(sum(p.cpu_times()[:2]) for p in client_procs) - client_cpu_start) / args.jobs
         stop_profiler(profiler)
@@ -693,15 +839,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = scrape_metrics(server.metrics_port)
 
         # Pilots leave; collect their latencies.
-        stop.set()
-        latencies: list[float] = []
-        for _ in workers:
-            index, values = results.get(timeout=60)
-            if values is None:
-                raise RuntimeError(f"client process {index} failed: {drain(errors)}")
-            latencies.extend(values)
-        for process in workers:
-            process.join(10)
+        latencies = fleet.stop()
 
         finished, total = count_finished(server.address, admin_token)
         if finished != args.jobs or total != args.jobs:
@@ -747,13 +885,9 @@ def run(args: argparse.Namespace) -> int:
         ok = True
         return 0
     finally:
-        stop.set()
         stop_profiler(profiler)
-        for process in workers:
-            process.join(5)
-            if process.is_alive():
-                process.terminate()  # our own child, by its handle
-                process.join(5)
+        if fleet is not None:
+            fleet.close()
         if sampler is not None:
             sampler.stop()
         if server is not None:

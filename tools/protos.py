@@ -28,7 +28,8 @@ GENERATED_DIR = ROOT / "generated"
 GRPC_TOOLS_INCLUDE = Path(grpc_tools.__file__).parent / "_proto"
 
 
-def _googleapis_include() -> Path:
+def googleapis_include() -> Path:
+    """Where the googleapis protos (google/api, google/rpc) of `googleapis-common-protos` lie."""
     import google.api.annotations_pb2 as annotations
 
     return Path(annotations.__file__).parent.parent.parent
@@ -47,7 +48,7 @@ def _protoc(proto_dir: Path, extra: list[str]) -> None:
     args = [
         "protoc",
         f"-I{proto_dir}",
-        f"-I{_googleapis_include()}",
+        f"-I{googleapis_include()}",
         f"-I{GRPC_TOOLS_INCLUDE}",
         *extra,
         *_proto_files(proto_dir),
