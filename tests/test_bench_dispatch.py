@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.cluster import POSTGRES_ADMIN_URL, drop_database
+from tools.cluster import drop_database, postgres_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOBS, PILOTS, IDLE_STREAMS = 300, 10, 20
@@ -30,7 +30,8 @@ def test_the_benchmark_runs_every_job_to_finished_and_prints_its_figures(client:
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=280,
         )
     finally:
-        drop_database(POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}")
+        if db == "postgresql":
+            drop_database(postgres_url(db_name))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     lines = result.stdout.strip().splitlines()
@@ -41,4 +42,3 @@ def test_the_benchmark_runs_every_job_to_finished_and_prints_its_figures(client:
                             "submit_jobs_per_s", "idle_rss_mb"}
     assert all(float(value) > 0 for value in figures.values()), lines[-1]
     assert float(figures["p50_ms"]) <= float(figures["p99_ms"])
-

@@ -54,6 +54,11 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {_port_slice()}")
 
 
+def postgres_url(name: str) -> str:
+    """URL of the database `name` on the PostgreSQL server POSTGRES_ADMIN_URL points at."""
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
 def fresh_database(kind: str, data_dir: Path, name: str) -> str:
     """URL of an empty, migrated database: a SQLite file in data_dir, or a PostgreSQL
     database dropped and created anew on the local server."""
@@ -65,7 +70,7 @@ def fresh_database(kind: str, data_dir: Path, name: str) -> str:
         with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
-        url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        url = postgres_url(name)
     else:
         raise ValueError(f"unknown database kind {kind!r}")
     upgrade_database(url)

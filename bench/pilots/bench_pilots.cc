@@ -20,13 +20,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +76,11 @@ std::atomic<long> assigned_count{0};
 std::atomic<double> last_ack_time{0.0};
 std::atomic<bool> stopping{false};
 std::atomic<bool> failed{false};
+
+void SayProgress() {
+  say("progress " + std::to_string(finished_count.load()) + " " + std::to_string(assigned_count.load()) + " " +
+      std::to_string(last_ack_time.load()));
+}
 
 struct PilotError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -367,16 +372,14 @@ int main(int argc, char** argv) {
   for (auto& pilot : pilots) threads.emplace_back([&pilot] { pilot->Run(); });
   std::thread reporter([] {
     while (!stopping) {
-      say("progress " + std::to_string(finished_count.load()) + " " + std::to_string(assigned_count.load()) + " " +
-          std::to_string(last_ack_time.load()));
+      SayProgress();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
 
   while (std::getline(std::cin, line) && line != "stop") {
   }
-  say("progress " + std::to_string(finished_count.load()) + " " + std::to_string(assigned_count.load()) + " " +
-      std::to_string(last_ack_time.load()));
+  SayProgress();
   stopping = true;
   for (auto& pilot : pilots) pilot->Leave();
   for (auto& thread : threads) thread.join();

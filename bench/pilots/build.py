@@ -2,7 +2,7 @@
 
     python bench/pilots/build.py        # -> bench/pilots/build/bench_pilots
 
-Needs Debian's gRPC C++ packages (`scripts/install.sh --bench` installs them): the message
+Needs Debian's gRPC C++ packages (`scripts/test.sh` installs them): the message
 and stub code is generated from proto/ with Debian's protoc, to match its libprotobuf, into
 build/ (never committed). Rebuilds only when a source or a contract changed.
 """
@@ -60,7 +60,7 @@ def build(quiet: bool = False) -> Path:
     missing = [tool for tool in ("protoc", "grpc_cpp_plugin", "pkg-config", "g++") if shutil.which(tool) is None]
     if missing:
         raise BuildError(f"{', '.join(missing)} not found: install Debian's {PACKAGES} "
-                         "(scripts/install.sh --bench), or run the benchmark with --client python")
+                         "(scripts/test.sh does), or run the benchmark with --client python")
     if not quiet:
         print("building the C++ simulated pilots (bench/pilots/build/bench_pilots)", flush=True)
     generated = BUILD_DIR / "gen"
