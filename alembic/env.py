@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from iam_svc.store.tables import metadata as iam_metadata
 from jedi_svc.store.tables import metadata as jedi_metadata
-from panda_runtime.db import make_engine
+from panda_runtime.service.db import make_engine
 from server_svc.store.tables import metadata as server_metadata
 
 target_metadata = [server_metadata, jedi_metadata, iam_metadata]

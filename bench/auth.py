@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def _mint(identity, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     from iam_svc import bootstrap as iam_bootstrap
     from panda_runtime.config import Settings
-    from panda_runtime.db import make_engine
+    from panda_runtime.service.db import make_engine
 
     settings = Settings(database_url=identity.database_url, iam_issuer=identity.issuer,
                         auth_issuers=[identity.issuer])
@@ -40,7 +40,7 @@ def _mint(identity, count: int) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 async def _in_process(issuer: str, tokens: list[str], cached_calls: int) -> tuple[float, float]:
-    from panda_runtime.auth import TokenAuthenticator
+    from panda_runtime.service.auth import TokenAuthenticator
 
     check = TokenAuthenticator([issuer], audience="panda-mesh", cache_size=len(tokens) + 10)
     try:
@@ -60,8 +60,8 @@ async def _in_process(issuer: str, tokens: list[str], cached_calls: int) -> tupl
 
 def _rpc_cost(data_dir: Path, env: dict[str, str], token: str, calls: int) -> float:
     from panda.server.v1 import queue_service_pb2, queue_service_pb2_grpc
-    from panda_runtime.client import sync_channel
-    from panda_runtime.credentials import StaticToken
+    from panda_runtime.client.channels import sync_channel
+    from panda_runtime.client.credentials import StaticToken
     from tools.cluster import fresh_database, start_server
 
     data_dir.mkdir(parents=True)

@@ -49,16 +49,16 @@ def connection(address: str, token: str):  # type: ignore[no-untyped-def]
     """An aio channel with the project's client options, `token` on every call, and a TCP
     connection of its own: grpc otherwise shares one connection between channels to the same
     address."""
-    from panda_runtime.client import aio_channel
-    from panda_runtime.credentials import StaticToken
+    from panda_runtime.client.channels import aio_channel
+    from panda_runtime.client.credentials import StaticToken
 
     return aio_channel(address, StaticToken(token) if token else None,
                        options=[("grpc.use_local_subchannel_pool", 1)])
 
 
 def blocking_channel(address: str, token: str):  # type: ignore[no-untyped-def]
-    from panda_runtime.client import sync_channel
-    from panda_runtime.credentials import StaticToken
+    from panda_runtime.client.channels import sync_channel
+    from panda_runtime.client.credentials import StaticToken
 
     return sync_channel(address, StaticToken(token) if token else None)
 
@@ -267,7 +267,7 @@ async def _worker_async(config: WorkerConfig, shared: WorkerShared, go, stop, er
 
 def worker_main(config: WorkerConfig, shared: WorkerShared, go, stop, errors, results) -> None:
     """Entry point of a client process."""
-    from panda_runtime.bootstrap import tune_garbage_collector
+    from panda_runtime.service.bootstrap import tune_garbage_collector
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process cleans up on Ctrl-C
     tune_garbage_collector()  # as every service process does
@@ -727,7 +727,7 @@ def _on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
 def run(args: argparse.Namespace) -> int:
     import psutil
 
-    from panda_runtime.credentials import ClientCredentialsToken
+    from panda_runtime.client.credentials import ClientCredentialsToken
     from tools.cluster import fresh_database, start_iam, start_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-"))

@@ -83,8 +83,8 @@ async def _pilot(stub, index: int, finished, stopping: asyncio.Event) -> None:  
 
 async def _pilots(address: str, token: str, count: int, channels: int, finished, stop) -> None:  # type: ignore[no-untyped-def]
     from panda.server.v1 import dispatch_service_pb2_grpc
-    from panda_runtime.client import aio_channel
-    from panda_runtime.credentials import StaticToken
+    from panda_runtime.client.channels import aio_channel
+    from panda_runtime.client.credentials import StaticToken
 
     chans = [aio_channel(address, StaticToken(token), options=[("grpc.use_local_subchannel_pool", 1)])
              for _ in range(channels)]
@@ -142,8 +142,8 @@ def main() -> int:
         queue_service_pb2,
         queue_service_pb2_grpc,
     )
-    from panda_runtime.client import sync_channel
-    from panda_runtime.credentials import ClientCredentialsToken, StaticToken
+    from panda_runtime.client.channels import sync_channel
+    from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
     from tools.cluster import free_port, fresh_database, spawn, start_iam, start_server, wait_healthy
 
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-jedi-"))

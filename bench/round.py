@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=200, help="rounds measured (after 20 not measured)")
     args = parser.parse_args()
 
-    from panda_runtime.db import make_engine
+    from panda_runtime.service.db import make_engine
     from server_svc.domain.job_specs import JobSpec
     from server_svc.domain.states import JobState
     from server_svc.store.job_store import Claim, JobStore, PilotUpdate

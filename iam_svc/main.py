@@ -23,9 +23,9 @@ from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2_grpc
-from panda_runtime import bootstrap
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner, ensure_migrated, make_engine
+from panda_runtime.service import bootstrap
+from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 
 log = logging.getLogger("panda.iam")
 

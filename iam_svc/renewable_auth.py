@@ -1,4 +1,4 @@
-"""The identity service's own token check: the shared one (panda_runtime.auth), made anew when
+"""The identity service's own token check: the shared one (panda_runtime.service.auth), made anew when
 this service rotates its signing key. The shared check refetches an issuer's keys at most every
 PANDA_AUTH_JWKS_MIN_REFRESH_SECONDS, so without this a token of the new key could be refused
 here for those seconds."""
@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from panda_runtime.auth import Authenticator, Principal
+from panda_runtime.service.auth import Authenticator, Principal
 
 # Calls that began with the previous check may still be using it for this long.
 RETIRE_AFTER_SECONDS = 30.0

@@ -20,11 +20,11 @@ from jedi_svc.store.dataset_store import DatasetStore
 from jedi_svc.store.engine_store import EngineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
-from panda_runtime import bootstrap
+from panda_runtime.client.credentials import credentials_from_settings
 from panda_runtime.config import Settings
-from panda_runtime.credentials import credentials_from_settings
-from panda_runtime.db import DbRunner, ensure_migrated, make_engine
-from panda_runtime.notify import Notifier
+from panda_runtime.service import bootstrap
+from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
+from panda_runtime.service.notify import Notifier
 
 log = logging.getLogger("panda.jedi")
 

@@ -30,7 +30,7 @@ def iam_address(args: argparse.Namespace) -> str:
 
 
 class IamClient(Client):
-    """A channel to the identity service carrying the caller's token (see panda_runtime.credentials)."""
+    """A channel to the identity service carrying the caller's token (see panda_runtime.client.credentials)."""
 
     def __init__(self, address: str) -> None:
         super().__init__(address)
@@ -293,7 +293,7 @@ def cmd_key_rotate(args: argparse.Namespace) -> int:
 
 def cmd_serve_iam(args: argparse.Namespace) -> int:
     iam_main = import_component("iam_svc.main", "the identity service")
-    db = import_component("panda_runtime.db", "the database layer")
+    db = import_component("panda_runtime.service.db", "the database layer")
     not_migrated: type[Exception] = getattr(db, "DatabaseNotMigrated", RuntimeError)
     settings = Settings()
     if args.iam:

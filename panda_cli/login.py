@@ -1,6 +1,6 @@
 """Signing in and out: `panda login` (OAuth device flow, RFC 8628), `panda logout` and
 `panda whoami`. The tokens live in <config dir>/token.json (mode 0600), the file
-panda_runtime.credentials reads and refreshes."""
+panda_runtime.client.credentials reads and refreshes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import httpx
 import jwt
 
 from panda.iam.v1 import iam_service_pb2
+from panda_runtime.client.credentials import CredentialsError, discover, login_file, write_login
 from panda_runtime.config import Settings
-from panda_runtime.credentials import CredentialsError, discover, login_file, write_login
 
 from . import output
 from .iam import IamClient, iam_address

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from panda_runtime.credentials import CredentialsError
+from panda_runtime.client.credentials import CredentialsError
 
 from .arguments import job_id_arg, non_negative_int, positive_int
 from .rpc import CliError

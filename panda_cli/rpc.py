@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import grpc
 
 from panda.server.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
-from panda_runtime.client import DEFAULT_DEADLINE_SECONDS, channel_credentials, error_message, sync_channel
+from panda_runtime.client.channels import DEFAULT_DEADLINE_SECONDS, channel_credentials, error_message, sync_channel
+from panda_runtime.client.credentials import TokenSource, credentials_from_settings
 from panda_runtime.config import Settings
-from panda_runtime.credentials import TokenSource, credentials_from_settings
 
 Response = TypeVar("Response")
 

@@ -35,7 +35,7 @@ def use_server_address(args: argparse.Namespace) -> None:
 def cmd_serve_server(args: argparse.Namespace) -> int:
     use_server_address(args)
     server_main = import_component("server_svc.main", "the server")
-    db = import_component("panda_runtime.db", "the database layer")
+    db = import_component("panda_runtime.service.db", "the database layer")
     not_migrated: type[Exception] = getattr(db, "DatabaseNotMigrated", RuntimeError)
     try:
         server_main.run(Settings())
@@ -111,7 +111,7 @@ def current_revision(url: str) -> str | None:
 
 def upgrade(url: str) -> tuple[str | None, str | None]:
     """Migrate `url` to head; returns the revisions before and after."""
-    db = import_component("panda_runtime.db", "the database layer")
+    db = import_component("panda_runtime.service.db", "the database layer")
     ensure_sqlite_directory(url)
     before = current_revision(url)
     try:

@@ -29,7 +29,7 @@ from panda.jedi.v1 import (
     task_service_pb2_grpc,
 )
 from panda.server.v1 import queue_service_pb2
-from panda_runtime.client import error_message
+from panda_runtime.client.channels import error_message
 from panda_runtime.config import Settings
 
 from . import output
@@ -508,7 +508,7 @@ def cmd_serve_jedi(args: argparse.Namespace) -> int:
     if getattr(args, "jedi", None):
         os.environ["PANDA_JEDI"] = args.jedi
     jedi_main = import_component("jedi_svc.main", "JEDI")
-    db = import_component("panda_runtime.db", "the database layer")
+    db = import_component("panda_runtime.service.db", "the database layer")
     try:
         jedi_main.run(Settings())
     except db.DatabaseNotMigrated as exc:

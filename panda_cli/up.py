@@ -42,7 +42,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from panda_runtime.client import sync_channel
+from panda_runtime.client.channels import sync_channel
+from panda_runtime.client.credentials import LoginToken, login_file, write_login
 from panda_runtime.config import (
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
@@ -53,7 +54,6 @@ from panda_runtime.config import (
     DEFAULT_SERVER_METRICS_PORT,
     Settings,
 )
-from panda_runtime.credentials import LoginToken, login_file, write_login
 
 from .rpc import Client, CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
@@ -489,7 +489,7 @@ def provision_identity(settings: Settings, database_url: str, endpoints: tuple[s
                        queues: list[str]) -> LocalIdentity:
     """Signing key, admin, robots; the admin's token in the user's config directory."""
     from iam_svc import bootstrap as iam_bootstrap
-    from panda_runtime.db import make_engine
+    from panda_runtime.service.db import make_engine
 
     address, http_port, metrics_port = endpoints
     identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(settings),

@@ -31,8 +31,8 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-from panda_runtime.client import aio_channel, error_message
-from panda_runtime.credentials import TokenSource
+from panda_runtime.client.channels import aio_channel, error_message
+from panda_runtime.client.credentials import TokenSource
 from pilot_agent import __version__, error_codes
 from pilot_agent.job_runner import JobKey, JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job

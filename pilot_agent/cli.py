@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from panda_runtime.client.credentials import credentials_from_settings
 from panda_runtime.config import Settings
-from panda_runtime.credentials import credentials_from_settings
 from pilot_agent.agent import Pilot, PilotConfig
 from pilot_agent.logs import configure_logging
 

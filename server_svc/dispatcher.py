@@ -21,9 +21,9 @@ from prometheus_client import Gauge, Histogram
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner
-from panda_runtime.errors import ok_status
-from panda_runtime.notify import Notifier
+from panda_runtime.service.db import DbRunner
+from panda_runtime.service.errors import ok_status
+from panda_runtime.service.notify import Notifier
 from server_svc.domain.states import FINAL_STATES
 from server_svc.servicers.convert import job_to_proto, state_to_proto
 from server_svc.store.job_store import Claim, JobStore, PilotUpdate, UpdateOutcome

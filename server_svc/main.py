@@ -11,9 +11,9 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
-from panda_runtime import bootstrap
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner, ensure_migrated, make_engine
+from panda_runtime.service import bootstrap
+from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from server_svc.access import ACCESS
 from server_svc.dispatcher import DispatchHub
 from server_svc.servicers.dispatch_servicer import DispatchServicer

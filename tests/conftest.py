@@ -23,8 +23,8 @@ from panda.server.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
-from panda_runtime.client import sync_channel
-from panda_runtime.credentials import StaticToken
+from panda_runtime.client.channels import sync_channel
+from panda_runtime.client.credentials import StaticToken
 from tools.cluster import (
     IdentityHandle,
     ManagedProcess,

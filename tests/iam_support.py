@@ -19,11 +19,11 @@ from sqlalchemy import Engine
 
 from iam_svc import bootstrap as iam_bootstrap
 from panda.iam.v1 import iam_service_pb2_grpc
-from panda_runtime.auth import Principal, TokenAuthenticator
-from panda_runtime.client import sync_channel
+from panda_runtime.client.channels import sync_channel
+from panda_runtime.client.credentials import StaticToken
 from panda_runtime.config import Settings
-from panda_runtime.credentials import StaticToken
-from panda_runtime.db import make_engine
+from panda_runtime.service.auth import Principal, TokenAuthenticator
+from panda_runtime.service.db import make_engine
 from tools.cluster import IdentityHandle, free_port, spawn, wait_healthy
 
 # People (password "<name>-password") and robots (groups, queues) every instance starts with.

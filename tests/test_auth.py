@@ -31,8 +31,8 @@ from panda.server.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
-from panda_runtime.client import sync_channel
-from panda_runtime.credentials import ClientCredentialsToken, StaticToken
+from panda_runtime.client.channels import sync_channel
+from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
 from tests.conftest import get_job, submit, token_channel
 from tests.jedi_support import JediHandle, register_dataset, task_params
 from tools.cluster import IdentityHandle, ServerHandle
@@ -313,7 +313,7 @@ def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
 ) -> None:
     from iam_svc import bootstrap as iam_bootstrap
     from panda_runtime.config import Settings
-    from panda_runtime.db import make_engine
+    from panda_runtime.service.db import make_engine
 
     def list_jobs(token: str) -> None:
         _call(server.address, token, CALLS["server"])

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
-from panda_runtime.client import sync_channel
-from panda_runtime.credentials import StaticToken
+from panda_runtime.client.channels import sync_channel
+from panda_runtime.client.credentials import StaticToken
 from tools.cluster import IdentityHandle, fresh_database, start_server
 
 ALICE_SUBJECT = [(NameOID.DOMAIN_COMPONENT, "org"), (NameOID.DOMAIN_COMPONENT, "panda"),

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from panda_runtime.bulk import insert_statement, run_statements
-from panda_runtime.db import make_engine
+from panda_runtime.service.bulk import insert_statement, run_statements
+from panda_runtime.service.db import make_engine
 from server_svc.store.tables import queues
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner, make_engine
+from panda_runtime.service.db import DbRunner, make_engine
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.states import JobState

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from panda_runtime.db import make_engine
+from panda_runtime.service.db import make_engine
 from server_svc.store.job_store import JobStore, append_events
 
 

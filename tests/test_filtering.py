@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from panda_runtime.errors import InvalidArgument
-from panda_runtime.filtering import Comparison, parse_filter
-from panda_runtime.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
+from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.filtering import Comparison, parse_filter
+from panda_runtime.service.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
 from server_svc.servicers.job_servicer import FILTER_FIELDS
 
 

@@ -21,7 +21,7 @@ from iam_svc.domain.keys import generate_signing_key
 from iam_svc.domain.throttle import SignInThrottle
 from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2
-from panda_runtime.db import make_engine
+from panda_runtime.service.db import make_engine
 from tests.iam_support import Browser, Iam, iam_stub, sign_in_and_decide, verify
 from tools.cluster import fresh_database
 

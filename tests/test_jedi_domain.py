@@ -8,8 +8,8 @@ import pytest
 from jedi_svc.domain import brokerage, fairshare, scouts, splitting, states, templates
 from jedi_svc.domain.progress import Progress, file_status, final_state
 from jedi_svc.domain.states import TaskState
-from panda_runtime.errors import FailedPrecondition, InvalidArgument
-from panda_runtime.filtering import parse_filter
+from panda_runtime.service.errors import FailedPrecondition, InvalidArgument
+from panda_runtime.service.filtering import parse_filter
 
 S = TaskState
 

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from jedi_svc.domain.progress import CHUNK_STATUSES, Progress
 from jedi_svc.store.tables import contents
 from jedi_svc.store.task_store import TaskStore
-from panda_runtime.db import make_engine
+from panda_runtime.service.db import make_engine
 from tools.cluster import drop_database, fresh_database
 
 

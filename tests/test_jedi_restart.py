@@ -16,9 +16,9 @@ from jedi_svc.store.engine_store import EngineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
+from panda_runtime.client.credentials import ClientCredentialsToken
 from panda_runtime.config import Settings
-from panda_runtime.credentials import ClientCredentialsToken
-from panda_runtime.db import make_engine
+from panda_runtime.service.db import make_engine
 from tests.conftest import token_channel
 from tests.jedi_support import (
     T,

@@ -7,7 +7,7 @@ import itertools
 import grpc
 import pytest
 
-from panda_runtime.errors import FailedPrecondition
+from panda_runtime.service.errors import FailedPrecondition
 from server_svc.domain.states import (
     ALLOWED,
     FINAL_STATES,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from panda_runtime.db import upgrade_database
+from panda_runtime.service.db import upgrade_database
 
 POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -281,7 +281,7 @@ class IdentityHandle(ServiceProcess):
 
     def pilot_token(self) -> str:
         """A token of the `panda-pilot` robot (client_credentials), renewed as needed."""
-        from panda_runtime.credentials import ClientCredentialsToken
+        from panda_runtime.client.credentials import ClientCredentialsToken
 
         if self._pilot is None:
             self._pilot = ClientCredentialsToken(self.issuer, "panda-pilot", self.secrets["panda-pilot"])
@@ -303,7 +303,7 @@ def start_iam(
     `users` (tokens minted for each) and `robots` (secrets kept), started and healthy."""
     from iam_svc import bootstrap as iam_bootstrap
     from panda_runtime.config import Settings
-    from panda_runtime.db import make_engine
+    from panda_runtime.service.db import make_engine
 
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = database_url or fresh_database("sqlite", data_dir, "")

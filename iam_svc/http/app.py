@@ -26,7 +26,7 @@ from iam_svc.http import pages
 from iam_svc.http.forms import CSRF_COOKIE, FormGuard
 from iam_svc.provider import Provider
 from iam_svc.store.flow_store import Decision
-from panda_runtime.db import DbRunner, now
+from panda_runtime.service.db import DbRunner, now
 
 log = logging.getLogger("panda.iam.http")
 

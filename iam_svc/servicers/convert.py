@@ -7,7 +7,7 @@ from typing import Any
 from iam_svc.domain.keys import ACTIVE
 from iam_svc.domain.names import group_resource_name
 from panda.iam.v1 import identity_pb2
-from panda_runtime.timestamps import timestamp
+from panda_runtime.service.timestamps import timestamp
 
 
 def user_to_proto(row: dict[str, Any]) -> identity_pb2.User:

@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert, select, update
 
 from iam_svc.domain import device
 from iam_svc.store.tables import device_codes, refresh_tokens
-from panda_runtime.db import Store, aware, now
+from panda_runtime.service.db import Store, aware, now
 
 ACTIVE = "active"
 ROTATED = "rotated"

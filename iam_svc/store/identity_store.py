@@ -9,8 +9,8 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from iam_svc.store.tables import clients, groups, memberships, refresh_tokens, users
-from panda_runtime.db import Store, aware, now
-from panda_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
+from panda_runtime.service.db import Store, aware, now
+from panda_runtime.service.errors import AlreadyExists, FailedPrecondition, NotFound
 
 USER_FIELDS = ("display_name", "email", "password_hash", "enabled")
 CLIENT_FIELDS = ("description", "public", "secret_hash", "grant_types", "groups", "queues", "enabled")

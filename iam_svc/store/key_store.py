@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from iam_svc.domain.keys import ACTIVE, ALGORITHM, RETIRED
 from iam_svc.store.tables import signing_keys
-from panda_runtime.db import Store, aware, now
+from panda_runtime.service.db import Store, aware, now
 
 # Makes a new key: (kid, private key PEM).
 KeyFactory = Callable[[], tuple[str, str]]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.templates import TemplateError, check_output_pattern, check_transformation
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.service.errors import InvalidArgument
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")

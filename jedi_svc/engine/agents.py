@@ -28,8 +28,8 @@ from jedi_svc.domain.states import TaskState
 from jedi_svc.engine.server_client import ServerClient
 from jedi_svc.store.engine_store import EngineStore, JobEvent
 from panda_runtime.config import Settings
-from panda_runtime.db import DbRunner, aware, now
-from panda_runtime.notify import Notifier
+from panda_runtime.service.db import DbRunner, aware, now
+from panda_runtime.service.notify import Notifier
 
 log = logging.getLogger("panda.jedi")
 

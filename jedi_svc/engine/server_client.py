@@ -23,8 +23,8 @@ from panda.server.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
-from panda_runtime.client import aio_channel, sync_channel
-from panda_runtime.credentials import TokenSource
+from panda_runtime.client.channels import aio_channel, sync_channel
+from panda_runtime.client.credentials import TokenSource
 
 log = logging.getLogger("panda.jedi.server")
 

@@ -14,8 +14,8 @@ from jedi_svc.domain.templates import DEFAULT_OUTPUT_PATTERN
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import dataset_pb2, task_pb2
 from panda_runtime.config import Settings
-from panda_runtime.errors import InvalidArgument
-from panda_runtime.timestamps import timestamp
+from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.timestamps import timestamp
 
 DEFAULT_MAX_FAILURE_RATE = 0.5
 

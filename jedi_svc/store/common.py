@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert
 from sqlalchemy.sql import ColumnElement
 
 from jedi_svc.store.tables import task_events
-from panda_runtime.filtering import Comparison, like_pattern
+from panda_runtime.service.filtering import Comparison, like_pattern
 
 
 def condition(column: ColumnElement[Any], comparison: Comparison) -> ColumnElement[bool]:

@@ -10,10 +10,10 @@ from sqlalchemy import and_, func, insert, select
 from jedi_svc.domain import progress
 from jedi_svc.store.common import condition
 from jedi_svc.store.tables import contents, datasets, files, jobs
-from panda_runtime import bulk
-from panda_runtime.db import Store, now
-from panda_runtime.errors import AlreadyExists, InvalidArgument, NotFound
-from panda_runtime.filtering import Comparison
+from panda_runtime.service import bulk
+from panda_runtime.service.db import Store, now
+from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
+from panda_runtime.service.filtering import Comparison
 
 
 @dataclass

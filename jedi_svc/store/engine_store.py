@@ -18,8 +18,8 @@ from jedi_svc.domain.progress import final_state
 from jedi_svc.domain.states import FINAL_STATES, GENERATING_STATES, TaskState, check_transition
 from jedi_svc.store.common import record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, tasks, watch_cursors
-from panda_runtime import bulk
-from panda_runtime.db import Store, aware, now
+from panda_runtime.service import bulk
+from panda_runtime.service.db import Store, aware, now
 
 log = logging.getLogger("panda.jedi.store")
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from panda_runtime.db import Id, Time, new_metadata
+from panda_runtime.service.db import Id, Time, new_metadata
 
 metadata = new_metadata()
 

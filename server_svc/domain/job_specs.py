@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.service.errors import InvalidArgument
 
 QUEUE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_LFN_LENGTH = 255  # PanDA's limit on logical file names.

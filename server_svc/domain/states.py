@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from panda_runtime.errors import FailedPrecondition
+from panda_runtime.service.errors import FailedPrecondition
 
 
 class JobState(StrEnum):

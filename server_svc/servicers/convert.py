@@ -6,7 +6,7 @@ from typing import Any
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, queue_pb2
-from panda_runtime.timestamps import timestamp
+from panda_runtime.service.timestamps import timestamp
 from server_svc.domain.job_specs import FileSpec, JobSpec
 from server_svc.domain.states import JobState
 from server_svc.store.queue_store import QueueRecord

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
-from panda_runtime.db import DbRunner
-from panda_runtime.errors import InvalidArgument
-from panda_runtime.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.db import DbRunner
+from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from server_svc.dispatcher import DispatchHub
 from server_svc.domain.job_specs import validate_queue_id
 from server_svc.servicers.convert import queue_status_from_proto, queue_to_proto, queue_values_from_proto

@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from panda_runtime.auth import EVERYTHING, Scope
-from panda_runtime.bulk import (
+from panda_runtime.service.auth import EVERYTHING, Scope
+from panda_runtime.service.bulk import (
     Statement,
     insert_rows,
     insert_statement,
@@ -36,10 +36,10 @@ from panda_runtime.bulk import (
     update_rows,
     update_statement,
 )
-from panda_runtime.db import Store, scope_condition
-from panda_runtime.db import now as utc_now
-from panda_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
-from panda_runtime.filtering import Comparison
+from panda_runtime.service.db import Store, scope_condition
+from panda_runtime.service.db import now as utc_now
+from panda_runtime.service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
+from panda_runtime.service.filtering import Comparison
 from server_svc.domain import error_codes
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.states import (

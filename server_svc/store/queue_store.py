@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from panda_runtime.errors import AlreadyExists, NotFound
+from panda_runtime.service.errors import AlreadyExists, NotFound
 from server_svc.store.tables import jobs, queues
 
 QUEUE_STATUSES = ("online", "offline", "test", "brokeroff")

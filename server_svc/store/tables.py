@@ -17,7 +17,7 @@ from sqlalchemy import (
     text,
 )
 
-from panda_runtime.db import Id, Time, new_metadata
+from panda_runtime.service.db import Id, Time, new_metadata
 
 metadata = new_metadata()
 

@@ -24,7 +24,7 @@ import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from panda_runtime.errors import PermissionDenied, Unauthenticated
+from panda_runtime.service.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger("panda.auth")
 

@@ -8,7 +8,7 @@ import hashlib
 import json
 from typing import Any
 
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.service.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from panda_runtime.errors import InvalidArgument
+from panda_runtime.service.errors import InvalidArgument
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")
 

@@ -14,7 +14,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from panda_runtime.auth import (
+from panda_runtime.config import Settings
+from panda_runtime.service.auth import (
     AccessTable,
     AnonymousAuthenticator,
     Authenticator,
@@ -23,9 +24,8 @@ from panda_runtime.auth import (
     canonical_subject,
     grants_from_groups,
 )
-from panda_runtime.config import Settings
-from panda_runtime.db import DatabaseNotMigrated
-from panda_runtime.interceptors import ServiceInterceptor
+from panda_runtime.service.db import DatabaseNotMigrated
+from panda_runtime.service.interceptors import ServiceInterceptor
 
 log = logging.getLogger("panda.bootstrap")
 

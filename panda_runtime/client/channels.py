@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 
+from panda_runtime.client.credentials import TokenSource
 from panda_runtime.config import Settings
-from panda_runtime.credentials import TokenSource
 
 # Keepalive lets a pilot notice a dead server (and the server a dead pilot) on a quiet stream.
 CHANNEL_OPTIONS = [
