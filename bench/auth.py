@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def _mint(identity, count: int) -> list[str]:  # type: ignore[no-untyped-def]
     from iam_svc import bootstrap as iam_bootstrap
-    from panda_runtime.config import Settings
+    from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 
-    settings = Settings(database_url=identity.database_url, iam_issuer=identity.issuer,
+    settings = IamSettings(database_url=identity.database_url, iam_issuer=identity.issuer,
                         auth_issuers=[identity.issuer])
     engine = make_engine(identity.database_url)
     try:

@@ -21,17 +21,17 @@ from iam_svc.domain.names import (
 )
 from iam_svc.domain.passwords import check_password, hash_password
 from iam_svc.provider import Provider
+from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
-from panda_runtime.config import Settings
 
 # The command line's client: public (it cannot keep a secret), signs people in.
 CLI_CLIENT_ID = "panda-cli"
 
 
-def provider_for(engine: Engine, settings: Settings | None = None) -> Provider:
-    return Provider(settings or Settings(), IdentityStore(engine), KeyStore(engine), FlowStore(engine))
+def provider_for(engine: Engine, settings: IamSettings | None = None) -> Provider:
+    return Provider(settings or IamSettings(), IdentityStore(engine), KeyStore(engine), FlowStore(engine))
 
 
 def ensure_signing_key(engine: Engine) -> str:
@@ -93,7 +93,9 @@ def ensure_client(
     return secret
 
 
-def issue_user_tokens(engine: Engine, settings: Settings, name: str, client_id: str = CLI_CLIENT_ID) -> dict[str, Any]:
+def issue_user_tokens(
+    engine: Engine, settings: IamSettings, name: str, client_id: str = CLI_CLIENT_ID
+) -> dict[str, Any]:
     """An OAuth token response (access_token, refresh_token, id_token, expires_in, token_type,
     scope) for an existing user, as if they had signed in through `client_id`."""
     ensure_defaults(engine)

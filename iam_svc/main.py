@@ -19,11 +19,11 @@ from iam_svc.http.app import build_app
 from iam_svc.provider import Provider
 from iam_svc.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.iam_servicer import IamServicer
+from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2_grpc
-from panda_runtime.config import Settings
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 
@@ -56,7 +56,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: IamSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     ensure_defaults(engine)
@@ -104,12 +104,12 @@ async def serve(settings: Settings) -> None:
     log.info("identity service stopped")
 
 
-def run(settings: Settings) -> None:
-    bootstrap.run_service(serve, settings)
+def run(settings: IamSettings | None = None) -> None:
+    bootstrap.run_service(serve, settings or IamSettings())
 
 
 def main() -> None:
-    run(Settings())
+    run()
 
 
 if __name__ == "__main__":

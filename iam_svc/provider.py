@@ -15,10 +15,10 @@ from iam_svc.domain import codes, keys, oauth, tokens
 from iam_svc.domain.device import PollResult
 from iam_svc.domain.oauth import OAuthError, invalid_client, invalid_grant, invalid_request
 from iam_svc.domain.passwords import hash_password, needs_rehash, verify_password
+from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import Decision, FlowStore, RefreshOutcome
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
-from panda_runtime.config import Settings
 
 log = logging.getLogger("panda.iam")
 
@@ -36,7 +36,7 @@ _REFRESH_REFUSALS = {
 
 
 class Provider:
-    def __init__(self, settings: Settings, identities: IdentityStore, keys_: KeyStore, flows: FlowStore) -> None:
+    def __init__(self, settings: IamSettings, identities: IdentityStore, keys_: KeyStore, flows: FlowStore) -> None:
         self.settings = settings
         self.identities = identities
         self.keys = keys_

@@ -16,12 +16,12 @@ from jedi_svc.engine.agents import Engine
 from jedi_svc.engine.server_client import ServerClient
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
 from jedi_svc.servicers.task_servicer import TaskServicer
+from jedi_svc.settings import JediSettings
 from jedi_svc.store.dataset_store import DatasetStore
 from jedi_svc.store.engine_store import EngineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime.client.credentials import credentials_from_settings
-from panda_runtime.config import Settings
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from panda_runtime.service.notify import Notifier
@@ -56,7 +56,7 @@ class TaskCountCollector(Collector):
         yield family
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: JediSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     db = DbRunner(engine)
@@ -97,12 +97,12 @@ async def serve(settings: Settings) -> None:
     log.info("JEDI stopped")
 
 
-def run(settings: Settings) -> None:
-    bootstrap.run_service(serve, settings)
+def run(settings: JediSettings | None = None) -> None:
+    bootstrap.run_service(serve, settings or JediSettings())
 
 
 def main() -> None:
-    run(Settings())
+    run()
 
 
 if __name__ == "__main__":

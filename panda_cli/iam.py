@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,18 +16,18 @@ from google.protobuf import field_mask_pb2
 
 from panda.iam.v1 import iam_service_pb2 as pb
 from panda.iam.v1 import iam_service_pb2_grpc, identity_pb2
-from panda_runtime.config import Settings
 
 from . import output
 from .output import format_time, or_dash, render_fields, render_table
 from .rpc import Client, CliError, unreachable_message
 from .runners import import_component
+from .settings import CliSettings
 
 GRANT_SHORT_NAMES = {"urn:ietf:params:oauth:grant-type:device_code": "device_code"}
 
 
 def iam_address(args: argparse.Namespace) -> str:
-    return getattr(args, "iam", None) or Settings().iam_address
+    return getattr(args, "iam", None) or CliSettings().iam_address
 
 
 class IamClient(Client):
@@ -295,11 +296,10 @@ def cmd_serve_iam(args: argparse.Namespace) -> int:
     iam_main = import_component("iam_svc.main", "the identity service")
     db = import_component("panda_runtime.service.db", "the database layer")
     not_migrated: type[Exception] = getattr(db, "DatabaseNotMigrated", RuntimeError)
-    settings = Settings()
     if args.iam:
-        settings = settings.model_copy(update={"iam_address": args.iam})
+        os.environ["PANDA_IAM"] = args.iam
     try:
-        iam_main.run(settings)
+        iam_main.run()
     except not_migrated as exc:
         raise CliError(str(exc)) from None
     return 0

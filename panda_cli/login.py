@@ -16,12 +16,12 @@ import jwt
 
 from panda.iam.v1 import iam_service_pb2
 from panda_runtime.client.credentials import CredentialsError, discover, login_file, write_login
-from panda_runtime.config import Settings
 
 from . import output
 from .iam import IamClient, iam_address
 from .output import format_duration, format_time, render_fields
 from .rpc import CliError
+from .settings import CliSettings
 
 CLI_CLIENT_ID = "panda-cli"
 # What the command line asks for: who the person is, their groups, and a refresh token.
@@ -31,7 +31,7 @@ HTTP_TIMEOUT_SECONDS = 10.0
 SLOW_DOWN_STEP_SECONDS = 5
 
 
-def login_issuer(args: argparse.Namespace, settings: Settings) -> str:
+def login_issuer(args: argparse.Namespace, settings: CliSettings) -> str:
     """--issuer, else the first issuer this installation trusts (signing in anywhere else would
     give tokens no service accepts), else the embedded identity service's."""
     if args.issuer:
@@ -55,7 +55,7 @@ def _post(http: httpx.Client, url: str, data: dict[str, str], issuer: str) -> ht
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = CliSettings()
     issuer = login_issuer(args, settings)
     path = login_file(settings)
     with httpx.Client(timeout=HTTP_TIMEOUT_SECONDS) as http:
@@ -129,7 +129,7 @@ def _unverified_claims(token: str) -> dict[str, Any]:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = CliSettings()
     path = login_file(settings)
     if not path.exists():
         print("not signed in")

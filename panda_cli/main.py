@@ -234,9 +234,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def resolve_server(args: argparse.Namespace) -> None:
     args.server_explicit = args.server is not None
     if args.server is None:
-        from panda_runtime.config import Settings
+        from panda_cli.settings import CliSettings
 
-        args.server = Settings().server_address
+        args.server = CliSettings().server_address
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,8 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from pydantic import ValidationError
 
+        from panda_runtime.settings import SettingsFileError
+
         if isinstance(exc, ValidationError):
-            print(f"panda: bad configuration in PANDA_* environment: {exc}", file=sys.stderr)
+            print(f"panda: bad configuration in the PANDA_* environment or the settings file: {exc}",
+                  file=sys.stderr)
+            return 1
+        if isinstance(exc, SettingsFileError):
+            print(f"panda: {exc}", file=sys.stderr)
             return 1
         raise
 

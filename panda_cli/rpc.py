@@ -11,7 +11,8 @@ import grpc
 from panda.server.v1 import job_service_pb2_grpc, queue_service_pb2_grpc
 from panda_runtime.client.channels import DEFAULT_DEADLINE_SECONDS, channel_credentials, error_message, sync_channel
 from panda_runtime.client.credentials import TokenSource, credentials_from_settings
-from panda_runtime.config import Settings
+
+from .settings import CliSettings
 
 Response = TypeVar("Response")
 
@@ -49,7 +50,7 @@ def unreachable_message(address: str) -> str:
 def open_channel(address: str, tokens: TokenSource | None = None) -> grpc.Channel:
     """A channel to any PanDA mesh service carrying `tokens`, else the signed-in user's (or the
     configured robot's) token, over TLS when the legacy x509 path is configured."""
-    settings = Settings()
+    settings = CliSettings()
     return sync_channel(address, tokens or credentials_from_settings(settings), tls=channel_credentials(settings))
 
 

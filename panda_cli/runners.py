@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from panda_runtime.config import Settings
-
 from .rpc import CliError
+from .settings import CliSettings
 
 
 def import_component(module: str, what: str) -> ModuleType:
@@ -24,7 +23,7 @@ def import_component(module: str, what: str) -> ModuleType:
 
 
 def use_server_address(args: argparse.Namespace) -> None:
-    """Pass an explicit --server on to components that read PANDA_SERVER through Settings."""
+    """Pass an explicit --server on to the components started here, which read PANDA_SERVER."""
     if getattr(args, "server_explicit", False):
         os.environ["PANDA_SERVER"] = args.server
 
@@ -38,7 +37,7 @@ def cmd_serve_server(args: argparse.Namespace) -> int:
     db = import_component("panda_runtime.service.db", "the database layer")
     not_migrated: type[Exception] = getattr(db, "DatabaseNotMigrated", RuntimeError)
     try:
-        server_main.run(Settings())
+        server_main.run()
     except not_migrated as exc:
         # A known refusal with its own advice ("run `panda db upgrade`"), not a crash.
         raise CliError(str(exc)) from None
@@ -134,7 +133,7 @@ def describe_upgrade(url: str, before: str | None, after: str | None) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    url = args.database_url or Settings().resolved_database_url
+    url = args.database_url or CliSettings().resolved_database_url
     before, after = upgrade(url)
     print(describe_upgrade(url, before, after))
     return 0

@@ -30,12 +30,12 @@ from panda.jedi.v1 import (
 )
 from panda.server.v1 import queue_service_pb2
 from panda_runtime.client.channels import error_message
-from panda_runtime.config import Settings
 
 from . import output
 from .arguments import non_negative_int, positive_int, task_id_arg
 from .output import format_bytes, format_duration, format_time, or_dash, render_table
 from .rpc import Client, CliError, open_channel
+from .settings import CliSettings
 from .specs import SpecError, parse_since
 from .task_specs import build_task_filter, task_from_yaml
 
@@ -67,7 +67,7 @@ def file_state_name(status: int) -> str:
 
 
 def jedi_address(args: argparse.Namespace) -> str:
-    return getattr(args, "jedi", None) or Settings().jedi_address
+    return getattr(args, "jedi", None) or CliSettings().jedi_address
 
 
 class JediClient:
@@ -510,7 +510,7 @@ def cmd_serve_jedi(args: argparse.Namespace) -> int:
     jedi_main = import_component("jedi_svc.main", "JEDI")
     db = import_component("panda_runtime.service.db", "the database layer")
     try:
-        jedi_main.run(Settings())
+        jedi_main.run()
     except db.DatabaseNotMigrated as exc:
         raise CliError(str(exc)) from None
     return 0

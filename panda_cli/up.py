@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,7 +44,7 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import LoginToken, login_file, write_login
-from panda_runtime.config import (
+from panda_runtime.settings import (
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
@@ -52,11 +52,13 @@ from panda_runtime.config import (
     DEFAULT_JEDI_METRICS_PORT,
     DEFAULT_SERVER_ADDRESS,
     DEFAULT_SERVER_METRICS_PORT,
-    Settings,
 )
 
 from .rpc import Client, CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
+
+if TYPE_CHECKING:
+    from server_svc.settings import ServerSettings
 
 LOCAL_QUEUE = "local"
 # The other queues `panda up` makes, each with one pilot: (name, largest job's memory in MB).
@@ -222,7 +224,7 @@ IDENTITY_VARIABLES = ("PANDA_TOKEN", "PANDA_TOKEN_FILE", "PANDA_CLIENT_ID", "PAN
                       "PANDA_AUTH_ISSUERS", "PANDA_IAM_ISSUER", "PANDA_AUTH_MODE")
 
 
-def child_env(settings: Settings, address: str, database_url: str) -> dict[str, str]:
+def child_env(settings: ServerSettings, address: str, database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in IDENTITY_VARIABLES}
     env.update(
         {
@@ -380,9 +382,11 @@ def demo_jobs(client: Client) -> list[tuple[int, str]]:
 def cmd_up(args: argparse.Namespace) -> int:
     if args.pilots < 0:
         raise CliError("--pilots must be 0 or more", exit_code=2)
-    base = Settings()
+    from server_svc.settings import ServerSettings
+
+    base = ServerSettings()
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else base.data_dir
-    settings = Settings(data_dir=data_dir.resolve())
+    settings = ServerSettings(data_dir=data_dir.resolve())
     address = args.server
     database_url = settings.resolved_database_url
 
@@ -463,18 +467,21 @@ class LocalIdentity:
         return {**self.trust_env(), "PANDA_CLIENT_ID": client_id, "PANDA_CLIENT_SECRET": self.secrets[client_id]}
 
 
-def iam_endpoints(settings: Settings, server_address: str) -> tuple[str, int, int]:
+def iam_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int, int]:
     """The identity service's gRPC address, HTTP port and metrics port: PANDA_IAM* when set;
     else the defaults beside a server at its defaults, or 200 above the server's ports (the HTTP
     port one above its gRPC port)."""
+    from iam_svc.settings import IamSettings
+
+    iam = IamSettings()
     if any(name in os.environ for name in ("PANDA_IAM", "PANDA_IAM_ADDRESS")):
-        address, http_port = settings.iam_address, settings.iam_http_port
+        address, http_port = iam.iam_address, iam.iam_http_port
     elif server_address == DEFAULT_SERVER_ADDRESS:
         address, http_port = DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT
     else:
         address = _shifted_address(server_address, 200, DEFAULT_IAM_ADDRESS, ports=2)
         http_port = int(address.rpartition(":")[2]) + 1 if address != DEFAULT_IAM_ADDRESS else DEFAULT_IAM_HTTP_PORT
-    metrics = _shifted_metrics(settings, "PANDA_IAM_METRICS_PORT", settings.iam_metrics_port,
+    metrics = _shifted_metrics(settings, "PANDA_IAM_METRICS_PORT", iam.iam_metrics_port,
                                DEFAULT_IAM_METRICS_PORT, 200)
     return address, http_port, metrics
 
@@ -485,16 +492,19 @@ def local_user_name() -> str:
     return name or "admin"
 
 
-def provision_identity(settings: Settings, database_url: str, endpoints: tuple[str, int, int],
+def provision_identity(settings: ServerSettings, database_url: str, endpoints: tuple[str, int, int],
                        queues: list[str]) -> LocalIdentity:
     """Signing key, admin, robots; the admin's token in the user's config directory."""
     from iam_svc import bootstrap as iam_bootstrap
+    from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 
+    from .settings import CliSettings
+
     address, http_port, metrics_port = endpoints
-    identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(settings),
+    identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(CliSettings()),
                              settings.data_dir / ADMIN_PASSWORD_FILE)
-    issuing = settings.model_copy(update={"iam_issuer": identity.issuer, "auth_issuers": [identity.issuer]})
+    issuing = IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer])
     engine = make_engine(database_url)
     try:
         iam_bootstrap.ensure_signing_key(engine)
@@ -516,16 +526,19 @@ def provision_identity(settings: Settings, database_url: str, endpoints: tuple[s
     return identity
 
 
-def jedi_endpoints(settings: Settings, server_address: str) -> tuple[str, int]:
+def jedi_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int]:
     """JEDI's address and metrics port: PANDA_JEDI and PANDA_JEDI_METRICS_PORT when set; else
     the defaults beside a server at its defaults, or 100 above the server's ports."""
+    from jedi_svc.settings import JediSettings
+
+    jedi = JediSettings()
     if any(name in os.environ for name in ("PANDA_JEDI", "PANDA_JEDI_ADDRESS")):
-        address = settings.jedi_address
+        address = jedi.jedi_address
     elif server_address == DEFAULT_SERVER_ADDRESS:
         address = DEFAULT_JEDI_ADDRESS
     else:
         address = _shifted_address(server_address, 100, DEFAULT_JEDI_ADDRESS)
-    metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", settings.jedi_metrics_port,
+    metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", jedi.jedi_metrics_port,
                                DEFAULT_JEDI_METRICS_PORT, 100)
     return address, metrics
 
@@ -539,7 +552,7 @@ def _shifted_address(server_address: str, offset: int, default: str, ports: int 
     return default
 
 
-def _shifted_metrics(settings: Settings, variable: str, configured: int, default: int, offset: int) -> int:
+def _shifted_metrics(settings: ServerSettings, variable: str, configured: int, default: int, offset: int) -> int:
     """A companion's metrics port: its own variable when set (0 when the server's metrics are
     off), its default beside the server's default, else the server's + `offset`."""
     if variable in os.environ or not settings.metrics_port:
@@ -552,7 +565,7 @@ def _shifted_metrics(settings: Settings, variable: str, configured: int, default
 def _run(
     args: argparse.Namespace,
     supervisor: Supervisor,
-    settings: Settings,
+    settings: ServerSettings,
     address: str,
     database_url: str,
     logs_dir: Path,
@@ -643,7 +656,7 @@ def _run(
 
 
 def print_summary(
-    settings: Settings,
+    settings: ServerSettings,
     address: str,
     database_url: str,
     supervisor: Supervisor,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 
 from panda_runtime.client.credentials import credentials_from_settings
-from panda_runtime.config import Settings
 from pilot_agent.agent import Pilot, PilotConfig
 from pilot_agent.logs import configure_logging
+from pilot_agent.settings import PilotSettings
 
 
 def _non_negative_float(text: str) -> float:
@@ -79,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--worker-id",
-        default=os.environ.get("PANDA_WORKER_ID", ""),
-        help="id of the worker (batch job) this pilot runs in (default: $PANDA_WORKER_ID)",
+        default="",
+        help="id of the worker (batch job) this pilot runs in (default: PANDA_WORKER_ID)",
     )
     parser.add_argument(
         "--monitor-interval",
@@ -96,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _default_workdir(settings: Settings) -> Path:
+def _default_workdir(settings: PilotSettings) -> Path:
     # Each pilot gets its own dir, so several pilots on one node never share job dirs.
     for parent in (settings.data_dir / "pilots", None):
         try:
@@ -109,7 +108,7 @@ def _default_workdir(settings: Settings) -> Path:
 
 
 def config_from_args(args: argparse.Namespace) -> PilotConfig:
-    settings = Settings()
+    settings = PilotSettings()
     return PilotConfig(
         queue=args.queue,
         server=args.server or settings.server_address,
@@ -122,7 +121,7 @@ def config_from_args(args: argparse.Namespace) -> PilotConfig:
         heartbeat_interval=args.heartbeat_interval,
         looping_timeout=args.looping_timeout,
         max_jobs=args.max_jobs,
-        worker_id=args.worker_id or "",
+        worker_id=args.worker_id or settings.worker_id,
         monitor_interval=getattr(args, "monitor_interval", 5.0),
         kill_grace=getattr(args, "kill_grace", 10.0),
         tokens=credentials_from_settings(settings),

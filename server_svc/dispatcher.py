@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge, Histogram
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
-from panda_runtime.config import Settings
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import ok_status
 from panda_runtime.service.notify import Notifier
 from server_svc.domain.states import FINAL_STATES
 from server_svc.servicers.convert import job_to_proto, state_to_proto
+from server_svc.settings import ServerSettings
 from server_svc.store.job_store import Claim, JobStore, PilotUpdate, UpdateOutcome
 from server_svc.store.queue_store import DISPATCHING_STATUSES, QueueStore
 
@@ -98,7 +98,7 @@ class Session:
 
 
 class DispatchHub:
-    def __init__(self, settings: Settings, db: DbRunner, jobs: JobStore, queues: QueueStore) -> None:
+    def __init__(self, settings: ServerSettings, db: DbRunner, jobs: JobStore, queues: QueueStore) -> None:
         self._settings = settings
         self._db = db
         self._jobs = jobs

@@ -11,7 +11,6 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
-from panda_runtime.config import Settings
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from server_svc.access import ACCESS
@@ -19,6 +18,7 @@ from server_svc.dispatcher import DispatchHub
 from server_svc.servicers.dispatch_servicer import DispatchServicer
 from server_svc.servicers.job_servicer import JobServicer
 from server_svc.servicers.queue_servicer import QueueServicer
+from server_svc.settings import ServerSettings
 from server_svc.store.job_store import JobStore
 from server_svc.store.queue_store import QueueStore
 
@@ -57,7 +57,7 @@ class JobCountCollector(Collector):
         yield family
 
 
-async def _watchdog(settings: Settings, db: DbRunner, jobs: JobStore, hub: DispatchHub) -> None:
+async def _watchdog(settings: ServerSettings, db: DbRunner, jobs: JobStore, hub: DispatchHub) -> None:
     started = datetime.now(UTC)
     while True:
         await asyncio.sleep(settings.watchdog_interval_seconds)
@@ -80,7 +80,7 @@ async def _watchdog(settings: Settings, db: DbRunner, jobs: JobStore, hub: Dispa
             hub.wake()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: ServerSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     db = DbRunner(engine)
@@ -121,12 +121,12 @@ async def serve(settings: Settings) -> None:
     log.info("server stopped")
 
 
-def run(settings: Settings) -> None:
-    bootstrap.run_service(serve, settings)
+def run(settings: ServerSettings | None = None) -> None:
+    bootstrap.run_service(serve, settings or ServerSettings())
 
 
 def main() -> None:
-    run(Settings())
+    run()
 
 
 if __name__ == "__main__":

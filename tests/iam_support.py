@@ -18,10 +18,10 @@ import httpx
 from sqlalchemy import Engine
 
 from iam_svc import bootstrap as iam_bootstrap
+from iam_svc.settings import IamSettings
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import StaticToken
-from panda_runtime.config import Settings
 from panda_runtime.service.auth import Principal, TokenAuthenticator
 from panda_runtime.service.db import make_engine
 from tools.cluster import IdentityHandle, free_port, spawn, wait_healthy
@@ -54,8 +54,8 @@ class Iam(IdentityHandle):
         wait_healthy(self.address, process=self.process.process)
 
     @property
-    def settings(self) -> Settings:
-        return Settings(database_url=self.database_url, iam_issuer=self.issuer, auth_issuers=[self.issuer])
+    def settings(self) -> IamSettings:
+        return IamSettings(database_url=self.database_url, iam_issuer=self.issuer, auth_issuers=[self.issuer])
 
     def db(self) -> Engine:
         assert self.engine is not None

@@ -312,7 +312,7 @@ def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
     server: ServerHandle, identity: IdentityHandle, forger: Forger
 ) -> None:
     from iam_svc import bootstrap as iam_bootstrap
-    from panda_runtime.config import Settings
+    from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 
     def list_jobs(token: str) -> None:
@@ -327,7 +327,7 @@ def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
 
     engine = make_engine(identity.database_url)
     try:
-        settings = Settings(database_url=identity.database_url, iam_issuer=identity.issuer,
+        settings = IamSettings(database_url=identity.database_url, iam_issuer=identity.issuer,
                             auth_issuers=[identity.issuer])
         fresh = iam_bootstrap.issue_user_tokens(engine, settings, "alice")["access_token"]
     finally:

@@ -13,11 +13,11 @@ from sqlalchemy import Engine, text
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
-from panda_runtime.config import Settings
 from panda_runtime.service.db import DbRunner, make_engine
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.states import JobState
+from server_svc.settings import ServerSettings
 from server_svc.store.job_store import JobStore, PilotUpdate
 from server_svc.store.queue_store import QueueStore
 
@@ -57,7 +57,7 @@ async def _pilot_holding_the_first_of_two_jobs(database_url: str) -> AsyncIterat
     queues.create({"queue_id": "local", "status": "online"})
     first, second = (row["job_id"] for row in jobs.submit([_spec(9), _spec(1)], owner="alice"))
     db = DbRunner(engine)
-    hub = DispatchHub(Settings(dispatch_poll_seconds=0.1), db, jobs, queues)
+    hub = DispatchHub(ServerSettings(dispatch_poll_seconds=0.1), db, jobs, queues)
     hub.start()
     try:
         session = await hub.connect(dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n"))

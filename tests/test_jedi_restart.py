@@ -11,13 +11,13 @@ from pathlib import Path
 
 from jedi_svc.engine.server_client import ServerClient
 from jedi_svc.servicers.convert import params_to_dict, spec_from_params
+from jedi_svc.settings import JediSettings
 from jedi_svc.store.dataset_store import DatasetStore, FileSpec
 from jedi_svc.store.engine_store import EngineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
 from panda_runtime.client.credentials import ClientCredentialsToken
-from panda_runtime.config import Settings
 from panda_runtime.service.db import make_engine
 from tests.conftest import token_channel
 from tests.jedi_support import (
@@ -81,7 +81,7 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
         specs.append(FileSpec(f"lost.{i}", len(data), adler32_of(data), 1, [f"file://{storage_dir}"]))
     datasets.register("lost.in", "alice", specs)
     params = task_params("lost", ["lost.in"], "lost.out", "cat ${IN} > ${OUT}", scout_jobs=0)
-    settings = Settings(server_address=server.address)
+    settings = JediSettings(server_address=server.address)
     task_id = tasks.submit(spec_from_params(params, "alice", settings), params_to_dict(params))["task_id"]
     assert steps.refine(task_id) == "defined" and steps.feed(task_id) == "ready"
 

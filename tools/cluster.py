@@ -302,7 +302,7 @@ def start_iam(
     """The identity service on its own database (a fresh SQLite file unless one is given), with
     `users` (tokens minted for each) and `robots` (secrets kept), started and healthy."""
     from iam_svc import bootstrap as iam_bootstrap
-    from panda_runtime.config import Settings
+    from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +314,7 @@ def start_iam(
         "PANDA_IAM_HTTP_PORT": str(http_port), "PANDA_IAM_METRICS_PORT": str(metrics_port),
         **handle.trust_env(), **(extra_env or {}),
     }
-    settings = Settings(database_url=database_url, iam_issuer=handle.issuer, auth_issuers=[handle.issuer])
+    settings = IamSettings(database_url=database_url, iam_issuer=handle.issuer, auth_issuers=[handle.issuer])
     engine = make_engine(database_url)
     try:
         iam_bootstrap.ensure_signing_key(engine)

@@ -26,8 +26,8 @@ from prometheus_client import Counter
 from jedi_svc.domain import brokerage
 from jedi_svc.domain.states import TaskState
 from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.settings import JediSettings
 from jedi_svc.store.engine_store import EngineStore, JobEvent
-from panda_runtime.config import Settings
 from panda_runtime.service.db import DbRunner, aware, now
 from panda_runtime.service.notify import Notifier
 
@@ -55,7 +55,7 @@ _LIVE = [TaskState.READY, TaskState.SCOUTING, TaskState.SCOUTED, TaskState.RUNNI
 
 
 class Engine:
-    def __init__(self, settings: Settings, db: DbRunner, store: EngineStore, server: ServerClient,
+    def __init__(self, settings: JediSettings, db: DbRunner, store: EngineStore, server: ServerClient,
                  task_events: Notifier) -> None:
         self.settings = settings
         self.db = db

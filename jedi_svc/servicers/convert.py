@@ -11,9 +11,9 @@ from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.domain.templates import DEFAULT_OUTPUT_PATTERN
+from jedi_svc.settings import JediSettings
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import dataset_pb2, task_pb2
-from panda_runtime.config import Settings
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.timestamps import timestamp
 
@@ -43,7 +43,7 @@ def params_to_dict(params: task_pb2.TaskParams) -> dict[str, Any]:
     return json_format.MessageToDict(params, preserving_proto_field_name=True)
 
 
-def spec_from_params(params: task_pb2.TaskParams, owner: str, settings: Settings) -> TaskSpec:
+def spec_from_params(params: task_pb2.TaskParams, owner: str, settings: JediSettings) -> TaskSpec:
     """The parameters with JEDI's defaults for what they leave out."""
     rule = params.split_rule
     which = rule.WhichOneof("rule")

@@ -16,9 +16,9 @@ from jedi_svc.servicers.convert import (
     state_from_text,
     task_to_proto,
 )
+from jedi_svc.settings import JediSettings
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
-from panda_runtime.config import Settings
 from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied
@@ -48,7 +48,7 @@ def _task_id(value: int) -> int:
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
-    def __init__(self, settings: Settings, db: DbRunner, store: TaskStore, engine: Engine,
+    def __init__(self, settings: JediSettings, db: DbRunner, store: TaskStore, engine: Engine,
                  task_events: Notifier) -> None:
         self._settings = settings
         self._db = db

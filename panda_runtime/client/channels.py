@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from panda_runtime.client.credentials import TokenSource
-from panda_runtime.config import Settings
+from panda_runtime.settings import CallerSettings
 
 # Keepalive lets a pilot notice a dead server (and the server a dead pilot) on a quiet stream.
 CHANNEL_OPTIONS = [
@@ -79,7 +79,7 @@ class _AioBearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(_with_token(details, self._tokens), requests)
 
 
-def channel_credentials(settings: Settings) -> grpc.ChannelCredentials | None:
+def channel_credentials(settings: CallerSettings) -> grpc.ChannelCredentials | None:
     """TLS towards servers on the legacy x509 path (with this caller's certificate, if any)."""
     if not settings.tls_ca_file:
         return None

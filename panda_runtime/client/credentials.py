@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from panda_runtime.config import Settings
+from panda_runtime.settings import CallerSettings
 
 # Renew this long before expiry, seconds (or a tenth of the lifetime, if shorter).
 RENEW_MARGIN_SECONDS = 300.0
@@ -120,7 +120,7 @@ class ClientCredentialsToken:
         self._renew_at = _renew_at(issued, float(body.get("expires_in", 3600)))
 
 
-def login_file(settings: Settings) -> Path:
+def login_file(settings: CallerSettings) -> Path:
     return settings.config_dir / LOGIN_FILE
 
 
@@ -189,7 +189,7 @@ class LoginToken:
         return str(body["access_token"])
 
 
-def credentials_from_settings(settings: Settings) -> TokenSource | None:
+def credentials_from_settings(settings: CallerSettings) -> TokenSource | None:
     """This process's token source, first found of: PANDA_TOKEN, PANDA_TOKEN_FILE, a robot's
     PANDA_CLIENT_ID/PANDA_CLIENT_SECRET (from PANDA_IAM_ISSUER), the signed-in user's
     file. None when there is none (a call will then be refused as unauthenticated)."""

@@ -8,13 +8,13 @@ import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from panda_runtime.config import Settings
 from panda_runtime.service.auth import (
     AccessTable,
     AnonymousAuthenticator,
@@ -26,8 +26,11 @@ from panda_runtime.service.auth import (
 )
 from panda_runtime.service.db import DatabaseNotMigrated
 from panda_runtime.service.interceptors import ServiceInterceptor
+from panda_runtime.settings import ServingSettings
 
 log = logging.getLogger("panda.bootstrap")
+
+AnySettings = TypeVar("AnySettings", bound=ServingSettings)
 
 # Streams live long: ping quietly so a dead peer is noticed, and let clients ping us.
 SERVER_OPTIONS = [
@@ -56,8 +59,8 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-def build_authenticator(settings: Settings, extra_issuers: Iterable[str] = ()) -> Authenticator:
-    """The token check this process runs, as configured (see Settings' identity section)."""
+def build_authenticator(settings: ServingSettings, extra_issuers: Iterable[str] = ()) -> Authenticator:
+    """The token check this process runs, as its settings configure it."""
     if settings.auth_mode == "none":
         log.warning("PANDA_AUTH_MODE=none: calls are NOT checked, every caller may do everything")
         return AnonymousAuthenticator()
@@ -94,7 +97,7 @@ def load_x509_users(path: str) -> dict[str, Principal]:
     return users
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def server_credentials(settings: ServingSettings) -> grpc.ServerCredentials | None:
     """TLS for the legacy x509 path: off unless a certificate is configured. With a client CA,
     clients must present a certificate it signed."""
     if not settings.tls_cert_file:
@@ -113,7 +116,7 @@ def build_server(
     address: str,
     service_names: Iterable[str],
     register: Callable[[grpc.aio.Server], None],
-    settings: Settings,
+    settings: ServingSettings,
     access: AccessTable,
     authenticator: Authenticator | None = None,
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
@@ -168,7 +171,7 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_service(serve: Callable[[Settings], Awaitable[None]], settings: Settings) -> None:
+def run_service(serve: Callable[[AnySettings], Awaitable[None]], settings: AnySettings) -> None:
     """A service's process: logging, its event loop, and exit code 2 on an unmigrated database."""
     configure_logging()
     tune_garbage_collector()

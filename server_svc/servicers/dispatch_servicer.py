@@ -11,7 +11,6 @@ import grpc
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-from panda_runtime.config import Settings
 from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, NotFound, PermissionDenied
@@ -19,6 +18,7 @@ from panda_runtime.service.timestamps import timestamp
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id
 from server_svc.servicers.convert import state_from_proto
+from server_svc.settings import ServerSettings
 from server_svc.store.job_store import PilotUpdate
 from server_svc.store.queue_store import QueueStore
 
@@ -38,7 +38,7 @@ def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str) -> PilotUp
 
 
 class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, settings: Settings, db: DbRunner, queues: QueueStore, hub: DispatchHub) -> None:
+    def __init__(self, settings: ServerSettings, db: DbRunner, queues: QueueStore, hub: DispatchHub) -> None:
         self._settings = settings
         self._db = db
         self._queues = queues

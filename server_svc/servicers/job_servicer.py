@@ -8,7 +8,6 @@ from typing import Any
 import grpc
 
 from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from panda_runtime.config import Settings
 from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied, ResourceExhausted, ok_status
@@ -23,6 +22,7 @@ from server_svc.servicers.convert import (
     state_from_text,
     state_to_proto,
 )
+from server_svc.settings import ServerSettings
 from server_svc.store.job_store import ActionResult, JobStore
 
 FILTER_FIELDS: dict[str, Any] = {
@@ -41,7 +41,7 @@ def _result_to_proto(result: ActionResult) -> job_service_pb2.JobActionResult:
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, settings: Settings, db: DbRunner, store: JobStore, hub: DispatchHub) -> None:
+    def __init__(self, settings: ServerSettings, db: DbRunner, store: JobStore, hub: DispatchHub) -> None:
         self._settings = settings
         self._db = db
         self._store = store
