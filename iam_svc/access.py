@@ -3,7 +3,7 @@ else manages identities and is for admins."""
 
 from __future__ import annotations
 
-from panda_runtime.service.auth import ADMIN, AUTHENTICATED, AccessTable
+from panda_runtime.service.principals import ADMIN, AUTHENTICATED, AccessTable
 
 _SERVICE = "/panda.iam.v1.IamService/"
 _ADMIN_METHODS = (

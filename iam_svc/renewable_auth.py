@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 import grpc
 
-from panda_runtime.service.auth import Authenticator, Principal
+from panda_runtime.service.auth import Authenticator
+from panda_runtime.service.principals import Principal
 
 # Calls that began with the previous check may still be using it for this long.
 RETIRE_AFTER_SECONDS = 30.0

@@ -3,7 +3,7 @@ the task servicer on top of this table."""
 
 from __future__ import annotations
 
-from panda_runtime.service.auth import ADMIN, AUTHENTICATED, PRODUCTION, SERVICE, USER, AccessTable
+from panda_runtime.service.principals import ADMIN, AUTHENTICATED, PRODUCTION, SERVICE, USER, AccessTable
 
 _TASK = "/panda.jedi.v1.TaskService/"
 _DATASET = "/panda.jedi.v1.DatasetService/"

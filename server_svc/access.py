@@ -3,7 +3,16 @@ made by the servicers on top of this table."""
 
 from __future__ import annotations
 
-from panda_runtime.service.auth import ADMIN, AUTHENTICATED, HARVESTER, PILOT, PRODUCTION, SERVICE, USER, AccessTable
+from panda_runtime.service.principals import (
+    ADMIN,
+    AUTHENTICATED,
+    HARVESTER,
+    PILOT,
+    PRODUCTION,
+    SERVICE,
+    USER,
+    AccessTable,
+)
 
 _JOB = "/panda.server.v1.JobService/"
 _QUEUE = "/panda.server.v1.QueueService/"

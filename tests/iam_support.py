@@ -22,8 +22,9 @@ from iam_svc.settings import IamSettings
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import StaticToken
-from panda_runtime.service.auth import Principal, TokenAuthenticator
+from panda_runtime.service.auth import TokenAuthenticator
 from panda_runtime.service.db import make_engine
+from panda_runtime.service.principals import Principal
 from tools.cluster import IdentityHandle, free_port, spawn, wait_healthy
 
 # People (password "<name>-password") and robots (groups, queues) every instance starts with.

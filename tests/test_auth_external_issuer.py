@@ -18,8 +18,9 @@ import pytest
 
 from panda.server.v1 import queue_service_pb2, queue_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
-from panda_runtime.service.auth import USER, Principal, TokenAuthenticator
+from panda_runtime.service.auth import TokenAuthenticator
 from panda_runtime.service.errors import Unauthenticated
+from panda_runtime.service.principals import USER, Principal
 from tools.cluster import ServerHandle, free_port, fresh_database, start_server
 
 if TYPE_CHECKING:

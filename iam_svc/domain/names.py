@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from panda_runtime.service.auth import ROLES
 from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.principals import ROLES
 
 # The VO of the embedded provider's own groups.
 DEFAULT_VO = "panda"

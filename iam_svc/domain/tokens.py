@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 
 from iam_svc.domain.keys import ALGORITHM, load_private_key
-from panda_runtime.service.auth import GROUPS_CLAIM, QUEUES_CLAIM
+from panda_runtime.service.principals import GROUPS_CLAIM, QUEUES_CLAIM
 
 WLCG_VERSION = "1.0"
 

@@ -25,10 +25,10 @@ from iam_svc.servicers.convert import client_to_proto, group_to_proto, key_to_pr
 from iam_svc.store.identity_store import IdentityStore, group_not_found
 from panda.iam.v1 import iam_service_pb2 as pb
 from panda.iam.v1 import iam_service_pb2_grpc, identity_pb2
-from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import FailedPrecondition, InvalidArgument
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.principals import current_principal
 from panda_runtime.service.timestamps import timestamp
 
 USER_UPDATABLE = ("display_name", "email", "disabled", "password")

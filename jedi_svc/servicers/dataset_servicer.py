@@ -12,11 +12,11 @@ from jedi_svc.domain.task_spec import check_dataset_name
 from jedi_svc.servicers.convert import dataset_to_proto, file_to_proto, kind_from_text
 from jedi_svc.store.dataset_store import DatasetStore, FileSpec
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc
-from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.principals import current_principal
 
 FILTER_FIELDS: dict[str, Any] = {
     "dataset_id": str, "kind": kind_from_text, "owner": str, "task_id": int, "create_time": datetime,

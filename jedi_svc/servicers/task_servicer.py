@@ -19,12 +19,12 @@ from jedi_svc.servicers.convert import (
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
-from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.notify import Notifier
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.principals import current_principal
 
 FILTER_FIELDS: dict[str, Any] = {
     "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,

@@ -17,10 +17,10 @@ from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.store.common import condition, record_event
 from jedi_svc.store.tables import commands, contents, datasets, files, jobs, task_events, tasks
-from panda_runtime.service.auth import EVERYTHING, Scope
 from panda_runtime.service.db import Store, now, scope_condition
 from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.principals import EVERYTHING, Scope
 
 _FILTER_COLUMNS = {
     "task_id": tasks.c.task_id, "task_name": tasks.c.task_name, "owner": tasks.c.owner, "vo": tasks.c.vo,

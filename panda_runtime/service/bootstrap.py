@@ -15,17 +15,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
-from panda_runtime.service.auth import (
-    AccessTable,
-    AnonymousAuthenticator,
-    Authenticator,
-    Principal,
-    TokenAuthenticator,
-    canonical_subject,
-    grants_from_groups,
-)
+from panda_runtime.service.auth import AnonymousAuthenticator, Authenticator, TokenAuthenticator
 from panda_runtime.service.db import DatabaseNotMigrated
 from panda_runtime.service.interceptors import ServiceInterceptor
+from panda_runtime.service.principals import AccessTable, Principal, canonical_subject, grants_from_groups
 from panda_runtime.settings import ServingSettings
 
 log = logging.getLogger("panda.bootstrap")

@@ -15,7 +15,7 @@ import orjson
 from sqlalchemy import BigInteger, ColumnElement, DateTime, Engine, Integer, MetaData, create_engine, event, or_, true
 from sqlalchemy.engine import make_url
 
-from panda_runtime.service.auth import Scope
+from panda_runtime.service.principals import Scope
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_DIR = REPO_ROOT / "alembic"

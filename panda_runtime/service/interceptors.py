@@ -12,8 +12,9 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from panda_runtime.service.auth import AccessTable, Authenticator, set_current_principal
+from panda_runtime.service.auth import Authenticator
 from panda_runtime.service.errors import ServiceError
+from panda_runtime.service.principals import AccessTable, set_current_principal
 
 log = logging.getLogger("panda.rpc")
 

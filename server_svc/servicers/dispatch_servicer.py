@@ -11,9 +11,9 @@ import grpc
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, NotFound, PermissionDenied
+from panda_runtime.service.principals import current_principal
 from panda_runtime.service.timestamps import timestamp
 from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id

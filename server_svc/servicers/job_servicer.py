@@ -8,11 +8,11 @@ from typing import Any
 import grpc
 
 from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
-from panda_runtime.service.auth import current_principal
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied, ResourceExhausted, ok_status
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.principals import current_principal
 from server_svc.dispatcher import DispatchHub
 from server_svc.domain.job_specs import validate_job
 from server_svc.servicers.convert import (

@@ -26,7 +26,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from panda_runtime.service.auth import EVERYTHING, Scope
 from panda_runtime.service.bulk import (
     Statement,
     insert_rows,
@@ -40,6 +39,7 @@ from panda_runtime.service.db import Store, scope_condition
 from panda_runtime.service.db import now as utc_now
 from panda_runtime.service.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, ServiceError
 from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.principals import EVERYTHING, Scope
 from server_svc.domain import error_codes
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.states import (
