@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,15 +15,12 @@ import grpc
 import pytest
 
 from panda.server.v1 import (
-    job_pb2,
-    job_service_pb2,
     job_service_pb2_grpc,
     queue_pb2,
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
-from panda_runtime.client.channels import sync_channel
-from panda_runtime.client.credentials import StaticToken
+from tests.server_support import TEST_SERVER_ENV, token_channel
 from tools.cluster import (
     IdentityHandle,
     ManagedProcess,
@@ -35,18 +31,6 @@ from tools.cluster import (
     start_iam,
     start_server,
 )
-
-# Short timeouts so the watchdogs act within a test.
-TEST_SERVER_ENV = {
-    "PANDA_HEARTBEAT_INTERVAL_SECONDS": "1",
-    "PANDA_HEARTBEAT_TIMEOUT_SECONDS": "4",
-    "PANDA_SENT_TIMEOUT_SECONDS": "20",
-    "PANDA_KILL_GRACE_SECONDS": "8",
-    "PANDA_WATCHDOG_INTERVAL_SECONDS": "0.5",
-    "PANDA_DISPATCH_POLL_SECONDS": "0.2",
-}
-FINAL_STATES = {job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, job_pb2.Job.STATE_CANCELLED,
-                job_pb2.Job.STATE_CLOSED}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,11 +51,6 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityHandl
         else:
             os.environ[key] = value
     handle.stop()
-
-
-def token_channel(address: str, identity: IdentityHandle, user: str = "admin") -> grpc.Channel:
-    """A channel to `address` whose calls carry `user`'s token."""
-    return sync_channel(address, StaticToken(identity.token(user)))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -148,37 +127,6 @@ def start_pilot(
     yield start
     for process in started:
         process.stop(timeout=15)
-
-
-def submit(stub: job_service_pb2_grpc.JobServiceStub, *jobs: job_pb2.Job) -> list[job_pb2.Job]:
-    return list(stub.SubmitJobs(job_service_pb2.SubmitJobsRequest(jobs=list(jobs)), timeout=30).jobs)
-
-
-def get_job(stub: job_service_pb2_grpc.JobServiceStub, job_id: int) -> job_pb2.Job:
-    return stub.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=10).job
-
-
-def wait_for(
-    stub: job_service_pb2_grpc.JobServiceStub,
-    job_id: int,
-    predicate: Callable[[job_pb2.Job], bool] = lambda job: job.state in FINAL_STATES,
-    timeout: float = 60.0,
-    what: str = "a final state",
-) -> job_pb2.Job:
-    deadline = time.monotonic() + timeout
-    job = get_job(stub, job_id)
-    while time.monotonic() < deadline:
-        job = get_job(stub, job_id)
-        if predicate(job):
-            return job
-        time.sleep(0.2)
-    history = [(job_pb2.Job.State.Name(e.state), e.attempt, e.reason) for e in job.history]
-    raise AssertionError(f"job {job_id} did not reach {what} in {timeout} s; it is "
-                         f"{job_pb2.Job.State.Name(job.state)}; history {history}")
-
-
-def state_name(job: job_pb2.Job) -> str:
-    return job_pb2.Job.State.Name(job.state).removeprefix("STATE_").lower()
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
-from tests.conftest import token_channel
 from tests.jedi_support import JediHandle, new_jedi
+from tests.server_support import token_channel
 from tools.cluster import IdentityHandle, ServerHandle
 
 

@@ -33,8 +33,8 @@ from panda.server.v1 import (
 )
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
-from tests.conftest import get_job, submit, token_channel
 from tests.jedi_support import JediHandle, register_dataset, task_params
+from tests.server_support import get_job, submit, token_channel
 from tools.cluster import IdentityHandle, ServerHandle
 
 pytest_plugins = ["tests.jedi_fixtures"]

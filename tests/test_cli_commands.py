@@ -26,7 +26,7 @@ import pytest
 
 from panda.server.v1 import job_pb2, job_service_pb2
 from panda_cli.main import main
-from tests.conftest import get_job, wait_for
+from tests.server_support import get_job, wait_for
 from tools.cluster import ServerHandle, free_port
 
 J = job_pb2.Job

@@ -10,8 +10,8 @@ import pytest
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tests.conftest import get_job, submit, wait_for
 from tests.pilot_stream import PilotStream
+from tests.server_support import get_job, submit, wait_for
 
 J = job_pb2.Job
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION.value[0]

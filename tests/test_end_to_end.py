@@ -13,7 +13,7 @@ import psutil
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2
-from tests.conftest import get_job, submit, wait_for
+from tests.server_support import get_job, submit, wait_for
 
 J = job_pb2.Job
 F = job_pb2.JobFile

@@ -19,7 +19,6 @@ from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
 from panda_runtime.client.credentials import ClientCredentialsToken
 from panda_runtime.service.db import make_engine
-from tests.conftest import token_channel
 from tests.jedi_support import (
     T,
     adler32_of,
@@ -34,6 +33,7 @@ from tests.jedi_support import (
     task_params,
     wait_task,
 )
+from tests.server_support import token_channel
 
 pytest_plugins = ["tests.jedi_fixtures"]
 J = job_pb2.Job

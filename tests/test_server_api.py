@@ -10,7 +10,7 @@ from grpc_status import rpc_status
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tests.conftest import get_job, submit
+from tests.server_support import get_job, submit
 
 J = job_pb2.Job
 

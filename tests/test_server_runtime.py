@@ -13,8 +13,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
-from tests.conftest import submit
 from tests.pilot_stream import PilotStream
+from tests.server_support import submit
 from tools.cluster import free_port, server_env
 
 
