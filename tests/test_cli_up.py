@@ -9,151 +9,18 @@ import argparse
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from panda_cli import up
 from panda_cli.main import main
 from panda_cli.runners import build_pilot_parser
-from tools.cluster import ServerHandle, free_port
-
-READY = "PanDA mesh is up. Ctrl-C stops it."
-SUMMARY_END = "  panda queue list"
-
-
-class UpProcess:
-    """`panda up ...` in its own session, its stdout and stderr in files."""
-
-    def __init__(self, data_dir: Path, *extra: str) -> None:
-        self.data_dir = data_dir
-        self.address = f"127.0.0.1:{free_port()}"
-        self.metrics_port = free_port()
-        # As on a fresh machine: no database, token or trusted issuer from the test session.
-        env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL" and k not in up.IDENTITY_VARIABLES}
-        self.config_home = data_dir.parent / f"{data_dir.name}-config"
-        env.update(
-            XDG_CONFIG_HOME=str(self.config_home),
-            PANDA_SERVER=self.address,
-            PANDA_METRICS_PORT=str(self.metrics_port),
-            PANDA_DATA_DIR=str(data_dir),
-            PYTHONUNBUFFERED="1",
-        )
-        self.env = env
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.stdout_path = data_dir.parent / f"{data_dir.name}-up.out"
-        self.stderr_path = data_dir.parent / f"{data_dir.name}-up.err"
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "panda_cli.main", "up", "--data-dir", str(data_dir), *extra],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=env,
-                start_new_session=True,
-            )
-        self.children: list[psutil.Process] = []  # every process seen under it, for cleanup
-
-    @property
-    def out(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    @property
-    def err(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_for_output(self, text: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.out:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"panda up exited with {self.process.returncode} before printing {text!r}:\n"
-                    f"{self.out}\n{self.err}\n{self.logs()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"panda up did not print {text!r} in {timeout} s:\n{self.out}\n{self.err}")
-            time.sleep(0.1)
-
-    def wait_ready(self) -> None:
-        self.wait_for_output(READY)
-        self.wait_for_output(SUMMARY_END)
-        self.track()
-
-    def track(self) -> list[psutil.Process]:
-        """Every process now under `panda up` (server, pilots, payloads), remembered for cleanup."""
-        try:
-            now = psutil.Process(self.process.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            now = []
-        known = {p.pid for p in self.children}
-        self.children += [p for p in now if p.pid not in known]
-        return now
-
-    def direct_children(self) -> dict[str, psutil.Process]:
-        """The server and the pilots, by the names `panda up` gives them."""
-        named = {}
-        pilots = 0
-        for child in psutil.Process(self.process.pid).children():
-            argv = child.cmdline()
-            if argv[2:5] == ["panda_cli.main", "serve", "server"]:
-                named["server"] = child
-            elif argv[2:4] == ["panda_cli.main", "pilot"]:
-                pilots += 1
-                named[f"pilot-{pilots}"] = child
-        return named
-
-    def iam_address(self) -> str:
-        """The identity service's address, as `panda up` printed it."""
-        marker = "identity service ready at "
-        line = next(line for line in self.out.splitlines() if line.startswith(marker))
-        return line.removeprefix(marker).split(",")[0]
-
-    def exit_code(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"panda up still running {timeout} s later:\n{self.out}\n{self.err}") from None
-
-    def logs(self) -> str:
-        logs = self.data_dir / "logs"
-        if not logs.is_dir():
-            return ""
-        return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(logs.glob("*.log")))
-
-    def cleanup(self) -> None:
-        """Whatever a failed test left running: `panda up` by its group, its children by theirs."""
-        if self.process.poll() is None:
-            self.track()
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-        for child in self.children:
-            if alive(child):
-                child.send_signal(signal.SIGCONT)
-                try:
-                    os.killpg(child.pid, signal.SIGKILL)
-                except ProcessLookupError:  # not a group leader (e.g. a payload)
-                    child.kill()
-
-
-def alive(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def assert_all_gone(processes: list[psutil.Process], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while any(alive(p) for p in processes) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [(p.pid, p.cmdline()) for p in processes if alive(p)]
-    assert not left, f"still running: {left}"
+from tests.up_support import SUMMARY_END, UpProcess, assert_all_gone
+from tools.cluster import ServerHandle
 
 
 @pytest.fixture

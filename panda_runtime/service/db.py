@@ -4,6 +4,7 @@ and the Alembic migrations that bring either to the current schema."""
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -17,8 +18,8 @@ from sqlalchemy.engine import make_url
 
 from panda_runtime.service.principals import Scope
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_DIR = REPO_ROOT / "alembic"
+# The migrations ship as the package `panda_migrations`, so an installed wheel finds them.
+MIGRATIONS_PACKAGE = "panda_migrations"
 
 
 T = TypeVar("T")
@@ -145,7 +146,7 @@ def _alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(importlib.resources.files(MIGRATIONS_PACKAGE)))
     config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return config
 
