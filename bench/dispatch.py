@@ -151,19 +151,16 @@ async def _pilot(
     request = d.ConnectRequest(request_jobs=d.RequestJobs(count=config.slots))
 
     def updates(jobs, state: int, exit_code: int = 0, then_request=None):  # type: ignore[no-untyped-def]
-        # One job: a JobUpdate; several (a pilot with slots), or with the next request: one JobUpdates.
-        if len(jobs) == 1 and then_request is None:
-            return d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
-                job_id=jobs[0].job_id, attempt=jobs[0].attempt, state=state, exit_code=exit_code))
+        # One JobUpdates for every job the pilot reports at once (one, or several with slots),
+        # with the next request when given.
         return d.ConnectRequest(seq=next_seq(), job_updates=d.JobUpdates(updates=[
             d.JobUpdate(job_id=j.job_id, attempt=j.attempt, state=state, exit_code=exit_code) for j in jobs],
             request_jobs=then_request))
 
     def on_message_acks(message) -> list[int]:  # type: ignore[no-untyped-def]
         kind = message.WhichOneof("message")
-        acks = [message.update_ack] if kind == "update_ack" else (
-            list(message.update_acks.acks) if kind == "update_acks" else
-            list(message.job_assignments.acks) if kind == "job_assignments" else [])
+        acks = (list(message.update_acks.acks) if kind == "update_acks" else
+                list(message.job_assignments.acks) if kind == "job_assignments" else [])
         for ack in acks:
             on_ack(ack)
         return [ack.seq for ack in acks]

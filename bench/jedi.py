@@ -69,14 +69,14 @@ async def _pilot(stub, index: int, finished, stopping: asyncio.Event) -> None:  
             if message.WhichOneof("message") == "job_assignments":
                 break
         for job in message.job_assignments.jobs:
-            await call.write(d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
-                job_id=job.job_id, attempt=job.attempt, state=job_pb2.Job.STATE_RUNNING)))
+            await call.write(d.ConnectRequest(seq=next_seq(), job_updates=d.JobUpdates(updates=[d.JobUpdate(
+                job_id=job.job_id, attempt=job.attempt, state=job_pb2.Job.STATE_RUNNING)])))
             outputs = [job_pb2.JobFile(lfn=f.lfn, kind=f.kind, size_bytes=1000 + job.job_id % 1000,
                                        adler32=f"{job.job_id:08x}", storage_element=f.storage_element)
                        for f in job.files if f.kind == job_pb2.JobFile.KIND_OUTPUT]
-            await call.write(d.ConnectRequest(seq=next_seq(), job_update=d.JobUpdate(
+            await call.write(d.ConnectRequest(seq=next_seq(), job_updates=d.JobUpdates(updates=[d.JobUpdate(
                 job_id=job.job_id, attempt=job.attempt, state=job_pb2.Job.STATE_FINISHED, output_files=outputs,
-                max_rss_mb=100, cpu_seconds=1.0)))
+                max_rss_mb=100, cpu_seconds=1.0)])))
             with finished.get_lock():
                 finished.value += 1
 

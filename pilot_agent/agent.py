@@ -203,16 +203,22 @@ class Pilot:
         stream.send(dispatch_pb2.ConnectRequest(seq=next(self._seq), **message))
         return True
 
+    def _send_update(
+        self, update: dispatch_pb2.JobUpdate, then_request: dispatch_pb2.RequestJobs | None = None
+    ) -> bool:
+        """Send one update (a JobUpdates of one), with the next request in the same message if given."""
+        updates = dispatch_pb2.JobUpdates(updates=[update])
+        if then_request is not None:
+            updates.request_jobs.CopyFrom(then_request)
+        return self._send(job_updates=updates)
+
     def _send_progress(self, update: dispatch_pb2.JobUpdate) -> None:
         # Progress lost while disconnected is not resent as such: the latest state is, on reconnect.
-        self._send(job_update=update)
+        self._send_update(update)
 
     def _send_final(self, pending: _PendingFinal, then_request: dispatch_pb2.RequestJobs | None = None) -> bool:
         """Send a final update, with the next request in the same message if one is given."""
-        if then_request is None:
-            sent = self._send(job_update=pending.update)
-        else:
-            sent = self._send(job_updates=dispatch_pb2.JobUpdates(updates=[pending.update], request_jobs=then_request))
+        sent = self._send_update(pending.update, then_request)
         if sent:
             pending.sent_at = time.monotonic()
         return sent
@@ -335,7 +341,7 @@ class Pilot:
         for pending in list(self._pending.values()):
             self._send_final(pending)
         for runner in self._runners.values():
-            self._send(job_update=runner.progress_update())
+            self._send_update(runner.progress_update())
         self._request_jobs()
         self._changed.set()
 
@@ -356,8 +362,6 @@ class Pilot:
             kind = response.WhichOneof("message")
             if kind == "job_assignments":
                 self._on_jobs(response.job_assignments)
-            elif kind == "update_ack":
-                self._on_ack(response.update_ack)
             elif kind == "update_acks":
                 for ack in response.update_acks.acks:
                     self._on_ack(ack)

@@ -91,9 +91,7 @@ class Session:
         self.outbox.put_nowait(error)
 
     def send_acks(self, acks: list[dispatch_pb2.UpdateAck]) -> None:
-        if len(acks) == 1:
-            self.send(dispatch_pb2.ConnectResponse(update_ack=acks[0]))
-        elif acks:
+        if acks:
             self.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=acks)))
 
 

@@ -46,9 +46,10 @@ class PilotStream:
         try:
             for message in self._call:
                 if message.WhichOneof("message") == "update_acks":
-                    # One ack at a time for the tests, however the server grouped them.
+                    # One ack per message for the tests, however the server grouped them.
                     for ack in message.update_acks.acks:
-                        self._incoming.put(dispatch_pb2.ConnectResponse(update_ack=ack))
+                        alone = dispatch_pb2.UpdateAcks(acks=[ack])
+                        self._incoming.put(dispatch_pb2.ConnectResponse(update_acks=alone))
                     continue
                 self._incoming.put(message)
         except grpc.RpcError as error:
@@ -65,15 +66,17 @@ class PilotStream:
         self.send(request_jobs=dispatch_pb2.RequestJobs(count=count))
 
     def update(self, job_id: int, attempt: int, state: int, **fields: object) -> int:
-        return self.send(job_update=dispatch_pb2.JobUpdate(job_id=job_id, attempt=attempt, state=state, **fields))
+        """One update: a JobUpdates of one."""
+        return self.update_many([dispatch_pb2.JobUpdate(job_id=job_id, attempt=attempt, state=state, **fields)])
 
     def update_many(self, updates: list[dispatch_pb2.JobUpdate], *, then_request: int | None = None) -> int:
-        """Several updates in one message; with `then_request`, the next request goes with them."""
+        """Updates in one message; with `then_request`, the next request goes with them."""
         request = dispatch_pb2.RequestJobs(count=then_request) if then_request is not None else None
         return self.send(job_updates=dispatch_pb2.JobUpdates(updates=updates, request_jobs=request))
 
     def next(self, kind: str, timeout: float = 15.0) -> dispatch_pb2.ConnectResponse:
-        """The next message of `kind` (welcome, job_assignments, update_ack, command)."""
+        """The next message of `kind` (welcome, job_assignments, update_acks, command); an
+        update_acks here holds one ack, however the server grouped them."""
         while True:
             message = self._incoming.get(timeout=timeout)
             if isinstance(message, grpc.RpcError):
@@ -82,6 +85,10 @@ class PilotStream:
                 raise EOFError("the server ended the stream")
             if message.WhichOneof("message") == kind:
                 return message
+
+    def next_ack(self, timeout: float = 15.0) -> dispatch_pb2.UpdateAck:
+        """The next acknowledgement sent alone or in UpdateAcks (not those that come with jobs)."""
+        return self.next("update_acks", timeout).update_acks.acks[0]
 
     def next_job(self, timeout: float = 15.0) -> job_pb2.Job:
         return self.next("job_assignments", timeout).job_assignments.jobs[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
@@ -69,30 +69,40 @@ async def _pilot_holding_the_first_of_two_jobs(database_url: str) -> AsyncIterat
         db.close()
 
 
-async def _finish_first_job_then(database_url: str, then: str) -> tuple[list[str], JobStore, int]:
+async def _finish_first_job_then(
+    database_url: str, then: str
+) -> tuple[list[dispatch_pb2.ConnectResponse], JobStore, int, int]:
     """A pilot runs the first of two jobs and ends it with a request for more; `then` is what it
     sends right behind, before anything was written: "nothing" or "withdraw" (count 0). Returns
-    the kinds of messages the pilot got after its final update, and the second job's id."""
+    the messages the pilot got after its final update (sent as seq 7), and the two jobs' ids."""
     async with _pilot_holding_the_first_of_two_jobs(database_url) as run:
         # One event-loop step: the two messages are read before the update batch is written.
         run.hub.submit_updates(run.session, 7, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
         if then == "withdraw":
             run.hub.request_jobs(run.session, dispatch_pb2.RequestJobs(count=0))
-        received = [(await _next(run.session)).WhichOneof("message")]
+        received = [await _next(run.session)]
         with contextlib.suppress(TimeoutError):  # anything more that comes
-            received.append((await _next(run.session, timeout=1.5)).WhichOneof("message"))
-        return received, run.jobs, run.second
+            received.append(await _next(run.session, timeout=1.5))
+        return received, run.jobs, run.first, run.second
+
+
+def _acks(acks: Iterable[dispatch_pb2.UpdateAck]) -> list[tuple[int, int, int]]:
+    return [(ack.seq, ack.job_id, ack.state) for ack in acks]
 
 
 def test_a_request_sent_with_the_final_update_brings_the_next_job_and_the_ack(database_url: str) -> None:
-    received, jobs, second = asyncio.run(_finish_first_job_then(database_url, "nothing"))
-    assert received == ["job_assignments"]
+    received, jobs, first, second = asyncio.run(_finish_first_job_then(database_url, "nothing"))
+    assert [m.WhichOneof("message") for m in received] == ["job_assignments"]
+    assert [j.job_id for j in received[0].job_assignments.jobs] == [second]
+    assert _acks(received[0].job_assignments.acks) == [(7, first, job_pb2.Job.STATE_FINISHED)]
     assert jobs.get(second)["state"] == JobState.SENT.value
 
 
 def test_a_withdrawal_right_behind_a_request_sent_with_updates_wins(database_url: str) -> None:
-    received, jobs, second = asyncio.run(_finish_first_job_then(database_url, "withdraw"))
-    assert received == ["update_ack"]
+    received, jobs, first, second = asyncio.run(_finish_first_job_then(database_url, "withdraw"))
+    # The ack alone: an UpdateAcks of one.
+    assert [m.WhichOneof("message") for m in received] == ["update_acks"]
+    assert _acks(received[0].update_acks.acks) == [(7, first, job_pb2.Job.STATE_FINISHED)]
     assert jobs.get(second)["state"] == JobState.ACTIVATED.value
 
 

@@ -27,7 +27,7 @@ def test_jobs_go_highest_priority_first_and_finish(channel, jobs_stub, local_que
     assert (job.job_id, job.state, job.pilot_id) == (high.job_id, J.STATE_SENT, "pilot-a")
     pilot.update(job.job_id, 1, J.STATE_RUNNING)
     seq = pilot.update(job.job_id, 1, J.STATE_FINISHED, exit_code=0)
-    ack = pilot.next("update_ack").update_ack
+    ack = pilot.next_ack()
     assert (ack.seq, ack.status.code, ack.state) == (seq, 0, J.STATE_FINISHED)
     assert get_job(jobs_stub, low.job_id).state == J.STATE_ACTIVATED
     pilot.close()
@@ -53,7 +53,7 @@ def test_a_final_update_sent_with_the_next_request_is_acknowledged_with_the_next
     pilot.update(second.job_id, 1, J.STATE_RUNNING)
     seq = pilot.update_many([dispatch_pb2.JobUpdate(job_id=second.job_id, attempt=1, state=J.STATE_FINISHED)],
                             then_request=1)
-    ack = pilot.next("update_ack").update_ack
+    ack = pilot.next_ack()
     assert (ack.seq, ack.job_id, ack.state) == (seq, second.job_id, J.STATE_FINISHED)
     (third,) = submit(jobs_stub, J(queue="local", command=["c"]))
     assert pilot.next_job().job_id == third.job_id
@@ -67,13 +67,13 @@ def test_stale_attempt_and_forbidden_transition_are_refused(channel, jobs_stub, 
     sent = pilot.next_job()
     pilot.update(sent.job_id, 1, J.STATE_RUNNING)
     pilot.update(sent.job_id, 1, J.STATE_FAILED, error_code=1305, error_diag="payload exited with code 1")
-    assert pilot.next("update_ack").update_ack.state == J.STATE_FAILED
+    assert pilot.next_ack().state == J.STATE_FAILED
     retried = get_job(jobs_stub, job.job_id)
     assert (retried.state, retried.attempt) == (J.STATE_ACTIVATED, 2)
 
     # The pilot of attempt 1 speaks again: refused, and attempt 2 is untouched.
     seq = pilot.update(sent.job_id, 1, J.STATE_FINISHED)
-    ack = pilot.next("update_ack").update_ack
+    ack = pilot.next_ack()
     assert ack.seq == seq and ack.status.code == FAILED_PRECONDITION
     assert "attempt 1 is stale" in ack.status.message
     assert get_job(jobs_stub, job.job_id).state == J.STATE_ACTIVATED
@@ -83,9 +83,9 @@ def test_stale_attempt_and_forbidden_transition_are_refused(channel, jobs_stub, 
     assert second.attempt == 2
     pilot.update(second.job_id, 2, J.STATE_RUNNING)
     pilot.update(second.job_id, 2, J.STATE_FINISHED)
-    assert pilot.next("update_ack").update_ack.state == J.STATE_FINISHED
+    assert pilot.next_ack().state == J.STATE_FINISHED
     seq = pilot.update(second.job_id, 2, J.STATE_RUNNING)
-    ack = pilot.next("update_ack").update_ack
+    ack = pilot.next_ack()
     assert ack.status.code == FAILED_PRECONDITION and "is finished" in ack.status.message
     final = get_job(jobs_stub, job.job_id)
     assert final.state == J.STATE_FINISHED and final.error_code == 0
@@ -138,7 +138,7 @@ def test_kill_of_a_running_job_goes_down_the_stream(channel, jobs_stub, local_qu
     assert (command.job_id, command.attempt, command.kind) == (job.job_id, 1, dispatch_pb2.Command.KIND_KILL)
     assert command.reason == "wrong input"
     pilot.update(job.job_id, 1, J.STATE_CANCELLED, error_code=1144, error_diag="killed on the server's command")
-    assert pilot.next("update_ack").update_ack.state == J.STATE_CANCELLED
+    assert pilot.next_ack().state == J.STATE_CANCELLED
     assert get_job(jobs_stub, job.job_id).state == J.STATE_CANCELLED
     pilot.close()
 
@@ -205,7 +205,7 @@ def test_jobs_lost_in_flight_go_back_when_the_pilot_reconnects(channel, jobs_stu
     assert get_job(jobs_stub, held.job_id).state == J.STATE_SENT
     again.update(held.job_id, 1, J.STATE_RUNNING)
     again.update(held.job_id, 1, J.STATE_FINISHED)
-    assert again.next("update_ack").update_ack.state == J.STATE_FINISHED
+    assert again.next_ack().state == J.STATE_FINISHED
     again.close()
 
 
@@ -235,7 +235,7 @@ def test_a_pilot_with_several_slots_gets_and_reports_jobs_in_batches(channel, jo
         dispatch_pb2.JobUpdate(job_id=j.job_id, attempt=1, state=end, error_code=1305 if end == J.STATE_FAILED else 0)
         for j, end in zip(jobs, ends, strict=True)
     ])
-    acks = [pilot.next("update_ack").update_ack for _ in range(5)]
+    acks = [pilot.next_ack() for _ in range(5)]
     assert {a.seq for a in acks} == {seq}
     assert {a.job_id: a.state for a in acks} == {j.job_id: e for j, e in zip(jobs, ends, strict=True)}
     assert [get_job(jobs_stub, j.job_id).state for j in jobs] == ends

@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from google.rpc import code_pb2, status_pb2
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from pilot_agent import error_codes
-from pilot_agent.agent import EXIT_FAILURE, Pilot, PilotConfig
+from pilot_agent.agent import EXIT_FAILURE, Pilot, PilotConfig, _Stream
 from pilot_agent.cli import add_arguments, config_from_args
 
 pytestmark = pytest.mark.timeout(30)
@@ -78,6 +79,34 @@ def test_kill_of_a_job_not_started_is_reported_cancelled_until_acked(tmp_path: P
     ok = status_pb2.Status(code=code_pb2.OK)
     pilot._on_ack(dispatch_pb2.UpdateAck(seq=3, job_id=5, attempt=2, status=ok, state=Job.STATE_CANCELLED))
     assert not pilot._pending and not pilot.hello().held_jobs
+
+
+class _ServerSays:
+    """A Connect call whose server sends `messages`, then ends the stream."""
+
+    def __init__(self, *messages: dispatch_pb2.ConnectResponse) -> None:
+        self._messages = list(messages)
+
+    async def read(self) -> dispatch_pb2.ConnectResponse | object:
+        return self._messages.pop(0) if self._messages else grpc.aio.EOF
+
+
+def test_a_final_update_goes_as_a_batch_of_one_and_an_ack_batch_of_one_releases_it(tmp_path: Path) -> None:
+    pilot = make_pilot(tmp_path)
+    stream = _Stream(_ServerSays())  # type: ignore[arg-type]
+    pilot._stream = stream
+    final = dispatch_pb2.JobUpdate(job_id=5, attempt=2, state=Job.STATE_FINISHED)
+    pilot._deliver_final(final)
+    sent = stream.outbox.get_nowait()
+    assert sent is not None and sent.WhichOneof("message") == "job_updates"
+    assert list(sent.job_updates.updates) == [final] and not sent.job_updates.HasField("request_jobs")
+    assert list(pilot._pending) == [(5, 2)]
+
+    ok = status_pb2.Status(code=code_pb2.OK)
+    ack = dispatch_pb2.UpdateAck(seq=sent.seq, job_id=5, attempt=2, status=ok, state=Job.STATE_FINISHED)
+    reply = dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=[ack]))
+    asyncio.run(pilot._read_loop(_ServerSays(reply)))  # type: ignore[arg-type]
+    assert not pilot._pending
 
 
 def test_soft_kill_stops_asking(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_metrics_for_prometheus(server, channel, jobs_stub, local_queue) -> None
     assert pilot.next_job().job_id == job.job_id
     pilot.update(job.job_id, 1, job_pb2.Job.STATE_RUNNING)
     pilot.update(job.job_id, 1, job_pb2.Job.STATE_FINISHED)
-    pilot.next("update_ack")
+    pilot.next_ack()
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
     pilot.close()
     assert ('grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitJobs",'

@@ -149,7 +149,6 @@ class Pilot {
   // Checks every acknowledgement a message carries; returns the seqs acknowledged.
   std::vector<uint64_t> TakeAcks(const pb::ConnectResponse& message) {
     std::vector<const pb::UpdateAck*> acks;
-    if (message.has_update_ack()) acks.push_back(&message.update_ack());
     if (message.has_update_acks())
       for (const auto& ack : message.update_acks().acks()) acks.push_back(&ack);
     if (message.has_job_assignments())
@@ -171,15 +170,8 @@ class Pilot {
   pb::ConnectRequest Updates(const std::vector<pb::Job>& jobs, pb::Job::State state, int exit_code,
                              bool then_request) {
     pb::ConnectRequest request;
-    // One job: a JobUpdate; several, or with the next request: one JobUpdates.
-    if (jobs.size() == 1 && !then_request) {
-      auto* update = request.mutable_job_update();
-      update->set_job_id(jobs[0].job_id());
-      update->set_attempt(jobs[0].attempt());
-      update->set_state(state);
-      update->set_exit_code(exit_code);
-      return request;
-    }
+    // One JobUpdates for every job reported at once (one, or several with slots), with the
+    // next request when asked.
     auto* updates = request.mutable_job_updates();
     for (const auto& job : jobs) {
       auto* update = updates->add_updates();

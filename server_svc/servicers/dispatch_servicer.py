@@ -92,8 +92,8 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                 kind = request.WhichOneof("message")
                 if kind == "request_jobs":
                     self._hub.request_jobs(session, request.request_jobs)
-                elif kind in ("job_update", "job_updates"):
-                    updates = [request.job_update] if kind == "job_update" else request.job_updates.updates
+                elif kind == "job_updates":
+                    updates = request.job_updates.updates
                     try:
                         if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
                             raise ValueError("a job update needs a job_id and a state")
@@ -102,8 +102,7 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                         session.end(InvalidArgument(str(error), field=kind))
                         return
                     then_request = (
-                        request.job_updates.request_jobs
-                        if kind == "job_updates" and request.job_updates.HasField("request_jobs") else None
+                        request.job_updates.request_jobs if request.job_updates.HasField("request_jobs") else None
                     )
                     self._hub.submit_updates(session, request.seq, parsed, then_request)
                 elif kind == "goodbye":

@@ -32,7 +32,6 @@ class ConnectRequest(_message.Message):
     SEQ_FIELD_NUMBER: _builtins.int
     HELLO_FIELD_NUMBER: _builtins.int
     REQUEST_JOBS_FIELD_NUMBER: _builtins.int
-    JOB_UPDATE_FIELD_NUMBER: _builtins.int
     GOODBYE_FIELD_NUMBER: _builtins.int
     JOB_UPDATES_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
@@ -42,13 +41,12 @@ class ConnectRequest(_message.Message):
     @_builtins.property
     def request_jobs(self) -> Global___RequestJobs: ...
     @_builtins.property
-    def job_update(self) -> Global___JobUpdate: ...
-    @_builtins.property
     def goodbye(self) -> Global___Goodbye: ...
     @_builtins.property
     def job_updates(self) -> Global___JobUpdates:
-        """Several updates at once, from a pilot holding several jobs; each is handled and
-        acknowledged as if sent alone, in order.
+        """One or more updates (a single update is a JobUpdates of one), optionally with the
+        pilot's next request; each update is handled and acknowledged as if sent alone, in
+        order.
         """
 
     def __init__(
@@ -57,15 +55,14 @@ class ConnectRequest(_message.Message):
         seq: _builtins.int = ...,
         hello: Global___Hello | None = ...,
         request_jobs: Global___RequestJobs | None = ...,
-        job_update: Global___JobUpdate | None = ...,
         goodbye: Global___Goodbye | None = ...,
         job_updates: Global___JobUpdates | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_update", b"job_update", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["goodbye", b"goodbye", "hello", b"hello", "job_updates", b"job_updates", "message", b"message", "request_jobs", b"request_jobs", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "request_jobs", "job_update", "goodbye", "job_updates"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "request_jobs", "goodbye", "job_updates"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -79,7 +76,6 @@ class ConnectResponse(_message.Message):
 
     WELCOME_FIELD_NUMBER: _builtins.int
     JOB_ASSIGNMENTS_FIELD_NUMBER: _builtins.int
-    UPDATE_ACK_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
     UPDATE_ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
@@ -87,27 +83,24 @@ class ConnectResponse(_message.Message):
     @_builtins.property
     def job_assignments(self) -> Global___JobAssignments: ...
     @_builtins.property
-    def update_ack(self) -> Global___UpdateAck: ...
-    @_builtins.property
     def command(self) -> Global___Command: ...
     @_builtins.property
     def update_acks(self) -> Global___UpdateAcks:
-        """Acknowledgements of updates written together, when there is more than one."""
+        """Acknowledgements of updates written together (a single one is an UpdateAcks of one)."""
 
     def __init__(
         self,
         *,
         welcome: Global___Welcome | None = ...,
         job_assignments: Global___JobAssignments | None = ...,
-        update_ack: Global___UpdateAck | None = ...,
         command: Global___Command | None = ...,
         update_acks: Global___UpdateAcks | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_ack", b"update_ack", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "job_assignments", b"job_assignments", "message", b"message", "update_acks", b"update_acks", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "job_assignments", "update_ack", "command", "update_acks"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "job_assignments", "command", "update_acks"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -271,7 +264,9 @@ Global___JobUpdate: _TypeAlias = JobUpdate  # noqa: Y015
 
 @_typing.final
 class JobUpdates(_message.Message):
-    """A batch of job updates."""
+    """One or more job updates: the only way a pilot reports updates, a single one
+    being a JobUpdates of one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -304,7 +299,9 @@ Global___JobUpdates: _TypeAlias = JobUpdates  # noqa: Y015
 
 @_typing.final
 class UpdateAcks(_message.Message):
-    """A batch of acknowledgements."""
+    """One or more acknowledgements: the only way the server acknowledges updates
+    outside JobAssignments, a single one being an UpdateAcks of one.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -407,7 +404,9 @@ Global___JobAssignments: _TypeAlias = JobAssignments  # noqa: Y015
 
 @_typing.final
 class UpdateAck(_message.Message):
-    """Answer to a JobUpdate: sent for every final or refused update."""
+    """Answer to a JobUpdate: sent for every final or refused update, in UpdateAcks
+    or in JobAssignments.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 

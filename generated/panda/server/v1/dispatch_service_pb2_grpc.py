@@ -28,12 +28,12 @@ if _version_not_supported:
 class DispatchServiceStub:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel):
@@ -52,12 +52,12 @@ class DispatchServiceStub:
 class DispatchServiceServicer:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def Connect(self, request_iterator, context):
@@ -85,12 +85,12 @@ def add_DispatchServiceServicer_to_server(servicer, server):
 class DispatchService:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @staticmethod

@@ -29,12 +29,12 @@ GRPC_VERSION: str
 class DispatchServiceStub:
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @_typing.overload
@@ -47,12 +47,12 @@ class DispatchServiceStub:
 class DispatchServiceAsyncStub(DispatchServiceStub):
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -61,12 +61,12 @@ class DispatchServiceAsyncStub(DispatchServiceStub):
 class DispatchServiceServicer(metaclass=_abc_1.ABCMeta):
     """The pilot stream. A pilot opens one Connect stream, introduces itself with
     Hello, says how many jobs it can take with RequestJobs, and reports every
-    job's progress with JobUpdate (JobUpdates for several at once). The server
-    answers with Welcome, pushes jobs with JobAssignments, acknowledges final and
-    refused updates with UpdateAck (UpdateAcks for several written together), and
-    sends Commands (kill...). A pilot whose job ended may send its final update and
-    its next request in one JobUpdates; the acknowledgement then comes with the next
-    jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
+    job's progress with JobUpdates (a single update is a JobUpdates of one). The
+    server answers with Welcome, pushes jobs with JobAssignments, acknowledges final
+    and refused updates with UpdateAcks (a single acknowledgement is an UpdateAcks of
+    one), and sends Commands (kill...). A pilot whose job ended may send its final
+    update and its next request in one JobUpdates; the acknowledgement then comes
+    with the next jobs, in one JobAssignments. No HTTP mapping: pilots speak gRPC.
     """
 
     @_abc_1.abstractmethod
