@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from iam_svc.store.tables import metadata as iam_metadata
 from jedi_svc.store.tables import metadata as jedi_metadata
 from panda_runtime.service.db import make_engine

@@ -11,7 +11,6 @@ JEDI generated, task commands, and JEDI's cursor in the server's job event log.
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0002'

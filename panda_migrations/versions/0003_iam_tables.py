@@ -11,7 +11,6 @@ keys, device codes and refresh tokens.
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0003'

@@ -11,7 +11,6 @@ of that VO may act on them.
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0004'

@@ -12,7 +12,6 @@ change; one that holds only activated jobs takes none, and stays as small as the
 from __future__ import annotations
 
 import sqlalchemy as sa
-
 from alembic import op
 
 revision = '0005'
