@@ -23,10 +23,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psutil
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
@@ -96,10 +96,14 @@ class HelloRefused(Exception):
     """The server refused our Hello for a reason retrying will not fix."""
 
 
+# The pilot's Connect call: requests out, responses in.
+Stream = grpc.aio.StreamStreamCall[dispatch_pb2.ConnectRequest, dispatch_pb2.ConnectResponse]
+
+
 class _Stream:
     """One open Connect call; requests go through a queue so only one task writes."""
 
-    def __init__(self, call: grpc.aio.StreamStreamCall) -> None:
+    def __init__(self, call: Stream) -> None:
         self.call = call
         self.outbox: asyncio.Queue[dispatch_pb2.ConnectRequest | None] = asyncio.Queue()
         self.requested_jobs = False
@@ -195,7 +199,7 @@ class Pilot:
             held_jobs=self.held_jobs(),
         )
 
-    def _send(self, **message: object) -> bool:
+    def _send(self, **message: Any) -> bool:
         """Queue a message on the current stream; False when there is none (it is dropped)."""
         stream = self._stream
         if stream is None:
@@ -304,7 +308,7 @@ class Pilot:
                 if exc.code() in FATAL_HELLO_CODES:
                     raise HelloRefused(error_message(exc)) from exc
                 raise
-            if first is grpc.aio.EOF or first.WhichOneof("message") != "welcome":
+            if not isinstance(first, dispatch_pb2.ConnectResponse) or first.WhichOneof("message") != "welcome":
                 raise ConnectionError("the server did not answer Hello with Welcome")
             welcome = first.welcome
             self._welcomed = self._ever_connected = True
@@ -354,10 +358,10 @@ class Pilot:
                     log.info("final update still unacknowledged: sending it again", extra={"job_id": key[0]})
                     self._send_final(pending)
 
-    async def _read_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read_loop(self, call: Stream) -> None:
         while True:
             response = await call.read()
-            if response is grpc.aio.EOF:
+            if not isinstance(response, dispatch_pb2.ConnectResponse):  # grpc.aio.EOF
                 return
             kind = response.WhichOneof("message")
             if kind == "job_assignments":
@@ -426,7 +430,7 @@ class Pilot:
     def _on_command(self, command: dispatch_pb2.Command) -> None:
         key = (command.job_id, command.attempt)
         extra = {"job_id": command.job_id}
-        kind = _enum_name(dispatch_pb2.Command.Kind, command.kind)
+        kind = _command_kind_name(command.kind)
         log.info("command %s received: %s", kind, command.reason or "(no reason)", extra=extra)
         if command.kind == dispatch_pb2.Command.KIND_SOFT_KILL:
             self._soft_kill = True
@@ -633,10 +637,10 @@ class Pilot:
         return EXIT_FAILURE if self._pending else EXIT_OK
 
 
-def _enum_name(enum: EnumTypeWrapper, value: int) -> str:
+def _command_kind_name(value: dispatch_pb2.Command.Kind.ValueType) -> str:
     # Proto3 enums are open: a newer server may send a value this pilot does not know.
     try:
-        return enum.Name(value)
+        return dispatch_pb2.Command.Kind.Name(value)
     except ValueError:
         return str(value)
 

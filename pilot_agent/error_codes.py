@@ -138,7 +138,7 @@ ALL: tuple[ErrorCode, ...] = tuple(
 _BY_CODE = {error.code: error for error in ALL}
 
 # PanDA's mapping of the payload's terminating signal to a code; other signals give KILLSIGNAL.
-_SIGNAL_ERRORS = {
+_SIGNAL_ERRORS: dict[int, ErrorCode] = {
     signal.SIGTERM: SIGTERM,
     signal.SIGQUIT: SIGQUIT,
     signal.SIGSEGV: SIGSEGV,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeAlias
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
@@ -28,10 +29,12 @@ log = logging.getLogger(__name__)
 
 State = job_pb2.Job.State
 JobKey = tuple[int, int]
+# A job's state as the protocol numbers it.
+JobState: TypeAlias = "job_pb2.Job.State.ValueType"
 FINAL_STATES = frozenset({job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, job_pb2.Job.STATE_CANCELLED})
 
 
-def state_name(state: int) -> str:
+def state_name(state: JobState) -> str:
     try:
         return job_pb2.Job.State.Name(state).removeprefix("STATE_")
     except ValueError:  # open enum: a value from a newer server
@@ -52,7 +55,7 @@ class RunnerOptions:
 
 @dataclass(frozen=True)
 class _Stop:
-    state: int
+    state: JobState
     error: ErrorCode
     diag: str
 
@@ -66,7 +69,7 @@ class JobRunner:
         self.job = job
         self.options = options
         self._send = send
-        self.state: int = job_pb2.Job.STATE_SENT
+        self.state: JobState = job_pb2.Job.STATE_SENT
         self.workdir = options.workdir_root / f"job_{job.job_id}_{job.attempt}"
         self._payload: Payload | None = None
         self._stop: _Stop | None = None
@@ -79,7 +82,7 @@ class JobRunner:
 
     # -- control from other tasks ------------------------------------------------------
 
-    def kill(self, error: ErrorCode, diag: str, state: int = job_pb2.Job.STATE_FAILED) -> None:
+    def kill(self, error: ErrorCode, diag: str, state: JobState = job_pb2.Job.STATE_FAILED) -> None:
         """Stop the job now (payload, or staging between files) and end it in `state`."""
         if self._stop is None:
             self._stop = _Stop(state, error, diag)
@@ -103,7 +106,7 @@ class JobRunner:
 
     # -- updates -----------------------------------------------------------------------
 
-    def _update(self, state: int, **fields: object) -> dispatch_pb2.JobUpdate:
+    def _update(self, state: JobState, **fields: Any) -> dispatch_pb2.JobUpdate:
         return dispatch_pb2.JobUpdate(job_id=self.job.job_id, attempt=self.job.attempt, state=state, **fields)
 
     def progress_update(self, *, with_log_tail: bool = False) -> dispatch_pb2.JobUpdate:
@@ -117,7 +120,7 @@ class JobRunner:
                 update.log_tail = self._payload.log_tail()
         return update
 
-    def _report(self, state: int) -> None:
+    def _report(self, state: JobState) -> None:
         self.state = state
         if not self._abandoned:
             log.info("job %d is %s", self.job.job_id, state_name(state))
@@ -156,7 +159,9 @@ class JobRunner:
         log.info("job %d ends %s%s", self.job.job_id, state_name(final.state), outcome)
         return final
 
-    def _failure(self, error: ErrorCode, diag: str, state: int = job_pb2.Job.STATE_FAILED) -> dispatch_pb2.JobUpdate:
+    def _failure(
+        self, error: ErrorCode, diag: str, state: JobState = job_pb2.Job.STATE_FAILED
+    ) -> dispatch_pb2.JobUpdate:
         if self._stop is not None:
             # A kill wins over whatever failed while it was stopping us.
             state, error, diag = self._stop.state, self._stop.error, self._stop.diag

@@ -93,7 +93,8 @@ def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen 
                  tls: grpc.ChannelCredentials | None = None) -> None:
     deadline = time.monotonic() + timeout
     with (grpc.insecure_channel(address) if tls is None else grpc.secure_channel(address, tls)) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        # The type stubs of grpcio-health-checking leave out the client stub's methods.
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"process exited with {process.returncode} before it was healthy")

@@ -249,7 +249,7 @@ class TokenAuthenticator:
     def _from_certificate(self, context: grpc.aio.ServicerContext | None) -> Principal | None:
         if context is None or not self._x509_users:
             return None
-        subjects = context.auth_context().get("x509_subject") or []
+        subjects = list(context.auth_context().get("x509_subject") or [])
         for subject in subjects:
             principal = self._x509_users.get(canonical_subject(subject.decode() if isinstance(subject, bytes)
                                                                else subject))

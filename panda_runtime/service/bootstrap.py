@@ -7,8 +7,8 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -164,7 +164,7 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_service(serve: Callable[[AnySettings], Awaitable[None]], settings: AnySettings) -> None:
+def run_service(serve: Callable[[AnySettings], Coroutine[Any, Any, None]], settings: AnySettings) -> None:
     """A service's process: logging, its event loop, and exit code 2 on an unmigrated database."""
     configure_logging()
     tune_garbage_collector()

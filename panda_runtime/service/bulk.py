@@ -127,6 +127,7 @@ def run_statements(conn: Connection, statements: Sequence[Statement | None]) -> 
     rows: list[list[dict[str, Any]]] = []
     if pipelined:
         driver = conn.connection.driver_connection
+        assert driver is not None, "a connection in use has its driver's connection"
         cursors = []
         try:
             with driver.pipeline():

@@ -83,12 +83,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        found = await continuation(handler_call_details)
+        if found is None:
+            return None
+        # gRPC's handlers are namedtuples, replaced field by field below; its type stubs do not say so.
+        handler: Any = found
         method = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         rpc_type = _rpc_type(handler)
