@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _mint(identity, count: int) -> list[str]:  # type: ignore[no-untyped-def]
-    from iam_svc import bootstrap as iam_bootstrap
+    from iam_svc.logic import bootstrap as iam_bootstrap
     from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 

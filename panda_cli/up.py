@@ -495,7 +495,7 @@ def local_user_name() -> str:
 def provision_identity(settings: ServerSettings, database_url: str, endpoints: tuple[str, int, int],
                        queues: list[str]) -> LocalIdentity:
     """Signing key, admin, robots; the admin's token in the user's config directory."""
-    from iam_svc import bootstrap as iam_bootstrap
+    from iam_svc.logic import bootstrap as iam_bootstrap
     from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 

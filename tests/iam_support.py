@@ -17,7 +17,7 @@ import grpc
 import httpx
 from sqlalchemy import Engine
 
-from iam_svc import bootstrap as iam_bootstrap
+from iam_svc.logic import bootstrap as iam_bootstrap
 from iam_svc.settings import IamSettings
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel

@@ -311,7 +311,7 @@ def test_users_see_and_command_their_own_tasks_only(jedi: JediHandle, identity: 
 def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
     server: ServerHandle, identity: IdentityHandle, forger: Forger
 ) -> None:
-    from iam_svc import bootstrap as iam_bootstrap
+    from iam_svc.logic import bootstrap as iam_bootstrap
     from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 

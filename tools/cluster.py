@@ -301,7 +301,7 @@ def start_iam(
 ) -> IdentityHandle:
     """The identity service on its own database (a fresh SQLite file unless one is given), with
     `users` (tokens minted for each) and `robots` (secrets kept), started and healthy."""
-    from iam_svc import bootstrap as iam_bootstrap
+    from iam_svc.logic import bootstrap as iam_bootstrap
     from iam_svc.settings import IamSettings
     from panda_runtime.service.db import make_engine
 

@@ -20,7 +20,7 @@ from iam_svc.domain.names import (
     check_user_name,
 )
 from iam_svc.domain.passwords import check_password, hash_password
-from iam_svc.provider import Provider
+from iam_svc.logic.provider import Provider
 from iam_svc.servicers.convert import client_to_proto, group_to_proto, key_to_proto, user_to_proto
 from iam_svc.store.identity_store import IdentityStore, group_not_found
 from panda.iam.v1 import iam_service_pb2 as pb

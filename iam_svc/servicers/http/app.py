@@ -22,9 +22,9 @@ from iam_svc.domain import codes, device, oauth, tokens
 from iam_svc.domain.keys import ALGORITHM
 from iam_svc.domain.oauth import OAuthError, invalid_request
 from iam_svc.domain.throttle import SignInThrottle
-from iam_svc.http import pages
-from iam_svc.http.forms import CSRF_COOKIE, FormGuard
-from iam_svc.provider import Provider
+from iam_svc.logic.provider import Provider
+from iam_svc.servicers.http import pages
+from iam_svc.servicers.http.forms import CSRF_COOKIE, FormGuard
 from iam_svc.store.flow_store import Decision
 from panda_runtime.service.db import DbRunner, now
 

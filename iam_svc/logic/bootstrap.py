@@ -20,7 +20,7 @@ from iam_svc.domain.names import (
     default_groups,
 )
 from iam_svc.domain.passwords import check_password, hash_password
-from iam_svc.provider import Provider
+from iam_svc.logic.provider import Provider
 from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
