@@ -1,4 +1,6 @@
-"""Entry point of the identity service: `panda serve iam` or `python -m iam_svc`.
+"""The identity service's entry point and its surface for whoever starts it: `panda serve iam`,
+`python -m iam_svc`, and `panda up`, the test clusters and the benchmarks, which provision
+people and robots on its database in-process before it starts.
 
 One process, one event loop: the gRPC server (IamService, health, reflection) and the OIDC
 endpoints over HTTP (uvicorn serving the Starlette app as a task of the same loop)."""
@@ -6,9 +8,16 @@ endpoints over HTTP (uvicorn serving the Starlette app as a task of the same loo
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
-from iam_svc.logic.bootstrap import ensure_defaults
+import grpc
+from sqlalchemy import Engine
+
+from iam_svc.domain.accounts import Person, Robot
+from iam_svc.domain.tokens import TokenResponse
+from iam_svc.logic import provisioning
 from iam_svc.logic.provider import Provider
+from iam_svc.logic.provisioning import CLI_CLIENT_ID, Provisioned
 from iam_svc.logic.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.access import ACCESS
 from iam_svc.servicers.http.app import build_app
@@ -22,23 +31,63 @@ from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 
+__all__ = [
+    "CLI_CLIENT_ID",
+    "IamSettings",
+    "Person",
+    "Provisioned",
+    "Robot",
+    "TokenResponse",
+    "issue_user_tokens",
+    "main",
+    "provision",
+    "run",
+    "serve",
+]
+
 log = logging.getLogger("panda.iam")
 
 SERVICE_NAMES = ["panda.iam.v1.IamService"]
 
 
+def _provider(engine: Engine, settings: IamSettings) -> Provider:
+    return Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
+
+
+def provision(settings: IamSettings, *, people: Sequence[Person] = (), robots: Sequence[Robot] = (),
+              sign_in: Sequence[str] = ()) -> Provisioned:
+    """On the migrated database of `settings`: what a new installation needs (the default
+    groups, the command line's client, a signing key), `people` and `robots` as they ask (each
+    robot with a fresh secret), and tokens for the users named in `sign_in`, as if each had
+    signed in with the command line (issued by `settings.iam_issuer`)."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return provisioning.provision(_provider(engine, settings), people=people, robots=robots, sign_in=sign_in)
+    finally:
+        engine.dispose()
+
+
+def issue_user_tokens(settings: IamSettings, user_name: str) -> TokenResponse:
+    """A token response (access, refresh and ID token) for an existing user, as after `panda login`."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return provisioning.issue_user_tokens(_provider(engine, settings), user_name)
+    finally:
+        engine.dispose()
+
+
 async def serve(settings: IamSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
-    ensure_defaults(engine)
+    provider = _provider(engine, settings)
+    provisioning.ensure_defaults(provider)
     db = DbRunner(engine)
-    provider = Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
 
     # The provider's own tokens are always trusted here, whatever else is.
     authenticator = RenewableAuthenticator(
         lambda: bootstrap.build_authenticator(settings, extra_issuers=[settings.iam_issuer]))
 
-    def register(server) -> None:  # type: ignore[no-untyped-def]
+    def register(server: grpc.aio.Server) -> None:
         iam_service_pb2_grpc.add_IamServiceServicer_to_server(
             IamServicer(db, provider, on_key_rotated=authenticator.renew), server)
 
@@ -68,6 +117,7 @@ async def serve(settings: IamSettings) -> None:
 
 
 def run(settings: IamSettings | None = None) -> None:
+    """The service in the foreground until it is signalled (exit code 2 on an unmigrated database)."""
     bootstrap.run_service(serve, settings or IamSettings())
 
 
