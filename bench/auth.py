@@ -26,17 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _mint(identity, count: int) -> list[str]:  # type: ignore[no-untyped-def]
-    from iam_svc import bootstrap as iam_bootstrap
-    from iam_svc.settings import IamSettings
-    from panda_runtime.service.db import make_engine
+    from iam_svc.main import IamSettings, issue_user_tokens
 
     settings = IamSettings(database_url=identity.database_url, iam_issuer=identity.issuer,
-                        auth_issuers=[identity.issuer])
-    engine = make_engine(identity.database_url)
-    try:
-        return [iam_bootstrap.issue_user_tokens(engine, settings, "alice")["access_token"] for _ in range(count)]
-    finally:
-        engine.dispose()
+                           auth_issuers=[identity.issuer])
+    return [issue_user_tokens(settings, "alice")["access_token"] for _ in range(count)]
 
 
 async def _in_process(issuer: str, tokens: list[str], cached_calls: int) -> tuple[float, float]:

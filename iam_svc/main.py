@@ -1,23 +1,27 @@
-"""Entry point of the identity service: `panda serve iam` or `python -m iam_svc`.
+"""The identity service's entry point and its surface for whoever starts it: `panda serve iam`,
+`python -m iam_svc`, and `panda up`, the test clusters and the benchmarks, which provision
+people and robots on its database in-process before it starts.
 
 One process, one event loop: the gRPC server (IamService, health, reflection) and the OIDC
 endpoints over HTTP (uvicorn serving the Starlette app as a task of the same loop)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import socket
-from collections.abc import Iterator
+from collections.abc import Sequence
 
-import uvicorn
+import grpc
+from sqlalchemy import Engine
 
-from iam_svc.access import ACCESS
-from iam_svc.bootstrap import ensure_defaults
-from iam_svc.http.app import build_app
-from iam_svc.provider import Provider
-from iam_svc.renewable_auth import RenewableAuthenticator
+from iam_svc.domain.accounts import Person, Robot
+from iam_svc.domain.tokens import TokenResponse
+from iam_svc.logic import provisioning
+from iam_svc.logic.provider import Provider
+from iam_svc.logic.provisioning import CLI_CLIENT_ID, Provisioned
+from iam_svc.logic.renewable_auth import RenewableAuthenticator
+from iam_svc.servicers.access import ACCESS
+from iam_svc.servicers.http.app import build_app
+from iam_svc.servicers.http.server import OidcHttpServer
 from iam_svc.servicers.iam_servicer import IamServicer
 from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
@@ -27,47 +31,63 @@ from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 
+__all__ = [
+    "CLI_CLIENT_ID",
+    "IamSettings",
+    "Person",
+    "Provisioned",
+    "Robot",
+    "TokenResponse",
+    "issue_user_tokens",
+    "main",
+    "provision",
+    "run",
+    "serve",
+]
+
 log = logging.getLogger("panda.iam")
 
 SERVICE_NAMES = ["panda.iam.v1.IamService"]
 
 
-class _HttpServer(uvicorn.Server):
-    """uvicorn without its own signal handling: this process stops on its gRPC server's
-    signal handlers and then tells uvicorn to exit."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
+def _provider(engine: Engine, settings: IamSettings) -> Provider:
+    return Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Binds the HTTP port here, so a port in use is a clear error rather than uvicorn's exit."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def provision(settings: IamSettings, *, people: Sequence[Person] = (), robots: Sequence[Robot] = (),
+              sign_in: Sequence[str] = ()) -> Provisioned:
+    """On the migrated database of `settings`: what a new installation needs (the default
+    groups, the command line's client, a signing key), `people` and `robots` as they ask (each
+    robot with a fresh secret), and tokens for the users named in `sign_in`, as if each had
+    signed in with the command line (issued by `settings.iam_issuer`)."""
+    engine = make_engine(settings.resolved_database_url)
     try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        raise SystemExit(f"cannot listen for HTTP on {host}:{port}: {error}") from None
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
+        return provisioning.provision(_provider(engine, settings), people=people, robots=robots, sign_in=sign_in)
+    finally:
+        engine.dispose()
+
+
+def issue_user_tokens(settings: IamSettings, user_name: str) -> TokenResponse:
+    """A token response (access, refresh and ID token) for an existing user, as after `panda login`."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        return provisioning.issue_user_tokens(_provider(engine, settings), user_name)
+    finally:
+        engine.dispose()
 
 
 async def serve(settings: IamSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
-    ensure_defaults(engine)
+    provider = _provider(engine, settings)
+    provisioning.ensure_defaults(provider)
     db = DbRunner(engine)
-    provider = Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
 
     # The provider's own tokens are always trusted here, whatever else is.
     authenticator = RenewableAuthenticator(
         lambda: bootstrap.build_authenticator(settings, extra_issuers=[settings.iam_issuer]))
 
-    def register(server) -> None:  # type: ignore[no-untyped-def]
+    def register(server: grpc.aio.Server) -> None:
         iam_service_pb2_grpc.add_IamServiceServicer_to_server(
             IamServicer(db, provider, on_key_rotated=authenticator.renew), server)
 
@@ -75,15 +95,8 @@ async def serve(settings: IamSettings) -> None:
         address=settings.iam_address, service_names=SERVICE_NAMES, register=register, settings=settings,
         access=ACCESS, authenticator=authenticator,
     )
-    sock = _listen(settings.iam_http_host, settings.iam_http_port)
-    http = _HttpServer(uvicorn.Config(build_app(db, provider), log_level="warning", access_log=False,
-                                      lifespan="off", server_header=False))
-    http_task = asyncio.create_task(http.serve(sockets=[sock]))
-    while not http.started:
-        if http_task.done():
-            http_task.result()
-            raise SystemExit("the OIDC endpoints did not start")
-        await asyncio.sleep(0.02)
+    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port)
+    await http.start()
     bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port)
     await server.start()
     await bootstrap.set_serving(health, SERVICE_NAMES, True)
@@ -93,8 +106,7 @@ async def serve(settings: IamSettings) -> None:
 
     async def on_stop() -> None:
         await bootstrap.set_serving(health, SERVICE_NAMES, False)
-        http.should_exit = True
-        await http_task
+        await http.stop()
 
     try:
         await bootstrap.run_until_signalled(server, on_stop)
@@ -105,6 +117,7 @@ async def serve(settings: IamSettings) -> None:
 
 
 def run(settings: IamSettings | None = None) -> None:
+    """The service in the foreground until it is signalled (exit code 2 on an unmigrated database)."""
     bootstrap.run_service(serve, settings or IamSettings())
 
 

@@ -15,6 +15,8 @@ from panda_runtime.settings import (
     ServingSettings,
 )
 
+__all__ = ["IamSettings"]
+
 
 class IamSettings(DatabaseSettings, IamAddressSettings, IssuerSettings, ServingSettings):
     component: ClassVar[str] = "iam"

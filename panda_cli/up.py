@@ -495,34 +495,29 @@ def local_user_name() -> str:
 def provision_identity(settings: ServerSettings, database_url: str, endpoints: tuple[str, int, int],
                        queues: list[str]) -> LocalIdentity:
     """Signing key, admin, robots; the admin's token in the user's config directory."""
-    from iam_svc import bootstrap as iam_bootstrap
-    from iam_svc.settings import IamSettings
-    from panda_runtime.service.db import make_engine
+    from iam_svc.main import CLI_CLIENT_ID, IamSettings, Person, Robot, provision
 
     from .settings import CliSettings
 
     address, http_port, metrics_port = endpoints
     identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(CliSettings()),
                              settings.data_dir / ADMIN_PASSWORD_FILE)
-    issuing = IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer])
-    engine = make_engine(database_url)
-    try:
-        iam_bootstrap.ensure_signing_key(engine)
-        password = None
-        if not identity.password_path.exists():
-            password = secrets.token_urlsafe(12)
-            fd = os.open(identity.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(password + "\n")
-        iam_bootstrap.ensure_user(engine, identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)
-        identity.secrets[JEDI_ROBOT] = iam_bootstrap.ensure_client(engine, JEDI_ROBOT, groups=[f"/{VO}/service"]) or ""
-        identity.secrets[PILOT_ROBOT] = iam_bootstrap.ensure_client(
-            engine, PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues) or ""
-        issued = time.time()
-        tokens = iam_bootstrap.issue_user_tokens(engine, issuing, identity.admin)
-    finally:
-        engine.dispose()
-    write_login(identity.token_path, identity.issuer, "panda-cli", tokens, issued)
+    # A new admin password only while none is written down; written once the admin has it.
+    password = None if identity.password_path.exists() else secrets.token_urlsafe(12)
+    issued = time.time()
+    provisioned = provision(
+        IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer]),
+        people=[Person(identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)],
+        robots=[Robot(JEDI_ROBOT, groups=[f"/{VO}/service"]),
+                Robot(PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues)],
+        sign_in=[identity.admin],
+    )
+    if password is not None:
+        fd = os.open(identity.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+    identity.secrets.update(provisioned.secrets)
+    write_login(identity.token_path, identity.issuer, CLI_CLIENT_ID, dict(provisioned.tokens[identity.admin]), issued)
     return identity
 
 

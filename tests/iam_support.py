@@ -17,8 +17,7 @@ import grpc
 import httpx
 from sqlalchemy import Engine
 
-from iam_svc import bootstrap as iam_bootstrap
-from iam_svc.settings import IamSettings
+from iam_svc.main import IamSettings, Person, Robot, issue_user_tokens, provision
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import StaticToken
@@ -64,7 +63,7 @@ class Iam(IdentityHandle):
 
     def user_tokens(self, user: str) -> dict[str, object]:
         """A full token response (with a refresh token) for `user`, as after `panda login`."""
-        return iam_bootstrap.issue_user_tokens(self.db(), self.settings, user)
+        return dict(issue_user_tokens(self.settings, user))
 
     def cli_env(self, config_home: Path, token: str = "") -> dict[str, str]:
         """The environment of a `panda` command talking to this instance (and nothing else)."""
@@ -84,15 +83,15 @@ def start_iam_cli(data_dir: Path, database_url: str) -> Iam:
         **handle.trust_env(), **IAM_TEST_ENV,
     }
     handle.engine = make_engine(database_url, pool_size=2)
-    for name, groups in USERS.items():
-        iam_bootstrap.ensure_user(handle.engine, name, groups=groups, password=f"{name}-password")
-    for client_id, (groups, queues) in ROBOTS.items():
-        secret = iam_bootstrap.ensure_client(handle.engine, client_id, groups=groups, queues=queues)
-        assert secret is not None
-        handle.secrets[client_id] = secret
+    provisioned = provision(
+        handle.settings,
+        people=[Person(name, groups=groups, password=f"{name}-password") for name, groups in USERS.items()],
+        robots=[Robot(client_id, groups=groups, queues=queues) for client_id, (groups, queues) in ROBOTS.items()],
+        sign_in=list(USERS),
+    )
+    handle.secrets = dict(provisioned.secrets)
+    handle.tokens = {name: response["access_token"] for name, response in provisioned.tokens.items()}
     handle.start()
-    # Minted after the start: the first start is what makes the signing key.
-    handle.tokens = {name: str(handle.user_tokens(name)["access_token"]) for name in USERS}
     return handle
 
 

@@ -311,9 +311,7 @@ def test_users_see_and_command_their_own_tasks_only(jedi: JediHandle, identity: 
 def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
     server: ServerHandle, identity: IdentityHandle, forger: Forger
 ) -> None:
-    from iam_svc import bootstrap as iam_bootstrap
-    from iam_svc.settings import IamSettings
-    from panda_runtime.service.db import make_engine
+    from iam_svc.main import IamSettings, issue_user_tokens
 
     def list_jobs(token: str) -> None:
         _call(server.address, token, CALLS["server"])
@@ -325,13 +323,9 @@ def test_key_rotation_keeps_issued_tokens_and_new_ones_work_at_once(
     assert rotated.active_key.kid != forger.kid
     assert forger.kid in {k.kid for k in rotated.published_keys}
 
-    engine = make_engine(identity.database_url)
-    try:
-        settings = IamSettings(database_url=identity.database_url, iam_issuer=identity.issuer,
-                            auth_issuers=[identity.issuer])
-        fresh = iam_bootstrap.issue_user_tokens(engine, settings, "alice")["access_token"]
-    finally:
-        engine.dispose()
+    settings = IamSettings(database_url=identity.database_url, iam_issuer=identity.issuer,
+                           auth_issuers=[identity.issuer])
+    fresh = issue_user_tokens(settings, "alice")["access_token"]
     assert jwt.get_unverified_header(fresh)["kid"] == rotated.active_key.kid
     time.sleep(1.1)  # an issuer's keys are refetched at most once a second
     list_jobs(fresh)  # a key the server has not seen: fetched at once

@@ -323,18 +323,18 @@ def test_retired_keys_are_published_until_their_tokens_expire(tmp_path: Path) ->
     engine = make_engine(fresh_database("sqlite", tmp_path, ""))
     store = KeyStore(engine)
     first = store.ensure_active_key(generate_signing_key)
-    assert store.ensure_active_key(generate_signing_key)["kid"] == first["kid"]  # the first start only
+    assert store.ensure_active_key(generate_signing_key).kid == first.kid  # the first start only
 
     second = store.rotate(generate_signing_key, longest_token_seconds=3600)
-    assert [k["kid"] for k in store.published_keys(3600)] == [second["kid"], first["kid"]]
+    assert [k.kid for k in store.published_keys(3600)] == [second.kid, first.kid]
     with engine.begin() as conn:
         conn.execute(text("UPDATE iam_signing_keys SET retire_time = :t WHERE kid = :k"),
-                     {"t": datetime.now(UTC) - timedelta(seconds=3601), "k": first["kid"]})
-    assert [k["kid"] for k in store.published_keys(3600)] == [second["kid"]]
+                     {"t": datetime.now(UTC) - timedelta(seconds=3601), "k": first.kid})
+    assert [k.kid for k in store.published_keys(3600)] == [second.kid]
     third = store.rotate(generate_signing_key, longest_token_seconds=3600)
     with engine.connect() as conn:
         kept = set(conn.execute(text("SELECT kid FROM iam_signing_keys")).scalars())
-    assert kept == {second["kid"], third["kid"]}  # the expired one is gone for good
+    assert kept == {second.kid, third.kid}  # the expired one is gone for good
     engine.dispose()
 
 

@@ -302,9 +302,7 @@ def start_iam(
 ) -> IdentityHandle:
     """The identity service on its own database (a fresh SQLite file unless one is given), with
     `users` (tokens minted for each) and `robots` (secrets kept), started and healthy."""
-    from iam_svc import bootstrap as iam_bootstrap
-    from iam_svc.settings import IamSettings
-    from panda_runtime.service.db import make_engine
+    from iam_svc.main import IamSettings, Person, Robot, provision
 
     data_dir.mkdir(parents=True, exist_ok=True)
     database_url = database_url or fresh_database("sqlite", data_dir, "")
@@ -315,19 +313,16 @@ def start_iam(
         "PANDA_IAM_HTTP_PORT": str(http_port), "PANDA_IAM_METRICS_PORT": str(metrics_port),
         **handle.trust_env(), **(extra_env or {}),
     }
-    settings = IamSettings(database_url=database_url, iam_issuer=handle.issuer, auth_issuers=[handle.issuer])
-    engine = make_engine(database_url)
-    try:
-        iam_bootstrap.ensure_signing_key(engine)
-        for name, groups in (users if users is not None else TEST_USERS).items():
-            iam_bootstrap.ensure_user(engine, name, groups=groups, password=f"{name}-password")
-            handle.tokens[name] = iam_bootstrap.issue_user_tokens(engine, settings, name)["access_token"]
-        for client_id, (groups, queues) in (robots if robots is not None else TEST_ROBOTS).items():
-            secret = iam_bootstrap.ensure_client(engine, client_id, groups=groups, queues=queues)
-            assert secret is not None
-            handle.secrets[client_id] = secret
-    finally:
-        engine.dispose()
+    people = users if users is not None else TEST_USERS
+    provisioned = provision(
+        IamSettings(database_url=database_url, iam_issuer=handle.issuer, auth_issuers=[handle.issuer]),
+        people=[Person(name, groups=groups, password=f"{name}-password") for name, groups in people.items()],
+        robots=[Robot(client_id, groups=groups, queues=queues)
+                for client_id, (groups, queues) in (robots if robots is not None else TEST_ROBOTS).items()],
+        sign_in=list(people),
+    )
+    handle.tokens = {name: response["access_token"] for name, response in provisioned.tokens.items()}
+    handle.secrets = dict(provisioned.secrets)
     handle.start()
     global _session_identity
     _session_identity = _session_identity or handle

@@ -7,6 +7,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+__all__ = [
+    "USER_CODE_ALPHABET", "USER_CODE_LENGTH", "digest", "new_client_secret", "new_device_code", "new_family",
+    "new_refresh_token", "new_user_code", "normalize_user_code",
+]
+
 # RFC 8628 §6.1: consonants only (no vowels, so no words), no look-alikes; 20^8 ≈ 2^34.6.
 USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH = 8

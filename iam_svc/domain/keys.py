@@ -1,10 +1,12 @@
-"""Signing keys: RSA 2048 for RS256, named by their RFC 7638 thumbprint, published as JWKs."""
+"""Signing keys: RSA 2048 for RS256, named by their RFC 7638 thumbprint, published as JWKs;
+exactly one active, retired ones published (and kept) while a token they signed may live."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -17,6 +19,30 @@ ALGORITHM = "RS256"
 KEY_BITS = 2048
 ACTIVE = "active"
 RETIRED = "retired"
+
+__all__ = [
+    "ACTIVE",
+    "ALGORITHM",
+    "RETIRED",
+    "SigningKey",
+    "generate_signing_key",
+    "load_private_key",
+    "public_jwk",
+    "published_until",
+    "retirement_cutoff",
+    "thumbprint",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    algorithm: str
+    private_key_pem: str
+    # ACTIVE (exactly one) or RETIRED.
+    state: str
+    create_time: datetime
+    retire_time: datetime | None
 
 
 def generate_signing_key() -> tuple[str, str]:
@@ -52,3 +78,10 @@ def public_jwk(pem: str, kid: str) -> dict[str, Any]:
 def published_until(retire_time: datetime, longest_token_seconds: int) -> datetime:
     """A retired key stays in the JWKS until the last token it signed has expired."""
     return retire_time + timedelta(seconds=longest_token_seconds)
+
+
+def retirement_cutoff(now: datetime, longest_token_seconds: int) -> datetime:
+    """A key retired at or before this moment signed no token that is still valid: it is no
+    longer published, and the next rotation drops it for good."""
+    return now - timedelta(seconds=longest_token_seconds)
+

@@ -8,6 +8,11 @@ from collections.abc import Iterable
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.principals import ROLES
 
+__all__ = [
+    "ANY_QUEUE", "DEFAULT_VO", "check_client_id", "check_email", "check_group_path", "check_group_paths",
+    "check_queue_names", "check_user_name", "default_groups", "group_resource_name",
+]
+
 # The VO of the embedded provider's own groups.
 DEFAULT_VO = "panda"
 

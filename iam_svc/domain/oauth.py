@@ -3,6 +3,11 @@ grant types the provider speaks."""
 
 from __future__ import annotations
 
+__all__ = [
+    "CLIENT_CREDENTIALS", "CONFIDENTIAL_DEFAULT_GRANTS", "DEVICE_CODE", "GRANT_TYPES", "GRANT_TYPE_ALIASES",
+    "PUBLIC_DEFAULT_GRANTS", "REFRESH_TOKEN", "OAuthError", "invalid_client", "invalid_grant", "invalid_request",
+]
+
 CLIENT_CREDENTIALS = "client_credentials"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 REFRESH_TOKEN = "refresh_token"

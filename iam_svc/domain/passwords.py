@@ -7,6 +7,11 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from panda_runtime.service.errors import InvalidArgument
 
+__all__ = [
+    "MAX_PASSWORD_LENGTH", "MIN_PASSWORD_LENGTH", "check_password", "hash_password", "needs_rehash",
+    "verify_password",
+]
+
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 

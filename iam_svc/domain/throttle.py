@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections import deque
 
+__all__ = ["SignInThrottle"]
+
 MAX_FAILURES = 10
 WINDOW_SECONDS = 600.0
 # Accounts tracked at most; the oldest are forgotten first.

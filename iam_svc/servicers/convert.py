@@ -1,42 +1,45 @@
-"""Rows of the identity stores to IamService messages."""
+"""The identity stores' records to IamService messages."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
-from iam_svc.domain.keys import ACTIVE
+from iam_svc.domain.accounts import Client, Group, User
+from iam_svc.domain.keys import ACTIVE, SigningKey
 from iam_svc.domain.names import group_resource_name
 from panda.iam.v1 import identity_pb2
 from panda_runtime.service.timestamps import timestamp
 
+__all__ = ["client_to_proto", "group_to_proto", "key_to_proto", "user_to_proto"]
 
-def user_to_proto(row: dict[str, Any]) -> identity_pb2.User:
+
+def user_to_proto(user: User) -> identity_pb2.User:
     return identity_pb2.User(
-        name=f"users/{row['name']}", user_id=row["name"], display_name=row["display_name"], email=row["email"],
-        disabled=not row["enabled"], groups=row["groups"], has_password=bool(row["password_hash"]),
-        create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]),
+        name=f"users/{user.name}", user_id=user.name, display_name=user.display_name, email=user.email,
+        disabled=not user.enabled, groups=user.groups, has_password=bool(user.password_hash),
+        create_time=timestamp(user.create_time), update_time=timestamp(user.update_time),
     )
 
 
-def group_to_proto(row: dict[str, Any]) -> identity_pb2.Group:
+def group_to_proto(group: Group) -> identity_pb2.Group:
     return identity_pb2.Group(
-        name=group_resource_name(row["path"]), path=row["path"], description=row["description"],
-        member_count=int(row.get("member_count", 0)), create_time=timestamp(row["create_time"]),
+        name=group_resource_name(group.path), path=group.path, description=group.description,
+        member_count=group.member_count, create_time=timestamp(group.create_time),
     )
 
 
-def client_to_proto(row: dict[str, Any]) -> identity_pb2.Client:
-    kind = identity_pb2.Client.TYPE_PUBLIC if row["public"] else identity_pb2.Client.TYPE_CONFIDENTIAL
+def client_to_proto(client: Client) -> identity_pb2.Client:
+    kind = identity_pb2.Client.TYPE_PUBLIC if client.public else identity_pb2.Client.TYPE_CONFIDENTIAL
     return identity_pb2.Client(
-        name=f"clients/{row['client_id']}", client_id=row["client_id"], description=row["description"], type=kind,
-        grant_types=row["grant_types"], groups=row["groups"], queues=row["queues"], disabled=not row["enabled"],
-        create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]),
+        name=f"clients/{client.client_id}", client_id=client.client_id, description=client.description, type=kind,
+        grant_types=client.grant_types, groups=client.groups, queues=client.queues, disabled=not client.enabled,
+        create_time=timestamp(client.create_time), update_time=timestamp(client.update_time),
     )
 
 
-def key_to_proto(row: dict[str, Any], expire_time: Any = None) -> identity_pb2.SigningKey:
-    state = identity_pb2.SigningKey.STATE_ACTIVE if row["state"] == ACTIVE else identity_pb2.SigningKey.STATE_RETIRED
+def key_to_proto(key: SigningKey, expire_time: datetime | None = None) -> identity_pb2.SigningKey:
+    state = identity_pb2.SigningKey.STATE_ACTIVE if key.state == ACTIVE else identity_pb2.SigningKey.STATE_RETIRED
     return identity_pb2.SigningKey(
-        kid=row["kid"], state=state, algorithm=row["algorithm"], create_time=timestamp(row["create_time"]),
-        retire_time=timestamp(row["retire_time"]), expire_time=timestamp(expire_time),
+        kid=key.kid, state=state, algorithm=key.algorithm, create_time=timestamp(key.create_time),
+        retire_time=timestamp(key.retire_time), expire_time=timestamp(expire_time),
     )

@@ -1,16 +1,17 @@
-"""IamService: checks requests, calls the stores off the event loop, maps rows to messages."""
+"""IamService: checks requests, calls the stores off the event loop, maps records to messages."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import grpc
 
-from iam_svc.domain import codes, oauth
-from iam_svc.domain.keys import published_until
+from iam_svc.domain import codes
+from iam_svc.domain.accounts import UserChanges, check_grant_types
+from iam_svc.domain.keys import SigningKey, published_until
 from iam_svc.domain.names import (
     check_client_id,
     check_email,
@@ -20,7 +21,7 @@ from iam_svc.domain.names import (
     check_user_name,
 )
 from iam_svc.domain.passwords import check_password, hash_password
-from iam_svc.provider import Provider
+from iam_svc.logic.provider import Provider
 from iam_svc.servicers.convert import client_to_proto, group_to_proto, key_to_proto, user_to_proto
 from iam_svc.store.identity_store import IdentityStore, group_not_found
 from panda.iam.v1 import iam_service_pb2 as pb
@@ -30,6 +31,8 @@ from panda_runtime.service.errors import FailedPrecondition, InvalidArgument
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.timestamps import timestamp
+
+__all__ = ["IamServicer"]
 
 USER_UPDATABLE = ("display_name", "email", "disabled", "password")
 MAX_TEXT = 256
@@ -42,24 +45,9 @@ def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     return value
 
 
-def _next_token(rows: list[dict[str, Any]], limit: int, key: str, query: str) -> str:
-    return encode_token({"after": rows[-1][key]}, query) if len(rows) == limit else ""
-
-
-def _grant_types(requested: list[str], public: bool) -> list[str]:
-    if not requested:
-        return list(oauth.PUBLIC_DEFAULT_GRANTS if public else oauth.CONFIDENTIAL_DEFAULT_GRANTS)
-    grants = []
-    for name in requested:
-        grant = oauth.GRANT_TYPE_ALIASES.get(name.strip(), name.strip())
-        if grant not in oauth.GRANT_TYPES:
-            raise InvalidArgument(f"unknown grant type {name!r} (known: {', '.join(oauth.GRANT_TYPES)})",
-                                  field="client.grant_types")
-        grants.append(grant)
-    if public and oauth.CLIENT_CREDENTIALS in grants:
-        raise InvalidArgument("a public client has no secret, so it cannot use client_credentials",
-                              field="client.grant_types")
-    return list(dict.fromkeys(grants))
+def _next_token(keys: Sequence[str], limit: int, query: str) -> str:
+    """The token of the page after this one, whose last record has the last of `keys`."""
+    return encode_token({"after": keys[-1]}, query) if len(keys) == limit else ""
 
 
 class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
@@ -105,7 +93,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         rows = await self._db.run(self._store.list_users, limit=limit, after=str(position.get("after", "")),
                                   group=group)
         return pb.ListUsersResponse(users=[user_to_proto(r) for r in rows],
-                                    next_page_token=_next_token(rows, limit, "name", f"users|{group}"))
+                                    next_page_token=_next_token([r.name for r in rows], limit, f"users|{group}"))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context: grpc.aio.ServicerContext
                          ) -> pb.UpdateUserResponse:
@@ -115,18 +103,18 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         if not paths:
             raise InvalidArgument(f"update_mask names no field; updatable: {', '.join(USER_UPDATABLE)}",
                                   field="update_mask")
-        changes: dict[str, Any] = {}
+        changes = UserChanges()
         for path in paths:
             if path == "display_name":
-                changes["display_name"] = _text(user.display_name, "user.display_name") or name
+                changes = replace(changes, display_name=_text(user.display_name, "user.display_name") or name)
             elif path == "email":
-                changes["email"] = check_email(user.email, "user.email")
+                changes = replace(changes, email=check_email(user.email, "user.email"))
             elif path == "disabled":
-                changes["enabled"] = not user.disabled
+                changes = replace(changes, enabled=not user.disabled)
             elif path == "password":
-                changes["password_hash"] = (
+                changes = replace(changes, password_hash=(
                     await asyncio.to_thread(hash_password, check_password(user.password, "user.password"))
-                    if user.password else "")
+                    if user.password else ""))
             else:
                 raise InvalidArgument(f"field {path!r} cannot be updated; updatable: {', '.join(USER_UPDATABLE)} "
                                       "(groups: AddMember and RemoveMember)", field="update_mask")
@@ -156,7 +144,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         position = decode_token(request.page_token, "groups")
         rows = await self._db.run(self._store.list_groups, limit=limit, after=str(position.get("after", "")))
         return pb.ListGroupsResponse(groups=[group_to_proto(r) for r in rows],
-                                     next_page_token=_next_token(rows, limit, "path", "groups"))
+                                     next_page_token=_next_token([r.path for r in rows], limit, "groups"))
 
     async def DeleteGroup(self, request: pb.DeleteGroupRequest, context: grpc.aio.ServicerContext
                           ) -> pb.DeleteGroupResponse:
@@ -187,7 +175,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         row = await self._db.run(
             self._store.create_client, client_id, description=_text(client.description, "client.description", 4000),
             public=public, secret_hash=codes.digest(secret) if secret else "",
-            grant_types=_grant_types(list(client.grant_types), public), group_paths=groups,
+            grant_types=check_grant_types(client.grant_types, public), group_paths=groups,
             queues=check_queue_names(client.queues, "client.queues"), enabled=not client.disabled)
         return pb.CreateClientResponse(client=client_to_proto(row), client_secret=secret)
 
@@ -202,7 +190,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         position = decode_token(request.page_token, "clients")
         rows = await self._db.run(self._store.list_clients, limit=limit, after=str(position.get("after", "")))
         return pb.ListClientsResponse(clients=[client_to_proto(r) for r in rows],
-                                      next_page_token=_next_token(rows, limit, "client_id", "clients"))
+                                      next_page_token=_next_token([r.client_id for r in rows], limit, "clients"))
 
     async def DeleteClient(self, request: pb.DeleteClientRequest, context: grpc.aio.ServicerContext
                            ) -> pb.DeleteClientResponse:
@@ -225,8 +213,8 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
             await self._on_key_rotated()
         longest = self._provider.longest_token_seconds
 
-        def expiry(row: dict[str, Any]) -> Any:
-            return published_until(row["retire_time"], longest) if row["retire_time"] else None
+        def expiry(key: SigningKey) -> datetime | None:
+            return published_until(key.retire_time, longest) if key.retire_time else None
 
         return pb.RotateSigningKeyResponse(
             active_key=key_to_proto(active), published_keys=[key_to_proto(k, expiry(k)) for k in published])
@@ -237,7 +225,6 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
             subject=principal.subject, issuer=principal.issuer, client_id=principal.client_id,
             groups=list(principal.groups), roles=sorted(principal.roles),
             grants=sorted(f"{vo}/{role}" for vo, role in principal.grants), queues=sorted(principal.queues),
+            expire_time=timestamp(datetime.fromtimestamp(principal.expires_at, UTC)) if principal.expires_at else None,
         )
-        if principal.expires_at:
-            response.expire_time.CopyFrom(timestamp(datetime.fromtimestamp(principal.expires_at, UTC)))
         return response

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from iam_svc.domain import refresh
+from iam_svc.domain.accounts import Client, Group, User, UserChanges, ends_sign_ins
+from iam_svc.domain.names import group_resource_name
 from iam_svc.store.tables import clients, groups, memberships, refresh_tokens, users
 from panda_runtime.service.db import Store, aware, now
 from panda_runtime.service.errors import AlreadyExists, FailedPrecondition, NotFound
 
-USER_FIELDS = ("display_name", "email", "password_hash", "enabled")
-CLIENT_FIELDS = ("description", "public", "secret_hash", "grant_types", "groups", "queues", "enabled")
+__all__ = ["IdentityStore", "client_not_found", "group_not_found", "user_not_found"]
 
 
 def user_not_found(name: str) -> NotFound:
@@ -23,7 +27,7 @@ def user_not_found(name: str) -> NotFound:
 def group_not_found(path: str) -> NotFound:
     return NotFound(
         f"group {path} does not exist (create it first: panda iam group add {path})",
-        resource_type="group", resource_name="groups/" + path.lstrip("/"),
+        resource_type="group", resource_name=group_resource_name(path),
     )
 
 
@@ -31,24 +35,37 @@ def client_not_found(client_id: str) -> NotFound:
     return NotFound(f"client {client_id} not found", resource_type="client", resource_name=f"clients/{client_id}")
 
 
-def _user_dict(row: Any, group_paths: list[str]) -> dict[str, Any]:
-    record = dict(row._mapping)
-    record["groups"] = group_paths
-    record["create_time"], record["update_time"] = aware(record["create_time"]), aware(record["update_time"])
-    return record
+def _times(row: Any) -> tuple[datetime, datetime]:
+    create_time, update_time = aware(row.create_time), aware(row.update_time)
+    assert create_time is not None and update_time is not None
+    return create_time, update_time
 
 
-def _client_dict(row: Any) -> dict[str, Any]:
-    record = dict(row._mapping)
-    record["create_time"], record["update_time"] = aware(record["create_time"]), aware(record["update_time"])
-    return record
+def _user_record(row: Any, group_paths: Sequence[str]) -> User:
+    create_time, update_time = _times(row)
+    return User(name=row.name, display_name=row.display_name, email=row.email, password_hash=row.password_hash,
+                enabled=row.enabled, groups=tuple(group_paths), create_time=create_time, update_time=update_time)
+
+
+def _client_record(row: Any) -> Client:
+    create_time, update_time = _times(row)
+    return Client(client_id=row.client_id, description=row.description, public=row.public,
+                  secret_hash=row.secret_hash, grant_types=tuple(row.grant_types), groups=tuple(row.groups),
+                  queues=tuple(row.queues), enabled=row.enabled, create_time=create_time, update_time=update_time)
+
+
+def _group_record(row: Any) -> Group:
+    create_time = aware(row.create_time)
+    assert create_time is not None
+    return Group(path=row.path, description=row.description, member_count=int(row.member_count),
+                 create_time=create_time)
 
 
 class IdentityStore(Store):
     # --- users ---------------------------------------------------------------------------
 
     def create_user(self, name: str, *, display_name: str, email: str, password_hash: str, enabled: bool,
-                    group_paths: Sequence[str], create_missing_groups: bool = False) -> dict[str, Any]:
+                    group_paths: Sequence[str], create_missing_groups: bool = False) -> User:
         try:
             with self._engine.begin() as conn:
                 if conn.execute(select(users.c.user_row).where(users.c.name == name)).first() is not None:
@@ -64,16 +81,16 @@ class IdentityStore(Store):
             # Two creations racing on PostgreSQL: the loser sees the unique index.
             raise AlreadyExists(f"user {name} already exists") from error
 
-    def get_user(self, name: str) -> dict[str, Any]:
+    def get_user(self, name: str) -> User:
         with self._engine.connect() as conn:
             return self._user(conn, name)
 
-    def find_user(self, name: str) -> dict[str, Any] | None:
+    def find_user(self, name: str) -> User | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()
-            return None if row is None else _user_dict(row, self._groups_of(conn, row.user_row))
+            return None if row is None else _user_record(row, self._groups_of(conn, row.user_row))
 
-    def list_users(self, *, limit: int, after: str = "", group: str = "") -> list[dict[str, Any]]:
+    def list_users(self, *, limit: int, after: str = "", group: str = "") -> list[User]:
         with self._engine.connect() as conn:
             query = select(users).where(users.c.name > after).order_by(users.c.name).limit(limit)
             if group:
@@ -83,16 +100,16 @@ class IdentityStore(Store):
                 ))
             rows = conn.execute(query).all()
             group_map = self._groups_of_many(conn, [r.user_row for r in rows])
-            return [_user_dict(r, group_map.get(r.user_row, [])) for r in rows]
+            return [_user_record(r, group_map.get(r.user_row, [])) for r in rows]
 
-    def update_user(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
-        unknown = set(changes) - set(USER_FIELDS)
-        assert not unknown, f"not user fields: {unknown}"
+    def update_user(self, name: str, changes: UserChanges) -> User:
+        values = {key: value for key, value in ((f.name, getattr(changes, f.name)) for f in fields(changes))
+                  if value is not None}
         with self._engine.begin() as conn:
             self._user_row(conn, name, lock=True)
-            if changes:
-                conn.execute(update(users).where(users.c.name == name).values(**changes, update_time=now()))
-            if changes.get("enabled") is False:
+            if values:
+                conn.execute(update(users).where(users.c.name == name).values(**values, update_time=now()))
+            if ends_sign_ins(changes):
                 self._revoke_refresh_tokens(conn, users_named=name)
             return self._user(conn, name)
 
@@ -112,7 +129,7 @@ class IdentityStore(Store):
             user_row = self._user_row(conn, name, lock=True)
             self._set_memberships(conn, user_row, group_paths, create_missing_groups)
 
-    def add_member(self, name: str, path: str) -> dict[str, Any]:
+    def add_member(self, name: str, path: str) -> User:
         with self._engine.begin() as conn:
             user_row = self._user_row(conn, name, lock=True)
             group_row = self._group_row(conn, path)
@@ -123,7 +140,7 @@ class IdentityStore(Store):
                 conn.execute(update(users).where(users.c.user_row == user_row).values(update_time=now()))
             return self._user(conn, name)
 
-    def remove_member(self, name: str, path: str) -> dict[str, Any]:
+    def remove_member(self, name: str, path: str) -> User:
         with self._engine.begin() as conn:
             user_row = self._user_row(conn, name, lock=True)
             group_row = self._group_row(conn, path)
@@ -136,7 +153,7 @@ class IdentityStore(Store):
 
     # --- groups --------------------------------------------------------------------------
 
-    def create_group(self, path: str, description: str = "") -> dict[str, Any]:
+    def create_group(self, path: str, description: str = "") -> Group:
         try:
             with self._engine.begin() as conn:
                 if conn.execute(select(groups.c.group_row).where(groups.c.path == path)).first() is not None:
@@ -150,11 +167,11 @@ class IdentityStore(Store):
         with self._engine.begin() as conn:
             self._ensure_groups(conn, paths)
 
-    def list_groups(self, *, limit: int, after: str = "") -> list[dict[str, Any]]:
+    def list_groups(self, *, limit: int, after: str = "") -> list[Group]:
         with self._engine.connect() as conn:
             rows = conn.execute(self._groups_query().where(groups.c.path > after)
                                 .order_by(groups.c.path).limit(limit)).all()
-            return [self._group_dict(r) for r in rows]
+            return [_group_record(r) for r in rows]
 
     def delete_group(self, path: str) -> None:
         """Users leave it (the cascade) and clients stop carrying it."""
@@ -176,7 +193,7 @@ class IdentityStore(Store):
 
     def create_client(self, client_id: str, *, description: str, public: bool, secret_hash: str,
                       grant_types: Sequence[str], group_paths: Sequence[str], queues: Sequence[str],
-                      enabled: bool = True) -> dict[str, Any]:
+                      enabled: bool = True) -> Client:
         try:
             with self._engine.begin() as conn:
                 if self._find_client(conn, client_id) is not None:
@@ -191,40 +208,42 @@ class IdentityStore(Store):
         except IntegrityError as error:
             raise AlreadyExists(f"client {client_id} already exists") from error
 
-    def upsert_client(self, client_id: str, **values: Any) -> dict[str, Any]:
-        """Creates the client or overwrites the given fields (bootstrapping)."""
-        unknown = set(values) - set(CLIENT_FIELDS)
-        assert not unknown, f"not client fields: {unknown}"
+    def upsert_client(self, client_id: str, *, public: bool, secret_hash: str, grant_types: Sequence[str],
+                      group_paths: Sequence[str], queues: Sequence[str], enabled: bool = True,
+                      description: str | None = None) -> Client:
+        """Creates the client or overwrites these fields (provisioning); a description of None
+        leaves an existing client's as it is."""
+        values: dict[str, Any] = {
+            "public": public, "secret_hash": secret_hash, "grant_types": list(grant_types),
+            "groups": list(group_paths), "queues": list(queues), "enabled": enabled,
+        }
+        if description is not None:
+            values["description"] = description
         with self._engine.begin() as conn:
             at = now()
             if self._find_client(conn, client_id, lock=True) is None:
-                conn.execute(insert(clients).values(
-                    client_id=client_id, description=values.get("description", ""),
-                    public=values.get("public", False), secret_hash=values.get("secret_hash", ""),
-                    grant_types=list(values.get("grant_types", [])), groups=list(values.get("groups", [])),
-                    queues=list(values.get("queues", [])), enabled=values.get("enabled", True),
-                    create_time=at, update_time=at,
-                ))
+                conn.execute(insert(clients).values(client_id=client_id, **{"description": "", **values},
+                                                    create_time=at, update_time=at))
             else:
                 conn.execute(update(clients).where(clients.c.client_id == client_id).values(**values, update_time=at))
             return self._client(conn, client_id)
 
-    def get_client(self, client_id: str) -> dict[str, Any]:
+    def get_client(self, client_id: str) -> Client:
         with self._engine.connect() as conn:
             return self._client(conn, client_id)
 
-    def find_client(self, client_id: str) -> dict[str, Any] | None:
+    def find_client(self, client_id: str) -> Client | None:
         with self._engine.connect() as conn:
             row = self._find_client(conn, client_id)
-            return None if row is None else _client_dict(row)
+            return None if row is None else _client_record(row)
 
-    def list_clients(self, *, limit: int, after: str = "") -> list[dict[str, Any]]:
+    def list_clients(self, *, limit: int, after: str = "") -> list[Client]:
         with self._engine.connect() as conn:
             rows = conn.execute(select(clients).where(clients.c.client_id > after)
                                 .order_by(clients.c.client_id).limit(limit)).all()
-            return [_client_dict(r) for r in rows]
+            return [_client_record(r) for r in rows]
 
-    def set_client_secret(self, client_id: str, secret_hash: str) -> dict[str, Any]:
+    def set_client_secret(self, client_id: str, secret_hash: str) -> Client:
         with self._engine.begin() as conn:
             row = self._find_client(conn, client_id, lock=True)
             if row is None:
@@ -241,7 +260,8 @@ class IdentityStore(Store):
             if not conn.execute(delete(clients).where(clients.c.client_id == client_id)).rowcount:
                 raise client_not_found(client_id)
             conn.execute(update(refresh_tokens).where(refresh_tokens.c.client_id == client_id,
-                                                      refresh_tokens.c.state == "active").values(state="revoked"))
+                                                      refresh_tokens.c.state == refresh.ACTIVE)
+                         .values(state=refresh.REVOKED))
 
     # --- inside a transaction ------------------------------------------------------------
 
@@ -252,11 +272,11 @@ class IdentityStore(Store):
             raise user_not_found(name)
         return int(user_row)
 
-    def _user(self, conn: Connection, name: str) -> dict[str, Any]:
+    def _user(self, conn: Connection, name: str) -> User:
         row = conn.execute(select(users).where(users.c.name == name)).first()
         if row is None:
             raise user_not_found(name)
-        return _user_dict(row, self._groups_of(conn, row.user_row))
+        return _user_record(row, self._groups_of(conn, row.user_row))
 
     def _groups_of(self, conn: Connection, user_row: int) -> list[str]:
         return self._groups_of_many(conn, [user_row]).get(user_row, [])
@@ -301,29 +321,24 @@ class IdentityStore(Store):
         return (select(groups, func.coalesce(counts.c.member_count, 0).label("member_count"))
                 .outerjoin(counts, counts.c.group_row == groups.c.group_row))
 
-    def _group(self, conn: Connection, path: str) -> dict[str, Any]:
+    def _group(self, conn: Connection, path: str) -> Group:
         row = conn.execute(self._groups_query().where(groups.c.path == path)).first()
         if row is None:
             raise group_not_found(path)
-        return self._group_dict(row)
-
-    @staticmethod
-    def _group_dict(row: Any) -> dict[str, Any]:
-        record = dict(row._mapping)
-        record["create_time"] = aware(record["create_time"])
-        return record
+        return _group_record(row)
 
     def _find_client(self, conn: Connection, client_id: str, *, lock: bool = False) -> Any:
         query = select(clients).where(clients.c.client_id == client_id)
         return conn.execute(self._locked(query) if lock else query).first()
 
-    def _client(self, conn: Connection, client_id: str) -> dict[str, Any]:
+    def _client(self, conn: Connection, client_id: str) -> Client:
         row = self._find_client(conn, client_id)
         if row is None:
             raise client_not_found(client_id)
-        return _client_dict(row)
+        return _client_record(row)
 
     @staticmethod
     def _revoke_refresh_tokens(conn: Connection, *, users_named: str) -> None:
         conn.execute(update(refresh_tokens).where(refresh_tokens.c.user_name == users_named,
-                                                  refresh_tokens.c.state == "active").values(state="revoked"))
+                                                  refresh_tokens.c.state == refresh.ACTIVE)
+                         .values(state=refresh.REVOKED))

@@ -3,33 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from iam_svc.domain.keys import ACTIVE, ALGORITHM, RETIRED
+from iam_svc.domain.keys import ACTIVE, ALGORITHM, RETIRED, SigningKey, retirement_cutoff
 from iam_svc.store.tables import signing_keys
 from panda_runtime.service.db import Store, aware, now
+
+__all__ = ["KeyFactory", "KeyStore"]
 
 # Makes a new key: (kid, private key PEM).
 KeyFactory = Callable[[], tuple[str, str]]
 
 
-def _key_dict(row: Any) -> dict[str, Any]:
-    record = dict(row._mapping)
-    record["create_time"], record["retire_time"] = aware(record["create_time"]), aware(record["retire_time"])
-    return record
+def _key(row: Any) -> SigningKey:
+    create_time = aware(row.create_time)
+    assert create_time is not None
+    return SigningKey(kid=row.kid, algorithm=row.algorithm, private_key_pem=row.private_key_pem, state=row.state,
+                      create_time=create_time, retire_time=aware(row.retire_time))
 
 
 class KeyStore(Store):
-    def active_key(self) -> dict[str, Any] | None:
+    def active_key(self) -> SigningKey | None:
         with self._engine.connect() as conn:
             row = conn.execute(select(signing_keys).where(signing_keys.c.state == ACTIVE)).first()
-            return None if row is None else _key_dict(row)
+            return None if row is None else _key(row)
 
-    def ensure_active_key(self, make_key: KeyFactory) -> dict[str, Any]:
+    def ensure_active_key(self, make_key: KeyFactory) -> SigningKey:
         """The active key, made first if there is none (the first start)."""
         found = self.active_key()
         if found is not None:
@@ -45,7 +47,7 @@ class KeyStore(Store):
         assert found is not None
         return found
 
-    def rotate(self, make_key: KeyFactory, longest_token_seconds: int) -> dict[str, Any]:
+    def rotate(self, make_key: KeyFactory, longest_token_seconds: int) -> SigningKey:
         """Retires the active key, makes a new one active, and drops retired keys whose every
         token has expired. Returns the new key."""
         kid, pem = make_key()
@@ -56,27 +58,23 @@ class KeyStore(Store):
             conn.execute(update(signing_keys).where(signing_keys.c.state == ACTIVE)
                          .values(state=RETIRED, retire_time=at))
             self._insert_active(conn, kid, pem)
-            self._prune(conn, longest_token_seconds, at)
-            row = conn.execute(select(signing_keys).where(signing_keys.c.kid == kid)).one()
-            return _key_dict(row)
+            cutoff = retirement_cutoff(at, longest_token_seconds)
+            conn.execute(delete(signing_keys).where(signing_keys.c.state == RETIRED,
+                                                    signing_keys.c.retire_time <= cutoff))
+            return _key(conn.execute(select(signing_keys).where(signing_keys.c.kid == kid)).one())
 
-    def published_keys(self, longest_token_seconds: int) -> list[dict[str, Any]]:
+    def published_keys(self, longest_token_seconds: int) -> list[SigningKey]:
         """The active key and the retired ones that may still have signed a valid token, newest first."""
-        cutoff = now() - timedelta(seconds=longest_token_seconds)
+        retired_after = retirement_cutoff(now(), longest_token_seconds)
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(signing_keys)
-                .where((signing_keys.c.state == ACTIVE) | (signing_keys.c.retire_time > cutoff))
+                .where((signing_keys.c.state == ACTIVE) | (signing_keys.c.retire_time > retired_after))
                 .order_by(signing_keys.c.create_time.desc(), signing_keys.c.key_row.desc())
             ).all()
-            return [_key_dict(r) for r in rows]
+            return [_key(r) for r in rows]
 
     def _insert_active(self, conn: Connection, kid: str, pem: str) -> None:
         conn.execute(insert(signing_keys).values(
             kid=kid, algorithm=ALGORITHM, private_key_pem=pem, state=ACTIVE, create_time=now(), retire_time=None,
         ))
-
-    @staticmethod
-    def _prune(conn: Connection, longest_token_seconds: int, at: datetime) -> None:
-        cutoff = at - timedelta(seconds=longest_token_seconds)
-        conn.execute(delete(signing_keys).where(signing_keys.c.state == RETIRED, signing_keys.c.retire_time <= cutoff))

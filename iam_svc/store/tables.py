@@ -19,6 +19,8 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
+__all__ = ["clients", "device_codes", "groups", "memberships", "metadata", "refresh_tokens", "signing_keys", "users"]
+
 metadata = new_metadata()
 
 users = Table(

@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 
 from panda_runtime.service.auth import Authenticator
 from panda_runtime.service.principals import Principal
+
+__all__ = ["RenewableAuthenticator"]
 
 # Calls that began with the previous check may still be using it for this long.
 RETIRE_AFTER_SECONDS = 30.0
@@ -25,7 +28,8 @@ class RenewableAuthenticator:
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def authenticate(
-        self, method: str, metadata: Sequence[tuple[str, str | bytes]], context: grpc.aio.ServicerContext | None
+        self, method: str, metadata: Sequence[tuple[str, str | bytes]],
+        context: grpc.aio.ServicerContext[Any, Any] | None,
     ) -> Principal:
         return await self._current.authenticate(method, metadata, context)
 

@@ -9,7 +9,6 @@ import binascii
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
@@ -19,14 +18,17 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from iam_svc.domain import codes, device, oauth, tokens
+from iam_svc.domain.accounts import Client, check_grant, sign_in_name
+from iam_svc.domain.device import Decision
 from iam_svc.domain.keys import ALGORITHM
 from iam_svc.domain.oauth import OAuthError, invalid_request
 from iam_svc.domain.throttle import SignInThrottle
-from iam_svc.http import pages
-from iam_svc.http.forms import CSRF_COOKIE, FormGuard
-from iam_svc.provider import Provider
-from iam_svc.store.flow_store import Decision
+from iam_svc.logic.provider import Provider
+from iam_svc.servicers.http import pages
+from iam_svc.servicers.http.forms import CSRF_COOKIE, FormGuard
 from panda_runtime.service.db import DbRunner, now
+
+__all__ = ["build_app"]
 
 log = logging.getLogger("panda.iam.http")
 
@@ -102,8 +104,8 @@ def client_credentials_of(request: Request, form: FormData) -> tuple[str, str | 
     client_id = str(form.get("client_id") or "")
     if not client_id:
         raise oauth.invalid_client("no client authentication: send client_id (and client_secret, or HTTP Basic)")
-    secret = form.get("client_secret")
-    return client_id, None if secret is None else str(secret)
+    posted_secret = form.get("client_secret")
+    return client_id, None if posted_secret is None else str(posted_secret)
 
 
 class OidcEndpoints:
@@ -135,7 +137,7 @@ class OidcEndpoints:
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(await self._db.run(self._provider.jwks), headers=JWKS_CACHE)
 
-    async def _client(self, request: Request, form: FormData) -> dict[str, Any]:
+    async def _client(self, request: Request, form: FormData) -> Client:
         client_id, secret = client_credentials_of(request, form)
         return await self._db.run(self._provider.authenticate_client, client_id, secret)
 
@@ -148,7 +150,7 @@ class OidcEndpoints:
             raise OAuthError("unsupported_grant_type",
                              f"grant type {grant_type!r} is not offered (offered: {', '.join(oauth.GRANT_TYPES)})")
         client = await self._client(request, form)
-        self._provider.check_grant(client, grant_type)
+        check_grant(client, grant_type)
         scope = form.get("scope")
         scope_text = None if scope is None else str(scope)
         if grant_type == oauth.CLIENT_CREDENTIALS:
@@ -162,8 +164,8 @@ class OidcEndpoints:
     async def device_authorization(self, request: Request) -> Response:
         form = await read_form(request)
         client = await self._client(request, form)
-        body = await self._db.run(self._provider.start_device_authorization, client, _text(form, "scope"))
-        return JSONResponse(body, headers=NO_STORE)
+        authorization = await self._db.run(self._provider.start_device_authorization, client, _text(form, "scope"))
+        return JSONResponse(authorization, headers=NO_STORE)
 
     async def revoke(self, request: Request) -> Response:
         form = await read_form(request)
@@ -223,10 +225,10 @@ class DevicePages:
         if user_code is None or found is None:
             return again("That code is not valid. Check it against the one your terminal shows "
                          "(8 letters, such as WDJB-MJHT).", 400)
-        problem = _code_problem(found)
+        problem = _CODE_PROBLEMS.get(device.decide(found, now()))
         if problem:
             return again(problem, 400)
-        account = user_name.lower()
+        account = sign_in_name(user_name)
         if self._throttle.blocked(account, time.monotonic()):
             return again("Too many failed sign-ins for this account. Wait a few minutes and try again.", 429)
         user = await asyncio.to_thread(self._provider.sign_in, user_name, _text(form, "password") or "")
@@ -234,12 +236,12 @@ class DevicePages:
             self._throttle.failed(account, time.monotonic())
             return again("Wrong username or password.", 401)
         self._throttle.succeeded(account)
-        client = await self._db.run(self._provider.identities.find_client, found["client_id"])
+        client = await self._db.run(self._provider.find_client, found.client_id)
         return self._html(pages.consent_page(
-            csrf_token=csrf, ticket=self._guard.ticket(browser_id, found["user_code"], user["name"]),
-            user_name=user["name"], display_name=user["display_name"], user_code=found["user_code"],
-            client_id=found["client_id"], client_description=(client or {}).get("description", ""),
-            scopes=found["scope"].split(), groups=user["groups"]), browser_id)
+            csrf_token=csrf, ticket=self._guard.ticket(browser_id, found.user_code, user.name),
+            user_name=user.name, display_name=user.display_name, user_code=found.user_code,
+            client_id=found.client_id, client_description=client.description if client else "",
+            scopes=found.scope.split(), groups=user.groups), browser_id)
 
     async def _decide(self, form: FormData, browser_id: str) -> Response:
         opened = self._guard.open_ticket(browser_id, _text(form, "ticket"))
@@ -258,7 +260,7 @@ class DevicePages:
         if outcome is not Decision.DONE:
             return self._html(pages.error_page("Code already used", _ALREADY_DECIDED, retry=False), browser_id,
                               status=400)
-        return self._html(pages.result_page(approved=approve, client_id=(found or {}).get("client_id", "")),
+        return self._html(pages.result_page(approved=approve, client_id=found.client_id if found else ""),
                           browser_id)
 
     def _html(self, text: str, browser_id: str, status: int = 200) -> HTMLResponse:
@@ -273,12 +275,8 @@ _EXPIRED = "This code has expired. Run `panda login` again to get a new one."
 _ALREADY_DECIDED = "This code was already approved or denied. Run `panda login` again if you need a new one."
 
 
-def _code_problem(found: dict[str, Any]) -> str:
-    if found["expire_time"] <= now():
-        return _EXPIRED
-    if found["state"] != device.PENDING:
-        return _ALREADY_DECIDED
-    return ""
+# What the person reads when a code can no longer be decided (device.decide).
+_CODE_PROBLEMS = {Decision.EXPIRED: _EXPIRED, Decision.ALREADY_DECIDED: _ALREADY_DECIDED}
 
 
 def build_app(db: DbRunner, provider: Provider, guard: FormGuard | None = None) -> Starlette:

@@ -12,6 +12,8 @@ import json
 import secrets
 import time
 
+__all__ = ["CSRF_COOKIE", "FormGuard"]
+
 CSRF_COOKIE = "panda_iam_csrf"
 # The person has this long between signing in and approving.
 TICKET_SECONDS = 300

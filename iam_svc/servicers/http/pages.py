@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
+__all__ = ["consent_page", "error_page", "result_page", "sign_in_page"]
+
 SCOPE_MEANINGS = {
     "openid": "know who you are (your user name)",
     "profile": "see your name",

@@ -13,6 +13,8 @@ _ADMIN_METHODS = (
     "RotateSigningKey",
 )
 
+__all__ = ["ACCESS"]
+
 ACCESS = AccessTable({
     f"{_SERVICE}WhoAmI": {AUTHENTICATED},
     **{f"{_SERVICE}{method}": {ADMIN} for method in _ADMIN_METHODS},

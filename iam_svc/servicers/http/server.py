@@ -1,0 +1,60 @@
+"""uvicorn serving the OIDC endpoints as a task of the service's own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+
+__all__ = ["OidcHttpServer"]
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process stops on its gRPC server's
+    signal handlers and then tells uvicorn to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Binds the HTTP port here, so a port in use is a clear error rather than uvicorn's exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise SystemExit(f"cannot listen for HTTP on {host}:{port}: {error}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class OidcHttpServer:
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                              server_header=False))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listens, and returns once uvicorn serves."""
+        sock = _listen(self._host, self._port)
+        self._task = task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if task.done():
+                task.result()
+                raise SystemExit("the OIDC endpoints did not start")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
