@@ -6,6 +6,8 @@ JobService that answers UNAVAILABLE to the first attempts of every call."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -171,3 +173,19 @@ def test_errors_for_people(stand_in: tuple[StandIn, str]) -> None:
         client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=1))
     assert away.value.message == f"cannot reach the server at {nobody} (is it running?)"
     assert away.value.unreachable
+
+
+def test_the_command_line_rides_out_a_moment_of_unavailability(stand_in: tuple[StandIn, str]) -> None:
+    """`panda` as a user runs it: a read succeeds through the retry; `job kill` is not repeated."""
+    servicer, address = stand_in
+
+    def panda(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "panda_cli.main", "--server", address, *argv],
+                              capture_output=True, text=True, timeout=60)
+
+    listed = panda("jobs")
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "no jobs\nshowing 0 of 0\n", "")
+    killed = panda("job", "kill", "1")
+    assert (killed.returncode, killed.stdout) == (1, "")
+    assert killed.stderr == "panda: UNAVAILABLE: KillJobs: not now (attempt 1)\n"
+    assert servicer.attempts == {"ListJobs": 2, "KillJobs": 1}

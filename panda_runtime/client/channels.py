@@ -9,12 +9,9 @@ from typing import Any
 
 import grpc
 
-from panda_runtime.client.config import DEFAULT_DEADLINE_SECONDS, TlsConfig
 from panda_runtime.client.credentials import TokenSource
-from panda_runtime.settings import CallerSettings
 
-__all__ = ["CHANNEL_OPTIONS", "DEFAULT_DEADLINE_SECONDS", "aio_channel", "channel_credentials", "error_message",
-           "sync_channel"]
+__all__ = ["CHANNEL_OPTIONS", "aio_channel", "error_message", "sync_channel"]
 
 # Keepalive lets a pilot notice a dead server (and the server a dead pilot) on a quiet stream.
 CHANNEL_OPTIONS = [
@@ -101,12 +98,6 @@ class _AioBearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
 
     async def intercept_stream_stream(self, continuation: Callable, details: Any, requests: Any) -> Any:
         return await continuation(_with_token(details, self._tokens), requests)
-
-
-def channel_credentials(settings: CallerSettings) -> grpc.ChannelCredentials | None:
-    """TLS towards servers on the legacy x509 path (with this caller's certificate, if any)."""
-    tls = TlsConfig.from_settings(settings)
-    return tls.credentials() if tls else None
 
 
 def sync_channel(
