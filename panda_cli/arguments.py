@@ -9,6 +9,20 @@ from typing import Any
 
 from panda_runtime.settings import DEFAULT_IAM_ADDRESS, DEFAULT_JEDI_ADDRESS
 
+__all__ = [
+    "Commands",
+    "Handler",
+    "iam_address_option",
+    "id_of",
+    "jedi_address_option",
+    "job_id_arg",
+    "new_parser",
+    "non_negative_int",
+    "option_set",
+    "positive_int",
+    "task_id_arg",
+]
+
 
 def _whole(text: str, what: str) -> int:
     try:

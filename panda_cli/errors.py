@@ -3,6 +3,8 @@ is a `panda_runtime.client.ServiceError` instead. main() prints either as one li
 
 from __future__ import annotations
 
+__all__ = ["CliError"]
+
 
 class CliError(Exception):
     """Ends the command: `panda: <message>` on stderr and this exit code."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import datasets
 from panda_cli.arguments import Commands, jedi_address_option, non_negative_int, positive_int, task_id_arg
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     dataset = commands.with_options(jedi_address_option()).group(

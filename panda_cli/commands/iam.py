@@ -7,6 +7,8 @@ import argparse
 from panda_cli import iam
 from panda_cli.arguments import Commands, iam_address_option
 
+__all__ = ["register"]
+
 
 def _password_options(parser: argparse.ArgumentParser) -> None:
     choice = parser.add_mutually_exclusive_group()

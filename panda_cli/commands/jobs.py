@@ -8,6 +8,8 @@ from panda_cli import jobs
 from panda_cli.arguments import Commands, job_id_arg, positive_int
 from panda_cli.output import job_state_choices
 
+__all__ = ["register"]
+
 SUBMIT_EPILOG = """\
 examples:
   panda submit --queue local --output out.txt -- sh -c 'date > out.txt'

@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import login
 from panda_cli.arguments import Commands, iam_address_option
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     p = commands.command("login", login.cmd_login,

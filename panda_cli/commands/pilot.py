@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import runners
 from panda_cli.arguments import Commands
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     commands.pass_through("pilot", runners.cmd_pilot, "run a pilot (panda pilot --help for its options)")

@@ -6,6 +6,8 @@ from panda_cli import queues
 from panda_cli.arguments import Commands, non_negative_int
 from panda_cli.output import queue_status_choices
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     queue = commands.group("queue", "list, add, show queues; set their status", "queues", dest="queue_command")

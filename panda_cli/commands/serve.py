@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import runners
 from panda_cli.arguments import Commands
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     serve = commands.group("serve", "run a service in the foreground", "services", dest="serve_command",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import tasks
 from panda_cli.arguments import Commands, jedi_address_option, positive_int, task_id_arg
 
+__all__ = ["register"]
+
 # Commands that only change a task's state, with what each does.
 STATE_COMMANDS = [
     ("kill", "kill a task: its jobs are killed, it ends aborted"),

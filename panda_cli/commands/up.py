@@ -5,6 +5,8 @@ from __future__ import annotations
 from panda_cli import up
 from panda_cli.arguments import Commands, non_negative_int
 
+__all__ = ["register"]
+
 
 def register(commands: Commands) -> None:
     p = commands.command(
