@@ -1,4 +1,5 @@
-"""Job commands: submit, jobs (list), job show / kill / reassign / watch."""
+"""Job commands: submit, jobs (list), job show / kill / reassign / watch (their parsers:
+commands/jobs.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from pathlib import Path
 import grpc
 
 from panda.server.v1 import job_pb2, job_service_pb2
+from panda_runtime.client import ServerClient
 
 from . import output
-from .output import FINAL_JOB_STATES, format_time, job_state_name, or_dash, render_table
-from .rpc import Client, CliError, unreachable_message
+from .clients import server_client
+from .errors import CliError
+from .output import FINAL_JOB_STATES, format_time, job_state_name, list_footer, or_dash, render_table
 from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
 
 # gRPC status names by number, for the per-job google.rpc.Status of batch actions.
@@ -89,10 +92,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     # One request id for the call and its retries: the server then creates the jobs once.
     request = job_service_pb2.SubmitJobsRequest(jobs=jobs, request_id=str(uuid.uuid4()))
-    with Client(args.server) as client:
+    with server_client(args.server) as client:
         # Big batches take the server longer to store; stretch the deadline with the size.
-        client.deadline += len(jobs) / 200
-        response = client.call_with_retry(client.jobs.SubmitJobs, request)
+        response = client.jobs.SubmitJobs(request, timeout=client.config.deadline + len(jobs) / 200)
     ids = [job.job_id for job in response.jobs]
     if args.file:
         if args.json:
@@ -130,8 +132,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     except SpecError as exc:
         raise CliError(str(exc), exit_code=2) from None
     request = job_service_pb2.ListJobsRequest(page_size=args.limit, page_token=args.page_token or "", filter=job_filter)
-    with Client(args.server) as client:
-        response = client.call(client.jobs.ListJobs, request)
+    with server_client(args.server) as client:
+        response = client.jobs.ListJobs(request)
     if args.json:
         output.print_json(response)
         return 0
@@ -166,25 +168,13 @@ def render_jobs_table(jobs: Iterable[job_pb2.Job]) -> str:
     return render_table(headers, rows, right=(0, 4, 5))
 
 
-def list_footer(shown: int, total: int, next_page_token: str) -> str:
-    footer = f"showing {shown} of {total}"
-    if next_page_token:
-        # The token is bound to the filter: it works only with the same flags.
-        footer += f"; next page: same command with --page-token {next_page_token}"
-    return footer
-
-
 # --- job show ----------------------------------------------------------------------------
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
-        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=args.job_id)).job
-    if args.json:
-        output.print_json(job)
-    else:
-        print(render_job(job))
-    return 0
+    with server_client(args.server) as client:
+        job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=args.job_id)).job
+    return output.show(job, render_job, as_json=args.json)
 
 
 def render_job(job: job_pb2.Job) -> str:
@@ -270,15 +260,15 @@ def _indent(text: str, prefix: str = "  ") -> str:
 def cmd_kill(args: argparse.Namespace) -> int:
     reason = args.reason or f"killed by {_user()} with `panda job kill`"
     request = job_service_pb2.KillJobsRequest(job_ids=args.job_ids, reason=reason)
-    with Client(args.server) as client:
-        response = client.call(client.jobs.KillJobs, request)
+    with server_client(args.server) as client:
+        response = client.jobs.KillJobs(request)
     return _report_actions(args, response.results, _kill_outcome)
 
 
 def cmd_reassign(args: argparse.Namespace) -> int:
     request = job_service_pb2.ReassignJobsRequest(job_ids=args.job_ids, queue=args.queue)
-    with Client(args.server) as client:
-        response = client.call(client.jobs.ReassignJobs, request)
+    with server_client(args.server) as client:
+        response = client.jobs.ReassignJobs(request)
     return _report_actions(args, response.results, lambda r: f"reassigned to {args.queue} ({job_state_name(r.state)})")
 
 
@@ -362,15 +352,15 @@ def watch_exit_code(state: int) -> int:
     return 0 if state == job_pb2.Job.STATE_FINISHED else 1
 
 
-def _retried(client: Client, event: job_pb2.JobEvent) -> bool:
+def _retried(client: ServerClient, event: job_pb2.JobEvent) -> bool:
     """Whether a failed attempt was followed by another one. The server records a retry
     (failed, then activated as attempt N+1) together with the failure, so GetJob already
     shows the new attempt; for the job's last attempt, failed is where it stays."""
     if event.state != job_pb2.Job.STATE_FAILED:
         return False
     try:
-        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=event.job_id)).job
-    except CliError:
+        job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=event.job_id)).job
+    except grpc.RpcError:
         return False
     return job.attempt > event.attempt
 
@@ -379,8 +369,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     job_id: int = args.job_id
     emit = output.print_json_line if args.json else (lambda e: print(format_event(e), flush=True))
 
-    with Client(args.server) as client:
-        job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=job_id)).job
+    with server_client(args.server) as client:
+        job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
         emit(event_from_job(job))
         if job.state in FINAL_JOB_STATES:
             return watch_exit_code(job.state)
@@ -425,15 +415,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 reason = error.code().name if error is not None else "stream ended"
                 print(f"panda: watch stream interrupted ({reason}); resuming", file=sys.stderr)
             elif now - lost_since > WATCH_RECONNECT_GIVE_UP_SECONDS:
-                raise CliError(unreachable_message(client.address))
+                raise client.unreachable()
             time.sleep(WATCH_RETRY_SECONDS)
 
             if cursor == 0:
                 # Without a cursor the gap is not replayed: catch up through GetJob instead.
                 try:
-                    job = client.call(client.jobs.GetJob, job_service_pb2.GetJobRequest(job_id=job_id)).job
-                except CliError as exc:
-                    if exc.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
+                except grpc.RpcError as exc:
+                    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                         continue  # still away: keep trying until the give-up time
                     raise
                 if (job.state, job.attempt) != last_state:

@@ -1,6 +1,6 @@
 """Signing in and out: `panda login` (OAuth device flow, RFC 8628), `panda logout` and
-`panda whoami`. The tokens live in <config dir>/token.json (mode 0600), the file
-panda_runtime.client.credentials reads and refreshes."""
+`panda whoami` (their parsers: commands/login.py). The tokens live in <config dir>/token.json
+(mode 0600), the file panda_runtime.client.credentials reads and refreshes."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from panda.iam.v1 import iam_service_pb2
 from panda_runtime.client.credentials import CredentialsError, discover, login_file, write_login
 
 from . import output
-from .iam import IamClient, iam_address
+from .clients import iam_client
+from .errors import CliError
 from .output import format_duration, format_time, render_fields
-from .rpc import CliError
 from .settings import CliSettings
 
 CLI_CLIENT_ID = "panda-cli"
@@ -68,8 +68,8 @@ def cmd_login(args: argparse.Namespace) -> int:
             raise CliError(f"the identity service at {issuer} does not offer the device flow (RFC 8628)")
         response = _post(http, device_endpoint, {"client_id": CLI_CLIENT_ID, "scope": LOGIN_SCOPE}, issuer)
         if response.status_code != 200:
-            error, description = _error_of(response)
-            raise CliError(f"the identity service refused to start a sign-in: {error}: {description}")
+            code, description = _error_of(response)
+            raise CliError(f"the identity service refused to start a sign-in: {code}: {description}")
         start = response.json()
         _tell_person(start)
         tokens, issued = _poll(http, token_endpoint, start, issuer)
@@ -159,16 +159,17 @@ def _revoke(path: Path) -> bool:
 
 
 def cmd_whoami(args: argparse.Namespace) -> int:
-    with IamClient(iam_address(args)) as client:
-        me = client.call(client.iam.WhoAmI, iam_service_pb2.WhoAmIRequest())
-    if args.json:
-        output.print_json(me)
-        return 0
+    with iam_client(args) as client:
+        me = client.iam.WhoAmI(iam_service_pb2.WhoAmIRequest())
+    return output.show(me, render_identity, as_json=args.json)
+
+
+def render_identity(me: iam_service_pb2.WhoAmIResponse) -> str:
     expiry = "-"
     if me.HasField("expire_time"):
         left = me.expire_time.seconds - datetime.now(UTC).timestamp()
         expiry = f"{format_time(me.expire_time)} (in {format_duration(left)})" if left > 0 else "expired"
-    print(render_fields([
+    return render_fields([
         ("subject", me.subject),
         ("issuer", me.issuer),
         ("client", me.client_id),
@@ -176,18 +177,4 @@ def cmd_whoami(args: argparse.Namespace) -> int:
         ("roles", ", ".join(me.roles)),
         ("queues", ", ".join(me.queues)),
         ("expires", expiry),
-    ]))
-    return 0
-
-
-def add_commands(commands: Any, command: Any) -> None:
-    """`login`, `logout` and `whoami` on the main parser."""
-    p = command(commands, "login", cmd_login, "sign in through the browser (device code); saves your tokens",
-                json_flag=False)
-    p.add_argument("--issuer", metavar="URL",
-                   help="the identity service (default: the first of PANDA_AUTH_ISSUERS, else PANDA_IAM_ISSUER)")
-    command(commands, "logout", cmd_logout, "sign out: revoke the sign-in and delete the saved tokens",
-            json_flag=False)
-    p = command(commands, "whoami", cmd_whoami, "who the services take you for: subject, groups, roles, expiry")
-    p.add_argument("--iam", metavar="ADDR", default=None,
-                   help="the identity service's gRPC address (default: PANDA_IAM, else 127.0.0.1:25280)")
+    ])

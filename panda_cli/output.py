@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
 
 from panda.server.v1 import job_pb2, queue_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+# An enum's value type (mypy-protobuf gives each enum its own).
+EnumValue = TypeVar("EnumValue", bound=int)
+MessageT = TypeVar("MessageT", bound=Message)
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 EMPTY = "-"
@@ -33,36 +40,32 @@ def _short(full_name: str, prefix: str) -> str:
     return full_name.removeprefix(prefix).lower()
 
 
-def job_state_name(state: int) -> str:
-    """`running` for STATE_RUNNING; unknown numbers (a newer server) stay visible as numbers."""
+def enum_name(enum_type: _EnumTypeWrapper[EnumValue], value: EnumValue, prefix: str) -> str:
+    """`running` for STATE_RUNNING (prefix "STATE_"); a number this program does not know (a
+    newer service's) stays visible as a number: `state-42`."""
     try:
-        return _short(job_pb2.Job.State.Name(state), "STATE_")
+        return _short(enum_type.Name(value), prefix)
     except ValueError:
-        return f"state-{state}"
+        return f"{prefix.rstrip('_').lower()}-{value}"
 
 
-def queue_status_name(status: int) -> str:
-    try:
-        return _short(queue_pb2.Queue.Status.Name(status), "STATUS_")
-    except ValueError:
-        return f"status-{status}"
+def job_state_name(state: job_pb2.Job.State.ValueType) -> str:
+    return enum_name(job_pb2.Job.State, state, "STATE_")
 
 
-def file_kind_name(kind: int) -> str:
-    try:
-        return _short(job_pb2.JobFile.Kind.Name(kind), "KIND_")
-    except ValueError:
-        return f"kind-{kind}"
+def queue_status_name(status: queue_pb2.Queue.Status.ValueType) -> str:
+    return enum_name(queue_pb2.Queue.Status, status, "STATUS_")
 
 
-def file_status_name(status: int) -> str:
-    try:
-        return _short(job_pb2.JobFile.Status.Name(status), "STATUS_")
-    except ValueError:
-        return f"status-{status}"
+def file_kind_name(kind: job_pb2.JobFile.Kind.ValueType) -> str:
+    return enum_name(job_pb2.JobFile.Kind, kind, "KIND_")
 
 
-def parse_enum(value: str, enum_type: Any, prefix: str, what: str) -> int:
+def file_status_name(status: job_pb2.JobFile.Status.ValueType) -> str:
+    return enum_name(job_pb2.JobFile.Status, status, "STATUS_")
+
+
+def parse_enum(value: str, enum_type: _EnumTypeWrapper[EnumValue], prefix: str, what: str) -> EnumValue:
     """Accept `running`, `RUNNING` or `STATE_RUNNING`; the error lists the valid choices."""
     name = value.strip().upper()
     if not name.startswith(prefix):
@@ -71,7 +74,7 @@ def parse_enum(value: str, enum_type: Any, prefix: str, what: str) -> int:
     if name == prefix + "UNSPECIFIED" or name not in names:
         choices = ", ".join(_short(n, prefix) for n in names if not n.endswith("_UNSPECIFIED"))
         raise ValueError(f"unknown {what} {value!r} (choose from {choices})")
-    return int(enum_type.Value(name))
+    return enum_type.Value(name)
 
 
 def job_state_choices() -> list[str]:
@@ -187,8 +190,26 @@ def print_json(value: Message | Mapping[str, Any] | Sequence[Any], *, out: TextI
     print(json.dumps(data, indent=2, sort_keys=False), file=out or sys.stdout)
 
 
+def show(message: MessageT, render: Callable[[MessageT], str], *, as_json: bool) -> int:
+    """Print `message` as JSON (--json), else as `render` puts it for people; returns 0, the
+    command's exit code."""
+    if as_json:
+        print_json(message)
+    else:
+        print(render(message))
+    return 0
+
+
 def print_json_line(value: Message | Mapping[str, Any], *, out: TextIO | None = None) -> None:
     """One compact object per line (JSON Lines), for streams such as `job watch --json`."""
     data = message_to_dict(value) if isinstance(value, Message) else value
     stream = out or sys.stdout
     print(json.dumps(data, separators=(",", ":")), file=stream, flush=True)
+
+
+def list_footer(shown: int, total: int, next_page_token: str) -> str:
+    footer = f"showing {shown} of {total}"
+    if next_page_token:
+        # The token is bound to the filter: it works only with the same flags.
+        footer += f"; next page: same command with --page-token {next_page_token}"
+    return footer

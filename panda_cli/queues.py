@@ -1,4 +1,4 @@
-"""Queue commands: queue list / add / show / set-status."""
+"""Queue commands: queue list / add / show / set-status (their parsers: commands/queues.py)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from google.protobuf import field_mask_pb2
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, queue_pb2, queue_service_pb2
+from panda_runtime.client import ServerClient
 
 from . import output
+from .clients import all_pages, server_client
+from .errors import CliError
 from .output import format_duration, format_mb, format_time, or_dash, queue_status_name, render_table
-from .rpc import Client, CliError
 from .specs import SpecError, parse_duration
 
 # Job counts are listed in lifecycle order (the enum's), not alphabetically.
 _STATE_ORDER = {name.removeprefix("STATE_").lower(): number for name, number in job_pb2.Job.State.items()}
 
 
-def parse_status(value: str) -> int:
+def parse_status(value: str) -> queue_pb2.Queue.Status.ValueType:
     try:
         return output.parse_enum(value, queue_pb2.Queue.Status, "STATUS_", "queue status")
     except ValueError as exc:
@@ -33,16 +35,11 @@ def format_job_counts(counts: Mapping[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in items) or "-"
 
 
-def list_all_queues(client: Client, status: int = 0) -> list[queue_pb2.Queue]:
-    queues: list[queue_pb2.Queue] = []
-    token = ""
-    while True:
-        request = queue_service_pb2.ListQueuesRequest(page_size=1000, page_token=token, status=status)
-        response = client.call(client.queues.ListQueues, request)
-        queues.extend(response.queues)
-        token = response.next_page_token
-        if not token:
-            return queues
+def list_all_queues(
+    client: ServerClient, status: queue_pb2.Queue.Status.ValueType = queue_pb2.Queue.STATUS_UNSPECIFIED
+) -> list[queue_pb2.Queue]:
+    request = queue_service_pb2.ListQueuesRequest(page_size=1000, status=status)
+    return [queue for page in all_pages(client.queues.ListQueues, request) for queue in page.queues]
 
 
 def render_queues_table(queues: Iterable[queue_pb2.Queue]) -> str:
@@ -83,8 +80,8 @@ def render_queue(queue: queue_pb2.Queue) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    status = parse_status(args.status) if args.status else 0
-    with Client(args.server) as client:
+    status = parse_status(args.status) if args.status else queue_pb2.Queue.STATUS_UNSPECIFIED
+    with server_client(args.server) as client:
         queues = list_all_queues(client, status)
     if args.json:
         output.print_json({"queues": [output.message_to_dict(q) for q in queues]})
@@ -116,23 +113,16 @@ def queue_from_args(args: argparse.Namespace) -> queue_pb2.Queue:
 
 def cmd_add(args: argparse.Namespace) -> int:
     queue = queue_from_args(args)
-    with Client(args.server) as client:
-        created = client.call(client.queues.CreateQueue, queue_service_pb2.CreateQueueRequest(queue=queue)).queue
-    if args.json:
-        output.print_json(created)
-    else:
-        print(f"created queue {created.queue_id} ({queue_status_name(created.status)})")
-    return 0
+    with server_client(args.server) as client:
+        created = client.queues.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue)).queue
+    return output.show(created, lambda q: f"created queue {q.queue_id} ({queue_status_name(q.status)})",
+                       as_json=args.json)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with Client(args.server) as client:
-        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=args.name)).queue
-    if args.json:
-        output.print_json(queue)
-    else:
-        print(render_queue(queue))
-    return 0
+    with server_client(args.server) as client:
+        queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=args.name)).queue
+    return output.show(queue, render_queue, as_json=args.json)
 
 
 def cmd_set_status(args: argparse.Namespace) -> int:
@@ -141,8 +131,8 @@ def cmd_set_status(args: argparse.Namespace) -> int:
         queue=queue_pb2.Queue(queue_id=args.name, status=status),
         update_mask=field_mask_pb2.FieldMask(paths=["status"]),
     )
-    with Client(args.server) as client:
-        updated = client.call(client.queues.UpdateQueue, request).queue
+    with server_client(args.server) as client:
+        updated = client.queues.UpdateQueue(request).queue
     if args.json:
         output.print_json(updated)
     else:

@@ -1,4 +1,5 @@
-"""Commands that run another component in this process: the server, a pilot, the migrations.
+"""Commands that run another component in this process: the server, JEDI, the identity
+service, a pilot, the migrations.
 
 The components are imported only when their command runs, so `panda jobs` stays quick and
 works where only the client side is installed."""
@@ -11,7 +12,8 @@ import os
 from pathlib import Path
 from types import ModuleType
 
-from .rpc import CliError
+from .arguments import new_parser
+from .errors import CliError
 from .settings import CliSettings
 
 
@@ -28,20 +30,37 @@ def use_server_address(args: argparse.Namespace) -> None:
         os.environ["PANDA_SERVER"] = args.server
 
 
-# --- serve server ------------------------------------------------------------------------
+# --- serve ---------------------------------------------------------------------------------
 
 
-def cmd_serve_server(args: argparse.Namespace) -> int:
-    use_server_address(args)
-    server_main = import_component("server_svc.main", "the server")
+def _serve(module: str, what: str) -> int:
+    service_main = import_component(module, what)
     db = import_component("panda_runtime.service.db", "the database layer")
     not_migrated: type[Exception] = getattr(db, "DatabaseNotMigrated", RuntimeError)
     try:
-        server_main.run()
+        service_main.run()
     except not_migrated as exc:
         # A known refusal with its own advice ("run `panda db upgrade`"), not a crash.
         raise CliError(str(exc)) from None
     return 0
+
+
+def cmd_serve_server(args: argparse.Namespace) -> int:
+    use_server_address(args)
+    return _serve("server_svc.main", "the server")
+
+
+def cmd_serve_jedi(args: argparse.Namespace) -> int:
+    use_server_address(args)
+    if args.jedi:
+        os.environ["PANDA_JEDI"] = args.jedi
+    return _serve("jedi_svc.main", "JEDI")
+
+
+def cmd_serve_iam(args: argparse.Namespace) -> int:
+    if args.iam:
+        os.environ["PANDA_IAM"] = args.iam
+    return _serve("iam_svc.main", "the identity service")
 
 
 # --- pilot -------------------------------------------------------------------------------
@@ -49,7 +68,7 @@ def cmd_serve_server(args: argparse.Namespace) -> int:
 
 def build_pilot_parser(prog: str = "panda pilot") -> argparse.ArgumentParser:
     pilot_cli = import_component("pilot_agent.cli", "the pilot")
-    parser = argparse.ArgumentParser(prog=prog, description="Run a pilot: take jobs from a queue and run them.")
+    parser = new_parser(prog=prog, description="Run a pilot: take jobs from a queue and run them.")
     pilot_cli.add_arguments(parser)
     return parser
 

@@ -315,7 +315,7 @@ def _int(value: Any, what: str, *, minimum: int | None) -> int:
 _FILE_KEYS = {"lfn", "size_bytes", "adler32", "storage_element"}
 
 
-def _files(value: Any, kind: int, what: str) -> list[job_pb2.JobFile]:
+def _files(value: Any, kind: job_pb2.JobFile.Kind.ValueType, what: str) -> list[job_pb2.JobFile]:
     """File names, or mappings {lfn, size_bytes, adler32, storage_element} for inputs the
     pilot should verify or outputs bound for another storage element."""
     if value is None:

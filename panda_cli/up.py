@@ -38,11 +38,11 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from panda_runtime.client.channels import sync_channel
+from panda_runtime.client import ConnectConfig, ServerClient, ServiceClient
 from panda_runtime.client.credentials import LoginToken, login_file, write_login
 from panda_runtime.settings import (
     DEFAULT_IAM_ADDRESS,
@@ -54,7 +54,8 @@ from panda_runtime.settings import (
     DEFAULT_SERVER_METRICS_PORT,
 )
 
-from .rpc import Client, CliError
+from .clients import server_client
+from .errors import CliError
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 
 if TYPE_CHECKING:
@@ -239,14 +240,11 @@ def child_env(settings: ServerSettings, address: str, database_url: str) -> dict
 
 def health_status(address: str, timeout: float = 1.0) -> int | None:
     """The server's overall health status, or None when nothing answers."""
-    channel = sync_channel(address)
-    try:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout).status
-    except grpc.RpcError:
-        return None
-    finally:
-        channel.close()
+    with ServiceClient(ConnectConfig(address, deadline=timeout)) as client:
+        try:
+            return client.health.Check(health_pb2.HealthCheckRequest(service="")).status
+        except grpc.RpcError:
+            return None
 
 
 def wait_for_server(supervisor: Supervisor, server: Child, address: str, what: str = "the server") -> float:
@@ -281,12 +279,12 @@ def wait_for_server(supervisor: Supervisor, server: Child, address: str, what: s
         supervisor.sleep(0.25)
 
 
-def ensure_local_queue(client: Client, se_url: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
+def ensure_local_queue(client: ServerClient, se_url: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
     """Create the queue (by default `local`) unless it exists; says what it did."""
     try:
-        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=name)).queue
-    except CliError as exc:
-        if exc.code != grpc.StatusCode.NOT_FOUND:
+        queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=name)).queue
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
             raise
     else:
         status = queue_pb2.Queue.Status.Name(queue.status).removeprefix("STATUS_").lower()
@@ -298,7 +296,7 @@ def ensure_local_queue(client: Client, se_url: str, name: str = LOCAL_QUEUE, max
         description="created by `panda up`",
         max_resources=resources_pb2.Resources(memory_mb=max_memory_mb),
     )
-    client.call(client.queues.CreateQueue, queue_service_pb2.CreateQueueRequest(queue=queue))
+    client.queues.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue))
     limit = f", jobs up to {max_memory_mb} MB" if max_memory_mb else ""
     return f"queue {name}: created (online, SE {se_url}{limit})"
 
@@ -335,7 +333,7 @@ def pilot_argv(workdir: Path, address: str, queue: str = LOCAL_QUEUE) -> list[st
     return argv
 
 
-def wait_for_pilots(supervisor: Supervisor, client: Client, count: int, queue_id: str = LOCAL_QUEUE) -> int:
+def wait_for_pilots(supervisor: Supervisor, client: ServerClient, count: int, queue_id: str = LOCAL_QUEUE) -> int:
     """Waits until `count` pilots are connected to the queue; returns how many are."""
     deadline = time.monotonic() + PILOT_CONNECT_TIMEOUT_SECONDS
     connected = 0
@@ -343,7 +341,7 @@ def wait_for_pilots(supervisor: Supervisor, client: Client, count: int, queue_id
         dead = supervisor.dead_child()
         if dead is not None:
             raise ChildDied(dead)
-        queue = client.call(client.queues.GetQueue, queue_service_pb2.GetQueueRequest(queue_id=queue_id)).queue
+        queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue_id)).queue
         connected = queue.connected_pilots
         if connected >= count or time.monotonic() > deadline:
             return connected
@@ -356,11 +354,11 @@ class ChildDied(Exception):
         self.child = child
 
 
-def demo_jobs(client: Client) -> list[tuple[int, str]]:
+def demo_jobs(client: ServerClient) -> list[tuple[int, str]]:
     """Two sample jobs: one producing an output file, one that runs for a while."""
     # LFNs are unique system-wide: a data dir that already ran jobs gets a fresh output name.
-    existing = client.call(
-        client.jobs.ListJobs, job_service_pb2.ListJobsRequest(page_size=1, filter=f'queue = "{LOCAL_QUEUE}"')
+    existing = client.jobs.ListJobs(
+        job_service_pb2.ListJobsRequest(page_size=1, filter=f'queue = "{LOCAL_QUEUE}"')
     ).total_size
     lfn = "demo.out" if existing == 0 else f"demo-{uuid.uuid4().hex[:8]}.out"
     writer = job_pb2.Job(
@@ -371,7 +369,7 @@ def demo_jobs(client: Client) -> list[tuple[int, str]]:
     )
     sleeper = job_pb2.Job(queue=LOCAL_QUEUE, command=["sleep", "20"], label="demo-sleep")
     request = job_service_pb2.SubmitJobsRequest(jobs=[writer, sleeper], request_id=str(uuid.uuid4()))
-    response = client.call_with_retry(client.jobs.SubmitJobs, request)
+    response = client.jobs.SubmitJobs(request)
     descriptions = [f"writes {lfn}", "sleep 20"]
     return [(job.job_id, text) for job, text in zip(response.jobs, descriptions, strict=False)]
 
@@ -593,7 +591,7 @@ def _run(
     wait_for_server(supervisor, server, address)
     print(f"server ready at {address} (pid {server.pid})", flush=True)
 
-    with Client(address, tokens=LoginToken(identity.token_path)) as client:
+    with server_client(address, tokens=LoginToken(identity.token_path)) as client:
         print(ensure_local_queue(client, f"file://{se_dir}"), flush=True)
         for name, max_memory in EXTRA_QUEUES:
             extra_se = se_dir.parent / name

@@ -252,9 +252,13 @@ def test_build_filter_edge_cases() -> None:
 def test_jobs_flags_reach_the_filter(monkeypatch) -> None:
     seen: dict[str, object] = {}
 
+    def list_jobs(request: job_service_pb2.ListJobsRequest) -> job_service_pb2.ListJobsResponse:
+        seen["request"] = request
+        return job_service_pb2.ListJobsResponse(total_size=0)
+
     class FakeClient:
         def __init__(self, address: str) -> None:
-            self.jobs = types.SimpleNamespace(ListJobs="ListJobs")
+            self.jobs = types.SimpleNamespace(ListJobs=list_jobs)
 
         def __enter__(self) -> FakeClient:
             return self
@@ -262,11 +266,7 @@ def test_jobs_flags_reach_the_filter(monkeypatch) -> None:
         def __exit__(self, *exc: object) -> None:
             pass
 
-        def call(self, method: object, request: job_service_pb2.ListJobsRequest) -> job_service_pb2.ListJobsResponse:
-            seen["request"] = request
-            return job_service_pb2.ListJobsResponse(total_size=0)
-
-    monkeypatch.setattr(jobs, "Client", FakeClient)
+    monkeypatch.setattr(jobs, "server_client", FakeClient)
     assert main(["jobs", "--state", "failed", "--queue", "local", "--limit", "7", "--page-token", "abc"]) == 0
     request = seen["request"]
     assert isinstance(request, job_service_pb2.ListJobsRequest)

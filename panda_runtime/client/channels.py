@@ -1,5 +1,6 @@
-"""Client channels: one place for the options every caller of a PanDA mesh service uses, and
-for attaching the caller's bearer token to every call."""
+"""Client channels: one place for the options every caller of a PanDA mesh service uses, for
+attaching the caller's bearer token to every call, and for a default deadline on unary calls.
+Most callers want a client of `panda_runtime.client.service`, which builds its channel here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import grpc
 
 from panda_runtime.client.credentials import TokenSource
-from panda_runtime.settings import CallerSettings
+
+__all__ = ["CHANNEL_OPTIONS", "aio_channel", "error_message", "sync_channel"]
 
 # Keepalive lets a pilot notice a dead server (and the server a dead pilot) on a quiet stream.
 CHANNEL_OPTIONS = [
@@ -20,9 +22,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
 ]
-
-# Default deadline of a unary call, seconds.
-DEFAULT_DEADLINE_SECONDS = 30.0
 
 
 def _with_token(details: Any, tokens: TokenSource) -> Any:
@@ -55,6 +54,28 @@ class _SyncBearer(
         return continuation(_with_token(details, self._tokens), requests)
 
 
+class _SyncDefaultDeadline(grpc.UnaryUnaryClientInterceptor):
+    """Gives unary calls that name no deadline this one; streams keep theirs (often none)."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = details._replace(timeout=self._seconds)
+        return continuation(details, request)
+
+
+class _AioDefaultDeadline(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    async def intercept_unary_unary(self, continuation: Callable, details: Any, request: Any) -> Any:
+        if details.timeout is None:
+            details = details._replace(timeout=self._seconds)
+        return await continuation(details, request)
+
+
 class _AioBearerUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, tokens: TokenSource) -> None:
         self._tokens = tokens
@@ -79,40 +100,27 @@ class _AioBearerStreamStream(grpc.aio.StreamStreamClientInterceptor):
         return await continuation(_with_token(details, self._tokens), requests)
 
 
-def channel_credentials(settings: CallerSettings) -> grpc.ChannelCredentials | None:
-    """TLS towards servers on the legacy x509 path (with this caller's certificate, if any)."""
-    if not settings.tls_ca_file:
-        return None
-
-    def read(path: str) -> bytes | None:
-        if not path:
-            return None
-        with open(path, "rb") as handle:
-            return handle.read()
-
-    return grpc.ssl_channel_credentials(
-        root_certificates=read(settings.tls_ca_file),
-        private_key=read(settings.x509_key_file),
-        certificate_chain=read(settings.x509_cert_file),
-    )
-
-
 def sync_channel(
     address: str,
     tokens: TokenSource | None = None,
     *,
     tls: grpc.ChannelCredentials | None = None,
     options: list[tuple[str, Any]] | None = None,
+    deadline: float | None = None,
 ) -> grpc.Channel:
-    """A channel whose calls carry `tokens`' bearer token (when given)."""
+    """A channel whose calls carry `tokens`' bearer token (when given) and whose unary calls
+    that name no deadline get `deadline` seconds (when given)."""
     all_options = [*CHANNEL_OPTIONS, *(options or [])]
     if tls is None:
         channel = grpc.insecure_channel(address, options=all_options)
     else:
         channel = grpc.secure_channel(address, tls, options=all_options)
-    if tokens is None:
-        return channel
-    return grpc.intercept_channel(channel, _SyncBearer(tokens))
+    interceptors: list[Any] = []
+    if tokens is not None:
+        interceptors.append(_SyncBearer(tokens))
+    if deadline is not None:
+        interceptors.append(_SyncDefaultDeadline(deadline))
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
 
 def aio_channel(
@@ -121,17 +129,19 @@ def aio_channel(
     *,
     tls: grpc.ChannelCredentials | None = None,
     options: list[tuple[str, Any]] | None = None,
+    deadline: float | None = None,
 ) -> grpc.aio.Channel:
-    """An asyncio channel whose calls carry `tokens`' bearer token (when given)."""
+    """An asyncio channel whose calls carry `tokens`' bearer token (when given) and whose unary
+    calls that name no deadline get `deadline` seconds (when given)."""
     all_options = [*CHANNEL_OPTIONS, *(options or [])]
-    interceptors = (
-        [_AioBearerUnaryUnary(tokens), _AioBearerUnaryStream(tokens), _AioBearerStreamStream(tokens)]
-        if tokens is not None
-        else None
-    )
+    interceptors: list[grpc.aio.ClientInterceptor] = []
+    if tokens is not None:
+        interceptors += [_AioBearerUnaryUnary(tokens), _AioBearerUnaryStream(tokens), _AioBearerStreamStream(tokens)]
+    if deadline is not None:
+        interceptors.append(_AioDefaultDeadline(deadline))
     if tls is None:
-        return grpc.aio.insecure_channel(address, options=all_options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, tls, options=all_options, interceptors=interceptors)
+        return grpc.aio.insecure_channel(address, options=all_options, interceptors=interceptors or None)
+    return grpc.aio.secure_channel(address, tls, options=all_options, interceptors=interceptors or None)
 
 
 def error_message(error: grpc.RpcError) -> str:

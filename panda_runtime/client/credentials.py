@@ -18,6 +18,19 @@ import httpx
 
 from panda_runtime.settings import CallerSettings
 
+__all__ = [
+    "ClientCredentialsToken",
+    "CredentialsError",
+    "FileToken",
+    "LoginToken",
+    "StaticToken",
+    "TokenSource",
+    "credentials_from_settings",
+    "discover",
+    "login_file",
+    "write_login",
+]
+
 # Renew this long before expiry, seconds (or a tenth of the lifetime, if shorter).
 RENEW_MARGIN_SECONDS = 300.0
 LOGIN_FILE = "token.json"

@@ -1,0 +1,34 @@
+"""`panda dataset register|list|show` (JEDI)."""
+
+from __future__ import annotations
+
+from panda_cli import datasets
+from panda_cli.arguments import Commands, jedi_address_option, non_negative_int, positive_int, task_id_arg
+
+__all__ = ["register"]
+
+
+def register(commands: Commands) -> None:
+    dataset = commands.with_options(jedi_address_option()).group(
+        "dataset", "register, list and show datasets (JEDI)", "datasets", dest="dataset_command")
+    p = dataset.command("register", datasets.cmd_dataset_register,
+                        "copy files onto a storage element and register them as a dataset")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--queue", default="local", metavar="Q",
+                       help="put the files on this queue's storage element (default local)")
+    where.add_argument("--se", metavar="URL", help="or on this storage element, e.g. file:///data/se/site-a")
+    p.add_argument("--events", type=non_negative_int, default=0, metavar="N", help="events in each file")
+    p.add_argument("--prefix", default="", metavar="P", help="prepended to each file name to make its LFN")
+    p.add_argument("--owner", metavar="O", help="who the dataset belongs to (default: the caller)")
+    p = dataset.command("list", datasets.cmd_dataset_list, "datasets, newest first")
+    p.add_argument("--name", metavar="PATTERN", help="dataset name, * as a wildcard")
+    p.add_argument("--kind", choices=["input", "output"])
+    p.add_argument("--owner", metavar="O")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N")
+    p.add_argument("--page-token", metavar="T")
+    p = dataset.command("show", datasets.cmd_dataset_show, "a dataset and its files (with --task: their state there)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--task", type=task_id_arg, metavar="ID", help="show each file's state in this task")
+    p.add_argument("--files", type=non_negative_int, default=50, metavar="N", help="files to list (default 50)")

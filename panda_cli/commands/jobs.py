@@ -1,0 +1,64 @@
+"""`panda submit`, `panda jobs` and `panda job show|kill|reassign|watch`."""
+
+from __future__ import annotations
+
+import argparse
+
+from panda_cli import jobs
+from panda_cli.arguments import Commands, job_id_arg, positive_int
+from panda_cli.output import job_state_choices
+
+__all__ = ["register"]
+
+SUBMIT_EPILOG = """\
+examples:
+  panda submit --queue local --output out.txt -- sh -c 'date > out.txt'
+  panda submit -f jobs.yaml   (a list of jobs, or {jobs: [...]}; keys: queue, command,
+                               inputs, outputs, cores, memory, walltime, priority,
+                               max_attempts, label, env)"""
+
+
+def register(commands: Commands) -> None:
+    p = commands.command(
+        "submit",
+        jobs.cmd_submit,
+        "submit a job (command after --) or many from YAML (-f)",
+        epilog=SUBMIT_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-f", "--file", metavar="FILE", help="YAML file of jobs ('-' reads stdin); flags give defaults")
+    p.add_argument("--queue", metavar="Q", help="queue to run on")
+    p.add_argument("--input", action="append", metavar="LFN", help="input file (repeatable)")
+    p.add_argument("--output", action="append", metavar="NAME", help="output file to stage out (repeatable)")
+    p.add_argument("--cores", type=positive_int, metavar="N")
+    p.add_argument("--memory", type=positive_int, metavar="MB", help="memory in MiB")
+    p.add_argument("--walltime", metavar="S", help="seconds, or e.g. 30m, 2h")
+    p.add_argument("--priority", type=int, metavar="P", help="higher runs first")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N")
+    p.add_argument("--label", metavar="L", help="free-form label, e.g. the transformation")
+    p.add_argument("--env", action="append", metavar="K=V", help="environment variable (repeatable)")
+    # dest is not "command": that name holds the chosen command.
+    p.add_argument(
+        "payload", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run and its arguments"
+    )
+
+    p = commands.command("jobs", jobs.cmd_list, "list jobs, newest first")
+    p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices()))
+    p.add_argument("--queue", metavar="Q")
+    p.add_argument("--task", type=int, metavar="ID")
+    p.add_argument("--owner", metavar="O")
+    p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="jobs per page (default 50)")
+    p.add_argument("--page-token", metavar="T", help="from the previous page's footer")
+
+    job = commands.group("job", "show, kill, reassign or watch jobs", "one job or a few", dest="job_command")
+    p = job.command("show", jobs.cmd_show, "a job's details, files, history and log tail")
+    p.add_argument("job_id", type=job_id_arg, metavar="ID")
+    p = job.command("kill", jobs.cmd_kill, "kill jobs (queued: cancelled; running: told to stop)")
+    p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
+    p.add_argument("--reason", help="recorded in the job's history")
+    p = job.command("reassign", jobs.cmd_reassign, "move jobs that have not started to another queue")
+    p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
+    p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to")
+    p = job.command("watch", jobs.cmd_watch, "follow a job until it ends (exit 0 if finished, 1 otherwise)")
+    p.add_argument("job_id", type=job_id_arg, metavar="ID")

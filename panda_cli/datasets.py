@@ -1,0 +1,162 @@
+"""Dataset commands, talking to JEDI: `panda dataset register|list|show`. Registering copies the
+files onto a storage element (file:// only) first; the parsers are in commands/datasets.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import uuid
+import zlib
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from panda.jedi.v1 import dataset_pb2, dataset_service_pb2
+from panda.server.v1 import queue_service_pb2
+
+from . import output
+from .clients import jedi_client, server_client
+from .errors import CliError
+from .output import format_bytes, format_time, list_footer, or_dash, render_table
+from .specs import quote_filter_string
+
+
+def file_state_name(status: dataset_pb2.TaskFileState.Status.ValueType) -> str:
+    return output.enum_name(dataset_pb2.TaskFileState.Status, status, "STATUS_")
+
+
+
+def adler32_file(path: Path) -> tuple[int, str]:
+    value, size = zlib.adler32(b""), 0
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1024 * 1024):
+            value = zlib.adler32(chunk, value)
+            size += len(chunk)
+    return size, f"{value & 0xFFFFFFFF:08x}"
+
+
+def se_directory(url: str) -> Path:
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        raise CliError(f"storage element {url}: only file:// storage elements can be written by this command", 2)
+    return Path(unquote(parts.path))
+
+
+def queue_storage_element(args: argparse.Namespace, queue: str) -> str:
+    with server_client(args.server) as client:
+        found = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue)).queue
+    if not found.storage_element:
+        raise CliError(f"queue {queue} has no storage element; give --se URL", 2)
+    return found.storage_element
+
+
+def cmd_dataset_register(args: argparse.Namespace) -> int:
+    se_url = args.se or queue_storage_element(args, args.queue)
+    directory = se_directory(se_url)
+    sources = [Path(f) for f in args.files]
+    for source in sources:
+        if not source.is_file():
+            raise CliError(f"{source}: not a file", 2)
+    names = [source.name for source in sources]
+    if len(set(names)) != len(names):
+        raise CliError("two files have the same name; the names become the logical file names", 2)
+    directory.mkdir(parents=True, exist_ok=True)
+    files = []
+    for source in sources:
+        lfn = args.prefix + source.name
+        size, checksum = adler32_file(source)
+        target = directory / lfn
+        if target.exists():
+            if adler32_file(target) != (size, checksum):
+                raise CliError(f"{target} exists with other contents; choose another --prefix", 1)
+        else:
+            part = target.with_name(f".{lfn}.part-{uuid.uuid4().hex[:8]}")
+            shutil.copyfile(source, part)
+            os.replace(part, target)
+        files.append(dataset_pb2.DatasetFile(lfn=lfn, size_bytes=size, adler32=checksum, events=args.events,
+                                             storage_elements=[se_url]))
+    request = dataset_service_pb2.RegisterDatasetRequest(
+        dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or ""), files=files,
+        request_id=str(uuid.uuid4()))
+    with jedi_client(args) as client:
+        dataset = client.datasets.RegisterDataset(request).dataset
+    if args.json:
+        output.print_json(dataset)
+    else:
+        print(f"dataset {dataset.dataset_id}: {dataset.file_count} file(s), {format_bytes(dataset.total_bytes)}, "
+              f"{dataset.total_events} event(s), on {se_url}")
+    return 0
+
+
+def kind_name(kind: dataset_pb2.Dataset.Kind.ValueType) -> str:
+    return output.enum_name(dataset_pb2.Dataset.Kind, kind, "KIND_")
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> int:
+    parts = []
+    if args.name:
+        parts.append(f"dataset_id = {quote_filter_string(args.name)}")
+    if args.kind:
+        parts.append(f"kind = {args.kind.upper()}")
+    if args.owner:
+        parts.append(f"owner = {quote_filter_string(args.owner)}")
+    dataset_filter = " AND ".join(parts)
+    request = dataset_service_pb2.ListDatasetsRequest(page_size=args.limit, page_token=args.page_token or "",
+                                                      filter=dataset_filter)
+    with jedi_client(args) as client:
+        response = client.datasets.ListDatasets(request)
+    if args.json:
+        output.print_json(response)
+        return 0
+    rows = [[d.dataset_id, kind_name(d.kind), or_dash(d.owner), d.task_id or "-", d.file_count,
+             format_bytes(d.total_bytes), d.total_events or "-", format_time(d.create_time)]
+            for d in response.datasets]
+    if rows:
+        print(render_table(["NAME", "KIND", "OWNER", "TASK", "FILES", "SIZE", "EVENTS", "CREATED"], rows,
+                           right=(3, 4, 5, 6)))
+    else:
+        print("no datasets" + (f" match {dataset_filter}" if dataset_filter else ""))
+    print(list_footer(len(response.datasets), response.total_size, response.next_page_token))
+    return 0
+
+
+def cmd_dataset_show(args: argparse.Namespace) -> int:
+    with jedi_client(args) as client:
+        dataset = client.datasets.GetDataset(dataset_service_pb2.GetDatasetRequest(dataset_id=args.name)).dataset
+        files: list[dataset_pb2.DatasetFile] = []
+        token = ""
+        while len(files) < args.files:
+            response = client.datasets.ListDatasetFiles(dataset_service_pb2.ListDatasetFilesRequest(
+                dataset_id=args.name, task_id=args.task or 0, page_size=min(1000, args.files - len(files)),
+                page_token=token))
+            files += response.files
+            token = response.next_page_token
+            if not token:
+                break
+    if args.json:
+        output.print_json({"dataset": output.message_to_dict(dataset),
+                           "files": [output.message_to_dict(f) for f in files]})
+        return 0
+    fields: list[tuple[str, object]] = [
+        ("dataset", dataset.dataset_id), ("kind", kind_name(dataset.kind)), ("owner", dataset.owner),
+        ("task", dataset.task_id or "-"), ("files", dataset.file_count), ("size", format_bytes(dataset.total_bytes)),
+        ("events", dataset.total_events or "-"), ("created", format_time(dataset.create_time)),
+        ("updated", format_time(dataset.update_time)),
+    ]
+    print(output.render_fields(fields))
+    if files:
+        if args.task:
+            rows = [[f.lfn, file_state_name(f.task_state.status) if f.HasField("task_state") else "-",
+                     f"{f.task_state.attempts}/{f.task_state.max_attempts}" if f.HasField("task_state") else "-",
+                     f.task_state.job_id or "-",
+                     (f"{f.task_state.error_code}: {f.task_state.error_diag}" if f.task_state.error_code else "-")]
+                    for f in files]
+            table = render_table(["LFN", f"IN TASK {args.task}", "ATTEMPTS", "JOB", "LAST ERROR"], rows)
+        else:
+            rows = [[f.lfn, format_bytes(f.size_bytes), f.adler32, f.events or "-", ", ".join(f.storage_elements),
+                     f.job_id or "-"] for f in files]
+            table = render_table(["LFN", "SIZE", "ADLER32", "EVENTS", "REPLICAS", "JOB"], rows, right=(1, 3))
+        print("\nfiles:\n" + "\n".join("  " + line for line in table.splitlines()))
+        if len(files) < dataset.file_count:
+            print(f"  ... {dataset.file_count - len(files)} more (--files N shows more)")
+    return 0
