@@ -142,9 +142,10 @@ def main() -> int:
         queue_service_pb2,
         queue_service_pb2_grpc,
     )
+    from panda_cli.launcher import spawn, wait_healthy
     from panda_runtime.client.channels import sync_channel
     from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
-    from tools.cluster import free_port, fresh_database, spawn, start_iam, start_server, wait_healthy
+    from tools.cluster import free_port, fresh_database, start_iam, start_server
 
     data_dir = Path(tempfile.mkdtemp(prefix="panda-bench-jedi-"))
     server = jedi = identity = None
@@ -161,7 +162,7 @@ def main() -> int:
                     **dict(kv.split("=", 1) for kv in args.jedi_env)}
         profile = ["-m", "cProfile", "-o", str(Path(args.profile_jedi).resolve())] if args.profile_jedi else []
         jedi = spawn("jedi", [sys.executable, *profile, "-m", "jedi_svc"], jedi_env, data_dir / "logs" / "jedi.log")
-        wait_healthy(jedi_address, process=jedi.process)
+        wait_healthy(jedi, jedi_address)
         admin = StaticToken(identity.token("admin"))
         server_channel = sync_channel(server.address, admin)
         jedi_channel = sync_channel(jedi_address, admin)

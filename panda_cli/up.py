@@ -1,16 +1,11 @@
 """`panda up`: the identity service, the server, JEDI and some pilots on one machine, in the
 foreground, supervised.
 
-Identity: the signing key, an admin (named after the local user), and the robots the mesh
-needs (JEDI's, the pilots') are made in the database before anything starts; each robot gets a
-fresh secret at every start, handed to its processes only. The admin's token is written to the
-user's config directory (mode 0600, as local cluster tools write their kubeconfig), so the same
-user's command line works at once.
-
-Each child runs in its own process group (start_new_session), so the terminal's Ctrl-C reaches
-only us and we stop the children in order: pilots first (they finish talking to the server),
-then JEDI, then the server. Anything still alive after the timeout gets SIGKILL, by its own
-group only.
+Where the services listen and the identity they are given: `local_mesh.py`. Every child is
+started through the launcher (`launcher.py`), in a process group of its own, so the terminal's
+Ctrl-C reaches only us and we stop the children in order: pilots first (they finish talking to
+the server), then JEDI, the server, the identity service. Anything still alive after the timeout
+gets SIGKILL, by its own group only.
 
 Queues: `local` with the --pilots pilots, and two more so JEDI's brokerage has a choice:
 `local-b` (its own storage element) and `local-small` (jobs of at most 1000 MB), with one pilot
@@ -20,30 +15,20 @@ each.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import getpass
 import os
-import secrets
 import signal
-import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from types import FrameType
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import grpc
-from grpc_health.v1 import health_pb2
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from panda_runtime.client import ConnectConfig, ServerClient, ServiceClient
-from panda_runtime.client.credentials import LoginToken, login_file, write_login
+from panda_runtime.client import ServerClient
+from panda_runtime.client.credentials import LoginToken
 from panda_runtime.settings import (
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
@@ -51,11 +36,23 @@ from panda_runtime.settings import (
     DEFAULT_JEDI_ADDRESS,
     DEFAULT_JEDI_METRICS_PORT,
     DEFAULT_SERVER_ADDRESS,
-    DEFAULT_SERVER_METRICS_PORT,
 )
 
 from .clients import server_client
 from .errors import CliError
+from .launcher import (
+    IAM,
+    JEDI,
+    PILOT,
+    SERVER,
+    Process,
+    StopRequested,
+    Supervisor,
+    health_status,
+    log_tail,
+    wait_healthy,
+)
+from .local_mesh import JEDI_ROBOT, PILOT_ROBOT, VO, LocalIdentity, iam_endpoints, jedi_endpoints, provision_identity
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 
 if TYPE_CHECKING:
@@ -69,152 +66,6 @@ EXTRA_PILOT_PREFIX = "pilot@"
 PILOT_IDLE_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
 SERVER_START_TIMEOUT_SECONDS = 60.0
 PILOT_CONNECT_TIMEOUT_SECONDS = 30.0
-LOG_TAIL_LINES = 15
-
-
-class StopRequested(Exception):
-    """SIGINT/SIGTERM arrived while starting up."""
-
-
-@dataclass
-class Child:
-    name: str
-    argv: list[str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-    log_file: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def signal_group(self, signum: int) -> None:
-        # The group was created by us for this child (start_new_session), so it holds only the
-        # child and whatever it started; a group that is already gone is fine.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signum)
-
-
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text.splitlines()[-lines:])
-
-
-class Supervisor:
-    """Starts children, notices one dying, and stops them all in order."""
-
-    def __init__(self, stop_timeout: float) -> None:
-        self.stop_timeout = stop_timeout
-        self.children: list[Child] = []
-        self.stop_event = threading.Event()
-        self.hurry = threading.Event()  # a second Ctrl-C while stopping: SIGKILL at once
-        self.signal_name = ""
-        self._previous_handlers: dict[int, object] = {}
-
-    # signals
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-
-    def restore_signal_handlers(self) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop_event.is_set():
-            self.hurry.set()
-        else:
-            self.signal_name = signal.Signals(signum).name
-            self.stop_event.set()
-
-    def check_stop(self) -> None:
-        if self.stop_event.is_set():
-            raise StopRequested
-
-    def sleep(self, seconds: float) -> None:
-        """Sleep that ends early, with StopRequested, when a signal asks us to stop."""
-        if self.stop_event.wait(seconds):
-            raise StopRequested
-
-    # children
-
-    def start(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> Child:
-        child = Child(name=name, argv=argv, log_path=log_path)
-        log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        log_file.write(f"\n=== {stamp} panda up: starting {name}: {' '.join(argv)}\n".encode())
-        log_file.flush()
-        child.log_file = log_file
-        child.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-        self.children.append(child)
-        return child
-
-    def dead_child(self) -> Child | None:
-        for child in self.children:
-            if not child.alive():
-                return child
-        return None
-
-    def stop_all(self) -> None:
-        """SIGTERM pilots, wait; SIGTERM JEDI, wait; SIGTERM the server, wait; SIGTERM the
-        identity service (the others need it to the end), wait; SIGKILL the rest."""
-        services = ("server", "jedi", "iam")
-        others = [c for c in self.children if c.name.startswith(EXTRA_PILOT_PREFIX) and c.alive()]
-        pilots = [c for c in self.children if c.name not in services and c not in others and c.alive()]
-        jedi = [c for c in self.children if c.name == "jedi" and c.alive()]
-        servers = [c for c in self.children if c.name == "server" and c.alive()]
-        identity = [c for c in self.children if c.name == "iam" and c.alive()]
-        if others:
-            names = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
-            print(f"stopping the pilots of queues {names}...", flush=True)
-            self._terminate(others)
-        if pilots:
-            print(f"stopping {len(pilots)} pilot(s)...", flush=True)
-            self._terminate(pilots)
-        if jedi:
-            print("stopping JEDI...", flush=True)
-            self._terminate(jedi)
-        if servers:
-            print("stopping the server...", flush=True)
-            self._terminate(servers)
-        if identity:
-            print("stopping the identity service...", flush=True)
-            self._terminate(identity)
-        for child in self.children:
-            if child.log_file is not None:
-                child.log_file.close()
-                child.log_file = None
-
-    def _terminate(self, children: Sequence[Child]) -> None:
-        for child in children:
-            child.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        while any(c.alive() for c in children) and time.monotonic() < deadline and not self.hurry.is_set():
-            time.sleep(0.1)
-        for child in children:
-            if child.alive():
-                print(f"{child.name} (pid {child.pid}) did not stop in time: killing it", flush=True)
-                child.signal_group(signal.SIGKILL)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.process.wait(timeout=5)  # type: ignore[union-attr]
-            else:
-                # The group may still hold processes the child left behind (e.g. a payload).
-                child.signal_group(signal.SIGKILL)
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -238,45 +89,34 @@ def child_env(settings: ServerSettings, address: str, database_url: str) -> dict
     return env
 
 
-def health_status(address: str, timeout: float = 1.0) -> int | None:
-    """The server's overall health status, or None when nothing answers."""
-    with ServiceClient(ConnectConfig(address, deadline=timeout)) as client:
-        try:
-            return client.health.Check(health_pb2.HealthCheckRequest(service="")).status
-        except grpc.RpcError:
-            return None
-
-
-def wait_for_server(supervisor: Supervisor, server: Child, address: str, what: str = "the server") -> float:
-    """Poll the gRPC health check until SERVING; returns the seconds it took."""
-    start = time.monotonic()
+def wait_for(supervisor: Supervisor, child: Process, address: str, what: str) -> float:
+    """Wait until `child` answers its health check at `address`, saying so; the seconds it took."""
     interactive = sys.stdout.isatty()
     print(f"waiting for {what} at {address} ...", end="" if interactive else "\n", flush=True)
-    while True:
+
+    def progress(elapsed: float) -> None:
         supervisor.check_stop()
-        if not server.alive():
-            if interactive:
-                print()
-            raise CliError(
-                f"{what} exited during startup (code {server.process.returncode}); "  # type: ignore[union-attr]
-                f"last lines of {server.log_path}:\n{log_tail(server.log_path)}"
-            )
-        if health_status(address) == health_pb2.HealthCheckResponse.SERVING:
-            elapsed = time.monotonic() - start
-            if interactive:
-                print(f"\rwaiting for {what} at {address} ... ready ({elapsed:.1f}s)", flush=True)
-            return elapsed
-        elapsed = time.monotonic() - start
-        if elapsed > SERVER_START_TIMEOUT_SECONDS:
-            if interactive:
-                print()
-            raise CliError(
-                f"{what} did not answer its health check within {SERVER_START_TIMEOUT_SECONDS:.0f}s; "
-                f"see {server.log_path}"
-            )
         if interactive:
             print(f"\rwaiting for {what} at {address} ... {elapsed:.0f}s", end="", flush=True)
-        supervisor.sleep(0.25)
+
+    try:
+        elapsed = wait_healthy(child, address, SERVER_START_TIMEOUT_SECONDS, pause=supervisor.sleep, progress=progress)
+    except RuntimeError:
+        if interactive:
+            print()
+        raise CliError(
+            f"{what} exited during startup (code {child.returncode}); "
+            f"last lines of {child.log_path}:\n{log_tail(child.log_path)}"
+        ) from None
+    except TimeoutError:
+        if interactive:
+            print()
+        raise CliError(
+            f"{what} did not answer its health check within {SERVER_START_TIMEOUT_SECONDS:.0f}s; see {child.log_path}"
+        ) from None
+    if interactive:
+        print(f"\rwaiting for {what} at {address} ... ready ({elapsed:.1f}s)", flush=True)
+    return elapsed
 
 
 def ensure_local_queue(client: ServerClient, se_url: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
@@ -312,11 +152,7 @@ def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
 
 
 def pilot_argv(workdir: Path, address: str, queue: str = LOCAL_QUEUE) -> list[str]:
-    if queue == LOCAL_QUEUE:
-        argv = [sys.executable, "-m", "panda_cli.main", "pilot", "--queue", queue, "--workdir", str(workdir)]
-    else:
-        # The other queues' pilots: the same pilot, started by its own entry point.
-        argv = [sys.executable, "-m", "pilot_agent", "--queue", queue, "--workdir", str(workdir)]
+    argv = PILOT.argv("--queue", queue, "--workdir", str(workdir))
     parser = build_pilot_parser()
     idle = find_option(parser, "idle")
     if idle:
@@ -349,7 +185,7 @@ def wait_for_pilots(supervisor: Supervisor, client: ServerClient, count: int, qu
 
 
 class ChildDied(Exception):
-    def __init__(self, child: Child) -> None:
+    def __init__(self, child: Process) -> None:
         super().__init__(child.name)
         self.child = child
 
@@ -409,20 +245,37 @@ def cmd_up(args: argparse.Namespace) -> int:
         return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)
     except StopRequested:
         print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
-        supervisor.stop_all()
+        stop_all(supervisor)
         print("stopped", flush=True)
         return 0
     except ChildDied as died:
         _report_death(died.child)
-        supervisor.stop_all()
+        stop_all(supervisor)
         return 1
     finally:
-        supervisor.stop_all()  # after an error during startup; a no-op once stopped
+        stop_all(supervisor)  # after an error during startup; a no-op once stopped
         supervisor.restore_signal_handlers()
 
 
-def _report_death(child: Child) -> None:
-    code = child.process.returncode if child.process else None
+def stop_all(supervisor: Supervisor) -> None:
+    """Pilots first (they finish talking to the server), then JEDI, then the server, then the
+    identity service (the others need it to the end); a no-op once stopped."""
+    living = [child for child in supervisor.children if child.alive()]
+    others = [c for c in living if c.name.startswith(EXTRA_PILOT_PREFIX)]
+    pilots = [c for c in living if c.name.startswith("pilot-")]
+    by_name = {name: [c for c in living if c.name == name] for name in (JEDI.name, SERVER.name, IAM.name)}
+    queues = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
+    supervisor.stop([
+        (f"the pilots of queues {queues}", others),
+        (f"{len(pilots)} pilot(s)", pilots),
+        ("JEDI", by_name[JEDI.name]),
+        ("the server", by_name[SERVER.name]),
+        ("the identity service", by_name[IAM.name]),
+    ])
+
+
+def _report_death(child: Process) -> None:
+    code = child.returncode
     how = f"was killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
     print(
         f"panda: {child.name} (pid {child.pid}) {how} unexpectedly; stopping everything.\n"
@@ -430,129 +283,6 @@ def _report_death(child: Child) -> None:
         file=sys.stderr,
         flush=True,
     )
-
-
-VO = "panda"
-JEDI_ROBOT = "panda-jedi"
-PILOT_ROBOT = "panda-pilot"
-ADMIN_PASSWORD_FILE = "admin-password"
-
-
-@dataclass
-class LocalIdentity:
-    """The identity service `panda up` runs, its admin and its robots' secrets."""
-
-    address: str
-    http_port: int
-    metrics_port: int
-    admin: str
-    token_path: Path
-    password_path: Path
-    secrets: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def issuer(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def trust_env(self) -> dict[str, str]:
-        return {"PANDA_AUTH_ISSUERS": self.issuer, "PANDA_IAM_ISSUER": self.issuer}
-
-    def service_env(self) -> dict[str, str]:
-        return {**self.trust_env(), "PANDA_IAM": self.address, "PANDA_IAM_HTTP_PORT": str(self.http_port),
-                "PANDA_IAM_METRICS_PORT": str(self.metrics_port)}
-
-    def robot_env(self, client_id: str) -> dict[str, str]:
-        return {**self.trust_env(), "PANDA_CLIENT_ID": client_id, "PANDA_CLIENT_SECRET": self.secrets[client_id]}
-
-
-def iam_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int, int]:
-    """The identity service's gRPC address, HTTP port and metrics port: PANDA_IAM* when set;
-    else the defaults beside a server at its defaults, or 200 above the server's ports (the HTTP
-    port one above its gRPC port)."""
-    from iam_svc.settings import IamSettings
-
-    iam = IamSettings()
-    if any(name in os.environ for name in ("PANDA_IAM", "PANDA_IAM_ADDRESS")):
-        address, http_port = iam.iam_address, iam.iam_http_port
-    elif server_address == DEFAULT_SERVER_ADDRESS:
-        address, http_port = DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT
-    else:
-        address = _shifted_address(server_address, 200, DEFAULT_IAM_ADDRESS, ports=2)
-        http_port = int(address.rpartition(":")[2]) + 1 if address != DEFAULT_IAM_ADDRESS else DEFAULT_IAM_HTTP_PORT
-    metrics = _shifted_metrics(settings, "PANDA_IAM_METRICS_PORT", iam.iam_metrics_port,
-                               DEFAULT_IAM_METRICS_PORT, 200)
-    return address, http_port, metrics
-
-
-def local_user_name() -> str:
-    """The admin's name: the local user's, as an account name the identity service accepts."""
-    name = "".join(c if c.isalnum() or c in "._-" else "-" for c in getpass.getuser().lower()).strip("-._")
-    return name or "admin"
-
-
-def provision_identity(settings: ServerSettings, database_url: str, endpoints: tuple[str, int, int],
-                       queues: list[str]) -> LocalIdentity:
-    """Signing key, admin, robots; the admin's token in the user's config directory."""
-    from iam_svc.main import CLI_CLIENT_ID, IamSettings, Person, Robot, provision
-
-    from .settings import CliSettings
-
-    address, http_port, metrics_port = endpoints
-    identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(CliSettings()),
-                             settings.data_dir / ADMIN_PASSWORD_FILE)
-    # A new admin password only while none is written down; written once the admin has it.
-    password = None if identity.password_path.exists() else secrets.token_urlsafe(12)
-    issued = time.time()
-    provisioned = provision(
-        IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer]),
-        people=[Person(identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)],
-        robots=[Robot(JEDI_ROBOT, groups=[f"/{VO}/service"]),
-                Robot(PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues)],
-        sign_in=[identity.admin],
-    )
-    if password is not None:
-        fd = os.open(identity.password_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
-    identity.secrets.update(provisioned.secrets)
-    write_login(identity.token_path, identity.issuer, CLI_CLIENT_ID, dict(provisioned.tokens[identity.admin]), issued)
-    return identity
-
-
-def jedi_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int]:
-    """JEDI's address and metrics port: PANDA_JEDI and PANDA_JEDI_METRICS_PORT when set; else
-    the defaults beside a server at its defaults, or 100 above the server's ports."""
-    from jedi_svc.settings import JediSettings
-
-    jedi = JediSettings()
-    if any(name in os.environ for name in ("PANDA_JEDI", "PANDA_JEDI_ADDRESS")):
-        address = jedi.jedi_address
-    elif server_address == DEFAULT_SERVER_ADDRESS:
-        address = DEFAULT_JEDI_ADDRESS
-    else:
-        address = _shifted_address(server_address, 100, DEFAULT_JEDI_ADDRESS)
-    metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", jedi.jedi_metrics_port,
-                               DEFAULT_JEDI_METRICS_PORT, 100)
-    return address, metrics
-
-
-def _shifted_address(server_address: str, offset: int, default: str, ports: int = 1) -> str:
-    """The server's host with its port + `offset` (and the `ports` - 1 after it free to use), or
-    `default` when that leaves the port range."""
-    host, _, port = server_address.rpartition(":")
-    if port.isdigit() and int(port) + offset + ports - 1 < 65536:
-        return f"{host}:{int(port) + offset}"
-    return default
-
-
-def _shifted_metrics(settings: ServerSettings, variable: str, configured: int, default: int, offset: int) -> int:
-    """A companion's metrics port: its own variable when set (0 when the server's metrics are
-    off), its default beside the server's default, else the server's + `offset`."""
-    if variable in os.environ or not settings.metrics_port:
-        return configured if settings.metrics_port else 0
-    if settings.metrics_port == DEFAULT_SERVER_METRICS_PORT:
-        return default
-    return settings.metrics_port + offset if settings.metrics_port + offset < 65536 else 0
 
 
 def _run(
@@ -576,19 +306,19 @@ def _run(
     print(f"identity: admin {identity.admin}, token written to {identity.token_path}", flush=True)
     env = {**child_env(settings, address, database_url), **identity.trust_env()}
     iam_child = supervisor.start(
-        "iam", [sys.executable, "-m", "panda_cli.main", "serve", "iam"], {**env, **identity.service_env()},
+        IAM.name, IAM.argv(), {**env, **identity.service_env()},
         logs_dir / "iam.log",
     )
-    wait_for_server(supervisor, iam_child, identity.address, "the identity service")
+    wait_for(supervisor, iam_child, identity.address, IAM.what)
     print(f"identity service ready at {identity.address}, issuer {identity.issuer} (pid {iam_child.pid})",
           flush=True)
 
     pilot_env = {**env, **identity.robot_env(PILOT_ROBOT)}
     pilot_commands = [pilot_argv(settings.data_dir / "pilots" / str(i), address) for i in range(1, args.pilots + 1)]
     server = supervisor.start(
-        "server", [sys.executable, "-m", "panda_cli.main", "serve", "server"], env, logs_dir / "server.log"
+        SERVER.name, SERVER.argv(), env, logs_dir / "server.log"
     )
-    wait_for_server(supervisor, server, address)
+    wait_for(supervisor, server, address, SERVER.what)
     print(f"server ready at {address} (pid {server.pid})", flush=True)
 
     with server_client(address, tokens=LoginToken(identity.token_path)) as client:
@@ -601,9 +331,9 @@ def _run(
         jedi_env = {**env, **identity.robot_env(JEDI_ROBOT), "PANDA_JEDI": jedi[0],
                     "PANDA_JEDI_METRICS_PORT": str(jedi[1])}
         jedi_child = supervisor.start(
-            "jedi", [sys.executable, "-m", "panda_cli.main", "serve", "jedi"], jedi_env, logs_dir / "jedi.log"
+            JEDI.name, JEDI.argv(), jedi_env, logs_dir / "jedi.log"
         )
-        wait_for_server(supervisor, jedi_child, jedi[0], "JEDI")
+        wait_for(supervisor, jedi_child, jedi[0], JEDI.what)
         print(f"JEDI ready at {jedi[0]} (pid {jedi_child.pid})", flush=True)
 
         for i, argv in enumerate(pilot_commands, start=1):
@@ -658,8 +388,7 @@ def print_summary(
     identity: LocalIdentity | None = None,
 ) -> None:
     metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
-    pilots = [c for c in supervisor.children if c.name not in ("server", "jedi", "iam")
-              and not c.name.startswith(EXTRA_PILOT_PREFIX)]
+    pilots = [c for c in supervisor.children if c.name.startswith("pilot-")]
     others = [c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in supervisor.children
               if c.name.startswith(EXTRA_PILOT_PREFIX)]
     lines = [

@@ -20,14 +20,13 @@ from panda.server.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
 )
+from panda_cli.launcher import Process, spawn
 from tests.server_support import TEST_SERVER_ENV, token_channel
 from tools.cluster import (
     IdentityHandle,
-    ManagedProcess,
     ServerHandle,
     drop_database,
     fresh_database,
-    spawn,
     start_iam,
     start_server,
 )
@@ -66,7 +65,7 @@ def server(database_url: str, tmp_path: Path, identity: IdentityHandle) -> Itera
     handle = start_server(tmp_path, database_url, {**identity.trust_env(), **TEST_SERVER_ENV})
     yield handle
     handle.stop()
-    if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
+    if handle.process is not None and handle.process.returncode not in (0, -15, None):
         print(handle.process.log()[-5000:], file=sys.stderr)
 
 
@@ -108,11 +107,11 @@ def local_queue(queues_stub: queue_service_pb2_grpc.QueueServiceStub, storage_di
 @pytest.fixture
 def start_pilot(
     server: ServerHandle, tmp_path: Path, identity: IdentityHandle
-) -> Iterator[Callable[..., ManagedProcess]]:
+) -> Iterator[Callable[..., Process]]:
     """Starts real pilot processes; every one is stopped (by its PID) at the end."""
-    started: list[ManagedProcess] = []
+    started: list[Process] = []
 
-    def start(queue: str = "local", *extra: str, name: str = "") -> ManagedProcess:
+    def start(queue: str = "local", *extra: str, name: str = "") -> Process:
         name = name or f"pilot{len(started)}"
         workdir = tmp_path / "pilots" / name
         args = [

@@ -18,7 +18,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tools.cluster import ManagedProcess, free_port, spawn
+from panda_cli.launcher import Process, spawn
+from tools.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_SCRIPT = ROOT / "tests" / "external_oidc" / "provider.mjs"
@@ -40,7 +41,7 @@ class ExternalIssuer:
     client_id: str
     client_secret: str
     groups: tuple[str, ...]
-    process: ManagedProcess
+    process: Process
     _http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10.0), repr=False)
 
     @property
@@ -89,7 +90,7 @@ def start_external_issuer(log_dir: Path, groups: tuple[str, ...] = GROUPS) -> Ex
     while f"READY {issuer}" not in process.log():
         if not process.alive():
             raise RuntimeError(
-                f"the external OIDC provider exited with {process.process.returncode} before it was ready:\n"
+                f"the external OIDC provider exited with {process.returncode} before it was ready:\n"
                 f"{process.log()[-4000:]}"
             )
         if time.monotonic() > deadline:

@@ -21,6 +21,6 @@ def iam(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     yield handle
     handle.stop()
     handle.db().dispose()
-    if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
+    if handle.process is not None and handle.process.returncode not in (0, -15, None):
         print(handle.process.log()[-5000:], file=sys.stderr)
     drop_database(url)

@@ -19,12 +19,13 @@ from sqlalchemy import Engine
 
 from iam_svc.main import IamSettings, Person, Robot, issue_user_tokens, provision
 from panda.iam.v1 import iam_service_pb2_grpc
+from panda_cli.launcher import spawn, wait_healthy
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import StaticToken
 from panda_runtime.service.auth import TokenAuthenticator
 from panda_runtime.service.db import make_engine
 from panda_runtime.service.principals import Principal
-from tools.cluster import IdentityHandle, free_port, spawn, wait_healthy
+from tools.cluster import IdentityHandle, free_port
 
 # People (password "<name>-password") and robots (groups, queues) every instance starts with.
 USERS: dict[str, list[str]] = {
@@ -51,7 +52,7 @@ class Iam(IdentityHandle):
     def start(self) -> None:
         self.process = spawn("iam", [sys.executable, "-m", "panda_cli.main", "serve", "iam"], self.env,
                              self.data_dir / "logs" / "iam.log")
-        wait_healthy(self.address, process=self.process.process)
+        wait_healthy(self.process, self.address)
 
     @property
     def settings(self) -> IamSettings:

@@ -21,7 +21,8 @@ from panda.jedi.v1 import (
     task_service_pb2_grpc,
 )
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tools.cluster import ManagedProcess, ServerHandle, ServiceProcess, free_port
+from panda_cli.launcher import JEDI, Component, Process
+from tools.cluster import ServerHandle, ServiceProcess, free_port
 
 T = task_pb2.Task
 # Short intervals so a test sees the engine act within a second or two.
@@ -34,13 +35,12 @@ FINAL_TASK_STATES = {T.STATE_DONE, T.STATE_FINISHED, T.STATE_FAILED, T.STATE_ABO
 
 @dataclass
 class JediHandle(ServiceProcess):
-    name: ClassVar[str] = "jedi"
-    module: ClassVar[str] = "jedi_svc"
+    component: ClassVar[Component] = JEDI
     address: str
     server: ServerHandle
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    process: ManagedProcess | None = None
+    process: Process | None = None
     starts: int = 0
 
     def log_file(self) -> Path:

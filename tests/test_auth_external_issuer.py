@@ -87,7 +87,7 @@ def start_trusting(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
     yield start
     for handle in servers:
         handle.stop()
-        if handle.process is not None and handle.process.process.returncode not in (0, -15, None):
+        if handle.process is not None and handle.process.returncode not in (0, -15, None):
             print(handle.process.log()[-5000:], file=sys.stderr)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from panda_cli import up
+from panda_cli import launcher, local_mesh, up
 from panda_cli.main import main
 from panda_cli.runners import build_pilot_parser
 from tests.up_support import SUMMARY_END, UpProcess, assert_all_gone
@@ -87,8 +87,8 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert token_file.stat().st_mode & 0o777 == 0o600
     code, me = panda(panda_up, capsys, "whoami", "--json")
     assert code == 0, me
-    assert "admin" in json.loads(me)["roles"] and json.loads(me)["subject"] == up.local_user_name()
-    assert f"signed in as {up.local_user_name()} (admin): token in {token_file}" in out
+    assert "admin" in json.loads(me)["roles"] and json.loads(me)["subject"] == local_mesh.local_user_name()
+    assert f"signed in as {local_mesh.local_user_name()} (admin): token in {token_file}" in out
 
     demo = demo_job_ids(out)
     assert sorted(demo.values()) == ["sleep 20", "writes demo.out"]
@@ -193,6 +193,6 @@ def test_pilot_options_are_found_by_name() -> None:
 def test_log_tail(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     path.write_text("\n".join(f"line {i}" for i in range(40)))
-    tail = up.log_tail(path, lines=3).splitlines()
+    tail = launcher.log_tail(path, lines=3).splitlines()
     assert [t.strip() for t in tail] == ["line 37", "line 38", "line 39"]
-    assert up.log_tail(tmp_path / "missing.log") == ""
+    assert launcher.log_tail(tmp_path / "missing.log") == ""

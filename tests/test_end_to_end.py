@@ -127,7 +127,7 @@ def test_pilot_killed_mid_job_is_retried_on_another_pilot(jobs_stub, local_queue
     first = start_pilot(name="doomed")
     running = wait_for(jobs_stub, job.job_id, lambda j: j.state == J.STATE_RUNNING, 30, "running")
     first.signal(signal.SIGKILL)  # the pilot and its payload's group die at once
-    first.process.wait(10)
+    first.wait(10)
     with_pid = list((tmp_path / "pilots" / "doomed").rglob("payload.pid"))
     if with_pid:
         # The payload's own group, which the pilot we killed had started.

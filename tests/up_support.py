@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from panda_cli import up
+from panda_cli import launcher, up
 from tools.cluster import free_port
 
 READY = "PanDA mesh is up. Ctrl-C stops it."
@@ -96,9 +96,10 @@ class UpProcess:
         pilots = 0
         for child in psutil.Process(self.process.pid).children():
             argv = child.cmdline()
-            if argv[2:5] == ["panda_cli.main", "serve", "server"]:
+            if argv[1:3] == ["-m", launcher.SERVER.module]:
                 named["server"] = child
-            elif argv[2:4] == ["panda_cli.main", "pilot"]:
+            elif argv[1:3] == ["-m", launcher.PILOT.module] and "--queue" in argv \
+                    and argv[argv.index("--queue") + 1] == "local":
                 pilots += 1
                 named[f"pilot-{pilots}"] = child
         return named

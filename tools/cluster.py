@@ -1,25 +1,22 @@
-"""Start and stop PanDA mesh processes for tests and benchmarks: the identity service with its
-users and robots, a server on a fresh database, pilots, each in a process group of its own and
-stopped by its PID only."""
+"""PanDA mesh for tests and benchmarks: fresh databases, free ports, and handles on the identity
+service (with its users and robots) and the server, started through the launcher
+(`panda_cli.launcher`) as `panda up` starts them: each in a process group of its own, stopped by
+its PID only."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import random
 import signal
 import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from panda_cli.launcher import IAM, SERVER, Component, Process, spawn, wait_healthy
 from panda_runtime.service.db import upgrade_database
 
 POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -89,84 +86,22 @@ def drop_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def wait_healthy(address: str, timeout: float = 30.0, process: subprocess.Popen | None = None,
-                 tls: grpc.ChannelCredentials | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    with (grpc.insecure_channel(address) if tls is None else grpc.secure_channel(address, tls)) as channel:
-        # The type stubs of grpcio-health-checking leave out the client stub's methods.
-        stub: Any = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"process exited with {process.returncode} before it was healthy")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing healthy at {address} after {timeout} s")
-
-
-@dataclass
-class ManagedProcess:
-    """A child in its own process group; stop() signals that group only."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, sig)
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        self.signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            return self.process.wait(timeout)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> ManagedProcess:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            args, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-    return ManagedProcess(name, process, log_path)
-
-
 class ServiceProcess:
     """Start, stop and kill one service's process (`python -m <module>`), healthy once its gRPC
     health check says so. The handles below are dataclasses with these fields."""
 
-    name: ClassVar[str]
-    module: ClassVar[str]
+    component: ClassVar[Component]
     address: str
     env: dict[str, str]
-    process: ManagedProcess | None
+    process: Process | None
     tls: grpc.ChannelCredentials | None = None
 
     def log_file(self) -> Path:
         raise NotImplementedError
 
     def start(self) -> None:
-        self.process = spawn(self.name, [sys.executable, "-m", self.module], self.env, self.log_file())
-        wait_healthy(self.address, process=self.process.process, tls=self.tls)
+        self.process = spawn(self.component.name, self.component.argv(), self.env, self.log_file())
+        wait_healthy(self.process, self.address, tls=self.tls)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -176,7 +111,7 @@ class ServiceProcess:
         """SIGKILL: no clean shutdown, as a crash."""
         if self.process is not None:
             self.process.signal(signal.SIGKILL)
-            self.process.process.wait(10)
+            self.process.wait(10)
 
     def log(self) -> str:
         path = self.log_file()
@@ -185,14 +120,13 @@ class ServiceProcess:
 
 @dataclass
 class ServerHandle(ServiceProcess):
-    name: ClassVar[str] = "server"
-    module: ClassVar[str] = "server_svc"
+    component: ClassVar[Component] = SERVER
     address: str
     metrics_port: int
     database_url: str
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
-    process: ManagedProcess | None = None
+    process: Process | None = None
     # Credentials to reach a server that serves TLS (the legacy x509 path).
     tls: grpc.ChannelCredentials | None = None
 
@@ -251,15 +185,14 @@ TEST_ROBOTS: dict[str, tuple[list[str], list[str]]] = {
 class IdentityHandle(ServiceProcess):
     """A running iam_svc, the people and robots it knows, and tokens of the people."""
 
-    name: ClassVar[str] = "iam"
-    module: ClassVar[str] = "iam_svc"
+    component: ClassVar[Component] = IAM
     address: str
     http_port: int
     metrics_port: int
     database_url: str
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
-    process: ManagedProcess | None = None
+    process: Process | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     _pilot: Any = None
