@@ -41,10 +41,11 @@ def event_log_lock(conn: Connection) -> Statement | None:
 
 
 def _event_row(event: JobEvent) -> dict[str, Any]:
+    # A state is a str: written as it is.
     return {
-        "job_id": event.job_id, "attempt": event.attempt, "state": event.state.value,
-        "previous_state": event.previous_state.value if event.previous_state else "", "time": event.time,
-        "error_code": event.error_code, "reason": event.reason, "queue": event.queue, "task_id": event.task_id,
+        "job_id": event.job_id, "attempt": event.attempt, "state": event.state,
+        "previous_state": event.previous_state or "", "time": event.time, "error_code": event.error_code,
+        "reason": event.reason, "queue": event.queue, "task_id": event.task_id,
     }
 
 

@@ -26,7 +26,6 @@ _NEW_COLUMNS = tuple(str(column.name) for column in jobs.columns if column.name 
     "job_id", "start_time", "end_time", "heartbeat_time"))
 _new_values = attrgetter(*_NEW_COLUMNS)
 _FILE_COLUMNS = ("job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")
-_file_values = attrgetter(*_FILE_COLUMNS)
 
 
 class SubmissionStore(Store):
@@ -42,8 +41,8 @@ class SubmissionStore(Store):
                     return read_records(conn, list(earlier))
             storage_elements = self._check_queues(conn, specs)
             records = [new_job(spec, owner=owner, vo=vo, request_id=request_id, now=now) for spec in specs]
-            rows = [dict(zip(_NEW_COLUMNS, _new_values(record), strict=True)) for record in records]
             if self._sqlite:
+                rows = [dict(zip(_NEW_COLUMNS, _new_values(record), strict=True)) for record in records]
                 job_ids = list(
                     conn.execute(
                         insert(jobs).returning(jobs.c.job_id, sort_by_parameter_order=True), rows
@@ -52,17 +51,16 @@ class SubmissionStore(Store):
             else:
                 # One statement for the whole batch: a multi-row VALUES of thousands of rows costs
                 # more to build and parse than to run.
-                job_ids = new_ids(conn, jobs, "job_id", len(rows))
-                for job_id, row in zip(job_ids, rows, strict=True):
-                    row["job_id"] = job_id
-                insert_rows(conn, jobs, rows, ("job_id", *_NEW_COLUMNS))
+                job_ids = new_ids(conn, jobs, "job_id", len(records))
+                for job_id, record in zip(job_ids, records, strict=True):
+                    record.job_id = job_id
+                insert_rows(conn, jobs, records, ("job_id", *_NEW_COLUMNS))
             files: list[JobFile] = []
             for job_id, record, spec in zip(job_ids, records, specs, strict=True):
                 record.job_id = job_id
                 record.files = new_files(job_id, spec, storage_elements[spec.queue])
                 files += record.files
-            insert_rows(conn, job_files, [dict(zip(_FILE_COLUMNS, _file_values(f), strict=True)) for f in files],
-                        _FILE_COLUMNS)
+            insert_rows(conn, job_files, files, _FILE_COLUMNS)
             append_events(conn, [submitted_event(record) for record in records])
         # What was just written, without reading it back.
         return records
