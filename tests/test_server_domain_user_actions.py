@@ -53,6 +53,9 @@ def test_only_the_owner_or_a_wider_scope_may_act_on_a_job() -> None:
     assert job.state is JobState.ACTIVATED
     assert kill(7, job, Scope(owner="carol", vos=frozenset({"atlas"})), "", NOW).result.error is None
     assert kill(8, None, EVERYTHING, "", NOW).result.error.__class__ is NotFound
+    moved = reassign(7, job, ALICE, "elsewhere", NOW)
+    assert isinstance(moved.result.error, PermissionDenied) and job.queue == "local"
+    assert reassign(8, None, EVERYTHING, "elsewhere", NOW).result.error.__class__ is NotFound
 
 
 def test_a_job_not_yet_sent_moves_to_the_new_queue_activated() -> None:
