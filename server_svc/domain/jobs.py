@@ -76,14 +76,15 @@ class JobRecord(Job):
     """A stored job in full: what callers are shown and pilots are sent."""
 
     priority: int
-    command: list[str]
-    environment: dict[str, str]
+    label: str
+    # What it asks of a pilot, and runs there.
     cores: int
     memory_mb: int
     walltime_seconds: int
     disk_mb: int
-    label: str
-    request_id: str | None
+    command: list[str]
+    environment: dict[str, str]
+    request_id: str | None  # of the SubmitJobs call that made it, if it named one
     create_time: datetime
     files: list[JobFile] = field(default_factory=list)
     history: list[JobEvent] = field(default_factory=list)  # filled only when asked for
