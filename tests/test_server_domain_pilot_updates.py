@@ -3,6 +3,8 @@ ends, and what each update reports."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from panda_runtime.service.errors import FailedPrecondition, NotFound
@@ -12,8 +14,8 @@ from server_svc.domain.states import JobState
 from tests.server_domain_support import EARLIER, NOW, make_job
 
 
-def _update(state: JobState, **fields: object) -> PilotUpdate:
-    return PilotUpdate(**{"job_id": 7, "attempt": 1, "state": state, "pilot_id": "pilot-1", **fields})  # type: ignore[arg-type]
+def _update(state: JobState, **fields: Any) -> PilotUpdate:
+    return PilotUpdate(**{"job_id": 7, "attempt": 1, "state": state, "pilot_id": "pilot-1", **fields})
 
 
 def test_an_update_for_another_attempt_is_stale() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -17,16 +18,17 @@ _T = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _queue(**limits: int) -> Queue:
-    values = {"max_cores": 0, "max_memory_mb": 0, "max_walltime_seconds": 0, "max_disk_mb": 0, **limits}
+    values: dict[str, Any] = {"max_cores": 0, "max_memory_mb": 0, "max_walltime_seconds": 0, "max_disk_mb": 0,
+                              **limits}
     return Queue(queue_id="local", status="online", storage_element="file:///se", description="", create_time=_T,
                  update_time=_T, **values)
 
 
-def _spec(**fields: object) -> JobSpec:
-    values: dict[str, object] = {"queue": "local", "command": ["x"], "environment": {}, "cores": 1,
-                                 "memory_mb": 1000, "walltime_seconds": 60, "disk_mb": 0, "priority": 0,
-                                 "max_attempts": 2, **fields}
-    return JobSpec(**values)  # type: ignore[arg-type]
+def _spec(**fields: Any) -> JobSpec:
+    values: dict[str, Any] = {"queue": "local", "command": ["x"], "environment": {}, "cores": 1,
+                              "memory_mb": 1000, "walltime_seconds": 60, "disk_mb": 0, "priority": 0,
+                              "max_attempts": 2, **fields}
+    return JobSpec(**values)
 
 
 def test_a_job_for_a_queue_that_does_not_exist_is_refused_by_its_place() -> None:
