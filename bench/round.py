@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One dispatch round's transaction alone: `JobStore.exchange` for P pilots, each ending its job
+"""One dispatch round's transaction alone: `DispatchStore.exchange` for P pilots, each ending its job
 (RUNNING and FINISHED) and taking the next, in a plain loop with no server, streams or other
 load. What a round costs in the database and the store's Python, to set beside its duration
 under load in `dispatch.py`.
@@ -33,29 +33,32 @@ def main() -> None:
     args = parser.parse_args()
 
     from panda_runtime.service.db import make_engine
+    from server_svc.domain.dispatch import Claim, Offer
     from server_svc.domain.job_specs import JobSpec
+    from server_svc.domain.pilot_updates import PilotUpdate
     from server_svc.domain.states import JobState
-    from server_svc.store.job_store import Claim, JobStore, PilotUpdate
+    from server_svc.store.dispatch import DispatchStore
     from server_svc.store.queue_store import QueueStore
+    from server_svc.store.submission import SubmissionStore
     from tools.cluster import drop_database, fresh_database
 
     data_dir = Path(tempfile.mkdtemp(prefix="panda-round-"))
     url = fresh_database(args.db, data_dir, f"panda_round_{uuid.uuid4().hex[:8]}")
     engine = make_engine(url)
     try:
-        jobs, queues = JobStore(engine), QueueStore(engine)
+        jobs, queues = DispatchStore(engine), QueueStore(engine)
         queues.create({"queue_id": "bench", "status": "online"})
         spec = JobSpec(queue="bench", command=["/bin/true"], environment={}, cores=1, memory_mb=1000,
                        walltime_seconds=3600, disk_mb=0, priority=0, max_attempts=1)
         total = args.pilots * (args.rounds + 22)
         for start in range(0, total, 5000):
-            jobs.submit([spec] * min(5000, total - start), owner="bench")
-        claim = Claim("bench", (1, 4000, 2 * 86400), [(f"pilot-{i}", "node", 1) for i in range(args.pilots)])
+            SubmissionStore(engine).submit([spec] * min(5000, total - start), owner="bench")
+        claim = Claim("bench", Offer(1, 4000, 2 * 86400), [(f"pilot-{i}", "node", 1) for i in range(args.pilots)])
         held = jobs.exchange([], [claim]).assigned
         durations = []
         for number in range(args.rounds + 20):
             updates = [
-                PilotUpdate(job_id=job["job_id"], attempt=job["attempt"], state=state, pilot_id=pilot_id)
+                PilotUpdate(job_id=job.job_id, attempt=job.attempt, state=state, pilot_id=pilot_id)
                 for pilot_id, assigned in held.items() for job in assigned
                 for state in (JobState.RUNNING, JobState.FINISHED)
             ]

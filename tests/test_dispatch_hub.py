@@ -14,12 +14,18 @@ from sqlalchemy import Engine, text
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from panda_runtime.service.db import DbRunner, make_engine
-from server_svc.dispatcher import DispatchHub, Session
+from server_svc.domain.dispatch import JobRequest
 from server_svc.domain.job_specs import JobSpec
+from server_svc.domain.pilot_updates import PilotUpdate
 from server_svc.domain.states import JobState
+from server_svc.logic.dispatch_hub import DispatchHub, Session
+from server_svc.servicers.convert import hello_from_proto, outgoing_to_proto, request_from_proto
 from server_svc.settings import ServerSettings
-from server_svc.store.job_store import JobStore, PilotUpdate
+from server_svc.store.commands import CommandStore
+from server_svc.store.dispatch import DispatchStore
+from server_svc.store.jobs import JobStore
 from server_svc.store.queue_store import QueueStore
+from server_svc.store.submission import SubmissionStore
 
 
 def _spec(priority: int) -> JobSpec:
@@ -28,9 +34,15 @@ def _spec(priority: int) -> JobSpec:
 
 
 async def _next(session: Session, timeout: float = 5.0) -> dispatch_pb2.ConnectResponse:
+    """The next message on the session's outbox, as the servicer sends it."""
     message = await asyncio.wait_for(session.outbox.get(), timeout)
-    assert isinstance(message, dispatch_pb2.ConnectResponse), message
-    return message
+    assert message is not None and not isinstance(message, BaseException), message
+    return outgoing_to_proto(message)
+
+
+def _request(count: int) -> JobRequest:
+    """A RequestJobs as the servicer hands it to the hub."""
+    return request_from_proto(dispatch_pb2.RequestJobs(count=count))
 
 
 @dataclass
@@ -55,13 +67,16 @@ async def _pilot_holding_the_first_of_two_jobs(database_url: str) -> AsyncIterat
     engine = make_engine(database_url)
     jobs, queues = JobStore(engine), QueueStore(engine)
     queues.create({"queue_id": "local", "status": "online"})
-    first, second = (row["job_id"] for row in jobs.submit([_spec(9), _spec(1)], owner="alice"))
+    first, second = (job.job_id for job in SubmissionStore(engine).submit([_spec(9), _spec(1)], owner="alice"))
     db = DbRunner(engine)
-    hub = DispatchHub(ServerSettings(dispatch_poll_seconds=0.1), db, jobs, queues)
+    hub = DispatchHub(
+        ServerSettings(dispatch_poll_seconds=0.1), db, DispatchStore(engine), CommandStore(engine), queues
+    )
     hub.start()
     try:
-        session = await hub.connect(dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n"))
-        hub.request_jobs(session, dispatch_pb2.RequestJobs(count=1))
+        hello = dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n")
+        session = await hub.connect(hello_from_proto(hello))
+        hub.request_jobs(session, _request(1))
         assert [j.job_id for j in (await _next(session)).job_assignments.jobs] == [first]
         yield _Started(hub, session, engine, jobs, first, second)
     finally:
@@ -77,9 +92,9 @@ async def _finish_first_job_then(
     the messages the pilot got after its final update (sent as seq 7), and the two jobs' ids."""
     async with _pilot_holding_the_first_of_two_jobs(database_url) as run:
         # One event-loop step: the two messages are read before the update batch is written.
-        run.hub.submit_updates(run.session, 7, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
+        run.hub.submit_updates(run.session, 7, run.ending_updates(), _request(1))
         if then == "withdraw":
-            run.hub.request_jobs(run.session, dispatch_pb2.RequestJobs(count=0))
+            run.hub.request_jobs(run.session, _request(0))
         received = [await _next(run.session)]
         with contextlib.suppress(TimeoutError):  # anything more that comes
             received.append(await _next(run.session, timeout=1.5))
@@ -95,7 +110,7 @@ def test_a_request_sent_with_the_final_update_brings_the_next_job_and_the_ack(da
     assert [m.WhichOneof("message") for m in received] == ["job_assignments"]
     assert [j.job_id for j in received[0].job_assignments.jobs] == [second]
     assert _acks(received[0].job_assignments.acks) == [(7, first, job_pb2.Job.STATE_FINISHED)]
-    assert jobs.get(second)["state"] == JobState.SENT.value
+    assert jobs.get(second).state == JobState.SENT.value
 
 
 def test_a_withdrawal_right_behind_a_request_sent_with_updates_wins(database_url: str) -> None:
@@ -103,10 +118,10 @@ def test_a_withdrawal_right_behind_a_request_sent_with_updates_wins(database_url
     # The ack alone: an UpdateAcks of one.
     assert [m.WhichOneof("message") for m in received] == ["update_acks"]
     assert _acks(received[0].update_acks.acks) == [(7, first, job_pb2.Job.STATE_FINISHED)]
-    assert jobs.get(second)["state"] == JobState.ACTIVATED.value
+    assert jobs.get(second).state == JobState.ACTIVATED.value
 
 
-class _ClaimFailsOnce(JobStore):
+class _ClaimFailsOnce(DispatchStore):
     """A store whose first claim fails inside the round's transaction, after the round's
     updates were sent to the database (on PostgreSQL in the same pipeline)."""
 
@@ -130,16 +145,16 @@ async def _round_fails_then_pilot_resends(database_url: str) -> dict[str, object
     Returns what it got meanwhile, both jobs' states after the failure, and the reply to the
     resent updates."""
     async with _pilot_holding_the_first_of_two_jobs(database_url) as run:
-        run.hub._jobs = failing = _ClaimFailsOnce(run.engine)
-        run.hub.submit_updates(run.session, 7, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
+        run.hub._dispatch = failing = _ClaimFailsOnce(run.engine)
+        run.hub.submit_updates(run.session, 7, run.ending_updates(), _request(1))
         # The round fails: nothing of it is kept, and nothing is acknowledged.
         silent = []
         with contextlib.suppress(TimeoutError):
             silent.append((await _next(run.session, timeout=0.5)).WhichOneof("message"))
         assert failing.failed
-        states = (run.jobs.get(run.first)["state"], run.jobs.get(run.second)["state"])
+        states = (run.jobs.get(run.first).state, run.jobs.get(run.second).state)
         # The pilot resends its final update (it does after a while when no ack came).
-        run.hub.submit_updates(run.session, 8, run.ending_updates(), dispatch_pb2.RequestJobs(count=1))
+        run.hub.submit_updates(run.session, 8, run.ending_updates(), _request(1))
         reply = (await _next(run.session)).job_assignments
         return {
             "meanwhile": silent, "states": states,

@@ -7,17 +7,19 @@ import threading
 from datetime import UTC, datetime
 
 from panda_runtime.service.db import make_engine
-from server_svc.store.job_store import JobStore, append_events
+from server_svc.domain.jobs import JobEvent
+from server_svc.domain.states import JobState
+from server_svc.store.events import EventLog, append_events
 
 
-def _event(reason: str) -> dict[str, object]:
-    return {"job_id": 1, "attempt": 1, "state": "running", "previous_state": "starting",
-            "time": datetime.now(UTC), "error_code": 0, "reason": reason, "queue": "local", "task_id": 0}
+def _event(reason: str) -> JobEvent:
+    return JobEvent(job_id=1, attempt=1, state=JobState.RUNNING, previous_state=JobState.STARTING,
+                    time=datetime.now(UTC), error_code=0, reason=reason, queue="local", task_id=0)
 
 
 def test_cursors_follow_commit_order(database_url: str) -> None:
     engine = make_engine(database_url)
-    store = JobStore(engine)
+    store = EventLog(engine)
     first_written, let_first_commit, second_committed = threading.Event(), threading.Event(), threading.Event()
 
     def first() -> None:
@@ -40,7 +42,7 @@ def test_cursors_follow_commit_order(database_url: str) -> None:
         # watcher waits too, as every transaction there takes the one write lock): it can never
         # read the second event's cursor and then miss the first's.
         assert not second_committed.wait(1.5)
-        seen: list[list[dict[str, object]]] = []
+        seen: list[list[JobEvent]] = []
         watcher = threading.Thread(target=lambda: seen.append(store.events_after(0)))
         watcher.start()
         watcher.join(1.5)
@@ -52,6 +54,6 @@ def test_cursors_follow_commit_order(database_url: str) -> None:
     watcher.join(30)
     assert second_committed.is_set()
     events = store.events_after(0)
-    assert [e["reason"] for e in events] == ["first", "second"]
-    assert events[0]["cursor"] < events[1]["cursor"]
+    assert [e.reason for e in events] == ["first", "second"]
+    assert events[0].cursor < events[1].cursor
     engine.dispose()

@@ -1,7 +1,9 @@
 """Writing many rows in one statement, for every service's stores. On PostgreSQL a batch becomes a
 single INSERT or UPDATE over `json_to_recordset` of one JSON document (one round trip, one
 plan, the rows serialised in C by orjson), which costs a fraction of a statement per row;
-SQLite, in process, takes a plain executemany.
+SQLite, in process, takes a plain executemany. Rows are dicts, or typed records (dataclasses
+and the like) whose attributes are named as the columns; the columns of a record are named by
+the caller.
 
 Statements that do not depend on each other's results can be collected and run together
 (`run_statements`): on PostgreSQL they go in one round trip (psycopg's pipeline mode), which
@@ -9,8 +11,9 @@ matters on a busy machine, where every wait for the database is also a wait for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import orjson
@@ -52,9 +55,23 @@ def _pg_insert(table: Table, columns: tuple[str, ...]) -> TextClause:
     )
 
 
-def _json_rows(names: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> str:
+def _getter(names: tuple[str, ...], rows: Sequence[Any]) -> Callable[[Any], Any]:
+    """What reads `names` off a row, in C (one name: its value; more: a tuple). Rows are mappings,
+    or typed records (dataclasses and the like) whose attributes are named as the columns."""
+    return itemgetter(*names) if isinstance(rows[0], Mapping) else attrgetter(*names)
+
+
+def _dicts(names: tuple[str, ...], rows: Sequence[Any], keys: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Each row's `names` as a dict (under `keys`, by default the names themselves)."""
+    get = _getter(names, rows)
+    if len(names) == 1:
+        return [{(keys or names)[0]: value} for value in map(get, rows)]
+    return [dict(zip(keys or names, get(row), strict=True)) for row in rows]
+
+
+def _json_rows(names: tuple[str, ...], rows: Sequence[Any]) -> str:
     # Values orjson has no encoding for (none expected) are written as text.
-    return orjson.dumps([{n: r[n] for n in names} for r in rows], default=str).decode()
+    return orjson.dumps(_dicts(names, rows), default=str).decode()
 
 
 @cache
@@ -71,19 +88,21 @@ Statement = tuple[Executable, Any]
 
 
 def update_statement(
-    conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+    conn: Connection, table: Table, key: str, rows: Sequence[Any], columns: Sequence[str] | None = None
 ) -> Statement | None:
     """What `update_rows` runs, to be run later (None when there is nothing to write)."""
     if not rows:
         return None
     names = tuple(columns) if columns is not None else tuple(n for n in rows[0] if n != key)
+    keyed = (key, *names)
     if conn.dialect.name == "postgresql":
-        return _pg_update(table, key, names), {"rows": _json_rows((key, *names), rows), "keys": [r[key] for r in rows]}
-    return _executemany_update(table, key, names), [{f"b_{n}": r[n] for n in (key, *names)} for r in rows]
+        keys = list(map(_getter((key,), rows), rows))
+        return _pg_update(table, key, names), {"rows": _json_rows(keyed, rows), "keys": keys}
+    return _executemany_update(table, key, names), _dicts(keyed, rows, tuple(f"b_{n}" for n in keyed))
 
 
 def insert_statement(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+    conn: Connection, table: Table, rows: Sequence[Any], columns: Sequence[str] | None = None
 ) -> Statement | None:
     """What `insert_rows` runs, to be run later (None when there is nothing to write)."""
     if not rows:
@@ -91,21 +110,21 @@ def insert_statement(
     names = tuple(columns) if columns is not None else tuple(rows[0])
     if conn.dialect.name == "postgresql":
         return _pg_insert(table, names), {"rows": _json_rows(names, rows)}
-    return insert(table), [{n: r[n] for n in names} for r in rows]
+    return insert(table), _dicts(names, rows)
 
 
 def update_rows(
-    conn: Connection, table: Table, key: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+    conn: Connection, table: Table, key: str, rows: Sequence[Any], columns: Sequence[str] | None = None
 ) -> None:
-    """Set `columns` (by default every key of the first row but `key`) of every row, matched on
-    `key`, to the row's values."""
+    """Set `columns` (by default every key of the first row, a dict, but `key`) of every row,
+    matched on `key`, to the row's values."""
     run_statements(conn, [update_statement(conn, table, key, rows, columns)])
 
 
 def insert_rows(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+    conn: Connection, table: Table, rows: Sequence[Any], columns: Sequence[str] | None = None
 ) -> None:
-    """Insert the rows' `columns` (by default the first row's keys)."""
+    """Insert the rows' `columns` (by default the keys of the first row, a dict)."""
     run_statements(conn, [insert_statement(conn, table, rows, columns)])
 
 

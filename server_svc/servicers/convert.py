@@ -1,15 +1,22 @@
-"""Between stored rows and protobuf messages: the only place that knows both shapes."""
+"""Between domain types and protobuf messages: the only place that knows both shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from panda.common.v1 import resources_pb2
-from panda.server.v1 import job_pb2, queue_pb2
+from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2
+from panda_runtime.service.errors import ok_status
 from panda_runtime.service.timestamps import timestamp
+from server_svc.domain.dispatch import Acknowledgements, Assignment, JobRequest, Offer, PilotHello, UpdateAck
 from server_svc.domain.job_specs import FileSpec, JobSpec
+from server_svc.domain.jobs import JobEvent, JobFile, JobRecord, OutputFile
+from server_svc.domain.pilot_updates import PilotUpdate
+from server_svc.domain.queues import Queue
 from server_svc.domain.states import JobState
-from server_svc.store.queue_store import QueueRecord
+from server_svc.domain.user_actions import ActionResult, CommandKind, PilotCommand
 
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
                "log": job_pb2.JobFile.KIND_LOG}
@@ -19,17 +26,19 @@ _FILE_STATUSES = {"defined": job_pb2.JobFile.STATUS_DEFINED, "ready": job_pb2.Jo
 
 
 # Looked up once: these run for every message on the pilot streams.
-_STATE_TO_PROTO = {state.value: job_pb2.Job.State.Value(f"STATE_{state.name}") for state in JobState}
-_STATE_FROM_PROTO = {number: JobState(text) for text, number in _STATE_TO_PROTO.items()}
+_STATE_TO_PROTO = {state: job_pb2.Job.State.Value(f"STATE_{state.name}") for state in JobState}
+_STATE_FROM_PROTO = {number: state for state, number in _STATE_TO_PROTO.items()}
+_OK = ok_status()
 
 
-def state_to_proto(state: str) -> int:
-    return _STATE_TO_PROTO.get(state, job_pb2.Job.STATE_UNSPECIFIED)
+def state_to_proto(state: JobState | None) -> job_pb2.Job.State.ValueType:
+    """None (no job, no state) is STATE_UNSPECIFIED."""
+    return job_pb2.Job.STATE_UNSPECIFIED if state is None else _STATE_TO_PROTO[state]
 
 
 def state_from_proto(value: int) -> JobState:
     try:
-        return _STATE_FROM_PROTO[value]
+        return _STATE_FROM_PROTO[value]  # type: ignore[index]  # any int may come off the wire
     except KeyError:
         raise ValueError(f"not a job state: {value}") from None
 
@@ -40,40 +49,39 @@ def state_from_text(text: str) -> str:
     return JobState(name.lower()).value
 
 
-def event_to_proto(event: dict[str, Any]) -> job_pb2.JobEvent:
+def event_to_proto(event: JobEvent) -> job_pb2.JobEvent:
     return job_pb2.JobEvent(
-        cursor=event["cursor"], job_id=event["job_id"], attempt=event["attempt"],
-        state=state_to_proto(event["state"]), previous_state=state_to_proto(event["previous_state"]),
-        time=timestamp(event["time"]), error_code=event["error_code"], reason=event["reason"],
-        queue=event["queue"], task_id=event["task_id"],
+        cursor=event.cursor, job_id=event.job_id, attempt=event.attempt,
+        state=state_to_proto(event.state), previous_state=state_to_proto(event.previous_state),
+        time=timestamp(event.time), error_code=event.error_code, reason=event.reason,
+        queue=event.queue, task_id=event.task_id,
     )
 
 
-def file_to_proto(row: dict[str, Any]) -> job_pb2.JobFile:
+def file_to_proto(file: JobFile) -> job_pb2.JobFile:
     return job_pb2.JobFile(
-        lfn=row["lfn"], kind=_FILE_KINDS[row["kind"]], status=_FILE_STATUSES[row["status"]],
-        size_bytes=row["size_bytes"], adler32=row["adler32"], storage_element=row["storage_element"],
-        attempt=row["attempt"],
+        lfn=file.lfn, kind=_FILE_KINDS[file.kind], status=_FILE_STATUSES[file.status],
+        size_bytes=file.size_bytes, adler32=file.adler32, storage_element=file.storage_element,
+        attempt=file.attempt,
     )
 
 
-def job_to_proto(row: dict[str, Any]) -> job_pb2.Job:
+def job_to_proto(job: JobRecord) -> job_pb2.Job:
     return job_pb2.Job(
-        name=f"jobs/{row['job_id']}", job_id=row["job_id"], state=state_to_proto(row["state"]),
-        queue=row["queue"], owner=row["owner"], vo=row.get("vo", ""), task_id=row["task_id"], priority=row["priority"],
-        attempt=row["attempt"], max_attempts=row["max_attempts"], command=row["command"],
-        environment=row["environment"],
+        name=f"jobs/{job.job_id}", job_id=job.job_id, state=state_to_proto(job.state),
+        queue=job.queue, owner=job.owner, vo=job.vo, task_id=job.task_id, priority=job.priority,
+        attempt=job.attempt, max_attempts=job.max_attempts, command=job.command,
+        environment=job.environment,
         resources=resources_pb2.Resources(
-            cores=row["cores"], memory_mb=row["memory_mb"], walltime_seconds=row["walltime_seconds"],
-            disk_mb=row["disk_mb"],
+            cores=job.cores, memory_mb=job.memory_mb, walltime_seconds=job.walltime_seconds, disk_mb=job.disk_mb,
         ),
-        files=[file_to_proto(f) for f in row.get("files", [])],
-        error_code=row["error_code"], error_diag=row["error_diag"], exit_code=row["exit_code"],
-        log_tail=row["log_tail"], pilot_id=row["pilot_id"], node=row["node"], max_rss_mb=row["max_rss_mb"],
-        cpu_seconds=row["cpu_seconds"], create_time=timestamp(row["create_time"]),
-        update_time=timestamp(row["update_time"]), start_time=timestamp(row["start_time"]),
-        end_time=timestamp(row["end_time"]), heartbeat_time=timestamp(row["heartbeat_time"]),
-        label=row["label"], history=[event_to_proto(e) for e in row.get("history", [])],
+        files=[file_to_proto(f) for f in job.files],
+        error_code=job.error_code, error_diag=job.error_diag, exit_code=job.exit_code,
+        log_tail=job.log_tail, pilot_id=job.pilot_id, node=job.node, max_rss_mb=job.max_rss_mb,
+        cpu_seconds=job.cpu_seconds, create_time=timestamp(job.create_time),
+        update_time=timestamp(job.update_time), start_time=timestamp(job.start_time),
+        end_time=timestamp(job.end_time), heartbeat_time=timestamp(job.heartbeat_time),
+        label=job.label, history=[event_to_proto(e) for e in job.history],
     )
 
 
@@ -102,6 +110,14 @@ def job_from_proto(job: job_pb2.Job, defaults: Any) -> JobSpec:
     )
 
 
+def action_result_to_proto(result: ActionResult) -> job_service_pb2.JobActionResult:
+    return job_service_pb2.JobActionResult(
+        job_id=result.job_id,
+        status=result.error.to_status() if result.error else _OK,
+        state=state_to_proto(result.state),
+    )
+
+
 _QUEUE_STATUS = {
     "online": queue_pb2.Queue.STATUS_ONLINE, "offline": queue_pb2.Queue.STATUS_OFFLINE,
     "test": queue_pb2.Queue.STATUS_TEST, "brokeroff": queue_pb2.Queue.STATUS_BROKEROFF,
@@ -110,19 +126,19 @@ _QUEUE_STATUS_NAMES = {v: k for k, v in _QUEUE_STATUS.items()}
 
 
 def queue_status_from_proto(value: int) -> str:
-    return _QUEUE_STATUS_NAMES.get(value, "")
+    return _QUEUE_STATUS_NAMES.get(value, "")  # type: ignore[call-overload]  # any int may come off the wire
 
 
-def queue_to_proto(record: QueueRecord, connected_pilots: int = 0) -> queue_pb2.Queue:
+def queue_to_proto(queue: Queue, connected_pilots: int = 0) -> queue_pb2.Queue:
     return queue_pb2.Queue(
-        name=f"queues/{record.queue_id}", queue_id=record.queue_id, status=_QUEUE_STATUS[record.status],
+        name=f"queues/{queue.queue_id}", queue_id=queue.queue_id, status=_QUEUE_STATUS[queue.status],
         max_resources=resources_pb2.Resources(
-            cores=record.max_cores, memory_mb=record.max_memory_mb,
-            walltime_seconds=record.max_walltime_seconds, disk_mb=record.max_disk_mb,
+            cores=queue.max_cores, memory_mb=queue.max_memory_mb,
+            walltime_seconds=queue.max_walltime_seconds, disk_mb=queue.max_disk_mb,
         ),
-        storage_element=record.storage_element, description=record.description,
-        create_time=timestamp(record.create_time), update_time=timestamp(record.update_time),
-        job_counts=record.job_counts, connected_pilots=connected_pilots,
+        storage_element=queue.storage_element, description=queue.description,
+        create_time=timestamp(queue.create_time), update_time=timestamp(queue.update_time),
+        job_counts=queue.job_counts, connected_pilots=connected_pilots,
     )
 
 
@@ -137,3 +153,73 @@ def queue_values_from_proto(queue: queue_pb2.Queue) -> dict[str, Any]:
         "storage_element": queue.storage_element,
         "description": queue.description,
     }
+
+
+# -- the pilot stream ----------------------------------------------------------------------
+
+_COMMAND_KINDS = {CommandKind.KILL: dispatch_pb2.Command.KIND_KILL,
+                  CommandKind.SOFT_KILL: dispatch_pb2.Command.KIND_SOFT_KILL,
+                  CommandKind.DEBUG: dispatch_pb2.Command.KIND_DEBUG}
+
+
+def _offer_from_proto(resources: resources_pb2.Resources) -> Offer:
+    return Offer(resources.cores, resources.memory_mb, resources.walltime_seconds)
+
+
+def hello_from_proto(hello: dispatch_pb2.Hello) -> PilotHello:
+    return PilotHello(
+        pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=_offer_from_proto(hello.resources),
+        held_jobs=frozenset(held.job_id for held in hello.held_jobs),
+    )
+
+
+def request_from_proto(request: dispatch_pb2.RequestJobs) -> JobRequest:
+    return JobRequest(request.count, _offer_from_proto(request.resources) if request.HasField("resources") else None)
+
+
+def updates_from_proto(updates: Sequence[dispatch_pb2.JobUpdate], pilot_id: str) -> list[PilotUpdate]:
+    """Raises ValueError for an update without a job id or a state, or with a state unknown."""
+    if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
+        raise ValueError("a job update needs a job_id and a state")
+    return [_update_from_proto(u, pilot_id) for u in updates]
+
+
+def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str) -> PilotUpdate:
+    return PilotUpdate(
+        job_id=update.job_id, attempt=update.attempt, state=state_from_proto(update.state), pilot_id=pilot_id,
+        exit_code=update.exit_code, error_code=update.error_code, error_diag=update.error_diag,
+        log_tail=update.log_tail, max_rss_mb=update.max_rss_mb, cpu_seconds=update.cpu_seconds,
+        output_files=[
+            OutputFile(update.job_id, update.attempt, f.lfn, f.size_bytes, f.adler32, f.storage_element)
+            for f in update.output_files
+        ],
+    )
+
+
+def _ack_to_proto(ack: UpdateAck) -> dispatch_pb2.UpdateAck:
+    return dispatch_pb2.UpdateAck(
+        seq=ack.seq, job_id=ack.job_id, attempt=ack.attempt,
+        status=ack.error.to_status() if ack.error else _OK, state=state_to_proto(ack.state),
+    )
+
+
+def acks_to_proto(acks: Acknowledgements) -> dispatch_pb2.ConnectResponse:
+    """Acknowledgements sent alone, without a job."""
+    return dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=[_ack_to_proto(a) for a in acks.acks]))
+
+
+def outgoing_to_proto(message: Assignment | Acknowledgements | PilotCommand) -> dispatch_pb2.ConnectResponse:
+    """A message of the dispatch hub for a pilot."""
+    if isinstance(message, Assignment):
+        return dispatch_pb2.ConnectResponse(
+            job_assignments=dispatch_pb2.JobAssignments(
+                jobs=[job_to_proto(job) for job in message.jobs], acks=[_ack_to_proto(a) for a in message.acks]
+            )
+        )
+    if isinstance(message, Acknowledgements):
+        return acks_to_proto(message)
+    return dispatch_pb2.ConnectResponse(
+        command=dispatch_pb2.Command(
+            job_id=message.job_id, attempt=message.attempt, kind=_COMMAND_KINDS[message.kind], reason=message.reason,
+        )
+    )

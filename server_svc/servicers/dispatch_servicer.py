@@ -10,41 +10,28 @@ from datetime import UTC, datetime
 import grpc
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
-from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
-from panda_runtime.service.db import DbRunner
+from panda.server.v1 import dispatch_service_pb2_grpc
 from panda_runtime.service.errors import InvalidArgument, NotFound, PermissionDenied
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.timestamps import timestamp
-from server_svc.dispatcher import DispatchHub, Session
 from server_svc.domain.job_specs import validate_queue_id
-from server_svc.servicers.convert import state_from_proto
+from server_svc.logic.dispatch_hub import DispatchHub, Session
+from server_svc.logic.queues import QueueOperations
+from server_svc.servicers.convert import hello_from_proto, outgoing_to_proto, request_from_proto, updates_from_proto
 from server_svc.settings import ServerSettings
-from server_svc.store.job_store import PilotUpdate
-from server_svc.store.queue_store import QueueStore
+
+__all__ = ["DispatchServicer"]
 
 log = logging.getLogger("panda.dispatch")
 
 
-def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str) -> PilotUpdate:
-    return PilotUpdate(
-        job_id=update.job_id, attempt=update.attempt, state=state_from_proto(update.state), pilot_id=pilot_id,
-        exit_code=update.exit_code, error_code=update.error_code, error_diag=update.error_diag,
-        log_tail=update.log_tail, max_rss_mb=update.max_rss_mb, cpu_seconds=update.cpu_seconds,
-        output_files=[
-            {"lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32, "storage_element": f.storage_element}
-            for f in update.output_files
-        ],
-    )
-
-
 class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, settings: ServerSettings, db: DbRunner, queues: QueueStore, hub: DispatchHub) -> None:
+    def __init__(self, settings: ServerSettings, queues: QueueOperations, hub: DispatchHub) -> None:
         self._settings = settings
-        self._db = db
         self._queues = queues
         self._hub = hub
 
-    async def Connect(  # type: ignore[override]
+    async def Connect(
         self, request_iterator: AsyncIterator[dispatch_pb2.ConnectRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[dispatch_pb2.ConnectResponse]:
         try:
@@ -63,9 +50,9 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
             raise PermissionDenied(
                 f"{principal.subject} may not serve queue {hello.queue} (its token allows: {allowed})"
             )
-        if not await self._db.run(self._queues.exists, hello.queue):
+        if not await self._queues.exists(hello.queue):
             raise NotFound(f"queue {hello.queue} not found", resource_type="queue", resource_name=hello.queue)
-        session = await self._hub.connect(hello)
+        session = await self._hub.connect(hello_from_proto(hello))
         reader = asyncio.create_task(self._read(request_iterator, session))
         try:
             yield dispatch_pb2.ConnectResponse(
@@ -81,7 +68,7 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
                     return
                 if isinstance(message, BaseException):
                     raise message
-                yield message
+                yield outgoing_to_proto(message)
         finally:
             reader.cancel()
             self._hub.disconnect(session)
@@ -91,18 +78,17 @@ class DispatchServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
             async for request in requests:
                 kind = request.WhichOneof("message")
                 if kind == "request_jobs":
-                    self._hub.request_jobs(session, request.request_jobs)
+                    self._hub.request_jobs(session, request_from_proto(request.request_jobs))
                 elif kind == "job_updates":
                     updates = request.job_updates.updates
                     try:
-                        if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
-                            raise ValueError("a job update needs a job_id and a state")
-                        parsed = [_update_from_proto(u, session.pilot_id) for u in updates]
+                        parsed = updates_from_proto(updates, session.pilot_id)
                     except ValueError as error:
                         session.end(InvalidArgument(str(error), field=kind))
                         return
                     then_request = (
-                        request.job_updates.request_jobs if request.job_updates.HasField("request_jobs") else None
+                        request_from_proto(request.job_updates.request_jobs)
+                        if request.job_updates.HasField("request_jobs") else None
                     )
                     self._hub.submit_updates(session, request.seq, parsed, then_request)
                 elif kind == "goodbye":

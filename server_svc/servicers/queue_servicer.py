@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
-from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
-from server_svc.dispatcher import DispatchHub
 from server_svc.domain.job_specs import validate_queue_id
+from server_svc.domain.queues import Queue
+from server_svc.logic.queues import QueueOperations
 from server_svc.servicers.convert import queue_status_from_proto, queue_to_proto, queue_values_from_proto
-from server_svc.store.queue_store import QueueStore
+
+__all__ = ["QueueServicer"]
 
 _WRITABLE = {
     "status": ("status",),
@@ -25,11 +28,11 @@ _WRITABLE = {
 }
 
 
-def _check_values(values: dict[str, object]) -> None:
+def _check_values(values: dict[str, Any]) -> None:
     if values.get("status") == "":
         raise InvalidArgument("queue status is required: online, offline, test or brokeroff", field="queue.status")
     for name in ("max_cores", "max_memory_mb", "max_walltime_seconds", "max_disk_mb"):
-        if int(values.get(name, 0)) < 0:  # type: ignore[call-overload]
+        if int(values.get(name, 0)) < 0:
             raise InvalidArgument(f"{name} must not be negative", field="queue.max_resources")
     se = str(values.get("storage_element", ""))
     if se and "://" not in se:
@@ -39,13 +42,11 @@ def _check_values(values: dict[str, object]) -> None:
 
 
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
-    def __init__(self, db: DbRunner, store: QueueStore, hub: DispatchHub) -> None:
-        self._db = db
-        self._store = store
-        self._hub = hub
+    def __init__(self, queues: QueueOperations) -> None:
+        self._queues = queues
 
-    def _proto(self, record):  # type: ignore[no-untyped-def]
-        return queue_to_proto(record, self._hub.connected(record.queue_id))
+    def _proto(self, queue: Queue) -> queue_pb2.Queue:
+        return queue_to_proto(queue, self._queues.connected_pilots(queue.queue_id))
 
     async def CreateQueue(
         self, request: queue_service_pb2.CreateQueueRequest, context: grpc.aio.ServicerContext
@@ -56,15 +57,14 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         if not values["status"]:
             values["status"] = "online"
         _check_values(values)
-        record = await self._db.run(self._store.create, {"queue_id": queue.queue_id, **values})
-        self._hub.queues_changed()
+        record = await self._queues.create({"queue_id": queue.queue_id, **values})
         return queue_service_pb2.CreateQueueResponse(queue=self._proto(record))
 
     async def GetQueue(
         self, request: queue_service_pb2.GetQueueRequest, context: grpc.aio.ServicerContext
     ) -> queue_service_pb2.GetQueueResponse:
         validate_queue_id(request.queue_id)
-        record = await self._db.run(self._store.get, request.queue_id)
+        record = await self._queues.get(request.queue_id)
         return queue_service_pb2.GetQueueResponse(queue=self._proto(record))
 
     async def ListQueues(
@@ -74,7 +74,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         status = queue_status_from_proto(request.status)
         query = f"status={status}"
         after = str(decode_token(request.page_token, query).get("after", ""))
-        records = await self._db.run(self._store.list, status=status, after=after, limit=limit)
+        records = await self._queues.list_queues(status=status, after=after, limit=limit)
         token = encode_token({"after": records[-1].queue_id}, query) if len(records) == limit else ""
         return queue_service_pb2.ListQueuesResponse(
             queues=[self._proto(r) for r in records], next_page_token=token
@@ -96,9 +96,6 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
             columns.update(_WRITABLE[path])
         values = {c: all_values[c] for c in columns}
         _check_values(values)
-        record = await self._db.run(self._store.update, queue.queue_id, values)
-        self._hub.queues_changed()
+        record = await self._queues.update(queue.queue_id, values)
         return queue_service_pb2.UpdateQueueResponse(queue=self._proto(record))
 
-
-__all__ = ["QueueServicer", "queue_pb2"]

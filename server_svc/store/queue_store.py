@@ -2,46 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from panda_runtime.service.db import Store
 from panda_runtime.service.errors import AlreadyExists, NotFound
+from server_svc.domain.queues import Queue
 from server_svc.store.tables import jobs, queues
 
-QUEUE_STATUSES = ("online", "offline", "test", "brokeroff")
-# Statuses whose pilots get jobs.
-DISPATCHING_STATUSES = frozenset({"online", "test", "brokeroff"})
+__all__ = ["QueueStore", "queue_from_row"]
+
+_COLUMNS = tuple(str(column.name) for column in queues.columns)
 
 
-@dataclass
-class QueueRecord:
-    queue_id: str
-    status: str
-    max_cores: int
-    max_memory_mb: int
-    max_walltime_seconds: int
-    max_disk_mb: int
-    storage_element: str
-    description: str
-    create_time: datetime
-    update_time: datetime
-    job_counts: dict[str, int]
+def queue_from_row(row: Mapping[Any, Any], counts: dict[str, int] | None = None) -> Queue:
+    return Queue(**{name: row[name] for name in _COLUMNS}, job_counts=counts or {})
 
 
-def _record(row: Any, counts: dict[str, int] | None = None) -> QueueRecord:
-    values = {column.name: row._mapping[column.name] for column in queues.columns}
-    return QueueRecord(**values, job_counts=counts or {})
-
-
-class QueueStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def create(self, values: dict[str, Any]) -> QueueRecord:
+class QueueStore(Store):
+    def create(self, values: dict[str, Any]) -> Queue:
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
@@ -50,19 +33,19 @@ class QueueStore:
             raise AlreadyExists(f"queue {values['queue_id']} already exists") from error
         return self.get(values["queue_id"])
 
-    def get(self, queue_id: str) -> QueueRecord:
+    def get(self, queue_id: str) -> Queue:
         with self._engine.connect() as conn:
             row = conn.execute(select(queues).where(queues.c.queue_id == queue_id)).first()
             if row is None:
                 raise NotFound(f"queue {queue_id} not found", resource_type="queue", resource_name=queue_id)
-            return _record(row, self._counts(conn, [queue_id]).get(queue_id, {}))
+            return queue_from_row(row._mapping, self._counts(conn, [queue_id]).get(queue_id, {}))
 
     def exists(self, queue_id: str) -> bool:
         with self._engine.connect() as conn:
             found = conn.execute(select(queues.c.queue_id).where(queues.c.queue_id == queue_id)).first()
             return found is not None
 
-    def list(self, *, status: str = "", after: str = "", limit: int = 100) -> list[QueueRecord]:
+    def list_queues(self, *, status: str = "", after: str = "", limit: int = 100) -> list[Queue]:
         query = select(queues).order_by(queues.c.queue_id).limit(limit)
         if status:
             query = query.where(queues.c.status == status)
@@ -71,9 +54,9 @@ class QueueStore:
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
             counts = self._counts(conn, [r.queue_id for r in rows])
-        return [_record(r, counts.get(r.queue_id, {})) for r in rows]
+        return [queue_from_row(r._mapping, counts.get(r.queue_id, {})) for r in rows]
 
-    def update(self, queue_id: str, values: dict[str, Any]) -> QueueRecord:
+    def update(self, queue_id: str, values: dict[str, Any]) -> Queue:
         with self._engine.begin() as conn:
             result = conn.execute(
                 update(queues)
@@ -84,9 +67,10 @@ class QueueStore:
                 raise NotFound(f"queue {queue_id} not found", resource_type="queue", resource_name=queue_id)
         return self.get(queue_id)
 
-    def statuses(self) -> dict[str, QueueRecord]:
+    def statuses(self) -> dict[str, str]:
+        """Every queue's status, by queue id."""
         with self._engine.connect() as conn:
-            return {r.queue_id: _record(r) for r in conn.execute(select(queues))}
+            return {r.queue_id: r.status for r in conn.execute(select(queues))}
 
     def job_counts(self) -> dict[tuple[str, str], int]:
         """(queue, state) -> number of jobs, for the metrics."""
@@ -95,7 +79,7 @@ class QueueStore:
             return {(q, s): n for q, s, n in rows}
 
     @staticmethod
-    def _counts(conn: Any, queue_ids: list[str]) -> dict[str, dict[str, int]]:
+    def _counts(conn: Connection, queue_ids: list[str]) -> dict[str, dict[str, int]]:
         if not queue_ids:
             return {}
         rows = conn.execute(

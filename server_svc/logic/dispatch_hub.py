@@ -4,7 +4,11 @@ batched writing of their updates, and commands going back down the streams.
 Work is done in rounds, back to back: one transaction writes every update that arrived while
 the previous round ran, then claims jobs for every waiting pilot (one query per queue and
 offer). A pilot that ends a job and asks for the next in one message gets the ack and the
-job together, one round later."""
+job together, one round later.
+
+The hub speaks domain types: a session's outbox carries `Assignment`, `Acknowledgements` and
+`PilotCommand` objects, then None (the stream ends) or an exception (it ends with that
+error); the servicer turns them into messages."""
 
 from __future__ import annotations
 
@@ -19,15 +23,27 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge, Histogram
 
-from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda_runtime.service.db import DbRunner
-from panda_runtime.service.errors import ok_status
 from panda_runtime.service.notify import Notifier
-from server_svc.domain.states import FINAL_STATES
-from server_svc.servicers.convert import job_to_proto, state_to_proto
+from server_svc.domain.dispatch import (
+    Acknowledgements,
+    Assignment,
+    Claim,
+    JobRequest,
+    Offer,
+    PilotHello,
+    UpdateAck,
+    acknowledgement,
+)
+from server_svc.domain.pilot_updates import PilotUpdate
+from server_svc.domain.queues import DISPATCHING_STATUSES
+from server_svc.domain.user_actions import PilotCommand
 from server_svc.settings import ServerSettings
-from server_svc.store.job_store import Claim, JobStore, PilotUpdate, UpdateOutcome
-from server_svc.store.queue_store import DISPATCHING_STATUSES, QueueStore
+from server_svc.store.commands import CommandStore
+from server_svc.store.dispatch import DispatchStore
+from server_svc.store.queue_store import QueueStore
+
+__all__ = ["DispatchHub", "Outgoing", "Session"]
 
 log = logging.getLogger("panda.dispatch")
 
@@ -41,10 +57,11 @@ UPDATE_BATCH = Histogram(
     "panda_pilot_update_batch_size", "Pilot updates written per transaction.",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
 )
-_COMMAND_KINDS = {"kill": dispatch_pb2.Command.KIND_KILL, "soft_kill": dispatch_pb2.Command.KIND_SOFT_KILL,
-                  "debug": dispatch_pb2.Command.KIND_DEBUG}
 _MAX_UPDATE_BATCH = 2000
-_OK = ok_status()
+
+# What a session's outbox carries: messages for the pilot, then None (the stream ends) or the
+# error it ends with.
+Outgoing = Assignment | Acknowledgements | PilotCommand | BaseException | None
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -52,12 +69,12 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.warning("%s failed: %s", task.get_name(), task.exception())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _RequestAfterUpdates:
-    """A RequestJobs that came with updates, its place among the pilot's requests, and when it
+    """A request that came with updates, its place among the pilot's requests, and when it
     arrived."""
 
-    request: dispatch_pb2.RequestJobs
+    request: JobRequest
     number: int
     received: float
 
@@ -69,13 +86,9 @@ class Session:
     pilot_id: str
     queue: str
     node: str
-    cores: int
-    memory_mb: int
-    walltime_seconds: int
+    offer: Offer
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    outbox: asyncio.Queue[dispatch_pb2.ConnectResponse | BaseException | None] = field(
-        default_factory=asyncio.Queue
-    )
+    outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     credits: int = 0
     waiting_since: float = 0.0
     held: set[int] = field(default_factory=set)
@@ -84,22 +97,27 @@ class Session:
     # they are written, unless a newer one (a withdrawal, say) arrived meanwhile.
     requests_received: int = 0
 
-    def send(self, message: dispatch_pb2.ConnectResponse) -> None:
+    def send(self, message: Assignment | Acknowledgements | PilotCommand) -> None:
         self.outbox.put_nowait(message)
 
     def end(self, error: BaseException | None = None) -> None:
         self.outbox.put_nowait(error)
 
-    def send_acks(self, acks: list[dispatch_pb2.UpdateAck]) -> None:
+    def send_acks(self, acks: list[UpdateAck]) -> None:
+        """Acknowledgements that go alone, with no job."""
         if acks:
-            self.send(dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=acks)))
+            self.send(Acknowledgements(acks))
 
 
 class DispatchHub:
-    def __init__(self, settings: ServerSettings, db: DbRunner, jobs: JobStore, queues: QueueStore) -> None:
+    def __init__(
+        self, settings: ServerSettings, db: DbRunner, dispatch: DispatchStore, commands: CommandStore,
+        queues: QueueStore,
+    ) -> None:
         self._settings = settings
         self._db = db
-        self._jobs = jobs
+        self._dispatch = dispatch
+        self._commands = commands
         self._queues = queues
         self._sessions: dict[str, Session] = {}  # by pilot id
         self._wake = asyncio.Event()
@@ -135,13 +153,9 @@ class DispatchHub:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def connect(self, hello: dispatch_pb2.Hello) -> Session:
-        resources = hello.resources
-        session = Session(
-            pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, cores=resources.cores,
-            memory_mb=resources.memory_mb, walltime_seconds=resources.walltime_seconds,
-        )
-        session.held = {held.job_id for held in hello.held_jobs}
+    async def connect(self, hello: PilotHello) -> Session:
+        session = Session(pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=hello.offer)
+        session.held = set(hello.held_jobs)
         previous = self._sessions.get(hello.pilot_id)
         if previous is not None:
             # The pilot reconnected before we noticed its old stream die.
@@ -150,10 +164,10 @@ class DispatchHub:
         self._sessions[hello.pilot_id] = session
         PILOTS_CONNECTED.labels(session.queue).inc()
         # Jobs sent to this pilot that it does not hold never reached it: they go back.
-        lost = [job_id for job_id, _ in await self._db.run(self._jobs.sent_to, hello.pilot_id)
+        lost = [job_id for job_id, _ in await self._db.run(self._dispatch.sent_to, hello.pilot_id)
                 if job_id not in session.held]
         if lost:
-            await self._db.run(self._jobs.release, lost, "pilot reconnected without the job")
+            await self._db.run(self._dispatch.release, lost, "pilot reconnected without the job")
             self.events_written.notify()
             self.wake()
         await self.deliver_commands([hello.pilot_id])
@@ -164,9 +178,9 @@ class DispatchHub:
     async def goodbye(self, session: Session) -> None:
         """The pilot leaves: jobs sent to it that it never started go back to activated."""
         session.credits = 0
-        unstarted = [job_id for job_id, _ in await self._db.run(self._jobs.sent_to, session.pilot_id)]
+        unstarted = [job_id for job_id, _ in await self._db.run(self._dispatch.sent_to, session.pilot_id)]
         if unstarted:
-            await self._db.run(self._jobs.release, unstarted, "pilot left before starting the job")
+            await self._db.run(self._dispatch.release, unstarted, "pilot left before starting the job")
             self.events_written.notify()
             self.wake()
 
@@ -177,16 +191,13 @@ class DispatchHub:
         PILOTS_CONNECTED.labels(session.queue).dec()
         log.info("pilot %s disconnected (%s)", session.pilot_id, session.session_id)
 
-    def request_jobs(self, session: Session, request: dispatch_pb2.RequestJobs) -> None:
+    def request_jobs(self, session: Session, request: JobRequest) -> None:
         session.requests_received += 1
         self._take_request(session, request, time.perf_counter())
 
-    def _take_request(self, session: Session, request: dispatch_pb2.RequestJobs, received: float) -> None:
-        if request.HasField("resources"):
-            offer = request.resources
-            session.cores = offer.cores or session.cores
-            session.memory_mb = offer.memory_mb or session.memory_mb
-            session.walltime_seconds = offer.walltime_seconds or session.walltime_seconds
+    def _take_request(self, session: Session, request: JobRequest, received: float) -> None:
+        if request.offer is not None:
+            session.offer = session.offer.updated_by(request.offer)
         was_waiting = session.credits > 0
         session.credits = max(0, request.count)
         if session.credits and not was_waiting:
@@ -208,8 +219,7 @@ class DispatchHub:
     # -- dispatch rounds -----------------------------------------------------------------
 
     def submit_updates(
-        self, session: Session, seq: int, updates: list[PilotUpdate],
-        then_request: dispatch_pb2.RequestJobs | None = None,
+        self, session: Session, seq: int, updates: list[PilotUpdate], then_request: JobRequest | None = None
     ) -> None:
         """Queue a message's updates for the next round; `then_request` (sent with them) takes
         effect in that round, after they are written, and their acknowledgements go out with
@@ -258,9 +268,9 @@ class DispatchHub:
     async def _read_statuses(self) -> None:
         asked = time.monotonic()
         try:
-            records = await self._db.run(self._queues.statuses)
+            statuses = await self._db.run(self._queues.statuses)
             if asked >= self._queue_status_changed:  # not overtaken by a change meanwhile
-                self._queue_status = {name: r.status for name, r in records.items()}
+                self._queue_status = statuses
                 self._queue_status_time = asked
         finally:
             self._status_reading = None
@@ -268,7 +278,7 @@ class DispatchHub:
     async def _round(self) -> None:
         """Every update that arrived since the last round and every claim the waiting pilots
         need, in one transaction; then each pilot gets its jobs with its acknowledgements."""
-        batch = []
+        batch: list[tuple[Session, int, PilotUpdate | _RequestAfterUpdates]] = []
         while len(batch) < _MAX_UPDATE_BATCH and not self._updates.empty():
             batch.append(self._updates.get_nowait())
         updates = [(session, seq, u) for session, seq, u in batch if isinstance(u, PilotUpdate)]
@@ -288,12 +298,13 @@ class DispatchHub:
             Claim(queue, offer, [(s.pilot_id, s.node, s.credits) for s in group])
             for (queue, offer), group in groups.items()
         ]
-        result = await self._db.run(self._jobs.exchange, [u for _, _, u in updates], claims)
+        result = await self._db.run(self._dispatch.exchange, [u for _, _, u in updates], claims)
 
-        acks: dict[Session, list[dispatch_pb2.UpdateAck]] = defaultdict(list)
+        acks: dict[Session, list[UpdateAck]] = defaultdict(list)
         for (session, seq, _), outcome in zip(updates, result.outcomes, strict=True):
-            ack = self._acknowledgement(session, seq, outcome)
+            ack = acknowledgement(seq, outcome)
             if ack is not None:
+                session.held.discard(ack.job_id)
                 acks[session].append(ack)
         now = time.perf_counter()
         orphaned: list[int] = []
@@ -303,51 +314,34 @@ class DispatchHub:
                 if not jobs:
                     continue
                 if session.closed or self._sessions.get(session.pilot_id) is not session:
-                    orphaned.extend(job["job_id"] for job in jobs)
+                    orphaned.extend(job.job_id for job in jobs)
                     continue
-                session.held.update(job["job_id"] for job in jobs)
+                session.held.update(job.job_id for job in jobs)
                 session.credits = max(0, session.credits - len(jobs))
                 DISPATCH_LATENCY.observe(now - session.waiting_since)
                 session.waiting_since = now
-                session.send(
-                    dispatch_pb2.ConnectResponse(
-                        job_assignments=dispatch_pb2.JobAssignments(
-                            jobs=[job_to_proto(job) for job in jobs], acks=acks.pop(session, [])
-                        )
-                    )
-                )
+                session.send(Assignment(jobs, acks.pop(session, [])))
         # Pilots that got no job (none fits, or they asked for none) get their acks alone.
         for session, session_acks in acks.items():
             session.send_acks(session_acks)
         self.events_written.notify()
         if orphaned:
-            await self._db.run(self._jobs.release, orphaned, "pilot stream closed")
+            await self._db.run(self._dispatch.release, orphaned, "pilot stream closed")
             self.events_written.notify()
         if result.reactivated or orphaned:
             self.wake()
 
-    async def _claim_groups(self) -> dict[tuple[str, tuple[int, int, int]], list[Session]]:
+    async def _claim_groups(self) -> dict[tuple[str, Offer], list[Session]]:
         """The pilots waiting for work, by queue and offer, on queues that hand out jobs."""
         waiting = [s for s in self._sessions.values() if s.credits > 0 and not s.closed]
         if not waiting:
             return {}
         statuses = await self._statuses()
-        groups: dict[tuple[str, tuple[int, int, int]], list[Session]] = defaultdict(list)
+        groups: dict[tuple[str, Offer], list[Session]] = defaultdict(list)
         for session in waiting:
             if statuses.get(session.queue) in DISPATCHING_STATUSES:
-                groups[(session.queue, (session.cores, session.memory_mb, session.walltime_seconds))].append(session)
+                groups[(session.queue, session.offer)].append(session)
         return groups
-
-    @staticmethod
-    def _acknowledgement(session: Session, seq: int, outcome: UpdateOutcome) -> dispatch_pb2.UpdateAck | None:
-        final = outcome.state in FINAL_STATES  # a StrEnum set: the stored text is found as it is
-        if outcome.error is None and not final:
-            return None  # progress and heartbeats are not acknowledged one by one
-        session.held.discard(outcome.job_id)
-        return dispatch_pb2.UpdateAck(
-            seq=seq, job_id=outcome.job_id, attempt=outcome.attempt,
-            status=outcome.error.to_status() if outcome.error else _OK, state=state_to_proto(outcome.state),
-        )
 
     # -- commands ------------------------------------------------------------------------
 
@@ -356,22 +350,15 @@ class DispatchHub:
         connected = [p for p in (pilot_ids or list(self._sessions)) if p in self._sessions]
         if not connected:
             return
-        pending = await self._db.run(self._jobs.pending_commands, connected)
+        pending = await self._db.run(self._commands.pending, connected)
         delivered = []
         for command in pending:
-            session = self._sessions.get(command["pilot_id"])
+            session = self._sessions.get(command.pilot_id)
             if session is None or session.closed:
                 continue
-            session.send(
-                dispatch_pb2.ConnectResponse(
-                    command=dispatch_pb2.Command(
-                        job_id=command["job_id"], attempt=command["attempt"],
-                        kind=_COMMAND_KINDS[command["kind"]], reason=command["reason"],
-                    )
-                )
-            )
-            delivered.append(command["command_id"])
-        await self._db.run(self._jobs.mark_delivered, delivered)
+            session.send(command)
+            delivered.append(command.command_id)
+        await self._db.run(self._commands.mark_delivered, delivered)
 
     async def _command_loop(self) -> None:
         # Commands written by another replica reach our pilots within a poll interval.

@@ -1,0 +1,41 @@
+"""The watchdog loop: every interval, the rules in force end the jobs they find overdue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from panda_runtime.service.db import DbRunner
+from server_svc.domain.watchdog import WatchdogLimits, rules_in_force
+from server_svc.logic.dispatch_hub import DispatchHub
+from server_svc.settings import ServerSettings
+from server_svc.store.watchdog import WatchdogStore
+
+__all__ = ["run_watchdog"]
+
+log = logging.getLogger("panda.server")
+
+
+async def run_watchdog(settings: ServerSettings, db: DbRunner, store: WatchdogStore, hub: DispatchHub) -> None:
+    """Runs until cancelled; a sweep that fails is logged and tried again next interval."""
+    limits = WatchdogLimits(
+        sent_timeout=settings.sent_timeout_seconds, heartbeat_timeout=settings.heartbeat_timeout_seconds,
+        holding_timeout=settings.holding_timeout_seconds, kill_grace=settings.kill_grace_seconds,
+    )
+    started = datetime.now(UTC)
+    while True:
+        await asyncio.sleep(settings.watchdog_interval_seconds)
+        now = datetime.now(UTC)
+        try:
+            counts, reactivated = await db.run(
+                store.sweep, rules_in_force(limits, watched_for=(now - started).total_seconds()), now
+            )
+        except Exception:
+            log.exception("watchdog sweep failed")
+            continue
+        if any(counts.values()):
+            log.info("watchdog: %s", ", ".join(f"{n} {rule}" for rule, n in counts.items() if n))
+            hub.events_written.notify()
+        if reactivated:
+            hub.wake()

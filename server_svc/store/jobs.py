@@ -1,0 +1,66 @@
+"""Reading jobs: one with its files and history, or a page of those a filter selects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.sql import ColumnElement
+
+from panda_runtime.service.db import Store, scope_condition
+from panda_runtime.service.errors import NotFound
+from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.principals import EVERYTHING, Scope
+from server_svc.domain.jobs import JobRecord
+from server_svc.store.events import event_from_row
+from server_svc.store.job_rows import read_files, record_from_row
+from server_svc.store.tables import job_events, jobs
+
+__all__ = ["JobStore"]
+
+_FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "job_id": jobs.c.job_id, "state": jobs.c.state, "queue": jobs.c.queue, "owner": jobs.c.owner,
+    "vo": jobs.c.vo, "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
+    "error_code": jobs.c.error_code, "create_time": jobs.c.create_time, "update_time": jobs.c.update_time,
+    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id,
+}
+
+
+def _condition(comparison: Comparison) -> ColumnElement[bool]:
+    column = _FILTER_COLUMNS[comparison.field]
+    value = comparison.value
+    return {
+        "=": column == value, "!=": column != value, "<": column < value,
+        "<=": column <= value, ">": column > value, ">=": column >= value,
+    }[comparison.op]
+
+
+class JobStore(Store):
+    def get(self, job_id: int, *, history: bool = True) -> JobRecord:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+            if row is None:
+                raise NotFound(f"job {job_id} not found", resource_type="job", resource_name=f"jobs/{job_id}")
+            job = record_from_row(dict(row._mapping), read_files(conn, [job_id])[job_id])
+            if history:
+                events = conn.execute(
+                    select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.cursor)
+                )
+                job.history = [event_from_row(e._mapping) for e in events]
+        return job
+
+    def list_jobs(
+        self, comparisons: list[Comparison], *, limit: int, before_job_id: int = 0, scope: Scope = EVERYTHING
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first, keyset-paginated by job id, among the jobs `scope` covers. Returns the
+        page and the total matching."""
+        conditions = [scope_condition(scope, jobs.c.owner, jobs.c.vo), *(_condition(c) for c in comparisons)]
+        where = and_(True, *conditions)
+        with self._engine.connect() as conn:
+            total: int = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
+            query = select(jobs).where(where).order_by(jobs.c.job_id.desc()).limit(limit)
+            if before_job_id:
+                query = query.where(jobs.c.job_id < before_job_id)
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+            files = read_files(conn, [r["job_id"] for r in rows])
+        return [record_from_row(row, files[row["job_id"]]) for row in rows], total
