@@ -15,14 +15,10 @@ import itertools
 import logging
 import os
 import random
-import secrets
 import shutil
 import signal
 import socket
 import time
-from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -30,100 +26,39 @@ import psutil
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
-from panda.server.v1 import dispatch_service_pb2_grpc, job_pb2
+from panda.server.v1 import job_pb2
 from panda_runtime.client.channels import aio_channel, error_message
-from panda_runtime.client.credentials import TokenSource
 from pilot_agent import __version__, error_codes
-from pilot_agent.job_runner import JobKey, JobRunner, RunnerOptions, state_name
+from pilot_agent.config import PilotConfig, make_pilot_id
+from pilot_agent.holdings import Holdings
+from pilot_agent.job_runner import JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job
+from pilot_agent.stream import (
+    BACKOFF_INITIAL_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    FINAL_RESEND_SECONDS,
+    WELCOME_TIMEOUT_SECONDS,
+    HelloRefused,
+    OpenStream,
+    PendingFinal,
+    Stream,
+    command_kind_name,
+    say_hello,
+    status_name,
+)
 
 log = logging.getLogger(__name__)
 
-BACKOFF_INITIAL_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 30.0
-# A server that takes longer than this to answer Hello is treated as a dropped stream.
-WELCOME_TIMEOUT_SECONDS = 30.0
-# An unacknowledged final update is sent again on the same stream after this long.
-FINAL_RESEND_SECONDS = 60.0
 # How long an exiting pilot keeps trying to deliver final updates (after a signal: less, since
 # the batch system's SIGKILL usually follows within a minute or two).
 EXIT_DELIVERY_SECONDS = 300.0
 SIGNAL_EXIT_DELIVERY_SECONDS = 30.0
 # Used until the server's Welcome says otherwise (PanDA's 30 minutes).
 DEFAULT_HEARTBEAT_SECONDS = 1800.0
-# A refused Hello with one of these will be refused again: the pilot exits instead of retrying.
-FATAL_HELLO_CODES = frozenset(
-    {
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.UNIMPLEMENTED,
-    }
-)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # final updates left unacknowledged, or the server was never reached
 EXIT_REFUSED = 2
-
-
-def make_pilot_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass
-class PilotConfig:
-    queue: str
-    server: str
-    workdir: Path
-    cores: int = 0  # 0: os.cpu_count()
-    memory_mb: int = 0  # 0: the node's total memory
-    disk_mb: int = 0  # 0: free space of the work dir, measured each time
-    lifetime: float = 86400.0
-    idle_timeout: float = 300.0
-    heartbeat_interval: float = 0.0  # 0: the server's (Welcome)
-    looping_timeout: float = 7200.0
-    max_jobs: int = 0  # 0: no limit
-    worker_id: str = ""
-    pilot_id: str = ""
-    monitor_interval: float = 5.0
-    kill_grace: float = 10.0
-    # Where the bearer token of every stream comes from (None: calls go without one).
-    tokens: TokenSource | None = None
-
-
-class HelloRefused(Exception):
-    """The server refused our Hello for a reason retrying will not fix."""
-
-
-# The pilot's Connect call: requests out, responses in.
-Stream = grpc.aio.StreamStreamCall[dispatch_pb2.ConnectRequest, dispatch_pb2.ConnectResponse]
-
-
-class _Stream:
-    """One open Connect call; requests go through a queue so only one task writes."""
-
-    def __init__(self, call: Stream) -> None:
-        self.call = call
-        self.outbox: asyncio.Queue[dispatch_pb2.ConnectRequest | None] = asyncio.Queue()
-        self.requested_jobs = False
-
-    def send(self, request: dispatch_pb2.ConnectRequest) -> None:
-        self.outbox.put_nowait(request)
-
-    def close(self) -> None:
-        self.outbox.put_nowait(None)
-
-    async def write_loop(self) -> None:
-        while (request := await self.outbox.get()) is not None:
-            await self.call.write(request)
-        await self.call.done_writing()
-
-
-@dataclass
-class _PendingFinal:
-    update: dispatch_pb2.JobUpdate
-    sent_at: float = 0.0  # monotonic time of the last send; 0 = not sent on this stream
 
 
 class Pilot:
@@ -133,12 +68,9 @@ class Pilot:
         self.node = socket.gethostname()
         self._started = time.monotonic()
         self._seq = itertools.count(1)
-        self._stream: _Stream | None = None
+        self._stream: OpenStream | None = None
         self._server_heartbeat = 0.0
-        # Jobs: assigned but not started, running, and finished but not acknowledged.
-        self._queued: deque[job_pb2.Job] = deque()
-        self._runners: dict[JobKey, JobRunner] = {}
-        self._pending: dict[JobKey, _PendingFinal] = {}
+        self._jobs = Holdings()
         self._jobs_started = 0
         self._idle_since = time.monotonic()
         # Why the pilot stops: set once, by whichever comes first.
@@ -178,11 +110,6 @@ class Pilot:
         except OSError:
             return 0
 
-    def held_jobs(self) -> list[dispatch_pb2.HeldJob]:
-        keys = [(job.job_id, job.attempt) for job in self._queued]
-        keys += list(self._runners) + list(self._pending)
-        return [dispatch_pb2.HeldJob(job_id=job_id, attempt=attempt) for job_id, attempt in dict.fromkeys(keys)]
-
     def hello(self) -> dispatch_pb2.Hello:
         return dispatch_pb2.Hello(
             pilot_id=self.pilot_id,
@@ -196,7 +123,7 @@ class Pilot:
             ),
             worker_id=self.config.worker_id,
             version=__version__,
-            held_jobs=self.held_jobs(),
+            held_jobs=self._jobs.held_jobs(),
         )
 
     def _send(self, **message: Any) -> bool:
@@ -220,7 +147,7 @@ class Pilot:
         # Progress lost while disconnected is not resent as such: the latest state is, on reconnect.
         self._send_update(update)
 
-    def _send_final(self, pending: _PendingFinal, then_request: dispatch_pb2.RequestJobs | None = None) -> bool:
+    def _send_final(self, pending: PendingFinal, then_request: dispatch_pb2.RequestJobs | None = None) -> bool:
         """Send a final update, with the next request in the same message if one is given."""
         sent = self._send_update(pending.update, then_request)
         if sent:
@@ -230,8 +157,8 @@ class Pilot:
     def _deliver_final(self, update: dispatch_pb2.JobUpdate, *, ask_for_more: bool = False) -> None:
         """Send a job's final update until acknowledged; with `ask_for_more`, the request for
         the next job goes in the same message, if the pilot wants one."""
-        pending = _PendingFinal(update)
-        self._pending[(update.job_id, update.attempt)] = pending
+        pending = PendingFinal(update)
+        self._jobs.unacknowledged[(update.job_id, update.attempt)] = pending
         stream, request = self._stream, self._job_request() if ask_for_more else None
         if self._send_final(pending, request) and stream is not None and request is not None:
             self._asked(stream, request)
@@ -239,8 +166,8 @@ class Pilot:
     def _wants_work(self) -> bool:
         return (
             self._exit_reason() is None
-            and not self._queued
-            and not self._runners
+            and not self._jobs.queued
+            and not self._jobs.running
             and self.time_for_jobs() >= self._reserve()
         )
 
@@ -258,7 +185,7 @@ class Pilot:
             self._asked(stream, request)
 
     @staticmethod
-    def _asked(stream: _Stream, request: dispatch_pb2.RequestJobs) -> None:
+    def _asked(stream: OpenStream, request: dispatch_pb2.RequestJobs) -> None:
         stream.requested_jobs = True
         log.info("asking for a job (%d s of walltime left for it)", request.resources.walltime_seconds)
 
@@ -299,18 +226,8 @@ class Pilot:
         channel = aio_channel(self.config.server, self.config.tokens)
         tasks: list[asyncio.Task[None]] = []
         try:
-            call = dispatch_service_pb2_grpc.DispatchServiceStub(channel).Connect()
             hello = self.hello()
-            await call.write(dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
-            try:
-                first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() in FATAL_HELLO_CODES:
-                    raise HelloRefused(error_message(exc)) from exc
-                raise
-            if not isinstance(first, dispatch_pb2.ConnectResponse) or first.WhichOneof("message") != "welcome":
-                raise ConnectionError("the server did not answer Hello with Welcome")
-            welcome = first.welcome
+            call, welcome = await say_hello(channel, dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
             self._welcomed = self._ever_connected = True
             self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
             log.info(
@@ -320,7 +237,7 @@ class Pilot:
                 self.heartbeat_interval(),
                 len(hello.held_jobs),
             )
-            stream = _Stream(call)
+            stream = OpenStream(call)
             self._stream = stream
             writer = asyncio.create_task(stream.write_loop())
             reader = asyncio.create_task(self._read_loop(call))
@@ -342,9 +259,9 @@ class Pilot:
 
     def _after_connect(self) -> None:
         # What the server must not miss from before the (re)connect, oldest first.
-        for pending in list(self._pending.values()):
+        for pending in list(self._jobs.unacknowledged.values()):
             self._send_final(pending)
-        for runner in self._runners.values():
+        for runner in self._jobs.running.values():
             self._send_update(runner.progress_update())
         self._request_jobs()
         self._changed.set()
@@ -353,7 +270,7 @@ class Pilot:
         while True:
             await asyncio.sleep(min(5.0, FINAL_RESEND_SECONDS))
             now = time.monotonic()
-            for key, pending in list(self._pending.items()):
+            for key, pending in list(self._jobs.unacknowledged.items()):
                 if now - pending.sent_at >= FINAL_RESEND_SECONDS:
                     log.info("final update still unacknowledged: sending it again", extra={"job_id": key[0]})
                     self._send_final(pending)
@@ -376,13 +293,6 @@ class Pilot:
             else:
                 log.warning("ignoring an unknown message from the server: %s", kind)
 
-    def _holds(self, key: JobKey) -> bool:
-        return (
-            key in self._runners
-            or key in self._pending
-            or any((job.job_id, job.attempt) == key for job in self._queued)
-        )
-
     def _on_jobs(self, assignments: dispatch_pb2.JobAssignments) -> None:
         if self._stream is not None:
             self._stream.requested_jobs = False  # the server used up our credit
@@ -390,7 +300,7 @@ class Pilot:
             self._on_ack(ack)
         for job in assignments.jobs:
             key = (job.job_id, job.attempt)
-            if self._holds(key):
+            if self._jobs.holds(key):
                 log.warning("job assigned twice; ignoring the copy", extra={"job_id": job.job_id})
                 continue
             log.info(
@@ -400,7 +310,7 @@ class Pilot:
                 len(job.files),
                 extra={"job_id": job.job_id},
             )
-            self._queued.append(job)
+            self._jobs.queued.append(job)
         if self._exiting:
             self._give_back_queued("the job arrived while the pilot was exiting")
         self._changed.set()
@@ -409,19 +319,13 @@ class Pilot:
         key = (ack.job_id, ack.attempt)
         extra = {"job_id": ack.job_id}
         if ack.status.code == grpc.StatusCode.OK.value[0]:
-            if self._pending.pop(key, None) is not None:
+            if self._jobs.unacknowledged.pop(key, None) is not None:
                 log.info("final update acknowledged: job is %s", state_name(ack.state), extra=extra)
                 self._changed.set()
             return
-        code = _status_name(ack.status.code)
+        code = status_name(ack.status.code)
         why = f"server refused update (seq {ack.seq}): {code}: {ack.status.message}"
-        held = self._holds(key)
-        self._pending.pop(key, None)
-        self._queued = deque(job for job in self._queued if (job.job_id, job.attempt) != key)
-        runner = self._runners.get(key)
-        if runner is not None:
-            runner.abandon(why)
-        if held:
+        if self._jobs.drop(key, why):
             log.warning("%s; the job is no longer ours", why, extra=extra)
         else:
             log.info("%s (a job we no longer hold)", why, extra=extra)
@@ -430,13 +334,13 @@ class Pilot:
     def _on_command(self, command: dispatch_pb2.Command) -> None:
         key = (command.job_id, command.attempt)
         extra = {"job_id": command.job_id}
-        kind = _command_kind_name(command.kind)
+        kind = command_kind_name(command.kind)
         log.info("command %s received: %s", kind, command.reason or "(no reason)", extra=extra)
         if command.kind == dispatch_pb2.Command.KIND_SOFT_KILL:
             self._soft_kill = True
             self._changed.set()
             return
-        runner = self._runners.get(key)
+        runner = self._jobs.running.get(key)
         if command.kind == dispatch_pb2.Command.KIND_DEBUG:
             if runner is not None:
                 runner.request_debug()
@@ -448,9 +352,7 @@ class Pilot:
         if runner is not None:
             runner.kill(error_codes.PANDAKILL, diag, state=job_pb2.Job.STATE_CANCELLED)
             return
-        queued = [job for job in self._queued if (job.job_id, job.attempt) == key]
-        if queued:
-            self._queued.remove(queued[0])
+        if self._jobs.take_queued(key) is not None:
             self._deliver_final(
                 dispatch_pb2.JobUpdate(
                     job_id=command.job_id,
@@ -466,7 +368,7 @@ class Pilot:
     def _on_refused(self, why: str) -> None:
         log.error("the server refused this pilot: %s", why)
         self._refused = why
-        for runner in self._runners.values():
+        for runner in self._jobs.running.values():
             runner.abandon("the server refused the pilot's Hello")
         self._changed.set()
 
@@ -483,7 +385,7 @@ class Pilot:
         self._signal_time = time.monotonic()
         log.warning("received %s: stopping the payload, then exiting", name)
         error = error_codes.signal_error(signum)
-        for runner in self._runners.values():
+        for runner in self._jobs.running.values():
             runner.kill(error, f"pilot received {name}")
         self._changed.set()
 
@@ -505,8 +407,8 @@ class Pilot:
             reason = self._exit_reason()
             if reason is not None:
                 return reason
-            if self._queued:
-                await self._run_job(self._queued.popleft())
+            if self._jobs.queued:
+                await self._run_job(self._jobs.queued.popleft())
                 self._idle_since = time.monotonic()
                 continue
             if self.time_for_jobs() < self._reserve():
@@ -534,12 +436,12 @@ class Pilot:
             ),
             self._send_progress,
         )
-        self._runners[runner.key] = runner
+        self._jobs.running[runner.key] = runner
         token = current_job.set(job.job_id)
         try:
             final = await runner.run()
         finally:
-            del self._runners[runner.key]
+            del self._jobs.running[runner.key]
             current_job.reset(token)
         if final is not None:
             self._deliver_final(final, ask_for_more=True)
@@ -547,8 +449,8 @@ class Pilot:
     def _give_back_queued(self, reason: str) -> None:
         """Jobs accepted but never started go back without using an attempt: the server
         returns a pilot's unstarted jobs to activated when the pilot says goodbye."""
-        while self._queued:
-            job = self._queued.popleft()
+        while self._jobs.queued:
+            job = self._jobs.queued.popleft()
             log.warning("job not started, given back: pilot exiting (%s)", reason, extra={"job_id": job.job_id})
 
     def _withdraw_request(self) -> None:
@@ -562,7 +464,7 @@ class Pilot:
         """Wait, reconnecting as needed, until the server acknowledged every final update."""
         started = time.monotonic()
         lifetime_end = started + max(self.remaining_lifetime(), 1.0)
-        while self._pending and not self._hurry and self._refused is None:
+        while self._jobs.unacknowledged and not self._hurry and self._refused is None:
             deadline = min(lifetime_end, started + EXIT_DELIVERY_SECONDS)
             if self._stop_signal is not None:
                 # A signal cuts the wait short, also one that arrives while we wait.
@@ -609,8 +511,8 @@ class Pilot:
             self._exiting = True
             self._withdraw_request()
             self._give_back_queued(reason)
-            if self._pending:
-                log.info("waiting for the server to acknowledge %d final update(s)", len(self._pending))
+            if self._jobs.unacknowledged:
+                log.info("waiting for the server to acknowledge %d final update(s)", len(self._jobs.unacknowledged))
                 await self._deliver_pending()
             if self._say_goodbye(reason):
                 with contextlib.suppress(TimeoutError):
@@ -626,27 +528,12 @@ class Pilot:
     def _exit_code(self) -> int:
         if self._refused is not None:
             return EXIT_REFUSED
-        if self._pending:
-            jobs = ", ".join(f"{job_id} (attempt {attempt})" for job_id, attempt in self._pending)
+        if self._jobs.unacknowledged:
+            jobs = ", ".join(f"{job_id} (attempt {attempt})" for job_id, attempt in self._jobs.unacknowledged)
             log.error("final updates never acknowledged for job(s) %s", jobs)
         if self._stop_signal is not None:
             return 128 + self._stop_signal
         if not self._ever_connected:
             log.error("never reached the server at %s", self.config.server)
             return EXIT_FAILURE
-        return EXIT_FAILURE if self._pending else EXIT_OK
-
-
-def _command_kind_name(value: dispatch_pb2.Command.Kind.ValueType) -> str:
-    # Proto3 enums are open: a newer server may send a value this pilot does not know.
-    try:
-        return dispatch_pb2.Command.Kind.Name(value)
-    except ValueError:
-        return str(value)
-
-
-def _status_name(code: int) -> str:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.name
-    return str(code)
+        return EXIT_FAILURE if self._jobs.unacknowledged else EXIT_OK

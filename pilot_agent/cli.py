@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 
 from panda_runtime.client.credentials import credentials_from_settings
-from pilot_agent.agent import Pilot, PilotConfig
+from pilot_agent.agent import Pilot
+from pilot_agent.config import PilotConfig
 from pilot_agent.logs import configure_logging
 from pilot_agent.settings import PilotSettings
 

@@ -19,8 +19,10 @@ from google.rpc import code_pb2, status_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from pilot_agent import error_codes
-from pilot_agent.agent import EXIT_FAILURE, Pilot, PilotConfig, _Stream
+from pilot_agent.agent import EXIT_FAILURE, Pilot
 from pilot_agent.cli import add_arguments, config_from_args
+from pilot_agent.config import PilotConfig
+from pilot_agent.stream import OpenStream
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -71,14 +73,14 @@ def test_kill_of_a_job_not_started_is_reported_cancelled_until_acked(tmp_path: P
     pilot = make_pilot(tmp_path)
     pilot._on_jobs(dispatch_pb2.JobAssignments(jobs=[Job(job_id=5, attempt=2)]))
     pilot._on_command(dispatch_pb2.Command(job_id=5, attempt=2, kind=dispatch_pb2.Command.KIND_KILL, reason="user"))
-    final = pilot._pending[(5, 2)].update
+    final = pilot._jobs.unacknowledged[(5, 2)].update
     assert final.state == Job.STATE_CANCELLED and final.error_code == error_codes.PANDAKILL.code
     assert "user" in final.error_diag
     # Still held (the final is not acknowledged), then released by the ack.
     assert [(h.job_id, h.attempt) for h in pilot.hello().held_jobs] == [(5, 2)]
     ok = status_pb2.Status(code=code_pb2.OK)
     pilot._on_ack(dispatch_pb2.UpdateAck(seq=3, job_id=5, attempt=2, status=ok, state=Job.STATE_CANCELLED))
-    assert not pilot._pending and not pilot.hello().held_jobs
+    assert not pilot._jobs.unacknowledged and not pilot.hello().held_jobs
 
 
 class _ServerSays:
@@ -93,20 +95,20 @@ class _ServerSays:
 
 def test_a_final_update_goes_as_a_batch_of_one_and_an_ack_batch_of_one_releases_it(tmp_path: Path) -> None:
     pilot = make_pilot(tmp_path)
-    stream = _Stream(_ServerSays())  # type: ignore[arg-type]
+    stream = OpenStream(_ServerSays())  # type: ignore[arg-type]
     pilot._stream = stream
     final = dispatch_pb2.JobUpdate(job_id=5, attempt=2, state=Job.STATE_FINISHED)
     pilot._deliver_final(final)
     sent = stream.outbox.get_nowait()
     assert sent is not None and sent.WhichOneof("message") == "job_updates"
     assert list(sent.job_updates.updates) == [final] and not sent.job_updates.HasField("request_jobs")
-    assert list(pilot._pending) == [(5, 2)]
+    assert list(pilot._jobs.unacknowledged) == [(5, 2)]
 
     ok = status_pb2.Status(code=code_pb2.OK)
     ack = dispatch_pb2.UpdateAck(seq=sent.seq, job_id=5, attempt=2, status=ok, state=Job.STATE_FINISHED)
     reply = dispatch_pb2.ConnectResponse(update_acks=dispatch_pb2.UpdateAcks(acks=[ack]))
     asyncio.run(pilot._read_loop(_ServerSays(reply)))  # type: ignore[arg-type]
-    assert not pilot._pending
+    assert not pilot._jobs.unacknowledged
 
 
 def test_soft_kill_stops_asking(tmp_path: Path) -> None:
