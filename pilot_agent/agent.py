@@ -13,23 +13,21 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import os
 import random
-import shutil
 import signal
 import socket
 import time
 from typing import Any
 
 import grpc
-import psutil
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from panda_runtime.client.channels import aio_channel, error_message
 from pilot_agent import __version__, error_codes
-from pilot_agent.config import PilotConfig, make_pilot_id
+from pilot_agent.config import Lifetime, PilotConfig, make_pilot_id
+from pilot_agent.departure import Departure
 from pilot_agent.holdings import Holdings
 from pilot_agent.job_runner import JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job
@@ -49,16 +47,8 @@ from pilot_agent.stream import (
 
 log = logging.getLogger(__name__)
 
-# How long an exiting pilot keeps trying to deliver final updates (after a signal: less, since
-# the batch system's SIGKILL usually follows within a minute or two).
-EXIT_DELIVERY_SECONDS = 300.0
-SIGNAL_EXIT_DELIVERY_SECONDS = 30.0
 # Used until the server's Welcome says otherwise (PanDA's 30 minutes).
 DEFAULT_HEARTBEAT_SECONDS = 1800.0
-
-EXIT_OK = 0
-EXIT_FAILURE = 1  # final updates left unacknowledged, or the server was never reached
-EXIT_REFUSED = 2
 
 
 class Pilot:
@@ -66,7 +56,7 @@ class Pilot:
         self.config = config
         self.pilot_id = config.pilot_id or make_pilot_id()
         self.node = socket.gethostname()
-        self._started = time.monotonic()
+        self.lifetime = Lifetime(config.lifetime)
         self._seq = itertools.count(1)
         self._stream: OpenStream | None = None
         self._server_heartbeat = 0.0
@@ -74,11 +64,7 @@ class Pilot:
         self._jobs_started = 0
         self._idle_since = time.monotonic()
         # Why the pilot stops: set once, by whichever comes first.
-        self._stop_signal: int | None = None
-        self._soft_kill = False
-        self._refused: str | None = None
-        self._signal_time = 0.0
-        self._hurry = False
+        self._departure = Departure()
         self._exiting = False  # the job loop is done: jobs arriving now are given back
         self._closing = False
         self._ever_connected = False
@@ -87,40 +73,17 @@ class Pilot:
 
     # -- time ---------------------------------------------------------------------------
 
-    def remaining_lifetime(self) -> float:
-        return max(0.0, self._started + self.config.lifetime - time.monotonic())
-
-    def _reserve(self) -> float:
-        # Kept back from a job's walltime for stage-out and the final report.
-        return min(60.0, self.config.lifetime * 0.1)
-
-    def time_for_jobs(self) -> float:
-        return max(0.0, self.remaining_lifetime() - self._reserve())
-
     def heartbeat_interval(self) -> float:
         return self.config.heartbeat_interval or self._server_heartbeat or DEFAULT_HEARTBEAT_SECONDS
 
     # -- what the pilot says -----------------------------------------------------------
-
-    def _free_disk_mb(self) -> int:
-        if self.config.disk_mb:
-            return self.config.disk_mb
-        try:
-            return shutil.disk_usage(self.config.workdir).free // (1024 * 1024)
-        except OSError:
-            return 0
 
     def hello(self) -> dispatch_pb2.Hello:
         return dispatch_pb2.Hello(
             pilot_id=self.pilot_id,
             queue=self.config.queue,
             node=self.node,
-            resources=resources_pb2.Resources(
-                cores=self.config.cores or os.cpu_count() or 1,
-                memory_mb=self.config.memory_mb or psutil.virtual_memory().total // (1024 * 1024),
-                disk_mb=self._free_disk_mb(),
-                walltime_seconds=int(self.remaining_lifetime()),
-            ),
+            resources=self.config.offer(self.lifetime.remaining()),
             worker_id=self.config.worker_id,
             version=__version__,
             held_jobs=self._jobs.held_jobs(),
@@ -168,7 +131,7 @@ class Pilot:
             self._exit_reason() is None
             and not self._jobs.queued
             and not self._jobs.running
-            and self.time_for_jobs() >= self._reserve()
+            and self.lifetime.for_jobs() >= self.lifetime.reserve
         )
 
     def _job_request(self) -> dispatch_pb2.RequestJobs | None:
@@ -176,7 +139,9 @@ class Pilot:
         stream = self._stream
         if stream is None or stream.requested_jobs or not self._wants_work():
             return None
-        resources = resources_pb2.Resources(walltime_seconds=int(self.time_for_jobs()), disk_mb=self._free_disk_mb())
+        resources = resources_pb2.Resources(
+            walltime_seconds=int(self.lifetime.for_jobs()), disk_mb=self.config.free_disk_mb()
+        )
         return dispatch_pb2.RequestJobs(count=1, resources=resources)
 
     def _request_jobs(self) -> None:
@@ -337,7 +302,7 @@ class Pilot:
         kind = command_kind_name(command.kind)
         log.info("command %s received: %s", kind, command.reason or "(no reason)", extra=extra)
         if command.kind == dispatch_pb2.Command.KIND_SOFT_KILL:
-            self._soft_kill = True
+            self._departure.soft_kill = True
             self._changed.set()
             return
         runner = self._jobs.running.get(key)
@@ -367,7 +332,7 @@ class Pilot:
 
     def _on_refused(self, why: str) -> None:
         log.error("the server refused this pilot: %s", why)
-        self._refused = why
+        self._departure.refused = why
         for runner in self._jobs.running.values():
             runner.abandon("the server refused the pilot's Hello")
         self._changed.set()
@@ -376,13 +341,10 @@ class Pilot:
 
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        if self._stop_signal is not None:
+        if not self._departure.on_signal(signum):
             log.warning("received %s again: exiting without waiting for acknowledgements", name)
-            self._hurry = True
             self._changed.set()
             return
-        self._stop_signal = signum
-        self._signal_time = time.monotonic()
         log.warning("received %s: stopping the payload, then exiting", name)
         error = error_codes.signal_error(signum)
         for runner in self._jobs.running.values():
@@ -392,15 +354,7 @@ class Pilot:
     # -- the jobs ------------------------------------------------------------------------------
 
     def _exit_reason(self) -> str | None:
-        if self._refused is not None:
-            return f"refused by the server: {self._refused}"
-        if self._stop_signal is not None:
-            return f"received {signal.Signals(self._stop_signal).name}"
-        if self._soft_kill:
-            return "soft kill from the server"
-        if self.config.max_jobs and self._jobs_started >= self.config.max_jobs:
-            return f"ran {self._jobs_started} job(s), the maximum"
-        return None
+        return self._departure.reason(self._jobs_started, self.config.max_jobs)
 
     async def _job_loop(self) -> str:
         while True:
@@ -411,13 +365,13 @@ class Pilot:
                 await self._run_job(self._jobs.queued.popleft())
                 self._idle_since = time.monotonic()
                 continue
-            if self.time_for_jobs() < self._reserve():
-                return f"lifetime nearly over ({self.remaining_lifetime():.0f} s left)"
+            if self.lifetime.for_jobs() < self.lifetime.reserve:
+                return f"lifetime nearly over ({self.lifetime.remaining():.0f} s left)"
             self._request_jobs()
             idle_left = self._idle_since + self.config.idle_timeout - time.monotonic()
             if idle_left <= 0:
                 return f"no job for {self.config.idle_timeout:g} s"
-            until_lifetime_stop = self.time_for_jobs() - self._reserve()
+            until_lifetime_stop = self.lifetime.for_jobs() - self.lifetime.reserve
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), max(0.01, min(idle_left, until_lifetime_stop)))
@@ -429,7 +383,7 @@ class Pilot:
             RunnerOptions(
                 workdir_root=self.config.workdir,
                 heartbeat_interval=self.heartbeat_interval,
-                time_available=self.time_for_jobs,
+                time_available=self.lifetime.for_jobs,
                 looping_timeout=self.config.looping_timeout,
                 monitor_interval=self.config.monitor_interval,
                 kill_grace=self.config.kill_grace,
@@ -462,14 +416,9 @@ class Pilot:
 
     async def _deliver_pending(self) -> None:
         """Wait, reconnecting as needed, until the server acknowledged every final update."""
-        started = time.monotonic()
-        lifetime_end = started + max(self.remaining_lifetime(), 1.0)
-        while self._jobs.unacknowledged and not self._hurry and self._refused is None:
-            deadline = min(lifetime_end, started + EXIT_DELIVERY_SECONDS)
-            if self._stop_signal is not None:
-                # A signal cuts the wait short, also one that arrives while we wait.
-                deadline = min(deadline, max(started, self._signal_time) + SIGNAL_EXIT_DELIVERY_SECONDS)
-            left = deadline - time.monotonic()
+        started, lifetime_left = time.monotonic(), self.lifetime.remaining()
+        while self._jobs.unacknowledged and self._departure.may_wait_for_acks():
+            left = self._departure.delivery_deadline(started, lifetime_left) - time.monotonic()
             if left <= 0:
                 return
             self._changed.clear()
@@ -526,14 +475,12 @@ class Pilot:
         return self._exit_code()
 
     def _exit_code(self) -> int:
-        if self._refused is not None:
-            return EXIT_REFUSED
-        if self._jobs.unacknowledged:
-            jobs = ", ".join(f"{job_id} (attempt {attempt})" for job_id, attempt in self._jobs.unacknowledged)
-            log.error("final updates never acknowledged for job(s) %s", jobs)
-        if self._stop_signal is not None:
-            return 128 + self._stop_signal
-        if not self._ever_connected:
-            log.error("never reached the server at %s", self.config.server)
-            return EXIT_FAILURE
-        return EXIT_FAILURE if self._jobs.unacknowledged else EXIT_OK
+        if self._departure.refused is None:
+            if self._jobs.unacknowledged:
+                jobs = ", ".join(f"{job_id} (attempt {attempt})" for job_id, attempt in self._jobs.unacknowledged)
+                log.error("final updates never acknowledged for job(s) %s", jobs)
+            if self._departure.signal is None and not self._ever_connected:
+                log.error("never reached the server at %s", self.config.server)
+        return self._departure.exit_code(
+            unacknowledged=bool(self._jobs.unacknowledged), ever_connected=self._ever_connected
+        )

@@ -19,9 +19,10 @@ from google.rpc import code_pb2, status_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from pilot_agent import error_codes
-from pilot_agent.agent import EXIT_FAILURE, Pilot
+from pilot_agent.agent import Pilot
 from pilot_agent.cli import add_arguments, config_from_args
 from pilot_agent.config import PilotConfig
+from pilot_agent.departure import EXIT_FAILURE
 from pilot_agent.stream import OpenStream
 
 pytestmark = pytest.mark.timeout(30)
