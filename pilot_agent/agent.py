@@ -212,7 +212,7 @@ class Pilot:
             if reader in done:
                 reader.result()
             elif writer.exception() is not None:
-                raise writer.exception()  # type: ignore[misc]
+                writer.result()  # raises the writer's error
             else:
                 await reader  # we said Goodbye and finished writing: the server ends the stream
         finally:

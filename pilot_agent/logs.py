@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+from typing import TextIO
 
 # The job the current task works for; asyncio tasks inherit it from the task that made them.
 current_job: contextvars.ContextVar[int] = contextvars.ContextVar("pilot_job_id", default=0)
@@ -26,14 +27,17 @@ class PilotContextFilter(logging.Filter):
         return True
 
 
+class _PilotHandler(logging.StreamHandler[TextIO]):
+    """The handler configure_logging installs (and replaces when called again)."""
+
+
 def configure_logging(pilot_id: str, level: int = logging.INFO) -> None:
     """Send the pilot's logs to stderr; replaces a handler an earlier call installed."""
     logger = logging.getLogger("pilot_agent")
     for handler in list(logger.handlers):
-        if getattr(handler, "_pilot_handler", False):
+        if isinstance(handler, _PilotHandler):
             logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._pilot_handler = True  # type: ignore[attr-defined]
+    handler = _PilotHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(PilotContextFilter(pilot_id))
     logger.addHandler(handler)
