@@ -20,6 +20,11 @@ from .errors import CliError
 from .output import format_bytes, format_time, list_footer, or_dash, render_table
 from .specs import quote_filter_string
 
+__all__ = [
+    "adler32_file", "cmd_dataset_list", "cmd_dataset_register", "cmd_dataset_show", "file_state_name", "kind_name",
+    "queue_storage_element", "se_directory",
+]
+
 
 def file_state_name(status: dataset_pb2.TaskFileState.Status.ValueType) -> str:
     return output.enum_name(dataset_pb2.TaskFileState.Status, status, "STATUS_")

@@ -18,6 +18,13 @@ from .clients import all_pages, iam_client
 from .errors import CliError
 from .output import format_time, or_dash, render_fields, render_table
 
+__all__ = [
+    "GRANT_SHORT_NAMES", "cmd_client_add", "cmd_client_delete", "cmd_client_list", "cmd_client_reset_secret",
+    "cmd_client_show", "cmd_group_add", "cmd_group_delete", "cmd_group_list", "cmd_key_rotate", "cmd_member_add",
+    "cmd_member_remove", "cmd_user_add", "cmd_user_delete", "cmd_user_list", "cmd_user_set", "cmd_user_show",
+    "render_client", "render_user",
+]
+
 GRANT_SHORT_NAMES = {"urn:ietf:params:oauth:grant-type:device_code": "device_code"}
 
 

@@ -23,6 +23,12 @@ from .errors import CliError
 from .output import FINAL_JOB_STATES, format_time, job_state_name, list_footer, or_dash, render_table
 from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
 
+__all__ = [
+    "COMMAND_WIDTH", "WATCH_RECONNECT_GIVE_UP_SECONDS", "WATCH_RETRY_SECONDS", "Outcome", "action_lines", "cmd_kill",
+    "cmd_list", "cmd_reassign", "cmd_show", "cmd_submit", "cmd_watch", "command_text", "event_from_job", "format_event",
+    "render_files_table", "render_history_table", "render_job", "render_jobs_table", "watch_exit_code",
+]
+
 # gRPC status names by number, for the per-job google.rpc.Status of batch actions.
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 

@@ -23,6 +23,11 @@ from .errors import CliError
 from .output import format_duration, format_time, render_fields
 from .settings import CliSettings
 
+__all__ = [
+    "CLI_CLIENT_ID", "HTTP_TIMEOUT_SECONDS", "LOGIN_SCOPE", "SLOW_DOWN_STEP_SECONDS", "cmd_login", "cmd_logout",
+    "cmd_whoami", "login_issuer", "render_identity",
+]
+
 CLI_CLIENT_ID = "panda-cli"
 # What the command line asks for: who the person is, their groups, and a refresh token.
 LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"

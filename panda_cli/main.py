@@ -15,6 +15,8 @@ from panda_runtime.client.errors import ServiceError
 from .arguments import Commands, Handler, new_parser
 from .errors import CliError
 
+__all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_server"]
+
 EPILOG = """\
 examples:
   panda up --demo                          the identity service, the server, JEDI and four pilots

@@ -16,6 +16,13 @@ from panda.server.v1 import job_pb2, queue_pb2
 if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
+__all__ = [
+    "EMPTY", "FINAL_JOB_STATES", "TIME_FORMAT", "EnumValue", "MessageT", "enum_name", "file_kind_name",
+    "file_status_name", "format_bytes", "format_datetime", "format_duration", "format_mb", "format_time", "is_set",
+    "job_state_choices", "job_state_name", "list_footer", "message_to_dict", "or_dash", "parse_enum", "print_json",
+    "print_json_line", "queue_status_choices", "queue_status_name", "render_fields", "render_table", "show", "truncate",
+]
+
 # An enum's value type (mypy-protobuf gives each enum its own).
 EnumValue = TypeVar("EnumValue", bound=int)
 MessageT = TypeVar("MessageT", bound=Message)

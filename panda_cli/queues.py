@@ -17,6 +17,11 @@ from .errors import CliError
 from .output import format_duration, format_mb, format_time, or_dash, queue_status_name, render_table
 from .specs import SpecError, parse_duration
 
+__all__ = [
+    "cmd_add", "cmd_list", "cmd_set_status", "cmd_show", "format_job_counts", "list_all_queues", "parse_status",
+    "queue_from_args", "render_queue", "render_queues_table",
+]
+
 # Job counts are listed in lifecycle order (the enum's), not alphabetically.
 _STATE_ORDER = {name.removeprefix("STATE_").lower(): number for name, number in job_pb2.Job.State.items()}
 

@@ -16,6 +16,12 @@ from .arguments import new_parser
 from .errors import CliError
 from .settings import CliSettings
 
+__all__ = [
+    "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_iam", "cmd_serve_jedi", "cmd_serve_server",
+    "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory", "import_component", "upgrade",
+    "use_server_address",
+]
+
 
 def import_component(module: str, what: str) -> ModuleType:
     try:

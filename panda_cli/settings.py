@@ -15,6 +15,8 @@ from panda_runtime.settings import (
     TrustedIssuersSettings,
 )
 
+__all__ = ["CliSettings"]
+
 
 class CliSettings(
     DatabaseSettings, ServerAddressSettings, JediAddressSettings, IamAddressSettings, TrustedIssuersSettings,

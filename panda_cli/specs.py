@@ -19,6 +19,11 @@ from panda.server.v1 import job_pb2
 
 from .output import parse_enum
 
+__all__ = [
+    "JOB_KEYS", "JobSpec", "SpecError", "build_job_filter", "job_from_flags", "jobs_from_yaml", "parse_duration",
+    "parse_env", "parse_since", "quote_filter_string", "rfc3339",
+]
+
 
 class SpecError(ValueError):
     """A job description, duration or filter the user has to fix; the message says where."""

@@ -15,6 +15,8 @@ from panda.jedi.v1 import task_pb2
 
 from .specs import SpecError, parse_duration, quote_filter_string, rfc3339
 
+__all__ = ["RESOURCE_KEYS", "SPLIT_KEYS", "TASK_KEYS", "build_task_filter", "task_from_mapping", "task_from_yaml"]
+
 # Every key a task file may have, and what it is.
 TASK_KEYS = {
     "task_name": "free-form name (required)",

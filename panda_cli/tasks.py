@@ -24,6 +24,12 @@ from .output import format_bytes, format_duration, format_time, list_footer, or_
 from .specs import SpecError, parse_since
 from .task_specs import build_task_filter, task_from_yaml
 
+__all__ = [
+    "FINAL_TASK_STATES", "NAME_WIDTH", "cmd_task_command", "cmd_task_show", "cmd_task_submit", "cmd_task_watch",
+    "cmd_tasks", "files_text", "progress_text", "render_task", "render_tasks_table", "resources_text", "scouts_text",
+    "split_text", "task_state_choices", "task_state_name",
+]
+
 T = task_pb2.Task
 FINAL_TASK_STATES = frozenset({T.STATE_DONE, T.STATE_FINISHED, T.STATE_FAILED, T.STATE_ABORTED, T.STATE_BROKEN})
 NAME_WIDTH = 40

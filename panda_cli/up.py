@@ -58,6 +58,12 @@ from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 if TYPE_CHECKING:
     from server_svc.settings import ServerSettings
 
+__all__ = [
+    "EXTRA_PILOT_PREFIX", "EXTRA_QUEUES", "IDENTITY_VARIABLES", "LOCAL_QUEUE", "PILOT_CONNECT_TIMEOUT_SECONDS",
+    "PILOT_IDLE_TIMEOUT_SECONDS", "SERVER_START_TIMEOUT_SECONDS", "ChildDied", "child_env", "cmd_up", "demo_jobs",
+    "ensure_local_queue", "find_option", "pilot_argv", "print_summary", "stop_all", "wait_for", "wait_for_pilots",
+]
+
 LOCAL_QUEUE = "local"
 # The other queues `panda up` makes, each with one pilot: (name, largest job's memory in MB).
 EXTRA_QUEUES = [("local-b", 0), ("local-small", 1000)]

@@ -32,6 +32,15 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+__all__ = [
+    "CONFIG_FILE_NAME", "CONFIG_FILE_VARIABLE", "DEFAULT_AUDIENCE", "DEFAULT_IAM_ADDRESS", "DEFAULT_IAM_HTTP_PORT",
+    "DEFAULT_IAM_ISSUER", "DEFAULT_IAM_METRICS_PORT", "DEFAULT_JEDI_ADDRESS", "DEFAULT_JEDI_METRICS_PORT",
+    "DEFAULT_SERVER_ADDRESS", "DEFAULT_SERVER_METRICS_PORT", "ENV_PREFIX", "CallerSettings", "DataDirSettings",
+    "DatabaseSettings", "IamAddressSettings", "IssuerSettings", "JediAddressSettings", "JobDefaultsSettings",
+    "PandaSettings", "ServerAddressSettings", "ServingSettings", "SettingsFileError", "TrustedIssuersSettings",
+    "default_config_dir", "default_data_dir", "settings_file", "variable_names",
+]
+
 ENV_PREFIX = "PANDA_"
 CONFIG_FILE_VARIABLE = "PANDA_CONFIG_FILE"
 CONFIG_FILE_NAME = "panda.toml"

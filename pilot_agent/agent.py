@@ -45,6 +45,8 @@ from pilot_agent.stream import (
     status_name,
 )
 
+__all__ = ["DEFAULT_HEARTBEAT_SECONDS", "Pilot"]
+
 log = logging.getLogger(__name__)
 
 # Used until the server's Welcome says otherwise (PanDA's 30 minutes).

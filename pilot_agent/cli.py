@@ -13,6 +13,8 @@ from pilot_agent.config import PilotConfig
 from pilot_agent.logs import configure_logging
 from pilot_agent.settings import PilotSettings
 
+__all__ = ["add_arguments", "config_from_args", "main", "run"]
+
 
 def _non_negative_float(text: str) -> float:
     value = float(text)

@@ -10,6 +10,13 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+__all__ = [
+    "ALL", "GENERALERROR", "GETADMISMATCH", "KILLSIGNAL", "LOOPINGJOB", "MISSINGINPUTFILE", "MISSINGOUTPUTFILE",
+    "MKDIR", "PANDAKILL", "PAYLOADEXCEEDMAXMEM", "PAYLOADEXECUTIONFAILURE", "PAYLOADOUTOFMEMORY", "PUTADMISMATCH",
+    "REACHEDMAXTIME", "SIGBUS", "SIGINT", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGUSR1", "SIGXCPU", "STAGEINFAILED",
+    "STAGEOUTFAILED", "UNKNOWNEXCEPTION", "ErrorCode", "by_code", "markdown_table", "signal_error",
+]
+
 
 @dataclass(frozen=True)
 class ErrorCode:

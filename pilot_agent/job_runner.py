@@ -25,6 +25,8 @@ from pilot_agent.logs import current_job
 from pilot_agent.payload import STDERR_NAME, STDOUT_NAME, Payload, PayloadLimits, PayloadResult, payload_environment
 from pilot_agent.storage import StorageElement, StorageError, check_lfn, open_storage_element
 
+__all__ = ["FINAL_STATES", "JobKey", "JobRunner", "JobState", "RunnerOptions", "State", "state_name"]
+
 log = logging.getLogger(__name__)
 
 State = job_pb2.Job.State

@@ -7,6 +7,8 @@ import logging
 import sys
 from typing import TextIO
 
+__all__ = ["LOG_FORMAT", "PilotContextFilter", "configure_logging", "current_job"]
+
 # The job the current task works for; asyncio tasks inherit it from the task that made them.
 current_job: contextvars.ContextVar[int] = contextvars.ContextVar("pilot_job_id", default=0)
 

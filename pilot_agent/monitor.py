@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+__all__ = ["MIB", "ProcessTreeMonitor", "Usage", "group_members", "latest_mtime"]
+
 MIB = 1024 * 1024
 
 

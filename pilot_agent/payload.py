@@ -26,6 +26,11 @@ from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
 from pilot_agent.monitor import MIB, ProcessTreeMonitor, Usage, group_members, latest_mtime
 
+__all__ = [
+    "LEFTOVER_GRACE_SECONDS", "LOG_TAIL_BYTES", "LOG_TAIL_LINES", "OOM_RSS_SHARE", "STDERR_NAME", "STDOUT_NAME",
+    "Payload", "PayloadLimits", "PayloadResult", "payload_environment", "read_log_tail",
+]
+
 log = logging.getLogger(__name__)
 
 STDOUT_NAME = "payload.stdout"

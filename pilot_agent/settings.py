@@ -9,6 +9,8 @@ from pydantic import Field
 
 from panda_runtime.settings import CallerSettings, DataDirSettings, ServerAddressSettings
 
+__all__ = ["PilotSettings"]
+
 
 class PilotSettings(DataDirSettings, ServerAddressSettings, CallerSettings):
     component: ClassVar[str] = "pilot"

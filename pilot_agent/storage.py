@@ -18,6 +18,11 @@ from urllib.parse import unquote, urlsplit
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
 
+__all__ = [
+    "CHUNK_BYTES", "PosixStorageElement", "StorageElement", "StorageError", "adler32_file", "check_lfn",
+    "format_adler32", "normalize_adler32", "open_storage_element", "register_scheme", "registered_schemes",
+]
+
 CHUNK_BYTES = 1024 * 1024
 
 

@@ -14,6 +14,8 @@ from panda_runtime.settings import (
     ServingSettings,
 )
 
+__all__ = ["ServerSettings"]
+
 
 class ServerSettings(DatabaseSettings, ServerAddressSettings, ServingSettings, JobDefaultsSettings):
     component: ClassVar[str] = "server"

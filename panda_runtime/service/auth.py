@@ -31,6 +31,8 @@ from panda_runtime.service.principals import (
     principal_from_claims,
 )
 
+__all__ = ["AnonymousAuthenticator", "Authenticator", "TokenAuthenticator", "bearer_token"]
+
 log = logging.getLogger("panda.auth")
 
 

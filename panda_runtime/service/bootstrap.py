@@ -21,6 +21,12 @@ from panda_runtime.service.interceptors import ServiceInterceptor
 from panda_runtime.service.principals import AccessTable, Principal, canonical_subject, grants_from_groups
 from panda_runtime.settings import ServingSettings
 
+__all__ = [
+    "OPEN_SERVICES", "REFLECTION_ACCESS", "SERVER_OPTIONS", "AnySettings", "build_authenticator", "build_server",
+    "configure_logging", "load_x509_users", "run_service", "run_until_signalled", "server_credentials", "set_serving",
+    "start_metrics", "tune_garbage_collector",
+]
+
 log = logging.getLogger("panda.bootstrap")
 
 AnySettings = TypeVar("AnySettings", bound=ServingSettings)

@@ -24,6 +24,10 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.exc import DBAPIError
 
+__all__ = [
+    "Statement", "insert_rows", "insert_statement", "new_ids", "run_statements", "update_rows", "update_statement",
+]
+
 _PG = postgresql.dialect()
 _PSYCOPG = PGDialect_psycopg()
 

@@ -33,6 +33,12 @@ from panda_runtime.service.principals import Scope
 if TYPE_CHECKING:
     from alembic.config import Config
 
+__all__ = [
+    "MIGRATIONS_PACKAGE", "DatabaseNotMigrated", "DbRunner", "Id", "Store", "Time", "aware", "current_revision",
+    "ensure_migrated", "head_revision", "is_sqlite", "make_engine", "new_metadata", "normalize_url", "now",
+    "scope_condition", "upgrade_database",
+]
+
 # The migrations ship as the package `panda_migrations`, so an installed wheel finds them.
 MIGRATIONS_PACKAGE = "panda_migrations"
 

@@ -7,6 +7,11 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+__all__ = [
+    "AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted",
+    "ServiceError", "Unauthenticated", "Unavailable", "ok_status",
+]
+
 
 class ServiceError(Exception):
     """Base of every error a caller is meant to see."""

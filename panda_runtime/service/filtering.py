@@ -11,6 +11,8 @@ from typing import Any
 
 from panda_runtime.service.errors import InvalidArgument
 
+__all__ = ["OPERATORS", "Comparison", "like_pattern", "parse_filter", "parse_time"]
+
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")
 
 _TOKEN = re.compile(

@@ -16,6 +16,10 @@ from panda_runtime.service.auth import Authenticator
 from panda_runtime.service.errors import ServiceError
 from panda_runtime.service.principals import AccessTable, set_current_principal
 
+__all__ = [
+    "HANDLED", "HANDLING_SECONDS", "MSG_RECEIVED", "MSG_SENT", "STARTED", "Around", "Behavior", "ServiceInterceptor",
+]
+
 log = logging.getLogger("panda.rpc")
 
 # Named as go-grpc-prometheus names them, so existing dashboards work.

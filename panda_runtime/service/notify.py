@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+__all__ = ["Notifier"]
+
 
 class Notifier:
     """Wakes every waiter once per notify; waiters also give up after a timeout."""

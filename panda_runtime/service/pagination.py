@@ -10,6 +10,8 @@ from typing import Any
 
 from panda_runtime.service.errors import InvalidArgument
 
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "decode_token", "encode_token", "page_size"]
+
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 

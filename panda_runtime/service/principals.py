@@ -11,6 +11,12 @@ from typing import Any
 
 from panda_runtime.service.errors import PermissionDenied
 
+__all__ = [
+    "ADMIN", "ANONYMOUS", "ANONYMOUS_PRINCIPAL", "ANY_VO", "AUTHENTICATED", "EVERYTHING", "GROUPS_CLAIM", "HARVESTER",
+    "NOBODY", "PILOT", "PRODUCTION", "QUEUES_CLAIM", "ROLES", "SERVICE", "USER", "AccessTable", "Principal", "Scope",
+    "canonical_subject", "current_principal", "grants_from_groups", "principal_from_claims", "set_current_principal",
+]
+
 ANONYMOUS = "anonymous"
 
 # Roles. A user acts on what it owns; production acts on anything of its VO; pilot speaks only

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+__all__ = ["timestamp"]
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from panda_runtime.service.errors import InvalidArgument
 
+__all__ = ["LFN", "MAX_LFN_LENGTH", "QUEUE_ID", "FileSpec", "JobSpec", "validate_job", "validate_queue_id"]
+
 QUEUE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_LFN_LENGTH = 255  # PanDA's limit on logical file names.
 LFN = re.compile(r"^[A-Za-z0-9_.\-+:=,@%]+$")

@@ -6,6 +6,11 @@ from enum import StrEnum
 
 from panda_runtime.service.errors import FailedPrecondition
 
+__all__ = [
+    "ALLOWED", "FINAL_STATES", "PILOT_STATES", "QUEUED_STATES", "JobState", "can_transition", "check_transition",
+    "is_final", "is_heartbeat",
+]
+
 
 class JobState(StrEnum):
     DEFINED = "defined"

@@ -14,6 +14,8 @@ from panda_runtime.service.principals import (
     AccessTable,
 )
 
+__all__ = ["ACCESS"]
+
 _JOB = "/panda.server.v1.JobService/"
 _QUEUE = "/panda.server.v1.QueueService/"
 _DISPATCH = "/panda.server.v1.DispatchService/"

@@ -18,6 +18,12 @@ from server_svc.domain.queues import Queue
 from server_svc.domain.states import JobState
 from server_svc.domain.user_actions import ActionResult, CommandKind, PilotCommand
 
+__all__ = [
+    "acks_to_proto", "action_result_to_proto", "event_to_proto", "file_to_proto", "hello_from_proto", "job_from_proto",
+    "job_to_proto", "outgoing_to_proto", "queue_status_from_proto", "queue_to_proto", "queue_values_from_proto",
+    "request_from_proto", "state_from_proto", "state_from_text", "state_to_proto", "updates_from_proto",
+]
+
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
                "log": job_pb2.JobFile.KIND_LOG}
 _FILE_KIND_NAMES = {v: k for k, v in _FILE_KINDS.items()}

@@ -19,6 +19,8 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
+__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "queues"]
+
 metadata = new_metadata()
 
 queues = Table(
