@@ -11,9 +11,9 @@ import time
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from jedi_svc.access import ACCESS
-from jedi_svc.engine.agents import Engine
-from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.logic.agents import Agents
+from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.servicers.access import ACCESS
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
 from jedi_svc.servicers.task_servicer import TaskServicer
 from jedi_svc.settings import JediSettings
@@ -64,7 +64,7 @@ async def serve(settings: JediSettings) -> None:
     server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds,
                                  credentials_from_settings(settings))
     task_events = Notifier()
-    agents = Engine(settings, db, engine_store, server_client, task_events)
+    agents = Agents(settings, db, engine_store, server_client, task_events)
 
     def register(server) -> None:  # type: ignore[no-untyped-def]
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(

@@ -9,7 +9,7 @@ import collections
 import time
 from pathlib import Path
 
-from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerClient
 from jedi_svc.servicers.convert import params_to_dict, spec_from_params
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.dataset_store import DatasetStore, FileSpec

@@ -1,4 +1,4 @@
-"""TaskService: thin mapping between the contract, the task store and the engine."""
+"""TaskService: thin mapping between the contract, the task store and the agents."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from jedi_svc.domain import task_spec
-from jedi_svc.engine.agents import Engine
+from jedi_svc.logic.agents import Agents
 from jedi_svc.servicers.convert import (
     event_to_proto,
     params_to_dict,
@@ -48,12 +48,12 @@ def _task_id(value: int) -> int:
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
-    def __init__(self, settings: JediSettings, db: DbRunner, store: TaskStore, engine: Engine,
+    def __init__(self, settings: JediSettings, db: DbRunner, store: TaskStore, agents: Agents,
                  task_events: Notifier) -> None:
         self._settings = settings
         self._db = db
         self._store = store
-        self._engine = engine
+        self._agents = agents
         self._task_events = task_events
 
     async def SubmitTask(
@@ -69,7 +69,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         spec = spec_from_params(params, params.owner, self._settings)
         task_spec.validate(spec)
         row = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id)
-        self._engine.wake()
+        self._agents.wake()
         self._task_events.notify()
         return task_service_pb2.SubmitTaskResponse(task=task_to_proto(row))
 
@@ -115,7 +115,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         task_id = _task_id(task_id)
         _check_owner(await self._db.run(self._store.get, task_id, history=False), kind)
         row = await self._db.run(self._store.command, task_id, kind, **kwargs)
-        self._engine.touch(task_id)
+        self._agents.touch(task_id)
         self._task_events.notify()
         return task_to_proto(row)
 

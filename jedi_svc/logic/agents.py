@@ -25,7 +25,7 @@ from prometheus_client import Counter
 
 from jedi_svc.domain import brokerage
 from jedi_svc.domain.states import TaskState
-from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerClient
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.engine_store import EngineStore, JobEvent
 from panda_runtime.service.db import DbRunner, aware, now
@@ -54,7 +54,7 @@ _LIVE = [TaskState.READY, TaskState.SCOUTING, TaskState.SCOUTED, TaskState.RUNNI
          TaskState.FINISHING, TaskState.ABORTING, TaskState.EXHAUSTED, TaskState.THROTTLED]
 
 
-class Engine:
+class Agents:
     def __init__(self, settings: JediSettings, db: DbRunner, store: EngineStore, server: ServerClient,
                  task_events: Notifier) -> None:
         self.settings = settings
