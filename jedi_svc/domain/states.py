@@ -6,6 +6,11 @@ from enum import StrEnum
 
 from panda_runtime.service.errors import FailedPrecondition
 
+__all__ = [
+    "ACTIVE_STATES", "ALLOWED", "COMMAND_STATES", "FINAL_STATES", "GENERATING_STATES", "TaskState", "can_transition",
+    "check_command", "check_transition",
+]
+
 
 class TaskState(StrEnum):
     REGISTERED = "registered"

@@ -8,15 +8,18 @@ from typing import Any
 
 import grpc
 
+from jedi_svc.domain.datasets import FileSpec
 from jedi_svc.domain.task_spec import check_dataset_name
 from jedi_svc.servicers.convert import dataset_to_proto, file_to_proto, kind_from_text
-from jedi_svc.store.dataset_store import DatasetStore, FileSpec
+from jedi_svc.store.dataset_store import DatasetStore
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
+
+__all__ = ["DatasetServicer", "check_files"]
 
 FILTER_FIELDS: dict[str, Any] = {
     "dataset_id": str, "kind": kind_from_text, "owner": str, "task_id": int, "create_time": datetime,
@@ -74,15 +77,15 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
             raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
         specs = check_files(request)
         owner, _ = current_principal().submitting_as(request.dataset.owner, "")
-        row = await self._db.run(self._store.register, name, owner, specs, request.request_id)
-        return dataset_service_pb2.RegisterDatasetResponse(dataset=dataset_to_proto(row))
+        record = await self._db.run(self._store.register, name, owner, specs, request.request_id)
+        return dataset_service_pb2.RegisterDatasetResponse(dataset=dataset_to_proto(record))
 
     async def GetDataset(
         self, request: dataset_service_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> dataset_service_pb2.GetDatasetResponse:
         check_dataset_name(request.dataset_id, "dataset_id")
-        row = await self._db.run(self._store.get, request.dataset_id)
-        return dataset_service_pb2.GetDatasetResponse(dataset=dataset_to_proto(row))
+        record = await self._db.run(self._store.get, request.dataset_id)
+        return dataset_service_pb2.GetDatasetResponse(dataset=dataset_to_proto(record))
 
     async def ListDatasets(
         self, request: dataset_service_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
@@ -90,13 +93,13 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         limit = page_size(request.page_size)
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
         position = decode_token(request.page_token, request.filter)
-        rows, total = await self._db.run(self._store.list, comparisons, limit=limit,
-                                         before=int(position.get("before", 0)))
+        records, total = await self._db.run(self._store.list_datasets, comparisons, limit=limit,
+                                            before=int(position.get("before", 0)))
         token = ""
-        if len(rows) == limit and rows[-1]["dataset_id"] > 1:
-            token = encode_token({"before": rows[-1]["dataset_id"]}, request.filter)
+        if len(records) == limit and records[-1].dataset_id > 1:
+            token = encode_token({"before": records[-1].dataset_id}, request.filter)
         return dataset_service_pb2.ListDatasetsResponse(
-            datasets=[dataset_to_proto(r) for r in rows], next_page_token=token, total_size=total)
+            datasets=[dataset_to_proto(r) for r in records], next_page_token=token, total_size=total)
 
     async def ListDatasetFiles(
         self, request: dataset_service_pb2.ListDatasetFilesRequest, context: grpc.aio.ServicerContext
@@ -107,8 +110,8 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         limit = page_size(request.page_size)
         query = f"{request.dataset_id}|{request.task_id}"
         position = decode_token(request.page_token, query)
-        rows, total = await self._db.run(self._store.list_files, request.dataset_id, task_id=request.task_id,
-                                         limit=limit, after=int(position.get("after", 0)))
-        token = encode_token({"after": rows[-1]["file_id"]}, query) if len(rows) == limit else ""
+        views, total = await self._db.run(self._store.list_files, request.dataset_id, task_id=request.task_id,
+                                          limit=limit, after=int(position.get("after", 0)))
+        token = encode_token({"after": views[-1].file.file_id}, query) if len(views) == limit else ""
         return dataset_service_pb2.ListDatasetFilesResponse(
-            files=[file_to_proto(r) for r in rows], next_page_token=token, total_size=total)
+            files=[file_to_proto(v) for v in views], next_page_token=token, total_size=total)
