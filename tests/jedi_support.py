@@ -24,7 +24,7 @@ from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_p
 from tools.cluster import ManagedProcess, ServerHandle, ServiceProcess, free_port
 
 T = task_pb2.Task
-# Short intervals so a test sees the engine act within a second or two.
+# Short intervals so a test sees the agents act within a second or two.
 TEST_JEDI_ENV = {
     "PANDA_JEDI_INTERVAL_SECONDS": "0.2",
     "PANDA_JEDI_PENDING_RETRY_SECONDS": "1",

@@ -19,7 +19,7 @@ class FileSpec:
     storage_elements: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DatasetFile:
     """A file of a dataset: an input as registered, or an output a job made (job_id)."""
 

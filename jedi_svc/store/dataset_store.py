@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Row, and_, func, insert, select
 from jedi_svc.domain.chunks import TaskChunk, file_task_state
 from jedi_svc.domain.datasets import DatasetFile, FileSpec
 from jedi_svc.store.common import condition
-from jedi_svc.store.records import DatasetFileView, DatasetRecord, chunk_of, file_of
+from jedi_svc.store.records import CHUNK_COLUMNS, FILE_COLUMNS, DatasetFileView, DatasetRecord, chunk_of, file_of
 from jedi_svc.store.tables import contents, datasets, files, jobs
 from panda_runtime.service import bulk
 from panda_runtime.service.db import Store, now
@@ -107,7 +107,7 @@ class DatasetStore(Store):
             total = conn.execute(
                 select(func.count()).select_from(files).where(files.c.dataset_id == dataset.dataset_id)
             ).scalar_one()
-            query = (select(files).where(files.c.dataset_id == dataset.dataset_id, files.c.file_id > after)
+            query = (select(*FILE_COLUMNS).where(files.c.dataset_id == dataset.dataset_id, files.c.file_id > after)
                      .order_by(files.c.file_id).limit(limit))
             found = [file_of(r) for r in conn.execute(query)]
             if task_id:
@@ -120,7 +120,7 @@ class DatasetStore(Store):
         file_ids = [f.file_id for f in found]
         chunks: dict[int, list[TaskChunk]] = {}
         if file_ids:
-            query = (select(contents).where(contents.c.task_id == task_id, contents.c.file_id.in_(file_ids))
+            query = (select(*CHUNK_COLUMNS).where(contents.c.task_id == task_id, contents.c.file_id.in_(file_ids))
                      .order_by(contents.c.content_id))
             for row in conn.execute(query):
                 chunk = chunk_of(row)

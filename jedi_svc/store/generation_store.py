@@ -16,7 +16,7 @@ from jedi_svc.domain.datasets import DatasetFile
 from jedi_svc.domain.jobs import ACTIVATED, JOB_FINAL_STATES, SUBMITTING, request_id
 from jedi_svc.domain.progress import READY, RUNNING
 from jedi_svc.domain.tasks import Task
-from jedi_svc.store.records import BatchJob, PlanResult, chunk_of, file_of
+from jedi_svc.store.records import CHUNK_COLUMNS, FILE_COLUMNS, BatchJob, PlanResult, chunk_of, file_of
 from jedi_svc.store.steps import TaskSteps, in_parts
 from jedi_svc.store.tables import contents, files, jobs, tasks
 from panda_runtime.service import bulk
@@ -46,7 +46,7 @@ class GenerationStore(TaskSteps):
             if task is None or not planning.may_plan(task.state, task.wait_until, at):
                 return result
             ready = [chunk_of(r) for r in conn.execute(
-                select(contents).where(contents.c.task_id == task_id, contents.c.status == READY)
+                select(*CHUNK_COLUMNS).where(contents.c.task_id == task_id, contents.c.status == READY)
                 .order_by(contents.c.content_id))]
             queued = 0
             if ready and max_queued:
@@ -66,7 +66,7 @@ class GenerationStore(TaskSteps):
         file_ids = sorted({c.file_id for g in plan.groups for c in g})
         found: dict[int, DatasetFile] = {}
         for part in in_parts(file_ids):
-            for r in conn.execute(select(files).where(files.c.file_id.in_(part))):
+            for r in conn.execute(select(*FILE_COLUMNS).where(files.c.file_id.in_(part))):
                 found[r.file_id] = file_of(r)
         owner_in_flight = conn.execute(
             select(func.count()).select_from(jobs.join(tasks, jobs.c.task_id == tasks.c.task_id))

@@ -9,8 +9,8 @@ from jedi_svc.domain import postprocessing
 from jedi_svc.domain.jobs import JOB_FINAL_STATES, TaskJob
 from jedi_svc.domain.progress import CANCELLED
 from jedi_svc.domain.states import TaskState
-from jedi_svc.store.records import job_of
-from jedi_svc.store.steps import JOB_COLUMNS, TaskSteps
+from jedi_svc.store.records import JOB_COLUMNS, job_of
+from jedi_svc.store.steps import TaskSteps
 from jedi_svc.store.tables import contents, jobs
 from panda_runtime.service.db import now
 

@@ -15,16 +15,14 @@ from jedi_svc.domain.states import FINAL_STATES, TaskState, check_transition
 from jedi_svc.domain.tasks import Task, TaskChange
 from jedi_svc.store.common import record_event
 from jedi_svc.store.records import TaskHead, task_of
-from jedi_svc.store.tables import jobs, tasks
+from jedi_svc.store.tables import tasks
 from panda_runtime.service.db import Store, aware
 
-__all__ = ["JOB_COLUMNS", "TaskSteps", "in_parts"]
+__all__ = ["TaskSteps", "in_parts"]
 
 _T = TypeVar("_T")
 # Values per IN (...) list at most.
 _IN_PART = 1000
-# Every column of jedi_jobs but the (large) spec: a TaskJob.
-JOB_COLUMNS = [c for c in jobs.c if c.name != "spec"]
 
 
 def in_parts(items: Sequence[_T], size: int = _IN_PART) -> Iterator[Sequence[_T]]:

@@ -13,8 +13,8 @@ from jedi_svc.domain import outcomes
 from jedi_svc.domain.chunks import TaskChunk
 from jedi_svc.domain.jobs import JOB_FINAL_STATES, SUBMITTING, JobDetails, JobEvent, OutputFile, TaskJob
 from jedi_svc.domain.tasks import Task
-from jedi_svc.store.records import chunk_of, job_of
-from jedi_svc.store.steps import JOB_COLUMNS, TaskSteps, in_parts
+from jedi_svc.store.records import CHUNK_COLUMNS, JOB_COLUMNS, chunk_of, job_of
+from jedi_svc.store.steps import TaskSteps, in_parts
 from jedi_svc.store.tables import contents, datasets, files, jobs, tasks, watch_cursors
 from panda_runtime.service import bulk
 from panda_runtime.service.db import now
@@ -110,7 +110,7 @@ class WatchStore(TaskSteps):
         content_ids = sorted({c for job in ended for c in job.content_ids})
         chunks: dict[int, TaskChunk] = {}
         for part in in_parts(content_ids):
-            for r in conn.execute(select(contents).where(contents.c.content_id.in_(part))):
+            for r in conn.execute(select(*CHUNK_COLUMNS).where(contents.c.content_id.in_(part))):
                 chunks[r.content_id] = chunk_of(r)
         chunk_updates: list[dict[str, object]] = []
         outputs: list[tuple[TaskJob, OutputFile]] = []
