@@ -3,10 +3,12 @@ only place that knows both shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format
 
+from jedi_svc.domain.datasets import FileSpec
 from jedi_svc.domain.progress import CANCELLED, FAILED, FINISHED, READY, RUNNING
 from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.states import TaskState
@@ -20,8 +22,8 @@ from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.timestamps import timestamp
 
 __all__ = [
-    "dataset_to_proto", "event_to_proto", "file_to_proto", "kind_from_text", "params_to_dict", "spec_from_params",
-    "state_from_text", "state_to_proto", "task_to_proto",
+    "dataset_to_proto", "event_to_proto", "file_specs_from_proto", "file_to_proto", "kind_from_text",
+    "params_to_dict", "spec_from_params", "state_from_text", "state_to_proto", "task_to_proto",
 ]
 
 DEFAULT_MAX_FAILURE_RATE = 0.5
@@ -132,6 +134,11 @@ _FILE_STATUS = {
     FINISHED: dataset_pb2.TaskFileState.STATUS_FINISHED, FAILED: dataset_pb2.TaskFileState.STATUS_FAILED,
     CANCELLED: dataset_pb2.TaskFileState.STATUS_CANCELLED,
 }
+
+
+def file_specs_from_proto(messages: Iterable[dataset_pb2.DatasetFile]) -> list[FileSpec]:
+    """The files of a RegisterDataset request, as given (domain.datasets.check_files checks them)."""
+    return [FileSpec(m.lfn, m.size_bytes, m.adler32, m.events, list(m.storage_elements)) for m in messages]
 
 
 def dataset_to_proto(record: DatasetRecord) -> dataset_pb2.Dataset:
