@@ -1,25 +1,29 @@
-"""Entry point of JEDI, the task engine: `panda serve jedi` or `python -m jedi_svc`.
+"""Entry point of JEDI (tasks into jobs): `panda serve jedi` or `python -m jedi_svc`.
 
 One process: the gRPC services (TaskService, DatasetService, health, reflection) and the
-engine's agents. It talks to the server only over gRPC, at PANDA_SERVER."""
+agents. It talks to the server only over gRPC, at PANDA_SERVER."""
 
 from __future__ import annotations
 
 import logging
-import time
 
-from prometheus_client.core import REGISTRY, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from grpc import aio
+from prometheus_client.core import REGISTRY
 
-from jedi_svc.access import ACCESS
-from jedi_svc.engine.agents import Engine
-from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.logic.agents import Agents, AgentStores
+from jedi_svc.logic.metrics import TaskCountCollector
+from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.servicers.access import ACCESS
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
 from jedi_svc.servicers.task_servicer import TaskServicer
 from jedi_svc.settings import JediSettings
+from jedi_svc.store.command_store import CommandStore
 from jedi_svc.store.dataset_store import DatasetStore
-from jedi_svc.store.engine_store import EngineStore
+from jedi_svc.store.generation_store import GenerationStore
+from jedi_svc.store.postprocess_store import PostprocessStore
+from jedi_svc.store.refine_store import RefineStore
 from jedi_svc.store.task_store import TaskStore
+from jedi_svc.store.watch_store import WatchStore
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda_runtime.client.credentials import credentials_from_settings
 from panda_runtime.service import bootstrap
@@ -31,42 +35,19 @@ log = logging.getLogger("panda.jedi")
 SERVICE_NAMES = ["panda.jedi.v1.TaskService", "panda.jedi.v1.DatasetService"]
 
 
-class TaskCountCollector(Collector):
-    """`panda_tasks{state}`, read at scrape time at most every few seconds."""
-
-    def __init__(self, store: TaskStore, max_age: float = 5.0) -> None:
-        self._store = store
-        self._max_age = max_age
-        self._cached: dict[str, int] = {}
-        self._time = 0.0
-
-    def describe(self):  # type: ignore[no-untyped-def]
-        yield GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        if time.monotonic() - self._time > self._max_age:
-            try:
-                self._cached = self._store.count_by_state()
-                self._time = time.monotonic()
-            except Exception:
-                log.exception("counting tasks for the metrics failed")
-        family = GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
-        for state, count in sorted(self._cached.items()):
-            family.add_metric([state], count)
-        yield family
-
-
 async def serve(settings: JediSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     db = DbRunner(engine)
-    tasks, datasets, engine_store = TaskStore(engine), DatasetStore(engine), EngineStore(engine)
+    tasks, datasets = TaskStore(engine), DatasetStore(engine)
+    stores = AgentStores(RefineStore(engine), GenerationStore(engine), WatchStore(engine), PostprocessStore(engine),
+                         CommandStore(engine))
     server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds,
                                  credentials_from_settings(settings))
     task_events = Notifier()
-    agents = Engine(settings, db, engine_store, server_client, task_events)
+    agents = Agents(settings, db, stores, server_client, task_events)
 
-    def register(server) -> None:  # type: ignore[no-untyped-def]
+    def register(server: aio.Server) -> None:
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
             TaskServicer(settings, db, tasks, agents, task_events), server)
         dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(db, datasets), server)

@@ -25,7 +25,7 @@ from panda_cli.launcher import JEDI, Component, Process
 from tools.cluster import ServerHandle, ServiceProcess, free_port
 
 T = task_pb2.Task
-# Short intervals so a test sees the engine act within a second or two.
+# Short intervals so a test sees the agents act within a second or two.
 TEST_JEDI_ENV = {
     "PANDA_JEDI_INTERVAL_SECONDS": "0.2",
     "PANDA_JEDI_PENDING_RETRY_SECONDS": "1",

@@ -14,6 +14,7 @@ from panda_runtime.service.principals import AccessTable
 # Each service's access table, and the main module that lists the gRPC services it registers.
 SERVICES = {
     "server": ("server_svc.servicers.access", "server_svc.main"),
+    "jedi": ("jedi_svc.servicers.access", "jedi_svc.main"),
     "iam": ("iam_svc.servicers.access", "iam_svc.main"),
 }
 

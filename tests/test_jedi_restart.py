@@ -9,11 +9,13 @@ import collections
 import time
 from pathlib import Path
 
-from jedi_svc.engine.server_client import ServerClient
+from jedi_svc.domain.datasets import FileSpec
+from jedi_svc.logic.server_client import ServerClient
 from jedi_svc.servicers.convert import params_to_dict, spec_from_params
 from jedi_svc.settings import JediSettings
-from jedi_svc.store.dataset_store import DatasetStore, FileSpec
-from jedi_svc.store.engine_store import EngineStore
+from jedi_svc.store.dataset_store import DatasetStore
+from jedi_svc.store.generation_store import GenerationStore
+from jedi_svc.store.refine_store import RefineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
@@ -73,7 +75,8 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
 ) -> None:
     # JEDI's first steps done here, in-process, up to submitting a batch whose answer is "lost".
     engine = make_engine(database_url)
-    datasets, tasks, steps = DatasetStore(engine), TaskStore(engine), EngineStore(engine)
+    datasets, tasks = DatasetStore(engine), TaskStore(engine)
+    refining, steps = RefineStore(engine), GenerationStore(engine)
     specs = []
     for i in range(7):
         data = f"chunk {i}\n".encode()
@@ -82,8 +85,8 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
     datasets.register("lost.in", "alice", specs)
     params = task_params("lost", ["lost.in"], "lost.out", "cat ${IN} > ${OUT}", scout_jobs=0)
     settings = JediSettings(server_address=server.address)
-    task_id = tasks.submit(spec_from_params(params, "alice", settings), params_to_dict(params))["task_id"]
-    assert steps.refine(task_id) == "defined" and steps.feed(task_id) == "ready"
+    task_id = tasks.submit(spec_from_params(params, "alice", settings), params_to_dict(params)).task.task_id
+    assert refining.refine(task_id) == "defined" and refining.feed(task_id) == "ready"
 
     async def submit_and_crash() -> list[int]:
         jedi_credentials = ClientCredentialsToken(identity.issuer, "panda-jedi", identity.secrets["panda-jedi"])
@@ -93,7 +96,7 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
                                    jobs_per_point=100)
             assert plan.batches == [1, 2] and plan.jobs == 7
             request_id, rows = steps.batch(task_id, 1)
-            return await client.submit_jobs([r["spec"] for r in rows], request_id, owner="alice", vo="panda")
+            return await client.submit_jobs([r.spec for r in rows], request_id, owner="alice", vo="panda")
         finally:
             await client.close()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("server_svc", "iam_svc")
+SERVICES = ("server_svc", "jedi_svc", "iam_svc")
 # Each service's own API: only its servicers (and main.py, which registers them) speak it.
 OWN_API = {"server_svc": "panda.server.v1", "jedi_svc": "panda.jedi.v1", "iam_svc": "panda.iam.v1"}
 PARTS = ("servicers", "logic", "store", "domain")

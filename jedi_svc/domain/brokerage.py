@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+__all__ = [
+    "LOCALITY_WEIGHT", "QUEUED_STATES", "RUNNING_STATES", "Candidates", "JobRequest", "QueueInfo", "assign",
+    "candidates", "locality",
+]
+
 LOCALITY_WEIGHT = 1.0
 
 RUNNING_STATES = ("sent", "starting", "running", "holding", "transferring")

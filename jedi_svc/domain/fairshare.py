@@ -6,6 +6,8 @@ nobody is starved. No I/O."""
 
 from __future__ import annotations
 
+__all__ = ["JOBS_PER_POINT", "job_priorities"]
+
 JOBS_PER_POINT = 100
 
 

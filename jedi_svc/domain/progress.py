@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+__all__ = [
+    "CANCELLED", "CHUNK_STATUSES", "FAILED", "FILE_STATUS_PRECEDENCE", "FINISHED", "READY", "RUNNING", "Progress",
+    "file_status", "final_state",
+]
+
 # A chunk's status in the task.
 READY, RUNNING, FINISHED, FAILED, CANCELLED = "ready", "running", "finished", "failed", "cancelled"
 CHUNK_STATUSES = (READY, RUNNING, FINISHED, FAILED, CANCELLED)

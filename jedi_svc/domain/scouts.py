@@ -10,6 +10,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+__all__ = [
+    "MEMORY_MARGIN", "MIN_MEMORY_MB", "MIN_WALLTIME_SECONDS", "PERCENTILE", "WALLTIME_MARGIN", "Measurement",
+    "ScoutResult", "evaluate", "percentile",
+]
+
 MEMORY_MARGIN = 1.5
 WALLTIME_MARGIN = 2.0
 MIN_MEMORY_MB = 256

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = ["GIGABYTE", "Chunk", "InputFile", "SplitError", "SplitRule", "group_count", "split"]
+
 GIGABYTE = 10**9
 
 

@@ -6,6 +6,11 @@ from enum import StrEnum
 
 from panda_runtime.service.errors import FailedPrecondition
 
+__all__ = [
+    "ACTIVE_STATES", "ALLOWED", "COMMAND_STATES", "FINAL_STATES", "GENERATING_STATES", "TaskState", "can_transition",
+    "check_command", "check_transition",
+]
+
 
 class TaskState(StrEnum):
     REGISTERED = "registered"
@@ -34,7 +39,7 @@ S = TaskState
 FINAL_STATES = frozenset({S.DONE, S.FINISHED, S.FAILED, S.ABORTED, S.BROKEN})
 # States in which JEDI generates jobs (when inputs are waiting and a queue fits).
 GENERATING_STATES = frozenset({S.READY, S.SCOUTED, S.RUNNING})
-# Working states: the engine moves the task on by itself.
+# Working states: the agents move the task on by themselves.
 ACTIVE_STATES = frozenset({S.READY, S.PENDING, S.SCOUTING, S.SCOUTED, S.RUNNING, S.THROTTLED})
 
 # Every change an agent or a command may make.

@@ -10,6 +10,8 @@ from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.templates import TemplateError, check_output_pattern, check_transformation
 from panda_runtime.service.errors import InvalidArgument
 
+__all__ = ["DATASET_NAME", "MAX_PRIORITY", "QUEUE_NAME", "TaskSpec", "check_dataset_name", "validate"]
+
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_PRIORITY = 100_000

@@ -6,6 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+__all__ = [
+    "DEFAULT_OUTPUT_PATTERN", "OUTPUT_PLACEHOLDERS", "TRANSFORMATION_PLACEHOLDERS", "JobValues", "TemplateError",
+    "check_output_pattern", "check_transformation", "expand_transformation", "output_name",
+]
+
 # Placeholders of the transformation, replaced per job.
 TRANSFORMATION_PLACEHOLDERS = ("IN", "IN_CSV", "OUT", "SKIP_EVENTS", "MAX_EVENTS", "FIRST_EVENT", "TASK_ID",
                                "SERIAL", "ATTEMPT")

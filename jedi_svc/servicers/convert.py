@@ -1,26 +1,35 @@
-"""Between stored rows and protobuf messages: the only place that knows both shapes."""
+"""Between JEDI's records and domain types and the messages of its API (panda.jedi.v1): the
+only place that knows both shapes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from google.protobuf import json_format
 
+from jedi_svc.domain.datasets import FileSpec
 from jedi_svc.domain.progress import CANCELLED, FAILED, FINISHED, READY, RUNNING
 from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.domain.templates import DEFAULT_OUTPUT_PATTERN
 from jedi_svc.settings import JediSettings
+from jedi_svc.store.records import DatasetFileView, DatasetRecord, TaskEvent, TaskView
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import dataset_pb2, task_pb2
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.timestamps import timestamp
 
+__all__ = [
+    "dataset_to_proto", "event_to_proto", "file_specs_from_proto", "file_to_proto", "kind_from_text",
+    "params_to_dict", "spec_from_params", "state_from_text", "state_to_proto", "task_to_proto",
+]
+
 DEFAULT_MAX_FAILURE_RATE = 0.5
 
 
-def state_to_proto(state: str) -> int:
+def state_to_proto(state: str) -> task_pb2.Task.State.ValueType:
     return task_pb2.Task.State.Value(f"STATE_{state.upper()}") if state else task_pb2.Task.STATE_UNSPECIFIED
 
 
@@ -82,40 +91,38 @@ def spec_from_params(params: task_pb2.TaskParams, owner: str, settings: JediSett
     )
 
 
-def event_to_proto(event: dict[str, Any]) -> task_pb2.TaskEvent:
+def event_to_proto(event: TaskEvent) -> task_pb2.TaskEvent:
     return task_pb2.TaskEvent(
-        cursor=event["cursor"], task_id=event["task_id"], state=state_to_proto(event["state"]),
-        previous_state=state_to_proto(event["previous_state"]), time=timestamp(event["time"]),
-        reason=event["reason"],
+        cursor=event.cursor, task_id=event.task_id, state=state_to_proto(event.state),
+        previous_state=state_to_proto(event.previous_state), time=timestamp(event.time), reason=event.reason,
     )
 
 
-def task_to_proto(row: dict[str, Any]) -> task_pb2.Task:
+def task_to_proto(view: TaskView) -> task_pb2.Task:
+    task, progress = view.task, view.progress
     params = task_pb2.TaskParams()
-    json_format.ParseDict(row["params"], params, ignore_unknown_fields=True)
-    progress = row["progress"]
-    report = row["scout_report"] or {}
+    json_format.ParseDict(task.params, params, ignore_unknown_fields=True)
+    report: dict[str, Any] = dict(task.scout_report or {})
     return task_pb2.Task(
-        name=f"tasks/{row['task_id']}", task_id=row["task_id"], state=state_to_proto(row["state"]),
-        state_reason=row["state_reason"], params=params, priority=row["priority"], queues=row["queues"],
+        name=f"tasks/{task.task_id}", task_id=task.task_id, state=state_to_proto(task.state),
+        state_reason=task.state_reason, params=params, priority=task.priority, queues=task.queues,
         job_resources=resources_pb2.Resources(
-            cores=row["cores"], memory_mb=row["memory_mb"], walltime_seconds=row["walltime_seconds"],
-            disk_mb=row["disk_mb"],
+            cores=task.cores, memory_mb=task.memory_mb, walltime_seconds=task.walltime_seconds, disk_mb=task.disk_mb,
         ),
         progress=task_pb2.TaskProgress(
             files_total=progress.files_total, files_finished=progress.by_status[FINISHED],
             files_failed=progress.by_status[FAILED], files_running=progress.by_status[RUNNING],
             files_ready=progress.by_status[READY], files_cancelled=progress.by_status[CANCELLED],
-            job_counts=row["job_counts"], output_files=row["output_files"], output_bytes=row["output_bytes"],
+            job_counts=view.job_counts, output_files=view.output_files, output_bytes=view.output_bytes,
         ),
         scouts=task_pb2.ScoutReport(
             jobs=report.get("jobs", 0), succeeded=report.get("succeeded", 0), failed=report.get("failed", 0),
             memory_mb=report.get("memory_mb", 0), walltime_seconds=report.get("walltime_seconds", 0),
             cpu_seconds=report.get("cpu_seconds", 0.0), applied=report.get("applied", False),
         ),
-        create_time=timestamp(row["create_time"]), update_time=timestamp(row["update_time"]),
-        start_time=timestamp(row["start_time"]), end_time=timestamp(row["end_time"]),
-        history=[event_to_proto(e) for e in row.get("history", [])],
+        create_time=timestamp(task.create_time), update_time=timestamp(task.update_time),
+        start_time=timestamp(task.start_time), end_time=timestamp(task.end_time),
+        history=[event_to_proto(e) for e in view.history],
     )
 
 
@@ -129,25 +136,31 @@ _FILE_STATUS = {
 }
 
 
-def dataset_to_proto(row: dict[str, Any]) -> dataset_pb2.Dataset:
+def file_specs_from_proto(messages: Iterable[dataset_pb2.DatasetFile]) -> list[FileSpec]:
+    """The files of a RegisterDataset request, as given (domain.datasets.check_files checks them)."""
+    return [FileSpec(m.lfn, m.size_bytes, m.adler32, m.events, list(m.storage_elements)) for m in messages]
+
+
+def dataset_to_proto(record: DatasetRecord) -> dataset_pb2.Dataset:
     return dataset_pb2.Dataset(
-        name=f"datasets/{row['name']}", dataset_id=row["name"], kind=_DATASET_KINDS[row["kind"]], owner=row["owner"],
-        task_id=row["task_id"], file_count=row["file_count"], total_bytes=row["total_bytes"],
-        total_events=row["total_events"], create_time=timestamp(row["create_time"]),
-        update_time=timestamp(row["update_time"]),
+        name=f"datasets/{record.name}", dataset_id=record.name, kind=_DATASET_KINDS[record.kind], owner=record.owner,
+        task_id=record.task_id, file_count=record.file_count, total_bytes=record.total_bytes,
+        total_events=record.total_events, create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
     )
 
 
-def file_to_proto(row: dict[str, Any]) -> dataset_pb2.DatasetFile:
+def file_to_proto(view: DatasetFileView) -> dataset_pb2.DatasetFile:
+    f = view.file
     message = dataset_pb2.DatasetFile(
-        lfn=row["lfn"], size_bytes=row["size_bytes"], adler32=row["adler32"], events=row["events"],
-        storage_elements=row["storage_elements"], job_id=row["job_id"],
+        lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, events=f.events, storage_elements=f.storage_elements,
+        job_id=f.job_id,
     )
-    state = row.get("task_state")
-    if state:
+    state = view.task_state
+    if state is not None:
         message.task_state.CopyFrom(dataset_pb2.TaskFileState(
-            task_id=state["task_id"], status=_FILE_STATUS[state["status"]], attempts=state["attempts"],
-            max_attempts=state["max_attempts"], job_id=state["job_id"], error_code=state["error_code"],
-            error_diag=state["error_diag"], chunks=state["chunks"],
+            task_id=state.task_id, status=_FILE_STATUS[state.status], attempts=state.attempts,
+            max_attempts=state.max_attempts, job_id=state.job_id, error_code=state.error_code,
+            error_diag=state.error_diag, chunks=state.chunks,
         ))
     return message

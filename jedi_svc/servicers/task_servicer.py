@@ -1,14 +1,16 @@
-"""TaskService: thin mapping between the contract, the task store and the engine."""
+"""TaskService: thin mapping between the contract, the task store and the agents."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import grpc
 
 from jedi_svc.domain import task_spec
-from jedi_svc.engine.agents import Engine
+from jedi_svc.domain.tasks import Task
+from jedi_svc.logic.agents import Agents
 from jedi_svc.servicers.convert import (
     event_to_proto,
     params_to_dict,
@@ -26,18 +28,20 @@ from panda_runtime.service.notify import Notifier
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 
+__all__ = ["TaskServicer"]
+
 FILTER_FIELDS: dict[str, Any] = {
     "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,
     "priority": int, "create_time": datetime, "update_time": datetime,
 }
 
 
-def _check_owner(row: dict[str, Any], action: str) -> None:
+def _check_owner(task: Task, action: str) -> None:
     """A user acts on its own tasks; production on those of its VO; services and admins on any."""
     principal = current_principal()
-    if not principal.may_act_for(row["owner"], row["vo"]):
+    if not principal.may_act_for(task.owner, task.vo):
         raise PermissionDenied(
-            f"task {row['task_id']} belongs to {row['owner']}: {principal.subject} may not {action} it"
+            f"task {task.task_id} belongs to {task.owner}: {principal.subject} may not {action} it"
         )
 
 
@@ -48,12 +52,12 @@ def _task_id(value: int) -> int:
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
-    def __init__(self, settings: JediSettings, db: DbRunner, store: TaskStore, engine: Engine,
+    def __init__(self, settings: JediSettings, db: DbRunner, store: TaskStore, agents: Agents,
                  task_events: Notifier) -> None:
         self._settings = settings
         self._db = db
         self._store = store
-        self._engine = engine
+        self._agents = agents
         self._task_events = task_events
 
     async def SubmitTask(
@@ -68,17 +72,17 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         params.owner, params.vo = current_principal().submitting_as(params.owner, params.vo)
         spec = spec_from_params(params, params.owner, self._settings)
         task_spec.validate(spec)
-        row = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id)
-        self._engine.wake()
+        view = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id)
+        self._agents.wake()
         self._task_events.notify()
-        return task_service_pb2.SubmitTaskResponse(task=task_to_proto(row))
+        return task_service_pb2.SubmitTaskResponse(task=task_to_proto(view))
 
     async def GetTask(
         self, request: task_service_pb2.GetTaskRequest, context: grpc.aio.ServicerContext
     ) -> task_service_pb2.GetTaskResponse:
-        row = await self._db.run(self._store.get, _task_id(request.task_id))
-        _check_owner(row, "see")
-        return task_service_pb2.GetTaskResponse(task=task_to_proto(row))
+        view = await self._db.run(self._store.get, _task_id(request.task_id))
+        _check_owner(view.task, "see")
+        return task_service_pb2.GetTaskResponse(task=task_to_proto(view))
 
     async def ListTasks(
         self, request: task_service_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
@@ -86,15 +90,17 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         limit = page_size(request.page_size)
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
         position = decode_token(request.page_token, request.filter)
-        rows, total = await self._db.run(self._store.list, comparisons, limit=limit,
-                                         before=int(position.get("before", 0)), scope=current_principal().scope())
+        views, total = await self._db.run(self._store.list_tasks, comparisons, limit=limit,
+                                          before=int(position.get("before", 0)), scope=current_principal().scope())
         token = ""
-        if len(rows) == limit and rows[-1]["task_id"] > 1:
-            token = encode_token({"before": rows[-1]["task_id"]}, request.filter)
-        return task_service_pb2.ListTasksResponse(tasks=[task_to_proto(r) for r in rows], next_page_token=token,
+        if len(views) == limit and views[-1].task.task_id > 1:
+            token = encode_token({"before": views[-1].task.task_id}, request.filter)
+        return task_service_pb2.ListTasksResponse(tasks=[task_to_proto(v) for v in views], next_page_token=token,
                                                   total_size=total)
 
-    async def WatchTasks(self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def WatchTasks(
+        self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[task_service_pb2.WatchTasksResponse]:
         cursor = request.after_cursor
         if cursor < 0:
             raise InvalidArgument("after_cursor must not be negative", field="after_cursor")
@@ -106,40 +112,52 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         while not context.done():
             events = await self._db.run(self._store.events_after, cursor, task_id=request.task_id, scope=scope)
             for event in events:
-                cursor = event["cursor"]
+                cursor = event.cursor
                 yield task_service_pb2.WatchTasksResponse(event=event_to_proto(event))
             if not events:
                 await self._task_events.wait(1.0)
 
-    async def _command(self, task_id: int, kind: str, **kwargs: Any) -> Any:
+    async def _command(self, task_id: int, kind: str, **kwargs: Any) -> task_pb2.Task:
         task_id = _task_id(task_id)
-        _check_owner(await self._db.run(self._store.get, task_id, history=False), kind)
-        row = await self._db.run(self._store.command, task_id, kind, **kwargs)
-        self._engine.touch(task_id)
+        _check_owner((await self._db.run(self._store.get, task_id, history=False)).task, kind)
+        view = await self._db.run(self._store.command, task_id, kind, **kwargs)
+        self._agents.touch(task_id)
         self._task_events.notify()
-        return task_to_proto(row)
+        return task_to_proto(view)
 
-    async def KillTask(self, request: task_service_pb2.KillTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def KillTask(
+        self, request: task_service_pb2.KillTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.KillTaskResponse:
         task = await self._command(request.task_id, "kill", reason=request.reason)
         return task_service_pb2.KillTaskResponse(task=task)
 
-    async def FinishTask(self, request: task_service_pb2.FinishTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def FinishTask(
+        self, request: task_service_pb2.FinishTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.FinishTaskResponse:
         task = await self._command(request.task_id, "finish", reason=request.reason)
         return task_service_pb2.FinishTaskResponse(task=task)
 
-    async def RetryTask(self, request: task_service_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def RetryTask(
+        self, request: task_service_pb2.RetryTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.RetryTaskResponse:
         task = await self._command(request.task_id, "retry", reason=request.reason)
         return task_service_pb2.RetryTaskResponse(task=task)
 
-    async def PauseTask(self, request: task_service_pb2.PauseTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def PauseTask(
+        self, request: task_service_pb2.PauseTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.PauseTaskResponse:
         task = await self._command(request.task_id, "pause", reason=request.reason)
         return task_service_pb2.PauseTaskResponse(task=task)
 
-    async def ResumeTask(self, request: task_service_pb2.ResumeTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def ResumeTask(
+        self, request: task_service_pb2.ResumeTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.ResumeTaskResponse:
         task = await self._command(request.task_id, "resume", reason=request.reason)
         return task_service_pb2.ResumeTaskResponse(task=task)
 
-    async def ReassignTask(self, request: task_service_pb2.ReassignTaskRequest, context: grpc.aio.ServicerContext):  # type: ignore[no-untyped-def]
+    async def ReassignTask(
+        self, request: task_service_pb2.ReassignTaskRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.ReassignTaskResponse:
         queues = [q.strip() for q in request.queues if q.strip()]
         if not queues:
             raise InvalidArgument("give at least one queue", field="queues")
@@ -149,8 +167,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         task = await self._command(request.task_id, "reassign", reason=request.reason, queues=queues)
         return task_service_pb2.ReassignTaskResponse(task=task)
 
-    async def SetTaskPriority(self, request: task_service_pb2.SetTaskPriorityRequest,  # type: ignore[no-untyped-def]
-                              context: grpc.aio.ServicerContext):
+    async def SetTaskPriority(
+        self, request: task_service_pb2.SetTaskPriorityRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.SetTaskPriorityResponse:
         if abs(request.priority) > task_spec.MAX_PRIORITY:
             raise InvalidArgument(f"priority must be within ±{task_spec.MAX_PRIORITY}", field="priority")
         task = await self._command(request.task_id, "priority", priority=request.priority)

@@ -11,6 +11,8 @@ from sqlalchemy.sql import ColumnElement
 from jedi_svc.store.tables import task_events
 from panda_runtime.service.filtering import Comparison, like_pattern
 
+__all__ = ["condition", "record_event"]
+
 
 def condition(column: ColumnElement[Any], comparison: Comparison) -> ColumnElement[bool]:
     value = comparison.value

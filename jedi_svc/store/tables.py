@@ -20,6 +20,8 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
+__all__ = ["commands", "contents", "datasets", "files", "jobs", "metadata", "task_events", "tasks", "watch_cursors"]
+
 metadata = new_metadata()
 
 tasks = Table(

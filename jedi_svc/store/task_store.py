@@ -11,14 +11,17 @@ from typing import Any
 from sqlalchemy import Connection, and_, case, func, insert, select, update
 from sqlalchemy.sql import ColumnElement
 
-from jedi_svc.domain import states
-from jedi_svc.domain.progress import FILE_STATUS_PRECEDENCE, FINISHED, READY, Progress
+from jedi_svc.domain import commands
+from jedi_svc.domain.progress import CANCELLED, FILE_STATUS_PRECEDENCE, FINISHED, READY, Progress
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
+from jedi_svc.domain.tasks import EMPTY_SCOUT_REPORT
 from jedi_svc.store.common import condition, record_event
-from jedi_svc.store.tables import commands, contents, datasets, files, jobs, task_events, tasks
+from jedi_svc.store.records import TaskEvent, TaskView, task_of
+from jedi_svc.store.tables import commands as command_rows
+from jedi_svc.store.tables import contents, datasets, files, jobs, task_events, tasks
 from panda_runtime.service.db import Store, now, scope_condition
-from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
+from panda_runtime.service.errors import AlreadyExists, NotFound
 from panda_runtime.service.filtering import Comparison
 from panda_runtime.service.principals import EVERYTHING, Scope
 
@@ -28,8 +31,7 @@ _FILTER_COLUMNS = {
     "create_time": tasks.c.create_time, "update_time": tasks.c.update_time,
 }
 
-EMPTY_SCOUT_REPORT = {"jobs": 0, "succeeded": 0, "failed": 0, "memory_mb": 0, "walltime_seconds": 0,
-                      "cpu_seconds": 0.0, "applied": False}
+__all__ = ["TaskStore", "task_not_found"]
 
 
 def task_not_found(task_id: int) -> NotFound:
@@ -39,7 +41,7 @@ def task_not_found(task_id: int) -> NotFound:
 class TaskStore(Store):
     # -- submitting --------------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec, params: dict[str, Any], request_id: str = "") -> dict[str, Any]:
+    def submit(self, spec: TaskSpec, params: dict[str, Any], request_id: str = "") -> TaskView:
         """Store a task REGISTERED with its (empty) output dataset. A repeated request_id
         returns the task the first call made."""
         at = now()
@@ -74,31 +76,54 @@ class TaskStore(Store):
 
     # -- reading -----------------------------------------------------------------------
 
-    def get(self, task_id: int, *, history: bool = True) -> dict[str, Any]:
+    def get(self, task_id: int, *, history: bool = True) -> TaskView:
         with self._engine.connect() as conn:
             return self._get(conn, task_id, history=history)
 
-    def _get(self, conn: Connection, task_id: int, *, history: bool) -> dict[str, Any]:
+    def _get(self, conn: Connection, task_id: int, *, history: bool) -> TaskView:
         row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
         if row is None:
             raise task_not_found(task_id)
-        task = dict(row._mapping)
-        self._attach(conn, [task])
-        task["history"] = []
+        (view,) = self._views(conn, [row])
         if history:
             events = conn.execute(
                 select(task_events).where(task_events.c.task_id == task_id).order_by(task_events.c.cursor)
             )
-            task["history"] = [dict(e._mapping) for e in events]
-        return task
+            view.history = [TaskEvent(**e._mapping) for e in events]
+        return view
 
-    def _attach(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
-        """Progress, job counts and output totals of each task."""
-        ids = [r["task_id"] for r in rows]
+    def _views(self, conn: Connection, rows: Sequence[Any]) -> list[TaskView]:
+        """Each task with its progress, job counts and output totals."""
+        found = [task_of(r) for r in rows]
+        ids = [t.task_id for t in found]
         if not ids:
-            return
-        # Files by status, counted by the database (a task may have a million files): each
-        # file's status from its chunks' by the rule of domain.progress.file_status.
+            return []
+        progress = self._progress(conn, ids)
+        job_counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+        query = (select(jobs.c.task_id, jobs.c.state, func.count().label("n")).where(jobs.c.task_id.in_(ids))
+                 .group_by(jobs.c.task_id, jobs.c.state))
+        for count in conn.execute(query):
+            job_counts[count.task_id][count.state] = count.n
+        outputs: dict[int, tuple[int, int]] = {}
+        query = (select(datasets.c.task_id, func.count(files.c.file_id).label("n"),
+                        func.coalesce(func.sum(files.c.size_bytes), 0).label("size"))
+                 .select_from(datasets.join(files, files.c.dataset_id == datasets.c.dataset_id))
+                 .where(datasets.c.task_id.in_(ids), datasets.c.kind == "output").group_by(datasets.c.task_id))
+        for out in conn.execute(query):
+            outputs[out.task_id] = (out.n, int(out.size))
+        names = {r.dataset_id: r.name for r in conn.execute(
+            select(datasets.c.dataset_id, datasets.c.name).where(datasets.c.task_id.in_(ids),
+                                                                 datasets.c.kind == "output"))}
+        return [
+            TaskView(task, progress[task.task_id], job_counts[task.task_id], *outputs.get(task.task_id, (0, 0)),
+                     output_dataset=names.get(task.output_dataset_id or 0, ""))
+            for task in found
+        ]
+
+    @staticmethod
+    def _progress(conn: Connection, ids: list[int]) -> dict[int, Progress]:
+        """Each task's files by status, counted by the database (a task may have a million
+        files): each file's status from its chunks' by the rule of domain.progress.file_status."""
         chunk_status = contents.c.status
 
         def some_chunk(status: str) -> ColumnElement[bool]:
@@ -119,29 +144,10 @@ class TaskStore(Store):
                  .group_by(per_file.c.task_id, per_file.c.status))
         for count in conn.execute(query):
             files_by_status[count.task_id][count.status] = count.n
-        job_counts: dict[int, dict[str, int]] = {i: {} for i in ids}
-        query = (select(jobs.c.task_id, jobs.c.state, func.count().label("n")).where(jobs.c.task_id.in_(ids))
-                 .group_by(jobs.c.task_id, jobs.c.state))
-        for count in conn.execute(query):
-            job_counts[count.task_id][count.state] = count.n
-        outputs: dict[int, tuple[int, int]] = {}
-        query = (select(datasets.c.task_id, func.count(files.c.file_id).label("n"),
-                        func.coalesce(func.sum(files.c.size_bytes), 0).label("size"))
-                 .select_from(datasets.join(files, files.c.dataset_id == datasets.c.dataset_id))
-                 .where(datasets.c.task_id.in_(ids), datasets.c.kind == "output").group_by(datasets.c.task_id))
-        for out in conn.execute(query):
-            outputs[out.task_id] = (out.n, int(out.size))
-        names = dict(conn.execute(select(datasets.c.dataset_id, datasets.c.name)
-                                  .where(datasets.c.task_id.in_(ids), datasets.c.kind == "output")).all())
-        for row in rows:
-            task_id = row["task_id"]
-            row["progress"] = Progress.from_counts(files_by_status[task_id])
-            row["job_counts"] = job_counts[task_id]
-            row["output_files"], row["output_bytes"] = outputs.get(task_id, (0, 0))
-            row["output_dataset"] = names.get(row["output_dataset_id"], "")
+        return {task_id: Progress.from_counts(counts) for task_id, counts in files_by_status.items()}
 
-    def list(self, comparisons: list[Comparison], *, limit: int, before: int = 0,
-             scope: Scope = EVERYTHING) -> tuple[list[dict[str, Any]], int]:
+    def list_tasks(self, comparisons: list[Comparison], *, limit: int, before: int = 0,
+             scope: Scope = EVERYTHING) -> tuple[list[TaskView], int]:
         where = and_(scope_condition(scope, tasks.c.owner, tasks.c.vo),
                      *[condition(_FILTER_COLUMNS[c.field], c) for c in comparisons])
         with self._engine.connect() as conn:
@@ -149,14 +155,11 @@ class TaskStore(Store):
             query = select(tasks).where(where).order_by(tasks.c.task_id.desc()).limit(limit)
             if before:
                 query = query.where(tasks.c.task_id < before)
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-            self._attach(conn, rows)
-        for row in rows:
-            row["history"] = []
-        return rows, total
+            views = self._views(conn, conn.execute(query).all())
+        return views, total
 
     def events_after(self, cursor: int, *, task_id: int = 0, limit: int = 500,
-                     scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+                     scope: Scope = EVERYTHING) -> list[TaskEvent]:
         query = select(task_events).where(task_events.c.cursor > cursor).order_by(task_events.c.cursor).limit(limit)
         if not scope.everything:
             visible = select(tasks.c.task_id).where(scope_condition(scope, tasks.c.owner, tasks.c.vo))
@@ -164,72 +167,39 @@ class TaskStore(Store):
         if task_id:
             query = query.where(task_events.c.task_id == task_id)
         with self._engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [TaskEvent(**r._mapping) for r in conn.execute(query)]
 
     def last_cursor(self) -> int:
         with self._engine.connect() as conn:
-            return conn.execute(select(func.coalesce(func.max(task_events.c.cursor), 0))).scalar_one()
+            return int(conn.execute(select(func.coalesce(func.max(task_events.c.cursor), 0))).scalar_one())
 
     def count_by_state(self) -> dict[str, int]:
         with self._engine.connect() as conn:
-            return dict(conn.execute(select(tasks.c.state, func.count()).group_by(tasks.c.state)).all())
+            return {r.state: r.n for r in conn.execute(
+                select(tasks.c.state, func.count().label("n")).group_by(tasks.c.state))}
 
     # -- commands ----------------------------------------------------------------------
 
     def command(
         self, task_id: int, kind: str, *, reason: str = "", queues: Sequence[str] = (), priority: int = 0
-    ) -> dict[str, Any]:
+    ) -> TaskView:
         """Apply a user's command, if the task's state accepts it (else FAILED_PRECONDITION)."""
         at = now()
         with self._engine.begin() as conn:
             row = conn.execute(self._locked(select(tasks).where(tasks.c.task_id == task_id))).first()
             if row is None:
                 raise task_not_found(task_id)
-            current = TaskState(row.state)
-            states.check_command(task_id, kind, current)
-            values: dict[str, Any] = {"update_time": at}
-            new = current
-            note = f"{kind}" + (f": {reason}" if reason else "")
-            if kind == "kill":
-                new = TaskState.ABORTING
-                conn.execute(update(contents).where(contents.c.task_id == task_id, contents.c.status == "ready")
-                             .values(status="cancelled"))
-                self._queue_command(conn, task_id, "kill", {"reason": reason or "task killed"}, at)
-            elif kind == "finish":
-                new = TaskState.FINISHING
-                self._queue_command(conn, task_id, "finish", {"reason": reason or "task finished by request"}, at)
-            elif kind == "retry":
-                new = TaskState.TORETRY
-                values["end_time"] = None
-            elif kind == "pause":
-                new = TaskState.PAUSED
-                values["resume_state"] = row.resume_state if current == TaskState.PENDING else current.value
-            elif kind == "resume":
-                new = TaskState(row.resume_state or TaskState.READY.value)
-                values["resume_state"] = ""
-                values["wait_until"] = None
-            elif kind == "reassign":
-                if not queues:
-                    raise InvalidArgument("give at least one queue", field="queues")
-                values["queues"] = list(dict.fromkeys(queues))
-                values["excluded_queues"] = [q for q in row.excluded_queues if q not in queues]
-                values["wait_until"] = None
-                note = f"reassign to {', '.join(values['queues'])}" + (f": {reason}" if reason else "")
-                if current == TaskState.PENDING:
-                    new = TaskState(row.resume_state or TaskState.READY.value)
-                self._queue_command(conn, task_id, "reassign", {"queues": values["queues"]}, at)
-            elif kind == "priority":
-                values["priority"] = priority
-                note = f"priority {row.priority} -> {priority}"
-                self._queue_command(conn, task_id, "priority", {"priority": priority}, at)
-            if new != current:
-                states.check_transition(task_id, current, new)
-                values["state"] = new.value
-                values["state_reason"] = note
+            task = task_of(row)
+            accepted = commands.accept(task, kind, reason=reason, queues=list(queues), priority=priority)
+            if accepted.cancel_ready:
+                conn.execute(update(contents).where(contents.c.task_id == task_id, contents.c.status == READY)
+                             .values(status=CANCELLED))
+            if accepted.work is not None:
+                conn.execute(insert(command_rows).values(task_id=task_id, kind=accepted.work[0],
+                                                         args=accepted.work[1], create_time=at))
+            values: dict[str, Any] = {"update_time": at, **accepted.change.values()}
+            if accepted.state != task.state:
+                values.update(state=accepted.state.value, state_reason=accepted.note)
             conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(**values))
-            record_event(conn, task_id, new.value, current.value, note, at)
+            record_event(conn, task_id, accepted.state.value, task.state.value, accepted.note, at)
             return self._get(conn, task_id, history=True)
-
-    @staticmethod
-    def _queue_command(conn: Connection, task_id: int, kind: str, args: dict[str, Any], at: Any) -> None:
-        conn.execute(insert(commands).values(task_id=task_id, kind=kind, args=args, create_time=at))

@@ -1,5 +1,5 @@
 """JEDI's side of the server: the few calls it makes, each with a deadline, and the
-conversions between the server's messages and what the engine stores."""
+conversions between the server's messages (panda.server.v1) and JEDI's domain types."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
 from jedi_svc.domain.brokerage import QUEUED_STATES, RUNNING_STATES, QueueInfo
-from jedi_svc.store.engine_store import JobDetails, JobEvent
+from jedi_svc.domain.jobs import JobDetails, JobEvent, JobSpec, OutputFile
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import (
     job_pb2,
@@ -39,21 +38,24 @@ TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXC
                        grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
-def state_name(value: int) -> str:
+__all__ = ["EventStream", "ServerClient"]
+
+
+def state_name(value: job_pb2.Job.State.ValueType) -> str:
     try:
         return job_pb2.Job.State.Name(value).removeprefix("STATE_").lower()
     except ValueError:  # a state a newer server knows
         return f"state-{value}"
 
 
-def queue_status_name(value: int) -> str:
+def queue_status_name(value: queue_pb2.Queue.Status.ValueType) -> str:
     try:
         return queue_pb2.Queue.Status.Name(value).removeprefix("STATUS_").lower()
     except ValueError:
         return f"status-{value}"
 
 
-def job_from_spec(spec: dict[str, Any]) -> job_pb2.Job:
+def job_from_spec(spec: JobSpec) -> job_pb2.Job:
     resources = spec["resources"]
     return job_pb2.Job(
         queue=spec["queue"], task_id=spec["task_id"], priority=spec["priority"], max_attempts=spec["max_attempts"],
@@ -74,7 +76,7 @@ def details_of(job: job_pb2.Job) -> JobDetails:
     if job.start_time.seconds and job.end_time.seconds:
         walltime = max(0.0, (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9)
     outputs = [
-        {"lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32, "storage_element": f.storage_element}
+        OutputFile(lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, storage_element=f.storage_element)
         for f in job.files if f.kind == job_pb2.JobFile.KIND_OUTPUT and f.status == job_pb2.JobFile.STATUS_READY
     ]
     return JobDetails(outputs=outputs, max_rss_mb=job.max_rss_mb, walltime_seconds=walltime,
@@ -181,7 +183,7 @@ class ServerClient:
             if not token:
                 return found
 
-    async def submit_jobs(self, specs: list[dict[str, Any]], request_id: str, *, owner: str, vo: str,
+    async def submit_jobs(self, specs: list[JobSpec], request_id: str, *, owner: str, vo: str,
                           attempts: int = 5) -> list[int]:
         """Submit a batch for the task's owner; retried with the same request id, so the server
         creates it once."""
@@ -250,8 +252,8 @@ class ServerClient:
             start = end + 1
         missing = [j for j in wanted if j not in found]
         for job_id in missing:
-            response = await self.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=self.deadline)
-            found[job_id] = details_of(response.job)
+            one = await self.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id), timeout=self.deadline)
+            found[job_id] = details_of(one.job)
         return {j: found[j] for j in wanted}
 
     def open_watch(self, after_cursor: int, *, from_now: bool = False) -> EventStream:

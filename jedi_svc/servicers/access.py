@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from panda_runtime.service.principals import ADMIN, AUTHENTICATED, PRODUCTION, SERVICE, USER, AccessTable
 
+__all__ = ["ACCESS"]
+
 _TASK = "/panda.jedi.v1.TaskService/"
 _DATASET = "/panda.jedi.v1.DatasetService/"
 

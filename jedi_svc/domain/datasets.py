@@ -1,0 +1,80 @@
+"""Datasets' files: one to register (and what it must be), and one as stored. No I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from panda_runtime.service.errors import InvalidArgument
+
+__all__ = ["MAX_FILES", "DatasetFile", "FileSpec", "check_files"]
+
+ADLER32 = re.compile(r"^[0-9a-f]{8}$")
+# Files of one dataset registered at once, at most.
+MAX_FILES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """A file of a dataset being registered."""
+
+    lfn: str
+    size_bytes: int
+    adler32: str
+    events: int
+    storage_elements: list[str]
+
+
+def check_files(specs: list[FileSpec]) -> list[FileSpec]:
+    """The files of a dataset to register, as they are stored: INVALID_ARGUMENT naming the
+    first file at fault (at least one file, at most MAX_FILES; logical file names without '/'
+    and not starting with '.', each once; no negative size or events; an adler32 of 8 hex
+    digits, leading zeros added; at least one storage element URL)."""
+    if not specs:
+        raise InvalidArgument("a dataset needs at least one file", field="files")
+    if len(specs) > MAX_FILES:
+        raise InvalidArgument(f"at most {MAX_FILES} files per dataset", field="files")
+    seen: set[str] = set()
+    checked: list[FileSpec] = []
+    for index, f in enumerate(specs):
+        where = f"files[{index}]"
+        lfn = f.lfn
+        if not lfn or "/" in lfn or lfn.startswith(".") or len(lfn) > 1024 or lfn != lfn.strip():
+            raise InvalidArgument(f"{where}: {lfn!r} is not a logical file name (no '/', not starting with '.')",
+                                  field=f"{where}.lfn")
+        if lfn in seen:
+            raise InvalidArgument(f"{where}: {lfn} is listed twice", field=f"{where}.lfn")
+        seen.add(lfn)
+        if f.size_bytes < 0 or f.events < 0:
+            raise InvalidArgument(f"{where}: size and events must not be negative", field=where)
+        adler32 = f.adler32.strip().lower()
+        if adler32 and len(adler32) < 8:
+            adler32 = adler32.zfill(8)
+        if not ADLER32.match(adler32):
+            raise InvalidArgument(f"{where}: adler32 {f.adler32!r} is not 8 hex digits", field=f"{where}.adler32")
+        elements = [se.strip() for se in f.storage_elements if se.strip()]
+        if not elements:
+            raise InvalidArgument(f"{where}: at least one storage element holding the file is required",
+                                  field=f"{where}.storage_elements")
+        for se in elements:
+            if "://" not in se:
+                raise InvalidArgument(f"{where}: storage element {se!r} is not a URL such as file:///data/se",
+                                      field=f"{where}.storage_elements")
+        checked.append(replace(f, adler32=adler32, storage_elements=list(dict.fromkeys(elements))))
+    return checked
+
+
+@dataclass(slots=True)
+class DatasetFile:
+    """A file of a dataset: an input as registered, or an output a job made (job_id)."""
+
+    file_id: int
+    dataset_id: int
+    lfn: str
+    size_bytes: int
+    adler32: str
+    events: int
+    storage_elements: list[str]
+    job_id: int
+    create_time: datetime
