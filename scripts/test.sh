@@ -2,8 +2,9 @@
 # Everything the tests need, then the tests: the package with its test dependencies, buf (from
 # npm) for the contract checks and oidc-provider (npm) as the external OIDC provider the tests
 # trust, Debian's gRPC for C++ for the benchmark's simulated pilots, a running PostgreSQL on
-# 127.0.0.1:5432; then the checks and the suite, which runs every server test on SQLite and on
-# PostgreSQL, three tests at a time. Extra arguments go to pytest.
+# 127.0.0.1:5432; then the checks (contracts, ruff, mypy, the settings table) and the suite,
+# which runs every server test on SQLite and on PostgreSQL, three tests at a time. Extra
+# arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,6 +70,10 @@ PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos lint
 PATH="$PWD/node_modules/.bin:$PATH" .venv/bin/python -m tools.protos breaking --against "${PANDA_CONTRACTS_BASE:-origin/main}"
 echo "==> ruff"
 .venv/bin/ruff check .
+echo "==> mypy (every hand-written package; strict on domain/ and logic/)"
+.venv/bin/mypy
+echo "==> the README's settings table is the settings classes'"
+.venv/bin/python -m tools.settings_doc --check
 # Most tests wait on real processes (timeouts, restarts), so they run three at a time even on
 # two cores; PANDA_TEST_WORKERS=0 runs them one by one.
 workers=${PANDA_TEST_WORKERS:-3}
