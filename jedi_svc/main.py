@@ -12,7 +12,7 @@ from prometheus_client.core import REGISTRY
 
 from jedi_svc.logic.agents import Agents, AgentStores
 from jedi_svc.logic.metrics import TaskCountCollector
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.servicers.access import ACCESS
 from jedi_svc.servicers.dataset_servicer import DatasetServicer
 from jedi_svc.servicers.task_servicer import TaskServicer
@@ -25,7 +25,7 @@ from jedi_svc.store.refine_store import RefineStore
 from jedi_svc.store.task_store import TaskStore
 from jedi_svc.store.watch_store import WatchStore
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
-from panda_runtime.client.credentials import credentials_from_settings
+from panda_runtime.client import ConnectConfig
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from panda_runtime.service.notify import Notifier
@@ -42,8 +42,9 @@ async def serve(settings: JediSettings) -> None:
     tasks, datasets = TaskStore(engine), DatasetStore(engine)
     stores = AgentStores(RefineStore(engine), GenerationStore(engine), WatchStore(engine), PostprocessStore(engine),
                          CommandStore(engine))
-    server_client = ServerClient(settings.server_address, settings.jedi_server_deadline_seconds,
-                                 credentials_from_settings(settings))
+    server_client = ServerCalls(ConnectConfig.from_settings(
+        settings.server_address, settings, deadline=settings.jedi_server_deadline_seconds,
+        unreachable_hint="set PANDA_SERVER"))
     task_events = Notifier()
     agents = Agents(settings, db, stores, server_client, task_events)
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from jedi_svc.domain.datasets import FileSpec
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.servicers.convert import params_to_dict, spec_from_params
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.dataset_store import DatasetStore
@@ -19,6 +19,7 @@ from jedi_svc.store.refine_store import RefineStore
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_service_pb2_grpc
 from panda.server.v1 import job_pb2
+from panda_runtime.client import ConnectConfig
 from panda_runtime.client.credentials import ClientCredentialsToken
 from panda_runtime.service.db import make_engine
 from tests.jedi_support import (
@@ -90,7 +91,7 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
 
     async def submit_and_crash() -> list[int]:
         jedi_credentials = ClientCredentialsToken(identity.issuer, "panda-jedi", identity.secrets["panda-jedi"])
-        client = ServerClient(server.address, 30, jedi_credentials)
+        client = ServerCalls(ConnectConfig(server.address, tokens=jedi_credentials))
         try:
             plan = steps.plan_jobs(task_id, await client.list_queues(), batch_size=4, pending_retry=1,
                                    jobs_per_point=100)

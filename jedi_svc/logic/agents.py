@@ -25,7 +25,7 @@ from jedi_svc.logic.commander import Commander
 from jedi_svc.logic.generator import Generator
 from jedi_svc.logic.postprocessor import PostProcessor
 from jedi_svc.logic.refiner import Refiner
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.logic.watcher import Watcher
 from jedi_svc.settings import JediSettings
@@ -54,7 +54,7 @@ class AgentStores:
 
 
 class Agents:
-    def __init__(self, settings: JediSettings, db: DbRunner, stores: AgentStores, server: ServerClient,
+    def __init__(self, settings: JediSettings, db: DbRunner, stores: AgentStores, server: ServerCalls,
                  task_events: Notifier) -> None:
         self._settings = settings
         # Told after every round of an agent: the tasks may have changed.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from jedi_svc.domain import commands
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.store.command_store import CommandStore
 from jedi_svc.store.records import Command
@@ -18,7 +18,7 @@ log = logging.getLogger("panda.jedi")
 
 
 class Commander:
-    def __init__(self, db: DbRunner, store: CommandStore, server: ServerClient, submitter: Submitter) -> None:
+    def __init__(self, db: DbRunner, store: CommandStore, server: ServerCalls, submitter: Submitter) -> None:
         self._db = db
         self._store = store
         self._server = server

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from jedi_svc.domain import brokerage, planning
 from jedi_svc.domain.states import TaskState
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.generation_store import GenerationStore
@@ -27,7 +27,7 @@ _CANDIDATES = [TaskState.READY, TaskState.SCOUTED, TaskState.RUNNING, TaskState.
 
 
 class Generator:
-    def __init__(self, settings: JediSettings, db: DbRunner, store: GenerationStore, server: ServerClient,
+    def __init__(self, settings: JediSettings, db: DbRunner, store: GenerationStore, server: ServerCalls,
                  submitter: Submitter) -> None:
         self._settings = settings
         self._db = db

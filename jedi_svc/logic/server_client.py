@@ -1,11 +1,12 @@
-"""JEDI's side of the server: the few calls it makes, each with a deadline, and the
-conversions between the server's messages (panda.server.v1) and JEDI's domain types."""
+"""JEDI's side of the server: the few calls it makes, through the one client every caller uses
+(`panda_runtime.client`: a deadline on every call, the robot's token renewed, retries by gRPC's
+own policy), and the conversions between the server's messages (panda.server.v1) and JEDI's
+domain types."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import AsyncIterator
 
@@ -17,15 +18,10 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import (
     job_pb2,
     job_service_pb2,
-    job_service_pb2_grpc,
     queue_pb2,
     queue_service_pb2,
-    queue_service_pb2_grpc,
 )
-from panda_runtime.client.channels import aio_channel, sync_channel
-from panda_runtime.client.credentials import TokenSource
-
-log = logging.getLogger("panda.jedi.server")
+from panda_runtime.client import AsyncServerClient, ConnectConfig, ServerClient
 
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
                "log": job_pb2.JobFile.KIND_LOG}
@@ -33,12 +29,9 @@ _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KI
 WATCH_DEADLINE_SECONDS = 300.0
 # SubmitJobs of a full batch takes the server a while.
 SUBMIT_DEADLINE_SECONDS = 120.0
-# Calls worth repeating: the server was away or slow.
-TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                       grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
-__all__ = ["EventStream", "ServerClient"]
+__all__ = ["EventStream", "ServerCalls"]
 
 
 def state_name(value: job_pb2.Job.State.ValueType) -> str:
@@ -93,12 +86,10 @@ class EventStream:
     event loop takes whole. `batch()` returns the events read so far (waiting up to `timeout`
     for at least one), and raises the stream's error once it has ended with one."""
 
-    def __init__(self, address: str, request: job_service_pb2.WatchJobsRequest,
-                 tokens: TokenSource | None = None) -> None:
+    def __init__(self, config: ConnectConfig, request: job_service_pb2.WatchJobsRequest) -> None:
         self._loop = asyncio.get_running_loop()
-        self._channel = sync_channel(address, tokens)
-        self._call = job_service_pb2_grpc.JobServiceStub(self._channel).WatchJobs(
-            request, timeout=WATCH_DEADLINE_SECONDS)
+        self._client = ServerClient(config)
+        self._call = self._client.jobs.WatchJobs(request, timeout=WATCH_DEADLINE_SECONDS)
         self._lock = threading.Lock()
         self._buffer: list[JobEvent] = []
         self._ready = asyncio.Event()
@@ -146,23 +137,22 @@ class EventStream:
     def close(self) -> None:
         self._call.cancel()
         self._thread.join(5)
-        self._channel.close()
+        self._client.close()
 
 
-class ServerClient:
-    """One channel to the server (PANDA_SERVER) with JEDI's own credentials; a deadline on
-    every call."""
+class ServerCalls:
+    """The calls JEDI makes to the server (PANDA_SERVER), with JEDI's own credentials, in JEDI's
+    types."""
 
-    def __init__(self, address: str, deadline: float, tokens: TokenSource | None = None) -> None:
-        self.address = address
-        self.deadline = deadline
-        self._tokens = tokens
-        self.channel = aio_channel(address, tokens)
-        self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
-        self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
+    def __init__(self, config: ConnectConfig) -> None:
+        self.config = config
+        self.deadline = config.deadline
+        self._client = AsyncServerClient(config)
+        self.jobs = self._client.jobs
+        self.queues = self._client.queues
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self._client.close()
 
     async def list_queues(self) -> list[QueueInfo]:
         found: list[QueueInfo] = []
@@ -183,22 +173,14 @@ class ServerClient:
             if not token:
                 return found
 
-    async def submit_jobs(self, specs: list[JobSpec], request_id: str, *, owner: str, vo: str,
-                          attempts: int = 5) -> list[int]:
-        """Submit a batch for the task's owner; retried with the same request id, so the server
-        creates it once."""
+    async def submit_jobs(self, specs: list[JobSpec], request_id: str, *, owner: str, vo: str) -> list[int]:
+        """Submit a batch for the task's owner. The request id makes it safe to repeat: gRPC's
+        retry policy repeats it when the server is away, and a batch whose call failed
+        otherwise is sent again, with the same id, by whoever resolves stored batches."""
         request = job_service_pb2.SubmitJobsRequest(
             jobs=[job_from_spec(s) for s in specs], request_id=request_id, owner=owner, vo=vo)
-        for attempt in range(1, attempts + 1):
-            try:
-                response = await self.jobs.SubmitJobs(request, timeout=SUBMIT_DEADLINE_SECONDS)
-                return [job.job_id for job in response.jobs]
-            except grpc.aio.AioRpcError as error:
-                if error.code() not in TRANSIENT or attempt == attempts:
-                    raise
-                log.warning("SubmitJobs %s: %s; trying again", request_id, error.code().name)
-                await asyncio.sleep(min(10.0, attempt * 1.0))
-        raise AssertionError("unreachable")
+        response = await self.jobs.SubmitJobs(request, timeout=SUBMIT_DEADLINE_SECONDS)
+        return [job.job_id for job in response.jobs]
 
     async def kill_jobs(self, job_ids: list[int], reason: str) -> dict[int, str]:
         """Kill jobs; returns each job's state after the call (errors are logged)."""
@@ -260,7 +242,7 @@ class ServerClient:
         """The WatchJobs stream read by a thread of its own, handed over in batches: one hop to
         the event loop per batch rather than per event (the stream carries thousands a second)."""
         request = job_service_pb2.WatchJobsRequest(after_cursor=after_cursor, from_now=from_now)
-        return EventStream(self.address, request, self._tokens)
+        return EventStream(self.config, request)
 
     async def watch(self, after_cursor: int, *, from_now: bool = False) -> AsyncIterator[JobEvent]:
         """Job events after `after_cursor` (or, with from_now and no cursor, from the newest on),

@@ -12,7 +12,7 @@ import time
 from prometheus_client import Counter
 
 from jedi_svc.domain.jobs import SUBMITTING, JobSpec
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.store.generation_store import GenerationStore
 from panda_runtime.service.db import DbRunner
 
@@ -24,7 +24,7 @@ JOBS_GENERATED = Counter("panda_jedi_jobs_generated_total", "Jobs JEDI generated
 
 
 class Submitter:
-    def __init__(self, db: DbRunner, store: GenerationStore, server: ServerClient) -> None:
+    def __init__(self, db: DbRunner, store: GenerationStore, server: ServerCalls) -> None:
         self._db = db
         self._store = store
         self._server = server

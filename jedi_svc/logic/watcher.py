@@ -15,7 +15,7 @@ from prometheus_client import Counter
 
 from jedi_svc.domain.cursors import CursorGaps
 from jedi_svc.domain.jobs import JobDetails, JobEvent
-from jedi_svc.logic.server_client import ServerClient
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.store.watch_store import WatchStore
 from panda_runtime.service.db import DbRunner
@@ -33,7 +33,7 @@ GAP_RETRY_SECONDS = 0.5
 
 
 class Watcher:
-    def __init__(self, db: DbRunner, store: WatchStore, server: ServerClient, submitter: Submitter,
+    def __init__(self, db: DbRunner, store: WatchStore, server: ServerCalls, submitter: Submitter,
                  on_touched: Callable[[set[int]], None]) -> None:
         self._db = db
         self._store = store
