@@ -30,6 +30,8 @@ from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from panda_runtime.service.notify import Notifier
 
+__all__ = ["SERVICE_NAMES", "main", "run", "serve"]
+
 log = logging.getLogger("panda.jedi")
 
 SERVICE_NAMES = ["panda.jedi.v1.TaskService", "panda.jedi.v1.DatasetService"]

@@ -16,6 +16,8 @@ from panda_runtime.settings import (
     ServingSettings,
 )
 
+__all__ = ["JediSettings"]
+
 
 class JediSettings(
     DatabaseSettings, JediAddressSettings, ServerAddressSettings, ServingSettings, CallerSettings, JobDefaultsSettings
