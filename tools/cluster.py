@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,13 +26,16 @@ POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgre
 # Ports for the processes tests and benchmarks start: below the kernel's ephemeral range (from
 # 32768), where outgoing connections take their source ports and could take a port found free
 # before its server binds it, above the services' default ports (25080-25290), and a slice of
-# its own for each parallel test worker (pytest-xdist's gw0, gw1, ...).
-_PORTS_FROM, _PORTS_PER_WORKER = 26000, 1500
+# its own for each parallel test worker (pytest-xdist's gw0, gw1, ...) of each checkout, so two
+# checkouts' suites on one machine rarely reach for the same port.
+_PORTS_FROM, _PORTS_PER_WORKER, _WORKER_SLICES, _CHECKOUT_SLICES = 26000, 400, 4, 4
 
 
 def _port_slice() -> range:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    first = _PORTS_FROM + _PORTS_PER_WORKER * (int(worker) % 4 if worker.isdigit() else 0)
+    checkout = zlib.crc32(str(Path(__file__).resolve().parent.parent).encode()) % _CHECKOUT_SLICES
+    index = checkout * _WORKER_SLICES + (int(worker) % _WORKER_SLICES if worker.isdigit() else 0)
+    first = _PORTS_FROM + _PORTS_PER_WORKER * index
     return range(first, first + _PORTS_PER_WORKER)
 
 
