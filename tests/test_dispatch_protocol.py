@@ -149,6 +149,9 @@ def test_kill_ends_cancelled_when_the_pilot_never_confirms(channel, jobs_stub, l
     pilot.request_jobs(1)
     pilot.next_job()
     pilot.update(job.job_id, 1, J.STATE_RUNNING)
+    # Progress is not acknowledged: wait until the server wrote it, or the loop below would end
+    # at once on a job still `sent`.
+    wait_for(jobs_stub, job.job_id, lambda j: j.state == J.STATE_RUNNING, timeout=30, what="running")
     jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[job.job_id]), timeout=10)
     pilot.next("command")
     # The pilot keeps heartbeating and ignores the kill: the lease (8 s in tests) runs out.
