@@ -27,6 +27,7 @@ from iam_svc.logic.provider import Provider
 from iam_svc.servicers.http import pages
 from iam_svc.servicers.http.forms import CSRF_COOKIE, FormGuard
 from panda_runtime.service.db import DbRunner, now
+from panda_runtime.service.revocation import DISCOVERY_KEY as REVOCATION_LIST_KEY
 
 __all__ = ["build_app"]
 
@@ -123,6 +124,8 @@ class OidcEndpoints:
             "device_authorization_endpoint": f"{issuer}/device_authorization",
             "userinfo_endpoint": f"{issuer}/userinfo",
             "revocation_endpoint": f"{issuer}/revoke",
+            # Users disabled or deleted and clients deleted, for every service's token check.
+            REVOCATION_LIST_KEY: f"{issuer}/revocations",
             "grant_types_supported": list(oauth.GRANT_TYPES),
             # No authorization endpoint: every grant offered is made at the token endpoint.
             "response_types_supported": [],
@@ -136,6 +139,10 @@ class OidcEndpoints:
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(await self._db.run(self._provider.jwks), headers=JWKS_CACHE)
+
+    async def revocations(self, request: Request) -> Response:
+        # Never cached on the way: the token checks count on seeing a revocation within seconds.
+        return JSONResponse(await self._db.run(self._provider.revocation_list), headers=NO_STORE)
 
     async def _client(self, request: Request, form: FormData) -> Client:
         client_id, secret = client_credentials_of(request, form)
@@ -285,6 +292,7 @@ def build_app(db: DbRunner, provider: Provider, guard: FormGuard | None = None) 
     return Starlette(routes=[
         Route("/.well-known/openid-configuration", json_endpoint(endpoints.discovery), methods=["GET"]),
         Route("/jwks", json_endpoint(endpoints.jwks), methods=["GET"]),
+        Route("/revocations", json_endpoint(endpoints.revocations), methods=["GET"]),
         Route("/token", json_endpoint(endpoints.token), methods=["POST"]),
         Route("/device_authorization", json_endpoint(endpoints.device_authorization), methods=["POST"]),
         Route("/revoke", json_endpoint(endpoints.revoke), methods=["POST"]),
