@@ -98,7 +98,8 @@ async def serve(settings: IamSettings) -> None:
         address=settings.iam_address, service_names=SERVICE_NAMES, register=register, settings=settings,
         access=ACCESS, authenticator=authenticator,
     )
-    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port)
+    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port,
+                          trusted_proxies=settings.iam_trusted_proxies)
     await http.start()
     bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port)
     await server.start()

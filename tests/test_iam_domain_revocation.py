@@ -13,7 +13,7 @@ import pytest
 
 from iam_svc.domain import revocation
 from iam_svc.domain.accounts import UserChanges
-from iam_svc.domain.revocation import CLIENT, SUBJECT, Revocation, published_list, retention, revokes_tokens
+from iam_svc.domain.revocation import CLIENT, SUBJECT, Latest, Revocation, latest, retention, revokes_tokens
 from panda_runtime.service.revocation import RevocationFeed, RevocationList, revocation_document
 
 ISSUER = "https://iam.example"
@@ -34,13 +34,15 @@ def test_an_entry_is_kept_until_every_token_issued_before_it_expired() -> None:
 
 
 def test_the_published_list_holds_the_latest_revocation_of_each_name() -> None:
-    document = published_list(ISSUER, [
+    published = latest([
         Revocation(SUBJECT, "alice", AT),
         Revocation(SUBJECT, "alice", AT + timedelta(hours=1)),
         Revocation(SUBJECT, "bob", AT),
         Revocation(CLIENT, "site-pilot", AT),
         Revocation("unknown-kind", "x", AT),
     ])
+    assert published == Latest(subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T})
+    document = revocation_document(ISSUER, published.subjects, published.clients)
     assert document == {
         "issuer": ISSUER,
         "subjects": [{"sub": "alice", "revoked_at": T + 3600}, {"sub": "bob", "revoked_at": T}],

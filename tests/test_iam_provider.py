@@ -18,7 +18,6 @@ from iam_svc.domain import device
 from iam_svc.domain.codes import new_user_code, normalize_user_code
 from iam_svc.domain.device import PollResult, poll_result
 from iam_svc.domain.keys import generate_signing_key
-from iam_svc.domain.throttle import SignInThrottle
 from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2
 from panda_runtime.service.db import make_engine
@@ -355,13 +354,3 @@ def test_device_poll_rules() -> None:
     assert normalize_user_code(" wdjb mjht ") == "WDJB-MJHT" and normalize_user_code("WDJB-MJHA") is None
     assert normalize_user_code(new_user_code()) is not None
 
-
-def test_sign_in_throttle() -> None:
-    throttle = SignInThrottle(max_failures=3, window_seconds=60)
-    for second in range(3):
-        assert not throttle.blocked("alice", 100.0 + second)
-        throttle.failed("alice", 100.0 + second)
-    assert throttle.blocked("alice", 103.0) and not throttle.blocked("bob", 103.0)
-    assert not throttle.blocked("alice", 161.0)  # the first failure left the window
-    throttle.succeeded("alice")
-    assert not throttle.blocked("alice", 103.0)

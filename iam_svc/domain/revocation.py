@@ -1,6 +1,6 @@
-"""Which identity changes revoke the tokens already issued, and the revocation list the
-provider publishes for every service's token check (its format is the shared one,
-panda_runtime.service.revocation). No I/O.
+"""Which identity changes revoke the tokens already issued, how long a revocation is kept, and
+what the provider publishes of them for every service's token check (the logic puts it in the
+shared format, panda_runtime.service.revocation). No I/O.
 
 Disabling or deleting a user revokes the tokens issued to that user (by `sub`); deleting a
 client revokes every token issued through it (by `client_id`): its own robot tokens and the
@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from iam_svc.domain.accounts import UserChanges, ends_sign_ins
-from panda_runtime.service.revocation import revocation_document
 
-__all__ = ["CLIENT", "SUBJECT", "Revocation", "published_list", "retention", "revokes_tokens"]
+__all__ = ["CLIENT", "SUBJECT", "Latest", "Revocation", "latest", "retention", "revokes_tokens"]
 
 # What a revocation names: a token's subject, or the client it was issued through.
 SUBJECT = "sub"
@@ -45,14 +43,20 @@ def retention(longest_token_seconds: int) -> timedelta:
     return timedelta(seconds=longest_token_seconds) + RETENTION_MARGIN
 
 
-def published_list(issuer: str, revocations: Iterable[Revocation]) -> dict[str, Any]:
-    """The document every service's token check reads: the latest revocation of each subject
-    and each client, as Unix times."""
-    latest: dict[str, dict[str, float]] = {SUBJECT: {}, CLIENT: {}}
+@dataclass(frozen=True, slots=True)
+class Latest:
+    """What is published: the latest revocation of each subject and of each client, as Unix times."""
+
+    subjects: dict[str, float]
+    clients: dict[str, float]
+
+
+def latest(revocations: Iterable[Revocation]) -> Latest:
+    found: dict[str, dict[str, float]] = {SUBJECT: {}, CLIENT: {}}
     for revocation in revocations:
-        names = latest.get(revocation.kind)
+        names = found.get(revocation.kind)
         if names is None:
             continue
         at = revocation.revoke_time.timestamp()
         names[revocation.name] = max(at, names.get(revocation.name, at))
-    return revocation_document(issuer, latest[SUBJECT], latest[CLIENT])
+    return Latest(subjects=found[SUBJECT], clients=found[CLIENT])

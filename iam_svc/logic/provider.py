@@ -22,7 +22,7 @@ from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
-from panda_runtime.service.revocation import RevocationList
+from panda_runtime.service.revocation import RevocationList, revocation_document
 
 __all__ = ["USER_CODE_ATTEMPTS", "Provider", "lifetimes_of"]
 
@@ -188,7 +188,8 @@ class Provider:
 
     def revocation_list(self) -> dict[str, Any]:
         """The revocation list every service's token check follows (revocation.published_list)."""
-        return revocation.published_list(self.issuer, self.identities.revocations())
+        latest = revocation.latest(self.identities.revocations())
+        return revocation_document(self.issuer, latest.subjects, latest.clients)
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of one of our own access tokens (for userinfo), not revoked, or OAuthError
