@@ -212,6 +212,8 @@ def test_every_field_beyond_its_rules_is_refused_with_400(iam: Iam) -> None:
         assert raw.status_code == 400 and "URL-encoded" in raw.text, (path, raw.text)
         many = http.post(f"{iam.issuer}{path}", content="&".join(f"f{i}=1" for i in range(100)), headers=FORM)
         assert many.status_code == 400 and "more than 32 fields" in many.text, (path, many.text)
+        twice = http.post(f"{iam.issuer}{path}", content="client_id=a&scope=x&client_id=b", headers=FORM)
+        assert twice.status_code == 400 and "given more than once: client_id" in twice.text, (path, twice.text)
     for who, value in (("client_id", "x" * 65), ("client_id", "pilot\x00"), ("client_secret", "s" * 257)):
         basic = ("site-pilot", value) if who == "client_secret" else (value, secret)
         response = http.post(f"{iam.issuer}/token", data={"grant_type": "client_credentials"}, auth=basic)

@@ -22,9 +22,8 @@ from iam_svc.domain.keys import ALGORITHM
 from iam_svc.domain.oauth import OAuthError, invalid_request
 from iam_svc.domain.throttle import DeviceFlowThrottle
 from iam_svc.logic.provider import Provider
-from iam_svc.servicers.http import forms
 from iam_svc.servicers.http.device_page import NO_STORE, DevicePages
-from iam_svc.servicers.http.forms import FormGuard
+from iam_svc.servicers.http.forms import FormGuard, read_form
 from iam_svc.servicers.http.peers import client_address
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.revocation import DISCOVERY_KEY as REVOCATION_LIST_KEY
@@ -66,12 +65,6 @@ def json_endpoint(handler: Handler) -> Handler:
             return JSONResponse({"error": "server_error", "error_description": "internal error"},
                                 status_code=500, headers=NO_STORE)
     return wrapped
-
-
-async def read_form(request: Request, limits: Mapping[str, int]) -> dict[str, str]:
-    """A form-encoded body whose parameters each appear once (RFC 6749 §3.2), each within its
-    limits (FieldError otherwise: invalid_request)."""
-    return await forms.read_form(request, limits)
 
 
 def client_credentials_of(request: Request, form: Mapping[str, str]) -> tuple[str, str | None]:

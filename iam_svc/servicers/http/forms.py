@@ -14,6 +14,7 @@ import hmac
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
@@ -93,18 +94,17 @@ def parse_form(encoded: bytes, limits: Mapping[str, int]) -> dict[str, str]:
                           max_num_fields=MAX_FIELDS)
     except ValueError:
         raise FieldError("", f"the form has more than {MAX_FIELDS} fields") from None
-    fields: dict[str, str] = {}
-    for name, value in pairs:
-        if name in fields:
-            repeated = sorted({n for n, _ in pairs if sum(1 for m, _ in pairs if m == n) > 1})
-            raise FieldError(name, f"parameters given more than once: {', '.join(repeated)}")
-        fields[name] = value
+    repeated = sorted(name for name, times in Counter(name for name, _ in pairs).items() if times > 1)
+    if repeated:
+        raise FieldError(repeated[0], f"parameters given more than once: {', '.join(repeated)}")
+    fields = dict(pairs)
     check_fields(fields, limits)
     return fields
 
 
 async def read_form(request: Request, limits: Mapping[str, int]) -> dict[str, str]:
-    """The request's form-encoded body, read up to MAX_FORM_BYTES and parsed (parse_form)."""
+    """The request's form-encoded body, read up to MAX_FORM_BYTES, whose parameters each appear
+    once (RFC 6749 §3.2), each within `limits` (parse_form)."""
     if not request.headers.get("content-type", "").startswith(FORM_TYPE):
         raise FieldError("", f"send the parameters as {FORM_TYPE}")
     declared = request.headers.get("content-length", "")
