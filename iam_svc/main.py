@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import grpc
 from sqlalchemy import Engine
 
+from iam_svc.domain import revocation
 from iam_svc.domain.accounts import Person, Robot
 from iam_svc.domain.tokens import TokenResponse
 from iam_svc.logic import provisioning
-from iam_svc.logic.provider import Provider
+from iam_svc.logic.provider import Provider, lifetimes_of
 from iam_svc.logic.provisioning import CLI_CLIENT_ID, Provisioned
 from iam_svc.logic.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.access import ACCESS
@@ -51,7 +52,9 @@ SERVICE_NAMES = ["panda.iam.v1.IamService"]
 
 
 def _provider(engine: Engine, settings: IamSettings) -> Provider:
-    return Provider(settings, IdentityStore(engine), KeyStore(engine), FlowStore(engine))
+    keep_revocations = revocation.retention(lifetimes_of(settings).longest_token_seconds)
+    return Provider(settings, IdentityStore(engine, keep_revocations=keep_revocations), KeyStore(engine),
+                    FlowStore(engine))
 
 
 def provision(settings: IamSettings, *, people: Sequence[Person] = (), robots: Sequence[Robot] = (),
@@ -95,7 +98,8 @@ async def serve(settings: IamSettings) -> None:
         address=settings.iam_address, service_names=SERVICE_NAMES, register=register, settings=settings,
         access=ACCESS, authenticator=authenticator,
     )
-    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port)
+    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port,
+                          trusted_proxies=settings.iam_trusted_proxies)
     await http.start()
     bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port)
     await server.start()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import ipaddress
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from panda_runtime.settings import (
     DEFAULT_IAM_HTTP_PORT,
@@ -35,3 +37,26 @@ class IamSettings(DatabaseSettings, IamAddressSettings, IssuerSettings, ServingS
     iam_refresh_token_seconds: int = Field(default=30 * 24 * 3600, description="lifetime of a refresh token")
     iam_device_code_seconds: int = Field(default=600, description="how long a device sign-in code lives")
     iam_device_poll_seconds: int = Field(default=5, description="how often a device sign-in may be polled")
+    iam_trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="reverse proxies (addresses or CIDR networks, comma separated) whose `X-Forwarded-For` names "
+        "the client the sign-in limits count; empty: the connection's own peer is the client",
+        json_schema_extra={"shown_default": ""},
+    )
+
+    @field_validator("iam_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("iam_trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+        return value

@@ -255,6 +255,11 @@ class ServingSettings(TrustedIssuersSettings):
     auth_jwks_max_age_seconds: float = Field(
         default=3600.0, description="keys are refetched after this long even when every `kid` is known"
     )
+    auth_revocation_refresh_seconds: float = Field(
+        default=15.0, gt=0, le=30,
+        description="how often the token check refetches the revocation list of an issuer that publishes one "
+        "(the identity service does): a disabled or deleted account's tokens are refused within this (at most 30 s)",
+    )
     auth_token_cache_size: int = Field(
         default=10_000, description="verified tokens remembered until they expire"
     )

@@ -75,6 +75,18 @@ class Iam(IdentityHandle):
         }
 
 
+def start_iam_beside(iam: Iam, **env: str) -> Iam:
+    """A second identity service process on `iam`'s database (its people, robots and keys), on
+    ports of its own, with `env` on top; nothing is provisioned again."""
+    address, http_port = f"127.0.0.1:{free_port()}", free_port()
+    handle = Iam(address, http_port, 0, iam.database_url, iam.data_dir / f"beside-{http_port}")
+    handle.env = {**iam.env, "PANDA_IAM": address, "PANDA_IAM_HTTP_PORT": str(http_port),
+                  "PANDA_IAM_METRICS_PORT": "0", **env}
+    handle.secrets, handle.tokens = dict(iam.secrets), dict(iam.tokens)
+    handle.start()
+    return handle
+
+
 def start_iam_cli(data_dir: Path, database_url: str) -> Iam:
     address, http_port, metrics_port = f"127.0.0.1:{free_port()}", free_port(), free_port()
     handle = Iam(address, http_port, metrics_port, database_url, data_dir)
@@ -162,11 +174,19 @@ class Page:
         return parser.forms[0]
 
 
-class Browser:
-    """Keeps cookies, follows the page's own form (its action, hidden fields and buttons)."""
+def http_from(address: str | None = None, **options: object) -> httpx.Client:
+    """An HTTP client whose connections leave from `address` (any 127.x.y.z reaches a service on
+    127.0.0.1), so that the service sees another client address; None: the default one."""
+    transport = httpx.HTTPTransport(local_address=address) if address else None
+    return httpx.Client(timeout=15, transport=transport, **options)  # type: ignore[arg-type]  # options are httpx's
 
-    def __init__(self) -> None:
-        self.http = httpx.Client(timeout=15, follow_redirects=True)
+
+class Browser:
+    """Keeps cookies, follows the page's own form (its action, hidden fields and buttons); its
+    connections leave from `address` (http_from)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        self.http = http_from(address, follow_redirects=True)
 
     def open(self, url: str) -> Page:
         response = self.http.get(url)

@@ -18,9 +18,8 @@ from iam_svc.domain import device
 from iam_svc.domain.codes import new_user_code, normalize_user_code
 from iam_svc.domain.device import PollResult, poll_result
 from iam_svc.domain.keys import generate_signing_key
-from iam_svc.domain.throttle import SignInThrottle
 from iam_svc.store.key_store import KeyStore
-from panda.iam.v1 import iam_service_pb2
+from panda.iam.v1 import iam_service_pb2, identity_pb2
 from panda_runtime.service.db import make_engine
 from tests.iam_support import Browser, Iam, iam_stub, sign_in_and_decide, verify
 from tools.cluster import fresh_database
@@ -299,6 +298,31 @@ def test_who_may_call_iam_service(iam: Iam) -> None:
     assert [u.user_id for u in rest.users] == ["bob"]
 
 
+def test_the_revocation_list_is_published_beside_the_keys(iam: Iam) -> None:
+    document = httpx.get(f"{iam.issuer}/.well-known/openid-configuration").json()
+    assert document["panda_revocation_list_uri"] == f"{iam.issuer}/revocations"
+    admin = iam_stub(iam, "admin")
+    admin.CreateUser(iam_service_pb2.CreateUserRequest(user=identity_pb2.User(user_id="leaver", groups=["/panda"])),
+                     timeout=10)
+    leaver = iam.user_tokens("leaver")
+    admin.DeleteUser(iam_service_pb2.DeleteUserRequest(user_id="leaver"), timeout=10)
+    admin.CreateClient(iam_service_pb2.CreateClientRequest(client=identity_pb2.Client(
+        client_id="old-robot", groups=["/panda/pilot"])), timeout=10)
+    admin.DeleteClient(iam_service_pb2.DeleteClientRequest(client_id="old-robot"), timeout=10)
+
+    response = httpx.get(document["panda_revocation_list_uri"])
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    published = response.json()
+    assert published["issuer"] == iam.issuer
+    subjects = {entry["sub"]: entry["revoked_at"] for entry in published["subjects"]}
+    clients = {entry["client_id"]: entry["revoked_at"] for entry in published["clients"]}
+    assert "leaver" in subjects and "old-robot" in clients and "alice" not in subjects
+    assert all(abs(at - time.time()) < 120 for at in [subjects["leaver"], clients["old-robot"]])
+    # The provider's own userinfo refuses the leaver's token as every service does.
+    info = httpx.get(f"{iam.issuer}/userinfo", headers={"Authorization": f"Bearer {leaver['access_token']}"})
+    assert info.status_code == 401
+
+
 def test_secrets_are_stored_hashed(iam: Iam) -> None:
     refresh_token = str(iam.user_tokens("alice")["refresh_token"])
     with iam.db().connect() as conn:
@@ -355,13 +379,3 @@ def test_device_poll_rules() -> None:
     assert normalize_user_code(" wdjb mjht ") == "WDJB-MJHT" and normalize_user_code("WDJB-MJHA") is None
     assert normalize_user_code(new_user_code()) is not None
 
-
-def test_sign_in_throttle() -> None:
-    throttle = SignInThrottle(max_failures=3, window_seconds=60)
-    for second in range(3):
-        assert not throttle.blocked("alice", 100.0 + second)
-        throttle.failed("alice", 100.0 + second)
-    assert throttle.blocked("alice", 103.0) and not throttle.blocked("bob", 103.0)
-    assert not throttle.blocked("alice", 161.0)  # the first failure left the window
-    throttle.succeeded("alice")
-    assert not throttle.blocked("alice", 103.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "CLIENT_CREDENTIALS", "CONFIDENTIAL_DEFAULT_GRANTS", "DEVICE_CODE", "GRANT_TYPES", "GRANT_TYPE_ALIASES",
     "PUBLIC_DEFAULT_GRANTS", "REFRESH_TOKEN", "OAuthError", "invalid_client", "invalid_grant", "invalid_request",
+    "too_many_requests",
 ]
 
 CLIENT_CREDENTIALS = "client_credentials"
@@ -21,13 +22,15 @@ PUBLIC_DEFAULT_GRANTS = (DEVICE_CODE, REFRESH_TOKEN)
 
 class OAuthError(Exception):
     """An error response of a token endpoint: `error`, a description for people, and the
-    HTTP status (400, or 401 for a client that failed to authenticate)."""
+    HTTP status (400, or 401 for a client that failed to authenticate, 429 for one that must
+    wait `retry_after` seconds)."""
 
-    def __init__(self, error: str, description: str, status: int = 400) -> None:
+    def __init__(self, error: str, description: str, status: int = 400, retry_after: int = 0) -> None:
         super().__init__(f"{error}: {description}")
         self.error = error
         self.description = description
         self.status = status
+        self.retry_after = retry_after
 
     def body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
@@ -43,3 +46,9 @@ def invalid_grant(description: str) -> OAuthError:
 
 def invalid_request(description: str) -> OAuthError:
     return OAuthError("invalid_request", description)
+
+
+def too_many_requests(description: str, retry_after: int) -> OAuthError:
+    """A client going too fast: 429 with Retry-After, and RFC 8628's `slow_down`, which device
+    clients already know to mean "wait, then try again"."""
+    return OAuthError("slow_down", description, 429, retry_after)

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from iam_svc.domain import accounts, codes, device, keys, oauth, refresh, tokens
+from iam_svc.domain import accounts, codes, device, keys, oauth, refresh, revocation, tokens
 from iam_svc.domain.accounts import Client, User
 from iam_svc.domain.device import Decision, DeviceAuthorization, DeviceCode, PollResult
 from iam_svc.domain.keys import SigningKey
@@ -22,6 +22,7 @@ from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
+from panda_runtime.service.revocation import RevocationList, revocation_document
 
 __all__ = ["USER_CODE_ATTEMPTS", "Provider", "lifetimes_of"]
 
@@ -119,7 +120,7 @@ class Provider:
 
     def revoke(self, client: Client, token: str | None) -> None:
         """RFC 7009: revokes a refresh token's sign-in. Access tokens are self-contained and
-        simply expire; an unknown token is not an error."""
+        expire (or end with their account, see revocation_list); an unknown token is not an error."""
         if not token:
             raise invalid_request("token is missing")
         if self.flows.revoke_family_of(codes.digest(token), client.client_id):
@@ -185,10 +186,21 @@ class Provider:
         log.info("signing key rotated: %s is now active", new_key.kid)
         return new_key, self.published_keys()
 
+    def revocation_list(self) -> dict[str, Any]:
+        """The revocation list every service's token check follows (revocation.published_list)."""
+        latest = revocation.latest(self.identities.revocations())
+        return revocation_document(self.issuer, latest.subjects, latest.clients)
+
     def verify_access_token(self, token: str) -> dict[str, Any]:
-        """The claims of one of our own access tokens (for userinfo), or OAuthError invalid_token."""
-        return tokens.verify_access_token(token, self.published_keys(), audience=self.audience, issuer=self.issuer,
-                                          leeway_seconds=self.lifetimes.leeway_seconds)
+        """The claims of one of our own access tokens (for userinfo), not revoked, or OAuthError
+        invalid_token."""
+        claims = tokens.verify_access_token(token, self.published_keys(), audience=self.audience,
+                                            issuer=self.issuer, leeway_seconds=self.lifetimes.leeway_seconds)
+        revoked = RevocationList.from_document(self.revocation_list(), self.issuer)
+        refusal = revoked.refusal(str(claims["sub"]), str(claims.get("client_id", "")), float(claims["iat"]))
+        if refusal is not None:
+            raise OAuthError("invalid_token", refusal, 401)
+        return claims
 
     def userinfo(self, claims: dict[str, Any]) -> dict[str, Any]:
         """OpenID Connect UserInfo, from the account as it is now (not as the token froze it)."""

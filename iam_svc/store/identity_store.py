@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from iam_svc.domain import refresh
+from iam_svc.domain import refresh, revocation
 from iam_svc.domain.accounts import Client, Group, User, UserChanges, ends_sign_ins
 from iam_svc.domain.names import group_resource_name
-from iam_svc.store.tables import clients, groups, memberships, refresh_tokens, users
+from iam_svc.domain.revocation import Revocation
+from iam_svc.store.tables import clients, groups, memberships, refresh_tokens, revocations, users
 from panda_runtime.service.db import Store, aware, now
 from panda_runtime.service.errors import AlreadyExists, FailedPrecondition, NotFound
 
@@ -54,6 +55,12 @@ def _client_record(row: Any) -> Client:
                   queues=tuple(row.queues), enabled=row.enabled, create_time=create_time, update_time=update_time)
 
 
+def _revocation_record(row: Any) -> Revocation:
+    revoke_time = aware(row.revoke_time)
+    assert revoke_time is not None
+    return Revocation(kind=row.kind, name=row.name, revoke_time=revoke_time)
+
+
 def _group_record(row: Any) -> Group:
     create_time = aware(row.create_time)
     assert create_time is not None
@@ -62,6 +69,13 @@ def _group_record(row: Any) -> Group:
 
 
 class IdentityStore(Store):
+    """`keep_revocations`: how long a revocation is kept (revocation.retention); older ones are
+    deleted as new ones are recorded."""
+
+    def __init__(self, engine: Engine, *, keep_revocations: timedelta) -> None:
+        super().__init__(engine)
+        self._keep_revocations = keep_revocations
+
     # --- users ---------------------------------------------------------------------------
 
     def create_user(self, name: str, *, display_name: str, email: str, password_hash: str, enabled: bool,
@@ -111,6 +125,8 @@ class IdentityStore(Store):
                 conn.execute(update(users).where(users.c.name == name).values(**values, update_time=now()))
             if ends_sign_ins(changes):
                 self._revoke_refresh_tokens(conn, users_named=name)
+            if revocation.revokes_tokens(changes):
+                self._record_revocation(conn, revocation.SUBJECT, name)
             return self._user(conn, name)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
@@ -123,6 +139,7 @@ class IdentityStore(Store):
             conn.execute(delete(memberships).where(memberships.c.user_row == user_row))
             conn.execute(delete(users).where(users.c.user_row == user_row))
             self._revoke_refresh_tokens(conn, users_named=name)
+            self._record_revocation(conn, revocation.SUBJECT, name)
 
     def set_memberships(self, name: str, group_paths: Sequence[str], *, create_missing_groups: bool) -> None:
         with self._engine.begin() as conn:
@@ -262,6 +279,16 @@ class IdentityStore(Store):
             conn.execute(update(refresh_tokens).where(refresh_tokens.c.client_id == client_id,
                                                       refresh_tokens.c.state == refresh.ACTIVE)
                          .values(state=refresh.REVOKED))
+            self._record_revocation(conn, revocation.CLIENT, client_id)
+
+    # --- revocations ---------------------------------------------------------------------
+
+    def revocations(self) -> list[Revocation]:
+        """The revocations still kept, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(revocations).where(revocations.c.revoke_time >= now() - self._keep_revocations)
+                                .order_by(revocations.c.revoke_time)).all()
+        return [_revocation_record(r) for r in rows]
 
     # --- inside a transaction ------------------------------------------------------------
 
@@ -336,6 +363,11 @@ class IdentityStore(Store):
         if row is None:
             raise client_not_found(client_id)
         return _client_record(row)
+
+    def _record_revocation(self, conn: Connection, kind: str, name: str) -> None:
+        at = now()
+        conn.execute(insert(revocations).values(kind=kind, name=name, revoke_time=at))
+        conn.execute(delete(revocations).where(revocations.c.revoke_time < at - self._keep_revocations))
 
     @staticmethod
     def _revoke_refresh_tokens(conn: Connection, *, users_named: str) -> None:

@@ -19,7 +19,10 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
-__all__ = ["clients", "device_codes", "groups", "memberships", "metadata", "refresh_tokens", "signing_keys", "users"]
+__all__ = [
+    "clients", "device_codes", "groups", "memberships", "metadata", "refresh_tokens", "revocations", "signing_keys",
+    "users",
+]
 
 metadata = new_metadata()
 
@@ -129,4 +132,16 @@ refresh_tokens = Table(
     Column("expire_time", Time, nullable=False),
     Index("ix_iam_refresh_tokens_family", "family"),
     Index("ix_iam_refresh_tokens_user", "user_name"),
+)
+
+revocations = Table(
+    "iam_revocations",
+    metadata,
+    Column("revocation_row", Id, primary_key=True, autoincrement=True),
+    # "sub" (a user disabled or deleted) or "client_id" (a client deleted).
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    # Tokens of this subject or client issued at or before this moment are refused.
+    Column("revoke_time", Time, nullable=False),
+    Index("ix_iam_revocations_revoke_time", "revoke_time"),
 )

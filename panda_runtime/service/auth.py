@@ -5,7 +5,9 @@ signature is checked with a key from that issuer's JWKS (found through its disco
 cached, refetched when a token names an unknown `kid`), with the algorithm the key itself
 dictates, never the one the token's header asks for. `aud`, `exp`, `nbf` and `iat` are checked
 with a small leeway. WLCG groups (`wlcg.groups`) become grants: `/vo` (or any subgroup) makes a
-member of the VO ("user"), `/vo/<role>` grants that role in the VO.
+member of the VO ("user"), `/vo/<role>` grants that role in the VO. An issuer that publishes a
+revocation list (panda_runtime.service.revocation) has it checked on every call, cached tokens
+included, so a disabled or deleted account's tokens stop working once the list is refetched.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from panda_runtime.service.principals import (
     canonical_subject,
     principal_from_claims,
 )
+from panda_runtime.service.revocation import DISCOVERY_KEY, RevocationFeed
 
 __all__ = ["AnonymousAuthenticator", "Authenticator", "TokenAuthenticator", "bearer_token"]
 
@@ -83,11 +86,15 @@ class _Issuer:
     (a rotated key) refetches at once; the same unknown kid again only after `min_refresh`, and
     never more often than once a second, so made-up kids cannot hammer the issuer."""
 
-    def __init__(self, url: str, http: httpx.AsyncClient, min_refresh: float, max_age: float) -> None:
+    def __init__(self, url: str, http: httpx.AsyncClient, min_refresh: float, max_age: float,
+                 revocation_refresh: float) -> None:
         self.url = url.rstrip("/")
         self._http = http
         self._min_refresh = min_refresh
         self._max_age = max_age
+        self._revocation_refresh = revocation_refresh
+        # The issuer's revocation list, once its discovery document names one.
+        self.revocations: RevocationFeed | None = None
         self._keys: dict[str, _VerificationKey] = {}
         self._fetched_at = -_JWKS_FLOOR_SECONDS
         self._misses: OrderedDict[str, float] = OrderedDict()
@@ -136,9 +143,24 @@ class _Issuer:
             if not self._keys:
                 raise Unauthenticated(f"cannot fetch the signing keys of issuer {self.url}: {error}") from error
             return
+        await self._follow_revocations(document.get(DISCOVERY_KEY))
         self._keys = keys
         self._fetched_at = time.monotonic()
         log.info("issuer %s publishes %d signing key(s)", self.url, len(keys))
+
+
+    async def _follow_revocations(self, url: object) -> None:
+        """Follows the revocation list the discovery document names. Once an issuer has named
+        one, a later document that leaves it out does not stop the checks."""
+        if isinstance(url, str) and url and (self.revocations is None or self.revocations.url != url):
+            previous, self.revocations = self.revocations, RevocationFeed(
+                self.url, url, self._http, self._revocation_refresh)
+            if previous is not None:
+                await previous.close()
+
+    async def close(self) -> None:
+        if self.revocations is not None:
+            await self.revocations.close()
 
 
 def _parse_jwk(jwk: Mapping[str, Any]) -> _VerificationKey | None:
@@ -168,12 +190,14 @@ class TokenAuthenticator:
         leeway_seconds: int = 30,
         jwks_min_refresh_seconds: float = 10.0,
         jwks_max_age_seconds: float = 3600.0,
+        revocation_refresh_seconds: float = 15.0,
         cache_size: int = 10_000,
         x509_users: Mapping[str, Principal] | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(timeout=5.0)
         self._issuers = {
-            url.rstrip("/"): _Issuer(url, self._http, jwks_min_refresh_seconds, jwks_max_age_seconds)
+            url.rstrip("/"): _Issuer(url, self._http, jwks_min_refresh_seconds, jwks_max_age_seconds,
+                                     revocation_refresh_seconds)
             for url in issuers
         }
         self._audience = audience
@@ -202,13 +226,27 @@ class TokenAuthenticator:
         if cached is not None:
             if cached.expires_at > time.time() - self._leeway:
                 self._cache.move_to_end(token)
+                await self._check_not_revoked(cached)
                 return cached
             del self._cache[token]
         principal = await self._verify(token)
+        await self._check_not_revoked(principal)
         self._cache[token] = principal
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return principal
+
+    async def _check_not_revoked(self, principal: Principal) -> None:
+        issuer = self._issuers.get(principal.issuer.rstrip("/"))
+        feed = issuer.revocations if issuer is not None else None
+        if feed is None:
+            return
+        revoked = await feed.current()
+        if revoked is None:
+            raise Unauthenticated(f"cannot fetch the revocation list of issuer {feed.issuer}: try again shortly")
+        refusal = revoked.refusal(principal.subject, principal.client_id, principal.issued_at)
+        if refusal is not None:
+            raise Unauthenticated(refusal)
 
     async def _verify(self, token: str) -> Principal:
         try:
@@ -261,6 +299,8 @@ class TokenAuthenticator:
                               else "no bearer token and no client certificate")
 
     async def close(self) -> None:
+        for issuer in self._issuers.values():
+            await issuer.close()
         await self._http.aclose()
 
 

@@ -72,6 +72,7 @@ def build_authenticator(settings: ServingSettings, extra_issuers: Iterable[str] 
         leeway_seconds=settings.auth_leeway_seconds,
         jwks_min_refresh_seconds=settings.auth_jwks_min_refresh_seconds,
         jwks_max_age_seconds=settings.auth_jwks_max_age_seconds,
+        revocation_refresh_seconds=settings.auth_revocation_refresh_seconds,
         cache_size=settings.auth_token_cache_size,
         x509_users=load_x509_users(settings.x509_user_map_file),
     )

@@ -62,6 +62,8 @@ class Principal:
     client_id: str = ""
     # Unix time the identity stops being valid; 0 for none.
     expires_at: float = 0.0
+    # Unix time its token was issued (`iat`); 0 for none.
+    issued_at: float = 0.0
 
     @property
     def roles(self) -> frozenset[str]:
@@ -177,6 +179,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         queues=frozenset(str(q) for q in queues),
         client_id=str(claims.get("client_id") or claims.get("azp") or ""),
         expires_at=float(claims.get("exp", 0)),
+        issued_at=float(claims.get("iat", 0)),
     )
 
 

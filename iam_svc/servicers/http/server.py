@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,10 +38,15 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 class OidcHttpServer:
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    """`trusted_proxies`: addresses or networks whose X-Forwarded-For names the client; with none
+    (the default), X-Forwarded-For is ignored, whoever sends it (uvicorn would otherwise trust
+    it from loopback)."""
+
+    def __init__(self, app: Starlette, host: str, port: int, trusted_proxies: Sequence[str] = ()) -> None:
         self._host, self._port = host, port
-        self._server = _Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                              server_header=False))
+        self._server = _Server(uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", server_header=False,
+            proxy_headers=bool(trusted_proxies), forwarded_allow_ips=list(trusted_proxies)))
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
