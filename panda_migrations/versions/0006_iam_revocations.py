@@ -1,8 +1,8 @@
 """iam revocations
 
-Revision ID: 0009
+Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-20 10:00:00
+Create Date: 2026-12-07 17:00:00
 
 The identity service's revocation list: users disabled or deleted and clients deleted, each
 with the moment its tokens issued before stopped being accepted. Every service's token check
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0009'
+revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
