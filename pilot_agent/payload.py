@@ -1,20 +1,24 @@
 """Running one payload: a command in its own process group and work dir, watched until it ends.
 
-The payload runs without a shell, stdout and stderr go to files in the work dir (kept), and a
-monitor loop enforces the job's walltime and memory limits and the looping-job timeout. A kill
-(for a limit, a server command or the pilot's own shutdown) is SIGTERM to the whole group, then
-SIGKILL after a grace period; the first reason given is the one reported.
+The payload runs without a shell, under a keeper (`pilot_agent/keeper.py`) that makes sure none
+of its processes outlives the pilot, even one killed with SIGKILL; stdout and stderr go to files
+in the work dir (kept), and a monitor loop enforces the job's walltime and memory limits and the
+looping-job timeout. A kill (for a limit, a server command or the pilot's own shutdown) is
+SIGTERM to the whole group, then SIGKILL after a grace period; the first reason given is the one
+reported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import psutil
 
+from panda_runtime.settings import credential_variables
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
 from pilot_agent.monitor import MIB, ProcessTreeMonitor, Usage, group_members, latest_mtime
@@ -42,6 +47,12 @@ LOG_TAIL_BYTES = 16 * 1024
 OOM_RSS_SHARE = 0.9
 # How long processes left behind by a payload that exited get between SIGTERM and SIGKILL.
 LEFTOVER_GRACE_SECONDS = 2.0
+# The pilot's own credentials (its token, its robot's secret, its keys, where they are): never
+# in the payload's environment.
+PILOT_CREDENTIALS = credential_variables()
+# Run as a script by the interpreter the pilot runs on (-I -S: nothing of the job's PYTHON*
+# variables or of site-packages).
+KEEPER = [sys.executable, "-I", "-S", str(Path(__file__).with_name("keeper.py"))]
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,10 @@ def payload_environment(
     extra: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The payload's environment: the pilot's, then the job's, then PANDA_JOB_ID/ATTEMPT/WORKDIR."""
-    env = dict(os.environ if base is None else base)
+    """The payload's environment: the pilot's without its credentials (PILOT_CREDENTIALS), then
+    the job's, then PANDA_JOB_ID/ATTEMPT/WORKDIR."""
+    env = {name: value for name, value in (os.environ if base is None else base).items()
+           if name not in PILOT_CREDENTIALS}
     env.update(extra or {})
     env["PANDA_JOB_ID"] = str(job_id)
     env["PANDA_ATTEMPT"] = str(attempt)
@@ -110,7 +123,8 @@ def read_log_tail(workdir: Path, max_lines: int = LOG_TAIL_LINES, max_bytes: int
         text = _tail_of_file(workdir / name, max_lines, max_bytes)
         if text:
             parts.append(f"==> {name} <==\n{text}")
-    tail = "\n".join(parts)
+    # A payload may print NUL bytes; no text the server stores has them.
+    tail = "\n".join(parts).replace("\x00", "\ufffd")
     encoded = tail.encode("utf-8")
     if len(encoded) > max_bytes:
         # Keep the end: the last words of stderr are the ones that explain a failure.
@@ -139,7 +153,10 @@ class Payload:
         self.monitor_interval = monitor_interval
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
-        self._process: subprocess.Popen[bytes] | None = None
+        self._keeper: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # the payload's, and its process group's
+        self._keeper_says = b""  # what the keeper wrote on its status pipe
+        self._status_fd: int | None = None
         self._monitor: ProcessTreeMonitor | None = None
         self._kill_reason: tuple[ErrorCode, str] | None = None
         self._kill_task: asyncio.Task[None] | None = None
@@ -147,7 +164,7 @@ class Payload:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._pid
 
     @property
     def kill_reason(self) -> tuple[ErrorCode, str] | None:
@@ -164,13 +181,13 @@ class Payload:
         if self._kill_reason is None:
             self._kill_reason = (error, diag)
             log.warning("killing payload: %s (%d %s)", diag, error.code, error.name)
-        if self._process is not None and not self._exited.is_set() and self._kill_task is None:
+        if self._pid is not None and not self._exited.is_set() and self._kill_task is None:
             self._kill_task = asyncio.get_running_loop().create_task(self._terminate())
 
     def _signal_tree(self, signum: int) -> None:
-        assert self._process is not None
+        assert self._pid is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signum)
+            os.killpg(self._pid, signum)
         # Processes that left the group (setsid) but are still ours by descent.
         if self._monitor is not None:
             for process in self._monitor.processes():
@@ -200,15 +217,26 @@ class Payload:
             log_tail=read_log_tail(self.workdir),
         )
 
+    def _exec_failure(self, error_number: int) -> PayloadResult:
+        name = self.argv[0]
+        if error_number == errno.ENOENT:
+            return self._spawn_failure(f"command not found: {name!r}", 127)
+        if error_number in (errno.EACCES, errno.EPERM):
+            return self._spawn_failure(f"command not executable: {name!r} ({os.strerror(error_number)})", 126)
+        return self._spawn_failure(f"cannot execute {name!r}: {os.strerror(error_number)}", 126)
+
     def _start(self) -> PayloadResult | None:
-        """Start the process; a result only when it could not start."""
+        """Start the keeper, which starts the payload; a result only when it could not start.
+        Called on the thread that runs the event loop: the keeper's parent-death signal comes
+        when the thread that started it ends."""
         if not self.argv or not self.argv[0]:
             return self._spawn_failure("job has no command", 127)
-        name = self.argv[0]
+        lc_ctype = f"={self.env['LC_CTYPE']}" if "LC_CTYPE" in self.env else "-"
+        status_fd, keeper_end = os.pipe()
         with open(self.workdir / STDOUT_NAME, "wb") as out, open(self.workdir / STDERR_NAME, "wb") as err:
             try:
-                self._process = subprocess.Popen(
-                    self.argv,
+                self._keeper = subprocess.Popen(
+                    [*KEEPER, str(os.getpid()), str(keeper_end), lc_ctype, "--", *self.argv],
                     cwd=self.workdir,
                     env=self.env,
                     stdin=subprocess.DEVNULL,
@@ -216,15 +244,38 @@ class Payload:
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(keeper_end,),
                 )
-            except FileNotFoundError:
-                return self._spawn_failure(f"command not found: {name!r}", 127)
-            except PermissionError as exc:
-                return self._spawn_failure(f"command not executable: {name!r} ({exc.strerror})", 126)
             except OSError as exc:
-                return self._spawn_failure(f"cannot execute {name!r}: {exc.strerror or exc}", 126)
-        log.info("payload started: pid %d, command %s", self._process.pid, self.argv)
+                os.close(status_fd)
+                return self._spawn_failure(f"cannot start the payload in {self.workdir}: {exc.strerror or exc}", 126)
+            finally:
+                os.close(keeper_end)
+        self._status_fd = status_fd
         return None
+
+    def _read_status(self) -> bytes:
+        """What the keeper wrote on its status pipe since the last read (b"" at its end)."""
+        assert self._status_fd is not None
+        data = os.read(self._status_fd, 4096)
+        self._keeper_says += data
+        return data
+
+    def _keeper_said(self, word: str) -> int | None:
+        """The number the keeper wrote after `word`, if it did."""
+        for line in self._keeper_says.decode(errors="replace").splitlines():
+            said, _, number = line.partition(" ")
+            if said == word and number.isdigit():
+                return int(number)
+        return None
+
+    async def _payload_started(self) -> int | None:
+        """The payload's pid, once the keeper has started it (None if the keeper ended first)."""
+        while (pid := self._keeper_said("started")) is None:
+            if not await asyncio.to_thread(self._read_status):
+                return None
+        log.info("payload started: pid %d, command %s", pid, self.argv)
+        return pid
 
     async def run(self) -> PayloadResult:
         if self._kill_reason is not None:
@@ -234,25 +285,48 @@ class Payload:
         failure = self._start()
         if failure is not None:
             return failure
-        assert self._process is not None
-        self._monitor = ProcessTreeMonitor(self._process.pid)
         try:
+            return await self._run_started(started)
+        finally:
+            if self._status_fd is not None:
+                os.close(self._status_fd)
+
+    async def _run_started(self, started: float) -> PayloadResult:
+        try:
+            self._pid = await self._payload_started()
+            if self._pid is None:
+                await asyncio.to_thread(self._reap_keeper)
+                return self._spawn_failure("the payload's keeper ended before it started the payload", 126)
+            self._monitor = ProcessTreeMonitor(self._pid)
+            if self._kill_reason is not None:  # asked while the keeper was starting it
+                self._kill_task = asyncio.get_running_loop().create_task(self._terminate())
             status, rusage = await self._watch(started)
         except BaseException:
             # Cancelled, or a bug in the monitor: never leave the payload running behind us.
-            self._signal_tree(signal.SIGKILL)
-            self._reap_after_sigkill()
+            if self._pid is not None:
+                self._signal_tree(signal.SIGKILL)
+            self._reap_keeper()
             raise
         finally:
             self._exited.set()
+        while self._read_status():  # the keeper has ended: its last words are all there
+            pass
+        error_number = self._keeper_said("exec-failed")
+        if error_number is not None:
+            return self._exec_failure(error_number)
+        leftovers = self._keeper_said("leftovers")
+        if leftovers:
+            log.info("payload left %d process(es) behind: stopped (SIGTERM, then SIGKILL)", leftovers)
+        assert self._monitor is not None
         self._monitor.add_rusage(rusage)
         await self._clean_leftovers()
         wall = time.monotonic() - started
         return await self._result(status, wall)
 
     async def _watch(self, started: float) -> tuple[int, resource.struct_rusage]:
-        assert self._process is not None and self._monitor is not None
-        process, monitor, limits = self._process, self._monitor, self.limits
+        """Until the keeper ends (it exits as the payload did, once nothing of it is left)."""
+        assert self._keeper is not None and self._monitor is not None
+        process, monitor, limits = self._keeper, self._monitor, self.limits
         started_epoch = time.time()
         next_sample = time.monotonic()
         # Scanning the work dir is the costly check; PanDA does it every few minutes.
@@ -290,25 +364,27 @@ class Payload:
                         )
             await asyncio.sleep(self.poll_interval)
 
-    def _reap_after_sigkill(self) -> None:
-        assert self._process is not None
+    def _reap_keeper(self) -> None:
+        """Wait (at most 5 s) for the keeper, which ends once the payload's processes are gone."""
+        assert self._keeper is not None
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
-                pid, status = os.waitpid(self._process.pid, os.WNOHANG)
+                pid, status = os.waitpid(self._keeper.pid, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid:
-                self._process.returncode = os.waitstatus_to_exitcode(status)
+                self._keeper.returncode = os.waitstatus_to_exitcode(status)
                 return
             time.sleep(0.01)
 
     async def _clean_leftovers(self) -> None:
-        """Stop what the payload left running (background children): PanDA kills orphans."""
-        assert self._process is not None
+        """Stop what the payload left running (background children): PanDA kills orphans. The
+        keeper did already; this is for a keeper someone killed."""
+        assert self._pid is not None
         if self._kill_task is not None:
             self._kill_task.cancel()
-        pgid = self._process.pid
+        pgid = self._pid
 
         def remaining() -> bool:
             return bool(group_members(pgid)) or bool(self._monitor and self._monitor.processes())
