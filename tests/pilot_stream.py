@@ -22,14 +22,14 @@ _END = object()
 class PilotStream:
     def __init__(self, channel: grpc.Channel, pilot_id: str, queue_id: str = "local", *,
                  held: list[tuple[int, int]] | None = None, cores: int = 0, token: str | None = None,
-                 resume_secret: str = "") -> None:
+                 resume_secret: str = "", node: str = "test-node") -> None:
         self._welcome: dispatch_pb2.Welcome | None = None
         self._welcomed = threading.Event()
         self._outgoing: queue.Queue[object] = queue.Queue()
         self._incoming: queue.Queue[dispatch_pb2.ConnectResponse | grpc.RpcError | None] = queue.Queue()
         self._seq = itertools.count(1)
         self.send(hello=dispatch_pb2.Hello(
-            pilot_id=pilot_id, queue=queue_id, node="test-node",
+            pilot_id=pilot_id, queue=queue_id, node=node,
             resources=resources_pb2.Resources(cores=cores),
             held_jobs=[dispatch_pb2.HeldJob(job_id=j, attempt=a) for j, a in (held or [])],
             resume_secret=resume_secret,
