@@ -18,7 +18,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import psutil
 from panda_runtime.settings import credential_variables
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
+from pilot_agent.keeping import KeeperStatus, keeper_command
 from pilot_agent.monitor import MIB, ProcessTreeMonitor, Usage, group_members, latest_mtime
 
 __all__ = [
@@ -50,9 +50,6 @@ LEFTOVER_GRACE_SECONDS = 2.0
 # The pilot's own credentials (its token, its robot's secret, its keys, where they are): never
 # in the payload's environment.
 PILOT_CREDENTIALS = credential_variables()
-# Run as a script by the interpreter the pilot runs on (-I -S: nothing of the job's PYTHON*
-# variables or of site-packages).
-KEEPER = [sys.executable, "-I", "-S", str(Path(__file__).with_name("keeper.py"))]
 
 
 @dataclass(frozen=True)
@@ -155,8 +152,7 @@ class Payload:
         self.poll_interval = poll_interval
         self._keeper: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None  # the payload's, and its process group's
-        self._keeper_says = b""  # what the keeper wrote on its status pipe
-        self._status_fd: int | None = None
+        self._status: KeeperStatus | None = None
         self._monitor: ProcessTreeMonitor | None = None
         self._kill_reason: tuple[ErrorCode, str] | None = None
         self._kill_task: asyncio.Task[None] | None = None
@@ -231,12 +227,11 @@ class Payload:
         when the thread that started it ends."""
         if not self.argv or not self.argv[0]:
             return self._spawn_failure("job has no command", 127)
-        lc_ctype = f"={self.env['LC_CTYPE']}" if "LC_CTYPE" in self.env else "-"
         status_fd, keeper_end = os.pipe()
         with open(self.workdir / STDOUT_NAME, "wb") as out, open(self.workdir / STDERR_NAME, "wb") as err:
             try:
                 self._keeper = subprocess.Popen(
-                    [*KEEPER, str(os.getpid()), str(keeper_end), lc_ctype, "--", *self.argv],
+                    keeper_command(keeper_end, self.env, self.argv),
                     cwd=self.workdir,
                     env=self.env,
                     stdin=subprocess.DEVNULL,
@@ -251,29 +246,16 @@ class Payload:
                 return self._spawn_failure(f"cannot start the payload in {self.workdir}: {exc.strerror or exc}", 126)
             finally:
                 os.close(keeper_end)
-        self._status_fd = status_fd
-        return None
-
-    def _read_status(self) -> bytes:
-        """What the keeper wrote on its status pipe since the last read (b"" at its end)."""
-        assert self._status_fd is not None
-        data = os.read(self._status_fd, 4096)
-        self._keeper_says += data
-        return data
-
-    def _keeper_said(self, word: str) -> int | None:
-        """The number the keeper wrote after `word`, if it did."""
-        for line in self._keeper_says.decode(errors="replace").splitlines():
-            said, _, number = line.partition(" ")
-            if said == word and number.isdigit():
-                return int(number)
+        self._status = KeeperStatus(status_fd)
         return None
 
     async def _payload_started(self) -> int | None:
         """The payload's pid, once the keeper has started it (None if the keeper ended first)."""
-        while (pid := self._keeper_said("started")) is None:
-            if not await asyncio.to_thread(self._read_status):
+        assert self._status is not None
+        while (pid := self._status.said("started")) is None:
+            if self._status.ended:
                 return None
+            await self._status.change(self.poll_interval)
         log.info("payload started: pid %d, command %s", pid, self.argv)
         return pid
 
@@ -285,13 +267,13 @@ class Payload:
         failure = self._start()
         if failure is not None:
             return failure
+        assert self._status is not None
         try:
-            return await self._run_started(started)
+            return await self._run_started(started, self._status)
         finally:
-            if self._status_fd is not None:
-                os.close(self._status_fd)
+            self._status.close()
 
-    async def _run_started(self, started: float) -> PayloadResult:
+    async def _run_started(self, started: float, status_pipe: KeeperStatus) -> PayloadResult:
         try:
             self._pid = await self._payload_started()
             if self._pid is None:
@@ -309,12 +291,11 @@ class Payload:
             raise
         finally:
             self._exited.set()
-        while self._read_status():  # the keeper has ended: its last words are all there
-            pass
-        error_number = self._keeper_said("exec-failed")
+        status_pipe.read_to_end()
+        error_number = status_pipe.said("exec-failed")
         if error_number is not None:
             return self._exec_failure(error_number)
-        leftovers = self._keeper_said("leftovers")
+        leftovers = status_pipe.said("leftovers")
         if leftovers:
             log.info("payload left %d process(es) behind: stopped (SIGTERM, then SIGKILL)", leftovers)
         assert self._monitor is not None
@@ -325,8 +306,8 @@ class Payload:
 
     async def _watch(self, started: float) -> tuple[int, resource.struct_rusage]:
         """Until the keeper ends (it exits as the payload did, once nothing of it is left)."""
-        assert self._keeper is not None and self._monitor is not None
-        process, monitor, limits = self._keeper, self._monitor, self.limits
+        assert self._keeper is not None and self._monitor is not None and self._status is not None
+        process, monitor, limits, keeper = self._keeper, self._monitor, self.limits, self._status
         started_epoch = time.time()
         next_sample = time.monotonic()
         # Scanning the work dir is the costly check; PanDA does it every few minutes.
@@ -362,7 +343,10 @@ class Payload:
                             f"looping job: no file in the work dir modified for {quiet:.0f} s "
                             f"(limit {limits.looping_timeout:g} s)",
                         )
-            await asyncio.sleep(self.poll_interval)
+            if keeper.ended:  # its pipe closed as it exits: reapable in a moment
+                await asyncio.sleep(0.001)
+            else:
+                await keeper.change(self.poll_interval)
 
     def _reap_keeper(self) -> None:
         """Wait (at most 5 s) for the keeper, which ends once the payload's processes are gone."""
