@@ -39,16 +39,18 @@ class KeeperStatus:
         os.set_blocking(fd, False)
         self._loop.add_reader(fd, self._read)
 
-    def _read(self) -> None:
+    def _read(self) -> bool:
+        """Read what is there; whether there was anything (its end included)."""
         try:
             data = os.read(self._fd, 4096)
         except BlockingIOError:
-            return
+            return False
         self._said += data
         if not data:
             self.ended = True
             self._loop.remove_reader(self._fd)
         self._changed.set()
+        return True
 
     def said(self, word: str) -> int | None:
         """The number the keeper wrote after `word`, if it did."""
@@ -66,8 +68,8 @@ class KeeperStatus:
 
     def read_to_end(self) -> None:
         """Once the keeper has exited: the rest of what it said."""
-        while not self.ended:
-            self._read()
+        while not self.ended and self._read():
+            pass
 
     def close(self) -> None:
         if not self.ended:
