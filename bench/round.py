@@ -58,7 +58,8 @@ def main() -> None:
         durations = []
         for number in range(args.rounds + 20):
             updates = [
-                PilotUpdate(job_id=job.job_id, attempt=job.attempt, state=state, pilot_id=pilot_id)
+                PilotUpdate(job_id=job.job_id, attempt=job.attempt, state=state, pilot_id=pilot_id,
+                            queues=frozenset({"bench"}))
                 for pilot_id, assigned in held.items() for job in assigned
                 for state in (JobState.RUNNING, JobState.FINISHED)
             ]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
+from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -38,7 +39,7 @@ __all__ = [
     "DEFAULT_SERVER_ADDRESS", "DEFAULT_SERVER_METRICS_PORT", "ENV_PREFIX", "CallerSettings", "DataDirSettings",
     "DatabaseSettings", "IamAddressSettings", "IssuerSettings", "JediAddressSettings", "JobDefaultsSettings",
     "PandaSettings", "ServerAddressSettings", "ServingSettings", "SettingsFileError", "TrustedIssuersSettings",
-    "default_config_dir", "default_data_dir", "settings_file", "variable_names",
+    "credential_variables", "default_config_dir", "default_data_dir", "settings_file", "variable_names",
 ]
 
 ENV_PREFIX = "PANDA_"
@@ -57,6 +58,9 @@ DEFAULT_IAM_HTTP_PORT = 25281
 DEFAULT_IAM_ISSUER = f"http://127.0.0.1:{DEFAULT_IAM_HTTP_PORT}"
 # The `aud` every PanDA mesh service expects in an access token.
 DEFAULT_AUDIENCE = "panda-mesh"
+# In a field's json_schema_extra: the setting carries a credential (a token, a secret, a key, a
+# password), or says where one is; never handed to code the process runs for others.
+CREDENTIAL: JsonDict = {"credential": True}
 
 
 def default_data_dir() -> Path:
@@ -178,7 +182,7 @@ class DatabaseSettings(DataDirSettings):
         default="",
         description="the database, e.g. `postgresql://panda@dbhost/panda` (psycopg 3); "
         "empty: SQLite in the data dir",
-        json_schema_extra={"shown_default": "SQLite in the data dir"},
+        json_schema_extra={"shown_default": "SQLite in the data dir", **CREDENTIAL},
     )
 
     @cached_property
@@ -264,7 +268,9 @@ class ServingSettings(TrustedIssuersSettings):
         default=10_000, description="verified tokens remembered until they expire"
     )
     tls_cert_file: str = Field(default="", description="legacy x509: the service's TLS certificate")
-    tls_key_file: str = Field(default="", description="legacy x509: the service's TLS key")
+    tls_key_file: str = Field(
+        default="", description="legacy x509: the service's TLS key", json_schema_extra=CREDENTIAL
+    )
     tls_client_ca_file: str = Field(
         default="", description="legacy x509: the CA of client certificates; set, every client must present one"
     )
@@ -276,18 +282,26 @@ class ServingSettings(TrustedIssuersSettings):
 class CallerSettings(IssuerSettings):
     """How a process proves who it is when it calls a service."""
 
-    token: str = Field(default="", description="a bearer token, as is, for this process's calls")
-    token_file: str = Field(default="", description="a file holding a bearer token someone keeps fresh")
-    client_id: str = Field(default="", description="a robot's client id (client_credentials grant)")
-    client_secret: str = Field(default="", description="a robot's client secret")
+    token: str = Field(
+        default="", description="a bearer token, as is, for this process's calls", json_schema_extra=CREDENTIAL
+    )
+    token_file: str = Field(
+        default="", description="a file holding a bearer token someone keeps fresh", json_schema_extra=CREDENTIAL
+    )
+    client_id: str = Field(
+        default="", description="a robot's client id (client_credentials grant)", json_schema_extra=CREDENTIAL
+    )
+    client_secret: str = Field(default="", description="a robot's client secret", json_schema_extra=CREDENTIAL)
     config_dir: Path = Field(
         default_factory=default_config_dir,
         description="where `panda login` keeps the user's tokens (mode 0600)",
         json_schema_extra={"shown_default": "~/.config/panda-mesh"},
     )
     tls_ca_file: str = Field(default="", description="legacy x509: the CA that signed the services' certificates")
-    x509_cert_file: str = Field(default="", description="legacy x509: this caller's certificate")
-    x509_key_file: str = Field(default="", description="legacy x509: this caller's key")
+    x509_cert_file: str = Field(
+        default="", description="legacy x509: this caller's certificate", json_schema_extra=CREDENTIAL
+    )
+    x509_key_file: str = Field(default="", description="legacy x509: this caller's key", json_schema_extra=CREDENTIAL)
 
 
 class JobDefaultsSettings(PandaSettings):
@@ -301,3 +315,18 @@ class JobDefaultsSettings(PandaSettings):
     default_walltime_seconds: int = Field(
         default=0, description="walltime of a job that does not say; 0: only the pilot's lifetime limits it"
     )
+
+
+def credential_variables() -> frozenset[str]:
+    """The environment variables of every setting that carries a credential or says where one
+    is (PANDA_TOKEN, PANDA_CLIENT_SECRET, ...): what a pilot keeps from its payload."""
+    names: set[str] = set()
+    groups: list[type[PandaSettings]] = [PandaSettings]
+    while groups:
+        group = groups.pop()
+        groups.extend(group.__subclasses__())
+        for name, info in group.model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("credential"):
+                names.update(variable_names(name, info))
+    return frozenset(names)

@@ -30,11 +30,10 @@ from pilot_agent.config import Lifetime, PilotConfig, make_pilot_id
 from pilot_agent.departure import Departure
 from pilot_agent.holdings import Holdings
 from pilot_agent.job_runner import JobRunner, RunnerOptions, state_name
-from pilot_agent.logs import current_job
+from pilot_agent.logs import current_job, name_pilot
 from pilot_agent.stream import (
     BACKOFF_INITIAL_SECONDS,
     BACKOFF_MAX_SECONDS,
-    FINAL_RESEND_SECONDS,
     WELCOME_TIMEOUT_SECONDS,
     HelloRefused,
     OpenStream,
@@ -56,7 +55,10 @@ DEFAULT_HEARTBEAT_SECONDS = 1800.0
 class Pilot:
     def __init__(self, config: PilotConfig) -> None:
         self.config = config
+        # The name it suggests, until the server's Welcome issues its id (kept across reconnects,
+        # with the secret that resumes it).
         self.pilot_id = config.pilot_id or make_pilot_id()
+        self._resume_secret = ""
         self.node = socket.gethostname()
         self.lifetime = Lifetime(config.lifetime)
         self._seq = itertools.count(1)
@@ -89,6 +91,7 @@ class Pilot:
             worker_id=self.config.worker_id,
             version=__version__,
             held_jobs=self._jobs.held_jobs(),
+            resume_secret=self._resume_secret,
         )
 
     def _send(self, **message: Any) -> bool:
@@ -116,7 +119,7 @@ class Pilot:
         """Send a final update, with the next request in the same message if one is given."""
         sent = self._send_update(pending.update, then_request)
         if sent:
-            pending.sent_at = time.monotonic()
+            pending.sent(time.monotonic(), self.heartbeat_interval())
         return sent
 
     def _deliver_final(self, update: dispatch_pb2.JobUpdate, *, ask_for_more: bool = False) -> None:
@@ -197,6 +200,7 @@ class Pilot:
             call, welcome = await say_hello(channel, dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
             self._welcomed = self._ever_connected = True
             self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
+            self._take_identity(welcome)
             log.info(
                 "connected to %s (session %s, heartbeat every %.0f s, holding %d job(s))",
                 self.config.server,
@@ -224,9 +228,20 @@ class Pilot:
             await asyncio.gather(*tasks, return_exceptions=True)
             await channel.close(grace=None)
 
+    def _take_identity(self, welcome: dispatch_pb2.Welcome) -> None:
+        """The id the server issued (or resumed) and the secret to resume it with next time."""
+        if not welcome.pilot_id:  # a server that issues no ids: the suggested one stays
+            return
+        if welcome.pilot_id != self.pilot_id:
+            log.info("the server issued this pilot the id %s", welcome.pilot_id)
+            self.pilot_id = welcome.pilot_id
+            name_pilot(self.pilot_id)
+        self._resume_secret = welcome.resume_secret
+
     def _after_connect(self) -> None:
         # What the server must not miss from before the (re)connect, oldest first.
         for pending in list(self._jobs.unacknowledged.values()):
+            pending.new_stream()
             self._send_final(pending)
         for runner in self._jobs.running.values():
             self._send_update(runner.progress_update())
@@ -234,11 +249,13 @@ class Pilot:
         self._changed.set()
 
     async def _resend_finals_loop(self) -> None:
+        # An unacknowledged final is resent with a backoff (PendingFinal.sent): its round may
+        # have failed (a database briefly away), and the server keeps nothing of a failed round.
         while True:
-            await asyncio.sleep(min(5.0, FINAL_RESEND_SECONDS))
+            await asyncio.sleep(0.2)
             now = time.monotonic()
             for key, pending in list(self._jobs.unacknowledged.items()):
-                if now - pending.sent_at >= FINAL_RESEND_SECONDS:
+                if now >= pending.resend_at:
                     log.info("final update still unacknowledged: sending it again", extra={"job_id": key[0]})
                     self._send_final(pending)
 

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import TextIO
 
-__all__ = ["LOG_FORMAT", "PilotContextFilter", "configure_logging", "current_job"]
+__all__ = ["LOG_FORMAT", "PilotContextFilter", "configure_logging", "current_job", "name_pilot"]
 
 # The job the current task works for; asyncio tasks inherit it from the task that made them.
 current_job: contextvars.ContextVar[int] = contextvars.ContextVar("pilot_job_id", default=0)
@@ -46,3 +46,11 @@ def configure_logging(pilot_id: str, level: int = logging.INFO) -> None:
     logger.setLevel(level)
     # Our handler prints these; the root logger would print them a second time.
     logger.propagate = False
+
+
+def name_pilot(pilot_id: str) -> None:
+    """From now on the log lines name the pilot `pilot_id` (the id the server issued it)."""
+    for handler in logging.getLogger("pilot_agent").handlers:
+        for log_filter in handler.filters:
+            if isinstance(log_filter, PilotContextFilter):
+                log_filter.pilot_id = pilot_id

@@ -1,15 +1,18 @@
 """Running one payload: a command in its own process group and work dir, watched until it ends.
 
-The payload runs without a shell, stdout and stderr go to files in the work dir (kept), and a
-monitor loop enforces the job's walltime and memory limits and the looping-job timeout. A kill
-(for a limit, a server command or the pilot's own shutdown) is SIGTERM to the whole group, then
-SIGKILL after a grace period; the first reason given is the one reported.
+The payload runs without a shell, under a keeper (`pilot_agent/keeper.py`) that makes sure none
+of its processes outlives the pilot, even one killed with SIGKILL; stdout and stderr go to files
+in the work dir (kept), and a monitor loop enforces the job's walltime and memory limits and the
+looping-job timeout. A kill (for a limit, a server command or the pilot's own shutdown) is
+SIGTERM to the whole group, then SIGKILL after a grace period; the first reason given is the one
+reported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
@@ -22,8 +25,10 @@ from pathlib import Path
 
 import psutil
 
+from panda_runtime.settings import credential_variables
 from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
+from pilot_agent.keeping import KeeperStatus, keeper_command
 from pilot_agent.monitor import MIB, ProcessTreeMonitor, Usage, group_members, latest_mtime
 
 __all__ = [
@@ -42,6 +47,9 @@ LOG_TAIL_BYTES = 16 * 1024
 OOM_RSS_SHARE = 0.9
 # How long processes left behind by a payload that exited get between SIGTERM and SIGKILL.
 LEFTOVER_GRACE_SECONDS = 2.0
+# The pilot's own credentials (its token, its robot's secret, its keys, where they are): never
+# in the payload's environment.
+PILOT_CREDENTIALS = credential_variables()
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,10 @@ def payload_environment(
     extra: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The payload's environment: the pilot's, then the job's, then PANDA_JOB_ID/ATTEMPT/WORKDIR."""
-    env = dict(os.environ if base is None else base)
+    """The payload's environment: the pilot's without its credentials (PILOT_CREDENTIALS), then
+    the job's, then PANDA_JOB_ID/ATTEMPT/WORKDIR."""
+    env = {name: value for name, value in (os.environ if base is None else base).items()
+           if name not in PILOT_CREDENTIALS}
     env.update(extra or {})
     env["PANDA_JOB_ID"] = str(job_id)
     env["PANDA_ATTEMPT"] = str(attempt)
@@ -110,7 +120,8 @@ def read_log_tail(workdir: Path, max_lines: int = LOG_TAIL_LINES, max_bytes: int
         text = _tail_of_file(workdir / name, max_lines, max_bytes)
         if text:
             parts.append(f"==> {name} <==\n{text}")
-    tail = "\n".join(parts)
+    # A payload may print NUL bytes; no text the server stores has them.
+    tail = "\n".join(parts).replace("\x00", "\ufffd")
     encoded = tail.encode("utf-8")
     if len(encoded) > max_bytes:
         # Keep the end: the last words of stderr are the ones that explain a failure.
@@ -139,7 +150,9 @@ class Payload:
         self.monitor_interval = monitor_interval
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
-        self._process: subprocess.Popen[bytes] | None = None
+        self._keeper: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None  # the payload's, and its process group's
+        self._status: KeeperStatus | None = None
         self._monitor: ProcessTreeMonitor | None = None
         self._kill_reason: tuple[ErrorCode, str] | None = None
         self._kill_task: asyncio.Task[None] | None = None
@@ -147,7 +160,7 @@ class Payload:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._pid
 
     @property
     def kill_reason(self) -> tuple[ErrorCode, str] | None:
@@ -164,13 +177,13 @@ class Payload:
         if self._kill_reason is None:
             self._kill_reason = (error, diag)
             log.warning("killing payload: %s (%d %s)", diag, error.code, error.name)
-        if self._process is not None and not self._exited.is_set() and self._kill_task is None:
+        if self._pid is not None and not self._exited.is_set() and self._kill_task is None:
             self._kill_task = asyncio.get_running_loop().create_task(self._terminate())
 
     def _signal_tree(self, signum: int) -> None:
-        assert self._process is not None
+        assert self._pid is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._process.pid, signum)
+            os.killpg(self._pid, signum)
         # Processes that left the group (setsid) but are still ours by descent.
         if self._monitor is not None:
             for process in self._monitor.processes():
@@ -200,15 +213,25 @@ class Payload:
             log_tail=read_log_tail(self.workdir),
         )
 
+    def _exec_failure(self, error_number: int) -> PayloadResult:
+        name = self.argv[0]
+        if error_number == errno.ENOENT:
+            return self._spawn_failure(f"command not found: {name!r}", 127)
+        if error_number in (errno.EACCES, errno.EPERM):
+            return self._spawn_failure(f"command not executable: {name!r} ({os.strerror(error_number)})", 126)
+        return self._spawn_failure(f"cannot execute {name!r}: {os.strerror(error_number)}", 126)
+
     def _start(self) -> PayloadResult | None:
-        """Start the process; a result only when it could not start."""
+        """Start the keeper, which starts the payload; a result only when it could not start.
+        Called on the thread that runs the event loop: the keeper's parent-death signal comes
+        when the thread that started it ends."""
         if not self.argv or not self.argv[0]:
             return self._spawn_failure("job has no command", 127)
-        name = self.argv[0]
+        status_fd, keeper_end = os.pipe()
         with open(self.workdir / STDOUT_NAME, "wb") as out, open(self.workdir / STDERR_NAME, "wb") as err:
             try:
-                self._process = subprocess.Popen(
-                    self.argv,
+                self._keeper = subprocess.Popen(
+                    keeper_command(keeper_end, self.env, self.argv),
                     cwd=self.workdir,
                     env=self.env,
                     stdin=subprocess.DEVNULL,
@@ -216,15 +239,25 @@ class Payload:
                     stderr=err,
                     start_new_session=True,
                     close_fds=True,
+                    pass_fds=(keeper_end,),
                 )
-            except FileNotFoundError:
-                return self._spawn_failure(f"command not found: {name!r}", 127)
-            except PermissionError as exc:
-                return self._spawn_failure(f"command not executable: {name!r} ({exc.strerror})", 126)
             except OSError as exc:
-                return self._spawn_failure(f"cannot execute {name!r}: {exc.strerror or exc}", 126)
-        log.info("payload started: pid %d, command %s", self._process.pid, self.argv)
+                os.close(status_fd)
+                return self._spawn_failure(f"cannot start the payload in {self.workdir}: {exc.strerror or exc}", 126)
+            finally:
+                os.close(keeper_end)
+        self._status = KeeperStatus(status_fd)
         return None
+
+    async def _payload_started(self) -> int | None:
+        """The payload's pid, once the keeper has started it (None if the keeper ended first)."""
+        assert self._status is not None
+        while (pid := self._status.said("started")) is None:
+            if self._status.ended:
+                return None
+            await self._status.change(self.poll_interval)
+        log.info("payload started: pid %d, command %s", pid, self.argv)
+        return pid
 
     async def run(self) -> PayloadResult:
         if self._kill_reason is not None:
@@ -234,25 +267,47 @@ class Payload:
         failure = self._start()
         if failure is not None:
             return failure
-        assert self._process is not None
-        self._monitor = ProcessTreeMonitor(self._process.pid)
+        assert self._status is not None
         try:
+            return await self._run_started(started, self._status)
+        finally:
+            self._status.close()
+
+    async def _run_started(self, started: float, status_pipe: KeeperStatus) -> PayloadResult:
+        try:
+            self._pid = await self._payload_started()
+            if self._pid is None:
+                await asyncio.to_thread(self._reap_keeper)
+                return self._spawn_failure("the payload's keeper ended before it started the payload", 126)
+            self._monitor = ProcessTreeMonitor(self._pid)
+            if self._kill_reason is not None:  # asked while the keeper was starting it
+                self._kill_task = asyncio.get_running_loop().create_task(self._terminate())
             status, rusage = await self._watch(started)
         except BaseException:
             # Cancelled, or a bug in the monitor: never leave the payload running behind us.
-            self._signal_tree(signal.SIGKILL)
-            self._reap_after_sigkill()
+            if self._pid is not None:
+                self._signal_tree(signal.SIGKILL)
+            self._reap_keeper()
             raise
         finally:
             self._exited.set()
+        status_pipe.read_to_end()
+        error_number = status_pipe.said("exec-failed")
+        if error_number is not None:
+            return self._exec_failure(error_number)
+        leftovers = status_pipe.said("leftovers")
+        if leftovers:
+            log.info("payload left %d process(es) behind: stopped (SIGTERM, then SIGKILL)", leftovers)
+        assert self._monitor is not None
         self._monitor.add_rusage(rusage)
         await self._clean_leftovers()
         wall = time.monotonic() - started
         return await self._result(status, wall)
 
     async def _watch(self, started: float) -> tuple[int, resource.struct_rusage]:
-        assert self._process is not None and self._monitor is not None
-        process, monitor, limits = self._process, self._monitor, self.limits
+        """Until the keeper ends (it exits as the payload did, once nothing of it is left)."""
+        assert self._keeper is not None and self._monitor is not None and self._status is not None
+        process, monitor, limits, keeper = self._keeper, self._monitor, self.limits, self._status
         started_epoch = time.time()
         next_sample = time.monotonic()
         # Scanning the work dir is the costly check; PanDA does it every few minutes.
@@ -288,27 +343,32 @@ class Payload:
                             f"looping job: no file in the work dir modified for {quiet:.0f} s "
                             f"(limit {limits.looping_timeout:g} s)",
                         )
-            await asyncio.sleep(self.poll_interval)
+            if keeper.ended:  # its pipe closed as it exits: reapable in a moment
+                await asyncio.sleep(0.001)
+            else:
+                await keeper.change(self.poll_interval)
 
-    def _reap_after_sigkill(self) -> None:
-        assert self._process is not None
+    def _reap_keeper(self) -> None:
+        """Wait (at most 5 s) for the keeper, which ends once the payload's processes are gone."""
+        assert self._keeper is not None
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
-                pid, status = os.waitpid(self._process.pid, os.WNOHANG)
+                pid, status = os.waitpid(self._keeper.pid, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid:
-                self._process.returncode = os.waitstatus_to_exitcode(status)
+                self._keeper.returncode = os.waitstatus_to_exitcode(status)
                 return
             time.sleep(0.01)
 
     async def _clean_leftovers(self) -> None:
-        """Stop what the payload left running (background children): PanDA kills orphans."""
-        assert self._process is not None
+        """Stop what the payload left running (background children): PanDA kills orphans. The
+        keeper did already; this is for a keeper someone killed."""
+        assert self._pid is not None
         if self._kill_task is not None:
             self._kill_task.cancel()
-        pgid = self._process.pid
+        pgid = self._pid
 
         def remaining() -> bool:
             return bool(group_members(pgid)) or bool(self._monitor and self._monitor.processes())

@@ -5,6 +5,7 @@ the names of what the server sends, for the log."""
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 
 import grpc
@@ -16,7 +17,8 @@ from panda_runtime.client.channels import error_message
 __all__ = [
     "BACKOFF_INITIAL_SECONDS",
     "BACKOFF_MAX_SECONDS",
-    "FINAL_RESEND_SECONDS",
+    "FINAL_RESEND_INITIAL_SECONDS",
+    "FINAL_RESEND_MAX_SECONDS",
     "WELCOME_TIMEOUT_SECONDS",
     "HelloRefused",
     "OpenStream",
@@ -31,8 +33,11 @@ BACKOFF_INITIAL_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 # A server that takes longer than this to answer Hello is treated as a dropped stream.
 WELCOME_TIMEOUT_SECONDS = 30.0
-# An unacknowledged final update is sent again on the same stream after this long.
-FINAL_RESEND_SECONDS = 60.0
+# An unacknowledged final update is sent again on the same stream after 1 s, then after twice as
+# long each time, up to 30 s (and at least once per heartbeat interval: the resends are what the
+# server hears of a pilot waiting for its acknowledgement), each delay with +-20% jitter.
+FINAL_RESEND_INITIAL_SECONDS = 1.0
+FINAL_RESEND_MAX_SECONDS = 30.0
 # A refused Hello with one of these will be refused again: the pilot exits instead of retrying.
 FATAL_HELLO_CODES = frozenset(
     {
@@ -75,8 +80,22 @@ class OpenStream:
 
 @dataclass
 class PendingFinal:
+    """A final update waiting for its acknowledgement, and when to send it again."""
+
     update: dispatch_pb2.JobUpdate
     sent_at: float = 0.0  # monotonic time of the last send; 0 = not sent on this stream
+    resend_at: float = 0.0
+    sends: int = 0  # on this stream
+
+    def sent(self, now: float, longest_wait: float) -> None:
+        """It was just sent; the next send is due after the backoff, at most `longest_wait` s."""
+        delay = min(FINAL_RESEND_INITIAL_SECONDS * 2**self.sends, FINAL_RESEND_MAX_SECONDS, longest_wait)
+        self.sent_at, self.resend_at = now, now + delay * random.uniform(0.8, 1.2)
+        self.sends += 1
+
+    def new_stream(self) -> None:
+        """A new stream: its backoff starts again."""
+        self.sends = 0
 
 
 async def say_hello(

@@ -14,6 +14,7 @@ from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from server_svc.logic.dispatch_hub import DispatchHub
 from server_svc.logic.job_metrics import JobCountCollector
 from server_svc.logic.jobs import JobOperations
+from server_svc.logic.pilots import PilotRegistry
 from server_svc.logic.queues import QueueOperations
 from server_svc.logic.watchdog import run_watchdog
 from server_svc.servicers.access import ACCESS
@@ -26,6 +27,7 @@ from server_svc.store.commands import CommandStore
 from server_svc.store.dispatch import DispatchStore
 from server_svc.store.events import EventLog
 from server_svc.store.jobs import JobStore
+from server_svc.store.pilots import PilotStore
 from server_svc.store.queue_store import QueueStore
 from server_svc.store.submission import SubmissionStore
 from server_svc.store.watchdog import WatchdogStore
@@ -46,7 +48,8 @@ async def serve(settings: ServerSettings) -> None:
     ensure_migrated(engine)
     db = DbRunner(engine)
     queue_store = QueueStore(engine)
-    hub = DispatchHub(settings, db, DispatchStore(engine), CommandStore(engine), queue_store)
+    pilot_store = PilotStore(engine)
+    hub = DispatchHub(settings, db, DispatchStore(engine), CommandStore(engine), queue_store, pilot_store)
     jobs = JobOperations(
         db, JobStore(engine), SubmissionStore(engine), JobActionStore(engine), EventLog(engine), hub
     )
@@ -56,7 +59,7 @@ async def serve(settings: ServerSettings) -> None:
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(settings, jobs), server)
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queues), server)
         dispatch_service_pb2_grpc.add_DispatchServiceServicer_to_server(
-            DispatchServicer(settings, queues, hub), server
+            DispatchServicer(settings, queues, hub, PilotRegistry(db, pilot_store)), server
         )
 
     server, health, _ = bootstrap.build_server(

@@ -111,14 +111,15 @@ def start_pilot(
     """Starts real pilot processes; every one is stopped (by its PID) at the end."""
     started: list[Process] = []
 
-    def start(queue: str = "local", *extra: str, name: str = "") -> Process:
+    def start(queue: str = "local", *extra: str, name: str = "", env: dict[str, str] | None = None) -> Process:
+        """A pilot as the `panda-pilot` robot; `env` is added to its environment."""
         name = name or f"pilot{len(started)}"
         workdir = tmp_path / "pilots" / name
         args = [
             sys.executable, "-m", "pilot_agent", "--queue", queue, "--server", server.address,
             "--workdir", str(workdir), "--idle-timeout", "120", "--heartbeat-interval", "1", *extra,
         ]
-        env = {"PANDA_DATA_DIR": str(tmp_path), **identity.robot_env("panda-pilot")}
+        env = {"PANDA_DATA_DIR": str(tmp_path), **identity.robot_env("panda-pilot"), **(env or {})}
         process = spawn(name, args, env, tmp_path / "logs" / f"{name}.log")
         started.append(process)
         return process

@@ -1,5 +1,6 @@
 """A pilot's stream driven by hand, message by message, for protocol tests. It calls as the
-session's pilot robot, whatever token the channel carries."""
+session's pilot robot, whatever token the channel carries. Its Hello suggests a name; the server
+issues the pilot's id (`pilot_id`, with `resume_secret` to reconnect as that pilot)."""
 
 from __future__ import annotations
 
@@ -20,15 +21,18 @@ _END = object()
 
 class PilotStream:
     def __init__(self, channel: grpc.Channel, pilot_id: str, queue_id: str = "local", *,
-                 held: list[tuple[int, int]] | None = None, cores: int = 0, token: str | None = None) -> None:
-        self.pilot_id = pilot_id
+                 held: list[tuple[int, int]] | None = None, cores: int = 0, token: str | None = None,
+                 resume_secret: str = "", node: str = "test-node") -> None:
+        self._welcome: dispatch_pb2.Welcome | None = None
+        self._welcomed = threading.Event()
         self._outgoing: queue.Queue[object] = queue.Queue()
         self._incoming: queue.Queue[dispatch_pb2.ConnectResponse | grpc.RpcError | None] = queue.Queue()
         self._seq = itertools.count(1)
         self.send(hello=dispatch_pb2.Hello(
-            pilot_id=pilot_id, queue=queue_id, node="test-node",
+            pilot_id=pilot_id, queue=queue_id, node=node,
             resources=resources_pb2.Resources(cores=cores),
             held_jobs=[dispatch_pb2.HeldJob(job_id=j, attempt=a) for j, a in (held or [])],
+            resume_secret=resume_secret,
         ))
         stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
         token = token if token is not None else session_identity().pilot_token()
@@ -42,9 +46,29 @@ class PilotStream:
                 return
             yield item  # type: ignore[misc]
 
+    @property
+    def welcome(self) -> dispatch_pb2.Welcome:
+        """The server's Welcome (waited for)."""
+        if not self._welcomed.wait(15):
+            raise TimeoutError("no Welcome")
+        assert self._welcome is not None
+        return self._welcome
+
+    @property
+    def pilot_id(self) -> str:
+        """The id the server issued (or resumed)."""
+        return self.welcome.pilot_id
+
+    @property
+    def resume_secret(self) -> str:
+        return self.welcome.resume_secret
+
     def _read(self) -> None:
         try:
             for message in self._call:
+                if message.WhichOneof("message") == "welcome":
+                    self._welcome = message.welcome
+                    self._welcomed.set()
                 if message.WhichOneof("message") == "update_acks":
                     # One ack per message for the tests, however the server grouped them.
                     for ack in message.update_acks.acks:

@@ -24,6 +24,7 @@ from server_svc.settings import ServerSettings
 from server_svc.store.commands import CommandStore
 from server_svc.store.dispatch import DispatchStore
 from server_svc.store.jobs import JobStore
+from server_svc.store.pilots import PilotStore
 from server_svc.store.queue_store import QueueStore
 from server_svc.store.submission import SubmissionStore
 
@@ -56,7 +57,7 @@ class _Started:
 
     def ending_updates(self) -> list[PilotUpdate]:
         """The pilot's RUNNING and FINISHED for the first job."""
-        return [PilotUpdate(job_id=self.first, attempt=1, state=state, pilot_id="pilot-1")
+        return [PilotUpdate(job_id=self.first, attempt=1, state=state, pilot_id="pilot-1", queues=frozenset({"local"}))
                 for state in (JobState.RUNNING, JobState.FINISHED)]
 
 
@@ -70,12 +71,13 @@ async def _pilot_holding_the_first_of_two_jobs(database_url: str) -> AsyncIterat
     first, second = (job.job_id for job in SubmissionStore(engine).submit([_spec(9), _spec(1)], owner="alice"))
     db = DbRunner(engine)
     hub = DispatchHub(
-        ServerSettings(dispatch_poll_seconds=0.1), db, DispatchStore(engine), CommandStore(engine), queues
+        ServerSettings(dispatch_poll_seconds=0.1), db, DispatchStore(engine), CommandStore(engine), queues,
+        PilotStore(engine),
     )
     hub.start()
     try:
         hello = dispatch_pb2.Hello(pilot_id="pilot-1", queue="local", node="n")
-        session = await hub.connect(hello_from_proto(hello))
+        session = await hub.connect(hello_from_proto(hello, "pilot-1", "panda-pilot", frozenset({"local"})))
         hub.request_jobs(session, _request(1))
         assert [j.job_id for j in (await _next(session)).job_assignments.jobs] == [first]
         yield _Started(hub, session, engine, jobs, first, second)

@@ -21,10 +21,13 @@ def test_jobs_go_highest_priority_first_and_finish(channel, jobs_stub, local_que
     low, high = submit(jobs_stub, J(queue="local", command=["a"], priority=1),
                        J(queue="local", command=["b"], priority=50))
     pilot = PilotStream(channel, "pilot-a")
-    assert pilot.next("welcome").welcome.heartbeat_interval_seconds == 1
+    welcome = pilot.next("welcome").welcome
+    assert welcome.heartbeat_interval_seconds == 1
+    # The server issues the pilot's id: the name it suggested and a random suffix.
+    assert welcome.pilot_id.startswith("pilot-a-") and len(welcome.resume_secret) >= 32
     pilot.request_jobs(1)
     job = pilot.next_job()
-    assert (job.job_id, job.state, job.pilot_id) == (high.job_id, J.STATE_SENT, "pilot-a")
+    assert (job.job_id, job.state, job.pilot_id) == (high.job_id, J.STATE_SENT, welcome.pilot_id)
     pilot.update(job.job_id, 1, J.STATE_RUNNING)
     seq = pilot.update(job.job_id, 1, J.STATE_FINISHED, exit_code=0)
     ack = pilot.next_ack()
@@ -201,8 +204,9 @@ def test_jobs_lost_in_flight_go_back_when_the_pilot_reconnects(channel, jobs_stu
     got = list(got) + ([] if len(got) == 2 else list(pilot.next("job_assignments").job_assignments.jobs))
     assert {j.job_id for j in got} == {held.job_id, lost.job_id}
     pilot.close()
-    # Back with only one of them: the other never reached it and is activated again.
-    again = PilotStream(channel, "pilot-h", held=[(held.job_id, 1)])
+    # Back (as the same pilot: its id and secret) with only one of them: the other never reached
+    # it and is activated again.
+    again = PilotStream(channel, pilot.pilot_id, held=[(held.job_id, 1)], resume_secret=pilot.resume_secret)
     again.next("welcome")
     wait_for(jobs_stub, lost.job_id, lambda j: j.state == J.STATE_ACTIVATED, 10, "activated")
     assert get_job(jobs_stub, held.job_id).state == J.STATE_SENT

@@ -23,7 +23,7 @@ from pilot_agent.agent import Pilot
 from pilot_agent.cli import add_arguments, config_from_args
 from pilot_agent.config import PilotConfig
 from pilot_agent.departure import EXIT_FAILURE
-from pilot_agent.stream import OpenStream
+from pilot_agent.stream import OpenStream, PendingFinal
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -192,3 +192,31 @@ def test_error_table_is_printed_as_markdown() -> None:
         assert any(line.startswith(f"| {code} |") for line in lines), code
     assert error_codes.signal_error(signal.SIGTERM).code == 1201
     assert error_codes.signal_error(signal.SIGHUP).code == 1200
+
+
+def test_an_unacknowledged_final_is_resent_with_a_backoff() -> None:
+    pending = PendingFinal(dispatch_pb2.JobUpdate(job_id=5, attempt=1, state=Job.STATE_FINISHED))
+    waits = []
+    for _ in range(8):
+        pending.sent(100.0, longest_wait=1800.0)
+        waits.append(pending.resend_at - 100.0)
+    for wait, nominal in zip(waits, [1, 2, 4, 8, 16, 30, 30, 30], strict=True):
+        assert 0.8 * nominal <= wait <= 1.2 * nominal
+    # Never less often than the heartbeat interval; and from 1 s again on a new stream.
+    pending.sent(100.0, longest_wait=3.0)
+    assert pending.resend_at - 100.0 <= 1.2 * 3
+    pending.new_stream()
+    pending.sent(100.0, longest_wait=1800.0)
+    assert pending.resend_at - 100.0 <= 1.2
+
+
+def test_the_pilot_takes_the_id_the_server_issues_and_resumes_it_on_reconnect(tmp_path: Path) -> None:
+    pilot = make_pilot(tmp_path)
+    suggested = pilot.hello()
+    assert suggested.pilot_id == pilot.pilot_id and suggested.resume_secret == ""
+    pilot._take_identity(dispatch_pb2.Welcome(pilot_id=f"{suggested.pilot_id}-1a2b3c4d", resume_secret="s" * 43))
+    again = pilot.hello()
+    assert (again.pilot_id, again.resume_secret) == (f"{suggested.pilot_id}-1a2b3c4d", "s" * 43)
+    # A server that issues no ids leaves the pilot as it was.
+    pilot._take_identity(dispatch_pb2.Welcome())
+    assert pilot.hello().pilot_id == again.pilot_id

@@ -220,3 +220,18 @@ def test_leftover_background_process_is_stopped(tmp_path: Path) -> None:
     result = run(make_payload(tmp_path, python(code)))
     assert result.ok
     assert not alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_the_pilots_credentials_never_reach_the_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    credentials = {
+        "PANDA_TOKEN": "eyJ.token", "PANDA_TOKEN_FILE": "/run/pilot/token", "PANDA_CLIENT_ID": "site-pilot",
+        "PANDA_CLIENT_SECRET": "s3cret", "PANDA_X509_CERT_FILE": "/etc/pilot/cert.pem",
+        "PANDA_X509_KEY_FILE": "/etc/pilot/key.pem", "PANDA_TLS_KEY_FILE": "/etc/pilot/tls.key",
+        "PANDA_DATABASE_URL": "postgresql://panda:password@db/panda",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PANDA_SERVER", "server:25080")
+    env = payload_environment(1, 1, Path("/w"), {"JOB_TOKEN": "the job's own"})
+    assert not set(credentials) & set(env)
+    assert (env["PANDA_SERVER"], env["JOB_TOKEN"]) == ("server:25080", "the job's own")

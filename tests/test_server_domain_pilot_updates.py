@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from panda_runtime.service.errors import FailedPrecondition, NotFound
+from panda_runtime.service.errors import FailedPrecondition, NotFound, PermissionDenied
 from server_svc.domain.jobs import OutputFile
 from server_svc.domain.pilot_updates import MAX_LOG_TAIL, PilotUpdate, apply_pilot_update, apply_pilot_updates
 from server_svc.domain.states import JobState
@@ -15,7 +15,8 @@ from tests.server_domain_support import EARLIER, NOW, make_job
 
 
 def _update(state: JobState, **fields: Any) -> PilotUpdate:
-    return PilotUpdate(**{"job_id": 7, "attempt": 1, "state": state, "pilot_id": "pilot-1", **fields})
+    return PilotUpdate(**{"job_id": 7, "attempt": 1, "state": state, "pilot_id": "pilot-1", "queues": frozenset({"*"}),
+                          **fields})
 
 
 def test_an_update_for_another_attempt_is_stale() -> None:
@@ -27,16 +28,37 @@ def test_an_update_for_another_attempt_is_stale() -> None:
     assert job.state is JobState.RUNNING
 
 
-def test_only_the_pilot_holding_the_job_may_report_on_it() -> None:
+def test_only_the_pilot_the_job_was_sent_to_may_report_on_it() -> None:
     job = make_job(pilot_id="pilot-1")
-    with pytest.raises(FailedPrecondition) as refused:
-        apply_pilot_update(job, _update(JobState.FINISHED, pilot_id="pilot-2"), NOW)
-    assert "NOT_HOLDER" in str(refused.value.to_status())
+    with pytest.raises(PermissionDenied) as refused:
+        apply_pilot_update(job, _update(JobState.FAILED, pilot_id="pilot-2"), NOW)
+    assert refused.value.message == "job 7 was not sent to pilot pilot-2"
+    assert (job.state, job.attempt, job.error_code) == (JobState.RUNNING, 1, 0)
+    # Nor does a job sent to no pilot (gone back to activated, same attempt) take anyone's report.
+    unheld = make_job(pilot_id="", state=JobState.ACTIVATED)
+    with pytest.raises(PermissionDenied):
+        apply_pilot_update(unheld, _update(JobState.RUNNING, pilot_id="pilot-2"), NOW)
+    assert unheld.state is JobState.ACTIVATED
+
+
+def test_a_pilot_reports_only_on_jobs_of_queues_its_token_names() -> None:
+    job = make_job(pilot_id="pilot-1")  # of queue local
+    with pytest.raises(PermissionDenied) as refused:
+        apply_pilot_update(job, _update(JobState.FINISHED, queues=frozenset({"other"})), NOW)
+    assert "queue local, which the token of pilot pilot-1 does not name" in refused.value.message
     assert job.state is JobState.RUNNING
-    # A job no pilot holds takes the report of any.
-    unheld = make_job(pilot_id="", state=JobState.SENT)
-    apply_pilot_update(unheld, _update(JobState.RUNNING, pilot_id="pilot-2"), NOW)
-    assert unheld.state is JobState.RUNNING
+    apply_pilot_update(job, _update(JobState.FINISHED, queues=frozenset({"other", "local"})), NOW)
+    assert job.state is JobState.FINISHED
+
+
+def test_a_stale_attempt_of_a_job_sent_to_another_pilot_is_not_that_pilots_business() -> None:
+    job = make_job(attempt=2, pilot_id="pilot-2")
+    with pytest.raises(PermissionDenied):
+        apply_pilot_update(job, _update(JobState.FINISHED, attempt=1, pilot_id="pilot-1"), NOW)
+    # The same pilot, or none holding it: it learns its attempt is over.
+    for holder in ("pilot-1", ""):
+        with pytest.raises(FailedPrecondition, match="the update for attempt 1 is stale"):
+            apply_pilot_update(make_job(attempt=2, pilot_id=holder), _update(JobState.FINISHED, attempt=1), NOW)
 
 
 def test_repeating_the_state_is_a_heartbeat() -> None:

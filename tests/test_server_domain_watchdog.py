@@ -75,3 +75,14 @@ def test_a_rule_that_does_not_retry_cancels_even_with_attempts_left() -> None:
     job = make_job(attempt=1, max_attempts=3)
     apply_rule(job, rule, NOW)
     assert (job.state, job.error_code, job.error_diag) == (JobState.CANCELLED, 999, "why")
+
+
+def test_the_heartbeat_rule_spares_a_job_whose_pilot_is_still_heard() -> None:
+    rule = ALL["heartbeat"]
+    silent_since = NOW - timedelta(seconds=7201)
+    assert rule.spares_heard_pilots and rule.is_overdue(JobState.RUNNING, silent_since, NOW)
+    # Its heartbeats may be in a round that failed; the pilot still talks on its stream.
+    assert not rule.is_overdue(JobState.RUNNING, silent_since, NOW, pilot_heard=NOW - timedelta(seconds=5))
+    assert rule.is_overdue(JobState.RUNNING, silent_since, NOW, pilot_heard=silent_since)
+    # The other rules hold their timeouts whatever the pilot says.
+    assert ALL["sent"].is_overdue(JobState.SENT, NOW - timedelta(seconds=1801), NOW, pilot_heard=NOW)

@@ -111,10 +111,17 @@ class Principal:
             return owner, vo
         return self.subject, vo
 
-    def may_serve_queue(self, queue: str) -> bool:
+    @property
+    def served_queues(self) -> frozenset[str]:
+        """The queues this identity may serve as a pilot ("*": any): a pilot token's, or any
+        for the roles that speak for many pilots (harvester) or manage them (service, admin)."""
         if self.has_role(ADMIN) or self.has_role(SERVICE) or self.has_role(HARVESTER):
-            return True
-        return "*" in self.queues or queue in self.queues
+            return frozenset({"*"})
+        return self.queues
+
+    def may_serve_queue(self, queue: str) -> bool:
+        served = self.served_queues
+        return "*" in served or queue in served
 
 
 @dataclass(frozen=True)

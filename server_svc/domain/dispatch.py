@@ -33,13 +33,17 @@ class Offer(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class PilotHello:
-    """A pilot opening its stream: who it is, where, what it offers, the jobs it still holds."""
+    """A pilot opening its stream: who it is (its issued or resumed id, and who its token says
+    it is: the subject, and the queues it names, "*" for any), where, what it offers, the jobs
+    it still holds."""
 
     pilot_id: str
     queue: str
     node: str
     offer: Offer
     held_jobs: frozenset[int]
+    subject: str
+    queues: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from panda_runtime.service.errors import FailedPrecondition, NotFound, ServiceError
+from panda_runtime.service.errors import FailedPrecondition, NotFound, PermissionDenied, ServiceError
 from server_svc.domain.jobs import Change, Job, JobChanges, OutputFile, change_state
 from server_svc.domain.retry import fail_attempt
 from server_svc.domain.states import FINAL_STATES, JobState, can_transition, check_transition, is_heartbeat
 
-__all__ = ["MAX_LOG_TAIL", "AppliedUpdates", "PilotUpdate", "UpdateOutcome", "apply_pilot_update",
-           "apply_pilot_updates"]
+__all__ = ["ANY_QUEUE", "MAX_LOG_TAIL", "AppliedUpdates", "PilotUpdate", "UpdateOutcome", "apply_pilot_update",
+           "apply_pilot_updates", "check_reporter"]
 
 MAX_LOG_TAIL = 16 * 1024  # characters of a payload's log kept with the job
+# In a PilotUpdate's queues: the token names every queue (as admins' and harvesters' do).
+ANY_QUEUE = "*"
 
 
 @dataclass(slots=True)
@@ -33,6 +35,8 @@ class PilotUpdate:
     max_rss_mb: int = 0
     cpu_seconds: float = 0.0
     output_files: list[OutputFile] = field(default_factory=list)
+    # The queues the stream's token names (ANY_QUEUE: all): a job of another queue is refused.
+    queues: frozenset[str] = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -51,22 +55,32 @@ class AppliedUpdates:
     changes: JobChanges
 
 
-def apply_pilot_update(job: Job, update: PilotUpdate, now: datetime) -> Change:
-    """Apply one update to the job, or raise FAILED_PRECONDITION: an update for another
-    attempt than the job's current one (STALE_ATTEMPT), from a pilot other than the one
-    holding the job (NOT_HOLDER), or a change the lifecycle forbids. The job's peak memory
-    and CPU time only grow."""
+def check_reporter(job: Job, update: PilotUpdate) -> None:
+    """Only the pilot a job was sent to reports on it, and only for a queue its token names:
+    PERMISSION_DENIED otherwise. An update for another attempt than the job's current one is
+    FAILED_PRECONDITION (STALE_ATTEMPT): the job may since have gone back to no pilot or to the
+    same one, and its old pilot is told its attempt is over."""
+    if job.pilot_id and update.pilot_id != job.pilot_id:
+        raise PermissionDenied(f"job {job.job_id} was not sent to pilot {update.pilot_id}")
+    if ANY_QUEUE not in update.queues and job.queue not in update.queues:
+        raise PermissionDenied(
+            f"job {job.job_id} is of queue {job.queue}, which the token of pilot {update.pilot_id} does not name"
+        )
     if update.attempt != job.attempt:
         raise FailedPrecondition(
             f"job {job.job_id} is at attempt {job.attempt} ({job.state}); "
             f"the update for attempt {update.attempt} is stale",
             subject=f"jobs/{job.job_id}", violation_type="STALE_ATTEMPT",
         )
-    if job.pilot_id and update.pilot_id != job.pilot_id:
-        raise FailedPrecondition(
-            f"job {job.job_id} is held by pilot {job.pilot_id}, not {update.pilot_id}",
-            subject=f"jobs/{job.job_id}", violation_type="NOT_HOLDER",
-        )
+    if not job.pilot_id:
+        raise PermissionDenied(f"job {job.job_id} was not sent to pilot {update.pilot_id}")
+
+
+def apply_pilot_update(job: Job, update: PilotUpdate, now: datetime) -> Change:
+    """Apply one update to the job, or refuse it: PERMISSION_DENIED from a pilot the job was
+    not sent to (see `check_reporter`), FAILED_PRECONDITION for a stale attempt or a change the
+    lifecycle forbids. The job's peak memory and CPU time only grow."""
+    check_reporter(job, update)
     current, new = job.state, update.state
     job.max_rss_mb = max(job.max_rss_mb, update.max_rss_mb)
     job.cpu_seconds = max(job.cpu_seconds, update.cpu_seconds)

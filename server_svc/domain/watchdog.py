@@ -13,7 +13,7 @@ from server_svc.domain.jobs import Change, Job, change_state
 from server_svc.domain.retry import fail_attempt
 from server_svc.domain.states import PILOT_STATES, JobState
 
-__all__ = ["Clock", "WatchdogLimits", "WatchdogRule", "apply_rule", "rules_in_force"]
+__all__ = ["Clock", "WatchdogLimits", "WatchdogRule", "apply_rule", "pilots_forgotten_before", "rules_in_force"]
 
 
 class Clock(Enum):
@@ -39,7 +39,9 @@ class WatchdogRule:
     """Jobs in one of `states` whose `clock` is older than `timeout` seconds are ended with
     `code` and `diagnosis`: failed (then retried by the retry policy) if `retries`, else
     cancelled. A rule that `holds_silence` against a job (no reply, no heartbeat from its
-    pilot) waits a whole timeout after a restart."""
+    pilot) waits a whole timeout after a restart. A rule that `spares_heard_pilots` leaves
+    alone a job whose pilot was heard on its stream within the timeout: its heartbeats may be
+    in a dispatch round that failed, and it resends what was not acknowledged."""
 
     name: str
     states: frozenset[JobState]
@@ -49,13 +51,20 @@ class WatchdogRule:
     diagnosis: str
     retries: bool
     holds_silence: bool
+    spares_heard_pilots: bool = False
 
     def cutoff(self, now: datetime) -> datetime:
         """A job whose clock is older than this is overdue."""
         return now - timedelta(seconds=self.timeout)
 
-    def is_overdue(self, state: JobState, clock_time: datetime, now: datetime) -> bool:
-        return state in self.states and clock_time < self.cutoff(now)
+    def is_overdue(
+        self, state: JobState, clock_time: datetime, now: datetime, pilot_heard: datetime | None = None
+    ) -> bool:
+        """`pilot_heard`: when the job's pilot was last heard on its stream, if it was."""
+        cutoff = self.cutoff(now)
+        if self.spares_heard_pilots and pilot_heard is not None and pilot_heard >= cutoff:
+            return False
+        return state in self.states and clock_time < cutoff
 
 
 def _rules(limits: WatchdogLimits) -> list[WatchdogRule]:
@@ -66,7 +75,8 @@ def _rules(limits: WatchdogLimits) -> list[WatchdogRule]:
                      retries=True, holds_silence=True),
         WatchdogRule("heartbeat", frozenset({JobState.STARTING, JobState.RUNNING, JobState.TRANSFERRING}),
                      Clock.LAST_HEARTBEAT, limits.heartbeat_timeout, error_codes.LOST_HEARTBEAT,
-                     f"lost heartbeat (none for {limits.heartbeat_timeout:.0f} s)", retries=True, holds_silence=True),
+                     f"lost heartbeat (none for {limits.heartbeat_timeout:.0f} s)", retries=True, holds_silence=True,
+                     spares_heard_pilots=True),
         WatchdogRule("holding", frozenset({JobState.HOLDING}), Clock.STATE_ENTERED, limits.holding_timeout,
                      error_codes.HOLDING_TIMEOUT, f"holding for more than {limits.holding_timeout:.0f} s",
                      retries=True, holds_silence=False),
@@ -89,3 +99,10 @@ def apply_rule(job: Job, rule: WatchdogRule, now: datetime) -> Change:
         return fail_attempt(job, now, rule.code, rule.diagnosis)
     job.error_code, job.error_diag = rule.code, rule.diagnosis
     return Change([change_state(job, JobState.CANCELLED, now, rule.diagnosis, rule.code)])
+
+
+def pilots_forgotten_before(limits: WatchdogLimits, now: datetime) -> datetime:
+    """Pilot identities not heard of since this are forgotten: by then every rule has ended the
+    jobs such a pilot held, and a day more has passed for it to come back."""
+    longest = max(limits.sent_timeout, limits.heartbeat_timeout, limits.holding_timeout, limits.kill_grace)
+    return now - timedelta(seconds=longest + 86400)

@@ -20,10 +20,12 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from prometheus_client import Gauge, Histogram
 
 from panda_runtime.service.db import DbRunner
+from panda_runtime.service.errors import PermissionDenied
 from panda_runtime.service.notify import Notifier
 from server_svc.domain.dispatch import (
     Acknowledgements,
@@ -41,6 +43,7 @@ from server_svc.domain.user_actions import PilotCommand
 from server_svc.settings import ServerSettings
 from server_svc.store.commands import CommandStore
 from server_svc.store.dispatch import DispatchStore
+from server_svc.store.pilots import PilotStore
 from server_svc.store.queue_store import QueueStore
 
 __all__ = ["DispatchHub", "Outgoing", "Session"]
@@ -87,6 +90,10 @@ class Session:
     queue: str
     node: str
     offer: Offer
+    # Who the stream's token says the pilot is, and the queues it names (its updates for jobs
+    # of other queues are refused).
+    subject: str = ""
+    queues: frozenset[str] = frozenset()
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     credits: int = 0
@@ -96,6 +103,14 @@ class Session:
     # Counts the pilot's requests as they arrive: a request sent with updates is taken after
     # they are written, unless a newer one (a withdrawal, say) arrived meanwhile.
     requests_received: int = 0
+    # When the pilot's last message arrived (Unix time), and the last one written to its
+    # identity's record: what spares its jobs from the lost-heartbeat rule.
+    heard: float = field(default_factory=time.time)
+    heard_written: float = 0.0
+
+    def hear(self) -> None:
+        """A message from the pilot arrived."""
+        self.heard = time.time()
 
     def send(self, message: Assignment | Acknowledgements | PilotCommand) -> None:
         self.outbox.put_nowait(message)
@@ -112,14 +127,17 @@ class Session:
 class DispatchHub:
     def __init__(
         self, settings: ServerSettings, db: DbRunner, dispatch: DispatchStore, commands: CommandStore,
-        queues: QueueStore,
+        queues: QueueStore, pilots: PilotStore,
     ) -> None:
         self._settings = settings
         self._db = db
         self._dispatch = dispatch
         self._commands = commands
         self._queues = queues
+        self._pilots = pilots
         self._sessions: dict[str, Session] = {}  # by pilot id
+        # Last messages of pilots whose streams closed before they were written.
+        self._heard_unwritten: dict[str, float] = {}
         self._wake = asyncio.Event()
         # Updates in arrival order, with the requests sent along with them.
         self._updates: asyncio.Queue[tuple[Session, int, PilotUpdate | _RequestAfterUpdates]] = asyncio.Queue()
@@ -137,6 +155,7 @@ class DispatchHub:
         self._tasks = [
             asyncio.create_task(self._round_loop(), name="dispatch"),
             asyncio.create_task(self._command_loop(), name="commands"),
+            asyncio.create_task(self._heard_loop(), name="pilots heard"),
         ]
 
     async def stop(self) -> None:
@@ -154,7 +173,10 @@ class DispatchHub:
     # -- sessions ------------------------------------------------------------------------
 
     async def connect(self, hello: PilotHello) -> Session:
-        session = Session(pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=hello.offer)
+        """A stream of an admitted pilot (its id issued or resumed) opens."""
+        session = Session(pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=hello.offer,
+                          subject=hello.subject, queues=hello.queues)
+        session.heard_written = session.heard  # admitting it wrote it
         session.held = set(hello.held_jobs)
         previous = self._sessions.get(hello.pilot_id)
         if previous is not None:
@@ -188,6 +210,8 @@ class DispatchHub:
         session.closed = True
         if self._sessions.get(session.pilot_id) is session:
             del self._sessions[session.pilot_id]
+            if session.heard > session.heard_written:
+                self._heard_unwritten[session.pilot_id] = session.heard
         PILOTS_CONNECTED.labels(session.queue).dec()
         log.info("pilot %s disconnected (%s)", session.pilot_id, session.session_id)
 
@@ -302,6 +326,9 @@ class DispatchHub:
 
         acks: dict[Session, list[UpdateAck]] = defaultdict(list)
         for (session, seq, _), outcome in zip(updates, result.outcomes, strict=True):
+            if isinstance(outcome.error, PermissionDenied):
+                log.warning("refused an update of pilot %s (%s, queue %s) for job %d: %s", session.pilot_id,
+                            session.subject, session.queue, outcome.job_id, outcome.error.message)
             ack = acknowledgement(seq, outcome)
             if ack is not None:
                 session.held.discard(ack.job_id)
@@ -359,6 +386,35 @@ class DispatchHub:
             session.send(command)
             delivered.append(command.command_id)
         await self._db.run(self._commands.mark_delivered, delivered)
+
+    # -- when pilots were last heard ------------------------------------------------------
+
+    async def write_pilots_heard(self) -> None:
+        """Write when each pilot connected here was last heard, for those heard since the last
+        write, in one statement."""
+        heard = {s.pilot_id: s.heard for s in self._sessions.values() if s.heard > s.heard_written}
+        heard = {**self._heard_unwritten, **heard}
+        if not heard:
+            return
+        await self._db.run(
+            self._pilots.seen, [(pilot_id, datetime.fromtimestamp(at, UTC)) for pilot_id, at in heard.items()]
+        )
+        for pilot_id, at in heard.items():
+            self._heard_unwritten.pop(pilot_id, None)
+            session = self._sessions.get(pilot_id)
+            if session is not None:
+                session.heard_written = max(session.heard_written, at)
+
+    async def _heard_loop(self) -> None:
+        # Often enough that a pilot still talking is never taken for silent by the heartbeat
+        # rule (which also asks for a write before it looks), seldom enough to cost nothing.
+        interval = max(0.5, min(5.0, self._settings.heartbeat_timeout_seconds / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.write_pilots_heard()
+            except Exception:
+                log.exception("writing when pilots were last heard failed")
 
     async def _command_loop(self) -> None:
         # Commands written by another replica reach our pilots within a poll interval.

@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from panda_runtime.service.db import DbRunner
-from server_svc.domain.watchdog import WatchdogLimits, rules_in_force
+from server_svc.domain.watchdog import WatchdogLimits, pilots_forgotten_before, rules_in_force
 from server_svc.logic.dispatch_hub import DispatchHub
 from server_svc.settings import ServerSettings
 from server_svc.store.watchdog import WatchdogStore
@@ -26,10 +26,13 @@ async def run_watchdog(settings: ServerSettings, db: DbRunner, store: WatchdogSt
     started = datetime.now(UTC)
     while True:
         await asyncio.sleep(settings.watchdog_interval_seconds)
-        now = datetime.now(UTC)
         try:
+            # Our pilots' last messages first: a job whose pilot still talks is not overdue.
+            await hub.write_pilots_heard()
+            now = datetime.now(UTC)
             counts, reactivated = await db.run(
-                store.sweep, rules_in_force(limits, watched_for=(now - started).total_seconds()), now
+                store.sweep, rules_in_force(limits, watched_for=(now - started).total_seconds()), now,
+                pilots_forgotten_before(limits, now),
             )
         except Exception:
             log.exception("watchdog sweep failed")

@@ -172,10 +172,11 @@ def _offer_from_proto(resources: resources_pb2.Resources) -> Offer:
     return Offer(resources.cores, resources.memory_mb, resources.walltime_seconds)
 
 
-def hello_from_proto(hello: dispatch_pb2.Hello) -> PilotHello:
+def hello_from_proto(hello: dispatch_pb2.Hello, pilot_id: str, subject: str, queues: frozenset[str]) -> PilotHello:
+    """The Hello of a pilot admitted as `pilot_id`, whose token names `subject` and `queues`."""
     return PilotHello(
-        pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=_offer_from_proto(hello.resources),
-        held_jobs=frozenset(held.job_id for held in hello.held_jobs),
+        pilot_id=pilot_id, queue=hello.queue, node=hello.node, offer=_offer_from_proto(hello.resources),
+        held_jobs=frozenset(held.job_id for held in hello.held_jobs), subject=subject, queues=queues,
     )
 
 
@@ -183,16 +184,18 @@ def request_from_proto(request: dispatch_pb2.RequestJobs) -> JobRequest:
     return JobRequest(request.count, _offer_from_proto(request.resources) if request.HasField("resources") else None)
 
 
-def updates_from_proto(updates: Sequence[dispatch_pb2.JobUpdate], pilot_id: str) -> list[PilotUpdate]:
-    """Raises ValueError for an update without a job id or a state, or with a state unknown."""
-    if any(u.state == job_pb2.Job.STATE_UNSPECIFIED or u.job_id <= 0 for u in updates):
-        raise ValueError("a job update needs a job_id and a state")
-    return [_update_from_proto(u, pilot_id) for u in updates]
+def updates_from_proto(
+    updates: Sequence[dispatch_pb2.JobUpdate], pilot_id: str, queues: frozenset[str]
+) -> list[PilotUpdate]:
+    """Updates the stream's checks passed (`dispatch_checks.check_updates`), from the pilot
+    `pilot_id` whose token names `queues`."""
+    return [_update_from_proto(u, pilot_id, queues) for u in updates]
 
 
-def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str) -> PilotUpdate:
+def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str, queues: frozenset[str]) -> PilotUpdate:
     return PilotUpdate(
         job_id=update.job_id, attempt=update.attempt, state=state_from_proto(update.state), pilot_id=pilot_id,
+        queues=queues,
         exit_code=update.exit_code, error_code=update.error_code, error_diag=update.error_diag,
         log_tail=update.log_tail, max_rss_mb=update.max_rss_mb, cpu_seconds=update.cpu_seconds,
         output_files=[

@@ -19,7 +19,7 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
-__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "queues"]
+__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "pilots", "queues"]
 
 metadata = new_metadata()
 
@@ -132,4 +132,20 @@ pilot_commands = Table(
     Column("create_time", Time, nullable=False),
     Column("delivered_time", Time, nullable=True),
     Index("ix_pilot_commands_pending", "pilot_id", "delivered_time"),
+)
+
+# The pilot identities the server issued: the secret a pilot resumes its identity with (as a
+# digest), the token subject it was issued to, and when the pilot was last heard on a stream
+# (written in batches, every few seconds: what spares its jobs from the lost-heartbeat rule).
+pilots = Table(
+    "pilots",
+    metadata,
+    Column("pilot_id", String(256), primary_key=True),
+    Column("secret_digest", String(64), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("node", String(256), nullable=False, default=""),
+    Column("first_seen", Time, nullable=False),
+    Column("last_seen", Time, nullable=False),
+    Index("ix_pilots_last_seen", "last_seen"),
 )

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, and_, delete, exists, func, select, text
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.service.db import Store
 from server_svc.domain.jobs import JobChanges
 from server_svc.domain.watchdog import Clock, WatchdogRule, apply_rule
 from server_svc.store.job_rows import read_jobs, write_changes
-from server_svc.store.tables import jobs, pilot_commands
+from server_svc.store.tables import jobs, pilot_commands, pilots
 
 __all__ = ["WATCHDOG_LOCK_KEY", "WatchdogStore"]
 
@@ -30,7 +30,11 @@ def _overdue(rule: WatchdogRule, now: datetime) -> ColumnElement[bool]:
     if rule.clock is Clock.STATE_ENTERED:
         return and_(in_state, jobs.c.state_time < cutoff)
     if rule.clock is Clock.LAST_HEARTBEAT:
-        return and_(in_state, func.coalesce(jobs.c.heartbeat_time, jobs.c.state_time) < cutoff)
+        overdue = and_(in_state, func.coalesce(jobs.c.heartbeat_time, jobs.c.state_time) < cutoff)
+        if rule.spares_heard_pilots:
+            heard = exists().where(pilots.c.pilot_id == jobs.c.pilot_id, pilots.c.last_seen >= cutoff)
+            overdue = and_(overdue, ~heard)
+        return overdue
     kill_asked_before = select(pilot_commands.c.job_id).where(
         pilot_commands.c.kind == "kill", pilot_commands.c.create_time < cutoff
     )
@@ -38,10 +42,13 @@ def _overdue(rule: WatchdogRule, now: datetime) -> ColumnElement[bool]:
 
 
 class WatchdogStore(Store):
-    def sweep(self, rules: Sequence[WatchdogRule], now: datetime) -> tuple[dict[str, int], int]:
+    def sweep(
+        self, rules: Sequence[WatchdogRule], now: datetime, forget_pilots_before: datetime
+    ) -> tuple[dict[str, int], int]:
         """End what each rule finds overdue as of `now`, as the rule says (a job found by an
-        earlier rule is left to it). Returns how many jobs each rule ended and how many came
-        back activated; nothing if another server holds the watchdogs' lock."""
+        earlier rule is left to it), and forget the pilot identities not heard of since
+        `forget_pilots_before`. Returns how many jobs each rule ended and how many came back
+        activated; nothing if another server holds the watchdogs' lock."""
         counts: dict[str, int] = {}
         changes = JobChanges()
         with self._engine.begin() as conn:
@@ -55,6 +62,7 @@ class WatchdogStore(Store):
                     changes.add(job, apply_rule(job, rule, now))
                 counts[rule.name] = len(found)
             write_changes(conn, changes)
+            conn.execute(delete(pilots).where(pilots.c.last_seen < forget_pilots_before))
         return counts, changes.reactivated
 
     def _leader(self, conn: Connection) -> bool:

@@ -28,7 +28,7 @@ from panda.common.v1 import resources_pb2 as panda_dot_common_dot_v1_dot_resourc
 from panda.server.v1 import job_pb2 as panda_dot_server_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&panda/server/v1/dispatch_service.proto\x12\x0fpanda.server.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1fpanda/common/v1/resources.proto\x1a\x19panda/server/v1/job.proto\"\xfa\x01\n\x0e\x43onnectRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\'\n\x05hello\x18\x02 \x01(\x0b\x32\x16.panda.server.v1.HelloH\x00\x12\x34\n\x0crequest_jobs\x18\x03 \x01(\x0b\x32\x1c.panda.server.v1.RequestJobsH\x00\x12+\n\x07goodbye\x18\x05 \x01(\x0b\x32\x18.panda.server.v1.GoodbyeH\x00\x12\x32\n\x0bjob_updates\x18\x06 \x01(\x0b\x32\x1b.panda.server.v1.JobUpdatesH\x00\x42\t\n\x07messageJ\x04\x08\x04\x10\x05R\njob_update\"\xf8\x01\n\x0f\x43onnectResponse\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.panda.server.v1.WelcomeH\x00\x12:\n\x0fjob_assignments\x18\x02 \x01(\x0b\x32\x1f.panda.server.v1.JobAssignmentsH\x00\x12+\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x18.panda.server.v1.CommandH\x00\x12\x32\n\x0bupdate_acks\x18\x05 \x01(\x0b\x32\x1b.panda.server.v1.UpdateAcksH\x00\x42\t\n\x07messageJ\x04\x08\x03\x10\x04R\nupdate_ack\"\xb6\x01\n\x05Hello\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.panda.common.v1.Resources\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12+\n\theld_jobs\x18\x07 \x03(\x0b\x32\x18.panda.server.v1.HeldJob\"*\n\x07HeldJob\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"K\n\x0bRequestJobs\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12-\n\tresources\x18\x02 \x01(\x0b\x32\x1a.panda.common.v1.Resources\"\xfd\x01\n\tJobUpdate\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x12\n\nerror_diag\x18\x06 \x01(\t\x12\x10\n\x08log_tail\x18\x07 \x01(\t\x12\x12\n\nmax_rss_mb\x18\x08 \x01(\x03\x12\x13\n\x0b\x63pu_seconds\x18\t \x01(\x01\x12.\n\x0coutput_files\x18\n \x03(\x0b\x32\x18.panda.server.v1.JobFile\"m\n\nJobUpdates\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.panda.server.v1.JobUpdate\x12\x32\n\x0crequest_jobs\x18\x02 \x01(\x0b\x32\x1c.panda.server.v1.RequestJobs\"6\n\nUpdateAcks\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.panda.server.v1.UpdateAck\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"r\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x0eJobAssignments\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12(\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x1a.panda.server.v1.UpdateAck\"\x88\x01\n\tUpdateAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\xb8\x01\n\x07\x43ommand\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.panda.server.v1.Command.Kind\x12\x0e\n\x06reason\x18\x04 \x01(\t\"O\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_KILL\x10\x01\x12\x12\n\x0eKIND_SOFT_KILL\x10\x02\x12\x0e\n\nKIND_DEBUG\x10\x03\x32\x63\n\x0f\x44ispatchService\x12P\n\x07\x43onnect\x12\x1f.panda.server.v1.ConnectRequest\x1a .panda.server.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&panda/server/v1/dispatch_service.proto\x12\x0fpanda.server.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x1fpanda/common/v1/resources.proto\x1a\x19panda/server/v1/job.proto\"\xfa\x01\n\x0e\x43onnectRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\'\n\x05hello\x18\x02 \x01(\x0b\x32\x16.panda.server.v1.HelloH\x00\x12\x34\n\x0crequest_jobs\x18\x03 \x01(\x0b\x32\x1c.panda.server.v1.RequestJobsH\x00\x12+\n\x07goodbye\x18\x05 \x01(\x0b\x32\x18.panda.server.v1.GoodbyeH\x00\x12\x32\n\x0bjob_updates\x18\x06 \x01(\x0b\x32\x1b.panda.server.v1.JobUpdatesH\x00\x42\t\n\x07messageJ\x04\x08\x04\x10\x05R\njob_update\"\xf8\x01\n\x0f\x43onnectResponse\x12+\n\x07welcome\x18\x01 \x01(\x0b\x32\x18.panda.server.v1.WelcomeH\x00\x12:\n\x0fjob_assignments\x18\x02 \x01(\x0b\x32\x1f.panda.server.v1.JobAssignmentsH\x00\x12+\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x18.panda.server.v1.CommandH\x00\x12\x32\n\x0bupdate_acks\x18\x05 \x01(\x0b\x32\x1b.panda.server.v1.UpdateAcksH\x00\x42\t\n\x07messageJ\x04\x08\x03\x10\x04R\nupdate_ack\"\xcd\x01\n\x05Hello\x12\x10\n\x08pilot_id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12-\n\tresources\x18\x04 \x01(\x0b\x32\x1a.panda.common.v1.Resources\x12\x11\n\tworker_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12+\n\theld_jobs\x18\x07 \x03(\x0b\x32\x18.panda.server.v1.HeldJob\x12\x15\n\rresume_secret\x18\x08 \x01(\t\"*\n\x07HeldJob\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"K\n\x0bRequestJobs\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12-\n\tresources\x18\x02 \x01(\x0b\x32\x1a.panda.common.v1.Resources\"\xfd\x01\n\tJobUpdate\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x12\n\nerror_code\x18\x05 \x01(\x05\x12\x12\n\nerror_diag\x18\x06 \x01(\t\x12\x10\n\x08log_tail\x18\x07 \x01(\t\x12\x12\n\nmax_rss_mb\x18\x08 \x01(\x03\x12\x13\n\x0b\x63pu_seconds\x18\t \x01(\x01\x12.\n\x0coutput_files\x18\n \x03(\x0b\x32\x18.panda.server.v1.JobFile\"m\n\nJobUpdates\x12+\n\x07updates\x18\x01 \x03(\x0b\x32\x1a.panda.server.v1.JobUpdate\x12\x32\n\x0crequest_jobs\x18\x02 \x01(\x0b\x32\x1c.panda.server.v1.RequestJobs\"6\n\nUpdateAcks\x12(\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x1a.panda.server.v1.UpdateAck\"\x19\n\x07Goodbye\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x9b\x01\n\x07Welcome\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x05\x12/\n\x0bserver_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08pilot_id\x18\x04 \x01(\t\x12\x15\n\rresume_secret\x18\x05 \x01(\t\"^\n\x0eJobAssignments\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12(\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x1a.panda.server.v1.UpdateAck\"\x88\x01\n\tUpdateAck\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0e\n\x06job_id\x18\x02 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\xb8\x01\n\x07\x43ommand\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12+\n\x04kind\x18\x03 \x01(\x0e\x32\x1d.panda.server.v1.Command.Kind\x12\x0e\n\x06reason\x18\x04 \x01(\t\"O\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tKIND_KILL\x10\x01\x12\x12\n\x0eKIND_SOFT_KILL\x10\x02\x12\x0e\n\nKIND_DEBUG\x10\x03\x32\x63\n\x0f\x44ispatchService\x12P\n\x07\x43onnect\x12\x1f.panda.server.v1.ConnectRequest\x1a .panda.server.v1.ConnectResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,29 +40,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONNECTRESPONSE']._serialized_start=431
   _globals['_CONNECTRESPONSE']._serialized_end=679
   _globals['_HELLO']._serialized_start=682
-  _globals['_HELLO']._serialized_end=864
-  _globals['_HELDJOB']._serialized_start=866
-  _globals['_HELDJOB']._serialized_end=908
-  _globals['_REQUESTJOBS']._serialized_start=910
-  _globals['_REQUESTJOBS']._serialized_end=985
-  _globals['_JOBUPDATE']._serialized_start=988
-  _globals['_JOBUPDATE']._serialized_end=1241
-  _globals['_JOBUPDATES']._serialized_start=1243
-  _globals['_JOBUPDATES']._serialized_end=1352
-  _globals['_UPDATEACKS']._serialized_start=1354
-  _globals['_UPDATEACKS']._serialized_end=1408
-  _globals['_GOODBYE']._serialized_start=1410
-  _globals['_GOODBYE']._serialized_end=1435
-  _globals['_WELCOME']._serialized_start=1437
-  _globals['_WELCOME']._serialized_end=1551
-  _globals['_JOBASSIGNMENTS']._serialized_start=1553
-  _globals['_JOBASSIGNMENTS']._serialized_end=1647
-  _globals['_UPDATEACK']._serialized_start=1650
-  _globals['_UPDATEACK']._serialized_end=1786
-  _globals['_COMMAND']._serialized_start=1789
-  _globals['_COMMAND']._serialized_end=1973
-  _globals['_COMMAND_KIND']._serialized_start=1894
-  _globals['_COMMAND_KIND']._serialized_end=1973
-  _globals['_DISPATCHSERVICE']._serialized_start=1975
-  _globals['_DISPATCHSERVICE']._serialized_end=2074
+  _globals['_HELLO']._serialized_end=887
+  _globals['_HELDJOB']._serialized_start=889
+  _globals['_HELDJOB']._serialized_end=931
+  _globals['_REQUESTJOBS']._serialized_start=933
+  _globals['_REQUESTJOBS']._serialized_end=1008
+  _globals['_JOBUPDATE']._serialized_start=1011
+  _globals['_JOBUPDATE']._serialized_end=1264
+  _globals['_JOBUPDATES']._serialized_start=1266
+  _globals['_JOBUPDATES']._serialized_end=1375
+  _globals['_UPDATEACKS']._serialized_start=1377
+  _globals['_UPDATEACKS']._serialized_end=1431
+  _globals['_GOODBYE']._serialized_start=1433
+  _globals['_GOODBYE']._serialized_end=1458
+  _globals['_WELCOME']._serialized_start=1461
+  _globals['_WELCOME']._serialized_end=1616
+  _globals['_JOBASSIGNMENTS']._serialized_start=1618
+  _globals['_JOBASSIGNMENTS']._serialized_end=1712
+  _globals['_UPDATEACK']._serialized_start=1715
+  _globals['_UPDATEACK']._serialized_end=1851
+  _globals['_COMMAND']._serialized_start=1854
+  _globals['_COMMAND']._serialized_end=2038
+  _globals['_COMMAND_KIND']._serialized_start=1959
+  _globals['_COMMAND_KIND']._serialized_end=2038
+  _globals['_DISPATCHSERVICE']._serialized_start=2040
+  _globals['_DISPATCHSERVICE']._serialized_end=2139
 # @@protoc_insertion_point(module_scope)

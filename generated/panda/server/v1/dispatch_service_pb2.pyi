@@ -119,8 +119,12 @@ class Hello(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     HELD_JOBS_FIELD_NUMBER: _builtins.int
+    RESUME_SECRET_FIELD_NUMBER: _builtins.int
     pilot_id: _builtins.str
-    """Unique per pilot process; the same across reconnects."""
+    """On a first connect, the name the pilot suggests for itself: the server issues the pilot's
+    id from it (Welcome.pilot_id). On a reconnect, the id the server issued, with
+    resume_secret. At most 256 characters.
+    """
     queue: _builtins.str
     """Queue the pilot serves; it must exist."""
     node: _builtins.str
@@ -129,6 +133,11 @@ class Hello(_message.Message):
     """Id of the worker (batch job) the pilot runs in, if any."""
     version: _builtins.str
     """Pilot software version."""
+    resume_secret: _builtins.str
+    """Empty on a first connect. On a reconnect, the secret Welcome gave with the pilot's id: the
+    stream then resumes that identity and the jobs sent to it. A wrong or missing secret for
+    an issued id, or a token of another subject, is PERMISSION_DENIED.
+    """
     @_builtins.property
     def resources(self) -> _resources_pb2.Resources:
         """What the node offers. walltime_seconds is the pilot's remaining lifetime."""
@@ -147,10 +156,11 @@ class Hello(_message.Message):
         worker_id: _builtins.str = ...,
         version: _builtins.str = ...,
         held_jobs: _abc.Iterable[Global___HeldJob] | None = ...,
+        resume_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_jobs", b"held_jobs", "node", b"node", "pilot_id", b"pilot_id", "queue", b"queue", "resources", b"resources", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held_jobs", b"held_jobs", "node", b"node", "pilot_id", b"pilot_id", "queue", b"queue", "resources", b"resources", "resume_secret", b"resume_secret", "version", b"version", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -351,10 +361,20 @@ class Welcome(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    PILOT_ID_FIELD_NUMBER: _builtins.int
+    RESUME_SECRET_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
     """Identifies this stream in the server's logs."""
     heartbeat_interval_seconds: _builtins.int
     """How often the server expects a heartbeat per running job."""
+    pilot_id: _builtins.str
+    """The pilot's id, issued by the server (its suggested name and a random suffix) or resumed.
+    Jobs sent to the pilot name it, and only this pilot may report on them.
+    """
+    resume_secret: _builtins.str
+    """Proves the pilot's identity when it reconnects (Hello.resume_secret). The server keeps
+    only a digest of it; the pilot keeps it to itself.
+    """
     @_builtins.property
     def server_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -363,10 +383,12 @@ class Welcome(_message.Message):
         session_id: _builtins.str = ...,
         heartbeat_interval_seconds: _builtins.int = ...,
         server_time: _timestamp_pb2.Timestamp | None = ...,
+        pilot_id: _builtins.str = ...,
+        resume_secret: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["server_time", b"server_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "server_time", b"server_time", "session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_seconds", b"heartbeat_interval_seconds", "pilot_id", b"pilot_id", "resume_secret", b"resume_secret", "server_time", b"server_time", "session_id", b"session_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -423,7 +445,8 @@ class UpdateAck(_message.Message):
     @_builtins.property
     def status(self) -> _status_pb2.Status:
         """OK, or why the update was refused (FAILED_PRECONDITION for a stale
-        attempt or a forbidden transition).
+        attempt or a forbidden transition, PERMISSION_DENIED for a job not sent to
+        this pilot or of a queue its token does not name).
         """
 
     def __init__(
