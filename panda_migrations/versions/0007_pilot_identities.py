@@ -1,7 +1,7 @@
 """pilot identities
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-14 10:00:00
 
 The pilot identities the server issues (a pilot resumes its own after a reconnect with the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
