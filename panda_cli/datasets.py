@@ -9,7 +9,6 @@ import shutil
 import uuid
 import zlib
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from panda.jedi.v1 import dataset_pb2, dataset_service_pb2
 from panda.server.v1 import queue_service_pb2
@@ -19,10 +18,11 @@ from .clients import jedi_client, server_client
 from .errors import CliError
 from .output import format_bytes, format_time, list_footer, or_dash, render_table
 from .specs import quote_filter_string
+from .storage import element_directory, storage_element
 
 __all__ = [
     "adler32_file", "cmd_dataset_list", "cmd_dataset_register", "cmd_dataset_show", "file_state_name", "kind_name",
-    "queue_storage_element", "se_directory",
+    "queue_storage_element",
 ]
 
 
@@ -40,24 +40,18 @@ def adler32_file(path: Path) -> tuple[int, str]:
     return size, f"{value & 0xFFFFFFFF:08x}"
 
 
-def se_directory(url: str) -> Path:
-    parts = urlsplit(url)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise CliError(f"storage element {url}: only file:// storage elements can be written by this command", 2)
-    return Path(unquote(parts.path))
-
-
 def queue_storage_element(args: argparse.Namespace, queue: str) -> str:
+    """The id of the queue's storage element."""
     with server_client(args.server) as client:
         found = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue)).queue
     if not found.storage_element:
-        raise CliError(f"queue {queue} has no storage element; give --se URL", 2)
+        raise CliError(f"queue {queue} has no storage element; give --se NAME", 2)
     return found.storage_element
 
 
 def cmd_dataset_register(args: argparse.Namespace) -> int:
-    se_url = args.se or queue_storage_element(args, args.queue)
-    directory = se_directory(se_url)
+    element_id = args.se or queue_storage_element(args, args.queue)
+    directory = element_directory(storage_element(args.server, element_id))
     sources = [Path(f) for f in args.files]
     for source in sources:
         if not source.is_file():
@@ -79,7 +73,7 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
             shutil.copyfile(source, part)
             os.replace(part, target)
         files.append(dataset_pb2.DatasetFile(lfn=lfn, size_bytes=size, adler32=checksum, events=args.events,
-                                             storage_elements=[se_url]))
+                                             storage_elements=[element_id]))
     request = dataset_service_pb2.RegisterDatasetRequest(
         dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or ""), files=files,
         request_id=str(uuid.uuid4()))
@@ -89,7 +83,7 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
         output.print_json(dataset)
     else:
         print(f"dataset {dataset.dataset_id}: {dataset.file_count} file(s), {format_bytes(dataset.total_bytes)}, "
-              f"{dataset.total_events} event(s), on {se_url}")
+              f"{dataset.total_events} event(s), on {element_id}")
     return 0
 
 

@@ -291,10 +291,12 @@ class JobRunner:
 
 
 def _open(file: job_pb2.JobFile, failure: ErrorCode) -> StorageElement:
+    """The file's storage element, through the URL the server gave for it: the job names an
+    element only by its configured id, never where it is."""
     try:
-        return open_storage_element(file.storage_element)
+        return open_storage_element(file.storage_url)
     except ValueError as exc:
-        raise StorageError(failure, f"file {file.lfn}: {exc}") from exc
+        raise StorageError(failure, f"file {file.lfn} (storage element {file.storage_element or '-'}): {exc}") from exc
 
 
 def _write_log_tarball(workdir: Path, dest: Path) -> None:

@@ -20,7 +20,7 @@ from pilot_agent.error_codes import ErrorCode
 
 __all__ = [
     "CHUNK_BYTES", "PosixStorageElement", "StorageElement", "StorageError", "adler32_file", "check_lfn",
-    "format_adler32", "normalize_adler32", "open_storage_element", "register_scheme", "registered_schemes",
+    "format_adler32", "inside", "normalize_adler32", "open_storage_element", "register_scheme", "registered_schemes",
 ]
 
 CHUNK_BYTES = 1024 * 1024
@@ -95,11 +95,16 @@ def _fsync_dir(path: Path) -> None:
 
 
 def check_lfn(lfn: str, failure: ErrorCode) -> PurePosixPath:
-    """An LFN as a relative path that cannot leave the directory it is joined to."""
-    path = PurePosixPath(lfn)
-    if not lfn or "\0" in lfn or path.is_absolute() or ".." in path.parts or lfn.endswith("/"):
-        raise StorageError(failure, f"invalid LFN {lfn!r}: must be a relative file name without '..'")
-    return path
+    """An LFN as one file name, which cannot leave the directory it is joined to: not empty, not
+    '.' or '..', without '/' or NUL."""
+    if lfn in ("", ".", "..") or "/" in lfn or "\0" in lfn:
+        raise StorageError(failure, f"invalid LFN {lfn!r}: must be a file name (not '.' or '..', no '/' or NUL)")
+    return PurePosixPath(lfn)
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path` is `root` or below it (both resolved)."""
+    return path == root or root in path.parents
 
 
 class StorageElement(ABC):
@@ -145,7 +150,9 @@ def open_storage_element(url: str) -> StorageElement:
 
 
 class PosixStorageElement(StorageElement):
-    """A directory on a shared or local file system: `file:///abs/path`, files at `<path>/<lfn>`."""
+    """A directory on a shared or local file system: `file:///abs/path`, files at `<path>/<lfn>`.
+    Every path is resolved (symbolic links followed) before it is used, and one that does not
+    resolve inside the element's own resolved directory is refused."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -158,7 +165,15 @@ class PosixStorageElement(StorageElement):
         self.root = Path(root)
 
     def path_of(self, lfn: str, failure: ErrorCode) -> Path:
-        return self.root / check_lfn(lfn, failure)
+        """Where `lfn` is, resolved; StorageError(failure) when that is outside the element."""
+        name = check_lfn(lfn, failure)
+        root = Path(os.path.realpath(self.root))
+        path = Path(os.path.realpath(root / name))
+        if path == root or not inside(root, path):
+            raise StorageError(
+                failure, f"{lfn} resolves to {path}, outside storage element {self.url} ({root}): refused"
+            )
+        return path
 
     def stage_in(self, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = "") -> None:
         source = self.path_of(lfn, error_codes.STAGEINFAILED)

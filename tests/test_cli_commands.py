@@ -181,6 +181,11 @@ def watched_states(lines: list[str]) -> list[tuple[str, str]]:
 def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     empty = panda("queue", "list")
     assert (empty.code, empty.out) == (0, "no queues (add one with: panda queue add NAME)\n")
+    # A queue names a configured storage element, never a URL.
+    assert panda("se", "add", "b", "file:///se/b").out == "created storage element b (file:///se/b)\n"
+    by_url = panda("queue", "add", "c-queue", "--storage-element", "file:///se/b")
+    assert (by_url.code, by_url.out) == (1, "")
+    assert "INVALID_ARGUMENT" in by_url.err and "not by a URL" in by_url.err
 
     added = panda(
         "queue",
@@ -193,7 +198,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
         "--walltime",
         "2h",
         "--storage-element",
-        "file:///se/b",
+        "b",
         "--status",
         "test",
         "--description",
@@ -211,7 +216,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     assert rows[0] == ["ID", "STATUS", "CORES", "MEMORY", "WALLTIME", "SE", "JOBS", "PILOTS"]
     assert rows[1:] == [
         ["a-queue", "online", "-", "-", "-", "-", "-", "0"],
-        ["b-queue", "test", "8", "16000 MB", "2h", "file:///se/b", "-", "0"],
+        ["b-queue", "test", "8", "16000 MB", "2h", "b", "-", "0"],
     ]
 
     shown = panda("queue", "show", "b-queue")
@@ -228,7 +233,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
             "max walltime",
             "max disk",
         )
-    ] == ["b-queue", "test", "big jobs", "file:///se/b", "8", "16000 MB", "2h", "no limit"]
+    ] == ["b-queue", "test", "big jobs", "b", "8", "16000 MB", "2h", "no limit"]
     as_json = panda("queue", "show", "a-queue", "--json")
     assert as_json.code == 0
     data = json.loads(as_json.out)
@@ -295,7 +300,7 @@ def test_submit_watch_and_show_a_job_with_an_output_file(  # type: ignore[no-unt
     files = table(section(shown.out, "files"))
     assert files == [
         ["KIND", "LFN", "SIZE", "ADLER32", "STATUS", "SE"],
-        ["output", "hello.txt", f"{stored.stat().st_size} B", adler32_of(stored), "ready", f"file://{storage_dir}"],
+        ["output", "hello.txt", f"{stored.stat().st_size} B", adler32_of(stored), "ready", "local"],
     ]
     history = table(section(shown.out, "history"))
     assert history[0] == ["TIME", "STATE", "ATTEMPT", "REASON"]

@@ -84,7 +84,7 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     files = sorted(str(p) for p in inputs.iterdir())
     code, out, err = panda("dataset", "register", "user.me.demo", *files, "--events", "100", "--jedi", jedi.address)
     assert code == 0, err
-    assert out.strip() == f"dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), on file://{storage_dir}"
+    assert out.strip() == "dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), on local"
     copied = storage_dir / "events.01.txt"
     assert copied.read_bytes() == (inputs / "events.01.txt").read_bytes()
 

@@ -82,7 +82,7 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
     for i in range(7):
         data = f"chunk {i}\n".encode()
         (storage_dir / f"lost.{i}").write_bytes(data)
-        specs.append(FileSpec(f"lost.{i}", len(data), adler32_of(data), 1, [f"file://{storage_dir}"]))
+        specs.append(FileSpec(f"lost.{i}", len(data), adler32_of(data), 1, ["local"]))
     datasets.register("lost.in", "alice", specs)
     params = task_params("lost", ["lost.in"], "lost.out", "cat ${IN} > ${OUT}", scout_jobs=0)
     settings = JediSettings(server_address=server.address)

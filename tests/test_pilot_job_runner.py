@@ -92,10 +92,11 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
                 kind=JobFile.KIND_INPUT,
                 size_bytes=len(data),
                 adler32=f"{zlib.adler32(data):08x}",
-                storage_element=url,
+                storage_element="se",
+                storage_url=url,
             ),
-            JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=url),
-            JobFile(lfn="job.log.tgz", kind=JobFile.KIND_LOG, storage_element=url),
+            JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=url),
+            JobFile(lfn="job.log.tgz", kind=JobFile.KIND_LOG, storage_element="se", storage_url=url),
         ],
     )
     sent = Recorder()
@@ -108,7 +109,7 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
     assert all(u.attempt == 2 for u in sent.updates)
     expected = data.upper() + b"hi"
     out, log_file = final.output_files
-    assert (out.lfn, out.kind, out.storage_element) == ("out.dat", JobFile.KIND_OUTPUT, url)
+    assert (out.lfn, out.kind, out.storage_element) == ("out.dat", JobFile.KIND_OUTPUT, "se")
     assert out.size_bytes == len(expected)
     assert out.adler32 == f"{zlib.adler32(expected):08x}"
     assert (se / "out.dat").read_bytes() == expected
@@ -123,7 +124,7 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
 def test_missing_input_fails_before_the_payload(tmp_path: Path, se: Path) -> None:
     job = make_job(
         python("open('ran', 'w')"),
-        [JobFile(lfn="absent.dat", kind=JobFile.KIND_INPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="absent.dat", kind=JobFile.KIND_INPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     sent = Recorder()
     final = run(JobRunner(job, options(tmp_path), sent))
@@ -145,7 +146,7 @@ def test_file_without_storage_element_is_an_error(tmp_path: Path) -> None:
 def test_missing_output_is_1165_and_nothing_is_registered(tmp_path: Path, se: Path) -> None:
     job = make_job(
         python("print('forgot to write it')"),
-        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     final = run(JobRunner(job, options(tmp_path), Recorder()))
     assert final is not None and final.state == Job.STATE_FAILED
@@ -163,7 +164,7 @@ def test_failed_payload_reports_and_skips_stage_out(tmp_path: Path, se: Path) ->
             sys.exit("fatal: bad configuration")
             """
         ),
-        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     final = run(JobRunner(job, options(tmp_path), Recorder()))
     assert final is not None and final.state == Job.STATE_FAILED
@@ -246,3 +247,13 @@ def test_pilot_lifetime_caps_the_payload(tmp_path: Path) -> None:
     assert final is not None and final.state == Job.STATE_FAILED
     assert final.error_code == error_codes.REACHEDMAXTIME.code
     assert "lifetime" in final.error_diag
+
+
+def test_a_storage_element_named_by_the_job_is_not_where_the_pilot_goes(tmp_path: Path) -> None:
+    # Only the server's URL counts: a job that names a directory as its element stages nothing.
+    job = make_job(python("pass"), [JobFile(lfn="passwd", kind=JobFile.KIND_INPUT, storage_element="file:///etc")])
+    final = run(JobRunner(job, options(tmp_path), Recorder()))
+    assert final is not None and final.state == Job.STATE_FAILED
+    assert final.error_code == error_codes.STAGEINFAILED.code
+    assert "no storage element" in final.error_diag
+    assert not (tmp_path / "work" / "job_77_2" / "passwd").exists()

@@ -115,3 +115,56 @@ def test_unknown_scheme_and_empty_url_are_refused() -> None:
         open_storage_element("")
     with pytest.raises(ValueError, match="absolute"):
         PosixStorageElement("file:relative/dir")
+
+
+@pytest.mark.parametrize("lfn", ["", ".", "..", "a/b", "../x", "/etc/passwd", "x\0y"])
+def test_an_lfn_is_one_plain_file_name(se: PosixStorageElement, tmp_path: Path, lfn: str) -> None:
+    src = tmp_path / "f"
+    src.write_text("x")
+    with pytest.raises(StorageError) as out:
+        se.stage_out(src, lfn)
+    assert out.value.error_code == error_codes.STAGEOUTFAILED.code and "invalid LFN" in out.value.diag
+    with pytest.raises(StorageError) as into:
+        se.stage_in(lfn, tmp_path / "in")
+    assert into.value.error_code == error_codes.STAGEINFAILED.code and "invalid LFN" in into.value.diag
+
+
+def test_nothing_is_staged_through_a_link_that_leaves_the_element(se: PosixStorageElement, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim.txt"
+    victim.write_text("precious")
+    (se.root / "passwd").symlink_to("/etc/passwd")
+    (se.root / "victim.txt").symlink_to(victim)
+    (se.root / "dir-out").symlink_to(outside)
+    with pytest.raises(StorageError) as read:
+        se.stage_in("passwd", tmp_path / "stolen")
+    assert read.value.error_code == error_codes.STAGEINFAILED.code
+    assert "resolves to /etc/passwd, outside storage element" in read.value.diag
+    assert not (tmp_path / "stolen").exists()
+    src = tmp_path / "payload-output"
+    src.write_text("owned")
+    with pytest.raises(StorageError) as written:
+        se.stage_out(src, "victim.txt")
+    assert written.value.error_code == error_codes.STAGEOUTFAILED.code
+    assert "outside storage element" in written.value.diag
+    assert victim.read_text() == "precious"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
+
+
+def test_a_link_that_stays_inside_the_element_is_followed(se: PosixStorageElement, tmp_path: Path) -> None:
+    (se.root / "real.dat").write_text("data")
+    (se.root / "alias.dat").symlink_to(se.root / "real.dat")
+    se.stage_in("alias.dat", tmp_path / "alias.dat")
+    assert (tmp_path / "alias.dat").read_text() == "data"
+
+
+def test_an_element_reached_through_a_link_is_still_confined(tmp_path: Path) -> None:
+    real = tmp_path / "real-se"
+    real.mkdir()
+    (tmp_path / "se-link").symlink_to(real)
+    element = open_storage_element(f"file://{tmp_path / 'se-link'}")
+    src = tmp_path / "out"
+    src.write_text("x")
+    assert element.stage_out(src, "out.dat")[0] == 1
+    assert (real / "out.dat").read_text() == "x"

@@ -20,8 +20,10 @@ from panda.server.v1 import (
     job_service_pb2,
     queue_pb2,
     queue_service_pb2,
+    storage_service_pb2,
 )
 from panda_runtime.client import AsyncServerClient, ConnectConfig, ServerClient
+from panda_runtime.service.errors import Unavailable
 
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
                "log": job_pb2.JobFile.KIND_LOG}
@@ -150,6 +152,7 @@ class ServerCalls:
         self._client = AsyncServerClient(config)
         self.jobs = self._client.jobs
         self.queues = self._client.queues
+        self.storage = self._client.storage
 
     async def close(self) -> None:
         await self._client.close()
@@ -169,6 +172,25 @@ class ServerCalls:
                     running=sum(counts.get(s, 0) for s in RUNNING_STATES),
                     queued=sum(counts.get(s, 0) for s in QUEUED_STATES),
                 ))
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def storage_element_ids(self) -> list[str]:
+        """The ids of the storage elements configured at the server; UNAVAILABLE when it does
+        not answer."""
+        found: list[str] = []
+        token = ""
+        while True:
+            try:
+                response = await self.storage.ListStorageElements(
+                    storage_service_pb2.ListStorageElementsRequest(page_size=1000, page_token=token),
+                    timeout=self.deadline)
+            except grpc.aio.AioRpcError as error:
+                raise Unavailable(
+                    f"cannot ask the server which storage elements it has ({error.code().name}); try again"
+                ) from error
+            found += [e.storage_element_id for e in response.storage_elements]
             token = response.next_page_token
             if not token:
                 return found

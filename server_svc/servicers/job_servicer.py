@@ -14,6 +14,7 @@ from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 from server_svc.domain.job_specs import validate_job
+from server_svc.domain.storage import check_file_storage_ids
 from server_svc.logic.jobs import JobOperations
 from server_svc.servicers.convert import (
     action_result_to_proto,
@@ -53,6 +54,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         specs = [job_from_proto(job, self._settings) for job in request.jobs]
         for index, spec in enumerate(specs):
             validate_job(spec, f"jobs[{index}]")
+        check_file_storage_ids(specs)
         owner, vo = current_principal().submitting_as(request.owner, request.vo)
         records = await self._jobs.submit(specs, owner=owner, vo=vo, request_id=request.request_id)
         return job_service_pb2.SubmitJobsResponse(jobs=[job_to_proto(r) for r in records])

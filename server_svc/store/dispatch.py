@@ -74,8 +74,10 @@ def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
         f" INSERT INTO job_events ({', '.join(EVENT_COLUMNS)})"
         " SELECT job_id, attempt, 'sent', 'activated', state_time, 0, 'sent to pilot ' || pilot_id, queue, task_id"
         " FROM claimed ORDER BY priority DESC, job_id"
-        ") SELECT claimed.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]')"
-        " FROM job_files f WHERE f.job_id = claimed.job_id) AS claimed_files FROM claimed"
+        ") SELECT claimed.*, (SELECT coalesce(json_agg(f ORDER BY f.file_id), '[]') FROM"
+        " (SELECT job_files.*, coalesce(s.url, '') AS storage_url FROM job_files LEFT JOIN storage_elements s"
+        " ON s.storage_element_id = job_files.storage_element WHERE job_files.job_id = claimed.job_id) f)"
+        " AS claimed_files FROM claimed"
     )
 
 

@@ -12,10 +12,12 @@ from panda_runtime.service.db import now as utc_now
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.jobs import JobFile, JobRecord
 from server_svc.domain.queues import check_queue_limits
+from server_svc.domain.storage import check_file_storage
 from server_svc.domain.submission import new_files, new_job, submitted_event
 from server_svc.store.events import append_events
 from server_svc.store.job_rows import read_records
 from server_svc.store.queue_store import queue_from_row
+from server_svc.store.storage_store import read_elements
 from server_svc.store.tables import job_files, jobs, queues
 
 __all__ = ["SubmissionStore"]
@@ -39,7 +41,11 @@ class SubmissionStore(Store):
                 ).scalars().all()
                 if earlier:
                     return read_records(conn, list(earlier))
-            storage_elements = self._check_queues(conn, specs)
+            queue_elements = self._check_queues(conn, specs)
+            elements = read_elements(conn, [*queue_elements.values(), *(f.storage_element for s in specs
+                                                                         for f in s.files)])
+            check_file_storage(specs, queue_elements, elements, vo)
+            urls = {element_id: element.url for element_id, element in elements.items()}
             records = [new_job(spec, owner=owner, vo=vo, request_id=request_id, now=now) for spec in specs]
             if self._sqlite:
                 rows = [dict(zip(_NEW_COLUMNS, _new_values(record), strict=True)) for record in records]
@@ -58,7 +64,7 @@ class SubmissionStore(Store):
             files: list[JobFile] = []
             for job_id, record, spec in zip(job_ids, records, specs, strict=True):
                 record.job_id = job_id
-                record.files = new_files(job_id, spec, storage_elements[spec.queue])
+                record.files = new_files(job_id, spec, queue_elements[spec.queue], urls)
                 files += record.files
             insert_rows(conn, job_files, files, _FILE_COLUMNS)
             append_events(conn, [submitted_event(record) for record in records])
@@ -67,8 +73,8 @@ class SubmissionStore(Store):
 
     @staticmethod
     def _check_queues(conn: Connection, specs: list[JobSpec]) -> dict[str, str]:
-        """Queue id -> storage element, for every queue the specs name, once they passed the
-        queues' limits (`check_queue_limits`)."""
+        """Queue id -> its storage element's id, for every queue the specs name, once they passed
+        the queues' limits (`check_queue_limits`)."""
         names = {s.queue for s in specs}
         found = {r.queue_id: queue_from_row(r._mapping) for r in conn.execute(select(queues).where(
             queues.c.queue_id.in_(names)))}

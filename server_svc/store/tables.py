@@ -19,9 +19,23 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
-__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "queues"]
+__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "queues", "storage_elements"]
 
 metadata = new_metadata()
+
+# The configured storage elements: queues and job files name one by its id.
+storage_elements = Table(
+    "storage_elements",
+    metadata,
+    Column("storage_element_id", String(64), primary_key=True),
+    Column("url", String(1024), nullable=False),
+    # Queues and VOs allowed to use it (JSON lists); empty: all.
+    Column("queues", JSON, nullable=False),
+    Column("vos", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+)
 
 queues = Table(
     "queues",
@@ -32,6 +46,7 @@ queues = Table(
     Column("max_memory_mb", BigInteger, nullable=False, default=0),
     Column("max_walltime_seconds", BigInteger, nullable=False, default=0),
     Column("max_disk_mb", BigInteger, nullable=False, default=0),
+    # The id of its storage element ("" for none).
     Column("storage_element", String(1024), nullable=False, default=""),
     Column("description", Text, nullable=False, default=""),
     Column("create_time", Time, nullable=False),

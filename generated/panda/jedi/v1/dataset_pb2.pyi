@@ -125,7 +125,9 @@ class DatasetFile(_message.Message):
     """For an output file: the server job that produced it."""
     @_builtins.property
     def storage_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Storage elements holding a replica, e.g. "file:///data/se/local"."""
+        """Ids of the configured storage elements (the server's StorageService) holding a replica,
+        e.g. "local"; registration refuses one the server does not know.
+        """
 
     @_builtins.property
     def task_state(self) -> Global___TaskFileState:

@@ -37,7 +37,7 @@ class RegisterDatasetRequest(_message.Message):
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[_dataset_pb2.DatasetFile]:
         """At least one file; names unique within the dataset; each with a size, an adler32
-        and at least one storage element.
+        and at least one configured storage element (by id).
         """
 
     def __init__(
