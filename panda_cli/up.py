@@ -225,7 +225,7 @@ class ChildDied(Exception):
 
 def demo_jobs(client: ServerClient) -> list[tuple[int, str]]:
     """Two sample jobs: one producing an output file, one that runs for a while."""
-    # LFNs are unique system-wide: a data dir that already ran jobs gets a fresh output name.
+    # An output name is given once in its scope: a data dir that already ran jobs gets a fresh one.
     existing = client.jobs.ListJobs(
         job_service_pb2.ListJobsRequest(page_size=1, filter=f'queue = "{LOCAL_QUEUE}"')
     ).total_size

@@ -11,10 +11,10 @@ import signal
 from dataclasses import dataclass
 
 __all__ = [
-    "ALL", "GENERALERROR", "GETADMISMATCH", "KILLSIGNAL", "LOOPINGJOB", "MISSINGINPUTFILE", "MISSINGOUTPUTFILE",
-    "MKDIR", "PANDAKILL", "PAYLOADEXCEEDMAXMEM", "PAYLOADEXECUTIONFAILURE", "PAYLOADOUTOFMEMORY", "PUTADMISMATCH",
-    "REACHEDMAXTIME", "SIGBUS", "SIGINT", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGUSR1", "SIGXCPU", "STAGEINFAILED",
-    "STAGEOUTFAILED", "UNKNOWNEXCEPTION", "ErrorCode", "by_code", "markdown_table", "signal_error",
+    "ALL", "FILEEXISTS", "GENERALERROR", "GETADMISMATCH", "KILLSIGNAL", "LOOPINGJOB", "MISSINGINPUTFILE",
+    "MISSINGOUTPUTFILE", "MKDIR", "PANDAKILL", "PAYLOADEXCEEDMAXMEM", "PAYLOADEXECUTIONFAILURE", "PAYLOADOUTOFMEMORY",
+    "PUTADMISMATCH", "REACHEDMAXTIME", "SIGBUS", "SIGINT", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGUSR1", "SIGXCPU",
+    "STAGEINFAILED", "STAGEOUTFAILED", "UNKNOWNEXCEPTION", "ErrorCode", "by_code", "markdown_table", "signal_error",
 ]
 
 
@@ -110,6 +110,13 @@ REACHEDMAXTIME = ErrorCode(
     "REACHEDMAXTIME",
     "Reached batch system time limit",
     "The payload ran longer than the job's walltime (or than the pilot's remaining lifetime).",
+)
+FILEEXISTS = ErrorCode(
+    1221,
+    "FILEEXISTS",
+    "File already exists",
+    "An output's name (scope:lfn) already holds a file on its storage element that this job did not write; "
+    "a file is never overwritten.",
 )
 PAYLOADEXCEEDMAXMEM = ErrorCode(
     1235,

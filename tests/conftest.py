@@ -91,6 +91,22 @@ def storage_stub(channel: grpc.Channel) -> storage_service_pb2_grpc.StorageServi
 
 
 @pytest.fixture
+def as_user(
+    server: ServerHandle, identity: IdentityHandle
+) -> Iterator[Callable[[str], job_service_pb2_grpc.JobServiceStub]]:
+    """JobService stubs calling as a test user (alice, bob, prod...), by name."""
+    channels: list[grpc.Channel] = []
+
+    def stub(user: str) -> job_service_pb2_grpc.JobServiceStub:
+        channels.append(token_channel(server.address, identity, user))
+        return job_service_pb2_grpc.JobServiceStub(channels[-1])
+
+    yield stub
+    for channel in channels:
+        channel.close()
+
+
+@pytest.fixture
 def storage_dir(tmp_path: Path) -> Path:
     path = tmp_path / "se" / "local"
     path.mkdir(parents=True)

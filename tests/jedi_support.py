@@ -80,20 +80,21 @@ def make_queue(queues_stub: QueueStubs, name: str, se_dir: Path | None, *,
 def register_dataset(
     datasets_stub: dataset_service_pb2_grpc.DatasetServiceStub, name: str, se_dir: Path, count: int,
     content: Callable[[int], bytes] = lambda i: f"event data of file {i}\n".encode() * 20, events: int = 10,
-    prefix: str = "",
+    prefix: str = "", scope: str = "user.admin",
 ) -> list[str]:
-    """Write `count` files into the directory of the storage element named after it, and
-    register them."""
+    """Write `count` files into `scope`'s directory of the storage element named after `se_dir`,
+    and register them there (`scope` must be the caller's: by default the test admin's)."""
     prefix = prefix or f"{name}."
+    (se_dir / scope).mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
         data = content(i)
         lfn = f"{prefix}{i:04d}.dat"
-        (se_dir / lfn).write_bytes(data)
+        (se_dir / scope / lfn).write_bytes(data)
         files.append(dataset_pb2.DatasetFile(lfn=lfn, size_bytes=len(data), adler32=adler32_of(data), events=events,
                                              storage_elements=[se_dir.name]))
     datasets_stub.RegisterDataset(dataset_service_pb2.RegisterDatasetRequest(
-        dataset=dataset_pb2.Dataset(dataset_id=name), files=files), timeout=30)
+        dataset=dataset_pb2.Dataset(dataset_id=name, scope=scope), files=files), timeout=30)
     return [f.lfn for f in files]
 
 

@@ -124,7 +124,7 @@ def test_datasets_register_get_list_and_files(datasets_stub, local_queue, storag
     got = datasets_stub.GetDataset(dataset_service_pb2.GetDatasetRequest(dataset_id="user.alice.raw"),
                                    timeout=10).dataset
     assert (got.kind, got.file_count, got.total_events) == (dataset_pb2.Dataset.KIND_INPUT, 5, 35)
-    assert got.total_bytes == sum((storage_dir / lfn).stat().st_size for lfn in lfns)
+    assert got.total_bytes == sum((storage_dir / "user.admin" / lfn).stat().st_size for lfn in lfns)
     files = dataset_files(datasets_stub, "user.alice.raw")
     assert [f.lfn for f in files] == lfns and not files[0].HasField("task_state")
     page = datasets_stub.ListDatasetFiles(dataset_service_pb2.ListDatasetFilesRequest(

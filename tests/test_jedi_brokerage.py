@@ -91,7 +91,8 @@ def test_split_by_events_cuts_files_and_passes_the_ranges(  # type: ignore[no-un
     start_pilot()
     task = wait_task(tasks_stub, task.task_id)
     assert task.state == T.STATE_DONE, history_text(task)
-    outputs = sorted((storage_dir / f"evsplit.out._{i:06d}.out").read_text().strip() for i in range(1, 6))
+    outputs = sorted((storage_dir / "user.alice" / f"evsplit.out._{i:06d}.out").read_text().strip()
+                     for i in range(1, 6))
     assert outputs == sorted([
         "evts.0000.dat 0 100", "evts.0000.dat,evts.0001.dat 100 100", "evts.0001.dat 50 100",
         "evts.0002.dat 0 100", "evts.0002.dat 100 50",

@@ -8,8 +8,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from panda.jedi.v1 import dataset_pb2, dataset_service_pb2
+from panda.jedi.v1 import dataset_pb2, dataset_service_pb2, dataset_service_pb2_grpc
 from tests.jedi_support import adler32_of, register_dataset
+from tests.server_support import token_channel
 from tests.test_storage_isolation import fields_of
 
 pytest_plugins = ["tests.jedi_fixtures"]
@@ -36,3 +37,31 @@ def test_a_dataset_on_an_unknown_storage_element_is_refused(  # type: ignore[no-
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     # On a configured element it is taken.
     assert register_dataset(datasets_stub, "user.admin.here", storage_dir, 2)
+
+
+def test_datasets_are_registered_in_scopes_their_owner_may_write(  # type: ignore[no-untyped-def]
+    jedi, server, identity, local_queue, storage_dir: Path
+) -> None:
+    file = dataset_pb2.DatasetFile(lfn="a.dat", size_bytes=1, adler32=adler32_of(b"a"), storage_elements=["local"])
+    with token_channel(jedi.address, identity, "alice") as channel:
+        alice = dataset_service_pb2_grpc.DatasetServiceStub(channel)
+
+        def register(name: str, scope: str, *files: dataset_pb2.DatasetFile) -> dataset_pb2.Dataset:
+            return alice.RegisterDataset(dataset_service_pb2.RegisterDatasetRequest(
+                dataset=dataset_pb2.Dataset(dataset_id=name, scope=scope), files=list(files)), timeout=30).dataset
+
+        mine = register("user.alice.mine", "", file)
+        assert mine.scope == "user.alice"
+        (listed,) = alice.ListDatasetFiles(dataset_service_pb2.ListDatasetFilesRequest(
+            dataset_id="user.alice.mine"), timeout=10).files
+        assert (listed.scope, listed.lfn) == ("user.alice", "a.dat")
+        foreign = dataset_pb2.DatasetFile()
+        foreign.CopyFrom(file)
+        foreign.scope = "user.bob"
+        for name, scope, files, field in [("bobs", "user.bob", [file], "dataset.scope"),
+                                          ("vos", "panda", [file], "dataset.scope"),
+                                          ("mixed", "", [foreign], "files[0].scope")]:
+            with pytest.raises(grpc.RpcError) as raised:
+                register(name, scope, *files)
+            assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED, raised.value.details()
+            assert f"{field}: files of alice may not be written in scope" in raised.value.details()

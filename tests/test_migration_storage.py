@@ -1,5 +1,6 @@
 """Migration 0006 on SQLite and PostgreSQL: the URLs queues held become configured storage
-elements, queues and job files name them, a URL a job chose itself names none; and back."""
+elements, queues and job files name them, a URL a job chose itself names none; every file gets
+its owner's scope; and back."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ _jobs = sa.table("jobs", *(sa.column(c) for c in (
     "update_time", "state_time")))
 _files = sa.table("job_files", *(sa.column(c) for c in (
     "file_id", "job_id", "lfn", "kind", "status", "size_bytes", "adler32", "storage_element", "attempt")))
+_datasets = sa.table("jedi_datasets", *(sa.column(c) for c in (
+    "dataset_id", "name", "kind", "owner", "task_id", "create_time", "update_time")))
+_dataset_files = sa.table("jedi_files", *(sa.column(c) for c in (
+    "file_id", "dataset_id", "lfn", "size_bytes", "adler32", "events", "storage_elements", "job_id", "create_time")))
 
 
 def _queue(queue_id: str, url: str) -> dict[str, Any]:
@@ -44,6 +49,10 @@ def _file(file_id: int, job_id: int, url: str) -> dict[str, Any]:
             "size_bytes": 1, "adler32": "00020002", "storage_element": url, "attempt": 1}
 
 
+def as_list(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def test_queue_urls_become_storage_elements(database_url: str) -> None:
     config = _alembic_config(database_url)
     command.downgrade(config, "0005")
@@ -55,6 +64,11 @@ def test_queue_urls_become_storage_elements(database_url: str) -> None:
             conn.execute(sa.insert(_jobs), [_job(1, "local"), _job(2, "also-b")])
             conn.execute(sa.insert(_files), [_file(1, 1, "file:///se/local"), _file(2, 2, "file:///se/b"),
                                              _file(3, 1, "file:///etc"), _file(4, 2, "")])
+            conn.execute(sa.insert(_datasets), [{"dataset_id": 1, "name": "bobs", "kind": "input", "owner": "bob",
+                                                 "task_id": 0, "create_time": AT, "update_time": AT}])
+            conn.execute(sa.insert(_dataset_files), [{"file_id": 1, "dataset_id": 1, "lfn": "b.dat", "size_bytes": 1,
+                                                      "adler32": "00620062", "events": 0, "job_id": 0,
+                                                      "storage_elements": '["file:///se/b"]', "create_time": AT}])
         command.upgrade(config, "head")
         with engine.connect() as conn:
             elements = {r.storage_element_id: (r.url, r.queues, r.vos) for r in conn.execute(
@@ -62,14 +76,19 @@ def test_queue_urls_become_storage_elements(database_url: str) -> None:
             queues = dict(conn.execute(sa.text("SELECT queue_id, storage_element FROM queues")).all())
             files = dict(conn.execute(sa.text("SELECT file_id, storage_element FROM job_files")).all())
 
-        def as_list(value: Any) -> Any:
-            return json.loads(value) if isinstance(value, str) else value
-
         assert {k: (u, as_list(q), as_list(v)) for k, (u, q, v) in elements.items()} == {
             "local": ("file:///se/local", [], []), "also-b": ("file:///se/b", [], [])}
         assert queues == {"local": "local", "local-b": "also-b", "also-b": "also-b", "bare": ""}
         # The URL a job chose itself (file:///etc) is no storage element's.
         assert files == {1: "local", 2: "also-b", 3: "", 4: ""}
+        with engine.connect() as conn:
+            scopes = set(conn.execute(sa.text("SELECT scope FROM job_files")).scalars())
+            dataset_scopes = conn.execute(sa.text(
+                "SELECT d.scope, f.scope FROM jedi_datasets d JOIN jedi_files f ON f.dataset_id = d.dataset_id")).all()
+        assert scopes == {"user.alice"} and [tuple(r) for r in dataset_scopes] == [("user.bob", "user.bob")]
+        with engine.connect() as conn:
+            (replicas,) = conn.execute(sa.text("SELECT storage_elements FROM jedi_files")).scalars()
+        assert as_list(replicas) == ["also-b"]
 
         command.downgrade(config, "0005")
         with engine.connect() as conn:
@@ -77,6 +96,9 @@ def test_queue_urls_become_storage_elements(database_url: str) -> None:
             files = dict(conn.execute(sa.text("SELECT file_id, storage_element FROM job_files")).all())
         assert queues == {"local": "file:///se/local", "local-b": "file:///se/b", "also-b": "file:///se/b", "bare": ""}
         assert files == {1: "file:///se/local", 2: "file:///se/b", 3: "", 4: ""}
+        with engine.connect() as conn:
+            (replicas,) = conn.execute(sa.text("SELECT storage_elements FROM jedi_files")).scalars()
+        assert as_list(replicas) == ["file:///se/b"]
         command.upgrade(config, "head")
     finally:
         engine.dispose()

@@ -37,10 +37,14 @@ class Recorder:
         return [u.state for u in self.updates]
 
 
+# Every file of these jobs is in this scope: at <se>/user.alice/<lfn>.
+SCOPE = "user.alice"
+
+
 @pytest.fixture
 def se(tmp_path: Path) -> Path:
     root = tmp_path / "se"
-    root.mkdir()
+    (root / SCOPE).mkdir(parents=True)
     return root
 
 
@@ -59,6 +63,8 @@ def python(code: str) -> list[str]:
 
 
 def make_job(command: list[str], files: list[JobFile] | None = None, **resources: int) -> Job:
+    for file in files or []:
+        file.scope = file.scope or SCOPE
     return Job(
         job_id=77,
         attempt=2,
@@ -75,7 +81,7 @@ def run(runner: JobRunner) -> dispatch_pb2.JobUpdate | None:
 
 def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> None:
     data = b"input payload data\n" * 1000
-    (se / "in.dat").write_bytes(data)
+    (se / SCOPE / "in.dat").write_bytes(data)
     url = f"file://{se}"
     job = make_job(
         python(
@@ -112,9 +118,9 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
     assert (out.lfn, out.kind, out.storage_element) == ("out.dat", JobFile.KIND_OUTPUT, "se")
     assert out.size_bytes == len(expected)
     assert out.adler32 == f"{zlib.adler32(expected):08x}"
-    assert (se / "out.dat").read_bytes() == expected
+    assert (se / SCOPE / "out.dat").read_bytes() == expected
     assert log_file.kind == JobFile.KIND_LOG
-    with tarfile.open(se / "job.log.tgz") as tar:
+    with tarfile.open(se / SCOPE / "job.log.tgz") as tar:
         assert sorted(tar.getnames()) == ["job_77_2/payload.stderr", "job_77_2/payload.stdout"]
     workdir = tmp_path / "work" / "job_77_2"
     assert (workdir / "payload.stdout").read_text() == f"converted {len(data)} bytes\n"
@@ -171,7 +177,7 @@ def test_failed_payload_reports_and_skips_stage_out(tmp_path: Path, se: Path) ->
     assert final.error_code == error_codes.PAYLOADEXECUTIONFAILURE.code
     assert final.exit_code == 1
     assert "fatal: bad configuration" in final.log_tail
-    assert not (se / "out.dat").exists()
+    assert not (se / SCOPE / "out.dat").exists()
 
 
 def test_kill_command_cancels_with_1144(tmp_path: Path) -> None:

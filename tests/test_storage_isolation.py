@@ -152,8 +152,9 @@ def test_the_pilot_stages_nothing_through_a_link_out_of_its_element(  # type: ig
     # A link inside the element to a file outside it: read it, or overwrite it.
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
-    (storage_dir / "passwd").symlink_to("/etc/passwd")
-    (storage_dir / "victim.txt").symlink_to(victim)
+    (storage_dir / "user.admin").mkdir()
+    (storage_dir / "user.admin" / "passwd").symlink_to("/etc/passwd")
+    (storage_dir / "user.admin" / "victim.txt").symlink_to(victim)
     steal, overwrite = submit(
         jobs_stub,
         J(queue="local", command=["/bin/sh", "-c", "cat passwd > stolen.txt"], max_attempts=1,
@@ -166,7 +167,7 @@ def test_the_pilot_stages_nothing_through_a_link_out_of_its_element(  # type: ig
     assert (stolen.state, stolen.error_code) == (J.STATE_FAILED, 1099), stolen.error_diag
     assert "outside storage element" in stolen.error_diag
     assert stolen.exit_code == 0 and stolen.log_tail == "", "the payload never ran"
-    assert not (storage_dir / "stolen.txt").exists()
+    assert not (storage_dir / "user.admin" / "stolen.txt").exists()
     written = wait_for(jobs_stub, overwrite.job_id)
     assert (written.state, written.error_code) == (J.STATE_FAILED, 1137), written.error_diag
     assert "outside storage element" in written.error_diag

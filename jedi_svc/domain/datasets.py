@@ -1,4 +1,5 @@
-"""Datasets' files: one to register (and what it must be), and one as stored. No I/O."""
+"""Datasets' files: one to register (and what it must be: its scope, its replicas), and one as
+stored. No I/O."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.scopes import check_scope, check_writable
 
-__all__ = ["MAX_FILES", "STORAGE_ELEMENT_ID", "DatasetFile", "FileSpec", "check_files", "check_replicas"]
+__all__ = [
+    "MAX_FILES", "STORAGE_ELEMENT_ID", "DatasetFile", "FileSpec", "assign_scopes", "check_files", "check_replicas",
+]
 
 ADLER32 = re.compile(r"^[0-9a-f]{8}$")
 # The server's storage element ids.
@@ -27,6 +31,7 @@ class FileSpec:
     adler32: str
     events: int
     storage_elements: list[str]
+    scope: str = ""  # empty: the dataset's
 
 
 def check_files(specs: list[FileSpec]) -> list[FileSpec]:
@@ -69,6 +74,19 @@ def check_files(specs: list[FileSpec]) -> list[FileSpec]:
     return checked
 
 
+def assign_scopes(specs: list[FileSpec], dataset_scope: str, writable: frozenset[str], owner: str) -> list[FileSpec]:
+    """The files, each in a scope (empty: the dataset's), well formed (INVALID_ARGUMENT) and one
+    the owner may write (PERMISSION_DENIED): registering a file claims its name. Errors name
+    the file's field."""
+    scoped = []
+    for index, f in enumerate(specs):
+        field = f"files[{index}].scope"
+        scope = check_scope(f.scope.strip() or dataset_scope, field)
+        check_writable(scope, writable, owner, field)
+        scoped.append(replace(f, scope=scope))
+    return scoped
+
+
 def check_replicas(specs: list[FileSpec], configured: Iterable[str]) -> None:
     """Every replica is on a storage element the server has configured (`configured`: their
     ids), else INVALID_ARGUMENT naming the first file at fault."""
@@ -87,6 +105,7 @@ class DatasetFile:
 
     file_id: int
     dataset_id: int
+    scope: str
     lfn: str
     size_bytes: int
     adler32: str

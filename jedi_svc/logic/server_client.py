@@ -60,7 +60,8 @@ def job_from_spec(spec: JobSpec) -> job_pb2.Job:
                                           disk_mb=resources["disk_mb"]),
         files=[
             job_pb2.JobFile(lfn=f["lfn"], kind=_FILE_KINDS[f["kind"]], size_bytes=f.get("size_bytes", 0),
-                            adler32=f.get("adler32", ""), storage_element=f.get("storage_element", ""))
+                            adler32=f.get("adler32", ""), storage_element=f.get("storage_element", ""),
+                            scope=f.get("scope", ""))
             for f in spec["files"]
         ],
     )
@@ -71,7 +72,8 @@ def details_of(job: job_pb2.Job) -> JobDetails:
     if job.start_time.seconds and job.end_time.seconds:
         walltime = max(0.0, (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9)
     outputs = [
-        OutputFile(lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, storage_element=f.storage_element)
+        OutputFile(scope=f.scope, lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32,
+                   storage_element=f.storage_element)
         for f in job.files if f.kind == job_pb2.JobFile.KIND_OUTPUT and f.status == job_pb2.JobFile.STATUS_READY
     ]
     return JobDetails(outputs=outputs, max_rss_mb=job.max_rss_mb, walltime_seconds=walltime,

@@ -45,6 +45,7 @@ class JobFile:
     """An input, output or log file of a job."""
 
     job_id: int
+    scope: str  # with lfn, the file's identity (e.g. user.alice, or a VO's scope)
     lfn: str
     kind: str  # input | output | log
     status: str  # defined | ready | failed

@@ -104,12 +104,12 @@ def root_of(url: str) -> str:
 def check_no_overlap(element_id: str, url: str, others: Iterable[StorageElement], field: str) -> None:
     """Two elements must not share a directory, nor hold one inside the other: files reachable
     through two elements would be open to the queues and VOs of both."""
-    root = root_of(url)
+    root = root_of(url).rstrip("/") + "/"
     for other in others:
         if other.storage_element_id == element_id:
             continue
-        theirs = root_of(other.url)
-        if root == theirs or root.startswith(theirs + "/") or theirs.startswith(root + "/"):
+        theirs = root_of(other.url).rstrip("/") + "/"
+        if root.startswith(theirs) or theirs.startswith(root):
             raise InvalidArgument(
                 f"{url} overlaps storage element {other.storage_element_id} ({other.url}): elements must not "
                 "share a directory or hold one inside another",

@@ -35,7 +35,7 @@ def new_files(
     for f in spec.files:
         element = f.storage_element or queue_storage_element
         files.append(JobFile(
-            job_id=job_id, lfn=f.lfn, kind=f.kind, status="ready" if f.kind == "input" else "defined",
+            job_id=job_id, scope=f.scope, lfn=f.lfn, kind=f.kind, status="ready" if f.kind == "input" else "defined",
             size_bytes=f.size_bytes, adler32=f.adler32, storage_element=element, attempt=0,
             storage_url=(urls or {}).get(element, ""),
         ))

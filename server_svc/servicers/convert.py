@@ -68,7 +68,7 @@ def event_to_proto(event: JobEvent) -> job_pb2.JobEvent:
 
 def file_to_proto(file: JobFile) -> job_pb2.JobFile:
     return job_pb2.JobFile(
-        lfn=file.lfn, kind=_FILE_KINDS[file.kind], status=_FILE_STATUSES[file.status],
+        scope=file.scope, lfn=file.lfn, kind=_FILE_KINDS[file.kind], status=_FILE_STATUSES[file.status],
         size_bytes=file.size_bytes, adler32=file.adler32, storage_element=file.storage_element,
         attempt=file.attempt, storage_url=file.storage_url,
     )
@@ -111,7 +111,7 @@ def job_from_proto(job: job_pb2.Job, defaults: Any) -> JobSpec:
         files=[
             FileSpec(
                 lfn=f.lfn, kind=_FILE_KIND_NAMES.get(f.kind, "unspecified"), size_bytes=f.size_bytes,
-                adler32=f.adler32, storage_element=f.storage_element,
+                adler32=f.adler32, storage_element=f.storage_element, scope=f.scope,
             )
             for f in job.files
         ],

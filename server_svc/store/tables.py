@@ -106,6 +106,8 @@ job_files = Table(
     metadata,
     Column("file_id", Id, primary_key=True, autoincrement=True),
     Column("job_id", Id, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    # With lfn, the file's identity: an output name is taken once per scope.
+    Column("scope", String(128), nullable=False, default="", server_default=""),
     Column("lfn", String(1024), nullable=False),
     Column("kind", String(8), nullable=False),
     Column("status", String(16), nullable=False),
@@ -114,7 +116,7 @@ job_files = Table(
     Column("storage_element", String(1024), nullable=False, default=""),
     Column("attempt", Integer, nullable=False, default=0),
     Index("ix_job_files_job_id", "job_id"),
-    Index("ix_job_files_lfn", "lfn"),
+    Index("ix_job_files_scope_lfn", "scope", "lfn"),
 )
 
 # Every state change, in order: the jobs' history and the WatchJobs log (its id is the cursor).
