@@ -36,13 +36,15 @@ STAGEINFAILED = ErrorCode(
     1099,
     "STAGEINFAILED",
     "Failed to stage-in file",
-    "An input could not be copied in: no or unknown storage element, bad LFN, I/O error, size mismatch.",
+    "An input could not be copied in: no or unknown storage element, bad scope or LFN, a path that resolves outside "
+    "its storage element, I/O error, size mismatch.",
 )
 STAGEOUTFAILED = ErrorCode(
     1137,
     "STAGEOUTFAILED",
     "Failed to stage-out file",
-    "An output could not be copied out: no or unknown storage element, bad LFN, I/O error, size mismatch.",
+    "An output could not be copied out: no or unknown storage element, bad scope or LFN, a path that resolves "
+    "outside its storage element, I/O error, size mismatch.",
 )
 PANDAKILL = ErrorCode(
     1144,
