@@ -141,6 +141,9 @@ def main() -> int:
         queue_pb2,
         queue_service_pb2,
         queue_service_pb2_grpc,
+        storage_element_pb2,
+        storage_service_pb2,
+        storage_service_pb2_grpc,
     )
     from panda_cli.launcher import spawn, wait_healthy
     from panda_runtime.client.channels import sync_channel
@@ -171,7 +174,10 @@ def main() -> int:
         queues = queue_service_pb2_grpc.QueueServiceStub(server_channel)
         tasks = task_service_pb2_grpc.TaskServiceStub(jedi_channel)
         datasets = dataset_service_pb2_grpc.DatasetServiceStub(jedi_channel)
-        se = f"file://{data_dir / 'se'}"
+        se = "bench"
+        storage_service_pb2_grpc.StorageServiceStub(server_channel).CreateStorageElement(
+            storage_service_pb2.CreateStorageElementRequest(storage_element=storage_element_pb2.StorageElement(
+                storage_element_id=se, url=(data_dir / "se").as_uri())), timeout=10)
         queues.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
             queue_id=QUEUE, status=queue_pb2.Queue.STATUS_ONLINE, storage_element=se)), timeout=10)
         started = time.monotonic()

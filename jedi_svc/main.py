@@ -53,7 +53,8 @@ async def serve(settings: JediSettings) -> None:
     def register(server: aio.Server) -> None:
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(
             TaskServicer(settings, db, tasks, agents, task_events), server)
-        dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(db, datasets), server)
+        dataset_service_pb2_grpc.add_DatasetServiceServicer_to_server(
+            DatasetServicer(db, datasets, server_client), server)
 
     server, health, _ = bootstrap.build_server(
         address=settings.jedi_address, service_names=SERVICE_NAMES, register=register,

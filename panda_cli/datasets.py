@@ -1,5 +1,6 @@
 """Dataset commands, talking to JEDI: `panda dataset register|list|show`. Registering copies the
-files onto a storage element (file:// only) first; the parsers are in commands/datasets.py."""
+files onto a storage element (file:// only), into their scope's directory, first; the parsers are
+in commands/datasets.py."""
 
 from __future__ import annotations
 
@@ -9,20 +10,23 @@ import shutil
 import uuid
 import zlib
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+
+import jwt
 
 from panda.jedi.v1 import dataset_pb2, dataset_service_pb2
 from panda.server.v1 import queue_service_pb2
+from panda_runtime.client import JediClient
 
 from . import output
 from .clients import jedi_client, server_client
 from .errors import CliError
 from .output import format_bytes, format_time, list_footer, or_dash, render_table
 from .specs import quote_filter_string
+from .storage import element_directory, storage_element
 
 __all__ = [
-    "adler32_file", "cmd_dataset_list", "cmd_dataset_register", "cmd_dataset_show", "file_state_name", "kind_name",
-    "queue_storage_element", "se_directory",
+    "adler32_file", "caller_name", "cmd_dataset_list", "cmd_dataset_register", "cmd_dataset_show", "file_state_name",
+    "kind_name", "queue_storage_element", "register_scope",
 ]
 
 
@@ -40,24 +44,55 @@ def adler32_file(path: Path) -> tuple[int, str]:
     return size, f"{value & 0xFFFFFFFF:08x}"
 
 
-def se_directory(url: str) -> Path:
-    parts = urlsplit(url)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        raise CliError(f"storage element {url}: only file:// storage elements can be written by this command", 2)
-    return Path(unquote(parts.path))
-
-
 def queue_storage_element(args: argparse.Namespace, queue: str) -> str:
+    """The id of the queue's storage element."""
     with server_client(args.server) as client:
         found = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue)).queue
     if not found.storage_element:
-        raise CliError(f"queue {queue} has no storage element; give --se URL", 2)
+        raise CliError(f"queue {queue} has no storage element; give --se NAME", 2)
     return found.storage_element
 
 
+def caller_name(client: JediClient) -> str:
+    """Who the services take this caller for: the user name its token carries (read, not
+    verified: JEDI checks the scope it leads to)."""
+    token = client.config.tokens.token() if client.config.tokens is not None else ""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return ""
+    return str(claims.get("preferred_username") or claims.get("sub") or "")
+
+
+def register_scope(args: argparse.Namespace) -> str:
+    """The scope the files go in: --scope, else the owner's (--owner, else the caller)."""
+    if args.scope:
+        return str(args.scope)
+    owner = args.owner
+    if not owner:
+        with jedi_client(args) as client:
+            owner = caller_name(client)
+    if not owner:
+        raise CliError("cannot tell who you are from your credentials: give --scope (e.g. user.NAME)", 2)
+    return f"user.{owner}"
+
+
+def _copy(source: Path, target: Path) -> None:
+    """A new file at `target`, never replacing one: a link of a complete copy."""
+    part = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:8]}")
+    try:
+        shutil.copyfile(source, part)
+        os.link(part, target)
+    except FileExistsError:
+        raise CliError(f"{target} appeared while it was being copied; register again", 1) from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
 def cmd_dataset_register(args: argparse.Namespace) -> int:
-    se_url = args.se or queue_storage_element(args, args.queue)
-    directory = se_directory(se_url)
+    element_id = args.se or queue_storage_element(args, args.queue)
+    scope = register_scope(args)
+    directory = element_directory(storage_element(args.server, element_id)) / scope
     sources = [Path(f) for f in args.files]
     for source in sources:
         if not source.is_file():
@@ -72,16 +107,15 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
         size, checksum = adler32_file(source)
         target = directory / lfn
         if target.exists():
+            # A file is never overwritten: the same contents are taken as they are.
             if adler32_file(target) != (size, checksum):
-                raise CliError(f"{target} exists with other contents; choose another --prefix", 1)
+                raise CliError(f"{scope}:{lfn} exists ({target}) with other contents; choose another --prefix", 1)
         else:
-            part = target.with_name(f".{lfn}.part-{uuid.uuid4().hex[:8]}")
-            shutil.copyfile(source, part)
-            os.replace(part, target)
-        files.append(dataset_pb2.DatasetFile(lfn=lfn, size_bytes=size, adler32=checksum, events=args.events,
-                                             storage_elements=[se_url]))
+            _copy(source, target)
+        files.append(dataset_pb2.DatasetFile(scope=scope, lfn=lfn, size_bytes=size, adler32=checksum,
+                                             events=args.events, storage_elements=[element_id]))
     request = dataset_service_pb2.RegisterDatasetRequest(
-        dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or ""), files=files,
+        dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or "", scope=scope), files=files,
         request_id=str(uuid.uuid4()))
     with jedi_client(args) as client:
         dataset = client.datasets.RegisterDataset(request).dataset
@@ -89,7 +123,7 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
         output.print_json(dataset)
     else:
         print(f"dataset {dataset.dataset_id}: {dataset.file_count} file(s), {format_bytes(dataset.total_bytes)}, "
-              f"{dataset.total_events} event(s), on {se_url}")
+              f"{dataset.total_events} event(s), in scope {dataset.scope} on {element_id}")
     return 0
 
 
@@ -144,6 +178,7 @@ def cmd_dataset_show(args: argparse.Namespace) -> int:
         return 0
     fields: list[tuple[str, object]] = [
         ("dataset", dataset.dataset_id), ("kind", kind_name(dataset.kind)), ("owner", dataset.owner),
+        ("scope", dataset.scope),
         ("task", dataset.task_id or "-"), ("files", dataset.file_count), ("size", format_bytes(dataset.total_bytes)),
         ("events", dataset.total_events or "-"), ("created", format_time(dataset.create_time)),
         ("updated", format_time(dataset.update_time)),
@@ -151,14 +186,16 @@ def cmd_dataset_show(args: argparse.Namespace) -> int:
     print(output.render_fields(fields))
     if files:
         if args.task:
-            rows = [[f.lfn, file_state_name(f.task_state.status) if f.HasField("task_state") else "-",
+            rows = [[output.file_name(f.scope, f.lfn),
+                     file_state_name(f.task_state.status) if f.HasField("task_state") else "-",
                      f"{f.task_state.attempts}/{f.task_state.max_attempts}" if f.HasField("task_state") else "-",
                      f.task_state.job_id or "-",
                      (f"{f.task_state.error_code}: {f.task_state.error_diag}" if f.task_state.error_code else "-")]
                     for f in files]
             table = render_table(["LFN", f"IN TASK {args.task}", "ATTEMPTS", "JOB", "LAST ERROR"], rows)
         else:
-            rows = [[f.lfn, format_bytes(f.size_bytes), f.adler32, f.events or "-", ", ".join(f.storage_elements),
+            rows = [[output.file_name(f.scope, f.lfn), format_bytes(f.size_bytes), f.adler32, f.events or "-",
+                     ", ".join(f.storage_elements),
                      f.job_id or "-"] for f in files]
             table = render_table(["LFN", "SIZE", "ADLER32", "EVENTS", "REPLICAS", "JOB"], rows, right=(1, 3))
         print("\nfiles:\n" + "\n".join("  " + line for line in table.splitlines()))

@@ -233,7 +233,7 @@ def render_files_table(files: Iterable[job_pb2.JobFile]) -> str:
     rows = [
         [
             output.file_kind_name(f.kind),
-            f.lfn,
+            output.file_name(f.scope, f.lfn),
             output.format_bytes(f.size_bytes),
             or_dash(f.adler32),
             output.file_status_name(f.status),

@@ -1,6 +1,6 @@
 """`panda`: the command line of PanDA mesh. The parser and the dispatch; each group of commands
-registers itself from panda_cli/commands/, and the commands live in jobs.py, queues.py, tasks.py,
-datasets.py, iam.py, login.py, runners.py and up.py."""
+registers itself from panda_cli/commands/, and the commands live in jobs.py, queues.py, storage.py,
+tasks.py, datasets.py, iam.py, login.py, runners.py and up.py."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ examples:
   panda jobs --state running --since 1h    list jobs
   panda job watch 42                       follow a job until it ends
   panda queue list                         queues, their limits, jobs and pilots
+  panda se list                            storage elements, where they are and who may use them
   panda task submit -f task.yaml           submit a task to JEDI (see examples/task.yaml)
   panda tasks                              list tasks; panda task show ID for one
 

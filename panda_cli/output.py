@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 __all__ = [
-    "EMPTY", "FINAL_JOB_STATES", "TIME_FORMAT", "EnumValue", "MessageT", "enum_name", "file_kind_name",
+    "EMPTY", "FINAL_JOB_STATES", "TIME_FORMAT", "EnumValue", "MessageT", "enum_name", "file_kind_name", "file_name",
     "file_status_name", "format_bytes", "format_datetime", "format_duration", "format_mb", "format_time", "is_set",
     "job_state_choices", "job_state_name", "list_footer", "message_to_dict", "or_dash", "parse_enum", "print_json",
     "print_json_line", "queue_status_choices", "queue_status_name", "render_fields", "render_table", "show", "truncate",
@@ -138,6 +138,11 @@ def format_bytes(size: int) -> str:
 
 def format_mb(megabytes: int) -> str:
     return f"{megabytes} MB" if megabytes > 0 else EMPTY
+
+
+def file_name(scope: str, lfn: str) -> str:
+    """A file as it is known, `scope:lfn` (PanDA's and Rucio's way of writing it)."""
+    return f"{scope}:{lfn}" if scope else lfn
 
 
 def or_dash(value: object) -> str:

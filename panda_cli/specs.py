@@ -317,12 +317,13 @@ def _int(value: Any, what: str, *, minimum: int | None) -> int:
     return number
 
 
-_FILE_KEYS = {"lfn", "size_bytes", "adler32", "storage_element"}
+_FILE_KEYS = {"lfn", "scope", "size_bytes", "adler32", "storage_element"}
 
 
 def _files(value: Any, kind: job_pb2.JobFile.Kind.ValueType, what: str) -> list[job_pb2.JobFile]:
-    """File names, or mappings {lfn, size_bytes, adler32, storage_element} for inputs the
-    pilot should verify or outputs bound for another storage element."""
+    """File names, or mappings {lfn, scope, size_bytes, adler32, storage_element} for inputs of
+    another scope or that the pilot should verify, or outputs bound for another storage element
+    or scope."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -354,6 +355,7 @@ def _files(value: Any, kind: job_pb2.JobFile.Kind.ValueType, what: str) -> list[
                 size_bytes=_int(item.get("size_bytes"), f"{what}: {lfn}: size_bytes", minimum=0),
                 adler32=adler32.zfill(8) if adler32 else "",
                 storage_element=str(item.get("storage_element") or ""),
+                scope=str(item.get("scope") or ""),
             )
         )
     return files

@@ -8,8 +8,8 @@ the server), then JEDI, the server, the identity service. Anything still alive a
 gets SIGKILL, by its own group only.
 
 Queues: `local` with the --pilots pilots, and two more so JEDI's brokerage has a choice:
-`local-b` (its own storage element) and `local-small` (jobs of at most 1000 MB), with one pilot
-each.
+`local-b` and `local-small` (jobs of at most 1000 MB), with one pilot each. Each queue has a
+storage element of its own name, a directory under the data dir's `se/`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING
 import grpc
 
 from panda.common.v1 import resources_pb2
-from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
+from panda.server.v1 import (
+    job_pb2,
+    job_service_pb2,
+    queue_pb2,
+    queue_service_pb2,
+    storage_element_pb2,
+    storage_service_pb2,
+)
 from panda_runtime.client import ServerClient
 from panda_runtime.client.credentials import LoginToken
 from panda_runtime.settings import (
@@ -61,7 +68,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EXTRA_PILOT_PREFIX", "EXTRA_QUEUES", "IDENTITY_VARIABLES", "LOCAL_QUEUE", "PILOT_CONNECT_TIMEOUT_SECONDS",
     "PILOT_IDLE_TIMEOUT_SECONDS", "SERVER_START_TIMEOUT_SECONDS", "ChildDied", "child_env", "cmd_up", "demo_jobs",
-    "ensure_local_queue", "find_option", "pilot_argv", "print_summary", "stop_all", "wait_for", "wait_for_pilots",
+    "ensure_local_queue", "ensure_storage_element", "find_option", "pilot_argv", "print_summary", "stop_all",
+    "wait_for", "wait_for_pilots",
 ]
 
 LOCAL_QUEUE = "local"
@@ -125,8 +133,27 @@ def wait_for(supervisor: Supervisor, child: Process, address: str, what: str) ->
     return elapsed
 
 
-def ensure_local_queue(client: ServerClient, se_url: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
-    """Create the queue (by default `local`) unless it exists; says what it did."""
+def ensure_storage_element(client: ServerClient, name: str, directory: Path) -> str:
+    """Configure the storage element `name` at `directory` unless it exists; says what it did."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        element = client.storage.GetStorageElement(
+            storage_service_pb2.GetStorageElementRequest(storage_element_id=name)).storage_element
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+    else:
+        return f"storage element {name}: exists ({element.url})"
+    element = storage_element_pb2.StorageElement(
+        storage_element_id=name, url=directory.as_uri(), description="created by `panda up`")
+    created = client.storage.CreateStorageElement(
+        storage_service_pb2.CreateStorageElementRequest(storage_element=element)).storage_element
+    return f"storage element {name}: created ({created.url})"
+
+
+def ensure_local_queue(client: ServerClient, element: str, name: str = LOCAL_QUEUE, max_memory_mb: int = 0) -> str:
+    """Create the queue (by default `local`) on storage element `element` unless it exists;
+    says what it did."""
     try:
         queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=name)).queue
     except grpc.RpcError as exc:
@@ -138,13 +165,13 @@ def ensure_local_queue(client: ServerClient, se_url: str, name: str = LOCAL_QUEU
     queue = queue_pb2.Queue(
         queue_id=name,
         status=queue_pb2.Queue.STATUS_ONLINE,
-        storage_element=se_url,
+        storage_element=element,
         description="created by `panda up`",
         max_resources=resources_pb2.Resources(memory_mb=max_memory_mb),
     )
     client.queues.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue))
     limit = f", jobs up to {max_memory_mb} MB" if max_memory_mb else ""
-    return f"queue {name}: created (online, SE {se_url}{limit})"
+    return f"queue {name}: created (online, SE {element}{limit})"
 
 
 def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
@@ -198,7 +225,7 @@ class ChildDied(Exception):
 
 def demo_jobs(client: ServerClient) -> list[tuple[int, str]]:
     """Two sample jobs: one producing an output file, one that runs for a while."""
-    # LFNs are unique system-wide: a data dir that already ran jobs gets a fresh output name.
+    # An output name is given once in its scope: a data dir that already ran jobs gets a fresh one.
     existing = client.jobs.ListJobs(
         job_service_pb2.ListJobsRequest(page_size=1, filter=f'queue = "{LOCAL_QUEUE}"')
     ).total_size
@@ -328,11 +355,10 @@ def _run(
     print(f"server ready at {address} (pid {server.pid})", flush=True)
 
     with server_client(address, tokens=LoginToken(identity.token_path)) as client:
-        print(ensure_local_queue(client, f"file://{se_dir}"), flush=True)
-        for name, max_memory in EXTRA_QUEUES:
-            extra_se = se_dir.parent / name
-            extra_se.mkdir(parents=True, exist_ok=True)
-            print(ensure_local_queue(client, f"file://{extra_se}", name, max_memory), flush=True)
+        # Each queue has a storage element of its own, of the same name.
+        for name, max_memory in [(LOCAL_QUEUE, 0), *EXTRA_QUEUES]:
+            print(ensure_storage_element(client, name, se_dir.parent / name), flush=True)
+            print(ensure_local_queue(client, name, name, max_memory), flush=True)
 
         jedi_env = {**env, **identity.robot_env(JEDI_ROBOT), "PANDA_JEDI": jedi[0],
                     "PANDA_JEDI_METRICS_PORT": str(jedi[1])}

@@ -11,10 +11,10 @@ import signal
 from dataclasses import dataclass
 
 __all__ = [
-    "ALL", "GENERALERROR", "GETADMISMATCH", "KILLSIGNAL", "LOOPINGJOB", "MISSINGINPUTFILE", "MISSINGOUTPUTFILE",
-    "MKDIR", "PANDAKILL", "PAYLOADEXCEEDMAXMEM", "PAYLOADEXECUTIONFAILURE", "PAYLOADOUTOFMEMORY", "PUTADMISMATCH",
-    "REACHEDMAXTIME", "SIGBUS", "SIGINT", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGUSR1", "SIGXCPU", "STAGEINFAILED",
-    "STAGEOUTFAILED", "UNKNOWNEXCEPTION", "ErrorCode", "by_code", "markdown_table", "signal_error",
+    "ALL", "FILEEXISTS", "GENERALERROR", "GETADMISMATCH", "KILLSIGNAL", "LOOPINGJOB", "MISSINGINPUTFILE",
+    "MISSINGOUTPUTFILE", "MKDIR", "PANDAKILL", "PAYLOADEXCEEDMAXMEM", "PAYLOADEXECUTIONFAILURE", "PAYLOADOUTOFMEMORY",
+    "PUTADMISMATCH", "REACHEDMAXTIME", "SIGBUS", "SIGINT", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGUSR1", "SIGXCPU",
+    "STAGEINFAILED", "STAGEOUTFAILED", "UNKNOWNEXCEPTION", "ErrorCode", "by_code", "markdown_table", "signal_error",
 ]
 
 
@@ -36,13 +36,15 @@ STAGEINFAILED = ErrorCode(
     1099,
     "STAGEINFAILED",
     "Failed to stage-in file",
-    "An input could not be copied in: no or unknown storage element, bad LFN, I/O error, size mismatch.",
+    "An input could not be copied in: no or unknown storage element, bad scope or LFN, a path that resolves outside "
+    "its storage element, I/O error, size mismatch.",
 )
 STAGEOUTFAILED = ErrorCode(
     1137,
     "STAGEOUTFAILED",
     "Failed to stage-out file",
-    "An output could not be copied out: no or unknown storage element, bad LFN, I/O error, size mismatch.",
+    "An output could not be copied out: no or unknown storage element, bad scope or LFN, a path that resolves "
+    "outside its storage element, I/O error, size mismatch.",
 )
 PANDAKILL = ErrorCode(
     1144,
@@ -110,6 +112,13 @@ REACHEDMAXTIME = ErrorCode(
     "REACHEDMAXTIME",
     "Reached batch system time limit",
     "The payload ran longer than the job's walltime (or than the pilot's remaining lifetime).",
+)
+FILEEXISTS = ErrorCode(
+    1221,
+    "FILEEXISTS",
+    "File already exists",
+    "An output's name (scope:lfn) already holds a file on its storage element that this job did not write; "
+    "a file is never overwritten.",
 )
 PAYLOADEXCEEDMAXMEM = ErrorCode(
     1235,

@@ -204,10 +204,11 @@ class JobRunner:
             try:
                 dest = self.workdir / check_lfn(file.lfn, error_codes.STAGEINFAILED)
                 element = _open(file, error_codes.STAGEINFAILED)
-                await asyncio.to_thread(element.stage_in, file.lfn, dest, file.size_bytes, file.adler32)
+                await asyncio.to_thread(element.stage_in, file.scope, file.lfn, dest, file.size_bytes, file.adler32)
             except StorageError as exc:
                 return self._failure(exc.error, exc.diag)
-            log.info("staged in %s from %s in %.2f s", file.lfn, file.storage_element, time.monotonic() - started)
+            log.info("staged in %s:%s from %s in %.2f s", file.scope, file.lfn, file.storage_element,
+                     time.monotonic() - started)
         return None
 
     def _limits(self) -> tuple[PayloadLimits, bool]:
@@ -265,13 +266,16 @@ class JobRunner:
                 if file.kind == job_pb2.JobFile.KIND_LOG:
                     # PanDA's log file: a tarball of the payload's stdout and stderr.
                     await asyncio.to_thread(_write_log_tarball, self.workdir, source)
-                size, adler32 = await asyncio.to_thread(element.stage_out, source, file.lfn)
+                # Marked as this job's: a later attempt of it may replace the file, no other job may.
+                size, adler32 = await asyncio.to_thread(
+                    element.stage_out, source, file.scope, file.lfn, str(self.job.job_id))
             except StorageError as exc:
                 return self._failure(exc.error, exc.diag)
             except OSError as exc:
                 return self._failure(error_codes.STAGEOUTFAILED, f"cannot write log file {file.lfn}: {exc}")
             log.info(
-                "staged out %s to %s: %d bytes, adler32 %s, %.2f s",
+                "staged out %s:%s to %s: %d bytes, adler32 %s, %.2f s",
+                file.scope,
                 file.lfn,
                 file.storage_element,
                 size,
@@ -280,6 +284,7 @@ class JobRunner:
             )
             staged.append(
                 job_pb2.JobFile(
+                    scope=file.scope,
                     lfn=file.lfn,
                     kind=file.kind,
                     size_bytes=size,
@@ -291,10 +296,12 @@ class JobRunner:
 
 
 def _open(file: job_pb2.JobFile, failure: ErrorCode) -> StorageElement:
+    """The file's storage element, through the URL the server gave for it: the job names an
+    element only by its configured id, never where it is."""
     try:
-        return open_storage_element(file.storage_element)
+        return open_storage_element(file.storage_url)
     except ValueError as exc:
-        raise StorageError(failure, f"file {file.lfn}: {exc}") from exc
+        raise StorageError(failure, f"file {file.lfn} (storage element {file.storage_element or '-'}): {exc}") from exc
 
 
 def _write_log_tarball(workdir: Path, dest: Path) -> None:

@@ -1,13 +1,17 @@
 """Storage elements: where a job's inputs come from and its outputs go.
 
-A storage element is named by a URL; its scheme picks the implementation from a registry, so a
-new protocol (xrootd, S3...) is one class and one `register_scheme` call. The methods are
-blocking; the pilot calls them through `asyncio.to_thread`.
+The server gives the pilot a storage element's URL with each file; its scheme picks the
+implementation from a registry, so a new protocol (xrootd, S3...) is one class and one
+`register_scheme` call. A file is known by its scope and LFN. The methods are blocking; the
+pilot calls them through `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 import uuid
 import zlib
 from abc import ABC, abstractmethod
@@ -19,11 +23,17 @@ from pilot_agent import error_codes
 from pilot_agent.error_codes import ErrorCode
 
 __all__ = [
-    "CHUNK_BYTES", "PosixStorageElement", "StorageElement", "StorageError", "adler32_file", "check_lfn",
-    "format_adler32", "normalize_adler32", "open_storage_element", "register_scheme", "registered_schemes",
+    "CHUNK_BYTES", "WRITER_ATTRIBUTE", "PosixStorageElement", "StorageElement", "StorageError", "adler32_file",
+    "check_lfn", "check_scope", "format_adler32", "inside", "normalize_adler32", "open_storage_element",
+    "register_scheme", "registered_schemes", "writer_of",
 ]
 
+log = logging.getLogger(__name__)
+
 CHUNK_BYTES = 1024 * 1024
+# The extended attribute that marks a file on a storage element with the job that wrote it: only
+# that job (a later attempt of it) may replace the file.
+WRITER_ATTRIBUTE = "user.panda.writer"
 
 
 class StorageError(Exception):
@@ -94,12 +104,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _check_name(value: str, what: str, failure: ErrorCode) -> PurePosixPath:
+    if value in ("", ".", "..") or "/" in value or "\0" in value:
+        raise StorageError(failure, f"invalid {what} {value!r}: must be a file name (not '.' or '..', no '/' or NUL)")
+    return PurePosixPath(value)
+
+
 def check_lfn(lfn: str, failure: ErrorCode) -> PurePosixPath:
-    """An LFN as a relative path that cannot leave the directory it is joined to."""
-    path = PurePosixPath(lfn)
-    if not lfn or "\0" in lfn or path.is_absolute() or ".." in path.parts or lfn.endswith("/"):
-        raise StorageError(failure, f"invalid LFN {lfn!r}: must be a relative file name without '..'")
-    return path
+    """An LFN as one file name, which cannot leave the directory it is joined to: not empty, not
+    '.' or '..', without '/' or NUL."""
+    return _check_name(lfn, "LFN", failure)
+
+
+def check_scope(scope: str, failure: ErrorCode) -> PurePosixPath:
+    """A scope as one directory name, by the LFN's rules."""
+    return _check_name(scope, "scope", failure)
+
+
+def writer_of(path: Path) -> str:
+    """The job that wrote a file on a storage element (its WRITER_ATTRIBUTE), or ""."""
+    try:
+        return os.getxattr(path, WRITER_ATTRIBUTE, follow_symlinks=False).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _mark(path: Path, writer: str) -> None:
+    try:
+        os.setxattr(path, WRITER_ATTRIBUTE, writer.encode())
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        # A file system without user attributes: the file is written unmarked, and so can never
+        # be replaced, not even by a later attempt of the same job.
+        log.warning("cannot mark %s with its writer (%s): a retry of this job cannot replace it", path, exc)
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether `path` is `root` or below it (both resolved)."""
+    return path == root or root in path.parents
 
 
 class StorageElement(ABC):
@@ -109,12 +152,15 @@ class StorageElement(ABC):
         self.url = url
 
     @abstractmethod
-    def stage_in(self, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = "") -> None:
-        """Copy `lfn` to `dest_path`, verifying size and adler32 where given (0 / "" = unknown)."""
+    def stage_in(
+        self, scope: str, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = ""
+    ) -> None:
+        """Copy `scope:lfn` to `dest_path`, verifying size and adler32 where given (0 / "" = unknown)."""
 
     @abstractmethod
-    def stage_out(self, src_path: Path, lfn: str) -> tuple[int, str]:
-        """Copy `src_path` to the element as `lfn`, atomically; return its size and adler32."""
+    def stage_out(self, src_path: Path, scope: str, lfn: str, writer: str) -> tuple[int, str]:
+        """Copy `src_path` to the element as `scope:lfn`, atomically; return its size and adler32.
+        A file already there is never replaced (FILEEXISTS), unless `writer` (the job) wrote it."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -145,7 +191,11 @@ def open_storage_element(url: str) -> StorageElement:
 
 
 class PosixStorageElement(StorageElement):
-    """A directory on a shared or local file system: `file:///abs/path`, files at `<path>/<lfn>`."""
+    """A directory on a shared or local file system: `file:///abs/path`, files at
+    `<path>/<scope>/<lfn>`. Every path is resolved (symbolic links followed) before it is used,
+    and one that does not resolve inside the element's own resolved directory is refused. What
+    a job writes carries the job's id (WRITER_ATTRIBUTE), set before the file appears under its
+    name."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
@@ -157,11 +207,21 @@ class PosixStorageElement(StorageElement):
             raise ValueError(f"storage element path must be absolute: {url!r}")
         self.root = Path(root)
 
-    def path_of(self, lfn: str, failure: ErrorCode) -> Path:
-        return self.root / check_lfn(lfn, failure)
+    def path_of(self, scope: str, lfn: str, failure: ErrorCode) -> Path:
+        """Where `scope:lfn` is, resolved; StorageError(failure) when that is outside the element."""
+        name = check_scope(scope, failure) / check_lfn(lfn, failure)
+        root = Path(os.path.realpath(self.root))
+        path = Path(os.path.realpath(root / name))
+        if path == root or not inside(root, path):
+            raise StorageError(
+                failure, f"{scope}:{lfn} resolves to {path}, outside storage element {self.url} ({root}): refused"
+            )
+        return path
 
-    def stage_in(self, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = "") -> None:
-        source = self.path_of(lfn, error_codes.STAGEINFAILED)
+    def stage_in(
+        self, scope: str, lfn: str, dest_path: Path, expected_size: int = 0, expected_adler32: str = ""
+    ) -> None:
+        source = self.path_of(scope, lfn, error_codes.STAGEINFAILED)
         if not source.is_file():
             raise StorageError(error_codes.MISSINGINPUTFILE, f"input {lfn} not found at {source}")
         temp = _temp_beside(dest_path)
@@ -185,13 +245,19 @@ class PosixStorageElement(StorageElement):
         finally:
             temp.unlink(missing_ok=True)
 
-    def stage_out(self, src_path: Path, lfn: str) -> tuple[int, str]:
-        dest = self.path_of(lfn, error_codes.STAGEOUTFAILED)
+    def stage_out(self, src_path: Path, scope: str, lfn: str, writer: str) -> tuple[int, str]:
+        dest = self.path_of(scope, lfn, error_codes.STAGEOUTFAILED)
         if not src_path.is_file():
             raise StorageError(error_codes.MISSINGOUTPUTFILE, f"output {lfn} not found at {src_path}")
-        temp = _temp_beside(dest)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._failed(dest, scope, lfn, exc) from exc
+        # Resolved again now that the scope's directory exists (a link made meanwhile shows here).
+        dest = self.path_of(scope, lfn, error_codes.STAGEOUTFAILED)
+        replacing = self._ours(dest, scope, lfn, writer)
+        temp = _temp_beside(dest)
+        try:
             size, adler32 = _copy_with_adler32(src_path, temp)
             # Read the copy back: what was written must be what was read.
             copy_size, copy_adler32 = adler32_file(temp)
@@ -205,13 +271,46 @@ class PosixStorageElement(StorageElement):
                     error_codes.PUTADMISMATCH,
                     f"adler32 mismatch on output {lfn}: source {adler32}, copy {copy_adler32}",
                 )
-            os.replace(temp, dest)
+            _mark(temp, writer)
+            if replacing:
+                os.replace(temp, dest)
+            else:
+                # A link, not a rename: it fails if the name was taken since we looked.
+                os.link(temp, dest, follow_symlinks=False)
             _fsync_dir(dest.parent)
+        except FileExistsError as exc:
+            raise self._exists(dest, scope, lfn) from exc
         except OSError as exc:
-            raise StorageError(error_codes.STAGEOUTFAILED, f"stage-out of {lfn} to {dest} failed: {exc}") from exc
+            raise self._failed(dest, scope, lfn, exc) from exc
         finally:
             temp.unlink(missing_ok=True)
         return size, adler32
+
+    def _ours(self, dest: Path, scope: str, lfn: str, writer: str) -> bool:
+        """Whether a file is at `dest` that `writer` wrote (so it may replace it); FILEEXISTS when
+        one is there that it did not write."""
+        try:
+            found = os.lstat(dest)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(error_codes.STAGEOUTFAILED, f"cannot look at {dest}: {exc}") from exc
+        if stat.S_ISREG(found.st_mode) and writer and writer_of(dest) == writer:
+            return True
+        raise self._exists(dest, scope, lfn)
+
+    @staticmethod
+    def _failed(dest: Path, scope: str, lfn: str, error: OSError) -> StorageError:
+        return StorageError(error_codes.STAGEOUTFAILED, f"stage-out of {scope}:{lfn} to {dest} failed: {error}")
+
+    @staticmethod
+    def _exists(dest: Path, scope: str, lfn: str) -> StorageError:
+        by = writer_of(dest)
+        return StorageError(
+            error_codes.FILEEXISTS,
+            f"output {scope}:{lfn} already exists at {dest} (written by {f'job {by}' if by else 'no job'}): "
+            "a file is never overwritten",
+        )
 
 
 register_scheme("file", PosixStorageElement)

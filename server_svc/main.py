@@ -8,7 +8,12 @@ import logging
 import grpc
 from prometheus_client.core import REGISTRY
 
-from panda.server.v1 import dispatch_service_pb2_grpc, job_service_pb2_grpc, queue_service_pb2_grpc
+from panda.server.v1 import (
+    dispatch_service_pb2_grpc,
+    job_service_pb2_grpc,
+    queue_service_pb2_grpc,
+    storage_service_pb2_grpc,
+)
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from server_svc.logic.dispatch_hub import DispatchHub
@@ -16,11 +21,13 @@ from server_svc.logic.job_metrics import JobCountCollector
 from server_svc.logic.jobs import JobOperations
 from server_svc.logic.pilots import PilotRegistry
 from server_svc.logic.queues import QueueOperations
+from server_svc.logic.storage import StorageOperations
 from server_svc.logic.watchdog import run_watchdog
 from server_svc.servicers.access import ACCESS
 from server_svc.servicers.dispatch_servicer import DispatchServicer
 from server_svc.servicers.job_servicer import JobServicer
 from server_svc.servicers.queue_servicer import QueueServicer
+from server_svc.servicers.storage_servicer import StorageServicer
 from server_svc.settings import ServerSettings
 from server_svc.store.actions import JobActionStore
 from server_svc.store.commands import CommandStore
@@ -29,6 +36,7 @@ from server_svc.store.events import EventLog
 from server_svc.store.jobs import JobStore
 from server_svc.store.pilots import PilotStore
 from server_svc.store.queue_store import QueueStore
+from server_svc.store.storage_store import StorageStore
 from server_svc.store.submission import SubmissionStore
 from server_svc.store.watchdog import WatchdogStore
 
@@ -40,6 +48,7 @@ SERVICE_NAMES = [
     "panda.server.v1.JobService",
     "panda.server.v1.DispatchService",
     "panda.server.v1.QueueService",
+    "panda.server.v1.StorageService",
 ]
 
 
@@ -54,10 +63,12 @@ async def serve(settings: ServerSettings) -> None:
         db, JobStore(engine), SubmissionStore(engine), JobActionStore(engine), EventLog(engine), hub
     )
     queues = QueueOperations(db, queue_store, hub)
+    storage = StorageOperations(db, StorageStore(engine))
 
     def register(server: grpc.aio.Server) -> None:
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(settings, jobs), server)
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queues), server)
+        storage_service_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(storage), server)
         dispatch_service_pb2_grpc.add_DispatchServiceServicer_to_server(
             DispatchServicer(settings, queues, hub, PilotRegistry(db, pilot_store)), server
         )

@@ -18,10 +18,10 @@ from panda.server.v1 import (
     job_service_pb2_grpc,
     queue_pb2,
     queue_service_pb2,
-    queue_service_pb2_grpc,
+    storage_service_pb2_grpc,
 )
 from panda_cli.launcher import Process, spawn
-from tests.server_support import TEST_SERVER_ENV, token_channel
+from tests.server_support import TEST_SERVER_ENV, QueueStubs, ensure_storage_element, token_channel
 from tools.cluster import (
     IdentityHandle,
     ServerHandle,
@@ -81,8 +81,29 @@ def jobs_stub(channel: grpc.Channel) -> job_service_pb2_grpc.JobServiceStub:
 
 
 @pytest.fixture
-def queues_stub(channel: grpc.Channel) -> queue_service_pb2_grpc.QueueServiceStub:
-    return queue_service_pb2_grpc.QueueServiceStub(channel)
+def queues_stub(channel: grpc.Channel) -> QueueStubs:
+    return QueueStubs(channel)
+
+
+@pytest.fixture
+def storage_stub(channel: grpc.Channel) -> storage_service_pb2_grpc.StorageServiceStub:
+    return storage_service_pb2_grpc.StorageServiceStub(channel)
+
+
+@pytest.fixture
+def as_user(
+    server: ServerHandle, identity: IdentityHandle
+) -> Iterator[Callable[[str], job_service_pb2_grpc.JobServiceStub]]:
+    """JobService stubs calling as a test user (alice, bob, prod...), by name."""
+    channels: list[grpc.Channel] = []
+
+    def stub(user: str) -> job_service_pb2_grpc.JobServiceStub:
+        channels.append(token_channel(server.address, identity, user))
+        return job_service_pb2_grpc.JobServiceStub(channels[-1])
+
+    yield stub
+    for channel in channels:
+        channel.close()
 
 
 @pytest.fixture
@@ -93,11 +114,12 @@ def storage_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def local_queue(queues_stub: queue_service_pb2_grpc.QueueServiceStub, storage_dir: Path) -> str:
+def local_queue(queues_stub: QueueStubs, storage_dir: Path) -> str:
+    """Queue `local`, on storage element `local` (storage_dir)."""
+    ensure_storage_element(queues_stub.storage, storage_dir)
     queues_stub.CreateQueue(
         queue_service_pb2.CreateQueueRequest(
-            queue=queue_pb2.Queue(queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE,
-                                  storage_element=f"file://{storage_dir}")
+            queue=queue_pb2.Queue(queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")
         ),
         timeout=10,
     )

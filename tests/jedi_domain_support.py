@@ -45,7 +45,8 @@ def make_chunk(content_id: int, **fields: Any) -> TaskChunk:
 
 def make_file(file_id: int, **fields: Any) -> DatasetFile:
     values: dict[str, Any] = {
-        "file_id": file_id, "dataset_id": 1, "lfn": f"in._{file_id:06d}", "size_bytes": 1000, "adler32": "0000abcd",
+        "file_id": file_id, "dataset_id": 1, "scope": "user.alice", "lfn": f"in._{file_id:06d}", "size_bytes": 1000,
+        "adler32": "0000abcd",
         "events": 0, "storage_elements": ["file:///se-a"], "job_id": 0, "create_time": AT,
     }
     values.update(fields)

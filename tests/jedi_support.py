@@ -22,6 +22,7 @@ from panda.jedi.v1 import (
 )
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
 from panda_cli.launcher import JEDI, Component, Process
+from tests.server_support import QueueStubs, ensure_storage_element
 from tools.cluster import ServerHandle, ServiceProcess, free_port
 
 T = task_pb2.Task
@@ -65,12 +66,12 @@ def adler32_of(data: bytes) -> str:
     return f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
 
 
-def make_queue(queues_stub, name: str, se_dir: Path | None, *, status: int = queue_pb2.Queue.STATUS_ONLINE,  # type: ignore[no-untyped-def]
-               max_memory_mb: int = 0) -> str:
-    if se_dir is not None:
-        se_dir.mkdir(parents=True, exist_ok=True)
+def make_queue(queues_stub: QueueStubs, name: str, se_dir: Path | None, *,
+               status: int = queue_pb2.Queue.STATUS_ONLINE, max_memory_mb: int = 0) -> str:
+    """Queue `name`, on the storage element named after `se_dir` (configured if need be)."""
+    element = ensure_storage_element(queues_stub.storage, se_dir) if se_dir is not None else ""
     queues_stub.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
-        queue_id=name, status=status, storage_element=f"file://{se_dir}" if se_dir else "",
+        queue_id=name, status=status, storage_element=element,
         max_resources=resources_pb2.Resources(memory_mb=max_memory_mb),
     )), timeout=10)
     return name
@@ -79,19 +80,21 @@ def make_queue(queues_stub, name: str, se_dir: Path | None, *, status: int = que
 def register_dataset(
     datasets_stub: dataset_service_pb2_grpc.DatasetServiceStub, name: str, se_dir: Path, count: int,
     content: Callable[[int], bytes] = lambda i: f"event data of file {i}\n".encode() * 20, events: int = 10,
-    prefix: str = "",
+    prefix: str = "", scope: str = "user.admin",
 ) -> list[str]:
-    """Write `count` files into the storage element directory and register them."""
+    """Write `count` files into `scope`'s directory of the storage element named after `se_dir`,
+    and register them there (`scope` must be the caller's: by default the test admin's)."""
     prefix = prefix or f"{name}."
+    (se_dir / scope).mkdir(parents=True, exist_ok=True)
     files = []
     for i in range(count):
         data = content(i)
         lfn = f"{prefix}{i:04d}.dat"
-        (se_dir / lfn).write_bytes(data)
+        (se_dir / scope / lfn).write_bytes(data)
         files.append(dataset_pb2.DatasetFile(lfn=lfn, size_bytes=len(data), adler32=adler32_of(data), events=events,
-                                             storage_elements=[f"file://{se_dir}"]))
+                                             storage_elements=[se_dir.name]))
     datasets_stub.RegisterDataset(dataset_service_pb2.RegisterDatasetRequest(
-        dataset=dataset_pb2.Dataset(dataset_id=name), files=files), timeout=30)
+        dataset=dataset_pb2.Dataset(dataset_id=name, scope=scope), files=files), timeout=30)
     return [f.lfn for f in files]
 
 

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 
-from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from panda.server.v1 import (
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    queue_service_pb2_grpc,
+    storage_element_pb2,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import StaticToken
 from tools.cluster import IdentityHandle
@@ -29,6 +38,31 @@ FINAL_STATES = {job_pb2.Job.STATE_FINISHED, job_pb2.Job.STATE_FAILED, job_pb2.Jo
 def token_channel(address: str, identity: IdentityHandle, user: str = "admin") -> grpc.Channel:
     """A channel to `address` whose calls carry `user`'s token."""
     return sync_channel(address, StaticToken(identity.token(user)))
+
+
+class QueueStubs(queue_service_pb2_grpc.QueueServiceStub):
+    """The queue service's stub, with the storage service's beside it (`storage`): a queue
+    names a configured storage element."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        super().__init__(channel)
+        self.storage = storage_service_pb2_grpc.StorageServiceStub(channel)
+
+
+def ensure_storage_element(
+    stub: storage_service_pb2_grpc.StorageServiceStub, directory: Path, name: str = "", **fields: object
+) -> str:
+    """The storage element `name` (by default the directory's name) at `directory`, configured
+    unless it is already; the directory is made."""
+    name = name or directory.name
+    directory.mkdir(parents=True, exist_ok=True)
+    element = storage_element_pb2.StorageElement(storage_element_id=name, url=directory.as_uri(), **fields)  # type: ignore[arg-type]
+    try:
+        stub.CreateStorageElement(storage_service_pb2.CreateStorageElementRequest(storage_element=element), timeout=10)
+    except grpc.RpcError as error:
+        if error.code() != grpc.StatusCode.ALREADY_EXISTS:
+            raise
+    return name
 
 
 def submit(stub: job_service_pb2_grpc.JobServiceStub, *jobs: job_pb2.Job) -> list[job_pb2.Job]:

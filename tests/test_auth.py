@@ -161,21 +161,6 @@ def test_health_answers_without_a_token(services: dict[str, str]) -> None:
 # --- roles and owners -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def as_user(
-    server: ServerHandle, identity: IdentityHandle
-) -> Iterator[Callable[[str], job_service_pb2_grpc.JobServiceStub]]:
-    channels: list[grpc.Channel] = []
-
-    def stub(user: str) -> job_service_pb2_grpc.JobServiceStub:
-        channels.append(token_channel(server.address, identity, user))
-        return job_service_pb2_grpc.JobServiceStub(channels[-1])
-
-    yield stub
-    for channel in channels:
-        channel.close()
-
-
 def _job(queue: str = "local") -> job_pb2.Job:
     return job_pb2.Job(queue=queue, command=["/bin/true"])
 
@@ -282,7 +267,8 @@ def test_users_see_and_command_their_own_tasks_only(jedi: JediHandle, identity: 
             token_channel(jedi.address, identity, "bob") as bob_channel:
         from panda.jedi.v1 import dataset_service_pb2_grpc
 
-        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice_channel), "alice.in", storage_dir, 2)
+        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice_channel), "alice.in", storage_dir, 2,
+                         scope="user.alice")
         alice = task_service_pb2_grpc.TaskServiceStub(alice_channel)
         bob = task_service_pb2_grpc.TaskServiceStub(bob_channel)
         params = task_params("hers", ["alice.in"], "alice.out", "cat ${IN} > ${OUT}")

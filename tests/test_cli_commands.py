@@ -181,6 +181,11 @@ def watched_states(lines: list[str]) -> list[tuple[str, str]]:
 def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     empty = panda("queue", "list")
     assert (empty.code, empty.out) == (0, "no queues (add one with: panda queue add NAME)\n")
+    # A queue names a configured storage element, never a URL.
+    assert panda("se", "add", "b", "file:///se/b").out == "created storage element b (file:///se/b)\n"
+    by_url = panda("queue", "add", "c-queue", "--storage-element", "file:///se/b")
+    assert (by_url.code, by_url.out) == (1, "")
+    assert "INVALID_ARGUMENT" in by_url.err and "not by a URL" in by_url.err
 
     added = panda(
         "queue",
@@ -193,7 +198,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
         "--walltime",
         "2h",
         "--storage-element",
-        "file:///se/b",
+        "b",
         "--status",
         "test",
         "--description",
@@ -211,7 +216,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     assert rows[0] == ["ID", "STATUS", "CORES", "MEMORY", "WALLTIME", "SE", "JOBS", "PILOTS"]
     assert rows[1:] == [
         ["a-queue", "online", "-", "-", "-", "-", "-", "0"],
-        ["b-queue", "test", "8", "16000 MB", "2h", "file:///se/b", "-", "0"],
+        ["b-queue", "test", "8", "16000 MB", "2h", "b", "-", "0"],
     ]
 
     shown = panda("queue", "show", "b-queue")
@@ -228,7 +233,7 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
             "max walltime",
             "max disk",
         )
-    ] == ["b-queue", "test", "big jobs", "file:///se/b", "8", "16000 MB", "2h", "no limit"]
+    ] == ["b-queue", "test", "big jobs", "b", "8", "16000 MB", "2h", "no limit"]
     as_json = panda("queue", "show", "a-queue", "--json")
     assert as_json.code == 0
     data = json.loads(as_json.out)
@@ -249,6 +254,32 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     assert (missing.code, missing.err) == (1, "panda: NOT_FOUND: queue nosuch not found\n")
     missing = panda("queue", "show", "nosuch")
     assert (missing.code, missing.out, missing.err) == (1, "", "panda: NOT_FOUND: queue nosuch not found\n")
+
+
+def test_se_add_list_show(panda: Panda, tmp_path: Path, identity, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    assert panda("se", "list").out == "no storage elements (an admin adds one with: panda se add NAME file:///PATH)\n"
+    added = panda("se", "add", "site-a", f"file://{tmp_path}/a", "--queue", "q1", "--queue", "q2", "--vo", "atlas",
+                  "--description", "tape buffer")
+    assert (added.code, added.out) == (0, f"created storage element site-a (file://{tmp_path}/a)\n")
+    assert panda("se", "add", "site-b", f"file://{tmp_path}/b").code == 0
+    rows = table(panda("se", "list").out)
+    assert rows == [["ID", "URL", "QUEUES", "VOS", "DESCRIPTION"],
+                    ["site-a", f"file://{tmp_path}/a", "q1, q2", "atlas", "tape buffer"],
+                    ["site-b", f"file://{tmp_path}/b", "*", "*", "-"]]
+    shown = panda("se", "show", "site-a")
+    assert [field(shown.out, k) for k in ("storage element", "url", "queues", "vos")] == [
+        "site-a", f"file://{tmp_path}/a", "q1, q2", "atlas"]
+    as_json = json.loads(panda("se", "show", "site-b", "--json").out)
+    assert (as_json["name"], as_json["url"]) == ("storageElements/site-b", f"file://{tmp_path}/b")
+    inside = panda("se", "add", "site-c", f"file://{tmp_path}/a/c")
+    assert inside.code == 1 and "INVALID_ARGUMENT" in inside.err and "overlaps storage element site-a" in inside.err
+    missing = panda("se", "show", "nosuch")
+    assert (missing.code, missing.err) == (1, "panda: NOT_FOUND: storage element nosuch not found\n")
+    # Only admins configure them; anyone signed in reads them.
+    monkeypatch.setenv("PANDA_TOKEN", identity.token("alice"))
+    denied = panda("se", "add", "mine", f"file://{tmp_path}/mine")
+    assert denied.code == 1 and "PERMISSION_DENIED" in denied.err
+    assert [row[0] for row in table(panda("se", "list").out)[1:]] == ["site-a", "site-b"]
 
 
 # --- submit, watch, show -----------------------------------------------------------------
@@ -283,7 +314,7 @@ def test_submit_watch_and_show_a_job_with_an_output_file(  # type: ignore[no-unt
     assert {attempt for _, attempt in states} == {"1"}
     assert lines[-1].endswith("finished, 1 output file(s) registered")
 
-    stored = storage_dir / "hello.txt"
+    stored = storage_dir / "user.admin" / "hello.txt"
     assert stored.read_text() == f"hello from {job_id}\n"
     shown = panda("job", "show", str(job_id))
     assert shown.code == 0
@@ -295,7 +326,7 @@ def test_submit_watch_and_show_a_job_with_an_output_file(  # type: ignore[no-unt
     files = table(section(shown.out, "files"))
     assert files == [
         ["KIND", "LFN", "SIZE", "ADLER32", "STATUS", "SE"],
-        ["output", "hello.txt", f"{stored.stat().st_size} B", adler32_of(stored), "ready", f"file://{storage_dir}"],
+        ["output", "user.admin:hello.txt", f"{stored.stat().st_size} B", adler32_of(stored), "ready", "local"],
     ]
     history = table(section(shown.out, "history"))
     assert history[0] == ["TIME", "STATE", "ATTEMPT", "REASON"]
@@ -369,8 +400,8 @@ def test_submit_a_file_of_jobs(  # type: ignore[no-untyped-def]
     for job_id in examples + ids:
         done = wait_for(jobs_stub, job_id)
         assert done.state == J.STATE_FINISHED, (job_id, done.error_diag)
-    assert (storage_dir / "words.txt").read_text().strip() == "4"
-    assert gzip.decompress((storage_dir / "numbers.gz").read_bytes()).decode().split() == [
+    assert (storage_dir / "user.admin" / "words.txt").read_text().strip() == "4"
+    assert gzip.decompress((storage_dir / "user.admin" / "numbers.gz").read_bytes()).decode().split() == [
         str(i) for i in range(1, 100001)
     ]
 

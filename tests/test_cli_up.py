@@ -100,7 +100,7 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     code, shown = panda(panda_up, capsys, "job", "show", str(writer), "--json")
     files = json.loads(shown)["files"]
     assert [(f["lfn"], f["status"]) for f in files] == [("demo.out", "STATUS_READY")]
-    se = panda_up.data_dir / "se" / "local"
+    se = panda_up.data_dir / "se" / "local" / f"user.{local_mesh.local_user_name()}"
     assert [p.name for p in se.glob("demo*.out")] == ["demo.out"]
     assert (se / "demo.out").read_text() == "hello from PanDA mesh\n"
 

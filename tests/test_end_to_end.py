@@ -17,6 +17,8 @@ from tests.server_support import get_job, submit, wait_for
 
 J = job_pb2.Job
 F = job_pb2.JobFile
+# The scope of the test admin's files: they are at <element>/user.admin/<lfn>.
+ADMIN = "user.admin"
 
 
 def adler32_of(path: Path) -> str:
@@ -29,7 +31,8 @@ def shell(script: str, **fields: object) -> J:
 
 def test_job_runs_stages_in_and_out_and_finishes(jobs_stub, local_queue, storage_dir, start_pilot) -> None:  # type: ignore[no-untyped-def]
     data = b"event data\n" * 1000
-    (storage_dir / "input.dat").write_bytes(data)
+    (storage_dir / ADMIN).mkdir()
+    (storage_dir / ADMIN / "input.dat").write_bytes(data)
     checksum = f"{zlib.adler32(data) & 0xFFFFFFFF:08x}"
     (job,) = submit(jobs_stub, shell(
         'wc -c < input.dat > result.txt && echo "job $PANDA_JOB_ID attempt $PANDA_ATTEMPT" >> result.txt',
@@ -39,7 +42,7 @@ def test_job_runs_stages_in_and_out_and_finishes(jobs_stub, local_queue, storage
     start_pilot()
     done = wait_for(jobs_stub, job.job_id)
     assert done.state == J.STATE_FINISHED, done.error_diag
-    stored = storage_dir / "result.txt"
+    stored = storage_dir / ADMIN / "result.txt"
     assert stored.read_text() == f"{len(data)}\njob {job.job_id} attempt 1\n"
     output = next(f for f in done.files if f.kind == F.KIND_OUTPUT)
     assert output.status == F.STATUS_READY
@@ -70,7 +73,8 @@ def test_failed_attempts_are_retried_up_to_max_attempts(jobs_stub, local_queue, 
 
 
 def test_corrupt_input_fails_stage_in(jobs_stub, local_queue, storage_dir, start_pilot) -> None:  # type: ignore[no-untyped-def]
-    (storage_dir / "input.dat").write_bytes(b"abc")
+    (storage_dir / ADMIN).mkdir()
+    (storage_dir / ADMIN / "input.dat").write_bytes(b"abc")
     (job,) = submit(jobs_stub, shell("cat input.dat", max_attempts=1,
                                      files=[F(lfn="input.dat", kind=F.KIND_INPUT, size_bytes=3, adler32="deadbeef")]))
     start_pilot()
@@ -156,7 +160,7 @@ def test_server_crash_loses_no_job_and_reruns_none(server, jobs_stub, local_queu
     done = wait_for(jobs_stub, job.job_id, timeout=60)
     assert done.state == J.STATE_FINISHED, done.error_diag
     assert done.attempt == 1
-    assert (storage_dir / "out.txt").read_text() == "1\n", "the payload ran exactly once"
+    assert (storage_dir / ADMIN / "out.txt").read_text() == "1\n", "the payload ran exactly once"
 
 
 def test_several_pilots_share_many_jobs(jobs_stub, local_queue, start_pilot) -> None:  # type: ignore[no-untyped-def]

@@ -119,12 +119,12 @@ def test_list_filters_pages_and_watch(tasks_stub, datasets_stub, local_queue, st
     assert first.event.cursor == events[2].cursor
 
 
-def test_datasets_register_get_list_and_files(datasets_stub, storage_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_datasets_register_get_list_and_files(datasets_stub, local_queue, storage_dir: Path) -> None:  # type: ignore[no-untyped-def]
     lfns = register_dataset(datasets_stub, "user.alice.raw", storage_dir, 5, events=7)
     got = datasets_stub.GetDataset(dataset_service_pb2.GetDatasetRequest(dataset_id="user.alice.raw"),
                                    timeout=10).dataset
     assert (got.kind, got.file_count, got.total_events) == (dataset_pb2.Dataset.KIND_INPUT, 5, 35)
-    assert got.total_bytes == sum((storage_dir / lfn).stat().st_size for lfn in lfns)
+    assert got.total_bytes == sum((storage_dir / "user.admin" / lfn).stat().st_size for lfn in lfns)
     files = dataset_files(datasets_stub, "user.alice.raw")
     assert [f.lfn for f in files] == lfns and not files[0].HasField("task_state")
     page = datasets_stub.ListDatasetFiles(dataset_service_pb2.ListDatasetFilesRequest(
@@ -138,7 +138,7 @@ def test_datasets_register_get_list_and_files(datasets_stub, storage_dir: Path) 
         return code_of(datasets_stub.RegisterDataset, dataset_service_pb2.RegisterDatasetRequest(
             dataset=dataset_pb2.Dataset(dataset_id=name), files=list(files)))
 
-    ok = dataset_pb2.DatasetFile(lfn="a", size_bytes=1, adler32="00620062", storage_elements=["file:///x"])
+    ok = dataset_pb2.DatasetFile(lfn="a", size_bytes=1, adler32="00620062", storage_elements=["local"])
     assert register("user.alice.raw", ok) == grpc.StatusCode.ALREADY_EXISTS
     assert register("empty") == grpc.StatusCode.INVALID_ARGUMENT
     assert register("dup", ok, ok) == grpc.StatusCode.INVALID_ARGUMENT

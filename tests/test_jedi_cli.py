@@ -84,9 +84,21 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     files = sorted(str(p) for p in inputs.iterdir())
     code, out, err = panda("dataset", "register", "user.me.demo", *files, "--events", "100", "--jedi", jedi.address)
     assert code == 0, err
-    assert out.strip() == f"dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), on file://{storage_dir}"
-    copied = storage_dir / "events.01.txt"
+    assert out.strip() == "dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), in scope user.admin on local"
+    copied = storage_dir / "user.admin" / "events.01.txt"
     assert copied.read_bytes() == (inputs / "events.01.txt").read_bytes()
+    # On a named element, in the VO's scope (the admin may write it), never over a file there.
+    code, out, err = panda("dataset", "register", "panda.demo", *files[:2], "--se", "local", "--scope", "panda",
+                           "--prefix", "vo.", "--json", "--jedi", jedi.address)
+    assert code == 0 and json.loads(out)["scope"] == "panda", err
+    assert (storage_dir / "panda" / "vo.events.01.txt").read_bytes() == copied.read_bytes()
+    (storage_dir / "panda" / "vo.events.03.txt").write_text("other contents\n")
+    code, out, err = panda("dataset", "register", "panda.other", files[2], "--se", "local", "--scope", "panda",
+                           "--prefix", "vo.", "--jedi", jedi.address)
+    assert code == 1 and "panda:vo.events.03.txt exists" in err
+    assert (storage_dir / "panda" / "vo.events.03.txt").read_text() == "other contents\n"
+    code, out, err = panda("dataset", "register", "x", files[0], "--se", "file:///etc", "--jedi", jedi.address)
+    assert code == 1 and "not by a URL" in err
 
     start_pilot()
     code, out, err = panda("task", "submit", "-f", str(EXAMPLE), "--jedi", jedi.address)
@@ -111,7 +123,7 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     shown = json.loads(out)
     assert shown["dataset"]["file_count"] == "3"
     for f in shown["files"]:
-        data = (storage_dir / f["lfn"]).read_bytes()
+        data = (storage_dir / f["scope"] / f["lfn"]).read_bytes()
         assert f["adler32"] == adler32_of(data) and int(f["size_bytes"]) == len(data)
     code, out, _ = panda("dataset", "show", "user.me.demo", "--task", str(task_id), "--jedi", jedi.address)
     assert code == 0 and out.count(" finished ") == 6

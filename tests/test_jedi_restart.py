@@ -81,9 +81,10 @@ def test_crash_between_submit_and_record_creates_no_duplicate(  # type: ignore[n
     specs = []
     for i in range(7):
         data = f"chunk {i}\n".encode()
-        (storage_dir / f"lost.{i}").write_bytes(data)
-        specs.append(FileSpec(f"lost.{i}", len(data), adler32_of(data), 1, [f"file://{storage_dir}"]))
-    datasets.register("lost.in", "alice", specs)
+        (storage_dir / "user.alice").mkdir(exist_ok=True)
+        (storage_dir / "user.alice" / f"lost.{i}").write_bytes(data)
+        specs.append(FileSpec(f"lost.{i}", len(data), adler32_of(data), 1, ["local"], "user.alice"))
+    datasets.register("lost.in", "alice", "user.alice", specs)
     params = task_params("lost", ["lost.in"], "lost.out", "cat ${IN} > ${OUT}", scout_jobs=0)
     settings = JediSettings(server_address=server.address)
     task_id = tasks.submit(spec_from_params(params, "alice", settings), params_to_dict(params)).task.task_id

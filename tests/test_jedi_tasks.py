@@ -63,8 +63,11 @@ def test_hundred_files_ten_per_job_scouts_first_then_done(  # type: ignore[no-un
     # The output dataset: one file per job, with the size and adler32 of what is on the storage element.
     outputs = dataset_files(datasets_stub, "mc.simul.out")
     assert len(outputs) == 10 and task.progress.output_files == 10
+    # In the task owner's scope, read from the input dataset's (the admin's).
+    assert {f.scope for f in outputs} == {"user.alice"}
+    assert {f.scope for j in jobs for f in j.files if f.kind == job_pb2.JobFile.KIND_INPUT} == {"user.admin"}
     for f in outputs:
-        data = (storage_dir / f.lfn).read_bytes()
+        data = (storage_dir / f.scope / f.lfn).read_bytes()
         assert (f.size_bytes, f.adler32) == (len(data), adler32_of(data))
         assert f.lfn.startswith("mc.simul.out._0000") and f.job_id
         assert data.endswith(b"0 500\n")  # ${SKIP_EVENTS} ${MAX_EVENTS}: 10 files of 50 events

@@ -32,8 +32,10 @@ DOMAIN_FORBIDDEN = (
     "prometheus_client", "asyncio", "subprocess", "socket", "threading", "concurrent", "os", "pathlib", "shutil",
     "panda", "panda_runtime",
 )
-# ... except these plain types of the runtime: errors that carry a gRPC code, and principals.
-DOMAIN_ALLOWED_RUNTIME = ("panda_runtime.service.errors", "panda_runtime.service.principals")
+# ... except these plain types of the runtime: errors that carry a gRPC code, principals, and who may
+# write which file scope.
+DOMAIN_ALLOWED_RUNTIME = ("panda_runtime.service.errors", "panda_runtime.service.principals",
+                          "panda_runtime.service.scopes")
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def test_the_installed_wheel_runs_panda_up_and_a_job(installed: Path, installed_
     watched = subprocess.run([str(installed / "panda"), "job", "watch", job_id],
                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert watched.returncode == 0, watched.stdout + watched.stderr + installed_up.logs()
-    stored = tmp_path / "panda" / "se" / "local" / "hello.txt"
+    stored = next((tmp_path / "panda" / "se" / "local").glob("user.*/hello.txt"))
     assert stored.read_text() == "hello from the wheel\n"
     installed_up.process.send_signal(signal.SIGINT)
     assert installed_up.exit_code(timeout=60) == 0

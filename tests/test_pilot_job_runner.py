@@ -37,10 +37,14 @@ class Recorder:
         return [u.state for u in self.updates]
 
 
+# Every file of these jobs is in this scope: at <se>/user.alice/<lfn>.
+SCOPE = "user.alice"
+
+
 @pytest.fixture
 def se(tmp_path: Path) -> Path:
     root = tmp_path / "se"
-    root.mkdir()
+    (root / SCOPE).mkdir(parents=True)
     return root
 
 
@@ -59,6 +63,8 @@ def python(code: str) -> list[str]:
 
 
 def make_job(command: list[str], files: list[JobFile] | None = None, **resources: int) -> Job:
+    for file in files or []:
+        file.scope = file.scope or SCOPE
     return Job(
         job_id=77,
         attempt=2,
@@ -75,7 +81,7 @@ def run(runner: JobRunner) -> dispatch_pb2.JobUpdate | None:
 
 def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> None:
     data = b"input payload data\n" * 1000
-    (se / "in.dat").write_bytes(data)
+    (se / SCOPE / "in.dat").write_bytes(data)
     url = f"file://{se}"
     job = make_job(
         python(
@@ -92,10 +98,11 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
                 kind=JobFile.KIND_INPUT,
                 size_bytes=len(data),
                 adler32=f"{zlib.adler32(data):08x}",
-                storage_element=url,
+                storage_element="se",
+                storage_url=url,
             ),
-            JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=url),
-            JobFile(lfn="job.log.tgz", kind=JobFile.KIND_LOG, storage_element=url),
+            JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=url),
+            JobFile(lfn="job.log.tgz", kind=JobFile.KIND_LOG, storage_element="se", storage_url=url),
         ],
     )
     sent = Recorder()
@@ -108,12 +115,12 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
     assert all(u.attempt == 2 for u in sent.updates)
     expected = data.upper() + b"hi"
     out, log_file = final.output_files
-    assert (out.lfn, out.kind, out.storage_element) == ("out.dat", JobFile.KIND_OUTPUT, url)
+    assert (out.lfn, out.kind, out.storage_element) == ("out.dat", JobFile.KIND_OUTPUT, "se")
     assert out.size_bytes == len(expected)
     assert out.adler32 == f"{zlib.adler32(expected):08x}"
-    assert (se / "out.dat").read_bytes() == expected
+    assert (se / SCOPE / "out.dat").read_bytes() == expected
     assert log_file.kind == JobFile.KIND_LOG
-    with tarfile.open(se / "job.log.tgz") as tar:
+    with tarfile.open(se / SCOPE / "job.log.tgz") as tar:
         assert sorted(tar.getnames()) == ["job_77_2/payload.stderr", "job_77_2/payload.stdout"]
     workdir = tmp_path / "work" / "job_77_2"
     assert (workdir / "payload.stdout").read_text() == f"converted {len(data)} bytes\n"
@@ -123,7 +130,7 @@ def test_job_with_input_output_and_log_finishes(tmp_path: Path, se: Path) -> Non
 def test_missing_input_fails_before_the_payload(tmp_path: Path, se: Path) -> None:
     job = make_job(
         python("open('ran', 'w')"),
-        [JobFile(lfn="absent.dat", kind=JobFile.KIND_INPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="absent.dat", kind=JobFile.KIND_INPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     sent = Recorder()
     final = run(JobRunner(job, options(tmp_path), sent))
@@ -145,7 +152,7 @@ def test_file_without_storage_element_is_an_error(tmp_path: Path) -> None:
 def test_missing_output_is_1165_and_nothing_is_registered(tmp_path: Path, se: Path) -> None:
     job = make_job(
         python("print('forgot to write it')"),
-        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     final = run(JobRunner(job, options(tmp_path), Recorder()))
     assert final is not None and final.state == Job.STATE_FAILED
@@ -163,14 +170,14 @@ def test_failed_payload_reports_and_skips_stage_out(tmp_path: Path, se: Path) ->
             sys.exit("fatal: bad configuration")
             """
         ),
-        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element=f"file://{se}")],
+        [JobFile(lfn="out.dat", kind=JobFile.KIND_OUTPUT, storage_element="se", storage_url=f"file://{se}")],
     )
     final = run(JobRunner(job, options(tmp_path), Recorder()))
     assert final is not None and final.state == Job.STATE_FAILED
     assert final.error_code == error_codes.PAYLOADEXECUTIONFAILURE.code
     assert final.exit_code == 1
     assert "fatal: bad configuration" in final.log_tail
-    assert not (se / "out.dat").exists()
+    assert not (se / SCOPE / "out.dat").exists()
 
 
 def test_kill_command_cancels_with_1144(tmp_path: Path) -> None:
@@ -246,3 +253,13 @@ def test_pilot_lifetime_caps_the_payload(tmp_path: Path) -> None:
     assert final is not None and final.state == Job.STATE_FAILED
     assert final.error_code == error_codes.REACHEDMAXTIME.code
     assert "lifetime" in final.error_diag
+
+
+def test_a_storage_element_named_by_the_job_is_not_where_the_pilot_goes(tmp_path: Path) -> None:
+    # Only the server's URL counts: a job that names a directory as its element stages nothing.
+    job = make_job(python("pass"), [JobFile(lfn="passwd", kind=JobFile.KIND_INPUT, storage_element="file:///etc")])
+    final = run(JobRunner(job, options(tmp_path), Recorder()))
+    assert final is not None and final.state == Job.STATE_FAILED
+    assert final.error_code == error_codes.STAGEINFAILED.code
+    assert "no storage element" in final.error_diag
+    assert not (tmp_path / "work" / "job_77_2" / "passwd").exists()

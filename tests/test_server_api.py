@@ -10,7 +10,7 @@ from grpc_status import rpc_status
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, queue_service_pb2
-from tests.server_support import get_job, submit
+from tests.server_support import ensure_storage_element, get_job, submit
 
 J = job_pb2.Job
 
@@ -32,7 +32,8 @@ def test_submit_get_and_defaults(jobs_stub, local_queue) -> None:  # type: ignor
     assert fetched.attempt == 1 and fetched.max_attempts == 3
     assert fetched.resources.cores == 1 and fetched.resources.memory_mb > 0
     assert fetched.files[0].status == job_pb2.JobFile.STATUS_DEFINED
-    assert fetched.files[0].storage_element.startswith("file://")
+    assert fetched.files[0].storage_element == "local"
+    assert fetched.files[0].storage_url.startswith("file://")
     assert [e.reason for e in fetched.history] == ["submitted"]
 
 
@@ -77,9 +78,10 @@ def test_kill_queued_job_is_cancelled_at_once_and_twice_refused(jobs_stub, local
     assert get_job(jobs_stub, job.job_id).state == J.STATE_CANCELLED
 
 
-def test_reassign_moves_queued_jobs_only(jobs_stub, queues_stub, local_queue) -> None:  # type: ignore[no-untyped-def]
+def test_reassign_moves_queued_jobs_only(jobs_stub, queues_stub, local_queue, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ensure_storage_element(queues_stub.storage, tmp_path / "other-se")
     queues_stub.CreateQueue(queue_service_pb2.CreateQueueRequest(
-        queue=queue_pb2.Queue(queue_id="other", storage_element="file:///tmp/other-se")), timeout=10)
+        queue=queue_pb2.Queue(queue_id="other", storage_element="other-se")), timeout=10)
     (job,) = submit(jobs_stub, J(queue="local", command=["true"],
                                  files=[job_pb2.JobFile(lfn="o.txt", kind=job_pb2.JobFile.KIND_OUTPUT)]))
     result = jobs_stub.ReassignJobs(job_service_pb2.ReassignJobsRequest(job_ids=[job.job_id], queue="other"),
@@ -87,7 +89,7 @@ def test_reassign_moves_queued_jobs_only(jobs_stub, queues_stub, local_queue) ->
     assert result.status.code == 0
     moved = get_job(jobs_stub, job.job_id)
     assert moved.queue == "other"
-    assert moved.files[0].storage_element == "file:///tmp/other-se"
+    assert moved.files[0].storage_element == "other-se"
     assert "reassigned from local to other" in moved.history[-1].reason
     with pytest.raises(grpc.RpcError) as raised:
         jobs_stub.ReassignJobs(job_service_pb2.ReassignJobsRequest(job_ids=[job.job_id], queue="nowhere"), timeout=10)
@@ -178,10 +180,11 @@ def test_bad_list_requests(jobs_stub, local_queue) -> None:  # type: ignore[no-u
         assert text in raised.value.details()
 
 
-def test_queue_registry(queues_stub) -> None:  # type: ignore[no-untyped-def]
+def test_queue_registry(queues_stub, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ensure_storage_element(queues_stub.storage, tmp_path / "a")
     created = queues_stub.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
         queue_id="site-a", max_resources=resources_pb2.Resources(cores=8, memory_mb=16000),
-        storage_element="file:///data/se/a")), timeout=10).queue
+        storage_element="a")), timeout=10).queue
     assert created.status == queue_pb2.Queue.STATUS_ONLINE
     with pytest.raises(grpc.RpcError) as raised:
         queues_stub.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(queue_id="site-a")),

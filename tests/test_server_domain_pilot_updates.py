@@ -97,7 +97,7 @@ def test_a_change_the_lifecycle_forbids_is_refused() -> None:
 
 def test_a_finished_job_registers_its_outputs_and_records_its_end() -> None:
     job = make_job()
-    outputs = [OutputFile(7, 1, "out.root", 10, "0000000a", "file:///se")]
+    outputs = [OutputFile(7, 1, "out.root", 10, "0000000a")]
     change = apply_pilot_update(job, _update(JobState.FINISHED, exit_code=0, output_files=outputs), NOW)
     assert change.outputs == outputs
     assert [(e.state, e.reason) for e in change.events] == [
@@ -108,7 +108,7 @@ def test_a_finished_job_registers_its_outputs_and_records_its_end() -> None:
 
 def test_outputs_register_only_when_the_job_finishes() -> None:
     job = make_job(state=JobState.RUNNING)
-    outputs = [OutputFile(7, 1, "out.root", 10, "0000000a", "file:///se")]
+    outputs = [OutputFile(7, 1, "out.root", 10, "0000000a")]
     assert apply_pilot_update(job, _update(JobState.TRANSFERRING, output_files=outputs), NOW).outputs == []
 
 

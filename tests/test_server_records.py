@@ -26,7 +26,8 @@ def test_the_rules_may_change_only_columns_that_are_written_back() -> None:
 
 
 def test_files_events_and_queues_match_their_tables() -> None:
-    assert sorted(_names(JobFile)) == sorted(c.name for c in job_files.columns)
+    # A file is read with its storage element's URL (storage_url), which is the element's column.
+    assert sorted(_names(JobFile)) == sorted([c.name for c in job_files.columns] + ["storage_url"])
     assert sorted(_names(JobEvent)) == sorted(c.name for c in job_events.columns)
     assert set(_names(OutputFile)) <= {c.name for c in job_files.columns}
     assert sorted(_names(Queue)) == sorted([c.name for c in queues.columns] + ["job_counts"])

@@ -32,10 +32,17 @@ class UpProcess:
         # As on a fresh machine: no database, token or trusted issuer from the test session.
         env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL" and k not in up.IDENTITY_VARIABLES}
         self.config_home = data_dir.parent / f"{data_dir.name}-config"
+        # Every port from the test's free ones: ports `panda up` would derive from the server's
+        # (100 and 200 above) may be another test's (local_mesh's own tests cover that rule).
         env.update(
             XDG_CONFIG_HOME=str(self.config_home),
             PANDA_SERVER=self.address,
             PANDA_METRICS_PORT=str(self.metrics_port),
+            PANDA_JEDI=f"127.0.0.1:{free_port()}",
+            PANDA_JEDI_METRICS_PORT=str(free_port()),
+            PANDA_IAM=f"127.0.0.1:{free_port()}",
+            PANDA_IAM_HTTP_PORT=str(free_port()),
+            PANDA_IAM_METRICS_PORT=str(free_port()),
             PANDA_DATA_DIR=str(data_dir),
             PYTHONUNBUFFERED="1",
         )

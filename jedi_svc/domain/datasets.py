@@ -1,16 +1,23 @@
-"""Datasets' files: one to register (and what it must be), and one as stored. No I/O."""
+"""Datasets' files: one to register (and what it must be: its scope, its replicas), and one as
+stored. No I/O."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.scopes import check_scope, check_writable
 
-__all__ = ["MAX_FILES", "DatasetFile", "FileSpec", "check_files"]
+__all__ = [
+    "MAX_FILES", "STORAGE_ELEMENT_ID", "DatasetFile", "FileSpec", "assign_scopes", "check_files", "check_replicas",
+]
 
 ADLER32 = re.compile(r"^[0-9a-f]{8}$")
+# The server's storage element ids.
+STORAGE_ELEMENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # Files of one dataset registered at once, at most.
 MAX_FILES = 200_000
 
@@ -24,13 +31,14 @@ class FileSpec:
     adler32: str
     events: int
     storage_elements: list[str]
+    scope: str = ""  # empty: the dataset's
 
 
 def check_files(specs: list[FileSpec]) -> list[FileSpec]:
     """The files of a dataset to register, as they are stored: INVALID_ARGUMENT naming the
     first file at fault (at least one file, at most MAX_FILES; logical file names without '/'
     and not starting with '.', each once; no negative size or events; an adler32 of 8 hex
-    digits, leading zeros added; at least one storage element URL)."""
+    digits, leading zeros added; at least one storage element, by id)."""
     if not specs:
         raise InvalidArgument("a dataset needs at least one file", field="files")
     if len(specs) > MAX_FILES:
@@ -58,11 +66,37 @@ def check_files(specs: list[FileSpec]) -> list[FileSpec]:
             raise InvalidArgument(f"{where}: at least one storage element holding the file is required",
                                   field=f"{where}.storage_elements")
         for se in elements:
-            if "://" not in se:
-                raise InvalidArgument(f"{where}: storage element {se!r} is not a URL such as file:///data/se",
+            if not STORAGE_ELEMENT_ID.match(se):
+                hint = " (name it by its configured id, not a URL)" if "://" in se or se.startswith("/") else ""
+                raise InvalidArgument(f"{where}: {se[:80]!r} is not a storage element id{hint}",
                                       field=f"{where}.storage_elements")
         checked.append(replace(f, adler32=adler32, storage_elements=list(dict.fromkeys(elements))))
     return checked
+
+
+def assign_scopes(specs: list[FileSpec], dataset_scope: str, writable: frozenset[str], owner: str) -> list[FileSpec]:
+    """The files, each in a scope (empty: the dataset's), well formed (INVALID_ARGUMENT) and one
+    the owner may write (PERMISSION_DENIED): registering a file claims its name. Errors name
+    the file's field."""
+    scoped = []
+    for index, f in enumerate(specs):
+        field = f"files[{index}].scope"
+        scope = check_scope(f.scope.strip() or dataset_scope, field)
+        check_writable(scope, writable, owner, field)
+        scoped.append(replace(f, scope=scope))
+    return scoped
+
+
+def check_replicas(specs: list[FileSpec], configured: Iterable[str]) -> None:
+    """Every replica is on a storage element the server has configured (`configured`: their
+    ids), else INVALID_ARGUMENT naming the first file at fault."""
+    known = set(configured)
+    for index, f in enumerate(specs):
+        unknown = [se for se in f.storage_elements if se not in known]
+        if unknown:
+            raise InvalidArgument(
+                f"files[{index}]: storage element {unknown[0]} is not configured at the server (see `panda se list`)",
+                field=f"files[{index}].storage_elements")
 
 
 @dataclass(slots=True)
@@ -71,6 +105,7 @@ class DatasetFile:
 
     file_id: int
     dataset_id: int
+    scope: str
     lfn: str
     size_bytes: int
     adler32: str

@@ -127,7 +127,7 @@ def job_spec(task: Task, group: list[TaskChunk], files: Mapping[int, DatasetFile
         replicas = list(f.storage_elements or [])
         se = queue.storage_element if queue.storage_element in replicas else (replicas[0] if replicas else "")
         input_files.append(JobFileSpec(lfn=f.lfn, kind="input", size_bytes=f.size_bytes, adler32=f.adler32,
-                                       storage_element=se))
+                                       storage_element=se, scope=f.scope))
     if task.split_kind == "events":
         skip = group[0].first_event
         count = sum(c.n_events or files[c.file_id].events for c in group)

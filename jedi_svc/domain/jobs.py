@@ -37,6 +37,7 @@ class JobFileSpec(_JobFileSpec, total=False):
     size_bytes: int
     adler32: str
     storage_element: str
+    scope: str  # absent: the job owner's
 
 
 class JobSpec(TypedDict):
@@ -113,6 +114,7 @@ class JobEvent:
 
 @dataclass(frozen=True, slots=True)
 class OutputFile:
+    scope: str
     lfn: str
     size_bytes: int
     adler32: str

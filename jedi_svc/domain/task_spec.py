@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from jedi_svc.domain.splitting import SplitRule
 from jedi_svc.domain.templates import TemplateError, check_output_pattern, check_transformation
 from panda_runtime.service.errors import InvalidArgument
+from panda_runtime.service.scopes import user_scope
 
 __all__ = ["DATASET_NAME", "MAX_PRIORITY", "QUEUE_NAME", "TaskSpec", "check_dataset_name", "validate"]
 
@@ -40,6 +41,11 @@ class TaskSpec:
     max_failure_rate: float = 0.5
     # Virtual organisation of the task (and of its jobs).
     vo: str = ""
+
+    @property
+    def output_scope(self) -> str:
+        """The scope of its output dataset and its jobs' outputs: the owner's."""
+        return user_scope(self.owner)
 
 
 def check_dataset_name(name: str, field_name: str) -> None:

@@ -20,8 +20,10 @@ from panda.server.v1 import (
     job_service_pb2,
     queue_pb2,
     queue_service_pb2,
+    storage_service_pb2,
 )
 from panda_runtime.client import AsyncServerClient, ConnectConfig, ServerClient
+from panda_runtime.service.errors import Unavailable
 
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
                "log": job_pb2.JobFile.KIND_LOG}
@@ -58,7 +60,8 @@ def job_from_spec(spec: JobSpec) -> job_pb2.Job:
                                           disk_mb=resources["disk_mb"]),
         files=[
             job_pb2.JobFile(lfn=f["lfn"], kind=_FILE_KINDS[f["kind"]], size_bytes=f.get("size_bytes", 0),
-                            adler32=f.get("adler32", ""), storage_element=f.get("storage_element", ""))
+                            adler32=f.get("adler32", ""), storage_element=f.get("storage_element", ""),
+                            scope=f.get("scope", ""))
             for f in spec["files"]
         ],
     )
@@ -69,7 +72,8 @@ def details_of(job: job_pb2.Job) -> JobDetails:
     if job.start_time.seconds and job.end_time.seconds:
         walltime = max(0.0, (job.end_time.ToNanoseconds() - job.start_time.ToNanoseconds()) / 1e9)
     outputs = [
-        OutputFile(lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, storage_element=f.storage_element)
+        OutputFile(scope=f.scope, lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32,
+                   storage_element=f.storage_element)
         for f in job.files if f.kind == job_pb2.JobFile.KIND_OUTPUT and f.status == job_pb2.JobFile.STATUS_READY
     ]
     return JobDetails(outputs=outputs, max_rss_mb=job.max_rss_mb, walltime_seconds=walltime,
@@ -150,6 +154,7 @@ class ServerCalls:
         self._client = AsyncServerClient(config)
         self.jobs = self._client.jobs
         self.queues = self._client.queues
+        self.storage = self._client.storage
 
     async def close(self) -> None:
         await self._client.close()
@@ -169,6 +174,25 @@ class ServerCalls:
                     running=sum(counts.get(s, 0) for s in RUNNING_STATES),
                     queued=sum(counts.get(s, 0) for s in QUEUED_STATES),
                 ))
+            token = response.next_page_token
+            if not token:
+                return found
+
+    async def storage_element_ids(self) -> list[str]:
+        """The ids of the storage elements configured at the server; UNAVAILABLE when it does
+        not answer."""
+        found: list[str] = []
+        token = ""
+        while True:
+            try:
+                response = await self.storage.ListStorageElements(
+                    storage_service_pb2.ListStorageElementsRequest(page_size=1000, page_token=token),
+                    timeout=self.deadline)
+            except grpc.aio.AioRpcError as error:
+                raise Unavailable(
+                    f"cannot ask the server which storage elements it has ({error.code().name}); try again"
+                ) from error
+            found += [e.storage_element_id for e in response.storage_elements]
             token = response.next_page_token
             if not token:
                 return found

@@ -138,13 +138,13 @@ _FILE_STATUS = {
 
 def file_specs_from_proto(messages: Iterable[dataset_pb2.DatasetFile]) -> list[FileSpec]:
     """The files of a RegisterDataset request, as given (domain.datasets.check_files checks them)."""
-    return [FileSpec(m.lfn, m.size_bytes, m.adler32, m.events, list(m.storage_elements)) for m in messages]
+    return [FileSpec(m.lfn, m.size_bytes, m.adler32, m.events, list(m.storage_elements), m.scope) for m in messages]
 
 
 def dataset_to_proto(record: DatasetRecord) -> dataset_pb2.Dataset:
     return dataset_pb2.Dataset(
         name=f"datasets/{record.name}", dataset_id=record.name, kind=_DATASET_KINDS[record.kind], owner=record.owner,
-        task_id=record.task_id, file_count=record.file_count, total_bytes=record.total_bytes,
+        task_id=record.task_id, scope=record.scope, file_count=record.file_count, total_bytes=record.total_bytes,
         total_events=record.total_events, create_time=timestamp(record.create_time),
         update_time=timestamp(record.update_time),
     )
@@ -153,8 +153,8 @@ def dataset_to_proto(record: DatasetRecord) -> dataset_pb2.Dataset:
 def file_to_proto(view: DatasetFileView) -> dataset_pb2.DatasetFile:
     f = view.file
     message = dataset_pb2.DatasetFile(
-        lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, events=f.events, storage_elements=f.storage_elements,
-        job_id=f.job_id,
+        scope=f.scope, lfn=f.lfn, size_bytes=f.size_bytes, adler32=f.adler32, events=f.events,
+        storage_elements=f.storage_elements, job_id=f.job_id,
     )
     state = view.task_state
     if state is not None:

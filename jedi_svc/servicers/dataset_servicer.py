@@ -7,8 +7,9 @@ from typing import Any
 
 import grpc
 
-from jedi_svc.domain.datasets import check_files
+from jedi_svc.domain.datasets import assign_scopes, check_files, check_replicas
 from jedi_svc.domain.task_spec import check_dataset_name
+from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.servicers.convert import dataset_to_proto, file_specs_from_proto, file_to_proto, kind_from_text
 from jedi_svc.store.dataset_store import DatasetStore
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc
@@ -17,6 +18,7 @@ from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
+from panda_runtime.service.scopes import check_scope, check_writable, user_scope, writable_scopes
 
 __all__ = ["DatasetServicer"]
 
@@ -25,9 +27,10 @@ FILTER_FIELDS: dict[str, Any] = {
 }
 
 class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
-    def __init__(self, db: DbRunner, store: DatasetStore) -> None:
+    def __init__(self, db: DbRunner, store: DatasetStore, server: ServerCalls) -> None:
         self._db = db
         self._store = store
+        self._server = server
 
     async def RegisterDataset(
         self, request: dataset_service_pb2.RegisterDatasetRequest, context: grpc.aio.ServicerContext
@@ -37,8 +40,14 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         if len(request.request_id) > 64:
             raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
         specs = check_files(file_specs_from_proto(request.files))
-        owner, _ = current_principal().submitting_as(request.dataset.owner, "")
-        record = await self._db.run(self._store.register, name, owner, specs, request.request_id)
+        caller = current_principal()
+        owner, vo = caller.submitting_as(request.dataset.owner, "")
+        writable = writable_scopes(caller, owner, vo)
+        scope = check_scope(request.dataset.scope.strip() or user_scope(owner), "dataset.scope")
+        check_writable(scope, writable, owner, "dataset.scope")
+        specs = assign_scopes(specs, scope, writable, owner)
+        check_replicas(specs, await self._server.storage_element_ids())
+        record = await self._db.run(self._store.register, name, owner, scope, specs, request.request_id)
         return dataset_service_pb2.RegisterDatasetResponse(dataset=dataset_to_proto(record))
 
     async def GetDataset(

@@ -49,8 +49,9 @@ def _record(row: Row[Any], counts: Any) -> DatasetRecord:
 
 
 class DatasetStore(Store):
-    def register(self, name: str, owner: str, specs: list[FileSpec], request_id: str = "") -> DatasetRecord:
-        """An input dataset with its files, all or nothing. A repeated request_id returns the first."""
+    def register(self, name: str, owner: str, scope: str, specs: list[FileSpec], request_id: str = "") -> DatasetRecord:
+        """An input dataset (in `scope`) with its files, all or nothing. A repeated request_id
+        returns the first."""
         at = now()
         with self._engine.begin() as conn:
             if request_id:
@@ -61,12 +62,13 @@ class DatasetStore(Store):
                 raise AlreadyExists(f"dataset {name} already exists")
             dataset_id = conn.execute(
                 insert(datasets).returning(datasets.c.dataset_id),
-                {"name": name, "kind": "input", "owner": owner, "task_id": 0, "request_id": request_id or None,
-                 "create_time": at, "update_time": at},
+                {"name": name, "kind": "input", "owner": owner, "scope": scope, "task_id": 0,
+                 "request_id": request_id or None, "create_time": at, "update_time": at},
             ).scalar_one()
             bulk.insert_rows(conn, files, [
-                {"dataset_id": dataset_id, "lfn": f.lfn, "size_bytes": f.size_bytes, "adler32": f.adler32,
-                 "events": f.events, "storage_elements": f.storage_elements, "job_id": 0, "create_time": at}
+                {"dataset_id": dataset_id, "scope": f.scope, "lfn": f.lfn, "size_bytes": f.size_bytes,
+                 "adler32": f.adler32, "events": f.events, "storage_elements": f.storage_elements, "job_id": 0,
+                 "create_time": at}
                 for f in specs
             ])
             return self._get(conn, name)

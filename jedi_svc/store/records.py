@@ -110,6 +110,7 @@ class DatasetRecord:
     file_count: int
     total_bytes: int
     total_events: int
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)

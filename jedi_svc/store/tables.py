@@ -99,6 +99,8 @@ datasets = Table(
     Column("request_id", String(64), nullable=True),
     Column("create_time", Time, nullable=False),
     Column("update_time", Time, nullable=False),
+    # The scope its files are registered in (an output dataset: its task owner's).
+    Column("scope", String(128), nullable=False, default="", server_default=""),
     UniqueConstraint("name", name="uq_jedi_datasets_name"),
     Index("ix_jedi_datasets_request_id", "request_id"),
 )
@@ -108,6 +110,8 @@ files = Table(
     metadata,
     Column("file_id", Id, primary_key=True, autoincrement=True),
     Column("dataset_id", Id, ForeignKey("jedi_datasets.dataset_id", ondelete="CASCADE"), nullable=False),
+    # With lfn, the file's identity.
+    Column("scope", String(128), nullable=False, default="", server_default=""),
     Column("lfn", String(1024), nullable=False),
     Column("size_bytes", BigInteger, nullable=False, default=0),
     Column("adler32", String(8), nullable=False, default=""),

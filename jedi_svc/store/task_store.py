@@ -65,7 +65,8 @@ class TaskStore(Store):
                 "create_time": at, "update_time": at,
             }).scalar_one()
             dataset_id = conn.execute(insert(datasets).returning(datasets.c.dataset_id), {
-                "name": spec.output_dataset, "kind": "output", "owner": spec.owner, "task_id": task_id,
+                "name": spec.output_dataset, "kind": "output", "owner": spec.owner, "scope": spec.output_scope,
+                "task_id": task_id,
                 "create_time": at, "update_time": at,
             }).scalar_one()
             conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(output_dataset_id=dataset_id))

@@ -154,7 +154,8 @@ class WatchStore(TaskSteps):
             new = [(job, out) for job, out in items if out.lfn not in existing]
             if new:
                 bulk.insert_rows(conn, files, [
-                    {"dataset_id": dataset_id, "lfn": out.lfn, "size_bytes": out.size_bytes, "adler32": out.adler32,
+                    {"dataset_id": dataset_id, "scope": out.scope, "lfn": out.lfn, "size_bytes": out.size_bytes,
+                     "adler32": out.adler32,
                      "events": 0, "storage_elements": [out.storage_element] if out.storage_element else [],
                      "job_id": job.job_id, "create_time": at}
                     for job, out in new

@@ -18,10 +18,12 @@ def register(commands: Commands) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--queue", default="local", metavar="Q",
                        help="put the files on this queue's storage element (default local)")
-    where.add_argument("--se", metavar="URL", help="or on this storage element, e.g. file:///data/se/site-a")
+    where.add_argument("--se", metavar="NAME", help="or on this configured storage element (panda se list)")
     p.add_argument("--events", type=non_negative_int, default=0, metavar="N", help="events in each file")
     p.add_argument("--prefix", default="", metavar="P", help="prepended to each file name to make its LFN")
     p.add_argument("--owner", metavar="O", help="who the dataset belongs to (default: the caller)")
+    p.add_argument("--scope", metavar="S",
+                   help="the scope of its files (default: the owner's, user.OWNER; a VO's needs production in it)")
     p = dataset.command("list", datasets.cmd_dataset_list, "datasets, newest first")
     p.add_argument("--name", metavar="PATTERN", help="dataset name, * as a wildcard")
     p.add_argument("--kind", choices=["input", "output"])

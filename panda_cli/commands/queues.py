@@ -21,7 +21,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--memory", type=non_negative_int, metavar="MB", help="largest job's memory, MiB")
     p.add_argument("--walltime", metavar="S", help="largest job's walltime: seconds, or e.g. 12h")
     p.add_argument("--disk", type=non_negative_int, metavar="MB", help="scratch disk per job, MiB")
-    p.add_argument("--storage-element", metavar="URL", help="e.g. file:///data/se/NAME")
+    p.add_argument("--storage-element", metavar="NAME",
+                   help="the configured storage element its jobs use (panda se list)")
     p.add_argument("--description")
     p = queue.command("show", queues.cmd_show, "one queue")
     p.add_argument("name", metavar="NAME")

@@ -26,7 +26,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc
-from panda.server.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
+from panda.server.v1 import (
+    job_service_pb2,
+    job_service_pb2_grpc,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    storage_service_pb2,
+    storage_service_pb2_grpc,
+)
 from panda_runtime.client._service_config import retry_options
 from panda_runtime.client.channels import aio_channel, sync_channel
 from panda_runtime.client.config import ConnectConfig
@@ -53,7 +60,7 @@ def _services_of(*files: FileDescriptor) -> tuple[ServiceDescriptor, ...]:
     return tuple(service for file in files for service in file.services_by_name.values())
 
 
-_SERVER_API = _services_of(job_service_pb2.DESCRIPTOR, queue_service_pb2.DESCRIPTOR)
+_SERVER_API = _services_of(job_service_pb2.DESCRIPTOR, queue_service_pb2.DESCRIPTOR, storage_service_pb2.DESCRIPTOR)
 _JEDI_API = _services_of(task_service_pb2.DESCRIPTOR, dataset_service_pb2.DESCRIPTOR)
 _IAM_API = _services_of(iam_service_pb2.DESCRIPTOR)
 
@@ -179,7 +186,7 @@ class AsyncServiceClient(_Client):
 
 
 class ServerClient(ServiceClient):
-    """The job server: jobs and queues."""
+    """The job server: jobs, queues and storage elements."""
 
     target = "the server"
     api = _SERVER_API
@@ -188,6 +195,7 @@ class ServerClient(ServiceClient):
         super().__init__(config)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
+        self.storage = storage_service_pb2_grpc.StorageServiceStub(self.channel)
 
 
 class AsyncServerClient(AsyncServiceClient):
@@ -200,6 +208,7 @@ class AsyncServerClient(AsyncServiceClient):
         super().__init__(config)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
+        self.storage = storage_service_pb2_grpc.StorageServiceStub(self.channel)
 
 
 class JediClient(ServiceClient):

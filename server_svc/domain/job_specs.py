@@ -21,6 +21,7 @@ class FileSpec:
     size_bytes: int = 0
     adler32: str = ""
     storage_element: str = ""
+    scope: str = ""  # empty: the owner's
 
 
 @dataclass

@@ -45,14 +45,16 @@ class JobFile:
     """An input, output or log file of a job."""
 
     job_id: int
+    scope: str  # with lfn, the file's identity (e.g. user.alice, or a VO's scope)
     lfn: str
     kind: str  # input | output | log
     status: str  # defined | ready | failed
     size_bytes: int
     adler32: str
-    storage_element: str
+    storage_element: str  # the id of a configured storage element
     attempt: int  # the attempt that wrote it (outputs); 0 before
     file_id: int = 0  # 0 until stored
+    storage_url: str = ""  # the element's URL, read with the file (not a column of it)
 
 
 @dataclass(slots=True)
@@ -92,14 +94,14 @@ class JobRecord(Job):
 
 @dataclass(slots=True)
 class OutputFile:
-    """An output or log file a job wrote, as registered when it finished."""
+    """An output or log file a job wrote, as registered when it finished. It stays on the
+    storage element the server gave it: a pilot does not choose."""
 
     job_id: int
     attempt: int
     lfn: str
     size_bytes: int
     adler32: str
-    storage_element: str
 
 
 @dataclass(slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from server_svc.domain.job_specs import JobSpec
@@ -25,17 +26,20 @@ def new_job(spec: JobSpec, *, owner: str, vo: str, request_id: str, now: datetim
     )
 
 
-def new_files(job_id: int, spec: JobSpec, queue_storage_element: str) -> list[JobFile]:
+def new_files(
+    job_id: int, spec: JobSpec, queue_storage_element: str, urls: Mapping[str, str] | None = None
+) -> list[JobFile]:
     """Inputs are ready (they exist); outputs and logs are defined until the job finishes.
-    A file names its storage element, or takes its queue's."""
-    return [
-        JobFile(
-            job_id=job_id, lfn=f.lfn, kind=f.kind, status="ready" if f.kind == "input" else "defined",
-            size_bytes=f.size_bytes, adler32=f.adler32, storage_element=f.storage_element or queue_storage_element,
-            attempt=0,
-        )
-        for f in spec.files
-    ]
+    A file names its storage element, or takes its queue's; `urls` are the elements' URLs."""
+    files = []
+    for f in spec.files:
+        element = f.storage_element or queue_storage_element
+        files.append(JobFile(
+            job_id=job_id, scope=f.scope, lfn=f.lfn, kind=f.kind, status="ready" if f.kind == "input" else "defined",
+            size_bytes=f.size_bytes, adler32=f.adler32, storage_element=element, attempt=0,
+            storage_url=(urls or {}).get(element, ""),
+        ))
+    return files
 
 
 def submitted_event(job: JobRecord) -> JobEvent:

@@ -3,6 +3,7 @@ on a job, and what each action does in each state."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -86,8 +87,12 @@ def kill(job_id: int, job: Job | None, scope: Scope, reason: str, now: datetime)
     return ActionDecision(ActionResult(job_id, state=job.state, error=already))
 
 
-def reassign(job_id: int, job: Job | None, scope: Scope, queue_id: str, now: datetime) -> ActionDecision:
-    """Only a job not yet sent to a pilot moves: to `queue_id`, activated there."""
+def reassign(
+    job_id: int, job: Job | None, scope: Scope, queue_id: str, now: datetime,
+    storage_problem: Callable[[Job], str] = lambda job: "",
+) -> ActionDecision:
+    """Only a job not yet sent to a pilot moves: to `queue_id`, activated there; not when its
+    files could not be read or written there (`storage_problem` says why, or "")."""
     if job is None or not scope.covers(job.owner, job.vo):
         return _refusal(job_id, job)
     if job.state not in QUEUED_STATES:
@@ -95,6 +100,11 @@ def reassign(job_id: int, job: Job | None, scope: Scope, queue_id: str, now: dat
             f"job {job_id} is {job.state}: only jobs not yet sent to a pilot can be reassigned",
             subject=f"jobs/{job_id}",
         )
+        return ActionDecision(ActionResult(job_id, state=job.state, error=error))
+    problem = storage_problem(job)
+    if problem:
+        error = FailedPrecondition(f"job {job_id} cannot move to {queue_id}: {problem}", subject=f"jobs/{job_id}",
+                                   violation_type="STORAGE")
         return ActionDecision(ActionResult(job_id, state=job.state, error=error))
     previous, job.queue = job.queue, queue_id
     event = change_state(job, JobState.ACTIVATED, now, f"reassigned from {previous} to {queue_id}")

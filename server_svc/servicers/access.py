@@ -18,6 +18,7 @@ __all__ = ["ACCESS"]
 
 _JOB = "/panda.server.v1.JobService/"
 _QUEUE = "/panda.server.v1.QueueService/"
+_STORAGE = "/panda.server.v1.StorageService/"
 _DISPATCH = "/panda.server.v1.DispatchService/"
 
 # People and the services acting for them.
@@ -35,6 +36,10 @@ ACCESS = AccessTable({
     _QUEUE + "UpdateQueue": {ADMIN},
     _QUEUE + "GetQueue": {AUTHENTICATED},
     _QUEUE + "ListQueues": {AUTHENTICATED},
+    _STORAGE + "CreateStorageElement": {ADMIN},
+    _STORAGE + "UpdateStorageElement": {ADMIN},
+    _STORAGE + "GetStorageElement": {AUTHENTICATED},
+    _STORAGE + "ListStorageElements": {AUTHENTICATED},
     # Pilots, for the queues their token names; harvester relays for pilots without a route.
     _DISPATCH + "Connect": {PILOT, HARVESTER},
 })

@@ -7,7 +7,7 @@ from typing import Any
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
-from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2
+from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, storage_element_pb2
 from panda_runtime.service.errors import ok_status
 from panda_runtime.service.timestamps import timestamp
 from server_svc.domain.dispatch import Acknowledgements, Assignment, JobRequest, Offer, PilotHello, UpdateAck
@@ -16,12 +16,14 @@ from server_svc.domain.jobs import JobEvent, JobFile, JobRecord, OutputFile
 from server_svc.domain.pilot_updates import PilotUpdate
 from server_svc.domain.queues import Queue
 from server_svc.domain.states import JobState
+from server_svc.domain.storage import StorageElement
 from server_svc.domain.user_actions import ActionResult, CommandKind, PilotCommand
 
 __all__ = [
     "acks_to_proto", "action_result_to_proto", "event_to_proto", "file_to_proto", "hello_from_proto", "job_from_proto",
     "job_to_proto", "outgoing_to_proto", "queue_status_from_proto", "queue_to_proto", "queue_values_from_proto",
-    "request_from_proto", "state_from_proto", "state_from_text", "state_to_proto", "updates_from_proto",
+    "request_from_proto", "state_from_proto", "state_from_text", "state_to_proto", "storage_element_to_proto",
+    "storage_values_from_proto", "updates_from_proto",
 ]
 
 _FILE_KINDS = {"input": job_pb2.JobFile.KIND_INPUT, "output": job_pb2.JobFile.KIND_OUTPUT,
@@ -66,9 +68,9 @@ def event_to_proto(event: JobEvent) -> job_pb2.JobEvent:
 
 def file_to_proto(file: JobFile) -> job_pb2.JobFile:
     return job_pb2.JobFile(
-        lfn=file.lfn, kind=_FILE_KINDS[file.kind], status=_FILE_STATUSES[file.status],
+        scope=file.scope, lfn=file.lfn, kind=_FILE_KINDS[file.kind], status=_FILE_STATUSES[file.status],
         size_bytes=file.size_bytes, adler32=file.adler32, storage_element=file.storage_element,
-        attempt=file.attempt,
+        attempt=file.attempt, storage_url=file.storage_url,
     )
 
 
@@ -109,7 +111,7 @@ def job_from_proto(job: job_pb2.Job, defaults: Any) -> JobSpec:
         files=[
             FileSpec(
                 lfn=f.lfn, kind=_FILE_KIND_NAMES.get(f.kind, "unspecified"), size_bytes=f.size_bytes,
-                adler32=f.adler32, storage_element=f.storage_element,
+                adler32=f.adler32, storage_element=f.storage_element, scope=f.scope,
             )
             for f in job.files
         ],
@@ -161,6 +163,25 @@ def queue_values_from_proto(queue: queue_pb2.Queue) -> dict[str, Any]:
     }
 
 
+def storage_element_to_proto(element: StorageElement) -> storage_element_pb2.StorageElement:
+    return storage_element_pb2.StorageElement(
+        name=f"storageElements/{element.storage_element_id}", storage_element_id=element.storage_element_id,
+        url=element.url, queues=element.queues, vos=element.vos, description=element.description,
+        create_time=timestamp(element.create_time), update_time=timestamp(element.update_time),
+    )
+
+
+def storage_values_from_proto(element: storage_element_pb2.StorageElement) -> dict[str, Any]:
+    """Every writable column of a storage element, from the message (lists without blanks or
+    repeats)."""
+    return {
+        "url": element.url.strip(),
+        "queues": list(dict.fromkeys(q.strip() for q in element.queues if q.strip())),
+        "vos": list(dict.fromkeys(v.strip() for v in element.vos if v.strip())),
+        "description": element.description,
+    }
+
+
 # -- the pilot stream ----------------------------------------------------------------------
 
 _COMMAND_KINDS = {CommandKind.KILL: dispatch_pb2.Command.KIND_KILL,
@@ -199,7 +220,7 @@ def _update_from_proto(update: dispatch_pb2.JobUpdate, pilot_id: str, queues: fr
         exit_code=update.exit_code, error_code=update.error_code, error_diag=update.error_diag,
         log_tail=update.log_tail, max_rss_mb=update.max_rss_mb, cpu_seconds=update.cpu_seconds,
         output_files=[
-            OutputFile(update.job_id, update.attempt, f.lfn, f.size_bytes, f.adler32, f.storage_element)
+            OutputFile(update.job_id, update.attempt, f.lfn, f.size_bytes, f.adler32)
             for f in update.output_files
         ],
     )

@@ -13,7 +13,10 @@ from panda_runtime.service.errors import InvalidArgument, PermissionDenied, Reso
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
+from panda_runtime.service.scopes import user_scope, writable_scopes
 from server_svc.domain.job_specs import validate_job
+from server_svc.domain.outputs import assign_scopes
+from server_svc.domain.storage import check_file_storage_ids
 from server_svc.logic.jobs import JobOperations
 from server_svc.servicers.convert import (
     action_result_to_proto,
@@ -53,7 +56,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         specs = [job_from_proto(job, self._settings) for job in request.jobs]
         for index, spec in enumerate(specs):
             validate_job(spec, f"jobs[{index}]")
-        owner, vo = current_principal().submitting_as(request.owner, request.vo)
+        check_file_storage_ids(specs)
+        caller = current_principal()
+        owner, vo = caller.submitting_as(request.owner, request.vo)
+        assign_scopes(specs, user_scope(owner), writable_scopes(caller, owner, vo), owner)
         records = await self._jobs.submit(specs, owner=owner, vo=vo, request_id=request.request_id)
         return job_service_pb2.SubmitJobsResponse(jobs=[job_to_proto(r) for r in records])
 

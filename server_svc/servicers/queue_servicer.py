@@ -11,6 +11,7 @@ from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from server_svc.domain.job_specs import validate_queue_id
 from server_svc.domain.queues import Queue
+from server_svc.domain.storage import check_storage_element_id
 from server_svc.logic.queues import QueueOperations
 from server_svc.servicers.convert import queue_status_from_proto, queue_to_proto, queue_values_from_proto
 
@@ -34,11 +35,9 @@ def _check_values(values: dict[str, Any]) -> None:
     for name in ("max_cores", "max_memory_mb", "max_walltime_seconds", "max_disk_mb"):
         if int(values.get(name, 0)) < 0:
             raise InvalidArgument(f"{name} must not be negative", field="queue.max_resources")
-    se = str(values.get("storage_element", ""))
-    if se and "://" not in se:
-        raise InvalidArgument(
-            f"storage element {se!r} is not a URL such as file:///data/se", field="queue.storage_element"
-        )
+    element_id = str(values.get("storage_element", ""))
+    if element_id:
+        check_storage_element_id(element_id, "queue.storage_element")
 
 
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):

@@ -13,9 +13,11 @@ from panda_runtime.service.errors import NotFound
 from panda_runtime.service.principals import EVERYTHING, Scope
 from server_svc.domain.jobs import Job, JobChanges
 from server_svc.domain.states import QUEUED_STATES
+from server_svc.domain.storage import reassign_problem
 from server_svc.domain.user_actions import ActionDecision, ActionResult, kill, reassign
 from server_svc.store.commands import write_commands
 from server_svc.store.job_rows import read_jobs, write_changes
+from server_svc.store.storage_store import read_elements
 from server_svc.store.tables import job_files, jobs, queues
 
 __all__ = ["JobActionStore"]
@@ -34,18 +36,28 @@ class JobActionStore(Store):
         """Move each job to `queue_id` as `domain.user_actions.reassign` says; the outputs of
         those that moved go to that queue's storage element."""
         with self._engine.begin() as conn:
-            if conn.execute(select(queues.c.queue_id).where(queues.c.queue_id == queue_id)).first() is None:
+            queue_element = conn.execute(
+                select(queues.c.storage_element).where(queues.c.queue_id == queue_id)).scalar()
+            if queue_element is None:
                 raise NotFound(f"queue {queue_id} not found", resource_type="queue", resource_name=queue_id)
+            files: dict[int, list[tuple[str, str]]] = {}
+            for row in conn.execute(select(job_files.c.job_id, job_files.c.kind, job_files.c.storage_element)
+                                    .where(job_files.c.job_id.in_(job_ids))):
+                files.setdefault(row.job_id, []).append((row.kind, row.storage_element))
+            elements = read_elements(conn, [queue_element, *(e for fs in files.values() for _, e in fs)])
+
+            def storage_problem(job: Job) -> str:
+                return reassign_problem(queue_id, queue_element, files.get(job.job_id, []), job.vo, elements)
+
             decisions = self._act(
-                conn, job_ids, lambda job_id, job, now: reassign(job_id, job, scope, queue_id, now)
+                conn, job_ids, lambda job_id, job, now: reassign(job_id, job, scope, queue_id, now, storage_problem)
             )
             results = [d.result for d in decisions]
             conn.execute(
                 update(job_files)
                 .where(job_files.c.job_id.in_([r.job_id for r in results if r.error is None]))
                 .where(job_files.c.kind != "input")
-                .values(storage_element=select(queues.c.storage_element)
-                        .where(queues.c.queue_id == queue_id).scalar_subquery())
+                .values(storage_element=queue_element)
             )
         return results
 

@@ -91,9 +91,18 @@ _SENT_EVENTS = insert(job_events).from_select(
 )
 
 
-def _pg_claimed(rows: list[dict[str, Any]]) -> dict[str, list[JobRecord]]:
-    """The rows of a PostgreSQL claim, as jobs with their files, by pilot."""
+# The storage elements' URLs, read in the claims' round trip: each claimed file is sent with its
+# element's URL (a handful of rows; a join per file would cost every claim).
+_ELEMENT_URLS = text("SELECT storage_element_id, url FROM storage_elements")
+
+
+def _pg_claimed(rows: list[dict[str, Any]], urls: dict[str, str]) -> dict[str, list[JobRecord]]:
+    """The rows of a PostgreSQL claim, as jobs with their files (each with its element's URL),
+    by pilot."""
     claimed = [record_from_row(row, [file_from_row(f) for f in row.pop("claimed_files")]) for row in rows]
+    for job in claimed:
+        for file in job.files:
+            file.storage_url = urls.get(file.storage_element, "")
     claimed.sort(key=lambda job: (-job.priority, job.job_id))
     return _by_pilot(claimed)
 
@@ -129,11 +138,13 @@ class DispatchStore(Store):
                     assigned.update(self._claim_sqlite(conn, claim, now))
             else:
                 # The claims write the claimed jobs' "sent" events: the event log's lock first.
-                claiming = [event_log_lock(conn)] if claims else []
+                claiming: list[Statement | None] = [event_log_lock(conn), (_ELEMENT_URLS, {})] if claims else []
                 claiming += [self._pg_claim(claim, now) for claim in claims]
                 results = run_statements(conn, [*writes, *claiming])
-                for rows in results[len(results) - len(claims):]:
-                    assigned.update(_pg_claimed(rows))
+                if claims:
+                    urls = {row["storage_element_id"]: row["url"] for row in results[-len(claims) - 1]}
+                    for rows in results[len(results) - len(claims):]:
+                        assigned.update(_pg_claimed(rows, urls))
         return Exchange(outcomes, reactivated, assigned)
 
     def _claim_sqlite(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[JobRecord]]:

@@ -10,13 +10,13 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, TextClause, bindparam, select, text, update
+from sqlalchemy import Connection, TextClause, bindparam, func, select, text, update
 
 from panda_runtime.service.bulk import Statement, run_statements, update_statement
 from server_svc.domain.jobs import Job, JobChanges, JobFile, JobRecord, OutputFile
 from server_svc.domain.states import JobState
 from server_svc.store.events import event_statements
-from server_svc.store.tables import job_files, jobs
+from server_svc.store.tables import job_files, jobs, storage_elements
 
 __all__ = ["MUTABLE", "STATE_COLUMNS", "change_statements", "file_from_row", "job_from_row", "read_files",
            "read_jobs", "read_records", "record_from_row", "write_changes"]
@@ -83,10 +83,19 @@ def read_jobs(conn: Connection, job_ids: Iterable[int], *, lock: bool) -> dict[i
     return {job.job_id: job for job in map(job_from_row, _rows(conn, job_ids, lock=lock, full=False))}
 
 
+# A file with its storage element's URL, the one place its pilot may stage it through.
+_FILES_WITH_URLS = (
+    select(job_files, func.coalesce(storage_elements.c.url, "").label("storage_url"))
+    .select_from(job_files.outerjoin(
+        storage_elements, storage_elements.c.storage_element_id == job_files.c.storage_element))
+)
+
+
 def read_files(conn: Connection, job_ids: Sequence[int]) -> dict[int, list[JobFile]]:
+    """The jobs' files, each with its storage element's URL."""
     files: dict[int, list[JobFile]] = {job_id: [] for job_id in job_ids}
     if job_ids:
-        query = select(job_files).where(job_files.c.job_id.in_(job_ids)).order_by(job_files.c.file_id)
+        query = _FILES_WITH_URLS.where(job_files.c.job_id.in_(job_ids)).order_by(job_files.c.file_id)
         for row in conn.execute(query):
             files[row.job_id].append(file_from_row(row._mapping))
     return files
@@ -101,10 +110,9 @@ def read_records(conn: Connection, job_ids: list[int]) -> list[JobRecord]:
 
 # Output files registered by finished jobs (SQLite: an executemany of the same update).
 _PG_OUTPUT_FILES = text(
-    "UPDATE job_files SET status = 'ready', size_bytes = v.size_bytes, adler32 = v.adler32,"
-    " storage_element = v.storage_element, attempt = v.attempt"
+    "UPDATE job_files SET status = 'ready', size_bytes = v.size_bytes, adler32 = v.adler32, attempt = v.attempt"
     " FROM json_to_recordset(CAST(:rows AS json))"
-    " AS v(job_id bigint, lfn text, size_bytes bigint, adler32 text, storage_element text, attempt integer)"
+    " AS v(job_id bigint, lfn text, size_bytes bigint, adler32 text, attempt integer)"
     " WHERE job_files.job_id = v.job_id AND job_files.lfn = v.lfn AND job_files.kind <> 'input'"
     " AND job_files.job_id = ANY(CAST(:job_ids AS bigint[]))"  # found by index, whatever the statistics
 )
@@ -113,7 +121,7 @@ _OUTPUT_FILES = (
     .where(job_files.c.job_id == bindparam("b_job_id"), job_files.c.lfn == bindparam("b_lfn"),
            job_files.c.kind != "input")
     .values(status="ready", size_bytes=bindparam("b_size_bytes"), adler32=bindparam("b_adler32"),
-            storage_element=bindparam("b_storage_element"), attempt=bindparam("b_attempt"))
+            attempt=bindparam("b_attempt"))
 )
 _OUTPUT_FIELDS = tuple(f.name for f in fields(OutputFile))
 

@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from panda_runtime.service.db import Store
 from panda_runtime.service.errors import AlreadyExists, NotFound
 from server_svc.domain.queues import Queue
+from server_svc.domain.storage import check_queue_storage
+from server_svc.store.storage_store import read_elements
 from server_svc.store.tables import jobs, queues
 
 __all__ = ["QueueStore", "queue_from_row"]
@@ -28,6 +30,7 @@ class QueueStore(Store):
         now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
+                self._check_storage(conn, values["queue_id"], values)
                 conn.execute(insert(queues).values(**values, create_time=now, update_time=now))
         except IntegrityError as error:
             raise AlreadyExists(f"queue {values['queue_id']} already exists") from error
@@ -58,6 +61,7 @@ class QueueStore(Store):
 
     def update(self, queue_id: str, values: dict[str, Any]) -> Queue:
         with self._engine.begin() as conn:
+            self._check_storage(conn, queue_id, values)
             result = conn.execute(
                 update(queues)
                 .where(queues.c.queue_id == queue_id)
@@ -77,6 +81,14 @@ class QueueStore(Store):
         with self._engine.connect() as conn:
             rows = conn.execute(select(jobs.c.queue, jobs.c.state, func.count()).group_by(jobs.c.queue, jobs.c.state))
             return {(q, s): n for q, s, n in rows}
+
+    @staticmethod
+    def _check_storage(conn: Connection, queue_id: str, values: dict[str, Any]) -> None:
+        """The storage element a queue is given must be configured and serve the queue."""
+        element_id = str(values.get("storage_element", ""))
+        if element_id:
+            element = read_elements(conn, [element_id]).get(element_id)
+            check_queue_storage(queue_id, element_id, element, "queue.storage_element")
 
     @staticmethod
     def _counts(conn: Connection, queue_ids: list[str]) -> dict[str, dict[str, int]]:

@@ -19,9 +19,23 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
-__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "pilots", "queues"]
+__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "pilots", "queues", "storage_elements"]
 
 metadata = new_metadata()
+
+# The configured storage elements: queues and job files name one by its id.
+storage_elements = Table(
+    "storage_elements",
+    metadata,
+    Column("storage_element_id", String(64), primary_key=True),
+    Column("url", String(1024), nullable=False),
+    # Queues and VOs allowed to use it (JSON lists); empty: all.
+    Column("queues", JSON, nullable=False),
+    Column("vos", JSON, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+)
 
 queues = Table(
     "queues",
@@ -32,6 +46,7 @@ queues = Table(
     Column("max_memory_mb", BigInteger, nullable=False, default=0),
     Column("max_walltime_seconds", BigInteger, nullable=False, default=0),
     Column("max_disk_mb", BigInteger, nullable=False, default=0),
+    # The id of its storage element ("" for none).
     Column("storage_element", String(1024), nullable=False, default=""),
     Column("description", Text, nullable=False, default=""),
     Column("create_time", Time, nullable=False),
@@ -91,6 +106,8 @@ job_files = Table(
     metadata,
     Column("file_id", Id, primary_key=True, autoincrement=True),
     Column("job_id", Id, ForeignKey("jobs.job_id", ondelete="CASCADE"), nullable=False),
+    # With lfn, the file's identity: an output name is taken once per scope.
+    Column("scope", String(128), nullable=False, default="", server_default=""),
     Column("lfn", String(1024), nullable=False),
     Column("kind", String(8), nullable=False),
     Column("status", String(16), nullable=False),
@@ -99,7 +116,7 @@ job_files = Table(
     Column("storage_element", String(1024), nullable=False, default=""),
     Column("attempt", Integer, nullable=False, default=0),
     Index("ix_job_files_job_id", "job_id"),
-    Index("ix_job_files_lfn", "lfn"),
+    Index("ix_job_files_scope_lfn", "scope", "lfn"),
 )
 
 # Every state change, in order: the jobs' history and the WatchJobs log (its id is the cursor).

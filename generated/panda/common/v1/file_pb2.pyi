@@ -35,7 +35,7 @@ class FileReplica(_message.Message):
     adler32: _builtins.str
     """Adler-32 checksum as 8 lower-case hex digits; empty when not yet known."""
     storage_element: _builtins.str
-    """Storage element URL, e.g. "file:///data/se/local"."""
+    """Id of the configured storage element holding it, e.g. "local"."""
     def __init__(
         self,
         *,

@@ -59,6 +59,7 @@ class Dataset(_message.Message):
     TOTAL_EVENTS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "datasets/{dataset_id}"."""
     dataset_id: _builtins.str
@@ -74,6 +75,10 @@ class Dataset(_message.Message):
     """Number of files, their total size and events."""
     total_bytes: _builtins.int
     total_events: _builtins.int
+    scope: _builtins.str
+    """The scope its files are registered in: "user.<owner>" by default, or the VO's when the
+    caller holds production in it. A task's output dataset is in the task owner's scope.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -91,10 +96,11 @@ class Dataset(_message.Message):
         total_events: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dataset_id", b"dataset_id", "file_count", b"file_count", "kind", b"kind", "name", b"name", "owner", b"owner", "task_id", b"task_id", "total_bytes", b"total_bytes", "total_events", b"total_events", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "dataset_id", b"dataset_id", "file_count", b"file_count", "kind", b"kind", "name", b"name", "owner", b"owner", "scope", b"scope", "task_id", b"task_id", "total_bytes", b"total_bytes", "total_events", b"total_events", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -113,8 +119,9 @@ class DatasetFile(_message.Message):
     STORAGE_ELEMENTS_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     TASK_STATE_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     lfn: _builtins.str
-    """Logical file name, unique within the dataset."""
+    """Logical file name, unique within the dataset and within its scope."""
     size_bytes: _builtins.int
     """Size in bytes."""
     adler32: _builtins.str
@@ -123,9 +130,13 @@ class DatasetFile(_message.Message):
     """Number of events in the file; 0 when not known."""
     job_id: _builtins.int
     """For an output file: the server job that produced it."""
+    scope: _builtins.str
+    """With lfn, the file's identity ("scope:lfn"); empty at registration: the dataset's."""
     @_builtins.property
     def storage_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Storage elements holding a replica, e.g. "file:///data/se/local"."""
+        """Ids of the configured storage elements (the server's StorageService) holding a replica,
+        e.g. "local"; registration refuses one the server does not know.
+        """
 
     @_builtins.property
     def task_state(self) -> Global___TaskFileState:
@@ -141,10 +152,11 @@ class DatasetFile(_message.Message):
         storage_elements: _abc.Iterable[_builtins.str] | None = ...,
         job_id: _builtins.int = ...,
         task_state: Global___TaskFileState | None = ...,
+        scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["task_state", b"task_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adler32", b"adler32", "events", b"events", "job_id", b"job_id", "lfn", b"lfn", "size_bytes", b"size_bytes", "storage_elements", b"storage_elements", "task_state", b"task_state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adler32", b"adler32", "events", b"events", "job_id", b"job_id", "lfn", b"lfn", "scope", b"scope", "size_bytes", b"size_bytes", "storage_elements", b"storage_elements", "task_state", b"task_state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

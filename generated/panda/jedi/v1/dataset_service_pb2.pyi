@@ -32,12 +32,12 @@ class RegisterDatasetRequest(_message.Message):
     """
     @_builtins.property
     def dataset(self) -> _dataset_pb2.Dataset:
-        """dataset_id and owner are read; the rest is output only."""
+        """dataset_id, owner and scope are read; the rest is output only."""
 
     @_builtins.property
     def files(self) -> _containers.RepeatedCompositeFieldContainer[_dataset_pb2.DatasetFile]:
         """At least one file; names unique within the dataset; each with a size, an adler32
-        and at least one storage element.
+        and at least one configured storage element (by id); each in a scope its owner may write.
         """
 
     def __init__(

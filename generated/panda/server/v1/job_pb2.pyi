@@ -282,8 +282,10 @@ class JobFile(_message.Message):
     ADLER32_FIELD_NUMBER: _builtins.int
     STORAGE_ELEMENT_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    STORAGE_URL_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     lfn: _builtins.str
-    """Logical file name."""
+    """Logical file name, unique within its scope."""
     kind: Global___JobFile.Kind.ValueType
     status: Global___JobFile.Status.ValueType
     size_bytes: _builtins.int
@@ -291,9 +293,19 @@ class JobFile(_message.Message):
     adler32: _builtins.str
     """Adler-32, 8 hex digits; for inputs, when given, the pilot verifies it."""
     storage_element: _builtins.str
-    """Storage element URL; empty means the queue's own."""
+    """Id of a configured storage element (see StorageService) that allows the job's queue and
+    VO; empty means the queue's own.
+    """
     attempt: _builtins.int
     """Attempt that produced an output."""
+    storage_url: _builtins.str
+    """The storage element's URL, filled by the server: the one place the pilot stages through."""
+    scope: _builtins.str
+    """With lfn, the file's identity ("scope:lfn"), as in PanDA and Rucio: "user.<name>" for a
+    user's files, the VO's name for production's. Empty: the job owner's. Any scope may be read;
+    outputs and logs only in the owner's scope, or the VO's when the caller holds production in
+    it. The file sits at <element>/<scope>/<lfn>.
+    """
     def __init__(
         self,
         *,
@@ -304,10 +316,12 @@ class JobFile(_message.Message):
         adler32: _builtins.str = ...,
         storage_element: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        storage_url: _builtins.str = ...,
+        scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["adler32", b"adler32", "attempt", b"attempt", "kind", b"kind", "lfn", b"lfn", "size_bytes", b"size_bytes", "status", b"status", "storage_element", b"storage_element"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["adler32", b"adler32", "attempt", b"attempt", "kind", b"kind", "lfn", b"lfn", "scope", b"scope", "size_bytes", b"size_bytes", "status", b"status", "storage_element", b"storage_element", "storage_url", b"storage_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -92,7 +92,9 @@ class Queue(_message.Message):
     """Unique id: letters, digits, "_", "-" and ".", at most 64 characters."""
     status: Global___Queue.Status.ValueType
     storage_element: _builtins.str
-    """Storage element URL outputs go to and inputs come from."""
+    """Id of the configured storage element (see StorageService) its jobs' outputs go to and
+    inputs come from, unless a file names another; it must allow this queue.
+    """
     description: _builtins.str
     """Free-form description."""
     connected_pilots: _builtins.int

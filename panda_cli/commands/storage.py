@@ -1,0 +1,23 @@
+"""`panda se add|list|show`: storage elements."""
+
+from __future__ import annotations
+
+from panda_cli import storage
+from panda_cli.arguments import Commands
+
+__all__ = ["register"]
+
+
+def register(commands: Commands) -> None:
+    se = commands.group("se", "add, list, show storage elements", "storage elements", dest="se_command")
+    p = se.command("add", storage.cmd_se_add, "configure a storage element (admins)")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("url", metavar="URL", help="where its files are, e.g. file:///data/se/NAME")
+    p.add_argument("--queue", action="append", metavar="Q",
+                   help="a queue whose jobs may use it (repeat for more; none: every queue)")
+    p.add_argument("--vo", action="append", metavar="VO",
+                   help="a VO whose jobs may read and write it (repeat for more; none: every VO)")
+    p.add_argument("--description")
+    se.command("list", storage.cmd_se_list, "storage elements, their URLs, queues and VOs")
+    p = se.command("show", storage.cmd_se_show, "one storage element")
+    p.add_argument("name", metavar="NAME")
