@@ -11,6 +11,8 @@ from panda_runtime.client.credentials import credentials_from_settings
 from pilot_agent.agent import Pilot
 from pilot_agent.config import PilotConfig
 from pilot_agent.logs import configure_logging
+from pilot_agent.payload import PILOT_CREDENTIALS
+from pilot_agent.secrecy import hide_credentials
 from pilot_agent.settings import PilotSettings
 
 __all__ = ["add_arguments", "config_from_args", "main", "run"]
@@ -135,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
     """Run a pilot until it exits; the process exit code (0 ok, 2 refused by the server)."""
     pilot = Pilot(config_from_args(args))
     configure_logging(pilot.pilot_id)
+    # Its payloads run as the same user: they must not read its credentials from /proc.
+    hide_credentials(PILOT_CREDENTIALS)
     try:
         return asyncio.run(pilot.run())
     except KeyboardInterrupt:  # a Ctrl-C before the pilot's own handler was installed

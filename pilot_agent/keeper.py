@@ -46,7 +46,7 @@ _RESET = (*_STOPPING, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGUSR1, signal.SIG
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _prctl(option: int, value: int) -> None:
+def prctl(option: int, value: int) -> None:
     if _libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option})")
 
@@ -141,7 +141,7 @@ def _exec_payload(command: list[str], status_fd: int, keeper: int) -> None:
     """In the forked child: become the payload (or tell why not)."""
     try:
         os.setpgid(0, 0)
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != keeper:  # the keeper died before the line above
             os._exit(128 + signal.SIGKILL)
         for signum in _RESET:
@@ -162,8 +162,8 @@ def main(argv: list[str]) -> None:
     os.set_inheritable(status, False)  # the payload's exec closes it
     for signum in _STOPPING:
         signal.signal(signum, _stop)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != int(pilot):  # the pilot died before the line above
         sys.exit(128 + signal.SIGTERM)
     if lc_ctype == "-":

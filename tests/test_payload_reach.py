@@ -19,6 +19,14 @@ echo "uid=$(id -u) cwd=$(pwd)" > "$REACH_OUT/who.txt"
 env > "$REACH_OUT/env.txt"
 if cat "$PANDA_TOKEN_FILE" > "$REACH_OUT/token.txt" 2>/dev/null; then echo read; else echo refused; fi \
     > "$REACH_OUT/token-read.txt"
+# What a hostile payload would try next: the environment and command line of every ancestor
+# (the keeper, the pilot, what started the pilot), as its own user may read them.
+pid=$$
+while [ "$pid" -gt 1 ]; do
+    pid=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status")
+    { echo "== $pid"; tr '\\0' '\\n' < "/proc/$pid/environ"; tr '\\0' ' ' < "/proc/$pid/cmdline"; echo; } \
+        >> "$REACH_OUT/ancestors.txt" 2>/dev/null
+done
 """
 
 
@@ -45,6 +53,11 @@ def test_the_payload_gets_the_jobs_environment_and_none_of_the_pilots_credential
     seen = (out / "env.txt").read_text()
     for secret in (token, str(token_file), robot["PANDA_CLIENT_SECRET"]):
         assert secret not in seen
+    # Nor in what the payload can read of its ancestors (the pilot's own environment included).
+    ancestors = (out / "ancestors.txt").read_text()
+    assert ancestors.count("== ") >= 2, ancestors
+    for secret in (token, str(token_file), robot["PANDA_CLIENT_SECRET"]):
+        assert secret not in ancestors, "an ancestor's environment or command line shows a credential"
     assert (out / "token-read.txt").read_text() == "refused\n"
     assert token not in (out / "token.txt").read_text()
     who = (out / "who.txt").read_text().split()
