@@ -1,10 +1,12 @@
-"""Storage element commands: se add / list / show (their parsers: commands/storage.py)."""
+"""Storage element commands: se add / set / list / show (their parsers: commands/storage.py)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from google.protobuf import field_mask_pb2
 
 from panda.server.v1 import storage_element_pb2, storage_service_pb2
 
@@ -13,7 +15,9 @@ from .clients import all_pages, server_client
 from .errors import CliError
 from .output import format_time, or_dash, render_table
 
-__all__ = ["cmd_se_add", "cmd_se_list", "cmd_se_show", "element_directory", "render_element", "storage_element"]
+__all__ = [
+    "cmd_se_add", "cmd_se_list", "cmd_se_set", "cmd_se_show", "element_directory", "render_element", "storage_element",
+]
 
 
 def render_element(element: storage_element_pb2.StorageElement) -> str:
@@ -55,6 +59,28 @@ def cmd_se_add(args: argparse.Namespace) -> int:
             storage_service_pb2.CreateStorageElementRequest(storage_element=element)).storage_element
     return output.show(created, lambda e: f"created storage element {e.storage_element_id} ({e.url})",
                        as_json=args.json)
+
+
+def cmd_se_set(args: argparse.Namespace) -> int:
+    element = storage_element_pb2.StorageElement(storage_element_id=args.name)
+    paths: list[str] = []
+    if args.url is not None:
+        element.url, paths = args.url, [*paths, "url"]
+    if args.queue or args.every_queue:
+        element.queues.extend(args.queue or [])
+        paths.append("queues")
+    if args.vo or args.every_vo:
+        element.vos.extend(args.vo or [])
+        paths.append("vos")
+    if args.description is not None:
+        element.description, paths = args.description, [*paths, "description"]
+    if not paths:
+        raise CliError("nothing to change: give --url, --queue/--every-queue, --vo/--every-vo or --description", 2)
+    request = storage_service_pb2.UpdateStorageElementRequest(
+        storage_element=element, update_mask=field_mask_pb2.FieldMask(paths=paths))
+    with server_client(args.server) as client:
+        updated = client.storage.UpdateStorageElement(request).storage_element
+    return output.show(updated, render_element, as_json=args.json)
 
 
 def cmd_se_list(args: argparse.Namespace) -> int:

@@ -183,6 +183,15 @@ def test_queue_add_list_show_and_set_status(panda: Panda) -> None:
     assert (empty.code, empty.out) == (0, "no queues (add one with: panda queue add NAME)\n")
     # A queue names a configured storage element, never a URL.
     assert panda("se", "add", "b", "file:///se/b").out == "created storage element b (file:///se/b)\n"
+    # Changing it: only what is given changes, and --every-queue opens it again.
+    fenced = panda("se", "set", "b", "--queue", "x-queue", "--vo", "atlas", "--json")
+    assert fenced.code == 0, fenced.err
+    assert (json.loads(fenced.out)["queues"], json.loads(fenced.out)["vos"]) == (["x-queue"], ["atlas"])
+    opened = panda("se", "set", "b", "--every-queue", "--description", "shared")
+    assert opened.code == 0 and "every queue" in opened.out and "atlas" in opened.out and "shared" in opened.out
+    nothing = panda("se", "set", "b")
+    assert nothing.code == 2 and "nothing to change" in nothing.err
+    assert panda("se", "set", "nowhere", "--url", "file:///se/n").code == 1
     by_url = panda("queue", "add", "c-queue", "--storage-element", "file:///se/b")
     assert (by_url.code, by_url.out) == (1, "")
     assert "INVALID_ARGUMENT" in by_url.err and "not by a URL" in by_url.err

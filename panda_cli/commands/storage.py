@@ -1,4 +1,4 @@
-"""`panda se add|list|show`: storage elements."""
+"""`panda se add|set|list|show`: storage elements."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ __all__ = ["register"]
 
 
 def register(commands: Commands) -> None:
-    se = commands.group("se", "add, list, show storage elements", "storage elements", dest="se_command")
+    se = commands.group("se", "add, set, list, show storage elements", "storage elements", dest="se_command")
     p = se.command("add", storage.cmd_se_add, "configure a storage element (admins)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("url", metavar="URL", help="where its files are, e.g. file:///data/se/NAME")
@@ -17,6 +17,18 @@ def register(commands: Commands) -> None:
                    help="a queue whose jobs may use it (repeat for more; none: every queue)")
     p.add_argument("--vo", action="append", metavar="VO",
                    help="a VO whose jobs may read and write it (repeat for more; none: every VO)")
+    p.add_argument("--description")
+    p = se.command("set", storage.cmd_se_set, "change a storage element (admins); what is not given stays")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--url", metavar="URL", help="where its files are from now on")
+    queues = p.add_mutually_exclusive_group()
+    queues.add_argument("--queue", action="append", metavar="Q",
+                        help="the queues whose jobs may use it, replacing the list (repeat for more)")
+    queues.add_argument("--every-queue", action="store_true", help="every queue's jobs may use it")
+    vos = p.add_mutually_exclusive_group()
+    vos.add_argument("--vo", action="append", metavar="VO",
+                     help="the VOs whose jobs may read and write it, replacing the list (repeat for more)")
+    vos.add_argument("--every-vo", action="store_true", help="every VO's jobs may read and write it")
     p.add_argument("--description")
     se.command("list", storage.cmd_se_list, "storage elements, their URLs, queues and VOs")
     p = se.command("show", storage.cmd_se_show, "one storage element")
