@@ -16,6 +16,8 @@ import jwt
 from panda.jedi.v1 import dataset_pb2, dataset_service_pb2
 from panda.server.v1 import queue_service_pb2
 from panda_runtime.client import JediClient
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import server as server_contract
 
 from . import output
 from .clients import jedi_client, server_client
@@ -90,9 +92,6 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def cmd_dataset_register(args: argparse.Namespace) -> int:
-    element_id = args.se or queue_storage_element(args, args.queue)
-    scope = register_scope(args)
-    directory = element_directory(storage_element(args.server, element_id)) / scope
     sources = [Path(f) for f in args.files]
     for source in sources:
         if not source.is_file():
@@ -100,6 +99,16 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
     names = [source.name for source in sources]
     if len(set(names)) != len(names):
         raise CliError("two files have the same name; the names become the logical file names", 2)
+    for source in sources:
+        # Before anything is copied: JEDI would refuse the name, and a name such as `../x` is no
+        # place in the storage element.
+        try:
+            server_contract.check_lfn(args.prefix + source.name, "lfn")
+        except Violation as violation:
+            raise CliError(f"{source}: {violation.description}", 2) from None
+    element_id = args.se or queue_storage_element(args, args.queue)
+    scope = register_scope(args)
+    directory = element_directory(storage_element(args.server, element_id)) / scope
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for source in sources:

@@ -16,12 +16,14 @@ import yaml
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import job_pb2
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import server as server_contract
 
 from .output import parse_enum
 
 __all__ = [
-    "JOB_KEYS", "JobSpec", "SpecError", "build_job_filter", "job_from_flags", "jobs_from_yaml", "parse_duration",
-    "parse_env", "parse_since", "quote_filter_string", "rfc3339",
+    "JOB_KEYS", "JobSpec", "SpecError", "build_job_filter", "check_job", "job_from_flags", "jobs_from_yaml",
+    "parse_duration", "parse_env", "parse_since", "quote_filter_string", "rfc3339",
 ]
 
 
@@ -153,6 +155,28 @@ class JobSpec:
         return job
 
 
+_KIND_NAMES = {job_pb2.JobFile.KIND_INPUT: "input", job_pb2.JobFile.KIND_OUTPUT: "output",
+               job_pb2.JobFile.KIND_LOG: "log"}
+
+
+def check_job(job: job_pb2.Job, where: str) -> job_pb2.Job:
+    """What the server would refuse of `job` (panda_runtime.contracts), said before sending."""
+    fields = server_contract.JobFields(
+        queue=job.queue, command=list(job.command), environment=dict(job.environment), label=job.label,
+        task_id=job.task_id, priority=job.priority, max_attempts=job.max_attempts, cores=job.resources.cores,
+        memory_mb=job.resources.memory_mb, walltime_seconds=job.resources.walltime_seconds,
+        disk_mb=job.resources.disk_mb,
+        files=[server_contract.JobFileFields(f.lfn, _KIND_NAMES.get(f.kind, ""), f.size_bytes, f.adler32,
+                                             f.storage_element) for f in job.files],
+    )
+    try:
+        server_contract.check_job(fields, "job")
+    except Violation as violation:
+        field = violation.field.removeprefix("job.")
+        raise SpecError(f"{where}{field}: {violation.description}") from None
+    return job
+
+
 def parse_env(items: Iterable[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for item in items:
@@ -184,7 +208,7 @@ def job_from_flags(
         args = args[1:]
     if not args:
         raise SpecError("no command given: put it after `--`, e.g. panda submit --queue local -- echo hi")
-    return _to_spec(
+    job = _to_spec(
         {
             "queue": queue,
             "command": args,
@@ -200,6 +224,7 @@ def job_from_flags(
         },
         where="",
     ).to_job()
+    return check_job(job, "")
 
 
 JOB_KEYS = (
@@ -249,7 +274,7 @@ def jobs_from_yaml(
             raise SpecError(f"{where}expected a mapping with keys such as queue and command")
         merged = {k: v for k, v in (defaults or {}).items() if v is not None}
         merged.update(entry)
-        jobs.append(_to_spec(merged, where=where).to_job())
+        jobs.append(check_job(_to_spec(merged, where=where).to_job(), where))
     return jobs
 
 

@@ -12,6 +12,9 @@ import yaml
 
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import task_pb2
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import jedi as jedi_contract
+from panda_runtime.contracts import server as server_contract
 
 from .specs import SpecError, parse_duration, quote_filter_string, rfc3339
 
@@ -153,7 +156,24 @@ def task_from_mapping(data: dict[str, Any], *, source: str = "") -> task_pb2.Tas
         if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
             raise SpecError(f"{_where(source, 'max_failure_rate')} must be a positive number (1: never exhaust)")
         params.max_failure_rate = float(rate)
+    _check_contract(params, source)
     return params
+
+
+def _check_contract(params: task_pb2.TaskParams, source: str) -> None:
+    """What JEDI would refuse of these parameters (panda_runtime.contracts), said before sending."""
+    rule = params.split_rule
+    kind = rule.WhichOneof("rule")
+    try:
+        if kind is not None:
+            value = float(getattr(rule, kind))
+            jedi_contract.check_split_rule({"files_per_job": "files", "events_per_job": "events"}.get(kind, "size"),
+                                           value, "split")
+        jedi_contract.check_failure_rate(params.max_failure_rate, "max_failure_rate")
+        server_contract.check_command(list(params.transformation), "transformation")
+        server_contract.check_environment(dict(params.environment), "environment")
+    except Violation as violation:
+        raise SpecError(f"{_where(source, violation.field)}: {violation.description}") from None
 
 
 def build_task_filter(*, state: str | None = None, owner: str | None = None, name: str | None = None,

@@ -47,7 +47,7 @@ def make_file(file_id: int, **fields: Any) -> DatasetFile:
     values: dict[str, Any] = {
         "file_id": file_id, "dataset_id": 1, "scope": "user.alice", "lfn": f"in._{file_id:06d}", "size_bytes": 1000,
         "adler32": "0000abcd",
-        "events": 0, "storage_elements": ["file:///se-a"], "job_id": 0, "create_time": AT,
+        "events": 0, "storage_elements": ["se-a"], "job_id": 0, "create_time": AT,
     }
     values.update(fields)
     return DatasetFile(**values)

@@ -97,7 +97,7 @@ def test_yaml_list_of_jobs() -> None:
           command: [sleep, 5]
           inputs:
             - in1.dat
-            - {lfn: in2.dat, size_bytes: 1234, adler32: "ABCDEF", storage_element: "file:///se/x"}
+            - {lfn: in2.dat, size_bytes: 1234, adler32: "ABCDEF", storage_element: "se-x"}
           env: ["X=1"]
         """
     )
@@ -111,7 +111,7 @@ def test_yaml_list_of_jobs() -> None:
     assert list(second.command) == ["sleep", "5"]
     assert second.files[0] == job_pb2.JobFile(lfn="in1.dat", kind=INPUT)
     assert second.files[1] == job_pb2.JobFile(
-        lfn="in2.dat", kind=INPUT, size_bytes=1234, adler32="00abcdef", storage_element="file:///se/x"
+        lfn="in2.dat", kind=INPUT, size_bytes=1234, adler32="00abcdef", storage_element="se-x"
     )
     assert dict(second.environment) == {"X": "1"}
 

@@ -60,7 +60,12 @@ def test_final_updates_of_failed_rounds_are_resent_and_the_jobs_end_finished(  #
                                for i in range(2)])
     _run(engine, _REFUSE[kind])
     start_pilot()
-    # Long enough for the lost-heartbeat rule (4 s here; the watchdog looks every 0.5 s) to fail
+    # The pilot takes the first job (however long it takes to start on a loaded machine) ...
+    deadline = time.monotonic() + 60
+    while get_job(jobs_stub, jobs[0].job_id).state == J.STATE_ACTIVATED:
+        assert time.monotonic() < deadline, "the pilot never took the first job"
+        time.sleep(0.2)
+    # ... then long enough for the lost-heartbeat rule (4 s here; the watchdog looks every 0.5 s) to fail
     # a job whose heartbeats stopped when its payload ended.
     time.sleep(10)
     held = [get_job(jobs_stub, job.job_id) for job in jobs]

@@ -60,3 +60,40 @@ def test_page_size_defaults_and_caps() -> None:
     assert page_size(5000) == MAX_PAGE_SIZE
     with pytest.raises(InvalidArgument):
         page_size(-1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('label = "\\x"', "truncated \\x escape"),
+        ('label = "\\u12"', "truncated \\u escape"),
+        ('label = "\\ud800"', "is not a character"),
+        ('label = "a\\x00b"', "must not contain NUL"),
+        ("label = \"a\x00b\"", "contains a NUL"),
+        ("job_id = 99999999999999999999999", "beyond a 64-bit integer"),
+        ("priority = -9223372036854775808", "beyond a 32-bit integer"),
+        ("job_id > 1" + " AND job_id > 1" * 40, "at most 32 comparisons"),
+        ("label = " + "x" * 5000, "at most 4096"),
+    ],
+)
+def test_filters_a_query_could_not_hold_are_refused(text: str, message: str) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        parse_filter(text, FILTER_FIELDS)
+    assert message in raised.value.message
+    assert raised.value.details, "BadRequest names the filter"
+
+
+def test_string_escapes_and_unicode() -> None:
+    (comparison,) = parse_filter('label = "caf\\u00e9 \\"x\\" é \\\\ \\."', FILTER_FIELDS)
+    assert comparison.value == 'café "x" é \\ \\.'
+
+
+@pytest.mark.parametrize("position", [[], {"before": "abc"}, {"before": 10**30}, {"before": -1}, {"before": 1.5},
+                                      {"before": True}, {"other": 3}, {"after": "x" * 5000}])
+def test_crafted_page_tokens_are_not_ours(position: object) -> None:
+    token = encode_token(position, "")  # type: ignore[arg-type]  # what a client may forge
+    with pytest.raises(InvalidArgument, match="not one this service issued"):
+        decode_token(token, "", {"before": int})
+    assert decode_token(encode_token({"before": 7}, ""), "", {"before": int}) == {"before": 7}
+    with pytest.raises(InvalidArgument, match="not one this service issued"):
+        decode_token("W" * 100_000, "")

@@ -17,6 +17,7 @@ from tests.jedi_support import (
     task_params,
     wait_task,
 )
+from tests.server_support import ensure_storage_element
 
 pytest_plugins = ["tests.jedi_fixtures"]
 
@@ -57,6 +58,31 @@ def test_data_locality_picks_the_queue_holding_the_inputs(  # type: ignore[no-un
     jobs = task_jobs(jobs_stub, task.task_id)
     assert {j.queue for j in jobs} == {"site-b"}
     assert all(f.storage_element == "b" for j in jobs for f in j.files)
+
+
+def test_jobs_go_only_to_queues_that_may_read_their_inputs(  # type: ignore[no-untyped-def]
+    tasks_stub, datasets_stub, jobs_stub, queues_stub, start_pilot, tmp_path: Path
+) -> None:
+    se = tmp_path / "se"
+    # The data is on `archive`, which serves queue `reader` only; neither queue's own element holds it.
+    ensure_storage_element(queues_stub.storage, se / "archive", queues=["reader"])
+    make_queue(queues_stub, "other", se / "other-se")
+    make_queue(queues_stub, "reader", se / "reader-se")
+    register_dataset(datasets_stub, "fenced.in", se / "archive", 6)
+    task = submit_task(tasks_stub, task_params("fenced", ["fenced.in"], "fenced.out", "cat ${IN} > ${OUT}",
+                                               scout_jobs=0))
+    start_pilot("reader")
+    task = wait_task(tasks_stub, task.task_id)
+    assert task.state == T.STATE_DONE, history_text(task)
+    jobs = task_jobs(jobs_stub, task.task_id)
+    assert len(jobs) == 6 and {j.queue for j in jobs} == {"reader"}
+    assert {f.storage_element for j in jobs for f in j.files if f.kind == f.KIND_INPUT} == {"archive"}
+    # Allowed on `other` alone: no job, pending with the reason, until the data may be read there.
+    stuck = submit_task(tasks_stub, task_params("stuck", ["fenced.in"], "stuck.out", "true", scout_jobs=0,
+                                                queues=["other"]))
+    stuck = wait_task(tasks_stub, stuck.task_id, lambda t: t.state == T.STATE_PENDING, 30, "pending")
+    assert "no candidate queue may read user.admin:fenced.in.0000.dat (on archive)" in stuck.state_reason
+    assert task_jobs(jobs_stub, stuck.task_id) == []
 
 
 def test_a_busy_users_next_jobs_go_behind_another_users(  # type: ignore[no-untyped-def]

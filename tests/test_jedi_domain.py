@@ -108,6 +108,26 @@ def test_weights_spread_jobs_and_prefer_data_locality() -> None:
     assert brokerage.locality([(0, ["x"]), (0, ["y"])], "x") == 0.5
 
 
+def test_jobs_go_only_where_their_inputs_may_be_read() -> None:
+    # se-a serves queue a only; se-b every queue, but only VO cms's jobs.
+    se_a = brokerage.ElementAccess("se-a", queues=frozenset({"a"}))
+    se_b = brokerage.ElementAccess("se-b", vos=frozenset({"cms"}))
+    a = queue("a", storage_element="se-a", elements=(se_a, se_b))
+    b = queue("b", storage_element="se-b", elements=(se_b,))
+    on_a = [[(100, ["se-a"])] for _ in range(6)]
+    assert [q.queue_id if q else None for q in brokerage.assign([a, b], on_a, "atlas")] == ["a"] * 6
+    on_b = [[(100, ["se-b"])]]
+    assert brokerage.assign([a, b], on_b, "atlas") == [None], "se-b is closed to atlas"
+    assert brokerage.assign([a, b], on_b, "cms") != [None]
+    # A queue's own element first, then another replica it may read; a file without replicas is the queue's.
+    assert b.usable(["se-a", "se-b"], "cms") == ["se-b"] and a.usable(["se-b", "se-a"], "cms") == ["se-a", "se-b"]
+    assert a.usable([], "atlas") == [""]
+    # Queues whose elements are not known read everything (as before elements had access).
+    assert queue("c").usable(["x"], "atlas") == ["x"]
+    why = brokerage.unreadable([b], [("user.alice:f.1", ["se-a"])], "atlas")
+    assert why == "no candidate queue may read user.alice:f.1 (on se-a) for VO atlas: asked b"
+
+
 # -- scouts and fair share ---------------------------------------------------------------
 
 

@@ -176,11 +176,11 @@ def test_priority_is_noted_and_a_command_the_state_does_not_take_is_refused() ->
 
 
 def test_reassigned_jobs_are_those_elsewhere_brokered_over_the_named_queues() -> None:
-    jobs = [make_job_in_flight(1, "old", inputs=[(100, "file:///se-b")]), make_job_in_flight(2, "a"),
+    jobs = [make_job_in_flight(1, "old", inputs=[(100, "se-b")]), make_job_in_flight(2, "a"),
             make_job_in_flight(3, "old")]
     movable = commands.movable(jobs, ["a", "b"])
     assert [j.job_id for j in movable] == [1, 3]
-    queues = [make_queue("a", storage_element="file:///se-a"), make_queue("b", storage_element="file:///se-b"),
+    queues = [make_queue("a", storage_element="se-a"), make_queue("b", storage_element="se-b"),
               make_queue("old")]
     plan = commands.reassignment(movable, queues, ["a", "b"])
     assert plan.moves == {"b": [1], "a": [3]} and plan.note == ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from jedi_svc.domain import generation, planning
+from jedi_svc.domain import brokerage, generation, planning
 from jedi_svc.domain.chunks import job_groups
 from jedi_svc.domain.jobs import request_id
 from jedi_svc.domain.states import TaskState
@@ -106,7 +106,7 @@ def test_jobs_get_serials_batches_fair_share_priorities_and_the_task_runs() -> N
     task = make_task(next_serial=11, next_batch=4, priority=10)
     groups = [[make_chunk(i)] for i in range(1, 6)]
     files = {i: make_file(i) for i in range(1, 6)}
-    made = generation.generate(task, groups, files, [make_queue("q", storage_element="file:///se-a")], 197,
+    made = generation.generate(task, groups, files, [make_queue("q", storage_element="se-a")], 197,
                                scouting=False, batch_size=2, jobs_per_point=100, at=AT)
     assert [j.serial for j in made.jobs] == [11, 12, 13, 14, 15]
     assert [j.batch for j in made.jobs] == [4, 4, 5, 5, 6] and made.batches == [4, 5, 6]
@@ -133,18 +133,43 @@ def test_scouts_are_counted_in_the_report_and_a_pending_task_says_a_queue_was_fo
     assert made.jobs[0].spec["label"] == "mc23.sim (scout)"
 
 
+def test_jobs_whose_inputs_no_queue_may_read_wait_and_the_task_goes_pending() -> None:
+    only_b = brokerage.ElementAccess("se-b", queues=frozenset({"b"}))
+    queues = [make_queue("a", storage_element="se-a", elements=(brokerage.ElementAccess("se-a"),)),
+              make_queue("b", storage_element="se-b", elements=(only_b,))]
+    files = {1: make_file(1, storage_elements=["se-b"]), 2: make_file(2, storage_elements=["se-a"])}
+    groups = [[make_chunk(1)], [make_chunk(2)]]
+    # Only b reads se-b: the job of file 1 goes there, whichever queue weighs more.
+    queues[1].running = 0
+    queues[0].running = 50
+    made = generation.generate(make_task(), groups, files, queues, 0, scouting=False, batch_size=10,
+                               jobs_per_point=100, at=AT, pending_retry_seconds=60)
+    assert [(j.queue, j.spec["files"][0]["storage_element"]) for j in made.jobs] == [("b", "se-b"), ("a", "se-a")]
+    # Allowed on a alone, file 1 waits and file 2's job is made.
+    alone = [make_queue("a", storage_element="se-a", elements=(brokerage.ElementAccess("se-a"),))]
+    made = generation.generate(make_task(), groups, files, alone, 0, scouting=False, batch_size=10,
+                               jobs_per_point=100, at=AT, pending_retry_seconds=60)
+    assert [j.chunks[0].file_id for j in made.jobs] == [2] and made.change.state == S.RUNNING
+    # Nothing readable: no job, the task pending until brokerage tries again, its chunks kept.
+    made = generation.generate(make_task(), groups[:1], files, alone, 0, scouting=False, batch_size=10,
+                               jobs_per_point=100, at=AT, pending_retry_seconds=60)
+    assert made.jobs == [] and made.change.state == S.PENDING and not made.abandons_ready_chunks
+    assert made.change.wait_until == AT + timedelta(seconds=60) and made.change.resume_state == "ready"
+    assert made.change.reason == "no candidate queue may read user.alice:in._000001 (on se-b) for VO atlas: asked a"
+
+
 def test_a_job_spec_reads_inputs_from_the_queue_storage_element_and_names_its_output() -> None:
     task = make_task(params={"output_dataset": "out", "output_file_pattern": "{dataset}.{serial}.{attempt}",
                              "transformation": ["run", "${IN}", "-o", "${OUT}", "-n", "${MAX_EVENTS}"],
                              "environment": {"A": "1"}})
-    files = {1: make_file(1, storage_elements=["file:///se-b", "file:///se-a"], events=10),
-             2: make_file(2, storage_elements=["file:///se-c"], events=20)}
+    files = {1: make_file(1, storage_elements=["se-b", "se-a"], events=10),
+             2: make_file(2, storage_elements=["se-c"], events=20)}
     group = [make_chunk(1, attempts=1), make_chunk(2, file_id=2)]
-    queue = make_queue("q", storage_element="file:///se-a")
+    queue = make_queue("q", storage_element="se-a")
     spec = generation.job_spec(task, group, files, queue, 5, 42, 2, generation.JobTemplates.of(task, False))
     assert spec["command"] == ["run", "in._000001", "in._000002", "-o", "out.000042.2", "-n", "30"]
     assert [(f["lfn"], f["kind"], f.get("storage_element")) for f in spec["files"]] == [
-        ("in._000001", "input", "file:///se-a"), ("in._000002", "input", "file:///se-c"),
+        ("in._000001", "input", "se-a"), ("in._000002", "input", "se-c"),
         ("out.000042.2", "output", None)]
     assert spec["environment"] == {"A": "1", "PANDA_TASK_ID": "7", "PANDA_JOB_SERIAL": "42"}
     assert spec["resources"] == {"cores": 1, "memory_mb": 2000, "walltime_seconds": 3600, "disk_mb": 0}

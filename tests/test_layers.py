@@ -32,10 +32,10 @@ DOMAIN_FORBIDDEN = (
     "prometheus_client", "asyncio", "subprocess", "socket", "threading", "concurrent", "os", "pathlib", "shutil",
     "panda", "panda_runtime",
 )
-# ... except these plain types of the runtime: errors that carry a gRPC code, principals, and who may
-# write which file scope.
+# ... except these plain types of the runtime: errors that carry a gRPC code, principals, who may
+# write which file scope, and the contracts' field rules.
 DOMAIN_ALLOWED_RUNTIME = ("panda_runtime.service.errors", "panda_runtime.service.principals",
-                          "panda_runtime.service.scopes")
+                          "panda_runtime.service.scopes", "panda_runtime.contracts")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ def test_every_service_is_in_five_parts_whose_imports_run_downwards(service: str
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("package", ["pilot_agent", "panda_runtime.client", "panda_runtime.settings"])
+@pytest.mark.parametrize("package", ["pilot_agent", "panda_runtime.client", "panda_runtime.settings",
+                                     "panda_runtime.contracts"])
 def test_callers_import_no_service_and_no_service_runtime(package: str) -> None:
     problems: list[str] = []
     path = ROOT / package.replace(".", "/")
@@ -128,6 +129,18 @@ def test_callers_import_no_service_and_no_service_runtime(package: str) -> None:
                 "panda_runtime.service"
             ):
                 problems.append(f"{file.relative_to(ROOT)}:{imported.line}: imports {imported.module}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_contracts_are_pure_rules() -> None:
+    """Every side uses the contracts' rules (services, the command line, the pilot): they import
+    nothing that does I/O, and nothing of the services' runtime."""
+    problems = [
+        f"{path.relative_to(ROOT)}:{imported.line}: imports {imported.module}"
+        for module, path in _modules("panda_runtime/contracts")
+        for imported in _imports(path, module.rpartition(".")[0])
+        if _top(imported.module) in DOMAIN_FORBIDDEN and not imported.module.startswith("panda_runtime.contracts")
+    ]
     assert not problems, "\n".join(problems)
 
 

@@ -42,6 +42,8 @@ def _text(value: str, field: str, limit: int = MAX_TEXT) -> str:
     value = value.strip()
     if len(value) > limit:
         raise InvalidArgument(f"{field} is longer than {limit} characters", field=field)
+    if "\x00" in value:
+        raise InvalidArgument(f"{field} contains a NUL character", field=field)
     return value
 
 
@@ -89,7 +91,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
                         ) -> pb.ListUsersResponse:
         limit = page_size(request.page_size)
         group = check_group_path(request.group) if request.group else ""
-        position = decode_token(request.page_token, f"users|{group}")
+        position = decode_token(request.page_token, f"users|{group}", {"after": str})
         rows = await self._db.run(self._store.list_users, limit=limit, after=str(position.get("after", "")),
                                   group=group)
         return pb.ListUsersResponse(users=[user_to_proto(r) for r in rows],
@@ -141,7 +143,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
     async def ListGroups(self, request: pb.ListGroupsRequest, context: grpc.aio.ServicerContext
                          ) -> pb.ListGroupsResponse:
         limit = page_size(request.page_size)
-        position = decode_token(request.page_token, "groups")
+        position = decode_token(request.page_token, "groups", {"after": str})
         rows = await self._db.run(self._store.list_groups, limit=limit, after=str(position.get("after", "")))
         return pb.ListGroupsResponse(groups=[group_to_proto(r) for r in rows],
                                      next_page_token=_next_token([r.path for r in rows], limit, "groups"))
@@ -187,7 +189,7 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
     async def ListClients(self, request: pb.ListClientsRequest, context: grpc.aio.ServicerContext
                           ) -> pb.ListClientsResponse:
         limit = page_size(request.page_size)
-        position = decode_token(request.page_token, "clients")
+        position = decode_token(request.page_token, "clients", {"after": str})
         rows = await self._db.run(self._store.list_clients, limit=limit, after=str(position.get("after", "")))
         return pb.ListClientsResponse(clients=[client_to_proto(r) for r in rows],
                                       next_page_token=_next_token([r.client_id for r in rows], limit, "clients"))

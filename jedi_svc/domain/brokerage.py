@@ -3,22 +3,40 @@
 A queue is a candidate when it is online, allowed by the task, and takes the job's cores,
 memory, walltime and disk (a limit of 0 means none). Each job goes to the candidate with the
 highest weight (running + 1) / (queued + 10), times (1 + LOCALITY_WEIGHT x the fraction of the
-job's input bytes with a replica on the queue's storage element). A queue's queued count
-grows with every job given to it, so a batch spreads over the queues as PanDA's does."""
+job's input bytes with a replica on the queue's storage element), among the candidates whose
+jobs may read every input: each file has a replica on a storage element that serves the queue
+and is open to the task's VO. A queue's queued count grows with every job given to it, so a
+batch spreads over the queues as PanDA's does."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 __all__ = [
-    "LOCALITY_WEIGHT", "QUEUED_STATES", "RUNNING_STATES", "Candidates", "JobRequest", "QueueInfo", "assign",
-    "candidates", "locality",
+    "LOCALITY_WEIGHT", "QUEUED_STATES", "RUNNING_STATES", "Candidates", "ElementAccess", "JobRequest", "QueueInfo",
+    "assign", "candidates", "locality", "unreadable",
 ]
 
 LOCALITY_WEIGHT = 1.0
 
 RUNNING_STATES = ("sent", "starting", "running", "holding", "transferring")
 QUEUED_STATES = ("defined", "pending", "activated", "throttled")
+
+
+@dataclass(frozen=True, slots=True)
+class ElementAccess:
+    """A configured storage element and who may use it: the queues whose jobs may, and the VOs
+    whose jobs may (empty: every one), as the server enforces at submission."""
+
+    element_id: str
+    queues: frozenset[str] = frozenset()
+    vos: frozenset[str] = frozenset()
+
+    def serves(self, queue_id: str) -> bool:
+        return not self.queues or queue_id in self.queues
+
+    def open_to(self, vo: str) -> bool:
+        return not self.vos or vo in self.vos
 
 
 @dataclass
@@ -32,6 +50,26 @@ class QueueInfo:
     storage_element: str = ""
     running: int = 0
     queued: int = 0
+    # The storage elements that serve the queue; None: not known, every replica is taken as usable.
+    elements: tuple[ElementAccess, ...] | None = None
+
+    def usable(self, replicas: list[str], vo: str) -> list[str]:
+        """Of a file's replicas (element ids), those this queue's jobs of `vo` may read, the
+        queue's own element first. A file with no replica recorded is read from the queue's."""
+        if not replicas:
+            return [""]
+        if self.elements is None:
+            usable = list(replicas)
+        else:
+            allowed = {e.element_id for e in self.elements if e.open_to(vo)}
+            usable = [r for r in replicas if r in allowed]
+        if self.storage_element in usable:
+            usable.remove(self.storage_element)
+            usable.insert(0, self.storage_element)
+        return usable
+
+    def reads(self, inputs: list[tuple[int, list[str]]], vo: str) -> bool:
+        return all(self.usable(replicas, vo) for _, replicas in inputs)
 
     def weight(self, locality: float) -> float:
         return (self.running + 1) / (self.queued + 10) * (1.0 + LOCALITY_WEIGHT * locality)
@@ -99,16 +137,33 @@ def locality(input_replicas: list[tuple[int, list[str]]], storage_element: str) 
     return sum(1 for _, ses in input_replicas if storage_element in ses) / len(input_replicas)
 
 
-def assign(queues: list[QueueInfo], jobs_inputs: list[list[tuple[int, list[str]]]]) -> list[QueueInfo]:
-    """The queue for each job (same order), counting each assignment as queued on its queue."""
-    chosen: list[QueueInfo] = []
+def assign(queues: list[QueueInfo], jobs_inputs: list[list[tuple[int, list[str]]]],
+           vo: str = "") -> list[QueueInfo | None]:
+    """The queue for each job (same order), counting each assignment as queued on its queue;
+    None for a job whose inputs none of the queues may read (see `unreadable`)."""
+    chosen: list[QueueInfo | None] = []
     distinct_ses = {q.storage_element for q in queues}
     for inputs in jobs_inputs:
+        able = [q for q in queues if q.reads(inputs, vo)]
+        if not able:
+            chosen.append(None)
+            continue
         local = {se: locality(inputs, se) for se in distinct_ses}
-        best = max(queues, key=lambda q: (q.weight(local[q.storage_element]), _reverse(q.queue_id)))
+        best = max(able, key=lambda q: (q.weight(local[q.storage_element]), _reverse(q.queue_id)))
         best.queued += 1
         chosen.append(best)
     return chosen
+
+
+def unreadable(queues: list[QueueInfo], inputs: list[tuple[str, list[str]]], vo: str) -> str:
+    """Why none of the queues may read a job's inputs ((name, replicas) pairs): the first file
+    no queue reads, where it is, and which queues were asked."""
+    for name, replicas in inputs:
+        if not any(q.usable(replicas, vo) for q in queues):
+            where = ", ".join(replicas) or "no storage element"
+            return (f"no candidate queue may read {name} (on {where}) for VO {vo or '-'}: "
+                    f"asked {', '.join(q.queue_id for q in queues)}")
+    return "no candidate queue may read all of a job's inputs from one queue"
 
 
 def _reverse(text: str) -> tuple[int, ...]:

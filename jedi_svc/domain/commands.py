@@ -119,9 +119,10 @@ def movable(jobs: list[JobInFlight], names: list[str]) -> list[JobInFlight]:
     return [j for j in jobs if j.queue not in names]
 
 
-def reassignment(movable: list[JobInFlight], queues: list[brokerage.QueueInfo], names: list[str]) -> Reassignment:
+def reassignment(movable: list[JobInFlight], queues: list[brokerage.QueueInfo], names: list[str],
+                 vo: str = "") -> Reassignment:
     """Each movable job brokered to one of the queues `names` (`queues`: the server's), as new
-    jobs are."""
+    jobs are (of the task's `vo`)."""
     if not movable:
         return Reassignment()
     resources = movable[0].spec["resources"]
@@ -133,9 +134,17 @@ def reassignment(movable: list[JobInFlight], queues: list[brokerage.QueueInfo], 
     inputs = [[(f.get("size_bytes", 0), [f.get("storage_element", "")]) for f in j.spec["files"]
                if f["kind"] == "input"] for j in movable]
     moves: dict[str, list[int]] = {}
-    for job, queue in zip(movable, brokerage.assign(found.queues, inputs), strict=True):
-        moves.setdefault(queue.queue_id, []).append(job.job_id)
-    return Reassignment(moves)
+    stay = 0
+    for job, queue in zip(movable, brokerage.assign(found.queues, inputs, vo), strict=True):
+        if queue is None:
+            stay += 1  # its inputs are on elements none of the queues may read: the server would refuse
+        else:
+            moves.setdefault(queue.queue_id, []).append(job.job_id)
+    note = ""
+    if stay:
+        note = (f"reassign: {stay} queued job(s) stay where they are: their inputs are on storage elements "
+                f"{', '.join(names)} may not read")
+    return Reassignment(moves, note)
 
 
 def reassigned_note(moved: list[tuple[int, str]], queues: list[str]) -> str:

@@ -8,18 +8,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import jedi as contract
+from panda_runtime.contracts.server import STORAGE_ELEMENT_ID
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.scopes import check_scope, check_writable
 
 __all__ = [
-    "MAX_FILES", "STORAGE_ELEMENT_ID", "DatasetFile", "FileSpec", "assign_scopes", "check_files", "check_replicas",
+    "MAX_FILES", "DatasetFile", "FileSpec", "assign_scopes", "check_files", "check_replicas",
 ]
 
 ADLER32 = re.compile(r"^[0-9a-f]{8}$")
-# The server's storage element ids.
-STORAGE_ELEMENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 # Files of one dataset registered at once, at most.
-MAX_FILES = 200_000
+MAX_FILES = contract.MAX_DATASET_FILES
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,10 @@ class FileSpec:
 
 def check_files(specs: list[FileSpec]) -> list[FileSpec]:
     """The files of a dataset to register, as they are stored: INVALID_ARGUMENT naming the
-    first file at fault (at least one file, at most MAX_FILES; logical file names without '/'
-    and not starting with '.', each once; no negative size or events; an adler32 of 8 hex
-    digits, leading zeros added; at least one storage element, by id)."""
+    first file at fault (at least one file, at most MAX_FILES; logical file names the server
+    takes as jobs' inputs (contracts.jedi.check_dataset_file), not starting with '.', each
+    once; no negative size or events; an adler32 of 8 hex digits, leading zeros added; at
+    least one storage element, by its configured id)."""
     if not specs:
         raise InvalidArgument("a dataset needs at least one file", field="files")
     if len(specs) > MAX_FILES:
@@ -48,28 +50,33 @@ def check_files(specs: list[FileSpec]) -> list[FileSpec]:
     for index, f in enumerate(specs):
         where = f"files[{index}]"
         lfn = f.lfn
-        if not lfn or "/" in lfn or lfn.startswith(".") or len(lfn) > 1024 or lfn != lfn.strip():
-            raise InvalidArgument(f"{where}: {lfn!r} is not a logical file name (no '/', not starting with '.')",
-                                  field=f"{where}.lfn")
-        if lfn in seen:
-            raise InvalidArgument(f"{where}: {lfn} is listed twice", field=f"{where}.lfn")
-        seen.add(lfn)
-        if f.size_bytes < 0 or f.events < 0:
-            raise InvalidArgument(f"{where}: size and events must not be negative", field=where)
-        adler32 = f.adler32.strip().lower()
-        if adler32 and len(adler32) < 8:
-            adler32 = adler32.zfill(8)
-        if not ADLER32.match(adler32):
-            raise InvalidArgument(f"{where}: adler32 {f.adler32!r} is not 8 hex digits", field=f"{where}.adler32")
         elements = [se.strip() for se in f.storage_elements if se.strip()]
         if not elements:
             raise InvalidArgument(f"{where}: at least one storage element holding the file is required",
                                   field=f"{where}.storage_elements")
         for se in elements:
-            if not STORAGE_ELEMENT_ID.match(se):
+            if not STORAGE_ELEMENT_ID.fullmatch(se):
                 hint = " (name it by its configured id, not a URL)" if "://" in se or se.startswith("/") else ""
                 raise InvalidArgument(f"{where}: {se[:80]!r} is not a storage element id{hint}",
                                       field=f"{where}.storage_elements")
+        try:
+            if lfn.startswith("."):
+                raise Violation(f"{where}.lfn", "starts with '.'")
+            contract.check_dataset_file(lfn, f.size_bytes, f.events, elements, where)
+        except Violation as violation:
+            if violation.field == f"{where}.lfn":
+                raise InvalidArgument(
+                    f"{where}: {lfn[:80]!r} is not a logical file name (1-255 letters, digits and _.-+:=,@%, "
+                    "not starting with '.')", field=violation.field) from None
+            raise InvalidArgument.of(violation) from None
+        if lfn in seen:
+            raise InvalidArgument(f"{where}: {lfn} is listed twice", field=f"{where}.lfn")
+        seen.add(lfn)
+        adler32 = f.adler32.strip().lower()
+        if adler32 and len(adler32) < 8:
+            adler32 = adler32.zfill(8)
+        if not ADLER32.match(adler32):
+            raise InvalidArgument(f"{where}: adler32 {f.adler32!r} is not 8 hex digits", field=f"{where}.adler32")
         checked.append(replace(f, adler32=adler32, storage_elements=list(dict.fromkeys(elements))))
     return checked
 

@@ -12,7 +12,7 @@ from jedi_svc.domain.chunks import TaskChunk, job_groups
 from jedi_svc.domain.states import GENERATING_STATES, TaskState
 from jedi_svc.domain.tasks import Task, TaskChange, underlying_state
 
-__all__ = ["Limits", "Plan", "may_plan", "needs_ready_chunks", "plan"]
+__all__ = ["Limits", "Plan", "may_plan", "needs_ready_chunks", "pending_change", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +90,13 @@ def plan(task: Task, ready: list[TaskChunk], queued: int, queues: list[brokerage
 
 
 def _pending(task: Task, reason: str, underlying: TaskState, wait_until: datetime) -> Plan:
+    return Plan(change=pending_change(task, reason, underlying, wait_until), pending_reason=reason)
+
+
+def pending_change(task: Task, reason: str, underlying: TaskState, wait_until: datetime) -> TaskChange:
     """PENDING until wait_until; a pending task's history gets a new reason only when it changed."""
     if task.state != TaskState.PENDING:
-        change = TaskChange(TaskState.PENDING, reason, resume_state=underlying.value, wait_until=wait_until)
-    elif reason != task.state_reason:
-        change = TaskChange(TaskState.PENDING, reason, wait_until=wait_until)
-    else:
-        change = TaskChange(wait_until=wait_until)
-    return Plan(change=change, pending_reason=reason)
+        return TaskChange(TaskState.PENDING, reason, resume_state=underlying.value, wait_until=wait_until)
+    if reason != task.state_reason:
+        return TaskChange(TaskState.PENDING, reason, wait_until=wait_until)
+    return TaskChange(wait_until=wait_until)

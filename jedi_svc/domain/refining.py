@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from jedi_svc.domain.splitting import Chunk, InputFile, SplitError, SplitRule, group_count, split
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.tasks import TaskChange
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import jedi as contract
 
 __all__ = ["Feeding", "feed", "refine", "retry"]
 
@@ -35,7 +37,12 @@ class Feeding:
 def feed(input_datasets: list[str], files: list[tuple[str, InputFile]], rule: SplitRule) -> Feeding:
     """The task's input files, (dataset name, file) pairs, cut into chunks by the split rule:
     files in the order of their datasets in the task, then of registration (file id). READY,
-    or BROKEN when the rule cannot cut them."""
+    or BROKEN when the rule cannot cut them, or is not one the contract allows (a task stored
+    before its rules were checked: NaN gigabytes, say)."""
+    try:
+        contract.check_split_rule(rule.kind, rule.value, "split_rule")
+    except Violation as violation:
+        return Feeding([], TaskChange(TaskState.BROKEN, f"the task's split rule cannot be used: {violation}"))
     order = {name: index for index, name in enumerate(input_datasets)}
     inputs = [f for _, f in sorted(files, key=lambda pair: (order[pair[0]], pair[1].file_id))]
     try:

@@ -70,6 +70,10 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     S.ABORTED: frozenset({S.TORETRY}),
     S.BROKEN: frozenset(),
 }
+# A task whose own data (parameters, files, jobs) cannot be processed is broken from whatever
+# live state it is in, so that it stops and every other task goes on (domain.breaking).
+for _live in (*_ANY_LIVE, S.ABORTING):
+    ALLOWED[_live] = ALLOWED[_live] | {S.BROKEN}
 
 # Commands and the states PanDA accepts them in.
 COMMAND_STATES: dict[str, frozenset[TaskState]] = {

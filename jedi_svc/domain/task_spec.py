@@ -3,19 +3,22 @@ No I/O: the datasets themselves are checked by the refiner."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from jedi_svc.domain.splitting import SplitRule
-from jedi_svc.domain.templates import TemplateError, check_output_pattern, check_transformation
+from jedi_svc.domain.templates import TemplateError, check_output_pattern, check_transformation, output_name
+from panda_runtime.contracts import Violation, rules, server
+from panda_runtime.contracts import jedi as contract
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.scopes import user_scope
 
 __all__ = ["DATASET_NAME", "MAX_PRIORITY", "QUEUE_NAME", "TaskSpec", "check_dataset_name", "validate"]
 
-DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-MAX_PRIORITY = 100_000
+DATASET_NAME = contract.DATASET_NAME
+QUEUE_NAME = server.QUEUE_ID
+MAX_PRIORITY = contract.MAX_PRIORITY
+# What the output names of a task are tried with at submission.
+_LONG_TASK_ID, _LONG_SERIAL, _LONG_ATTEMPT = 10**12 - 1, 10**9 - 1, 999
 
 
 @dataclass
@@ -49,21 +52,23 @@ class TaskSpec:
 
 
 def check_dataset_name(name: str, field_name: str) -> None:
-    if not DATASET_NAME.match(name or ""):
+    try:
+        contract.check_dataset_name(name or "", field_name)
+    except Violation:
         raise InvalidArgument(
-            f"{field_name}: {name!r} is not a dataset name (letters, digits, '.', '_', '-', ':'; "
+            f"{field_name}: {name[:80]!r} is not a dataset name (letters, digits, '.', '_', '-', ':'; "
             "at most 255 characters, starting with a letter or digit)", field=field_name,
-        )
+        ) from None
 
 
 def validate(spec: TaskSpec) -> None:
-    """INVALID_ARGUMENT naming the first bad field."""
-    if not spec.task_name.strip():
-        raise InvalidArgument("task_name is required", field="params.task_name")
-    if len(spec.task_name) > 256:
-        raise InvalidArgument("task_name is longer than 256 characters", field="params.task_name")
-    if len(spec.owner) > 256 or len(spec.working_group) > 256:
-        raise InvalidArgument("owner and working_group are at most 256 characters", field="params.owner")
+    """INVALID_ARGUMENT naming the first bad field: the contract's rules (panda.jedi.v1, and
+    panda.server.v1's for what becomes the jobs' commands, environments and file names), then
+    JEDI's own (placeholders, datasets named once, queues not all excluded)."""
+    try:
+        _check_fields(spec)
+    except Violation as violation:
+        raise InvalidArgument.of(violation) from None
     try:
         check_transformation(spec.transformation)
     except TemplateError as error:
@@ -79,28 +84,40 @@ def validate(spec: TaskSpec) -> None:
         raise InvalidArgument("the output dataset cannot be an input too", field="params.output_dataset")
     try:
         check_output_pattern(spec.output_file_pattern)
+        _check_output_names(spec)
     except TemplateError as error:
         raise InvalidArgument(str(error), field="params.output_file_pattern") from None
-    if spec.split.value <= 0:
-        raise InvalidArgument("the split rule's value must be positive", field="params.split_rule")
-    if spec.split.kind in ("files", "events") and spec.split.value != int(spec.split.value):
-        raise InvalidArgument("files and events per job are whole numbers", field="params.split_rule")
-    for name in ("cores", "memory_mb", "walltime_seconds", "disk_mb"):
-        if getattr(spec, name) < 0:
-            raise InvalidArgument(f"resources.{name} must not be negative", field=f"params.resources.{name}")
-    if abs(spec.priority) > MAX_PRIORITY:
-        raise InvalidArgument(f"priority must be within ±{MAX_PRIORITY}", field="params.priority")
-    if not 1 <= spec.max_attempts <= 100:
-        raise InvalidArgument("max_attempts must be between 1 and 100", field="params.max_attempts")
-    if not 0 <= spec.scout_jobs <= 1000:
-        raise InvalidArgument("scout_jobs must be between 0 and 1000", field="params.scout_jobs")
-    for name in (*spec.queues, *spec.excluded_queues):
-        if not QUEUE_NAME.match(name):
-            raise InvalidArgument(f"{name!r} is not a queue name", field="params.queues")
     if set(spec.queues) and set(spec.queues) <= set(spec.excluded_queues):
         raise InvalidArgument("every allowed queue is also excluded", field="params.excluded_queues")
-    if spec.max_failure_rate < 0:
-        raise InvalidArgument("max_failure_rate must not be negative", field="params.max_failure_rate")
-    for key in spec.environment:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            raise InvalidArgument(f"{key!r} is not an environment variable name", field="params.environment")
+
+
+def _check_fields(spec: TaskSpec) -> None:
+    contract.check_task_name(spec.task_name)
+    contract.check_task_text(spec.owner, "params.owner")
+    contract.check_task_text(spec.working_group, "params.working_group")
+    contract.check_task_text(spec.vo, "params.vo", max_length=contract.MAX_VO_LENGTH)
+    server.check_command(spec.transformation, "params.transformation")
+    contract.check_output_file_pattern(spec.output_file_pattern)
+    contract.check_split_rule(spec.split.kind, spec.split.value)
+    contract.check_resources(spec.cores, spec.memory_mb, spec.walltime_seconds, spec.disk_mb)
+    contract.check_priority(spec.priority)
+    rules.check_range(spec.max_attempts, "params.max_attempts", minimum=1, maximum=server.MAX_ATTEMPTS,
+                      what="max_attempts")
+    contract.check_scout_jobs(spec.scout_jobs)
+    contract.check_queue_names(spec.queues, "params.queues")
+    contract.check_queue_names(spec.excluded_queues, "params.excluded_queues")
+    contract.check_failure_rate(spec.max_failure_rate)
+    server.check_environment(spec.environment, "params.environment")
+
+
+def _check_output_names(spec: TaskSpec) -> None:
+    """The names the pattern makes, for this task's output dataset, must be logical file names
+    the server takes, with long task ids, serials and attempts too (the jobs JEDI makes are
+    checked again as they are made)."""
+    sample = output_name(spec.output_file_pattern, task_id=_LONG_TASK_ID, dataset=spec.output_dataset,
+                         serial=_LONG_SERIAL, attempt=_LONG_ATTEMPT)
+    try:
+        server.check_lfn(sample, "params.output_file_pattern")
+    except Violation as violation:
+        raise TemplateError(f"the output file pattern makes names the server refuses: {violation.description}") \
+            from None

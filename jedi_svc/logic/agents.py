@@ -8,6 +8,9 @@ whole process) can stop at any point and pick up where it was:
 - post-processor: ends scouting, detects exhaustion, decides the end state (logic.postprocessor);
 - commander: what commands need from the server (logic.commander).
 
+Each does each task's work through a TaskGuard (logic.confinement): a task whose own data makes
+its work fail is broken, with the reason in its history, and the round goes on with the others.
+
 An agent that changed something wakes the others; otherwise each looks again after the
 interval (jedi_interval_seconds)."""
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import grpc
 
 from jedi_svc.logic.commander import Commander
+from jedi_svc.logic.confinement import TaskGuard
 from jedi_svc.logic.generator import Generator
 from jedi_svc.logic.postprocessor import PostProcessor
 from jedi_svc.logic.refiner import Refiner
@@ -34,7 +38,7 @@ from jedi_svc.store.generation_store import GenerationStore
 from jedi_svc.store.postprocess_store import PostprocessStore
 from jedi_svc.store.refine_store import RefineStore
 from jedi_svc.store.watch_store import WatchStore
-from panda_runtime.service.db import DbRunner
+from panda_runtime.service.db import DbRunner, log_failure
 from panda_runtime.service.notify import Notifier
 
 __all__ = ["AgentStores", "Agents"]
@@ -59,12 +63,14 @@ class Agents:
         self._settings = settings
         # Told after every round of an agent: the tasks may have changed.
         self._task_events = task_events
-        submitter = Submitter(db, stores.generation, server)
-        self.refiner = Refiner(db, stores.refine)
-        self.generator = Generator(settings, db, stores.generation, server, submitter)
-        self.watcher = Watcher(db, stores.watch, server, submitter, self._jobs_changed)
-        self.postprocessor = PostProcessor(db, stores.postprocess)
-        self.commander = Commander(db, stores.command, server, submitter)
+        # Every agent does each task's work through it: one task's failure breaks that task alone.
+        guard = TaskGuard(db, stores.refine)
+        submitter = Submitter(db, stores.generation, server, guard)
+        self.refiner = Refiner(db, stores.refine, guard)
+        self.generator = Generator(settings, db, stores.generation, server, submitter, guard)
+        self.watcher = Watcher(db, stores.watch, server, submitter, self._jobs_changed, guard)
+        self.postprocessor = PostProcessor(db, stores.postprocess, guard)
+        self.commander = Commander(db, stores.command, server, submitter, guard)
         self._wakers: dict[str, asyncio.Event] = {}
         self._running: list[asyncio.Task[None]] = []
         self.stopping = False
@@ -128,7 +134,7 @@ class Agents:
                 if isinstance(error, grpc.aio.AioRpcError):
                     log.warning("%s: server call failed: %s %s", name, error.code().name, error.details())
                 else:
-                    log.exception("%s failed", name)
+                    log_failure(log, f"{name} failed", error)
                 await asyncio.sleep(min(30.0, 0.5 * 2 ** min(failures, 6)))
             self._task_events.notify()
             with contextlib.suppress(TimeoutError):

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from functools import partial
 
 from jedi_svc.domain import brokerage, planning
 from jedi_svc.domain.states import TaskState
+from jedi_svc.logic.confinement import TaskGuard
 from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.settings import JediSettings
@@ -28,16 +30,17 @@ _CANDIDATES = [TaskState.READY, TaskState.SCOUTED, TaskState.RUNNING, TaskState.
 
 class Generator:
     def __init__(self, settings: JediSettings, db: DbRunner, store: GenerationStore, server: ServerCalls,
-                 submitter: Submitter) -> None:
+                 submitter: Submitter, guard: TaskGuard) -> None:
         self._settings = settings
         self._db = db
         self._store = store
         self._server = server
         self._submitter = submitter
+        self._guard = guard
 
     async def step(self) -> bool:
         """Stored batches sent, then every task that may have jobs to make planned; True when
-        some task was."""
+        some task was. A task whose jobs cannot be made or sent is broken; the others go on."""
         await self._submitter.resolve()
         candidates = await self._db.run(self._store.tasks_in, _CANDIDATES)
         queues: list[brokerage.QueueInfo] | None = None
@@ -50,8 +53,11 @@ class Generator:
                 continue
             if queues is None:
                 queues = await self._server.list_queues()
-            queues = await self._generate_for(task.task_id, queues)
-            generated = True
+            counted = await self._guard.run(task.task_id, "generating jobs",
+                                            partial(self._generate_for, task.task_id, queues))
+            if counted is not None:
+                queues = counted
+                generated = True
         return generated
 
     async def _generate_for(self, task_id: int, queues: list[brokerage.QueueInfo]) -> list[brokerage.QueueInfo]:

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from jedi_svc.store.task_store import TaskStore
+from panda_runtime.service.db import log_failure
 
 __all__ = ["TaskCountCollector"]
 
@@ -33,8 +34,8 @@ class TaskCountCollector(Collector):
             try:
                 self._cached = self._store.count_by_state()
                 self._time = time.monotonic()
-            except Exception:
-                log.exception("counting tasks for the metrics failed")
+            except Exception as error:
+                log_failure(log, "counting tasks for the metrics failed", error)
         family = GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
         for state, count in sorted(self._cached.items()):
             family.add_metric([state], count)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import partial
 
 from jedi_svc.domain.states import TaskState
+from jedi_svc.logic.confinement import TaskGuard
 from jedi_svc.store.postprocess_store import PostprocessStore
 from panda_runtime.service.db import DbRunner
 
@@ -22,9 +24,10 @@ _LIVE = [TaskState.READY, TaskState.SCOUTING, TaskState.SCOUTED, TaskState.RUNNI
 
 
 class PostProcessor:
-    def __init__(self, db: DbRunner, store: PostprocessStore) -> None:
+    def __init__(self, db: DbRunner, store: PostprocessStore, guard: TaskGuard) -> None:
         self._db = db
         self._store = store
+        self._guard = guard
         self._dirty: set[int] = set()
         self._rounds = 0
 
@@ -42,7 +45,8 @@ class PostProcessor:
         self._dirty.clear()
         changed = False
         for task_id in ids:
-            new = await self._db.run(self._store.postprocess, task_id)
+            new = await self._guard.run(task_id, "post-processing", partial(self._db.run, self._store.postprocess,
+                                                                            task_id))
             if new:
                 log.info("task %d is %s", task_id, new)
                 changed = True

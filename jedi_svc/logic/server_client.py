@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from jedi_svc.domain.brokerage import QUEUED_STATES, RUNNING_STATES, QueueInfo
+from jedi_svc.domain.brokerage import QUEUED_STATES, RUNNING_STATES, ElementAccess, QueueInfo
 from jedi_svc.domain.jobs import JobDetails, JobEvent, JobSpec, OutputFile
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import (
@@ -160,6 +160,8 @@ class ServerCalls:
         await self._client.close()
 
     async def list_queues(self) -> list[QueueInfo]:
+        """The server's queues, each with the storage elements that serve it."""
+        elements = await self.storage_elements()
         found: list[QueueInfo] = []
         token = ""
         while True:
@@ -173,15 +175,16 @@ class ServerCalls:
                     max_disk_mb=q.max_resources.disk_mb, storage_element=q.storage_element,
                     running=sum(counts.get(s, 0) for s in RUNNING_STATES),
                     queued=sum(counts.get(s, 0) for s in QUEUED_STATES),
+                    elements=tuple(e for e in elements if e.serves(q.queue_id)),
                 ))
             token = response.next_page_token
             if not token:
                 return found
 
-    async def storage_element_ids(self) -> list[str]:
-        """The ids of the storage elements configured at the server; UNAVAILABLE when it does
-        not answer."""
-        found: list[str] = []
+    async def storage_elements(self) -> list[ElementAccess]:
+        """The storage elements configured at the server, with the queues and VOs they serve;
+        UNAVAILABLE when it does not answer."""
+        found: list[ElementAccess] = []
         token = ""
         while True:
             try:
@@ -192,7 +195,8 @@ class ServerCalls:
                 raise Unavailable(
                     f"cannot ask the server which storage elements it has ({error.code().name}); try again"
                 ) from error
-            found += [e.storage_element_id for e in response.storage_elements]
+            found += [ElementAccess(e.storage_element_id, frozenset(e.queues), frozenset(e.vos))
+                      for e in response.storage_elements]
             token = response.next_page_token
             if not token:
                 return found

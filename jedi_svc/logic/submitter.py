@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 
 from prometheus_client import Counter
 
 from jedi_svc.domain.jobs import SUBMITTING, JobSpec
+from jedi_svc.logic.confinement import TaskGuard
 from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.store.generation_store import GenerationStore
 from panda_runtime.service.db import DbRunner
@@ -24,20 +26,23 @@ JOBS_GENERATED = Counter("panda_jedi_jobs_generated_total", "Jobs JEDI generated
 
 
 class Submitter:
-    def __init__(self, db: DbRunner, store: GenerationStore, server: ServerCalls) -> None:
+    def __init__(self, db: DbRunner, store: GenerationStore, server: ServerCalls, guard: TaskGuard) -> None:
         self._db = db
         self._store = store
         self._server = server
+        self._guard = guard
         # One lock per batch being submitted: whoever sends a batch (the generator, or anyone
         # resolving stored batches) holds it until the server's job ids are recorded.
         self._batch_locks: dict[tuple[int, int], asyncio.Lock] = {}
 
     async def submit(self, task_id: int, batch: int, planned: tuple[str, list[JobSpec]] | None = None) -> None:
-        """Send a stored batch; `planned` is its request id and specs as just stored (else read)."""
+        """Send a stored batch; `planned` is its request id and specs as just stored (else read).
+        A batch the server refuses (INVALID_ARGUMENT, ...) breaks its task, not the caller."""
         lock = self._batch_locks.setdefault((task_id, batch), asyncio.Lock())
         try:
             async with lock:
-                await self._send(task_id, batch, planned)
+                await self._guard.run(task_id, f"submitting batch {batch}",
+                                      partial(self._send, task_id, batch, planned))
         finally:
             if not lock.locked():
                 self._batch_locks.pop((task_id, batch), None)

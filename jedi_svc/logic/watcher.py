@@ -9,16 +9,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import grpc
 from prometheus_client import Counter
 
 from jedi_svc.domain.cursors import CursorGaps
 from jedi_svc.domain.jobs import JobDetails, JobEvent
+from jedi_svc.logic.confinement import TaskGuard, is_outage
 from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.logic.submitter import Submitter
 from jedi_svc.store.watch_store import WatchStore
-from panda_runtime.service.db import DbRunner
+from panda_runtime.service.db import DbRunner, log_failure
 
 __all__ = ["Watcher"]
 
@@ -34,11 +36,12 @@ GAP_RETRY_SECONDS = 0.5
 
 class Watcher:
     def __init__(self, db: DbRunner, store: WatchStore, server: ServerCalls, submitter: Submitter,
-                 on_touched: Callable[[set[int]], None]) -> None:
+                 on_touched: Callable[[set[int]], None], guard: TaskGuard) -> None:
         self._db = db
         self._store = store
         self._server = server
         self._submitter = submitter
+        self._guard = guard
         # Told the tasks whose jobs changed.
         self._on_touched = on_touched
         self._gaps = CursorGaps()
@@ -69,9 +72,9 @@ class Watcher:
                     log.warning("watch: %s %s; resuming after cursor %d", error.code().name, error.details(),
                                 self._applied)
                     await asyncio.sleep(min(10.0, 0.5 * failures))
-            except Exception:
+            except Exception as error:
                 failures += 1
-                log.exception("watch failed; resuming after cursor %d", self._applied)
+                log_failure(log, f"watch failed; resuming after cursor {self._applied}", error)
                 await asyncio.sleep(min(10.0, 0.5 * failures))
 
     async def _until_done(self, step: Callable[[], Awaitable[None]], what: str) -> None:
@@ -113,13 +116,36 @@ class Watcher:
         wanted = await self._db.run(self._store.finished_jobs_needing_details, events)
         details: dict[int, JobDetails] = {}
         for task_id, job_ids in wanted.items():
-            details.update(await self._server.job_details(task_id, job_ids))
+            found = await self._guard.run(task_id, "reading its finished jobs",
+                                          partial(self._server.job_details, task_id, job_ids))
+            details.update(found or {})
         cursor = self._gaps.safe_cursor()
-        touched = await self._db.run(self._store.apply_job_events, events, details, cursor)
+        try:
+            touched = await self._db.run(self._store.apply_job_events, events, details, cursor)
+        except Exception as error:
+            if is_outage(error):
+                raise
+            touched = await self._apply_task_by_task(events, details, cursor)
         self._applied = cursor
         JOB_EVENTS.inc(len(events))
         if touched:
             self._on_touched(touched)
+
+    async def _apply_task_by_task(self, events: list[JobEvent], details: dict[int, JobDetails],
+                                  cursor: int) -> set[int]:
+        """The events of each task applied on their own, when applying them together failed: the
+        task whose events cannot be applied is broken, the others' are applied, and the stream
+        goes on past them all."""
+        by_task: dict[int, list[JobEvent]] = {}
+        for event in events:
+            by_task.setdefault(event.task_id, []).append(event)
+        touched: set[int] = set()
+        for task_id, group in by_task.items():
+            done = await self._guard.run(task_id, "applying its jobs' events",
+                                         partial(self._db.run, self._store.apply_job_events, group, details, None))
+            touched |= done or set()
+        await self._db.run(self._store.store_cursor, cursor)
+        return touched
 
     async def _fill_gaps(self) -> None:
         """Look again for cursors the stream skipped; forget those missing too long."""

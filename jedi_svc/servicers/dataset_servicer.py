@@ -13,9 +13,12 @@ from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.servicers.convert import dataset_to_proto, file_specs_from_proto, file_to_proto, kind_from_text
 from jedi_svc.store.dataset_store import DatasetStore
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc
+from panda_runtime.contracts import rules
+from panda_runtime.contracts import server as server_contract
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.filtering import parse_filter
+from panda_runtime.service.idempotency import request_digest
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.scopes import check_scope, check_writable, user_scope, writable_scopes
@@ -37,8 +40,8 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
     ) -> dataset_service_pb2.RegisterDatasetResponse:
         name = request.dataset.dataset_id.strip()
         check_dataset_name(name, "dataset.dataset_id")
-        if len(request.request_id) > 64:
-            raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
+        rules.check_request_id(request.request_id)
+        rules.check_text(request.dataset.owner, "dataset.owner", max_length=server_contract.MAX_OWNER_LENGTH)
         specs = check_files(file_specs_from_proto(request.files))
         caller = current_principal()
         owner, vo = caller.submitting_as(request.dataset.owner, "")
@@ -46,8 +49,15 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         scope = check_scope(request.dataset.scope.strip() or user_scope(owner), "dataset.scope")
         check_writable(scope, writable, owner, "dataset.scope")
         specs = assign_scopes(specs, scope, writable, owner)
-        check_replicas(specs, await self._server.storage_element_ids())
-        record = await self._db.run(self._store.register, name, owner, scope, specs, request.request_id)
+        check_replicas(specs, [e.element_id for e in await self._server.storage_elements()])
+        digest = ""
+        if request.request_id:
+            asked = dataset_service_pb2.RegisterDatasetRequest(dataset=request.dataset, files=request.files)
+            asked.dataset.owner = owner
+            asked.dataset.scope = scope
+            digest = request_digest(asked)
+        record = await self._db.run(self._store.register, name, owner, scope, specs, request.request_id,
+                                    caller=caller.subject, digest=digest)
         return dataset_service_pb2.RegisterDatasetResponse(dataset=dataset_to_proto(record))
 
     async def GetDataset(
@@ -62,7 +72,7 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
     ) -> dataset_service_pb2.ListDatasetsResponse:
         limit = page_size(request.page_size)
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter)
+        position = decode_token(request.page_token, request.filter, {"before": int})
         records, total = await self._db.run(self._store.list_datasets, comparisons, limit=limit,
                                             before=int(position.get("before", 0)))
         token = ""
@@ -79,7 +89,7 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
             raise InvalidArgument("task_id must not be negative", field="task_id")
         limit = page_size(request.page_size)
         query = f"{request.dataset_id}|{request.task_id}"
-        position = decode_token(request.page_token, query)
+        position = decode_token(request.page_token, query, {"after": int})
         views, total = await self._db.run(self._store.list_files, request.dataset_id, task_id=request.task_id,
                                           limit=limit, after=int(position.get("after", 0)))
         token = encode_token({"after": views[-1].file.file_id}, query) if len(views) == limit else ""

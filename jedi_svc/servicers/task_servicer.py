@@ -21,9 +21,12 @@ from jedi_svc.servicers.convert import (
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from panda_runtime.contracts import rules
+from panda_runtime.contracts import server as server_contract
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied
-from panda_runtime.service.filtering import parse_filter
+from panda_runtime.service.filtering import int32, parse_filter
+from panda_runtime.service.idempotency import request_digest
 from panda_runtime.service.notify import Notifier
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
@@ -32,7 +35,7 @@ __all__ = ["TaskServicer"]
 
 FILTER_FIELDS: dict[str, Any] = {
     "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,
-    "priority": int, "create_time": datetime, "update_time": datetime,
+    "priority": int32, "create_time": datetime, "update_time": datetime,
 }
 
 
@@ -65,14 +68,19 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_service_pb2.SubmitTaskResponse:
         if not request.HasField("params"):
             raise InvalidArgument("params are required", field="params")
-        if len(request.request_id) > 64:
-            raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
+        rules.check_request_id(request.request_id)
         params = task_pb2.TaskParams()
         params.CopyFrom(request.params)
-        params.owner, params.vo = current_principal().submitting_as(params.owner, params.vo)
+        # Checked before they name anyone: an owner or VO with a NUL is no one's.
+        rules.check_text(params.owner, "params.owner", max_length=server_contract.MAX_OWNER_LENGTH)
+        rules.check_text(params.vo, "params.vo", max_length=server_contract.MAX_VO_LENGTH)
+        principal = current_principal()
+        params.owner, params.vo = principal.submitting_as(params.owner, params.vo)
         spec = spec_from_params(params, params.owner, self._settings)
         task_spec.validate(spec)
-        view = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id)
+        digest = request_digest(params) if request.request_id else ""
+        view = await self._db.run(self._store.submit, spec, params_to_dict(params), request.request_id,
+                                  caller=principal.subject, digest=digest)
         self._agents.wake()
         self._task_events.notify()
         return task_service_pb2.SubmitTaskResponse(task=task_to_proto(view))
@@ -89,7 +97,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_service_pb2.ListTasksResponse:
         limit = page_size(request.page_size)
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter)
+        position = decode_token(request.page_token, request.filter, {"before": int})
         views, total = await self._db.run(self._store.list_tasks, comparisons, limit=limit,
                                           before=int(position.get("before", 0)), scope=current_principal().scope())
         token = ""
@@ -119,6 +127,7 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
 
     async def _command(self, task_id: int, kind: str, **kwargs: Any) -> task_pb2.Task:
         task_id = _task_id(task_id)
+        server_contract.check_reason(str(kwargs.get("reason", "")))
         _check_owner((await self._db.run(self._store.get, task_id, history=False)).task, kind)
         view = await self._db.run(self._store.command, task_id, kind, **kwargs)
         self._agents.touch(task_id)
@@ -162,8 +171,9 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         if not queues:
             raise InvalidArgument("give at least one queue", field="queues")
         for name in queues:
-            if not task_spec.QUEUE_NAME.match(name):
-                raise InvalidArgument(f"{name!r} is not a queue name", field="queues")
+            if not task_spec.QUEUE_NAME.fullmatch(name):
+                raise InvalidArgument(f"{name[:80]!r} is not a queue name", field="queues")
+
         task = await self._command(request.task_id, "reassign", reason=request.reason, queues=queues)
         return task_service_pb2.ReassignTaskResponse(task=task)
 

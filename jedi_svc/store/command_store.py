@@ -21,7 +21,8 @@ class CommandStore(Store):
     def pending_commands(self) -> list[Command]:
         with self._engine.connect() as conn:
             return [Command(**r._mapping) for r in conn.execute(
-                select(commands).where(commands.c.done_time.is_(None)).order_by(commands.c.command_id))]
+                select(commands, tasks.c.vo).join(tasks, tasks.c.task_id == commands.c.task_id)
+                .where(commands.c.done_time.is_(None)).order_by(commands.c.command_id))]
 
     def command_done(self, command_id: int, note: str = "") -> None:
         """The command is done; a note goes to its task's history."""

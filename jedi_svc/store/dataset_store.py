@@ -9,13 +9,22 @@ from sqlalchemy import Connection, Row, and_, func, insert, select
 
 from jedi_svc.domain.chunks import TaskChunk, file_task_state
 from jedi_svc.domain.datasets import DatasetFile, FileSpec
-from jedi_svc.store.common import condition
-from jedi_svc.store.records import CHUNK_COLUMNS, FILE_COLUMNS, DatasetFileView, DatasetRecord, chunk_of, file_of
+from jedi_svc.store.common import condition, earlier_request
+from jedi_svc.store.records import (
+    CHUNK_COLUMNS,
+    FILE_COLUMNS,
+    REQUEST_KEY_COLUMNS,
+    DatasetFileView,
+    DatasetRecord,
+    chunk_of,
+    file_of,
+)
 from jedi_svc.store.tables import contents, datasets, files, jobs
 from panda_runtime.service import bulk
 from panda_runtime.service.db import Store, now
 from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.idempotency import check_replay
 
 __all__ = ["DatasetStore", "not_found"]
 
@@ -43,27 +52,33 @@ def not_found(name: str) -> NotFound:
 
 def _record(row: Row[Any], counts: Any) -> DatasetRecord:
     """A dataset row with its totals (`counts`: a row of _counts_query, or None: no files)."""
+    values = {name: value for name, value in row._mapping.items() if name not in REQUEST_KEY_COLUMNS}
     return DatasetRecord(
-        **row._mapping, file_count=counts.file_count if counts else 0,
+        **values, file_count=counts.file_count if counts else 0,
         total_bytes=int(counts.total_bytes) if counts else 0, total_events=int(counts.total_events) if counts else 0)
 
 
 class DatasetStore(Store):
-    def register(self, name: str, owner: str, scope: str, specs: list[FileSpec], request_id: str = "") -> DatasetRecord:
-        """An input dataset (in `scope`) with its files, all or nothing. A repeated request_id
-        returns the first."""
+    def register(self, name: str, owner: str, scope: str, specs: list[FileSpec], request_id: str = "", *,
+                 caller: str = "", digest: str = "") -> DatasetRecord:
+        """An input dataset (in `scope`) with its files, all or nothing. A request_id is the
+        caller's: the same caller repeating it with the same request (`digest`) gets the dataset
+        the first call registered, with another request ALREADY_EXISTS."""
         at = now()
         with self._engine.begin() as conn:
             if request_id:
-                earlier = conn.execute(select(datasets.c.name).where(datasets.c.request_id == request_id)).scalar()
+                earlier = earlier_request(conn, datasets, datasets.c.name, request_id, caller, owner,
+                                          locked=not self._sqlite)
                 if earlier is not None:
-                    return self._get(conn, earlier)
+                    check_replay(earlier[1], digest, request_id)
+                    return self._get(conn, earlier[0])
             if conn.execute(select(datasets.c.dataset_id).where(datasets.c.name == name)).first():
                 raise AlreadyExists(f"dataset {name} already exists")
             dataset_id = conn.execute(
                 insert(datasets).returning(datasets.c.dataset_id),
                 {"name": name, "kind": "input", "owner": owner, "scope": scope, "task_id": 0,
-                 "request_id": request_id or None, "create_time": at, "update_time": at},
+                 "request_id": request_id or None, "request_caller": caller if request_id else None,
+                 "request_digest": digest if request_id else None, "create_time": at, "update_time": at},
             ).scalar_one()
             bulk.insert_rows(conn, files, [
                 {"dataset_id": dataset_id, "scope": f.scope, "lfn": f.lfn, "size_bytes": f.size_bytes,

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, update
 
 from jedi_svc.domain import brokerage, generation, planning
 from jedi_svc.domain.datasets import DatasetFile
 from jedi_svc.domain.jobs import ACTIVATED, JOB_FINAL_STATES, SUBMITTING, request_id
-from jedi_svc.domain.progress import READY, RUNNING
+from jedi_svc.domain.progress import CANCELLED, READY, RUNNING
 from jedi_svc.domain.tasks import Task
 from jedi_svc.store.records import CHUNK_COLUMNS, FILE_COLUMNS, BatchJob, PlanResult, chunk_of, file_of
 from jedi_svc.store.steps import TaskSteps, in_parts
@@ -58,11 +58,11 @@ class GenerationStore(TaskSteps):
                 self._change(conn, task, plan.change, at)
             if plan.groups:
                 self._generate(conn, task, plan, batch_size=batch_size, jobs_per_point=jobs_per_point, at=at,
-                               result=result)
+                               pending_retry=pending_retry, result=result)
         return result
 
     def _generate(self, conn: Connection, task: Task, plan: planning.Plan, *, batch_size: int, jobs_per_point: int,
-                  at: datetime, result: PlanResult) -> None:
+                  at: datetime, pending_retry: float, result: PlanResult) -> None:
         file_ids = sorted({c.file_id for g in plan.groups for c in g})
         found: dict[int, DatasetFile] = {}
         for part in in_parts(file_ids):
@@ -73,7 +73,16 @@ class GenerationStore(TaskSteps):
             .where(tasks.c.owner == task.owner, jobs.c.state.not_in(list(JOB_FINAL_STATES)))
         ).scalar_one()
         made = generation.generate(task, plan.groups, found, plan.queues, owner_in_flight, scouting=plan.scouting,
-                                   batch_size=batch_size, jobs_per_point=jobs_per_point, at=at)
+                                   batch_size=batch_size, jobs_per_point=jobs_per_point, at=at,
+                                   pending_retry_seconds=pending_retry)
+        if not made.jobs:
+            if made.abandons_ready_chunks:
+                conn.execute(update(contents).where(contents.c.task_id == task.task_id, contents.c.status == READY)
+                             .values(status=CANCELLED))
+            else:
+                result.pending_reason = made.change.reason or task.state_reason
+            self._change(conn, task, made.change, at)
+            return
         job_rows: list[dict[str, Any]] = [{
             "task_id": task.task_id, "serial": job.serial, "batch": job.batch, "job_id": None, "state": SUBMITTING,
             "scout": job.scout, "queue": job.queue, "priority": job.priority, "attempt": job.attempt,

@@ -21,8 +21,8 @@ from jedi_svc.store.tables import contents, files, jobs
 from panda_runtime.service.db import aware
 
 __all__ = [
-    "CHUNK_COLUMNS", "FILE_COLUMNS", "JOB_COLUMNS", "BatchJob", "Command", "DatasetFileView", "DatasetRecord",
-    "PlanResult", "TaskEvent", "TaskHead", "TaskView", "chunk_of", "file_of", "job_of", "task_of",
+    "CHUNK_COLUMNS", "FILE_COLUMNS", "JOB_COLUMNS", "REQUEST_KEY_COLUMNS", "BatchJob", "Command", "DatasetFileView",
+    "DatasetRecord", "PlanResult", "TaskEvent", "TaskHead", "TaskView", "chunk_of", "file_of", "job_of", "task_of",
 ]
 
 
@@ -38,8 +38,14 @@ FILE_COLUMNS = _columns_of(files, DatasetFile)
 JOB_COLUMNS = _columns_of(jobs, TaskJob)
 
 
+# Columns of the idempotency key's owner that the records leave out: only submission reads them.
+REQUEST_KEY_COLUMNS = ("request_caller", "request_digest")
+
+
 def task_of(row: Row[Any]) -> Task:
     values = dict(row._mapping)
+    for name in REQUEST_KEY_COLUMNS:
+        values.pop(name, None)
     values["state"] = TaskState(values["state"])
     values["wait_until"] = aware(values["wait_until"])
     return Task(**values)
@@ -130,6 +136,8 @@ class Command:
     args: dict[str, Any]
     create_time: datetime
     done_time: datetime | None
+    # The task's VO (which storage elements its jobs may read).
+    vo: str
 
 
 @dataclass(frozen=True, slots=True)

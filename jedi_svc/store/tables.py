@@ -64,6 +64,9 @@ tasks = Table(
     # Not before this time: brokerage of a pending task, and the like.
     Column("wait_until", Time, nullable=True),
     Column("request_id", String(64), nullable=True),
+    # The caller who sent request_id (its key, not anyone else's) and the digest of its request.
+    Column("request_caller", String(256), nullable=True),
+    Column("request_digest", String(32), nullable=True),
     # Random, made at submission: part of the request ids of the task's job batches.
     Column("token", String(32), nullable=False),
     Column("create_time", Time, nullable=False),
@@ -97,6 +100,9 @@ datasets = Table(
     Column("owner", String(256), nullable=False, default=""),
     Column("task_id", BigInteger, nullable=False, default=0),
     Column("request_id", String(64), nullable=True),
+    # The caller who sent request_id (its key, not anyone else's) and the digest of its request.
+    Column("request_caller", String(256), nullable=True),
+    Column("request_digest", String(32), nullable=True),
     Column("create_time", Time, nullable=False),
     Column("update_time", Time, nullable=False),
     # The scope its files are registered in (an output dataset: its task owner's).

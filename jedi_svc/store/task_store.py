@@ -16,13 +16,14 @@ from jedi_svc.domain.progress import CANCELLED, FILE_STATUS_PRECEDENCE, FINISHED
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.domain.tasks import EMPTY_SCOUT_REPORT
-from jedi_svc.store.common import condition, record_event
+from jedi_svc.store.common import condition, earlier_request, record_event
 from jedi_svc.store.records import TaskEvent, TaskView, task_of
 from jedi_svc.store.tables import commands as command_rows
 from jedi_svc.store.tables import contents, datasets, files, jobs, task_events, tasks
 from panda_runtime.service.db import Store, now, scope_condition
 from panda_runtime.service.errors import AlreadyExists, NotFound
 from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.idempotency import check_replay
 from panda_runtime.service.principals import EVERYTHING, Scope
 
 _FILTER_COLUMNS = {
@@ -41,15 +42,19 @@ def task_not_found(task_id: int) -> NotFound:
 class TaskStore(Store):
     # -- submitting --------------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec, params: dict[str, Any], request_id: str = "") -> TaskView:
-        """Store a task REGISTERED with its (empty) output dataset. A repeated request_id
-        returns the task the first call made."""
+    def submit(self, spec: TaskSpec, params: dict[str, Any], request_id: str = "", *, caller: str = "",
+               digest: str = "") -> TaskView:
+        """Store a task REGISTERED with its (empty) output dataset. A request_id is the
+        caller's: the same caller repeating it with the same request (`digest`) gets the task
+        the first call made, with another request ALREADY_EXISTS."""
         at = now()
         with self._engine.begin() as conn:
             if request_id:
-                earlier = conn.execute(select(tasks.c.task_id).where(tasks.c.request_id == request_id)).scalar()
+                earlier = earlier_request(conn, tasks, tasks.c.task_id, request_id, caller, spec.owner,
+                                          locked=not self._sqlite)
                 if earlier is not None:
-                    return self._get(conn, earlier, history=True)
+                    check_replay(earlier[1], digest, request_id)
+                    return self._get(conn, earlier[0], history=True)
             if conn.execute(select(datasets.c.dataset_id).where(datasets.c.name == spec.output_dataset)).first():
                 raise AlreadyExists(f"output dataset {spec.output_dataset} already exists: choose a new name")
             task_id = conn.execute(insert(tasks).returning(tasks.c.task_id), {
@@ -61,7 +66,9 @@ class TaskStore(Store):
                 "max_attempts": spec.max_attempts, "scout_jobs": spec.scout_jobs,
                 "max_failure_rate": spec.max_failure_rate, "scouted": spec.scout_jobs == 0,
                 "scout_report": dict(EMPTY_SCOUT_REPORT), "jobs_finished": 0, "jobs_failed": 0,
-                "next_serial": 1, "next_batch": 1, "request_id": request_id or None, "token": uuid.uuid4().hex,
+                "next_serial": 1, "next_batch": 1, "request_id": request_id or None,
+                "request_caller": caller if request_id else None, "request_digest": digest if request_id else None,
+                "token": uuid.uuid4().hex,
                 "create_time": at, "update_time": at,
             }).scalar_one()
             dataset_id = conn.execute(insert(datasets).returning(datasets.c.dataset_id), {

@@ -68,11 +68,13 @@ class WatchStore(TaskSteps):
                         wanted.setdefault(r.task_id, []).append(r.job_id)
         return wanted
 
-    def apply_job_events(self, events: list[JobEvent], details: Mapping[int, JobDetails], cursor: int) -> set[int]:
+    def apply_job_events(self, events: list[JobEvent], details: Mapping[int, JobDetails],
+                         cursor: int | None) -> set[int]:
         """Apply a batch of server events: job states, then for ended jobs their chunks (done,
         to retry, failed for good), outputs and measurements; and store the stream's cursor,
         all in one transaction. An event older than the last one applied to its job is
-        ignored, so replaying the stream after a crash changes nothing. Returns the tasks touched."""
+        ignored, so replaying the stream after a crash changes nothing. Returns the tasks touched.
+        A cursor of None is not stored (events applied one task at a time)."""
         at = now()
         touched: set[int] = set()
         with self._engine.begin() as conn:
@@ -102,7 +104,8 @@ class WatchStore(TaskSteps):
                     {name: getattr(job, name) for name in _JOB_CHANGES} for job in changed.values()])
             if ended:
                 self._apply_outcomes(conn, ended, task_rows, details, at)
-            self._store_cursor(conn, cursor, at)
+            if cursor is not None:
+                self._store_cursor(conn, cursor, at)
         return touched
 
     def _apply_outcomes(self, conn: Connection, ended: list[TaskJob], task_rows: Mapping[int, Task],

@@ -160,8 +160,12 @@ def run_statements(conn: Connection, statements: Sequence[Statement | None]) -> 
                     cursors.append(cursor)
             rows = [cursor.fetchall() if cursor.description else [] for cursor in cursors]
         except psycopg.Error as error:
-            # As SQLAlchemy raises it for any other statement (IntegrityError and so on).
-            raise DBAPIError.instance(None, None, error, psycopg.Error) from error
+            # As SQLAlchemy raises it for any other statement (IntegrityError and so on), with
+            # a statement (its parameters may be megabytes: left out) and whether the
+            # connection broke, which tells an outage from a refusal.
+            failed = todo[min(len(cursors), len(todo) - 1)][0]
+            raise DBAPIError.instance(_driver_sql(failed), None, error, psycopg.Error,
+                                      connection_invalidated=driver.closed or driver.broken) from error
     else:
         for stmt, params in todo:
             result = conn.execute(stmt, params)

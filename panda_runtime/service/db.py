@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from panda_runtime.service.principals import Scope
 
@@ -35,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIGRATIONS_PACKAGE", "DatabaseNotMigrated", "DbRunner", "Id", "Store", "Time", "aware", "current_revision",
-    "ensure_migrated", "head_revision", "is_sqlite", "make_engine", "new_metadata", "normalize_url", "now",
-    "scope_condition", "upgrade_database",
+    "ensure_migrated", "head_revision", "is_database_error", "is_sqlite", "is_unavailable", "log_failure",
+    "make_engine", "new_metadata", "normalize_url", "now", "scope_condition", "upgrade_database",
 ]
 
 # The migrations ship as the package `panda_migrations`, so an installed wheel finds them.
@@ -113,6 +116,50 @@ def scope_condition(scope: Scope, owner: ColumnElement[Any], vo: ColumnElement[A
     if scope.everything:
         return true()
     return or_(owner == scope.owner, vo.in_(sorted(scope.vos)))
+
+
+# SQLSTATE classes and codes of a database that is going away or not there: connection
+# exceptions (08), an administrator's or a crash's shutdown, a server starting, too many
+# connections, the database dropped.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "3D000")
+# SQLite's words for a file it cannot reach or a lock it waited for in vain.
+_SQLITE_UNAVAILABLE = ("unable to open database", "database is locked", "disk i/o error", "readonly database")
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` says the database cannot be reached now (refused, lost, shut down,
+    locked too long), as opposed to refusing what was asked of it: the caller may try again
+    later (gRPC's UNAVAILABLE)."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated or error.statement is None:
+        # A connection that broke, or one that could not be made (no statement ran).
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate:
+        return str(sqlstate).startswith(_UNAVAILABLE_SQLSTATES)
+    if type(error.orig).__module__.startswith("sqlite3"):
+        text = str(error.orig).lower()
+        return any(words in text for words in _SQLITE_UNAVAILABLE)
+    return False
+
+
+def log_failure(logger: logging.Logger, what: str, error: BaseException) -> None:
+    """A long-running loop's failed step: the database out of reach in one line (expected, and
+    the loop tries again), anything else with its traceback."""
+    if is_unavailable(error):
+        cause = getattr(error, "orig", None) or error
+        logger.warning("%s: the database is unavailable (%s); trying again", what, type(cause).__name__)
+    else:
+        logger.error("%s", what, exc_info=error)
+
+
+def is_database_error(error: BaseException) -> bool:
+    """Whether `error` is the database's (or its driver's) answer, whose words may quote SQL
+    and data: a caller is told no more than its kind."""
+    return isinstance(error, DBAPIError)
 
 
 def normalize_url(url: str) -> str:

@@ -7,10 +7,26 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from panda_runtime.contracts import Violation
+
 __all__ = [
     "AlreadyExists", "FailedPrecondition", "InvalidArgument", "NotFound", "PermissionDenied", "ResourceExhausted",
-    "ServiceError", "Unauthenticated", "Unavailable", "ok_status",
+    "ServiceError", "Unauthenticated", "Unavailable", "clip", "ok_status",
 ]
+
+
+# A status travels in trailing metadata (its message percent-encoded, its details in base64),
+# which gRPC caps at 8 KiB: a message that quotes a long input is cut to fit.
+MAX_MESSAGE_BYTES = 1000
+MAX_DESCRIPTION_BYTES = 500
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_BYTES) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, with an ellipsis when cut."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 class ServiceError(Exception):
@@ -19,6 +35,7 @@ class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(self, message: str, *, details: list | None = None) -> None:
+        message = clip(message)
         super().__init__(message)
         self.message = message
         self.details = details or []
@@ -38,9 +55,15 @@ class InvalidArgument(ServiceError):
     def __init__(self, message: str, *, field: str = "") -> None:
         details = []
         if field:
-            violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=clip(field, MAX_DESCRIPTION_BYTES), description=clip(message, MAX_DESCRIPTION_BYTES))
             details.append(error_details_pb2.BadRequest(field_violations=[violation]))
         super().__init__(message, details=details)
+
+    @classmethod
+    def of(cls, violation: Violation) -> InvalidArgument:
+        """A contract's rule broken (panda_runtime.contracts), as the status the caller gets."""
+        return cls(str(violation), field=violation.field)
 
 
 class NotFound(ServiceError):
@@ -50,7 +73,8 @@ class NotFound(ServiceError):
         details = []
         if resource_type:
             details.append(
-                error_details_pb2.ResourceInfo(resource_type=resource_type, resource_name=resource_name)
+                error_details_pb2.ResourceInfo(resource_type=resource_type,
+                                               resource_name=clip(resource_name, MAX_DESCRIPTION_BYTES))
             )
         super().__init__(message, details=details)
 
@@ -66,7 +90,8 @@ class FailedPrecondition(ServiceError):
 
     def __init__(self, message: str, *, subject: str = "", violation_type: str = "STATE") -> None:
         violation = error_details_pb2.PreconditionFailure.Violation(
-            type=violation_type, subject=subject, description=message
+            type=violation_type, subject=clip(subject, MAX_DESCRIPTION_BYTES),
+            description=clip(message, MAX_DESCRIPTION_BYTES),
         )
         super().__init__(message, details=[error_details_pb2.PreconditionFailure(violations=[violation])])
 

@@ -9,11 +9,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from panda_runtime.contracts.rules import INT64_MAX
 from panda_runtime.service.errors import InvalidArgument
 
-__all__ = ["OPERATORS", "Comparison", "like_pattern", "parse_filter", "parse_time"]
+__all__ = ["MAX_COMPARISONS", "MAX_FILTER_LENGTH", "OPERATORS", "Comparison", "int32", "like_pattern",
+           "parse_filter", "parse_time", "unescape"]
 
 OPERATORS = ("<=", ">=", "!=", "=", "<", ">")
+# A filter is a handful of comparisons; these bound what one request can make a query of.
+MAX_FILTER_LENGTH = 4096
+MAX_COMPARISONS = 32
+# Escapes in a string literal: \uXXXX, \UXXXXXXXX, \xXX, or one character (\n, \t, \", ...).
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8}|x[0-9A-Fa-f]{2}|[uUx]|.)", re.DOTALL)
+_SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "a": "\a", "b": "\b", "f": "\f", "v": "\v"}
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -42,12 +50,43 @@ def like_pattern(value: str) -> str:
     return escaped.replace("*", "%")
 
 
+def int32(text: str) -> int:
+    """A filter's value for a 32-bit integer column (`int` is for 64-bit ones): a number the
+    column cannot hold would make the database refuse the query."""
+    number = int(text)
+    if not -(2**31) <= number < 2**31:
+        raise ValueError("beyond a 32-bit integer")
+    return number
+
+
 def parse_time(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as error:
         raise InvalidArgument(f"not an RFC 3339 time: {text!r}", field="filter") from error
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def unescape(literal: str) -> str:
+    """The value of a string literal's body: escapes replaced (\\\\, \\", \\n, \\xXX, \\uXXXX,
+    \\UXXXXXXXX); an unknown escape stands for itself with its backslash, as Python reads it.
+    A truncated escape, a NUL or a code point that is not a character is INVALID_ARGUMENT."""
+
+    def replace(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        if escape in ("u", "U", "x"):
+            raise InvalidArgument(f"truncated \\{escape} escape in a filter string", field="filter")
+        if len(escape) > 1:
+            code = int(escape[1:], 16)
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+                raise InvalidArgument(f"\\{escape} is not a character", field="filter")
+            return chr(code)
+        return _SIMPLE_ESCAPES.get(escape, escape if escape in "\\'\"" else "\\" + escape)
+
+    value = _ESCAPE.sub(replace, literal)
+    if "\x00" in value:
+        raise InvalidArgument("a filter string must not contain NUL", field="filter")
+    return value
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -61,7 +100,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         kind = match.lastgroup or ""
         value = match.group(kind)
         if kind == "string":
-            value = value[1:-1].encode().decode("unicode_escape")
+            value = unescape(value[1:-1])
         found.append((kind, value))
         position = match.end()
     return found
@@ -72,6 +111,11 @@ def parse_filter(text: str, fields: dict[str, type]) -> list[Comparison]:
     converter callable). Raises INVALID_ARGUMENT naming what is wrong."""
     if not text.strip():
         return []
+    if len(text) > MAX_FILTER_LENGTH:
+        raise InvalidArgument(f"the filter is {len(text)} characters long; at most {MAX_FILTER_LENGTH}",
+                              field="filter")
+    if "\x00" in text:
+        raise InvalidArgument("the filter contains a NUL character", field="filter")
     tokens = _tokens(text)
     comparisons: list[Comparison] = []
     index = 0
@@ -87,6 +131,8 @@ def parse_filter(text: str, fields: dict[str, type]) -> list[Comparison]:
             known = ", ".join(sorted(fields))
             raise InvalidArgument(f"unknown filter field {name!r}; known: {known}", field="filter")
         comparisons.append(Comparison(name, op, _convert(name, raw, fields[name])))
+        if len(comparisons) > MAX_COMPARISONS:
+            raise InvalidArgument(f"at most {MAX_COMPARISONS} comparisons in a filter", field="filter")
         index += 3
         if index == len(tokens):
             return comparisons
@@ -98,7 +144,10 @@ def parse_filter(text: str, fields: dict[str, type]) -> list[Comparison]:
 def _convert(name: str, raw: str, kind: Any) -> Any:
     try:
         if kind is int:
-            return int(raw)
+            number = int(raw)
+            if not -INT64_MAX - 1 <= number <= INT64_MAX:
+                raise InvalidArgument(f"{name}: {raw} is beyond a 64-bit integer", field="filter")
+            return number
         if kind is datetime:
             return parse_time(raw)
         if kind is str:

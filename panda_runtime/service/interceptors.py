@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,8 +13,10 @@ import grpc
 from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
+from panda_runtime.contracts import Violation
 from panda_runtime.service.auth import Authenticator
-from panda_runtime.service.errors import ServiceError
+from panda_runtime.service.db import is_unavailable
+from panda_runtime.service.errors import InvalidArgument, ServiceError, Unavailable, clip
 from panda_runtime.service.principals import AccessTable, set_current_principal
 
 __all__ = [
@@ -64,18 +67,42 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+def _answer_for(error: Exception, method: str) -> ServiceError | None:
+    """The status an error is answered with: what the caller did wrong (a ServiceError, or a
+    contract's rule broken), or the database out of reach (UNAVAILABLE, which clients retry);
+    None for anything else (a fault of the service's own). Logged in one line, no traceback:
+    none is needed to read it."""
+    if isinstance(error, Violation):
+        error = InvalidArgument.of(error)
     if isinstance(error, ServiceError):
-        status = rpc_status.to_status(error.to_status())
+        log.info("%s: %s: %s", method, error.code.name, clip(error.message, 300))
+        return error
+    if is_unavailable(error):
+        cause = getattr(error, "orig", None) or error
+        log.warning("%s: the database is unavailable: %s: %s", method, type(cause).__name__,
+                    clip(str(cause).strip().splitlines()[0] if str(cause).strip() else "", 300))
+        return Unavailable("the database is unavailable; try again later")
+    return None
+
+
+async def _abort_for(error: Exception, context: grpc.aio.ServicerContext, method: str) -> None:
+    answer = _answer_for(error, method)
+    if answer is not None:
+        status = rpc_status.to_status(answer.to_status())
         await context.abort(status.code, status.details, status.trailing_metadata)
-    log.exception("unexpected error in %s", method)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+    # The caller learns that it failed and under which id; what failed (which may quote the
+    # database or the caller's data) stays in the service's log under that id.
+    error_id = uuid.uuid4().hex[:12]
+    log.exception("unexpected error in %s (error id %s)", method, error_id)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (error id {error_id}); the service's log has "
+                                                  "the details")
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates the caller and checks the service's access table, maps ServiceError to its
-    status (with details), records go-grpc-prometheus metrics, and logs unexpected exceptions
-    as INTERNAL."""
+    """Authenticates the caller and checks the service's access table, maps ServiceError (and
+    a contract's Violation) to its status with details and a database outage to UNAVAILABLE,
+    records go-grpc-prometheus metrics, and answers anything else INTERNAL with an error id
+    that the log's traceback carries too."""
 
     def __init__(
         self, authenticator: Authenticator, access: AccessTable, open_methods: frozenset[str] = frozenset()

@@ -1,17 +1,16 @@
-"""What a submitted job must be, checked before anything is stored."""
+"""What a submitted job must be, checked before anything is stored: the contract's rules
+(panda_runtime.contracts.server, which JEDI and the command line apply too) on the job as the
+server's defaults complete it."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts import server as contract
 from panda_runtime.service.errors import InvalidArgument
 
-__all__ = ["LFN", "MAX_LFN_LENGTH", "QUEUE_ID", "FileSpec", "JobSpec", "validate_job", "validate_queue_id"]
-
-QUEUE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-MAX_LFN_LENGTH = 255  # PanDA's limit on logical file names.
-LFN = re.compile(r"^[A-Za-z0-9_.\-+:=,@%]+$")
+__all__ = ["FileSpec", "JobSpec", "contract_fields", "validate_job", "validate_queue_id"]
 
 
 @dataclass
@@ -41,45 +40,29 @@ class JobSpec:
 
 
 def validate_queue_id(queue_id: str, field_name: str = "queue_id") -> None:
-    if not QUEUE_ID.match(queue_id):
-        raise InvalidArgument(
-            f"queue id {queue_id!r} must be 1-64 letters, digits, '_', '-' or '.'", field=field_name
-        )
+    try:
+        contract.check_queue_id(queue_id, field_name)
+    except Violation as violation:
+        raise InvalidArgument(f"queue id {queue_id[:80]!r} must be 1-64 letters, digits, '_', '-' or '.'",
+                              field=field_name) from violation
+
+
+def contract_fields(spec: JobSpec) -> contract.JobFields:
+    return contract.JobFields(
+        queue=spec.queue, command=spec.command, environment=spec.environment, label=spec.label,
+        task_id=spec.task_id, priority=spec.priority, max_attempts=spec.max_attempts, cores=spec.cores,
+        memory_mb=spec.memory_mb, walltime_seconds=spec.walltime_seconds, disk_mb=spec.disk_mb,
+        files=[contract.JobFileFields(f.lfn, f.kind, f.size_bytes, f.adler32, f.storage_element) for f in spec.files],
+    )
 
 
 def validate_job(spec: JobSpec, where: str) -> None:
     """Raise INVALID_ARGUMENT naming the field (e.g. `jobs[3].command`) that is wrong."""
     validate_queue_id(spec.queue, f"{where}.queue")
-    if not spec.command or not spec.command[0]:
-        raise InvalidArgument(f"{where}: command is empty", field=f"{where}.command")
-    for name, value in (
-        ("cores", spec.cores), ("memory_mb", spec.memory_mb),
-        ("walltime_seconds", spec.walltime_seconds), ("disk_mb", spec.disk_mb),
-    ):
-        if value < 0:
-            raise InvalidArgument(f"{where}: {name} is negative ({value})", field=f"{where}.resources.{name}")
-    if spec.max_attempts < 1 or spec.max_attempts > 100:
-        raise InvalidArgument(
-            f"{where}: max_attempts must be 1..100, not {spec.max_attempts}", field=f"{where}.max_attempts"
-        )
-    seen: set[tuple[str, str]] = set()
-    for index, file in enumerate(spec.files):
-        file_where = f"{where}.files[{index}]"
-        if not file.lfn or len(file.lfn) > MAX_LFN_LENGTH or not LFN.match(file.lfn):
-            raise InvalidArgument(
-                f"{file_where}: logical file name {file.lfn!r} is empty, longer than {MAX_LFN_LENGTH} "
-                "characters, or has characters other than letters, digits and _.-+:=,@%",
-                field=f"{file_where}.lfn",
-            )
-        if file.kind not in ("input", "output", "log"):
-            raise InvalidArgument(f"{file_where}: kind must be input, output or log", field=f"{file_where}.kind")
-        if file.adler32 and not re.fullmatch(r"[0-9a-f]{8}", file.adler32):
-            raise InvalidArgument(
-                f"{file_where}: adler32 must be 8 lower-case hex digits", field=f"{file_where}.adler32"
-            )
-        if file.size_bytes < 0:
-            raise InvalidArgument(f"{file_where}: size is negative", field=f"{file_where}.size_bytes")
-        key = (file.kind, file.lfn)
-        if key in seen:
-            raise InvalidArgument(f"{file_where}: {file.lfn} is listed twice", field=f"{file_where}.lfn")
-        seen.add(key)
+    if spec.max_attempts < 1:
+        raise InvalidArgument(f"{where}: max_attempts must be 1..{contract.MAX_ATTEMPTS}, not {spec.max_attempts}",
+                              field=f"{where}.max_attempts")
+    try:
+        contract.check_job(contract_fields(spec), where)
+    except Violation as violation:
+        raise InvalidArgument.of(violation) from None

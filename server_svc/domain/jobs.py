@@ -87,6 +87,8 @@ class JobRecord(Job):
     command: list[str]
     environment: dict[str, str]
     request_id: str | None  # of the SubmitJobs call that made it, if it named one
+    request_caller: str | None  # who sent that request_id (the key is the caller's)
+    request_digest: str | None  # of the request it came with
     create_time: datetime
     files: list[JobFile] = field(default_factory=list)
     history: list[JobEvent] = field(default_factory=list)  # filled only when asked for

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote, unquote, urlsplit
 
+from panda_runtime.contracts.server import QUEUE_ID, STORAGE_ELEMENT_ID
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied
 from server_svc.domain.job_specs import JobSpec
 
@@ -19,10 +20,8 @@ __all__ = [
     "reassign_problem", "root_of",
 ]
 
-STORAGE_ELEMENT_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_URL_LENGTH = 1024
 # Who may use an element: queue ids, and VOs (the first part of a WLCG group path).
-_QUEUE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _VO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 _MAX_USERS = 1000
 
@@ -47,7 +46,7 @@ class StorageElement:
 def check_storage_element_id(value: str, field: str) -> str:
     """An element's id, or INVALID_ARGUMENT naming `field`; a URL is refused with a hint, since a
     job names an element only by its configured id."""
-    if STORAGE_ELEMENT_ID.match(value):
+    if STORAGE_ELEMENT_ID.fullmatch(value):
         return value
     if "://" in value or value.startswith("/"):
         raise InvalidArgument(
@@ -88,11 +87,11 @@ def check_url(url: str, field: str) -> str:
 def check_users(queues: Sequence[str], vos: Sequence[str], field: str) -> None:
     """The queues and VOs an element serves must be well formed (INVALID_ARGUMENT naming
     `<field>.queues` or `<field>.vos`)."""
-    for name, items, pattern, what in (("queues", queues, _QUEUE_ID, "a queue id"), ("vos", vos, _VO, "a VO name")):
+    for name, items, pattern, what in (("queues", queues, QUEUE_ID, "a queue id"), ("vos", vos, _VO, "a VO name")):
         if len(items) > _MAX_USERS:
             raise InvalidArgument(f"at most {_MAX_USERS} {name}", field=f"{field}.{name}")
         for item in items:
-            if not pattern.match(item):
+            if not pattern.fullmatch(item):
                 raise InvalidArgument(f"{item[:80]!r} is not {what}", field=f"{field}.{name}")
 
 

@@ -12,9 +12,10 @@ from server_svc.domain.states import JobState
 __all__ = ["new_files", "new_job", "submitted_event"]
 
 
-def new_job(spec: JobSpec, *, owner: str, vo: str, request_id: str, now: datetime) -> JobRecord:
+def new_job(spec: JobSpec, *, owner: str, vo: str, request_id: str, now: datetime, request_caller: str = "",
+            request_digest: str = "") -> JobRecord:
     """A job goes straight to activated, at attempt 1, on no pilot; its id is given when it
-    is stored."""
+    is stored. A request_id is kept with its caller and the digest of its request."""
     return JobRecord(
         job_id=0, owner=owner, vo=vo, task_id=spec.task_id, max_attempts=spec.max_attempts,
         state=JobState.ACTIVATED, attempt=1, queue=spec.queue, state_time=now, update_time=now,
@@ -22,7 +23,8 @@ def new_job(spec: JobSpec, *, owner: str, vo: str, request_id: str, now: datetim
         log_tail="", max_rss_mb=0, cpu_seconds=0.0, pilot_id="", node="", kill_requested=False,
         priority=spec.priority, command=spec.command, environment=spec.environment, cores=spec.cores,
         memory_mb=spec.memory_mb, walltime_seconds=spec.walltime_seconds, disk_mb=spec.disk_mb,
-        label=spec.label, request_id=request_id or None, create_time=now,
+        label=spec.label, request_id=request_id or None, request_caller=request_caller if request_id else None,
+        request_digest=request_digest if request_id else None, create_time=now,
     )
 
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Gauge, Histogram
 
-from panda_runtime.service.db import DbRunner
+from panda_runtime.service.db import DbRunner, log_failure
 from panda_runtime.service.errors import PermissionDenied
 from panda_runtime.service.notify import Notifier
 from server_svc.domain.dispatch import (
@@ -267,9 +267,9 @@ class DispatchHub:
             self._wake.clear()
             try:
                 await self._round()
-            except Exception:
-                log.exception("dispatch round failed (its updates are not acknowledged: the pilots resend "
-                              "them); retrying")
+            except Exception as error:
+                log_failure(log, "dispatch round failed (its updates are not acknowledged: the pilots resend them)",
+                            error)
                 await asyncio.sleep(1)
 
     async def _statuses(self) -> dict[str, str]:
@@ -413,8 +413,8 @@ class DispatchHub:
             await asyncio.sleep(interval)
             try:
                 await self.write_pilots_heard()
-            except Exception:
-                log.exception("writing when pilots were last heard failed")
+            except Exception as error:
+                log_failure(log, "writing when pilots were last heard failed", error)
 
     async def _command_loop(self) -> None:
         # Commands written by another replica reach our pilots within a poll interval.
@@ -422,5 +422,5 @@ class DispatchHub:
             await asyncio.sleep(max(self._settings.dispatch_poll_seconds, 0.5))
             try:
                 await self.deliver_commands()
-            except Exception:
-                log.exception("delivering commands failed")
+            except Exception as error:
+                log_failure(log, "delivering commands failed", error)

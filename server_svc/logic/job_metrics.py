@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from panda_runtime.service.db import log_failure
 from server_svc.store.queue_store import QueueStore
 
 __all__ = ["JobCountCollector"]
@@ -36,8 +37,8 @@ class JobCountCollector(Collector):
             try:
                 self._cached = self._queues.job_counts()
                 self._time = time.monotonic()
-            except Exception:
-                log.exception("counting jobs for the metrics failed")
+            except Exception as error:
+                log_failure(log, "counting jobs for the metrics failed", error)
         family = _family()
         for (queue, state), count in sorted(self._cached.items()):
             family.add_metric([queue, state], count)

@@ -33,8 +33,10 @@ class JobOperations:
         self._events = events
         self._hub = hub
 
-    async def submit(self, specs: list[JobSpec], *, owner: str, vo: str, request_id: str) -> list[JobRecord]:
-        records = await self._db.run(self._submission.submit, specs, owner=owner, vo=vo, request_id=request_id)
+    async def submit(self, specs: list[JobSpec], *, owner: str, vo: str, request_id: str, caller: str = "",
+                     digest: str = "") -> list[JobRecord]:
+        records = await self._db.run(self._submission.submit, specs, owner=owner, vo=vo, request_id=request_id,
+                                     caller=caller, digest=digest)
         self._hub.wake()
         self._hub.events_written.notify()
         return records

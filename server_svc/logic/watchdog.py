@@ -6,7 +6,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from panda_runtime.service.db import DbRunner
+from panda_runtime.service.db import DbRunner, log_failure
 from server_svc.domain.watchdog import WatchdogLimits, pilots_forgotten_before, rules_in_force
 from server_svc.logic.dispatch_hub import DispatchHub
 from server_svc.settings import ServerSettings
@@ -34,8 +34,8 @@ async def run_watchdog(settings: ServerSettings, db: DbRunner, store: WatchdogSt
                 store.sweep, rules_in_force(limits, watched_for=(now - started).total_seconds()), now,
                 pilots_forgotten_before(limits, now),
             )
-        except Exception:
-            log.exception("watchdog sweep failed")
+        except Exception as error:
+            log_failure(log, "watchdog sweep failed", error)
             continue
         if any(counts.values()):
             log.info("watchdog: %s", ", ".join(f"{n} {rule}" for rule, n in counts.items() if n))

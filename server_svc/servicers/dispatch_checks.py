@@ -11,8 +11,10 @@ import re
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
+from panda_runtime.contracts import Violation
+from panda_runtime.contracts.server import ADLER32, MAX_LFN_LENGTH, check_storage_element
 from panda_runtime.service.errors import InvalidArgument
-from server_svc.domain.job_specs import MAX_LFN_LENGTH, validate_queue_id
+from server_svc.domain.job_specs import validate_queue_id
 from server_svc.domain.pilots import MAX_NODE, MAX_PILOT_ID, MAX_RESUME_SECRET
 
 __all__ = ["MAX_HELD_JOBS", "MAX_JOBS_PER_REQUEST", "check_goodbye", "check_hello", "check_request", "check_updates"]
@@ -21,11 +23,9 @@ __all__ = ["MAX_HELD_JOBS", "MAX_JOBS_PER_REQUEST", "check_goodbye", "check_hell
 MAX_JOBS_PER_REQUEST = 10_000
 MAX_HELD_JOBS = 10_000
 _MAX_SHORT_TEXT = 256  # worker id, version
-_MAX_STORAGE_ELEMENT = 1024  # as its column
 _MAX_REASON = 1024
 # Control characters: none belongs in an id or a name, and PostgreSQL refuses NUL in any text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_ADLER32 = re.compile(r"[0-9a-f]{8}")
 _STATES = frozenset(job_pb2.Job.State.values()) - {job_pb2.Job.STATE_UNSPECIFIED}
 
 
@@ -95,9 +95,12 @@ def _check_update(update: dispatch_pb2.JobUpdate, where: str) -> None:
     for index, file in enumerate(update.output_files):
         file_where = f"{where}.output_files[{index}]"
         _name(file.lfn, f"{file_where}.lfn", MAX_LFN_LENGTH, required=True)
-        _name(file.storage_element, f"{file_where}.storage_element", _MAX_STORAGE_ELEMENT)
+        try:
+            check_storage_element(file.storage_element, f"{file_where}.storage_element")
+        except Violation as violation:
+            raise InvalidArgument.of(violation) from None
         _at_least(file.size_bytes, 0, f"{file_where}.size_bytes")
-        if file.adler32 and not _ADLER32.fullmatch(file.adler32):
+        if file.adler32 and not ADLER32.fullmatch(file.adler32):
             raise InvalidArgument(f"{file_where}.adler32 must be 8 lower-case hex digits",
                                   field=f"{file_where}.adler32")
 

@@ -9,12 +9,15 @@ from typing import Any
 import grpc
 
 from panda.server.v1 import job_service_pb2, job_service_pb2_grpc
+from panda_runtime.contracts import rules
+from panda_runtime.contracts import server as contract
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied, ResourceExhausted
-from panda_runtime.service.filtering import parse_filter
+from panda_runtime.service.filtering import int32, parse_filter
+from panda_runtime.service.idempotency import request_digest
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.scopes import user_scope, writable_scopes
-from server_svc.domain.job_specs import validate_job
+from server_svc.domain.job_specs import validate_job, validate_queue_id
 from server_svc.domain.outputs import assign_scopes
 from server_svc.domain.storage import check_file_storage_ids
 from server_svc.logic.jobs import JobOperations
@@ -31,7 +34,7 @@ __all__ = ["FILTER_FIELDS", "JobServicer"]
 
 FILTER_FIELDS: dict[str, Any] = {
     "job_id": int, "state": state_from_text, "queue": str, "owner": str, "vo": str, "task_id": int,
-    "priority": int, "attempt": int, "error_code": int, "create_time": datetime,
+    "priority": int32, "attempt": int32, "error_code": int32, "create_time": datetime,
     "update_time": datetime, "label": str, "pilot_id": str,
 }
 
@@ -51,8 +54,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 f"{len(request.jobs)} jobs in one call; at most {self._settings.max_submit_batch}: "
                 "split the batch"
             )
-        if len(request.request_id) > 64:
-            raise InvalidArgument("request_id is longer than 64 characters", field="request_id")
+        rules.check_request_id(request.request_id)
+        rules.check_text(request.owner, "owner", max_length=contract.MAX_OWNER_LENGTH)
+        rules.check_text(request.vo, "vo", max_length=contract.MAX_VO_LENGTH)
         specs = [job_from_proto(job, self._settings) for job in request.jobs]
         for index, spec in enumerate(specs):
             validate_job(spec, f"jobs[{index}]")
@@ -60,7 +64,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         caller = current_principal()
         owner, vo = caller.submitting_as(request.owner, request.vo)
         assign_scopes(specs, user_scope(owner), writable_scopes(caller, owner, vo), owner)
-        records = await self._jobs.submit(specs, owner=owner, vo=vo, request_id=request.request_id)
+        digest = ""
+        if request.request_id:
+            digest = request_digest(job_service_pb2.SubmitJobsRequest(jobs=request.jobs), owner, vo)
+        records = await self._jobs.submit(specs, owner=owner, vo=vo, request_id=request.request_id,
+                                          caller=caller.subject, digest=digest)
         return job_service_pb2.SubmitJobsResponse(jobs=[job_to_proto(r) for r in records])
 
     async def GetJob(
@@ -78,7 +86,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> job_service_pb2.ListJobsResponse:
         limit = page_size(request.page_size)
         comparisons = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter)
+        position = decode_token(request.page_token, request.filter, {"before": int})
         records, total = await self._jobs.list_jobs(
             comparisons, limit=limit, before_job_id=int(position.get("before", 0)),
             scope=current_principal().scope(),
@@ -94,6 +102,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.KillJobsRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.KillJobsResponse:
         job_ids = self._job_ids(request.job_ids)
+        contract.check_reason(request.reason)
         results = await self._jobs.kill(job_ids, request.reason, scope=current_principal().scope())
         return job_service_pb2.KillJobsResponse(results=[action_result_to_proto(r) for r in results])
 
@@ -103,6 +112,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job_ids = self._job_ids(request.job_ids)
         if not request.queue:
             raise InvalidArgument("queue is required", field="queue")
+        validate_queue_id(request.queue, "queue")
         results = await self._jobs.reassign(job_ids, request.queue, scope=current_principal().scope())
         return job_service_pb2.ReassignJobsResponse(results=[action_result_to_proto(r) for r in results])
 
@@ -124,8 +134,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     ) -> AsyncIterator[job_service_pb2.WatchJobsResponse]:
         if request.after_cursor < 0:
             raise InvalidArgument("after_cursor must not be negative", field="after_cursor")
+        if request.task_id < 0:
+            raise InvalidArgument("task_id must not be negative", field="task_id")
+        job_ids = contract.check_job_ids(request.job_ids, limit=contract.MAX_WATCH_JOB_IDS, required=False)
         events = self._jobs.watch(
-            request.after_cursor, from_now=request.from_now, job_ids=list(request.job_ids), task_id=request.task_id,
+            request.after_cursor, from_now=request.from_now, job_ids=job_ids, task_id=request.task_id,
             scope=current_principal().scope(), done=context.done,
         )
         async for event in events:

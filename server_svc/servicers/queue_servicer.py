@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from panda.server.v1 import queue_pb2, queue_service_pb2, queue_service_pb2_grpc
+from panda_runtime.contracts import server as contract
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from server_svc.domain.job_specs import validate_queue_id
@@ -38,6 +39,7 @@ def _check_values(values: dict[str, Any]) -> None:
     element_id = str(values.get("storage_element", ""))
     if element_id:
         check_storage_element_id(element_id, "queue.storage_element")
+    contract.check_queue_description(str(values.get("description", "")))
 
 
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
@@ -72,7 +74,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         limit = page_size(request.page_size)
         status = queue_status_from_proto(request.status)
         query = f"status={status}"
-        after = str(decode_token(request.page_token, query).get("after", ""))
+        after = str(decode_token(request.page_token, query, {"after": str}).get("after", ""))
         records = await self._queues.list_queues(status=status, after=after, limit=limit)
         token = encode_token({"after": records[-1].queue_id}, query) if len(records) == limit else ""
         return queue_service_pb2.ListQueuesResponse(

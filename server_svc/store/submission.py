@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from operator import attrgetter
 
-from sqlalchemy import Connection, insert, or_, select, text
+from sqlalchemy import Connection, and_, func, insert, or_, select, text
 
 from panda_runtime.service.bulk import insert_rows, new_ids
 from panda_runtime.service.db import Store
 from panda_runtime.service.db import now as utc_now
+from panda_runtime.service.idempotency import check_replay, lock_key
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.jobs import JobFile, JobRecord
 from server_svc.domain.outputs import NAME_FREEING_STATES, OutputName, check_names_free, output_names
@@ -37,16 +38,18 @@ _FILE_COLUMNS = ("job_id", "scope", "lfn", "kind", "status", "size_bytes", "adle
 
 
 class SubmissionStore(Store):
-    def submit(self, specs: list[JobSpec], *, owner: str, vo: str = "", request_id: str = "") -> list[JobRecord]:
-        """Store every job activated, or none. A repeated request_id returns the first call's jobs."""
+    def submit(self, specs: list[JobSpec], *, owner: str, vo: str = "", request_id: str = "", caller: str = "",
+               digest: str = "") -> list[JobRecord]:
+        """Store every job activated, or none. A request_id is the caller's: the same caller
+        repeating it with the same request (`digest`) gets the first call's jobs, with another
+        request ALREADY_EXISTS."""
         now = utc_now()
         with self._engine.begin() as conn:
             if request_id:
-                earlier = conn.execute(
-                    select(jobs.c.job_id).where(jobs.c.request_id == request_id).order_by(jobs.c.job_id)
-                ).scalars().all()
+                earlier = self._earlier(conn, request_id, caller, owner)
                 if earlier:
-                    return read_records(conn, list(earlier))
+                    check_replay(earlier[0][1], digest, request_id)
+                    return read_records(conn, [job_id for job_id, _ in earlier])
             queue_elements = self._check_queues(conn, specs)
             elements = read_elements(conn, [*queue_elements.values(), *(f.storage_element for s in specs
                                                                          for f in s.files)])
@@ -54,7 +57,8 @@ class SubmissionStore(Store):
             names = output_names(specs)
             check_names_free(names, self._taken(conn, names))
             urls = {element_id: element.url for element_id, element in elements.items()}
-            records = [new_job(spec, owner=owner, vo=vo, request_id=request_id, now=now) for spec in specs]
+            records = [new_job(spec, owner=owner, vo=vo, request_id=request_id, request_caller=caller,
+                               request_digest=digest, now=now) for spec in specs]
             if self._sqlite:
                 rows = [dict(zip(_NEW_COLUMNS, _new_values(record), strict=True)) for record in records]
                 job_ids = list(
@@ -78,6 +82,18 @@ class SubmissionStore(Store):
             append_events(conn, [submitted_event(record) for record in records])
         # What was just written, without reading it back.
         return records
+
+    def _earlier(self, conn: Connection, request_id: str, caller: str, owner: str) -> list[tuple[int, str | None]]:
+        """(job id, request digest) of the jobs the caller's earlier call with this key made,
+        oldest first. Calls with one key wait for each other (SQLite's single writer does it
+        there), so two of them never both create. Keys stored before callers were recorded
+        count for the jobs' owner."""
+        if not self._sqlite:
+            conn.execute(select(func.pg_advisory_xact_lock(lock_key(caller, request_id))))
+        mine = or_(jobs.c.request_caller == caller, and_(jobs.c.request_caller.is_(None), jobs.c.owner == owner))
+        rows = conn.execute(select(jobs.c.job_id, jobs.c.request_digest).where(jobs.c.request_id == request_id, mine)
+                            .order_by(jobs.c.job_id))
+        return [(r.job_id, r.request_digest) for r in rows]
 
     def _taken(self, conn: Connection, names: Mapping[OutputName, str]) -> list[tuple[OutputName, int]]:
         """Those of `names` already registered, or declared by a job that may still produce them

@@ -83,6 +83,9 @@ jobs = Table(
     # Set when a kill was asked for a job a pilot holds; the job ends cancelled.
     Column("kill_requested", Boolean, nullable=False, default=False),
     Column("request_id", String(64), nullable=True),
+    # The caller who sent request_id (its key, not anyone else's) and the digest of its request.
+    Column("request_caller", String(256), nullable=True),
+    Column("request_digest", String(32), nullable=True),
     Column("create_time", Time, nullable=False),
     Column("update_time", Time, nullable=False),
     # When the job entered its current state: what the watchdogs measure.

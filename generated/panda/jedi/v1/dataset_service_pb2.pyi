@@ -27,8 +27,9 @@ class RegisterDatasetRequest(_message.Message):
     FILES_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Makes a retried call safe: a second call with the same id returns the dataset the
-    first one registered.
+    """Makes a retried call safe (AIP-155): the caller's second call with the same id and
+    the same request returns the dataset the first one registered; with another request
+    it is ALREADY_EXISTS. The id is the caller's own: another caller's id is another id.
     """
     @_builtins.property
     def dataset(self) -> _dataset_pb2.Dataset:

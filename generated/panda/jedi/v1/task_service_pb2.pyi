@@ -26,8 +26,9 @@ class SubmitTaskRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Makes a retried call safe: a second call with the same id returns the task the
-    first one created.
+    """Makes a retried call safe (AIP-155): the caller's second call with the same id and
+    the same request returns the task the first one created; with another request it is
+    ALREADY_EXISTS. The id is the caller's own: another caller's id is another id.
     """
     @_builtins.property
     def params(self) -> _task_pb2.TaskParams: ...

@@ -29,8 +29,10 @@ class SubmitJobsRequest(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     VO_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Makes a retried call safe: a second call with the same id returns the jobs
-    the first one created instead of creating them again.
+    """Makes a retried call safe (AIP-155): the caller's second call with the same id and
+    the same request returns the jobs the first one created instead of creating them
+    again; with another request it is ALREADY_EXISTS. The id is the caller's own: another
+    caller's id is another id. At most 64 characters.
     """
     owner: _builtins.str
     """Submit for this user instead of the caller: only callers with the service role
@@ -367,7 +369,7 @@ class WatchJobsRequest(_message.Message):
     """Start at the newest event instead of the oldest (ignored with after_cursor)."""
     @_builtins.property
     def job_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Only these jobs; empty means all."""
+        """Only these jobs (at most 10,000); empty means all."""
 
     def __init__(
         self,
