@@ -190,7 +190,9 @@ class Supervisor:
         self.signal_name = ""
         self._previous_handlers: dict[int, signal._HANDLER] = {}
 
-    def install_signal_handlers(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    def install_signal_handlers(
+        self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    ) -> None:
         for signum in signals:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 

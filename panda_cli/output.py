@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -21,6 +24,7 @@ __all__ = [
     "file_status_name", "format_bytes", "format_datetime", "format_duration", "format_mb", "format_time", "is_set",
     "job_state_choices", "job_state_name", "list_footer", "message_to_dict", "or_dash", "parse_enum", "print_json",
     "print_json_line", "queue_status_choices", "queue_status_name", "render_fields", "render_table", "show", "truncate",
+    "writing_past_a_closed_reader",
 ]
 
 # An enum's value type (mypy-protobuf gives each enum its own).
@@ -225,3 +229,53 @@ def list_footer(shown: int, total: int, next_page_token: str) -> str:
         # The token is bound to the filter: it works only with the same flags.
         footer += f"; next page: same command with --page-token {next_page_token}"
     return footer
+
+
+class _PastClosedReader(io.TextIOBase):
+    """A text stream whose reader may go away (the `tee` or `head` it is piped into ended, or
+    the terminal closed): from then on what is written goes to /dev/null instead of raising
+    BrokenPipeError in a program that must go on, to stop its children."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ConnectionResetError):
+            self._discard()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self._discard()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
+        with contextlib.suppress(OSError):
+            self._stream.flush()  # what was buffered goes to /dev/null now
+
+
+@contextlib.contextmanager
+def writing_past_a_closed_reader() -> Iterator[None]:
+    """stdout and stderr that never raise because their reader went away (see _PastClosedReader)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _PastClosedReader(saved[0])
+    sys.stderr = _PastClosedReader(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+

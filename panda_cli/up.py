@@ -45,6 +45,7 @@ from panda_runtime.settings import (
     DEFAULT_SERVER_ADDRESS,
 )
 
+from . import output
 from .clients import server_client
 from .errors import CliError
 from .launcher import (
@@ -273,6 +274,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise CliError(f"an identity service already answers at {iam[0]}: stop it first, or set PANDA_IAM")
 
     supervisor = Supervisor(stop_timeout=args.stop_timeout)
+    # Ctrl-C on `panda up | tee log` ends tee too: every child must still be stopped.
+    with output.writing_past_a_closed_reader():
+        return _supervise(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)
+
+
+def _supervise(args: argparse.Namespace, supervisor: Supervisor, settings: ServerSettings, address: str,
+               database_url: str, logs_dir: Path, se_dir: Path, jedi: tuple[str, int],
+               iam: tuple[str, int, int]) -> int:
+    """Run everything until a signal (SIGINT, SIGTERM, SIGHUP) or a child's death, then stop
+    every child, whatever happened in between."""
     supervisor.install_signal_handlers()
     try:
         return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole system on this machine: install, then `panda up` on SQLite with two pilots and two
-# demo jobs. Ctrl-C stops it. Extra arguments go to `panda up` (e.g. --pilots 4).
+# The whole system on this machine: install (nothing to do when pyproject.toml has not changed),
+# then `panda up` on SQLite: the identity service, the server, JEDI, two pilots on queue `local`
+# and one on each other queue, and two demo jobs. Ctrl-C, SIGTERM or SIGHUP stops it all, even
+# piped into `tee`. Extra arguments go to `panda up` (e.g. --pilots 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install.sh

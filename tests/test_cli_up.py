@@ -128,6 +128,34 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert "Traceback" not in panda_up.err
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_up_piped_into_tee_stops_every_child_when_tee_is_gone(tmp_path: Path, signum: signal.Signals) -> None:
+    """`panda up | tee log`: Ctrl-C (SIGINT to both), a hang-up (SIGHUP to both) or a SIGTERM after
+    tee ended leave panda up writing into a closed pipe; it still stops every child, and a second
+    `panda up` on the same ports starts."""
+    first = UpProcess(tmp_path / "panda", "--pilots", "1", through_tee=True)
+    second: UpProcess | None = None
+    try:
+        first.wait_ready()
+        children = first.track()
+        assert len(children) >= 4, children  # the identity service, the server, JEDI, the pilots
+        assert first.tee is not None
+        first.tee.send_signal(signal.SIGINT if signum == signal.SIGTERM else signum)
+        first.tee.wait(10)
+        first.process.send_signal(signum)
+        assert first.exit_code(timeout=60) == 0, first.err
+        assert_all_gone(children)
+        assert "Traceback" not in first.err and "BrokenPipeError" not in first.err, first.err
+        second = UpProcess(tmp_path / "again", "--pilots", "0", ports_of=first)
+        second.wait_ready()
+        second.process.send_signal(signal.SIGINT)
+        assert second.exit_code(timeout=60) == 0, second.err
+    finally:
+        first.cleanup()
+        if second is not None:
+            second.cleanup()
+
+
 def test_a_dead_child_is_noticed(start_up) -> None:  # type: ignore[no-untyped-def]
     panda_up = start_up("--pilots", "2")
     panda_up.wait_ready()

@@ -17,6 +17,9 @@ from panda_cli import launcher, up
 from tools.cluster import free_port
 
 READY = "PanDA mesh is up. Ctrl-C stops it."
+# What UpProcess sets to give `panda up` its ports.
+PORT_VARIABLES = ("PANDA_SERVER", "PANDA_METRICS_PORT", "PANDA_JEDI", "PANDA_JEDI_METRICS_PORT", "PANDA_IAM",
+                  "PANDA_IAM_HTTP_PORT", "PANDA_IAM_METRICS_PORT")
 SUMMARY_END = "  panda queue list"
 
 
@@ -25,7 +28,9 @@ class UpProcess:
     that runs the command line (this checkout's, by default)."""
 
     def __init__(self, data_dir: Path, *extra: str, panda: Sequence[str] = (sys.executable, "-m", "panda_cli.main"),
-                 cwd: Path | None = None) -> None:
+                 cwd: Path | None = None, through_tee: bool = False, ports_of: UpProcess | None = None) -> None:
+        """`through_tee`: its stdout piped into a real `tee` (`self.tee`), as in `panda up | tee
+        log`; `ports_of`: on the ports another one had."""
         self.data_dir = data_dir
         self.address = f"127.0.0.1:{free_port()}"
         self.metrics_port = free_port()
@@ -46,20 +51,29 @@ class UpProcess:
             PANDA_DATA_DIR=str(data_dir),
             PYTHONUNBUFFERED="1",
         )
+        if ports_of is not None:
+            env.update({name: value for name, value in ports_of.env.items() if name in PORT_VARIABLES})
+            self.address, self.metrics_port = ports_of.address, ports_of.metrics_port
         self.env = env
         data_dir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = data_dir.parent / f"{data_dir.name}-up.out"
         self.stderr_path = data_dir.parent / f"{data_dir.name}-up.err"
+        self.tee: subprocess.Popen[bytes] | None = None
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(
                 [*panda, "up", "--data-dir", str(data_dir), *extra],
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
+                stdout=subprocess.PIPE if through_tee else out,
                 stderr=err,
                 env=env,
                 start_new_session=True,
             )
+        if through_tee:
+            assert self.process.stdout is not None
+            self.tee = subprocess.Popen(["tee", str(self.stdout_path)], stdin=self.process.stdout,
+                                        stdout=subprocess.DEVNULL, start_new_session=True)
+            self.process.stdout.close()  # tee holds the pipe's only reading end
         self.children: list[psutil.Process] = []  # every process seen under it, for cleanup
 
     @property
@@ -131,6 +145,9 @@ class UpProcess:
 
     def cleanup(self) -> None:
         """Whatever a failed test left running: `panda up` by its group, its children by theirs."""
+        if self.tee is not None and self.tee.poll() is None:
+            self.tee.kill()
+            self.tee.wait(10)
         if self.process.poll() is None:
             self.track()
             os.killpg(self.process.pid, signal.SIGKILL)
