@@ -5,6 +5,7 @@ README ("Task files")."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -195,10 +196,13 @@ def _check_contract(params: task_pb2.TaskParams, source: str) -> None:
 
 
 def build_task_filter(*, state: str | None = None, owner: str | None = None, name: str | None = None,
-                      since: datetime | None = None) -> str:
+                      since: datetime | None = None, not_states: Iterable[str] = ()) -> str:
+    """The ListTasks filter of `panda tasks`' flags; `not_states` leaves out tasks in those
+    states (the filter has no OR, so "one of these" is "none of the others")."""
     parts = []
     if state:
         parts.append(f"state = {state.strip().upper().removeprefix('STATE_')}")
+    parts.extend(f"state != {s.upper()}" for s in not_states)
     if owner:
         parts.append(f"owner = {quote_filter_string(owner)}")
     if name:

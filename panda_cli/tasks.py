@@ -104,7 +104,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since else None
     except SpecError as exc:
         raise CliError(str(exc), exit_code=2) from None
-    task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since)
+    ended = [task_state_name(s) for s in sorted(FINAL_TASK_STATES)]
+    not_states = ended if args.active else [s for s in task_state_choices() if s not in ended] if args.ended else []
+    task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since,
+                                    not_states=not_states)
     request = task_service_pb2.ListTasksRequest(page_size=args.limit, page_token=args.page_token or "",
                                                 filter=task_filter)
     with jedi_client(args) as client:

@@ -204,6 +204,12 @@ def test_panda_run_submits_a_task_that_runs_to_done(jedi, server, local_queue, s
     assert (run_params["queues"], run_params["excluded_queues"]) == (["local"], ["local-b"])
     assert tasks[run_id]["priority"] == 5
 
+    # pbook's show('fin') and show('run'): ended and active tasks.
+    code, out, _ = panda("tasks", "--ended", "--json")
+    assert code == 0 and sorted(int(t["task_id"]) for t in json.loads(out)["tasks"]) == [run_id, file_id]
+    code, out, _ = panda("tasks", "--active")
+    assert code == 0 and out.startswith("no tasks match state != DONE AND state != FINISHED AND state != FAILED")
+
     # Each job read its two files through %IN and wrote their line count to %OUT.
     code, out, _ = panda("dataset", "show", "user.me.lines.wc.1", "--json")
     files = json.loads(out)["files"]
