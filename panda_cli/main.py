@@ -29,6 +29,8 @@ examples:
   panda queue list                         queues, their limits, jobs and pilots
   panda se list                            storage elements, where they are and who may use them
   panda task submit -f task.yaml           submit a task to JEDI (see examples/task.yaml)
+  panda run --exec 'wc -l %IN > %OUT' --inDS DS --outDS NAME
+                                           the same with prun's options (README: "From prun and pbook")
   panda tasks                              list tasks; panda task show ID for one
 
 The server address comes from --server, else PANDA_SERVER (or server_address in the settings

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from panda_runtime.settings import (
     CallerSettings,
     DatabaseSettings,
@@ -23,3 +25,9 @@ class CliSettings(
     CallerSettings,
 ):
     component: ClassVar[str] = "cli"
+
+    monitor_url: str = Field(
+        default="",
+        description="a web monitor's page of a task, with `{task_id}` where the id goes (without it, the id is "
+        "appended after a `/`); set, `panda run` and `panda task submit` print the new task's page on stderr",
+    )

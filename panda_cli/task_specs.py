@@ -5,6 +5,7 @@ README ("Task files")."""
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ import yaml
 
 from panda.common.v1 import resources_pb2
 from panda.jedi.v1 import task_pb2
-from panda_runtime.contracts import Violation
+from panda_runtime.contracts import Violation, rules
 from panda_runtime.contracts import jedi as jedi_contract
 from panda_runtime.contracts import server as server_contract
 
@@ -161,10 +162,28 @@ def task_from_mapping(data: dict[str, Any], *, source: str = "") -> task_pb2.Tas
 
 
 def _check_contract(params: task_pb2.TaskParams, source: str) -> None:
-    """What JEDI would refuse of these parameters (panda_runtime.contracts), said before sending."""
+    """What JEDI would refuse of these parameters (panda_runtime.contracts), said before sending;
+    each violation names the task file's key."""
     rule = params.split_rule
     kind = rule.WhichOneof("rule")
     try:
+        jedi_contract.check_task_name(params.task_name, "task_name")
+        for key in ("owner", "working_group"):
+            jedi_contract.check_task_text(getattr(params, key), key)
+        jedi_contract.check_task_text(params.vo, "vo", max_length=jedi_contract.MAX_VO_LENGTH)
+        for index, name in enumerate(params.input_datasets):
+            jedi_contract.check_dataset_name(name, f"input_datasets[{index}]")
+        jedi_contract.check_dataset_name(params.output_dataset, "output_dataset")
+        if params.output_file_pattern:
+            jedi_contract.check_output_file_pattern(params.output_file_pattern, "output_file_pattern")
+        jedi_contract.check_priority(params.priority, "priority")
+        if params.max_attempts:
+            rules.check_range(params.max_attempts, "max_attempts", minimum=1, maximum=server_contract.MAX_ATTEMPTS,
+                              what="max_attempts")
+        if params.HasField("scout_jobs"):
+            jedi_contract.check_scout_jobs(params.scout_jobs, "scout_jobs")
+        jedi_contract.check_queue_names(list(params.queues), "queues")
+        jedi_contract.check_queue_names(list(params.excluded_queues), "excluded_queues")
         if kind is not None:
             value = float(getattr(rule, kind))
             jedi_contract.check_split_rule({"files_per_job": "files", "events_per_job": "events"}.get(kind, "size"),
@@ -177,10 +196,13 @@ def _check_contract(params: task_pb2.TaskParams, source: str) -> None:
 
 
 def build_task_filter(*, state: str | None = None, owner: str | None = None, name: str | None = None,
-                      since: datetime | None = None) -> str:
+                      since: datetime | None = None, not_states: Iterable[str] = ()) -> str:
+    """The ListTasks filter of `panda tasks`' flags; `not_states` leaves out tasks in those
+    states (the filter has no OR, so "one of these" is "none of the others")."""
     parts = []
     if state:
         parts.append(f"state = {state.strip().upper().removeprefix('STATE_')}")
+    parts.extend(f"state != {s.upper()}" for s in not_states)
     if owner:
         parts.append(f"owner = {quote_filter_string(owner)}")
     if name:

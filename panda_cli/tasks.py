@@ -1,6 +1,6 @@
 """Task commands, talking to JEDI (PANDA_JEDI, default 127.0.0.1:25180):
 `panda task submit|show|watch|kill|finish|retry|pause|resume|reassign|priority` and `panda tasks`.
-Datasets are in datasets.py; the parsers in commands/tasks.py."""
+Datasets are in datasets.py, `panda run` (prun's options) in run.py; the parsers in commands/."""
 
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from . import output
 from .clients import jedi_client
 from .errors import CliError
 from .output import format_bytes, format_duration, format_time, list_footer, or_dash, render_table
+from .settings import CliSettings
 from .specs import SpecError, parse_since
 from .task_specs import build_task_filter, task_from_yaml
 
 __all__ = [
     "FINAL_TASK_STATES", "NAME_WIDTH", "cmd_task_command", "cmd_task_show", "cmd_task_submit", "cmd_task_watch",
-    "cmd_tasks", "files_text", "progress_text", "render_task", "render_tasks_table", "resources_text", "scouts_text",
-    "split_text", "task_state_choices", "task_state_name",
+    "cmd_tasks", "files_text", "monitor_link", "progress_text", "render_task", "render_tasks_table", "resources_text",
+    "scouts_text", "split_text", "submit_task", "task_state_choices", "task_state_name",
 ]
 
 T = task_pb2.Task
@@ -63,6 +64,12 @@ def cmd_task_submit(args: argparse.Namespace) -> int:
         params = task_from_yaml(text, source=args.file)
     except SpecError as exc:
         raise CliError(str(exc), exit_code=2) from None
+    return submit_task(args, params)
+
+
+def submit_task(args: argparse.Namespace, params: task_pb2.TaskParams) -> int:
+    """Submit the task; print its id (--json: the task), and its monitor page on stderr when
+    PANDA_MONITOR_URL is set (`panda task submit` and `panda run`)."""
     request = task_service_pb2.SubmitTaskRequest(params=params, request_id=str(uuid.uuid4()))
     with jedi_client(args) as client:
         task = client.tasks.SubmitTask(request).task
@@ -70,7 +77,21 @@ def cmd_task_submit(args: argparse.Namespace) -> int:
         output.print_json(task)
     else:
         print(task.task_id)
+    link = monitor_link(CliSettings().monitor_url, task.task_id)
+    if link:
+        print(f"monitor: {link}", file=sys.stderr)
     return 0
+
+
+def monitor_link(monitor_url: str, task_id: int) -> str:
+    """The task's page on the web monitor at `monitor_url` ({task_id} replaced, else the id
+    appended after a '/'); empty when no monitor is configured."""
+    url = monitor_url.strip()
+    if not url:
+        return ""
+    if "{task_id}" in url:
+        return url.replace("{task_id}", str(task_id))
+    return f"{url.rstrip('/')}/{task_id}"
 
 
 # --- tasks (list) --------------------------------------------------------------------------
@@ -83,7 +104,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since else None
     except SpecError as exc:
         raise CliError(str(exc), exit_code=2) from None
-    task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since)
+    ended = [task_state_name(s) for s in sorted(FINAL_TASK_STATES)]
+    not_states = ended if args.active else [s for s in task_state_choices() if s not in ended] if args.ended else []
+    task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since,
+                                    not_states=not_states)
     request = task_service_pb2.ListTasksRequest(page_size=args.limit, page_token=args.page_token or "",
                                                 filter=task_filter)
     with jedi_client(args) as client:

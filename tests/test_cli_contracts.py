@@ -43,11 +43,29 @@ def test_submit_exits_without_calling_the_server(tmp_path: Path, capsys: pytest.
     ("split: {gb_per_job: .inf}", "gb_per_job must be a finite number"),
     ("max_failure_rate: .inf", "max_failure_rate must be a finite number"),
     ("environment: {A=B: c}", "not an environment variable name"),
+    ("priority: 1000000", "task.yaml: priority: priority must be within ±100000"),
+    ("max_attempts: 500", "task.yaml: max_attempts: max_attempts must be between 1 and 100, not 500"),
+    ("scout_jobs: 5000", "task.yaml: scout_jobs: scout_jobs must be between 0 and 1000, not 5000"),
+    ("queues: [local, 'a b']", "task.yaml: queues: 'a b' is not a queue id"),
+    ("excluded_queues: ['x/y']", "task.yaml: excluded_queues: 'x/y' is not a queue id"),
+    ("working_group: " + "w" * 300, "task.yaml: working_group: working_group is 300 characters long; at most 256"),
+    ("output_file_pattern: '{serial:x}.{dataset}'", "task.yaml: output_file_pattern: format 'x'"),
 ])
 def test_a_task_jedi_would_refuse_is_an_error_here(line: str, words: str) -> None:
     text = f"task_name: t\ntransformation: echo\ninput_dataset: in\noutput_dataset: out\n{line}\n"
-    with pytest.raises(specs.SpecError, match=words):
+    with pytest.raises(specs.SpecError) as caught:
         task_from_yaml(text, source="task.yaml")
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(("datasets", "words"), [
+    ("input_datasets: [in, 'a b']\noutput_dataset: out", "task.yaml: input_datasets[1]: 'a b' is not a dataset name"),
+    ("input_datasets: [in]\noutput_dataset: ../out", "task.yaml: output_dataset: '../out' is not a dataset name"),
+])
+def test_dataset_names_jedi_would_refuse_are_errors_here(datasets: str, words: str) -> None:
+    with pytest.raises(specs.SpecError) as caught:
+        task_from_yaml(f"task_name: t\ntransformation: echo\n{datasets}\n", source="task.yaml")
+    assert str(caught.value).startswith(words)
 
 
 def test_dataset_files_whose_names_jedi_refuses_are_not_copied(tmp_path: Path,

@@ -67,6 +67,8 @@ def test_task_filter_from_flags() -> None:
     assert build_task_filter(state="running", owner="al\"ice", name="mc23.*") == (
         'state = RUNNING AND owner = "al\\"ice" AND task_name = "mc23.*"')
     assert build_task_filter() == ""
+    assert build_task_filter(owner="bob", not_states=["done", "failed"]) == (
+        'state != DONE AND state != FAILED AND owner = "bob"')
 
 
 def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot, tmp_path: Path,  # type: ignore[no-untyped-def]

@@ -41,7 +41,11 @@ def register(commands: Commands) -> None:
     p.add_argument("priority", type=int, metavar="P")
 
     p = jedi.command("tasks", tasks.cmd_tasks, "list tasks, newest first")
-    p.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices()))
+    states = p.add_mutually_exclusive_group()
+    states.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices()))
+    states.add_argument("--active", action="store_true", help="tasks not ended (any state but done, finished, "
+                        "failed, aborted, broken)")
+    states.add_argument("--ended", action="store_true", help="tasks done, finished, failed, aborted or broken")
     p.add_argument("--owner", metavar="O")
     p.add_argument("--name", metavar="PATTERN", help="task name, * as a wildcard (e.g. 'mc23.*')")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
