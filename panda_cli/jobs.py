@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import shlex
 import sys
 import time
@@ -52,6 +53,8 @@ _WATCH_FATAL_CODES = frozenset(
 )
 
 COMMAND_WIDTH = 48
+# A job of a SubmitJobs call, as the service names it in its errors.
+_BATCH_INDEX = re.compile(r"\bjobs\[(\d+)\]")
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -136,6 +139,11 @@ class Batch:
     def status(self) -> str:
         return "submitted" if self.job_ids else "failed" if self.error else "not tried"
 
+    def in_file(self, message: str) -> str:
+        """The service's `message` with its jobs named by their place in the file, not in the
+        call (`jobs[3]`, counted from 0 as the service counts)."""
+        return _BATCH_INDEX.sub(lambda found: f"jobs[{int(found[1]) + self.first - 1}]", message)
+
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {"batch": self.number, "first_job": self.first, "last_job": self.last,
                                    "request_id": self.request_id, "status": self.status}
@@ -151,44 +159,55 @@ def _submit_in_batches(args: argparse.Namespace, jobs: list[job_pb2.Job]) -> int
     batches = [Batch(number, start + 1, jobs[start:start + size])
                for number, start in enumerate(range(0, len(jobs), size), start=1)]
     failure: ServiceError | None = None
+    failed_with = ExitCode.OK
+    sending: Batch | None = None
     with server_client(args.server) as client, progress.Steps(progress.on_terminal(args.json)) as steps:
         submitting = steps.work("submitting", total=len(jobs), unit="jobs")
-        for batch in batches:
-            request = job_service_pb2.SubmitJobsRequest(jobs=batch.jobs, request_id=batch.request_id)
-            try:
-                # Big batches take the server longer to store; stretch the deadline with the size.
-                response = client.jobs.SubmitJobs(request, timeout=client.config.deadline + len(batch.jobs) / 200)
-            except grpc.RpcError as error:
-                failure = client.translate(error)
-                batch.error = failure.message
-                break
-            batch.job_ids = [job.job_id for job in response.jobs]
-            submitting.advance(len(batch.jobs))
+        try:
+            for batch in batches:
+                sending = batch
+                request = job_service_pb2.SubmitJobsRequest(jobs=batch.jobs, request_id=batch.request_id)
+                try:
+                    # Big batches take the server longer to store; stretch the deadline with the size.
+                    timeout = client.config.deadline + len(batch.jobs) / 200
+                    response = client.jobs.SubmitJobs(request, timeout=timeout)
+                except grpc.RpcError as error:
+                    failure = client.translate(error)
+                    batch.error, failed_with = batch.in_file(failure.message), exit_code_of(failure)
+                    break
+                batch.job_ids = [job.job_id for job in response.jobs]
+                sending = None
+                submitting.advance(len(batch.jobs))
+        except KeyboardInterrupt:
+            failed_with = ExitCode.INTERRUPTED
+            if sending is not None and not sending.job_ids:
+                # The server may have stored the call being sent: only its request id can tell.
+                sending.error = f"interrupted while sent; it may have been submitted (request id {sending.request_id})"
     submitted = [job_id for batch in batches for job_id in batch.job_ids]
     if args.json:
         output.print_json({"job_ids": submitted, "batches": [batch.to_dict() for batch in batches]})
     elif len(batches) > 1:
-        print("\n".join(_batch_line(batch, len(batches), failure is not None) for batch in batches))
-    if failure is None:
+        print("\n".join(_batch_line(batch, len(batches)) for batch in batches))
+    if failed_with == ExitCode.OK:
         if not args.json:
             print(f"submitted {len(submitted)} job{'s' if len(submitted) != 1 else ''}: {_ids_text(submitted)}")
         return ExitCode.OK
-    if len(batches) == 1:
+    if failure is not None and len(batches) == 1:
         raise failure
-    if not args.json:
+    if not args.json and len(batches) > 1:
         print(f"submitted {len(submitted)} of {len(jobs)} jobs" + (f": {_ids_text(submitted)}" if submitted else ""))
-    raise CliError(f"{len(jobs) - len(submitted)} of {len(jobs)} jobs not submitted: {failure.message}",
-                   exit_code_of(failure))
+    reason = next((batch.error for batch in batches if batch.error), "interrupted")
+    raise CliError(f"{len(jobs) - len(submitted)} of {len(jobs)} jobs not submitted: {reason}", failed_with)
 
 
-def _batch_line(batch: Batch, count: int, failed: bool) -> str:
+def _batch_line(batch: Batch, count: int) -> str:
     jobs = f"job {batch.first}" if len(batch.jobs) == 1 else f"jobs {batch.first}-{batch.last}"
     head = f"batch {batch.number} of {count} ({jobs} of the file)"
     if batch.job_ids:
         return f"{head}: submitted as {_ids_text(batch.job_ids)}"
     if batch.error:
         return f"{head}: not submitted: {batch.error}"
-    return f"{head}: not submitted (not tried after the failure)" if failed else f"{head}: not submitted"
+    return f"{head}: not submitted (not tried)"
 
 
 def _ids_text(ids: Sequence[int]) -> str:

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -186,10 +187,12 @@ def test_every_list_command_prints_one_json_shape(  # type: ignore[no-untyped-de
 
     # Empty, the list is still there; with more to come, the token that continues.
     assert json.loads(panda("jobs", "--state", "running", "--json").out) == {"jobs": [], "total_size": 0}
+    every = json.loads(panda("jobs", "--json").out)["total_size"]  # ours, and the task's that JEDI made
     first = json.loads(panda("jobs", "--limit", "1", "--json").out)
-    assert (len(first["jobs"]), first["total_size"]) == (1, 2) and first["next_page_token"]
-    second = json.loads(panda("jobs", "--limit", "1", "--page-token", first["next_page_token"], "--json").out)
-    assert set(second) == {"jobs", "total_size"} and second["jobs"][0]["job_id"] != first["jobs"][0]["job_id"]
+    assert (len(first["jobs"]), first["total_size"]) == (1, every) and every >= 2 and first["next_page_token"]
+    rest = json.loads(panda("jobs", "--limit", str(every), "--page-token", first["next_page_token"], "--json").out)
+    assert set(rest) == {"jobs", "total_size"} and len(rest["jobs"]) == every - 1  # the last page: no token
+    assert first["jobs"][0]["job_id"] not in {job["job_id"] for job in rest["jobs"]}
 
 
 # --- --limit and times -------------------------------------------------------------------
@@ -258,7 +261,9 @@ def test_a_file_of_more_jobs_than_one_call_takes_goes_in_batches(  # type: ignor
     assert [(b["first_job"], b["last_job"]) for b in data["batches"]] == [(1, 2), (3, 4), (5, 5)]
     assert "NOT_FOUND" in data["batches"][1]["error"] and len(data["job_ids"]) == 2
     assert len({b["request_id"] for b in data["batches"]}) == 3
-    assert as_json.err.startswith("panda: 3 of 5 jobs not submitted: NOT_FOUND: ")
+    # The refused job is named by its place in the file (jobs[3]), not in its batch.
+    assert as_json.err.splitlines() == ["submitting: 2/5 jobs",
+                                        "panda: 3 of 5 jobs not submitted: NOT_FOUND: jobs[3]: queue nosuch not found"]
     assert total_jobs(jobs_stub) == 5001 + 2
 
     text = panda("submit", "-f", str(bad), "--batch-size", "2")
@@ -266,17 +271,38 @@ def test_a_file_of_more_jobs_than_one_call_takes_goes_in_batches(  # type: ignor
     first, refused, untried, summary = text.lines()
     assert first.startswith("batch 1 of 3 (jobs 1-2 of the file): submitted as ")
     assert refused.startswith("batch 2 of 3 (jobs 3-4 of the file): not submitted: NOT_FOUND: ")
-    assert untried == "batch 3 of 3 (job 5 of the file): not submitted (not tried after the failure)"
+    assert untried == "batch 3 of 3 (job 5 of the file): not submitted (not tried)"
     assert summary == f"submitted 2 of 5 jobs: {first.split(' as ')[1]}"
     assert total_jobs(jobs_stub) == 5001 + 4
 
+    # Interrupted (Ctrl-C) after its first batch: what was submitted is said all the same.
+    before = total_jobs(jobs_stub)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "submit", "-f",
+         str(jobs_file(tmp_path / "long.yaml", 5000)), "--batch-size", "250"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert process.stderr is not None
+    assert process.stderr.readline() == "submitting: 500/5000 jobs\n"  # the first tenth
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    *batches, summary = out.splitlines()
+    sent = [line for line in batches if ": submitted as " in line]
+    assert len(batches) == 20 and len(sent) >= 2 and batches[: len(sent)] == sent
+    assert all(": not submitted" in line for line in batches[len(sent):])
+    assert summary.startswith(f"submitted {len(sent) * 250} of 5000 jobs: ")
+    assert err.splitlines()[-1].startswith(f"panda: {5000 - len(sent) * 250} of 5000 jobs not submitted: ")
+    # Only the batch being sent when it was interrupted may be stored without its ids shown.
+    assert len(sent) * 250 <= total_jobs(jobs_stub) - before <= (len(sent) + 1) * 250
+
     # At a terminal: a bar of the jobs submitted, on stderr; stdout has the summary alone.
+    stored_before_drawn = total_jobs(jobs_stub)
     drawn = run_panda("--server", server.address, "submit", "-f", str(jobs_file(tmp_path / "three.yaml", 3)),
                       "--batch-size", "1", env=TERMINAL)
     assert drawn.code == 0, drawn.err
     assert ESCAPE in drawn.err and "━" in drawn.err and "3/3 jobs" in drawn.err
     assert ESCAPE not in drawn.out and drawn.out.splitlines()[-1].startswith("submitted 3 jobs: ")
-    assert total_jobs(jobs_stub) == 5001 + 4 + 3
+    assert total_jobs(jobs_stub) - stored_before_drawn == 3
 
 
 # --- job watch ---------------------------------------------------------------------------

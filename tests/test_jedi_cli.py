@@ -170,6 +170,6 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     code, out, err = panda("task", "priority", str(task_id), "7", "--jedi", jedi.address)
     assert code == 1 and "is done" in err
     code, out, err = panda("task", "show", "999", "--jedi", jedi.address)
-    assert code == 1 and "NOT_FOUND: task 999 not found" in err
+    assert code == 3 and "NOT_FOUND: task 999 not found" in err
     code, out, err = panda("tasks", "--jedi", "127.0.0.1:1")
-    assert code == 1 and "cannot reach JEDI at 127.0.0.1:1" in err
+    assert code == 5 and "cannot reach JEDI at 127.0.0.1:1" in err
