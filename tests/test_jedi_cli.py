@@ -120,20 +120,20 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     code, out, err = panda("task", "submit", "-f", str(EXAMPLE), "--jedi", jedi.address)
     assert code == 0, err
     task_id = int(out)
-    # Followed at a terminal: its events, and its counts live.
-    watched = subprocess.run(
-        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "task", "watch", str(task_id),
-         "--jedi", jedi.address], capture_output=True, text=True, timeout=300, env={**os.environ, **TERMINAL})
-    assert watched.returncode == 0, watched.stdout + watched.stderr
-    assert "\x1b[" in watched.stderr and "scouting -> scouted" in watched.stderr
-    assert f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, of 6 file(s)" in watched.stderr
-    # Again, off a terminal: the events on stdout, the counts in plain lines on stderr.
+    # Followed off a terminal: the events on stdout, the counts in plain lines on stderr, the last where it ended.
     code, out, err = panda("task", "watch", str(task_id), "--jedi", jedi.address)
     assert code == 0, out + err
     assert "scouting -> scouted" in out and out.splitlines()[-1].split()[3:6] == ["running", "->", "done"]
     assert "\x1b[" not in out + err
     assert err.splitlines()[-1] == (f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, "
                                     "of 6 file(s); jobs: finished=3")
+    # At a terminal: the counts drawn live, with a bar of the files done.
+    watched = subprocess.run(
+        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "task", "watch", str(task_id),
+         "--jedi", jedi.address], capture_output=True, text=True, timeout=300, env={**os.environ, **TERMINAL})
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "\x1b[" in watched.stderr and "scouting -> scouted" in watched.stderr and "6/6" in watched.stderr
+    assert f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, of 6 file(s)" in watched.stderr
 
     code, out, _ = panda("task", "show", str(task_id), "--jedi", jedi.address)
     assert code == 0
