@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from panda_runtime.client import ConnectConfig, IamClient, JediClient, ServerClient
@@ -12,7 +12,7 @@ from panda_runtime.client.credentials import TokenSource
 
 from .settings import CliSettings
 
-__all__ = ["all_pages", "iam_client", "jedi_client", "server_client"]
+__all__ = ["all_pages", "first_rows", "iam_client", "jedi_client", "server_client"]
 
 SERVER_HINT = "is `panda up` running? set PANDA_SERVER or --server"
 JEDI_HINT = "is `panda up` running? set PANDA_JEDI or --jedi"
@@ -42,6 +42,7 @@ def iam_client(args: argparse.Namespace) -> IamClient:
 
 
 class _PagedRequest(Protocol):
+    page_size: int
     page_token: str
 
 
@@ -52,6 +53,7 @@ class _Page(Protocol):
 
 RequestT = TypeVar("RequestT", bound=_PagedRequest)
 PageT = TypeVar("PageT", bound=_Page)
+RowT = TypeVar("RowT")
 
 
 def all_pages(method: Callable[[RequestT], PageT], request: RequestT) -> Iterator[PageT]:
@@ -61,4 +63,21 @@ def all_pages(method: Callable[[RequestT], PageT], request: RequestT) -> Iterato
         yield page
         if not page.next_page_token:
             return
+        request.page_token = page.next_page_token
+
+
+def first_rows(
+    method: Callable[[RequestT], PageT], request: RequestT, rows: Callable[[PageT], Sequence[RowT]], limit: int
+) -> tuple[list[RowT], PageT]:
+    """Up to `limit` rows of a List call, from `request`'s page on, however small the service's
+    largest page is (1,000): it asks for what is still missing until it has `limit` or the list
+    ends. Also the last page read: its next_page_token continues right after the rows returned,
+    its total_size (where there is one) counts every row that matched."""
+    found: list[RowT] = []
+    while True:
+        request.page_size = limit - len(found)
+        page = method(request)
+        found.extend(rows(page))
+        if len(found) >= limit or not page.next_page_token:
+            return found, page
         request.page_token = page.next_page_token

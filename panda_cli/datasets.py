@@ -19,9 +19,9 @@ from panda_runtime.client import JediClient
 from panda_runtime.contracts import Violation
 from panda_runtime.contracts import server as server_contract
 
-from . import output
-from .clients import jedi_client, server_client
-from .errors import CliError
+from . import output, progress
+from .clients import first_rows, jedi_client, server_client
+from .errors import CliError, ExitCode
 from .output import format_bytes, format_time, list_footer, or_dash, render_table
 from .specs import quote_filter_string
 from .storage import element_directory, storage_element
@@ -51,7 +51,7 @@ def queue_storage_element(args: argparse.Namespace, queue: str) -> str:
     with server_client(args.server) as client:
         found = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue)).queue
     if not found.storage_element:
-        raise CliError(f"queue {queue} has no storage element; give --se NAME", 2)
+        raise CliError(f"queue {queue} has no storage element; give --se NAME", ExitCode.USAGE)
     return found.storage_element
 
 
@@ -75,7 +75,7 @@ def register_scope(args: argparse.Namespace) -> str:
         with jedi_client(args) as client:
             owner = caller_name(client)
     if not owner:
-        raise CliError("cannot tell who you are from your credentials: give --scope (e.g. user.NAME)", 2)
+        raise CliError("cannot tell who you are from your credentials: give --scope (e.g. user.NAME)", ExitCode.USAGE)
     return f"user.{owner}"
 
 
@@ -86,7 +86,7 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, part)
         os.link(part, target)
     except FileExistsError:
-        raise CliError(f"{target} appeared while it was being copied; register again", 1) from None
+        raise CliError(f"{target} appeared while it was being copied; register again", ExitCode.FAILED) from None
     finally:
         part.unlink(missing_ok=True)
 
@@ -95,39 +95,45 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
     sources = [Path(f) for f in args.files]
     for source in sources:
         if not source.is_file():
-            raise CliError(f"{source}: not a file", 2)
+            raise CliError(f"{source}: not a file", ExitCode.USAGE)
     names = [source.name for source in sources]
     if len(set(names)) != len(names):
-        raise CliError("two files have the same name; the names become the logical file names", 2)
+        raise CliError("two files have the same name; the names become the logical file names", ExitCode.USAGE)
     for source in sources:
         # Before anything is copied: JEDI would refuse the name, and a name such as `../x` is no
         # place in the storage element.
         try:
             server_contract.check_lfn(args.prefix + source.name, "lfn")
         except Violation as violation:
-            raise CliError(f"{source}: {violation.description}", 2) from None
+            raise CliError(f"{source}: {violation.description}", ExitCode.USAGE) from None
     element_id = args.se or queue_storage_element(args, args.queue)
     scope = register_scope(args)
     directory = element_directory(storage_element(args.server, element_id)) / scope
     directory.mkdir(parents=True, exist_ok=True)
     files = []
-    for source in sources:
-        lfn = args.prefix + source.name
-        size, checksum = adler32_file(source)
-        target = directory / lfn
-        if target.exists():
-            # A file is never overwritten: the same contents are taken as they are.
-            if adler32_file(target) != (size, checksum):
-                raise CliError(f"{scope}:{lfn} exists ({target}) with other contents; choose another --prefix", 1)
-        else:
-            _copy(source, target)
-        files.append(dataset_pb2.DatasetFile(scope=scope, lfn=lfn, size_bytes=size, adler32=checksum,
-                                             events=args.events, storage_elements=[element_id]))
-    request = dataset_service_pb2.RegisterDatasetRequest(
-        dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or "", scope=scope), files=files,
-        request_id=str(uuid.uuid4()))
-    with jedi_client(args) as client:
-        dataset = client.datasets.RegisterDataset(request).dataset
+    with progress.Steps(progress.on_terminal(args.json)) as steps:
+        copying = steps.work("copying and checksumming", total=len(sources), unit="files")
+        for source in sources:
+            lfn = args.prefix + source.name
+            size, checksum = adler32_file(source)
+            target = directory / lfn
+            if target.exists():
+                # A file is never overwritten: the same contents are taken as they are.
+                if adler32_file(target) != (size, checksum):
+                    raise CliError(f"{scope}:{lfn} exists ({target}) with other contents; choose another --prefix",
+                                   ExitCode.FAILED)
+            else:
+                _copy(source, target)
+            files.append(dataset_pb2.DatasetFile(scope=scope, lfn=lfn, size_bytes=size, adler32=checksum,
+                                                 events=args.events, storage_elements=[element_id]))
+            copying.advance()
+        request = dataset_service_pb2.RegisterDatasetRequest(
+            dataset=dataset_pb2.Dataset(dataset_id=args.name, owner=args.owner or "", scope=scope), files=files,
+            request_id=str(uuid.uuid4()))
+        registering = steps.work(f"registering {len(files)} files with JEDI")
+        with jedi_client(args) as client:
+            dataset = client.datasets.RegisterDataset(request).dataset
+        registering.finish()
     if args.json:
         output.print_json(dataset)
     else:
@@ -149,22 +155,22 @@ def cmd_dataset_list(args: argparse.Namespace) -> int:
     if args.owner:
         parts.append(f"owner = {quote_filter_string(args.owner)}")
     dataset_filter = " AND ".join(parts)
-    request = dataset_service_pb2.ListDatasetsRequest(page_size=args.limit, page_token=args.page_token or "",
-                                                      filter=dataset_filter)
+    request = dataset_service_pb2.ListDatasetsRequest(page_token=args.page_token or "", filter=dataset_filter)
     with jedi_client(args) as client:
-        response = client.datasets.ListDatasets(request)
+        datasets, last = first_rows(client.datasets.ListDatasets, request, lambda page: page.datasets, args.limit)
     if args.json:
-        output.print_json(response)
+        output.print_list_json("datasets", datasets, next_page_token=last.next_page_token,
+                               total_size=last.total_size)
         return 0
     rows = [[d.dataset_id, kind_name(d.kind), or_dash(d.owner), d.task_id or "-", d.file_count,
              format_bytes(d.total_bytes), d.total_events or "-", format_time(d.create_time)]
-            for d in response.datasets]
+            for d in datasets]
     if rows:
         print(render_table(["NAME", "KIND", "OWNER", "TASK", "FILES", "SIZE", "EVENTS", "CREATED"], rows,
                            right=(3, 4, 5, 6)))
     else:
         print("no datasets" + (f" match {dataset_filter}" if dataset_filter else ""))
-    print(list_footer(len(response.datasets), response.total_size, response.next_page_token))
+    print(list_footer(len(datasets), last.total_size, last.next_page_token))
     return 0
 
 
@@ -172,15 +178,9 @@ def cmd_dataset_show(args: argparse.Namespace) -> int:
     with jedi_client(args) as client:
         dataset = client.datasets.GetDataset(dataset_service_pb2.GetDatasetRequest(dataset_id=args.name)).dataset
         files: list[dataset_pb2.DatasetFile] = []
-        token = ""
-        while len(files) < args.files:
-            response = client.datasets.ListDatasetFiles(dataset_service_pb2.ListDatasetFilesRequest(
-                dataset_id=args.name, task_id=args.task or 0, page_size=min(1000, args.files - len(files)),
-                page_token=token))
-            files += response.files
-            token = response.next_page_token
-            if not token:
-                break
+        if args.files:
+            request = dataset_service_pb2.ListDatasetFilesRequest(dataset_id=args.name, task_id=args.task or 0)
+            files = first_rows(client.datasets.ListDatasetFiles, request, lambda page: page.files, args.files)[0]
     if args.json:
         output.print_json({"dataset": output.message_to_dict(dataset),
                            "files": [output.message_to_dict(f) for f in files]})

@@ -15,7 +15,7 @@ from panda.iam.v1 import identity_pb2
 
 from . import output
 from .clients import all_pages, iam_client
-from .errors import CliError
+from .errors import CliError, ExitCode
 from .output import format_time, or_dash, render_fields, render_table
 
 __all__ = [
@@ -34,12 +34,12 @@ def _read_password(args: argparse.Namespace) -> str | None:
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\n")
         if not password:
-            raise CliError("no password on standard input", exit_code=2)
+            raise CliError("no password on standard input", ExitCode.USAGE)
         return password
     if getattr(args, "password", False):
         first = getpass.getpass("New password: ")
         if first != getpass.getpass("Again: "):
-            raise CliError("the two passwords differ", exit_code=2)
+            raise CliError("the two passwords differ", ExitCode.USAGE)
         return first
     return None
 
@@ -69,7 +69,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
         request = pb.ListUsersRequest(page_size=1000, group=args.group or "")
         users = [user for page in all_pages(client.iam.ListUsers, request) for user in page.users]
     if args.json:
-        output.print_json([output.message_to_dict(u) for u in users])
+        output.print_list_json("users", users)
         return 0
     rows = [[u.user_id, or_dash(u.display_name), or_dash(u.email), ", ".join(u.groups) or "-",
              "yes" if u.has_password else "no", _status(u.disabled)] for u in users]
@@ -110,7 +110,7 @@ def cmd_user_set(args: argparse.Namespace) -> int:
         paths.append("password")
     if not paths:
         raise CliError("nothing to change: give --display-name, --email, --enable/--disable or a password option",
-                       exit_code=2)
+                       ExitCode.USAGE)
     request = pb.UpdateUserRequest(user=user, update_mask=field_mask_pb2.FieldMask(paths=paths))
     with iam_client(args) as client:
         updated = client.iam.UpdateUser(request).user
@@ -133,7 +133,7 @@ def cmd_group_list(args: argparse.Namespace) -> int:
         pages = all_pages(client.iam.ListGroups, pb.ListGroupsRequest(page_size=1000))
         groups = [group for page in pages for group in page.groups]
     if args.json:
-        output.print_json([output.message_to_dict(g) for g in groups])
+        output.print_list_json("groups", groups)
         return 0
     print(render_table(["GROUP", "MEMBERS", "DESCRIPTION"],
                        [[g.path, g.member_count, or_dash(g.description)] for g in groups], right=(1,)))
@@ -204,7 +204,7 @@ def cmd_client_list(args: argparse.Namespace) -> int:
         pages = all_pages(client.iam.ListClients, pb.ListClientsRequest(page_size=1000))
         clients = [found for page in pages for found in page.clients]
     if args.json:
-        output.print_json([output.message_to_dict(c) for c in clients])
+        output.print_list_json("clients", clients)
         return 0
     rows = [[c.client_id, _client_type(c), _grants(c), ", ".join(c.groups) or "-", ", ".join(c.queues) or "-",
              _status(c.disabled)] for c in clients]

@@ -5,28 +5,32 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import shlex
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from panda.server.v1 import job_pb2, job_service_pb2
-from panda_runtime.client import ServerClient
+from panda_runtime.client import ServerClient, ServiceError
+from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
 
-from . import output
-from .clients import server_client
-from .errors import CliError
+from . import output, progress
+from .clients import first_rows, server_client
+from .errors import CliError, ExitCode, exit_code_of
 from .output import FINAL_JOB_STATES, format_time, job_state_name, list_footer, or_dash, render_table
 from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
 
 __all__ = [
-    "COMMAND_WIDTH", "WATCH_RECONNECT_GIVE_UP_SECONDS", "WATCH_RETRY_SECONDS", "Outcome", "action_lines", "cmd_kill",
-    "cmd_list", "cmd_reassign", "cmd_show", "cmd_submit", "cmd_watch", "command_text", "event_from_job", "format_event",
-    "render_files_table", "render_history_table", "render_job", "render_jobs_table", "watch_exit_code",
+    "COMMAND_WIDTH", "WATCH_RECONNECT_GIVE_UP_SECONDS", "WATCH_RETRY_SECONDS", "Batch", "Outcome", "action_lines",
+    "cmd_kill", "cmd_list", "cmd_reassign", "cmd_show", "cmd_submit", "cmd_watch", "command_text", "event_from_job",
+    "events_so_far", "format_event", "render_files_table", "render_history_table", "render_job", "render_jobs_table",
+    "watch_exit_code",
 ]
 
 # gRPC status names by number, for the per-job google.rpc.Status of batch actions.
@@ -49,6 +53,8 @@ _WATCH_FATAL_CODES = frozenset(
 )
 
 COMMAND_WIDTH = 48
+# A job of a SubmitJobs call, as the service names it in its errors.
+_BATCH_INDEX = re.compile(r"\bjobs\[(\d+)\]")
 
 
 # --- submit ------------------------------------------------------------------------------
@@ -60,9 +66,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         command = command[1:]
     if args.file:
         if command:
-            raise CliError("give either -f FILE or a command after `--`, not both", exit_code=2)
+            raise CliError("give either -f FILE or a command after `--`, not both", ExitCode.USAGE)
         if args.input or args.output or args.env:
-            raise CliError("--input, --output and --env describe one job; with -f put them in the file", 2)
+            raise CliError("--input, --output and --env describe one job; with -f put them in the file", ExitCode.USAGE)
         defaults = {
             "queue": args.queue,
             "cores": args.cores,
@@ -77,6 +83,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         except SpecError as exc:
             raise CliError(str(exc)) from None
     else:
+        if args.batch_size:
+            raise CliError("--batch-size splits a file of jobs: give it with -f FILE", ExitCode.USAGE)
         try:
             jobs = [
                 job_from_flags(
@@ -94,25 +102,116 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 )
             ]
         except SpecError as exc:
-            raise CliError(str(exc), exit_code=2) from None
+            raise CliError(str(exc), ExitCode.USAGE) from None
 
-    # One request id for the call and its retries: the server then creates the jobs once.
+    if args.file:
+        return _submit_in_batches(args, jobs)
+    # One request id for the call and its retries: the server then creates the job once.
     request = job_service_pb2.SubmitJobsRequest(jobs=jobs, request_id=str(uuid.uuid4()))
     with server_client(args.server) as client:
-        # Big batches take the server longer to store; stretch the deadline with the size.
-        response = client.jobs.SubmitJobs(request, timeout=client.config.deadline + len(jobs) / 200)
-    ids = [job.job_id for job in response.jobs]
-    if args.file:
-        if args.json:
-            output.print_json({"job_ids": ids})
-        else:
-            for job_id in ids:
-                print(job_id)
-    elif args.json:
-        output.print_json({"job_id": ids[0] if ids else None})
+        response = client.jobs.SubmitJobs(request)
+    job_id = response.jobs[0].job_id if response.jobs else None
+    if args.json:
+        output.print_json({"job_id": job_id})
     else:
-        print(ids[0] if ids else "")
-    return 0
+        print(job_id or "")
+    return ExitCode.OK
+
+
+@dataclass
+class Batch:
+    """Jobs `first`..`first + len(jobs) - 1` of a file (counted from 1), sent in one atomic call
+    under their own request id, so that gRPC's retries of the call never submit them twice."""
+
+    number: int
+    first: int
+    jobs: list[job_pb2.Job]
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    job_ids: list[int] = field(default_factory=list)
+    # Why it was not submitted: the service's refusal, or an earlier batch's.
+    error: str = ""
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.jobs) - 1
+
+    @property
+    def status(self) -> str:
+        return "submitted" if self.job_ids else "failed" if self.error else "not tried"
+
+    def in_file(self, message: str) -> str:
+        """The service's `message` with its jobs named by their place in the file, not in the
+        call (`jobs[3]`, counted from 0 as the service counts)."""
+        return _BATCH_INDEX.sub(lambda found: f"jobs[{int(found[1]) + self.first - 1}]", message)
+
+    def to_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"batch": self.number, "first_job": self.first, "last_job": self.last,
+                                   "request_id": self.request_id, "status": self.status}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+def _submit_in_batches(args: argparse.Namespace, jobs: list[job_pb2.Job]) -> int:
+    """The file's jobs in calls of at most --batch-size (the server refuses more in one call),
+    in order, stopping at the first refusal; then what was submitted and what was not."""
+    size = args.batch_size or DEFAULT_MAX_SUBMIT_JOBS
+    batches = [Batch(number, start + 1, jobs[start:start + size])
+               for number, start in enumerate(range(0, len(jobs), size), start=1)]
+    failure: ServiceError | None = None
+    failed_with = ExitCode.OK
+    sending: Batch | None = None
+    with server_client(args.server) as client, progress.Steps(progress.on_terminal(args.json)) as steps:
+        submitting = steps.work("submitting", total=len(jobs), unit="jobs")
+        try:
+            for batch in batches:
+                sending = batch
+                request = job_service_pb2.SubmitJobsRequest(jobs=batch.jobs, request_id=batch.request_id)
+                try:
+                    # Big batches take the server longer to store; stretch the deadline with the size.
+                    timeout = client.config.deadline + len(batch.jobs) / 200
+                    response = client.jobs.SubmitJobs(request, timeout=timeout)
+                except grpc.RpcError as error:
+                    failure = client.translate(error)
+                    batch.error, failed_with = batch.in_file(failure.message), exit_code_of(failure)
+                    break
+                batch.job_ids = [job.job_id for job in response.jobs]
+                sending = None
+                submitting.advance(len(batch.jobs))
+        except KeyboardInterrupt:
+            failed_with = ExitCode.INTERRUPTED
+            if sending is not None and not sending.job_ids:
+                # The server may have stored the call being sent: only its request id can tell.
+                sending.error = f"interrupted while sent; it may have been submitted (request id {sending.request_id})"
+    submitted = [job_id for batch in batches for job_id in batch.job_ids]
+    if args.json:
+        output.print_json({"job_ids": submitted, "batches": [batch.to_dict() for batch in batches]})
+    elif len(batches) > 1:
+        print("\n".join(_batch_line(batch, len(batches)) for batch in batches))
+    if failed_with == ExitCode.OK:
+        if not args.json:
+            print(f"submitted {len(submitted)} job{'s' if len(submitted) != 1 else ''}: {_ids_text(submitted)}")
+        return ExitCode.OK
+    if failure is not None and len(batches) == 1:
+        raise failure
+    if not args.json and len(batches) > 1:
+        print(f"submitted {len(submitted)} of {len(jobs)} jobs" + (f": {_ids_text(submitted)}" if submitted else ""))
+    reason = next((batch.error for batch in batches if batch.error), "interrupted")
+    raise CliError(f"{len(jobs) - len(submitted)} of {len(jobs)} jobs not submitted: {reason}", failed_with)
+
+
+def _batch_line(batch: Batch, count: int) -> str:
+    jobs = f"job {batch.first}" if len(batch.jobs) == 1 else f"jobs {batch.first}-{batch.last}"
+    head = f"batch {batch.number} of {count} ({jobs} of the file)"
+    if batch.job_ids:
+        return f"{head}: submitted as {_ids_text(batch.job_ids)}"
+    if batch.error:
+        return f"{head}: not submitted: {batch.error}"
+    return f"{head}: not submitted (not tried)"
+
+
+def _ids_text(ids: Sequence[int]) -> str:
+    return output.id_ranges(ids, more=" (--json lists every id)")
 
 
 def _read_source(path: str) -> str:
@@ -136,18 +235,18 @@ def cmd_list(args: argparse.Namespace) -> int:
             state=args.state, queue=args.queue, task_id=args.task, owner=args.owner, since=since
         )
     except SpecError as exc:
-        raise CliError(str(exc), exit_code=2) from None
-    request = job_service_pb2.ListJobsRequest(page_size=args.limit, page_token=args.page_token or "", filter=job_filter)
+        raise CliError(str(exc), ExitCode.USAGE) from None
+    request = job_service_pb2.ListJobsRequest(page_token=args.page_token or "", filter=job_filter)
     with server_client(args.server) as client:
-        response = client.jobs.ListJobs(request)
+        jobs, last = first_rows(client.jobs.ListJobs, request, lambda page: page.jobs, args.limit)
     if args.json:
-        output.print_json(response)
+        output.print_list_json("jobs", jobs, next_page_token=last.next_page_token, total_size=last.total_size)
         return 0
-    if response.jobs:
-        print(render_jobs_table(response.jobs))
+    if jobs:
+        print(render_jobs_table(jobs))
     else:
         print("no jobs" + (f" match {job_filter}" if job_filter else ""))
-    print(list_footer(len(response.jobs), response.total_size, response.next_page_token))
+    print(list_footer(len(jobs), last.total_size, last.next_page_token))
     return 0
 
 
@@ -312,7 +411,7 @@ def _report_actions(
         output.print_json({"results": [output.message_to_dict(r) for r in results]})
     else:
         print("\n".join(lines))
-    return 1 if refused else 0
+    return ExitCode.FAILED if refused else ExitCode.OK
 
 
 def _user() -> str:
@@ -354,8 +453,16 @@ def format_event(event: job_pb2.JobEvent) -> str:
     ).rstrip()
 
 
+def events_so_far(job: job_pb2.Job) -> list[job_pb2.JobEvent]:
+    """The states the job went through (its history), ending with the one it is in now."""
+    events = list(job.history)
+    if not events or (events[-1].state, events[-1].attempt) != (job.state, job.attempt):
+        events.append(event_from_job(job))
+    return events
+
+
 def watch_exit_code(state: int) -> int:
-    return 0 if state == job_pb2.Job.STATE_FINISHED else 1
+    return ExitCode.OK if state == job_pb2.Job.STATE_FINISHED else ExitCode.WORK_FAILED
 
 
 def _retried(client: ServerClient, event: job_pb2.JobEvent) -> bool:
@@ -373,68 +480,84 @@ def _retried(client: ServerClient, event: job_pb2.JobEvent) -> bool:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     job_id: int = args.job_id
-    emit = output.print_json_line if args.json else (lambda e: print(format_event(e), flush=True))
+    # On a terminal, a line under the events says what the job is doing now (the events are the
+    # plain output's progress already).
+    with server_client(args.server) as client, progress.LiveLine(
+        progress.on_terminal(args.json), counted=False, plain=False
+    ) as now:
 
-    with server_client(args.server) as client:
-        job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
-        emit(event_from_job(job))
-        if job.state in FINAL_JOB_STATES:
-            return watch_exit_code(job.state)
+        def emit(event: job_pb2.JobEvent) -> None:
+            if args.json:
+                output.print_json_line(event)
+            else:
+                print(format_event(event), flush=True)
+            now.show(f"job {job_id}: {job_state_name(event.state)} (attempt {event.attempt})")
 
-        # Resume right after the newest event GetJob showed, so nothing between the two calls
-        # is lost or printed twice. A server that leaves history cursors empty gets from_now.
-        cursor = max((e.cursor for e in job.history), default=0)
-        last_state = (job.state, job.attempt)
-        lost_since: float | None = None
-        while True:
-            request = job_service_pb2.WatchJobsRequest(job_ids=[job_id], after_cursor=cursor, from_now=cursor == 0)
-            opened = time.monotonic()
+        return _follow(client, job_id, emit)
+
+
+def _follow(client: ServerClient, job_id: int, emit: Callable[[job_pb2.JobEvent], None]) -> int:
+    """Emits the states the job went through, then each new one until it ends; its exit code."""
+    job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
+    for event in events_so_far(job):
+        emit(event)
+    if job.state in FINAL_JOB_STATES:
+        return watch_exit_code(job.state)
+
+    # Resume right after the newest event GetJob showed, so nothing between the two calls
+    # is lost or printed twice. A server that leaves history cursors empty gets from_now.
+    cursor = max((e.cursor for e in job.history), default=0)
+    last_state = (job.state, job.attempt)
+    lost_since: float | None = None
+    while True:
+        request = job_service_pb2.WatchJobsRequest(job_ids=[job_id], after_cursor=cursor, from_now=cursor == 0)
+        opened = time.monotonic()
+        try:
+            for response in client.jobs.WatchJobs(request):
+                lost_since = None
+                event = response.event
+                if event.cursor:
+                    if event.cursor <= cursor:
+                        continue  # replayed after a resume: already printed
+                    cursor = event.cursor
+                if event.job_id != job_id:
+                    continue
+                emit(event)
+                last_state = (event.state, event.attempt)
+                if event.state in FINAL_JOB_STATES and not _retried(client, event):
+                    return watch_exit_code(event.state)
+            error: grpc.RpcError | None = None  # the server ended the stream: open it again
+        except grpc.RpcError as exc:
+            error = exc
+
+        if error is not None:
+            code = error.code()
+            if code == grpc.StatusCode.OUT_OF_RANGE:
+                cursor = 0  # our cursor fell out of the server's event log: catch up below
+            elif code in _WATCH_FATAL_CODES:
+                raise client.translate(error)
+        now = time.monotonic()
+        if now - opened > 5.0:
+            lost_since = None  # a quiet stream that lived a while is a fresh loss, not a retry
+        if lost_since is None:
+            lost_since = now
+            reason = error.code().name if error is not None else "stream ended"
+            print(f"panda: watch stream interrupted ({reason}); resuming", file=sys.stderr)
+        elif now - lost_since > WATCH_RECONNECT_GIVE_UP_SECONDS:
+            raise client.unreachable()
+        time.sleep(WATCH_RETRY_SECONDS)
+
+        if cursor == 0:
+            # Without a cursor the gap is not replayed: catch up through GetJob instead.
             try:
-                for response in client.jobs.WatchJobs(request):
-                    lost_since = None
-                    event = response.event
-                    if event.cursor:
-                        if event.cursor <= cursor:
-                            continue  # replayed after a resume: already printed
-                        cursor = event.cursor
-                    if event.job_id != job_id:
-                        continue
-                    emit(event)
-                    last_state = (event.state, event.attempt)
-                    if event.state in FINAL_JOB_STATES and not _retried(client, event):
-                        return watch_exit_code(event.state)
-                error: grpc.RpcError | None = None  # the server ended the stream: open it again
+                job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
             except grpc.RpcError as exc:
-                error = exc
-
-            if error is not None:
-                code = error.code()
-                if code == grpc.StatusCode.OUT_OF_RANGE:
-                    cursor = 0  # our cursor fell out of the server's event log: catch up below
-                elif code in _WATCH_FATAL_CODES:
-                    raise client.translate(error)
-            now = time.monotonic()
-            if now - opened > 5.0:
-                lost_since = None  # a quiet stream that lived a while is a fresh loss, not a retry
-            if lost_since is None:
-                lost_since = now
-                reason = error.code().name if error is not None else "stream ended"
-                print(f"panda: watch stream interrupted ({reason}); resuming", file=sys.stderr)
-            elif now - lost_since > WATCH_RECONNECT_GIVE_UP_SECONDS:
-                raise client.unreachable()
-            time.sleep(WATCH_RETRY_SECONDS)
-
-            if cursor == 0:
-                # Without a cursor the gap is not replayed: catch up through GetJob instead.
-                try:
-                    job = client.jobs.GetJob(job_service_pb2.GetJobRequest(job_id=job_id)).job
-                except grpc.RpcError as exc:
-                    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        continue  # still away: keep trying until the give-up time
-                    raise
-                if (job.state, job.attempt) != last_state:
-                    emit(event_from_job(job))
-                    last_state = (job.state, job.attempt)
-                if job.state in FINAL_JOB_STATES:
-                    return watch_exit_code(job.state)
-                cursor = max((e.cursor for e in job.history), default=0)
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    continue  # still away: keep trying until the give-up time
+                raise
+            if (job.state, job.attempt) != last_state:
+                emit(event_from_job(job))
+                last_state = (job.state, job.attempt)
+            if job.state in FINAL_JOB_STATES:
+                return watch_exit_code(job.state)
+            cursor = max((e.cursor for e in job.history), default=0)

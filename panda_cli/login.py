@@ -19,7 +19,7 @@ from panda_runtime.client.credentials import CredentialsError, discover, login_f
 
 from . import output
 from .clients import iam_client
-from .errors import CliError
+from .errors import CliError, ExitCode, exit_code_of
 from .output import format_duration, format_time, render_fields
 from .settings import CliSettings
 
@@ -34,6 +34,7 @@ LOGIN_SCOPE = "openid profile email offline_access wlcg.groups"
 HTTP_TIMEOUT_SECONDS = 10.0
 # RFC 8628 §3.5: slow_down adds five seconds to the interval.
 SLOW_DOWN_STEP_SECONDS = 5
+SIGN_IN_EXPIRED = "sign-in expired: the code was not approved in time; run `panda login` again"
 
 
 def login_issuer(args: argparse.Namespace, settings: CliSettings) -> str:
@@ -56,7 +57,7 @@ def _post(http: httpx.Client, url: str, data: dict[str, str], issuer: str) -> ht
     try:
         return http.post(url, data=data)
     except httpx.HTTPError as error:
-        raise CliError(f"cannot reach the identity service at {issuer}: {error}") from None
+        raise CliError(f"cannot reach the identity service at {issuer}: {error}", ExitCode.UNREACHABLE) from None
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -67,7 +68,7 @@ def cmd_login(args: argparse.Namespace) -> int:
         try:
             document = discover(issuer, http)
         except CredentialsError as error:
-            raise CliError(str(error)) from None
+            raise CliError(str(error), exit_code_of(error)) from None
         device_endpoint, token_endpoint = document.get("device_authorization_endpoint"), document.get("token_endpoint")
         if not device_endpoint or not token_endpoint:
             raise CliError(f"the identity service at {issuer} does not offer the device flow (RFC 8628)")
@@ -118,11 +119,11 @@ def _poll(http: httpx.Client, token_endpoint: str, start: dict[str, Any], issuer
             interval += SLOW_DOWN_STEP_SECONDS
             continue
         if error == "access_denied":
-            raise CliError("sign-in denied: the request was denied in the browser; nothing was saved")
+            raise CliError("sign-in denied: the request was denied in the browser; nothing was saved", ExitCode.DENIED)
         if error == "expired_token":
-            raise CliError("sign-in expired: the code was not approved in time; run `panda login` again")
+            raise CliError(SIGN_IN_EXPIRED, ExitCode.DENIED)
         raise CliError(f"sign-in failed: {error}: {description}")
-    raise CliError("sign-in expired: the code was not approved in time; run `panda login` again")
+    raise CliError(SIGN_IN_EXPIRED, ExitCode.DENIED)
 
 
 def _unverified_claims(token: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from panda_runtime.client.credentials import CredentialsError
 from panda_runtime.client.errors import ServiceError
 
 from .arguments import Commands, Handler, new_parser
-from .errors import CliError
+from .errors import CliError, ExitCode, exit_code_of
 
 __all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_server"]
 
@@ -35,6 +35,9 @@ examples:
 
 The server address comes from --server, else PANDA_SERVER (or server_address in the settings
 file), else 127.0.0.1:25080.
+
+exit codes: 0 success, 1 refused or failed, 2 usage, 3 not found, 4 permission or sign-in,
+5 unreachable, 6 the watched job or task ended without succeeding, 130 interrupted
 """
 
 
@@ -102,18 +105,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except ServiceError as exc:
         print(f"panda: {exc.message}", file=sys.stderr)
-        return 1
+        return exit_code_of(exc)
     except CredentialsError as exc:
         print(f"panda: {exc}", file=sys.stderr)
-        return 1
+        return exit_code_of(exc)
     except KeyboardInterrupt:
         print(file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # `panda jobs | head`: the reader left; say nothing, and keep Python quiet at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return ExitCode.FAILED
     except Exception as exc:
         from pydantic import ValidationError
 
@@ -122,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, ValidationError):
             print(f"panda: bad configuration in the PANDA_* environment or the settings file: {exc}",
                   file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         if isinstance(exc, SettingsFileError):
             print(f"panda: {exc}", file=sys.stderr)
-            return 1
+            return ExitCode.FAILED
         raise
 
 

@@ -1,4 +1,5 @@
-"""Rendering for people (aligned tables, short names, local times) and for programs (JSON)."""
+"""Rendering for people (aligned tables, short names, local times with their zone) and for
+programs (JSON, one shape for every list)."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EMPTY", "FINAL_JOB_STATES", "TIME_FORMAT", "EnumValue", "MessageT", "enum_name", "file_kind_name", "file_name",
-    "file_status_name", "format_bytes", "format_datetime", "format_duration", "format_mb", "format_time", "is_set",
-    "job_state_choices", "job_state_name", "list_footer", "message_to_dict", "or_dash", "parse_enum", "print_json",
-    "print_json_line", "queue_status_choices", "queue_status_name", "render_fields", "render_table", "show", "truncate",
-    "writing_past_a_closed_reader",
+    "file_status_name", "format_bytes", "format_datetime", "format_duration", "format_mb", "format_time", "id_ranges",
+    "is_set", "job_state_choices", "job_state_name", "list_footer", "message_to_dict", "or_dash", "parse_enum",
+    "print_json", "print_json_line", "print_list_json", "queue_status_choices", "queue_status_name", "render_fields",
+    "render_table", "show", "truncate", "writing_past_a_closed_reader",
 ]
 
 # An enum's value type (mypy-protobuf gives each enum its own).
@@ -106,14 +107,19 @@ def is_set(ts: timestamp_pb2.Timestamp) -> bool:
 
 
 def format_time(ts: timestamp_pb2.Timestamp) -> str:
-    """Local wall-clock time; an unset timestamp (proto default) shows as `-`, not 1970."""
+    """A time as every table and field shows it (see format_datetime); an unset timestamp
+    (proto default) shows as `-`, not 1970."""
     if not is_set(ts):
         return EMPTY
-    return ts.ToDatetime(tzinfo=UTC).astimezone().strftime(TIME_FORMAT)
+    return format_datetime(ts.ToDatetime(tzinfo=UTC))
 
 
 def format_datetime(value: datetime) -> str:
-    return value.astimezone().strftime(TIME_FORMAT)
+    """Local wall-clock time followed by its zone, `2025-03-14 09:26:53 CET` (TZ chooses the
+    zone; TZ=UTC shows UTC): a time never leaves its zone unsaid. A zone without an abbreviation
+    shows its offset (`+0530`)."""
+    local = value.astimezone()
+    return f"{local.strftime(TIME_FORMAT)} {local.strftime('%Z') or local.strftime('%z')}"
 
 
 def format_duration(seconds: float) -> str:
@@ -147,6 +153,21 @@ def format_mb(megabytes: int) -> str:
 def file_name(scope: str, lfn: str) -> str:
     """A file as it is known, `scope:lfn` (PanDA's and Rucio's way of writing it)."""
     return f"{scope}:{lfn}" if scope else lfn
+
+
+def id_ranges(ids: Iterable[int], *, most: int = 10, more: str = "") -> str:
+    """Ids in their order, runs of consecutive ones as ranges: `101-5100, 5102`; past `most`
+    ranges, `... and N more ranges` followed by `more` (where to find them all)."""
+    runs: list[list[int]] = []
+    for value in ids:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    parts = [str(first) if first == last else f"{first}-{last}" for first, last in runs[:most]]
+    if len(runs) > most:
+        parts.append(f"... and {len(runs) - most} more ranges{more}")
+    return ", ".join(parts)
 
 
 def or_dash(value: object) -> str:
@@ -214,6 +235,20 @@ def show(message: MessageT, render: Callable[[MessageT], str], *, as_json: bool)
     else:
         print(render(message))
     return 0
+
+
+def print_list_json(
+    plural: str, items: Iterable[Message], *, next_page_token: str = "", total_size: int | None = None
+) -> None:
+    """What every list command prints with --json, in one shape: `{"<plural>": [...]}`, the
+    list there even when empty, with `next_page_token` when there is a next page and
+    `total_size` when the service counts what matched."""
+    data: dict[str, Any] = {plural: [message_to_dict(item) for item in items]}
+    if next_page_token:
+        data["next_page_token"] = next_page_token
+    if total_size is not None:
+        data["total_size"] = total_size
+    print_json(data)
 
 
 def print_json_line(value: Message | Mapping[str, Any], *, out: TextIO | None = None) -> None:

@@ -13,7 +13,7 @@ from panda_runtime.client import ServerClient
 
 from . import output
 from .clients import all_pages, server_client
-from .errors import CliError
+from .errors import CliError, ExitCode
 from .output import format_duration, format_mb, format_time, or_dash, queue_status_name, render_table
 from .specs import SpecError, parse_duration
 
@@ -30,7 +30,7 @@ def parse_status(value: str) -> queue_pb2.Queue.Status.ValueType:
     try:
         return output.parse_enum(value, queue_pb2.Queue.Status, "STATUS_", "queue status")
     except ValueError as exc:
-        raise CliError(str(exc), exit_code=2) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
 
 
 def format_job_counts(counts: Mapping[str, int]) -> str:
@@ -89,7 +89,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     with server_client(args.server) as client:
         queues = list_all_queues(client, status)
     if args.json:
-        output.print_json({"queues": [output.message_to_dict(q) for q in queues]})
+        output.print_list_json("queues", queues)
     elif queues:
         print(render_queues_table(queues))
     else:
@@ -101,7 +101,7 @@ def queue_from_args(args: argparse.Namespace) -> queue_pb2.Queue:
     try:
         walltime = parse_duration(args.walltime) if args.walltime else 0
     except SpecError as exc:
-        raise CliError(f"--walltime: {exc}", exit_code=2) from None
+        raise CliError(f"--walltime: {exc}", ExitCode.USAGE) from None
     return queue_pb2.Queue(
         queue_id=args.name,
         status=parse_status(args.status),

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from . import output
-from .errors import CliError
+from .errors import CliError, ExitCode
 from .specs import SpecError
 from .task_specs import task_from_mapping
 from .tasks import submit_task
@@ -72,19 +72,21 @@ def exec_transformation(text: str) -> list[str]:
     """The job command of `--exec`: the string run by /bin/sh, as prun runs it, with prun's
     placeholders replaced by this system's (`%IN` -> `${IN_CSV}`, `%OUT` -> `${OUT}`, ...)."""
     if not text.strip():
-        raise CliError("--exec is empty: give the command each job runs, e.g. --exec 'wc -l %IN > %OUT'", 2)
+        raise CliError("--exec is empty: give the command each job runs, e.g. --exec 'wc -l %IN > %OUT'",
+                       ExitCode.USAGE)
 
     def replace(match: re.Match[str]) -> str:
         name, base = match.group(1), match.group(2)
         if name in EXEC_PLACEHOLDERS:
             if base:
-                raise CliError(f"--exec: {match.group(0)}: placeholders take no base number here", 2)
+                raise CliError(f"--exec: {match.group(0)}: placeholders take no base number here", ExitCode.USAGE)
             return "${" + EXEC_PLACEHOLDERS[name] + "}"
         if name in UNSUPPORTED_PLACEHOLDERS:
-            raise CliError(f"--exec: %{name} has no counterpart here: {UNSUPPORTED_PLACEHOLDERS[name]}", 2)
+            raise CliError(f"--exec: %{name} has no counterpart here: {UNSUPPORTED_PLACEHOLDERS[name]}",
+                           ExitCode.USAGE)
         if _SECONDARY_STREAM.fullmatch(name):
             raise CliError(f"--exec: %{name} is a secondary stream (prun's --secondaryDSs), which does not exist "
-                           "here; a task reads its --inDS datasets through %IN", 2)
+                           "here; a task reads its --inDS datasets through %IN", ExitCode.USAGE)
         return match.group(0)  # not a placeholder: the shell gets it as written
 
     return [*SHELL, _PLACEHOLDER.sub(replace, text)]
@@ -96,7 +98,7 @@ def _names(values: list[str], option: str) -> list[str]:
     names = [n.strip().removesuffix("/") for value in values for n in value.split(",")]
     names = [n for n in names if n]
     if not names:
-        raise CliError(f"{option}: give at least one name", 2)
+        raise CliError(f"{option}: give at least one name", ExitCode.USAGE)
     return names
 
 
@@ -106,7 +108,7 @@ def _queues(site: str | None) -> list[str]:
     queues = _names([site], "--site")
     if "AUTO" in queues:
         raise CliError("--site: AUTO in a list (any queue when the listed ones lack the input) has no counterpart "
-                       "here; give the queues, or AUTO alone for any queue", 2)
+                       "here; give the queues, or AUTO alone for any queue", ExitCode.USAGE)
     return queues
 
 
@@ -116,7 +118,8 @@ def _excluded_queues(values: list[str] | None) -> list[str]:
     queues = _names(values, "--excludedSite")
     wildcards = [q for q in queues if "*" in q]
     if wildcards:
-        raise CliError(f"--excludedSite: {wildcards[0]}: wildcards are not supported here; name each queue", 2)
+        raise CliError(f"--excludedSite: {wildcards[0]}: wildcards are not supported here; name each queue",
+                       ExitCode.USAGE)
     return queues
 
 
@@ -179,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         params = task_from_mapping(task)
     except SpecError as exc:
-        raise CliError(_option_message(str(exc)), exit_code=2) from None
+        raise CliError(_option_message(str(exc)), ExitCode.USAGE) from None
     if args.noSubmit:
         if args.json:
             output.print_json(task)

@@ -12,7 +12,7 @@ from panda.server.v1 import storage_element_pb2, storage_service_pb2
 
 from . import output
 from .clients import all_pages, server_client
-from .errors import CliError
+from .errors import CliError, ExitCode
 from .output import format_time, or_dash, render_table
 
 __all__ = [
@@ -45,7 +45,7 @@ def element_directory(element: storage_element_pb2.StorageElement) -> Path:
     parts = urlsplit(element.url)
     if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
         raise CliError(f"storage element {element.storage_element_id} ({element.url}): only file:// storage "
-                       "elements can be written by this command", 2)
+                       "elements can be written by this command", ExitCode.USAGE)
     return Path(unquote(parts.path))
 
 
@@ -75,7 +75,8 @@ def cmd_se_set(args: argparse.Namespace) -> int:
     if args.description is not None:
         element.description, paths = args.description, [*paths, "description"]
     if not paths:
-        raise CliError("nothing to change: give --url, --queue/--every-queue, --vo/--every-vo or --description", 2)
+        raise CliError("nothing to change: give --url, --queue/--every-queue, --vo/--every-vo or --description",
+                       ExitCode.USAGE)
     request = storage_service_pb2.UpdateStorageElementRequest(
         storage_element=element, update_mask=field_mask_pb2.FieldMask(paths=paths))
     with server_client(args.server) as client:
@@ -89,7 +90,7 @@ def cmd_se_list(args: argparse.Namespace) -> int:
         elements = [e for page in all_pages(client.storage.ListStorageElements, request)
                     for e in page.storage_elements]
     if args.json:
-        output.print_json({"storage_elements": [output.message_to_dict(e) for e in elements]})
+        output.print_list_json("storage_elements", elements)
     elif elements:
         rows = [[e.storage_element_id, e.url, ", ".join(e.queues) or "*", ", ".join(e.vos) or "*",
                  or_dash(e.description)] for e in elements]

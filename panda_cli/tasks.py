@@ -5,30 +5,34 @@ Datasets are in datasets.py, `panda run` (prun's options) in run.py; the parsers
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import shlex
 import sys
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from panda.jedi.v1 import task_pb2, task_service_pb2
+from panda_runtime.client import JediClient
 
-from . import output
-from .clients import jedi_client
-from .errors import CliError
+from . import output, progress
+from .clients import first_rows, jedi_client
+from .errors import CliError, ExitCode
 from .output import format_bytes, format_duration, format_time, list_footer, or_dash, render_table
 from .settings import CliSettings
 from .specs import SpecError, parse_since
 from .task_specs import build_task_filter, task_from_yaml
 
 __all__ = [
-    "FINAL_TASK_STATES", "NAME_WIDTH", "cmd_task_command", "cmd_task_show", "cmd_task_submit", "cmd_task_watch",
-    "cmd_tasks", "files_text", "monitor_link", "progress_text", "render_task", "render_tasks_table", "resources_text",
-    "scouts_text", "split_text", "submit_task", "task_state_choices", "task_state_name",
+    "FINAL_TASK_STATES", "LIVE_REFRESH_SECONDS", "NAME_WIDTH", "PLAIN_REFRESH_SECONDS", "cmd_task_command",
+    "cmd_task_show", "cmd_task_submit", "cmd_task_watch", "cmd_tasks", "counts_text", "files_text", "monitor_link",
+    "progress_text", "render_task", "render_tasks_table", "resources_text", "scouts_text", "split_text", "submit_task",
+    "task_exit_code", "task_state_choices", "task_state_name",
 ]
 
 T = task_pb2.Task
@@ -63,7 +67,7 @@ def cmd_task_submit(args: argparse.Namespace) -> int:
     try:
         params = task_from_yaml(text, source=args.file)
     except SpecError as exc:
-        raise CliError(str(exc), exit_code=2) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
     return submit_task(args, params)
 
 
@@ -99,27 +103,27 @@ def monitor_link(monitor_url: str, task_id: int) -> str:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     if args.state and args.state.strip().lower().removeprefix("state_") not in task_state_choices():
-        raise CliError(f"unknown task state {args.state!r} (choose from {', '.join(task_state_choices())})", 2)
+        raise CliError(f"unknown task state {args.state!r} (choose from {', '.join(task_state_choices())})",
+                       ExitCode.USAGE)
     try:
         since = parse_since(args.since) if args.since else None
     except SpecError as exc:
-        raise CliError(str(exc), exit_code=2) from None
+        raise CliError(str(exc), ExitCode.USAGE) from None
     ended = [task_state_name(s) for s in sorted(FINAL_TASK_STATES)]
     not_states = ended if args.active else [s for s in task_state_choices() if s not in ended] if args.ended else []
     task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since,
                                     not_states=not_states)
-    request = task_service_pb2.ListTasksRequest(page_size=args.limit, page_token=args.page_token or "",
-                                                filter=task_filter)
+    request = task_service_pb2.ListTasksRequest(page_token=args.page_token or "", filter=task_filter)
     with jedi_client(args) as client:
-        response = client.tasks.ListTasks(request)
+        tasks, last = first_rows(client.tasks.ListTasks, request, lambda page: page.tasks, args.limit)
     if args.json:
-        output.print_json(response)
+        output.print_list_json("tasks", tasks, next_page_token=last.next_page_token, total_size=last.total_size)
         return 0
-    if response.tasks:
-        print(render_tasks_table(response.tasks))
+    if tasks:
+        print(render_tasks_table(tasks))
     else:
         print("no tasks" + (f" match {task_filter}" if task_filter else ""))
-    print(list_footer(len(response.tasks), response.total_size, response.next_page_token))
+    print(list_footer(len(tasks), last.total_size, last.next_page_token))
     return 0
 
 
@@ -229,30 +233,96 @@ def _change(event: task_pb2.TaskEvent) -> str:
 
 # --- task watch ----------------------------------------------------------------------------
 
+# How often `task watch` reads the task's counts: redrawn on a terminal, a plain line when they changed.
+LIVE_REFRESH_SECONDS = 2.0
+PLAIN_REFRESH_SECONDS = 10.0
+
+
+def task_exit_code(state: task_pb2.Task.State.ValueType) -> int:
+    return ExitCode.OK if state in (T.STATE_DONE, T.STATE_FINISHED) else ExitCode.WORK_FAILED
+
+
+def counts_text(task: task_pb2.Task) -> str:
+    """What `task watch` shows of a task's progress: its files and its jobs by state."""
+    jobs = " ".join(f"{k}={v}" for k, v in sorted(task.progress.job_counts.items())) or "none"
+    return f"task {task.task_id} {task_state_name(task.state)}: {progress_text(task.progress)}; jobs: {jobs}"
+
+
+class _Every(threading.Thread):
+    """Calls `action` every `seconds` until stopped (a context manager); a failed read waits for
+    the next turn: the watch stream reports what is wrong."""
+
+    def __init__(self, seconds: float, action: Callable[[], None]) -> None:
+        super().__init__(daemon=True, name="task-counts")
+        self._seconds = seconds
+        self._action = action
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._seconds):
+            with contextlib.suppress(grpc.RpcError):
+                self._action()
+
+    def __enter__(self) -> _Every:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self.join()
+
 
 def cmd_task_watch(args: argparse.Namespace) -> int:
-    """Print the task's events until it reaches a final state; exit 0 for done or finished."""
+    """Print the task's events (from its first) until it reaches a final state, with its counts
+    (files done, failed, running, waiting; jobs by state) live on a terminal, in plain lines on
+    stderr otherwise; exit 0 for done or finished, 6 for failed, broken or aborted."""
+    live = progress.on_terminal(args.json)
+    request = task_service_pb2.GetTaskRequest(task_id=args.task_id)
+    with jedi_client(args) as client, progress.LiveLine(live, counted=True, plain=True) as counts:
+
+        def show_counts() -> None:
+            task = client.tasks.GetTask(request).task
+            p = task.progress
+            counts.show(counts_text(task), done=p.files_finished + p.files_failed + p.files_cancelled,
+                        total=p.files_total)
+
+        show_counts()
+        with _Every(LIVE_REFRESH_SECONDS if live else PLAIN_REFRESH_SECONDS, show_counts):
+            code = _follow_task(client, args)
+        show_counts()  # where it ended
+        return code
+
+
+def _follow_task(client: JediClient, args: argparse.Namespace) -> int:
     cursor = 0
-    with jedi_client(args) as client:
-        task = client.tasks.GetTask(task_service_pb2.GetTaskRequest(task_id=args.task_id)).task
-        while True:
-            stream = client.tasks.WatchTasks(task_service_pb2.WatchTasksRequest(task_id=args.task_id,
-                                                                                after_cursor=cursor), timeout=300)
-            try:
-                for response in stream:
-                    event = response.event
-                    cursor = event.cursor
-                    if args.json:
-                        output.print_json_line(event)
-                    else:
-                        print(f"{format_time(event.time)}  {_change(event):<22}  {event.reason}", flush=True)
-                    if event.state in FINAL_TASK_STATES and event.state != event.previous_state:
-                        return 0 if event.state in (T.STATE_DONE, T.STATE_FINISHED) else 1
-            except grpc.RpcError as error:
-                if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise client.translate(error) from None
-            if task.state in FINAL_TASK_STATES and not cursor:
-                return 0 if task.state in (T.STATE_DONE, T.STATE_FINISHED) else 1
+    task = client.tasks.GetTask(task_service_pb2.GetTaskRequest(task_id=args.task_id)).task
+    while True:
+        stream = client.tasks.WatchTasks(task_service_pb2.WatchTasksRequest(task_id=args.task_id,
+                                                                            after_cursor=cursor), timeout=300)
+        try:
+            for response in stream:
+                event = response.event
+                cursor = event.cursor
+                if args.json:
+                    output.print_json_line(event)
+                else:
+                    print(f"{format_time(event.time)}  {_change(event):<22}  {event.reason}", flush=True)
+                if event.state in FINAL_TASK_STATES and event.state != event.previous_state:
+                    task = client.tasks.GetTask(task_service_pb2.GetTaskRequest(task_id=args.task_id)).task
+                    if _ended_at(task, event):
+                        return task_exit_code(task.state)
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise client.translate(error) from None
+        if task.state in FINAL_TASK_STATES and not cursor:
+            return task_exit_code(task.state)
+
+
+def _ended_at(task: task_pb2.Task, event: task_pb2.TaskEvent) -> bool:
+    """Whether `event` (into a final state) is where the task still is: a task retried since
+    (failed, then running again) has changed state after it."""
+    return task.state in FINAL_TASK_STATES and not any(
+        e.cursor > event.cursor and e.state != e.previous_state for e in task.history)
 
 
 # --- task commands ---------------------------------------------------------------------------
@@ -281,7 +351,7 @@ def cmd_task_command(args: argparse.Namespace) -> int:
             task = stub.SetTaskPriority(
                 task_service_pb2.SetTaskPriorityRequest(task_id=task_id, priority=args.priority)).task
         else:  # pragma: no cover - the parser allows only the above
-            raise CliError(f"unknown task command {kind}", 2)
+            raise CliError(f"unknown task command {kind}", ExitCode.USAGE)
     if args.json:
         output.print_json(task)
         return 0

@@ -47,7 +47,7 @@ from panda_runtime.settings import (
 
 from . import output
 from .clients import server_client
-from .errors import CliError
+from .errors import CliError, ExitCode
 from .launcher import (
     IAM,
     JEDI,
@@ -249,7 +249,7 @@ def demo_jobs(client: ServerClient) -> list[tuple[int, str]]:
 
 def cmd_up(args: argparse.Namespace) -> int:
     if args.pilots < 0:
-        raise CliError("--pilots must be 0 or more", exit_code=2)
+        raise CliError("--pilots must be 0 or more", ExitCode.USAGE)
     from server_svc.settings import ServerSettings
 
     base = ServerSettings()

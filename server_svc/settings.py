@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
+from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
 from panda_runtime.settings import (
     DEFAULT_SERVER_METRICS_PORT,
     DatabaseSettings,
@@ -23,7 +24,9 @@ class ServerSettings(DatabaseSettings, ServerAddressSettings, ServingSettings, J
     metrics_port: int = Field(
         default=DEFAULT_SERVER_METRICS_PORT, description="the server's Prometheus `/metrics` port; 0 turns it off"
     )
-    max_submit_batch: int = Field(default=5000, description="most jobs one `SubmitJobs` call may carry")
+    max_submit_batch: int = Field(
+        default=DEFAULT_MAX_SUBMIT_JOBS, description="most jobs one `SubmitJobs` call may carry"
+    )
     # PanDA's values: a heartbeat every 30 minutes, and the watchdogs' limits.
     heartbeat_interval_seconds: int = Field(default=1800, description="how often pilots send a heartbeat per job")
     heartbeat_timeout_seconds: int = Field(

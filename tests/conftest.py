@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,31 @@ def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityHandl
         else:
             os.environ[key] = value
     handle.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_output() -> Iterator[None]:
+    """The command line draws progress live only at a terminal, which rich may be told a pipe is
+    (FORCE_COLOR, TTY_COMPATIBLE, as some CI machines set): the tests read its plain output, and
+    ask for a terminal where they mean one."""
+    forcing = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+    saved = {key: os.environ.pop(key) for key in forcing if key in os.environ}
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Sets this process's local time zone (TZ, e.g. "XST-5": 5 hours east of UTC, called XST)
+    for the test; the process's own comes back after it."""
+
+    def set_zone(tz: str) -> None:
+        monkeypatch.setenv("TZ", tz)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import types
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -306,12 +307,16 @@ def test_names_and_values() -> None:
     assert output.format_time(timestamp_pb2.Timestamp()) == "-"
 
 
-def test_format_time_is_local() -> None:
+def test_format_time_is_local_with_its_zone(local_zone: Callable[[str], None]) -> None:
     moment = datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)
-    assert output.format_time(ts(moment)) == moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    # A fixed offset, to be sure it is converted, not printed as UTC, where local time is not UTC.
-    other = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone(timedelta(hours=5)))
-    assert output.format_time(ts(other)) == other.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    local_zone("XST-5")
+    assert output.format_time(ts(moment)) == "2026-05-04 08:02:01 XST"
+    # A time given in another offset is converted, not printed as it came.
+    other = datetime(2026, 5, 4, 3, 2, 1, tzinfo=timezone(timedelta(hours=-2)))
+    assert output.format_time(ts(other)) == "2026-05-04 10:02:01 XST"
+    local_zone("UTC")
+    assert output.format_time(ts(moment)) == "2026-05-04 03:02:01 UTC"
+    assert output.format_time(timestamp_pb2.Timestamp()) == "-"
 
 
 def test_jobs_table() -> None:
@@ -341,7 +346,7 @@ def test_jobs_table() -> None:
     lines = jobs.render_jobs_table(rows).splitlines()
     assert lines[0].split() == ["ID", "STATE", "QUEUE", "ATTEMPT", "PRIO", "ERROR", "LABEL/COMMAND", "UPDATED"]
     assert lines[1].split()[:7] == ["12", "running", "local", "1/3", "10", "-", "sleep"]
-    assert lines[1].endswith(updated.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+    assert lines[1].endswith(output.format_datetime(updated))
     assert lines[2].split() == ["3", "failed", "big-queue", "3/3", "0", "1305", "reco", "-"]
     # Columns line up: every row has its state where the header's STATE starts.
     column = lines[0].index("STATE")
@@ -461,7 +466,8 @@ def test_watch_initial_event_and_exit_codes() -> None:
     line = jobs.format_event(jobs.event_from_job(job))
     assert line.split() == ["-", "running", "attempt", "1", "started"]  # no time recorded: "-"
     assert jobs.watch_exit_code(job_pb2.Job.STATE_FINISHED) == 0
-    assert jobs.watch_exit_code(job_pb2.Job.STATE_CANCELLED) == 1
+    assert jobs.watch_exit_code(job_pb2.Job.STATE_CANCELLED) == 6
+    assert jobs.watch_exit_code(job_pb2.Job.STATE_FAILED) == 6
 
 
 # --- argument parsing --------------------------------------------------------------------
@@ -496,7 +502,7 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_unreachable_server_is_one_clear_line(capsys) -> None:
-    assert main(["--server", "127.0.0.1:1", "jobs"]) == 1
+    assert main(["--server", "127.0.0.1:1", "jobs"]) == 5
     err = capsys.readouterr().err
     assert err == (
         "panda: cannot reach the server at 127.0.0.1:1 (is `panda up` running? set PANDA_SERVER or --server)\n"

@@ -95,7 +95,7 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     for job_id in demo:
         code, watched = panda(panda_up, capsys, "job", "watch", str(job_id))
         assert code == 0, watched
-        assert watched.splitlines()[-1].split()[2] == "finished"
+        assert watched.splitlines()[-1].split()[3] == "finished"
     writer = next(job_id for job_id, text in demo.items() if text == "writes demo.out")
     code, shown = panda(panda_up, capsys, "job", "show", str(writer), "--json")
     files = json.loads(shown)["files"]

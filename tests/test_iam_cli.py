@@ -166,7 +166,7 @@ def test_login_whoami_logout(iam: Iam, start_login: Callable[[], Login], panda: 
                                                       "refresh_token": record["refresh_token"]})
     assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
     signed_out = panda("whoami", as_user=None)
-    assert signed_out.code == 1 and "UNAUTHENTICATED" in signed_out.err and "panda login" in signed_out.err
+    assert signed_out.code == 4 and "UNAUTHENTICATED" in signed_out.err and "panda login" in signed_out.err
     assert panda("logout", as_user=None).out == "not signed in\n"
 
 
@@ -176,7 +176,7 @@ def test_login_denied_or_expired(iam: Iam, start_login: Callable[[], Login], con
     _, done = sign_in_and_decide(url, "bob", "bob-password", decision="deny")
     assert "Denied" in done.text
     result = login.finish()
-    assert result.code == 1
+    assert result.code == 4
     assert result.err == "panda: sign-in denied: the request was denied in the browser; nothing was saved\n"
     assert not (config_home / "panda-mesh" / "token.json").exists()
 
@@ -186,7 +186,7 @@ def test_login_denied_or_expired(iam: Iam, start_login: Callable[[], Login], con
         conn.execute(text("UPDATE iam_device_codes SET expire_time = :t WHERE user_code = :c"),
                      {"t": datetime.now(UTC) - timedelta(seconds=1), "c": user_code})
     result = login.finish()
-    assert result.code == 1
+    assert result.code == 4
     assert result.err == "panda: sign-in expired: the code was not approved in time; run `panda login` again\n"
     browser = Browser()
     late = browser.submit(browser.open(url), {"username": "bob", "password": "bob-password"})
@@ -208,7 +208,7 @@ def sign_in_works(iam: Iam, user: str, password: str) -> bool:
 
 def test_iam_admin_commands(iam: Iam, panda: Panda) -> None:
     missing = panda("iam", "user", "add", "carol", "--group", "/panda/nope")
-    assert missing.code == 1
+    assert missing.code == 3
     assert missing.err == ("panda: NOT_FOUND: group /panda/nope does not exist "
                            "(create it first: panda iam group add /panda/nope)\n")
     bad = panda("iam", "user", "add", "Carol!")
@@ -243,7 +243,7 @@ def test_iam_admin_commands(iam: Iam, panda: Panda) -> None:
     assert panda("iam", "group", "delete", "/panda/higgs").out == "deleted group /panda/higgs\n"
     assert panda("iam", "user", "delete", "carol").out == "deleted user carol\n"
     gone = panda("iam", "user", "show", "carol")
-    assert gone.code == 1 and gone.err == "panda: NOT_FOUND: user carol not found\n"
+    assert gone.code == 3 and gone.err == "panda: NOT_FOUND: user carol not found\n"
 
 
 def test_iam_client_and_key_commands(iam: Iam, panda: Panda) -> None:
@@ -289,9 +289,9 @@ def test_iam_client_and_key_commands(iam: Iam, panda: Panda) -> None:
 
 def test_iam_commands_need_an_admin(panda: Panda) -> None:
     refused = panda("iam", "user", "list", as_user="alice")
-    assert refused.code == 1
+    assert refused.code == 4
     assert refused.err == ("panda: PERMISSION_DENIED: alice may not call ListUsers: it needs one of the roles "
                            "admin (holds: production, user)\n")
     anonymous = panda("iam", "key", "rotate", as_user=None)
-    assert anonymous.code == 1 and anonymous.err.startswith("panda: UNAUTHENTICATED: ")
+    assert anonymous.code == 4 and anonymous.err.startswith("panda: UNAUTHENTICATED: ")
     assert "sign in with `panda login`" in anonymous.err

@@ -4,6 +4,9 @@ then the README's task tour against a real server, JEDI and pilot (examples/task
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ from tests.jedi_support import adler32_of
 
 pytest_plugins = ["tests.jedi_fixtures"]
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "task.yaml"
+# What makes rich take a pipe for a terminal a person looks at.
+TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm-256color", "COLUMNS": "200"}
 
 
 def test_the_example_task_file_parses() -> None:
@@ -87,6 +92,17 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     code, out, err = panda("dataset", "register", "user.me.demo", *files, "--events", "100", "--jedi", jedi.address)
     assert code == 0, err
     assert out.strip() == "dataset user.me.demo: 6 file(s), 1.7 KiB, 600 event(s), in scope user.admin on local"
+    # Off a terminal, how far it is: plain lines on stderr.
+    assert err.splitlines() == [*(f"copying and checksumming: {n}/6 files" for n in range(1, 7)),
+                                "registering 6 files with JEDI..."]
+    # At a terminal, bars (rich's TTY_COMPATIBLE makes the pipe one).
+    drawn = subprocess.run(
+        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "dataset", "register", "user.me.drawn",
+         *files[:2], "--prefix", "drawn.", "--jedi", jedi.address],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **TERMINAL})
+    assert drawn.returncode == 0, drawn.stderr
+    assert "\x1b[" in drawn.stderr and "2/2 files" in drawn.stderr and "registering 2 files with JEDI" in drawn.stderr
+    assert drawn.stdout.startswith("dataset user.me.drawn: 2 file(s)")
     copied = storage_dir / "user.admin" / "events.01.txt"
     assert copied.read_bytes() == (inputs / "events.01.txt").read_bytes()
     # On a named element, in the VO's scope (the admin may write it), never over a file there.
@@ -106,9 +122,20 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     code, out, err = panda("task", "submit", "-f", str(EXAMPLE), "--jedi", jedi.address)
     assert code == 0, err
     task_id = int(out)
+    # Followed off a terminal: the events on stdout, the counts in plain lines on stderr, the last where it ended.
     code, out, err = panda("task", "watch", str(task_id), "--jedi", jedi.address)
     assert code == 0, out + err
-    assert "scouting -> scouted" in out and out.splitlines()[-1].split()[2:5] == ["running", "->", "done"]
+    assert "scouting -> scouted" in out and out.splitlines()[-1].split()[3:6] == ["running", "->", "done"]
+    assert "\x1b[" not in out + err
+    assert err.splitlines()[-1] == (f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, "
+                                    "of 6 file(s); jobs: finished=3")
+    # At a terminal: the counts drawn live, with a bar of the files done.
+    watched = subprocess.run(
+        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "task", "watch", str(task_id),
+         "--jedi", jedi.address], capture_output=True, text=True, timeout=300, env={**os.environ, **TERMINAL})
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "\x1b[" in watched.stderr and "scouting -> scouted" in watched.stderr and "6/6" in watched.stderr
+    assert f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, of 6 file(s)" in watched.stderr
 
     code, out, _ = panda("task", "show", str(task_id), "--jedi", jedi.address)
     assert code == 0
@@ -134,9 +161,17 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
 
     code, out, err = panda("task", "kill", str(task_id), "--jedi", jedi.address)
     assert code == 1 and f"FAILED_PRECONDITION: task {task_id} is done: kill is accepted only" in err
+    # A task that ends aborted: `task watch` says so with its exit code.
+    aborted = tmp_path / "aborted.yaml"
+    aborted.write_text(EXAMPLE.read_text().replace("user.me.demo.count.v1", "user.me.demo.count.v2"))
+    code, out, err = panda("task", "submit", "-f", str(aborted), "--jedi", jedi.address)
+    assert code == 0, err
+    assert panda("task", "kill", out.strip(), "--jedi", jedi.address)[0] == 0
+    code, out, err = panda("task", "watch", out.strip(), "--jedi", jedi.address)
+    assert code == 6 and "aborted" in out.splitlines()[-1], out + err
     code, out, err = panda("task", "priority", str(task_id), "7", "--jedi", jedi.address)
     assert code == 1 and "is done" in err
     code, out, err = panda("task", "show", "999", "--jedi", jedi.address)
-    assert code == 1 and "NOT_FOUND: task 999 not found" in err
+    assert code == 3 and "NOT_FOUND: task 999 not found" in err
     code, out, err = panda("tasks", "--jedi", "127.0.0.1:1")
-    assert code == 1 and "cannot reach JEDI at 127.0.0.1:1" in err
+    assert code == 5 and "cannot reach JEDI at 127.0.0.1:1" in err

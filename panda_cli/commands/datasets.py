@@ -28,7 +28,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--name", metavar="PATTERN", help="dataset name, * as a wildcard")
     p.add_argument("--kind", choices=["input", "output"])
     p.add_argument("--owner", metavar="O")
-    p.add_argument("--limit", type=positive_int, default=50, metavar="N")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                   help="datasets to list (default 50), fetched page by page")
     p.add_argument("--page-token", metavar="T")
     p = dataset.command("show", datasets.cmd_dataset_show, "a dataset and its files (with --task: their state there)")
     p.add_argument("name", metavar="NAME")

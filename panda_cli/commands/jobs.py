@@ -7,6 +7,7 @@ import argparse
 from panda_cli import jobs
 from panda_cli.arguments import Commands, job_id_arg, positive_int
 from panda_cli.output import job_state_choices
+from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
 
 __all__ = ["register"]
 
@@ -27,6 +28,9 @@ def register(commands: Commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-f", "--file", metavar="FILE", help="YAML file of jobs ('-' reads stdin); flags give defaults")
+    p.add_argument("--batch-size", type=positive_int, metavar="N",
+                   help=f"with -f: jobs per call, each call atomic (default {DEFAULT_MAX_SUBMIT_JOBS}, the most a "
+                        "server takes unless set otherwise)")
     p.add_argument("--queue", metavar="Q", help="queue to run on")
     p.add_argument("--input", action="append", metavar="LFN", help="input file (repeatable)")
     p.add_argument("--output", action="append", metavar="NAME", help="output file to stage out (repeatable)")
@@ -48,7 +52,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--task", type=int, metavar="ID")
     p.add_argument("--owner", metavar="O")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
-    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="jobs per page (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                   help="jobs to list (default 50), fetched page by page")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")
 
     job = commands.group("job", "show, kill, reassign or watch jobs", "one job or a few", dest="job_command")
@@ -60,5 +65,7 @@ def register(commands: Commands) -> None:
     p = job.command("reassign", jobs.cmd_reassign, "move jobs that have not started to another queue")
     p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
     p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to")
-    p = job.command("watch", jobs.cmd_watch, "follow a job until it ends (exit 0 if finished, 1 otherwise)")
+    p = job.command("watch", jobs.cmd_watch,
+                    "print the states a job went through, then follow it until it ends "
+                    "(exit 0 if it finished, 6 if it failed or was cancelled)")
     p.add_argument("job_id", type=job_id_arg, metavar="ID")

@@ -26,7 +26,9 @@ def register(commands: Commands) -> None:
     p = task.command("show", tasks.cmd_task_show,
                      "a task's state, progress, jobs by state, scouts' measurements and history")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
-    p = task.command("watch", tasks.cmd_task_watch, "follow a task's events until it ends (exit 0: done/finished)")
+    p = task.command("watch", tasks.cmd_task_watch,
+                     "follow a task's events and progress until it ends (exit 0: done/finished; 6: failed, broken, "
+                     "aborted)")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
     for name, text in STATE_COMMANDS:
         p = task.command(name, tasks.cmd_task_command, text)
@@ -49,5 +51,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--owner", metavar="O")
     p.add_argument("--name", metavar="PATTERN", help="task name, * as a wildcard (e.g. 'mc23.*')")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
-    p.add_argument("--limit", type=positive_int, default=50, metavar="N", help="tasks per page (default 50)")
+    p.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                   help="tasks to list (default 50), fetched page by page")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")

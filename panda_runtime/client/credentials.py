@@ -22,6 +22,7 @@ __all__ = [
     "ClientCredentialsToken",
     "CredentialsError",
     "FileToken",
+    "IssuerUnreachable",
     "LoginToken",
     "StaticToken",
     "TokenSource",
@@ -39,6 +40,10 @@ HTTP_TIMEOUT_SECONDS = 10.0
 
 class CredentialsError(Exception):
     """No usable token; the message says what to do."""
+
+
+class IssuerUnreachable(CredentialsError):
+    """No token because the identity service did not answer (a reason to try again later)."""
 
 
 class TokenSource(Protocol):
@@ -80,7 +85,7 @@ def discover(issuer: str, http: httpx.Client) -> dict[str, Any]:
         response.raise_for_status()
         return response.json()
     except httpx.HTTPError as error:
-        raise CredentialsError(f"cannot reach the identity service at {issuer}: {error}") from error
+        raise IssuerUnreachable(f"cannot reach the identity service at {issuer}: {error}") from error
 
 
 def _token_error(response: httpx.Response) -> str:
@@ -125,7 +130,7 @@ class ClientCredentialsToken:
                     auth=(self._client_id, self._client_secret),
                 )
             except httpx.HTTPError as error:
-                raise CredentialsError(f"cannot reach the identity service at {self._issuer}: {error}") from error
+                raise IssuerUnreachable(f"cannot reach the identity service at {self._issuer}: {error}") from error
         if response.status_code != 200:
             raise CredentialsError(f"client {self._client_id} was refused a token: {_token_error(response)}")
         body = response.json()
@@ -194,7 +199,7 @@ class LoginToken:
                           "client_id": client_id},
                 )
             except httpx.HTTPError as error:
-                raise CredentialsError(f"cannot reach the identity service at {issuer}: {error}") from error
+                raise IssuerUnreachable(f"cannot reach the identity service at {issuer}: {error}") from error
         if response.status_code != 200:
             raise CredentialsError(f"your sign-in has expired ({_token_error(response)}): run `panda login`")
         body = response.json()

@@ -17,8 +17,9 @@ from panda_runtime.contracts.rules import (
 )
 
 __all__ = [
-    "ENV_KEY", "FILE_KINDS", "LFN", "MAX_ACTION_JOB_IDS", "MAX_ARGUMENTS", "MAX_ARGUMENT_LENGTH", "MAX_ATTEMPTS",
-    "MAX_ENVIRONMENT", "MAX_ENV_KEY_LENGTH", "MAX_ENV_VALUE_LENGTH", "MAX_FILES_PER_JOB", "MAX_LABEL_LENGTH",
+    "DEFAULT_MAX_SUBMIT_JOBS", "ENV_KEY", "FILE_KINDS", "LFN", "MAX_ACTION_JOB_IDS", "MAX_ARGUMENTS",
+    "MAX_ARGUMENT_LENGTH", "MAX_ATTEMPTS", "MAX_ENVIRONMENT", "MAX_ENV_KEY_LENGTH", "MAX_ENV_VALUE_LENGTH",
+    "MAX_FILES_PER_JOB", "MAX_LABEL_LENGTH",
     "MAX_LFN_LENGTH", "MAX_NODE_LENGTH", "MAX_OWNER_LENGTH", "MAX_PILOT_ID_LENGTH", "MAX_QUEUE_DESCRIPTION_LENGTH",
     "MAX_REASON_LENGTH", "MAX_STORAGE_ELEMENT_LENGTH", "MAX_VO_LENGTH", "MAX_WATCH_JOB_IDS", "QUEUE_ID",
     "STORAGE_ELEMENT_ID", "JobFields",
@@ -55,6 +56,9 @@ MAX_ATTEMPTS = 100
 # Reasons recorded in a job's history (KillJobs), queue descriptions.
 MAX_REASON_LENGTH = 4_000
 MAX_QUEUE_DESCRIPTION_LENGTH = 4_000
+# SubmitJobs: the most jobs one call carries unless the server is set otherwise (its
+# max_submit_batch); more is RESOURCE_EXHAUSTED, and `panda submit -f` splits into calls of this many.
+DEFAULT_MAX_SUBMIT_JOBS = 5_000
 # KillJobs, ReassignJobs, SetJobsPriority; WatchJobs follows at most this many jobs by id.
 MAX_ACTION_JOB_IDS = 10_000
 MAX_WATCH_JOB_IDS = 10_000
