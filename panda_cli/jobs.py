@@ -21,6 +21,7 @@ from . import output
 from .clients import server_client
 from .errors import CliError
 from .output import FINAL_JOB_STATES, format_time, job_state_name, list_footer, or_dash, render_table
+from .settings import CliSettings
 from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
 
 __all__ = [
@@ -55,6 +56,7 @@ COMMAND_WIDTH = 48
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    queue = args.queue or CliSettings().default_queue or None
     command = list(args.payload or [])
     if command and command[0] == "--":
         command = command[1:]
@@ -64,7 +66,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.input or args.output or args.env:
             raise CliError("--input, --output and --env describe one job; with -f put them in the file", 2)
         defaults = {
-            "queue": args.queue,
+            "queue": queue,
             "cores": args.cores,
             "memory": args.memory,
             "walltime": args.walltime,
@@ -80,7 +82,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         try:
             jobs = [
                 job_from_flags(
-                    queue=args.queue,
+                    queue=queue,
                     command=command,
                     inputs=args.input or (),
                     outputs=args.output or (),

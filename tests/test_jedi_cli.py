@@ -73,7 +73,10 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
                        capsys) -> None:
     def panda(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = main(["--server", server.address, *argv])
+        with pytest.MonkeyPatch.context() as env:
+            # Not --server: the task commands call JEDI only, and take only --jedi.
+            env.setenv("PANDA_SERVER", server.address)
+            code = main(list(argv))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

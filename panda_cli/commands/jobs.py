@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from panda_cli import jobs
-from panda_cli.arguments import Commands, job_id_arg, positive_int
+from panda_cli.arguments import Commands, completes, job_id_arg, positive_int, server_address_option
+from panda_cli.completion import choices, queue_names
 from panda_cli.output import job_state_choices
 
 __all__ = ["register"]
@@ -19,6 +20,7 @@ examples:
 
 
 def register(commands: Commands) -> None:
+    commands = commands.with_options(server_address_option())
     p = commands.command(
         "submit",
         jobs.cmd_submit,
@@ -27,7 +29,8 @@ def register(commands: Commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-f", "--file", metavar="FILE", help="YAML file of jobs ('-' reads stdin); flags give defaults")
-    p.add_argument("--queue", metavar="Q", help="queue to run on")
+    completes(p.add_argument("--queue", metavar="Q", help="queue to run on (default: the default_queue setting)"),
+              queue_names)
     p.add_argument("--input", action="append", metavar="LFN", help="input file (repeatable)")
     p.add_argument("--output", action="append", metavar="NAME", help="output file to stage out (repeatable)")
     p.add_argument("--cores", type=positive_int, metavar="N")
@@ -43,8 +46,9 @@ def register(commands: Commands) -> None:
     )
 
     p = commands.command("jobs", jobs.cmd_list, "list jobs, newest first")
-    p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices()))
-    p.add_argument("--queue", metavar="Q")
+    completes(p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices())),
+              choices(job_state_choices()))
+    completes(p.add_argument("--queue", metavar="Q"), queue_names)
     p.add_argument("--task", type=int, metavar="ID")
     p.add_argument("--owner", metavar="O")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
@@ -59,6 +63,6 @@ def register(commands: Commands) -> None:
     p.add_argument("--reason", help="recorded in the job's history")
     p = job.command("reassign", jobs.cmd_reassign, "move jobs that have not started to another queue")
     p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
-    p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to")
+    completes(p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to"), queue_names)
     p = job.command("watch", jobs.cmd_watch, "follow a job until it ends (exit 0 if finished, 1 otherwise)")
     p.add_argument("job_id", type=job_id_arg, metavar="ID")

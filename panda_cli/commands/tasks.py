@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from panda_cli import tasks
-from panda_cli.arguments import Commands, jedi_address_option, positive_int, task_id_arg
+from panda_cli.arguments import Commands, completes, jedi_address_option, positive_int, task_id_arg
+from panda_cli.completion import choices, queue_names
 
 __all__ = ["register"]
 
@@ -34,14 +35,16 @@ def register(commands: Commands) -> None:
         p.add_argument("--reason", help="recorded in the task's history")
     p = task.command("reassign", tasks.cmd_task_command, "send the task's queued and future jobs to other queues")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
-    p.add_argument("--queue", action="append", required=True, metavar="Q", help="queue to use (repeatable)")
+    completes(p.add_argument("--queue", action="append", required=True, metavar="Q", help="queue to use (repeatable)"),
+              queue_names)
     p.add_argument("--reason", help="recorded in the task's history")
     p = task.command("priority", tasks.cmd_task_command, "set the priority of the task's next jobs")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
     p.add_argument("priority", type=int, metavar="P")
 
     p = jedi.command("tasks", tasks.cmd_tasks, "list tasks, newest first")
-    p.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices()))
+    completes(p.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices())),
+              choices(tasks.task_state_choices()))
     p.add_argument("--owner", metavar="O")
     p.add_argument("--name", metavar="PATTERN", help="task name, * as a wildcard (e.g. 'mc23.*')")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
