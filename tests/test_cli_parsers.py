@@ -121,7 +121,7 @@ def test_every_command_shows_its_usage_for_a_misspelled_or_abbreviated_flag(
 ADDRESS_FLAGS_BY_COMMAND = {
     "panda up": {"--server"}, "panda submit": {"--server"}, "panda jobs": {"--server"}, "panda job": {"--server"},
     "panda queue": {"--server"}, "panda se": {"--server"},
-    "panda task": {"--jedi"}, "panda tasks": {"--jedi"},
+    "panda task": {"--jedi"}, "panda tasks": {"--jedi"}, "panda run": {"--jedi"},
     "panda dataset register": {"--server", "--jedi"}, "panda dataset": {"--jedi"},
     "panda login": set(), "panda logout": set(), "panda whoami": {"--iam"}, "panda iam": {"--iam"},
     "panda serve server": {"--server"}, "panda serve jedi": {"--server", "--jedi"}, "panda serve iam": {"--iam"},
