@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 SHELLS = ("bash", "zsh", "fish")
-# A completion waits on the server at most this long before it offers no queue names.
+# A completion waits for the server's queues at most this long, then offers none.
 QUEUE_DEADLINE_SECONDS = 1.0
 COMMAND = "panda"
 
@@ -38,21 +39,31 @@ def choices(values: Iterable[str]) -> Callable[..., Iterable[str]]:
 def queue_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
     """The server's queues, from --server if the line gives it, else the settings' address.
     Whatever goes wrong (nothing answers in time, no credentials), no candidates and no message:
-    the shell is in the middle of the user's line."""
-    from panda.server.v1 import queue_pb2
-    from panda_runtime.client import RetryPolicy
+    the shell is in the middle of the user's line. The wait covers getting a token too (a
+    signed-in user's may need renewing); a question still open then is left behind, and ends
+    with the process."""
+    found: list[str] = []
 
-    from .clients import server_client
-    from .queues import list_all_queues
-    from .settings import CliSettings
+    def ask() -> None:
+        from panda.server.v1 import queue_pb2
+        from panda_runtime.client import RetryPolicy
 
-    try:
-        address = getattr(parsed_args, "server", None) or CliSettings().server_address
-        with server_client(address, deadline=QUEUE_DEADLINE_SECONDS, retry=RetryPolicy.off()) as client:
-            queues = list_all_queues(client, queue_pb2.Queue.STATUS_UNSPECIFIED)
-    except Exception:
-        return []
-    return [queue.queue_id for queue in queues if queue.queue_id.startswith(prefix)]
+        from .clients import server_client
+        from .queues import list_all_queues
+        from .settings import CliSettings
+
+        try:
+            address = getattr(parsed_args, "server", None) or CliSettings().server_address
+            with server_client(address, deadline=QUEUE_DEADLINE_SECONDS, retry=RetryPolicy.off()) as client:
+                queues = list_all_queues(client, queue_pb2.Queue.STATUS_UNSPECIFIED)
+        except Exception:
+            return
+        found.extend(queue.queue_id for queue in queues if queue.queue_id.startswith(prefix))
+
+    asking = threading.Thread(target=ask, name="queue names", daemon=True)
+    asking.start()
+    asking.join(QUEUE_DEADLINE_SECONDS)
+    return [] if asking.is_alive() else found
 
 
 def script(shell: str) -> str:

@@ -94,9 +94,7 @@ class Terminal:
         self.shell.expect_exact(PROMPT)
 
     def close(self) -> None:
-        self.shell.sendline("exit")
-        self.shell.expect(pexpect.EOF)
-        self.shell.close()
+        self.shell.close(force=True)  # this shell's process only (SIGHUP, then SIGKILL if need be)
 
 
 def bash(home: Path, env: dict[str, str]) -> Terminal:
