@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from pexpect.popen_spawn import PopenSpawn
 
 from panda.server.v1 import queue_pb2, queue_service_pb2
 from panda_cli.completion import script
@@ -63,10 +65,15 @@ def completions(line: str, env: dict[str, str]) -> tuple[list[str], str]:
 
 
 class Terminal:
-    """An interactive shell on a terminal. Ctrl-X is bound to print the line being edited."""
+    """An interactive shell on a terminal. Ctrl-X is bound to print the line being edited.
+
+    `script` gives the shell its terminal, in a process started as every subprocess here is:
+    forking this process directly (as pexpect.spawn does) restarts gRPC's poller in the child,
+    which can crash there before it runs the shell."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.shell = pexpect.spawn(argv[0], argv[1:], env=env, encoding="utf-8", timeout=60, dimensions=(60, 250))
+        script = ["script", "--quiet", "--flush", "--return", "--command", shlex.join(argv), "/dev/null"]
+        self.shell = PopenSpawn(script, env={**env, "COLUMNS": "250", "LINES": "60"}, encoding="utf-8", timeout=60)
         self.typed = 0
         self.shell.expect_exact(PROMPT)
 
@@ -94,7 +101,10 @@ class Terminal:
         self.shell.expect_exact(PROMPT)
 
     def close(self) -> None:
-        self.shell.close(force=True)  # this shell's process only (SIGHUP, then SIGKILL if need be)
+        self.shell.sendline("exit")
+        self.shell.sendeof()  # `script` ends when its input does
+        self.shell.expect(pexpect.EOF)
+        assert self.shell.wait() == 0
 
 
 def bash(home: Path, env: dict[str, str]) -> Terminal:
