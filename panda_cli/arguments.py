@@ -1,17 +1,27 @@
-"""What the command line's parsers share: argument types (numbers with a lower bound, ids), and
-`Commands`, the one way a group of commands registers its sub-commands."""
+"""What the command line's parsers share: argument types (numbers with a lower bound, ids), the
+address flags, and `Commands`, the one way a group of commands registers its sub-commands.
+
+Each command offers only the flags it uses: --server where it calls the server, --jedi where it
+calls JEDI, --iam where it calls the identity service, --json where it can print JSON. Such a
+flag given to a command that does not use it, after the command or before it (`panda --server
+ADDR tasks`), is refused with that command's usage."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
 
-from panda_runtime.settings import DEFAULT_IAM_ADDRESS, DEFAULT_JEDI_ADDRESS
+from panda_runtime.settings import DEFAULT_IAM_ADDRESS, DEFAULT_JEDI_ADDRESS, DEFAULT_SERVER_ADDRESS
 
 __all__ = [
+    "ADDRESS_FLAGS",
+    "JSON_HELP",
+    "SERVER_HELP",
+    "SERVER_LISTEN_HELP",
     "Commands",
     "Handler",
+    "completes",
     "iam_address_option",
     "id_of",
     "jedi_address_option",
@@ -20,6 +30,8 @@ __all__ = [
     "non_negative_int",
     "option_set",
     "positive_int",
+    "refuse_flags_before",
+    "server_address_option",
     "task_id_arg",
 ]
 
@@ -81,27 +93,43 @@ def option_set(*options: tuple[str, dict[str, Any]]) -> argparse.ArgumentParser:
     return parent
 
 
+# The address flags, each naming the service it points the command at.
+ADDRESS_FLAGS = {"--server": "the server", "--jedi": "JEDI", "--iam": "the identity service"}
+SERVER_HELP = f"the server's address (default: PANDA_SERVER, else the settings file's, else {DEFAULT_SERVER_ADDRESS})"
+SERVER_LISTEN_HELP = (f"the address the server listens on (default: PANDA_SERVER, else the settings file's, "
+                      f"else {DEFAULT_SERVER_ADDRESS})")
+JSON_HELP = "print machine-readable JSON; --no-json: a table (default: the output_format setting, else a table)"
+
+
+def server_address_option(help_text: str = SERVER_HELP) -> argparse.ArgumentParser:
+    """--server for the commands that call the server (or run it: `help_text` then says so).
+    SUPPRESS keeps a command's unset --server from overwriting one given before the command
+    (`panda --server ADDR jobs`)."""
+    return option_set(("--server", {"metavar": "ADDR", "default": argparse.SUPPRESS, "help": help_text}))
+
+
 def jedi_address_option() -> argparse.ArgumentParser:
     return option_set(("--jedi", {"metavar": "ADDR", "default": None,
-                                  "help": f"JEDI's address (default: PANDA_JEDI, else {DEFAULT_JEDI_ADDRESS})"}))
+                                  "help": f"JEDI's address (default: PANDA_JEDI, else the settings file's, "
+                                  f"else {DEFAULT_JEDI_ADDRESS})"}))
 
 
 def iam_address_option() -> argparse.ArgumentParser:
     return option_set(("--iam", {"metavar": "ADDR", "default": None, "help": "the identity service's gRPC address "
-                                 f"(default: PANDA_IAM, else {DEFAULT_IAM_ADDRESS})"}))
+                                 f"(default: PANDA_IAM, else the settings file's, else {DEFAULT_IAM_ADDRESS})"}))
 
 
-def _shared_options(*, json_flag: bool) -> argparse.ArgumentParser:
-    """Options accepted after the sub-command as well as before it. SUPPRESS keeps a
-    sub-command's unset option from overwriting the value given before the sub-command."""
-    options: list[tuple[str, dict[str, Any]]] = [
-        ("--server", {"metavar": "ADDR", "default": argparse.SUPPRESS, "help": "server address (host:port)"})
-    ]
-    if json_flag:
-        options.append(
-            ("--json", {"action": "store_true", "default": argparse.SUPPRESS, "help": "print machine-readable JSON"})
-        )
-    return option_set(*options)
+def _json_option() -> argparse.ArgumentParser:
+    """--json (and --no-json), after the command as well as before it; SUPPRESS as for --server."""
+    return option_set(("--json", {"action": argparse.BooleanOptionalAction, "default": argparse.SUPPRESS,
+                                  "help": JSON_HELP}))
+
+
+def completes(action: argparse.Action, completer: Callable[..., Iterable[str]]) -> argparse.Action:
+    """`action`'s values are completed by `completer` (argcomplete's protocol: called with
+    prefix, action, parser and parsed_args; returns the candidates)."""
+    action.completer = completer  # type: ignore[attr-defined]  # the attribute argcomplete reads
+    return action
 
 
 class _CommandParser(argparse.ArgumentParser):
@@ -119,29 +147,52 @@ class _CommandParser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         parsed, unknown = super().parse_known_args(args, namespace)
         if unknown and not self._passes_unknown:
+            flag = unknown[0].split("=", 1)[0]
+            if flag in (*ADDRESS_FLAGS, "--json", "--no-json"):
+                self.refuse(flag)
             self.error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed, unknown
+
+    def takes(self, flag: str) -> bool:
+        """Whether this command uses `flag` (a command that hands its arguments on: whether
+        what it hands them to does, which only the server's address is known to be)."""
+        return flag in self._option_string_actions or (self._passes_unknown and flag == "--server")
+
+    def refuse(self, flag: str) -> NoReturn:
+        """Exit with this command's usage: `flag` is another command's, not this one's."""
+        taken = [other for other in ADDRESS_FLAGS if self.takes(other)]
+        hint = f" (it takes {', '.join(taken)})" if flag in ADDRESS_FLAGS and taken else ""
+        self.error(f"{flag} does not apply to {self.prog}{hint}")
+
+
+def refuse_flags_before(args: argparse.Namespace) -> None:
+    """Refuse --server or --json given before a command that does not use it (`panda --server
+    ADDR tasks`), with the command's usage. The top level's parser leaves them None when not given."""
+    command: _CommandParser = args.command_parser
+    if getattr(args, "server", None) is not None and not command.takes("--server"):
+        command.refuse("--server")
+    json_flag = getattr(args, "json", None)
+    if json_flag is not None and not command.takes("--json"):
+        command.refuse("--json" if json_flag else "--no-json")
 
 
 class Commands:
     """Where a group of commands adds its sub-commands (`panda_cli.commands.<group>.register`).
 
-    Every command made here refuses abbreviated flags, takes --server (and --json, unless
-    `json_flag=False`) after its name too, plus the options this `Commands` was made `with_`,
-    and reports a misspelled flag with its own usage."""
+    Every command made here refuses abbreviated flags, takes --json after its name too (unless
+    `json_flag=False`), plus the options this `Commands` was made `with_` (the address flags of
+    the services its commands call), and reports a misspelled flag with its own usage."""
 
     def __init__(
         self,
         subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
         *,
         options: tuple[argparse.ArgumentParser, ...] = (),
-        read: argparse.ArgumentParser | None = None,
-        plain: argparse.ArgumentParser | None = None,
+        json: argparse.ArgumentParser | None = None,
     ) -> None:
         self._subparsers = subparsers
         self._options = options
-        self._read = read or _shared_options(json_flag=True)
-        self._plain = plain or _shared_options(json_flag=False)
+        self._json = json or _json_option()
 
     @classmethod
     def of(cls, parser: argparse.ArgumentParser) -> Commands:
@@ -152,27 +203,27 @@ class Commands:
         self, name: str, handler: Handler, help_text: str, *, json_flag: bool = True, **kwargs: Any
     ) -> argparse.ArgumentParser:
         """`name` running `handler`; `kwargs` go to the parser (epilog, formatter_class, ...)."""
-        shared = self._read if json_flag else self._plain
+        parents = [self._json, *self._options] if json_flag else list(self._options)
         parser: argparse.ArgumentParser = self._subparsers.add_parser(
-            name, help=help_text, description=help_text, parents=[shared, *self._options], **kwargs
+            name, help=help_text, description=help_text, parents=parents, **kwargs
         )
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=handler, command_parser=parser)
         return parser
 
     def group(self, name: str, help_text: str, description: str, *, dest: str, metavar: str = "COMMAND") -> Commands:
         """`name` with sub-commands of its own (`panda job show`); the chosen one's name goes to `dest`."""
         parser = self._subparsers.add_parser(name, help=help_text, description=description)
         subparsers = parser.add_subparsers(dest=dest, metavar=metavar, required=True)
-        return Commands(subparsers, options=self._options, read=self._read, plain=self._plain)
+        return Commands(subparsers, options=self._options, json=self._json)
 
     def with_options(self, options: argparse.ArgumentParser) -> Commands:
         """The same place, where every command also takes `options` (e.g. --jedi)."""
-        return Commands(self._subparsers, options=(*self._options, options), read=self._read, plain=self._plain)
+        return Commands(self._subparsers, options=(*self._options, options), json=self._json)
 
     def pass_through(self, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
         """`name` whose arguments all go to another parser, its --help included (main() hands them on)."""
         parser: argparse.ArgumentParser = self._subparsers.add_parser(
             name, help=help_text, description=help_text, add_help=False, passes_unknown=True
         )
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=handler, command_parser=parser)
         return parser

@@ -19,16 +19,17 @@ JEDI_HINT = "is `panda up` running? set PANDA_JEDI or --jedi"
 IAM_HINT = "is `panda up` running? set PANDA_IAM or --iam"
 
 
-def _config(address: str, hint: str, tokens: TokenSource | None = None) -> ConnectConfig:
-    overrides: dict[str, Any] = {"unreachable_hint": hint}
+def _config(address: str, hint: str, tokens: TokenSource | None = None, **overrides: Any) -> ConnectConfig:
+    overrides["unreachable_hint"] = hint
     if tokens is not None:
         overrides["tokens"] = tokens
     return ConnectConfig.from_settings(address, CliSettings(), **overrides)
 
 
-def server_client(address: str, *, tokens: TokenSource | None = None) -> ServerClient:
-    """The server at `address` (main() resolves --server), with `tokens` or the user's token."""
-    return ServerClient(_config(address, SERVER_HINT, tokens))
+def server_client(address: str, *, tokens: TokenSource | None = None, **overrides: Any) -> ServerClient:
+    """The server at `address` (main() resolves --server), with `tokens` or the user's token;
+    `overrides` set the connection's other fields (ConnectConfig: deadline, retry, ...)."""
+    return ServerClient(_config(address, SERVER_HINT, tokens, **overrides))
 
 
 def jedi_client(args: argparse.Namespace) -> JediClient:

@@ -23,6 +23,7 @@ from . import output, progress
 from .clients import first_rows, jedi_client, server_client
 from .errors import CliError, ExitCode
 from .output import format_bytes, format_time, list_footer, or_dash, render_table
+from .settings import CliSettings
 from .specs import quote_filter_string
 from .storage import element_directory, storage_element
 
@@ -106,7 +107,7 @@ def cmd_dataset_register(args: argparse.Namespace) -> int:
             server_contract.check_lfn(args.prefix + source.name, "lfn")
         except Violation as violation:
             raise CliError(f"{source}: {violation.description}", ExitCode.USAGE) from None
-    element_id = args.se or queue_storage_element(args, args.queue)
+    element_id = args.se or queue_storage_element(args, args.queue or CliSettings().default_queue or "local")
     scope = register_scope(args)
     directory = element_directory(storage_element(args.server, element_id)) / scope
     directory.mkdir(parents=True, exist_ok=True)

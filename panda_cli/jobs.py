@@ -24,6 +24,7 @@ from . import output, progress
 from .clients import first_rows, server_client
 from .errors import CliError, ExitCode, exit_code_of
 from .output import FINAL_JOB_STATES, format_time, job_state_name, list_footer, or_dash, render_table
+from .settings import CliSettings
 from .specs import SpecError, build_job_filter, job_from_flags, jobs_from_yaml, parse_since
 
 __all__ = [
@@ -61,6 +62,7 @@ _BATCH_INDEX = re.compile(r"\bjobs\[(\d+)\]")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    queue = args.queue or CliSettings().default_queue or None
     command = list(args.payload or [])
     if command and command[0] == "--":
         command = command[1:]
@@ -70,7 +72,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if args.input or args.output or args.env:
             raise CliError("--input, --output and --env describe one job; with -f put them in the file", ExitCode.USAGE)
         defaults = {
-            "queue": args.queue,
+            "queue": queue,
             "cores": args.cores,
             "memory": args.memory,
             "walltime": args.walltime,
@@ -88,7 +90,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         try:
             jobs = [
                 job_from_flags(
-                    queue=args.queue,
+                    queue=queue,
                     command=command,
                     inputs=args.input or (),
                     outputs=args.output or (),

@@ -9,13 +9,15 @@ import os
 import sys
 from collections.abc import Sequence
 
+import argcomplete
+
 from panda_runtime.client.credentials import CredentialsError
 from panda_runtime.client.errors import ServiceError
 
-from .arguments import Commands, Handler, new_parser
+from .arguments import JSON_HELP, SERVER_HELP, Commands, Handler, new_parser, refuse_flags_before
 from .errors import CliError, ExitCode, exit_code_of
 
-__all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_server"]
+__all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_settings"]
 
 EPILOG = """\
 examples:
@@ -32,9 +34,12 @@ examples:
   panda run --exec 'wc -l %IN > %OUT' --inDS DS --outDS NAME
                                            the same with prun's options (README: "From prun and pbook")
   panda tasks                              list tasks; panda task show ID for one
+  panda completion install                 completion of commands, flags, queues and states
+  panda config show                        every setting, its value and where it came from
 
-The server address comes from --server, else PANDA_SERVER (or server_address in the settings
-file), else 127.0.0.1:25080.
+Each command takes the address flags of the services it calls: --server (the server), --jedi
+(JEDI: tasks, datasets), --iam (the identity service). A flag wins over the environment
+(PANDA_SERVER, ...), which wins over the settings file (~/.config/panda-mesh/config.toml).
 
 exit codes: 0 success, 1 refused or failed, 2 usage, 3 not found, 4 permission or sign-in,
 5 unreachable, 6 the watched job or task ended without succeeding, 130 interrupted
@@ -61,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--server", metavar="ADDR", default=None, help="server address (host:port)")
-    parser.add_argument("--json", action="store_true", default=False, help="print machine-readable JSON")
+    # Before the command as after it; None here when not given (resolve_settings fills them in).
+    parser.add_argument("--server", metavar="ADDR", default=None,
+                        help=f"for the commands that call the server: {SERVER_HELP}")
+    parser.add_argument("--json", action=argparse.BooleanOptionalAction, default=None,
+                        help=f"for the commands that print results: {JSON_HELP}")
     parser.add_argument("--version", action="version", version=f"panda {_version()}")
     commands = Commands.of(parser)
     for group in GROUPS:
@@ -70,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = build_parser()
+def parse_args(argv: Sequence[str], parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    parser = parser or build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "pilot":
         # Everything after `pilot` goes to the pilot's own parser, including its --help.
@@ -80,22 +88,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     elif extra:
         # Flags before the command (each command reports its own).
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    refuse_flags_before(args)
     return args
 
 
-def resolve_server(args: argparse.Namespace) -> None:
-    args.server_explicit = args.server is not None
-    if args.server is None:
-        from panda_cli.settings import CliSettings
+def resolve_settings(args: argparse.Namespace) -> None:
+    """The flags win over the settings (environment, then the settings file, then defaults):
+    --server and --json get their values from the settings when not given."""
+    from panda_cli.settings import CliSettings, flags_given
 
-        args.server = CliSettings().server_address
+    args.flags_given = flags_given(args)
+    args.server_explicit = "server_address" in args.flags_given
+    if args.server is None or args.json is None:
+        settings = CliSettings()
+        if args.server is None:
+            args.server = settings.server_address
+        if args.json is None:
+            args.json = settings.output_format == "json"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    parser = build_parser()
+    # A shell completing a `panda` line runs this: argcomplete answers and exits here.
+    argcomplete.autocomplete(parser, always_complete_options=False)
+    args = parse_args(argv, parser)
     try:
-        resolve_server(args)
+        resolve_settings(args)
         handler: Handler = args.handler
         code = handler(args)
         sys.stdout.flush()  # a closed pipe shows up here, inside the try, not at exit

@@ -9,8 +9,9 @@ Where a value comes from, first found wins:
 2. the settings file's section of the part (`[server]`, `[jedi]`, `[iam]`, `[pilot]`, `[cli]`);
 3. the settings file's top level, which every part reads;
 4. the default.
-The settings file is `PANDA_CONFIG_FILE`, else `panda.toml` in the configuration directory
-(`$XDG_CONFIG_HOME/panda-mesh`, else `~/.config/panda-mesh`) when it exists. Its keys are the
+The settings file is `PANDA_CONFIG_FILE`, else `config.toml` in the configuration directory
+(`$XDG_CONFIG_HOME/panda-mesh`, else `~/.config/panda-mesh`) when it exists (else the same
+directory's `panda.toml`, its former name, with a notice). Its keys are the
 settings' names: the variables' without `PANDA_`, in lower case (`heartbeat_timeout_seconds =
 3600`); `server_address`, `jedi_address` and `iam_address` for PANDA_SERVER, PANDA_JEDI, PANDA_IAM.
 """
@@ -18,8 +19,10 @@ settings' names: the variables' without `PANDA_`, in lower case (`heartbeat_time
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -36,15 +39,18 @@ from pydantic_settings import (
 __all__ = [
     "CONFIG_FILE_NAME", "CONFIG_FILE_VARIABLE", "DEFAULT_AUDIENCE", "DEFAULT_IAM_ADDRESS", "DEFAULT_IAM_HTTP_PORT",
     "DEFAULT_IAM_ISSUER", "DEFAULT_IAM_METRICS_PORT", "DEFAULT_JEDI_ADDRESS", "DEFAULT_JEDI_METRICS_PORT",
-    "DEFAULT_SERVER_ADDRESS", "DEFAULT_SERVER_METRICS_PORT", "ENV_PREFIX", "CallerSettings", "DataDirSettings",
-    "DatabaseSettings", "IamAddressSettings", "IssuerSettings", "JediAddressSettings", "JobDefaultsSettings",
-    "PandaSettings", "ServerAddressSettings", "ServingSettings", "SettingsFileError", "TrustedIssuersSettings",
-    "credential_variables", "default_config_dir", "default_data_dir", "settings_file", "variable_names",
+    "DEFAULT_SERVER_ADDRESS", "DEFAULT_SERVER_METRICS_PORT", "ENV_PREFIX", "FORMER_CONFIG_FILE_NAME",
+    "CallerSettings", "DataDirSettings", "DatabaseSettings", "FileValue", "IamAddressSettings", "IssuerSettings",
+    "JediAddressSettings", "JobDefaultsSettings", "PandaSettings", "ServerAddressSettings", "ServingSettings",
+    "SettingsFileError", "TrustedIssuersSettings", "credential_variables", "default_config_dir", "default_data_dir",
+    "environment_variable", "file_values", "is_credential", "settings_file", "variable_names",
 ]
 
 ENV_PREFIX = "PANDA_"
 CONFIG_FILE_VARIABLE = "PANDA_CONFIG_FILE"
-CONFIG_FILE_NAME = "panda.toml"
+CONFIG_FILE_NAME = "config.toml"
+# Read when only it exists, with a notice: the settings file's name until it became config.toml.
+FORMER_CONFIG_FILE_NAME = "panda.toml"
 
 # Fixed default addresses, all on loopback, so the command line finds a local `panda up`.
 DEFAULT_SERVER_ADDRESS = "127.0.0.1:25080"
@@ -80,16 +86,30 @@ class SettingsFileError(ValueError):
 
 
 def settings_file() -> Path | None:
-    """The settings file to read: PANDA_CONFIG_FILE (which must exist), else panda.toml in the
-    configuration directory if there is one."""
+    """The settings file to read: PANDA_CONFIG_FILE (which must exist), else config.toml in the
+    configuration directory if there is one, else panda.toml there (its former name)."""
     named = os.environ.get(CONFIG_FILE_VARIABLE)
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
             raise SettingsFileError(f"{CONFIG_FILE_VARIABLE}={named}: no such file")
         return path
-    path = default_config_dir() / CONFIG_FILE_NAME
-    return path if path.is_file() else None
+    directory = default_config_dir()
+    path = directory / CONFIG_FILE_NAME
+    if path.is_file():
+        return path
+    former = directory / FORMER_CONFIG_FILE_NAME
+    if former.is_file():
+        _say_renamed(former, path)
+        return former
+    return None
+
+
+@cache
+def _say_renamed(former: Path, path: Path) -> None:
+    """Once per process, however many parts' settings read the file."""
+    print(f"panda: reading {former}: the settings file is now called {path.name}; rename it to {path}",
+          file=sys.stderr)
 
 
 def variable_names(name: str, info: FieldInfo) -> list[str]:
@@ -102,42 +122,66 @@ def variable_names(name: str, info: FieldInfo) -> list[str]:
     return [ENV_PREFIX + name.upper()]
 
 
+def environment_variable(name: str, info: FieldInfo) -> str | None:
+    """The environment variable that sets the field `name` in this process, if one does: the
+    first of its names that is set (case aside, as the settings classes read them)."""
+    present = {key.upper() for key in os.environ}
+    return next((variable for variable in variable_names(name, info) if variable.upper() in present), None)
+
+
+def is_credential(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("credential"))
+
+
+@dataclass(frozen=True)
+class FileValue:
+    """A setting's value in the settings file, and where: its part's section ("cli" for
+    `[cli]`), or "" for the top level."""
+
+    value: Any
+    section: str
+
+
+def file_values(settings_cls: type[BaseSettings]) -> dict[str, FileValue]:
+    """What the settings file sets of `settings_cls`'s settings: the top level, overlaid with
+    the section of the settings' part. A key that part's section does not know is an error."""
+    path = settings_file()
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise SettingsFileError(f"settings file {path}: {error}") from None
+    # A key is the setting's own name (`server_address`, not the short `PANDA_SERVER`,
+    # whose `server` would collide with the [server] section).
+    keys = settings_cls.model_fields
+    component = getattr(settings_cls, "component", "")
+    section = data.get(component, {}) if component else {}
+    if not isinstance(section, dict):
+        raise SettingsFileError(f"settings file {path}: [{component}] must be a table")
+    unknown = sorted(key for key in section if key not in keys)
+    if unknown:
+        raise SettingsFileError(
+            f"settings file {path}: [{component}] has no setting {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(keys))})"
+        )
+    values: dict[str, FileValue] = {}
+    # Top-level keys a part does not read are other parts' settings: not an error here.
+    top_level = {key: value for key, value in data.items() if not isinstance(value, dict)}
+    for where, source in (("", top_level), (component, section)):
+        for key, value in source.items():
+            if key in keys:
+                values[key] = FileValue(value, where)
+    return values
+
+
 class _SettingsFileSource(PydanticBaseSettingsSource):
     """The settings file's top level, overlaid with the section of the settings' part."""
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        self._values = self._read(settings_cls)
-
-    @staticmethod
-    def _read(settings_cls: type[BaseSettings]) -> dict[str, Any]:
-        path = settings_file()
-        if path is None:
-            return {}
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise SettingsFileError(f"settings file {path}: {error}") from None
-        # A key is the setting's own name (`server_address`, not the short `PANDA_SERVER`,
-        # whose `server` would collide with the [server] section).
-        keys = {name: name for name in settings_cls.model_fields}
-        component = getattr(settings_cls, "component", "")
-        section = data.get(component, {}) if component else {}
-        if not isinstance(section, dict):
-            raise SettingsFileError(f"settings file {path}: [{component}] must be a table")
-        unknown = sorted(key for key in section if key not in keys)
-        if unknown:
-            raise SettingsFileError(
-                f"settings file {path}: [{component}] has no setting {', '.join(unknown)} "
-                f"(known: {', '.join(sorted(settings_cls.model_fields))})"
-            )
-        values: dict[str, Any] = {}
-        # Top-level keys a part does not read are other parts' settings: not an error here.
-        for source in ({k: v for k, v in data.items() if not isinstance(v, dict)}, section):
-            for key, value in source.items():
-                if key in keys:
-                    values[keys[key]] = value
-        return values
+        self._values = {name: found.value for name, found in file_values(settings_cls).items()}
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._values.get(field_name), field_name, False
@@ -326,7 +370,6 @@ def credential_variables() -> frozenset[str]:
         group = groups.pop()
         groups.extend(group.__subclasses__())
         for name, info in group.model_fields.items():
-            extra = info.json_schema_extra
-            if isinstance(extra, dict) and extra.get("credential"):
+            if is_credential(info):
                 names.update(variable_names(name, info))
     return frozenset(names)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Everything the tests need, then the tests: the package with its test dependencies, buf (from
 # npm) for the contract checks and oidc-provider (npm) as the external OIDC provider the tests
-# trust, Debian's gRPC for C++ for the benchmark's simulated pilots, a running PostgreSQL on
-# 127.0.0.1:5432; then the checks (contracts, ruff, mypy, the settings table) and the suite,
-# which runs every server test on SQLite and on PostgreSQL, three tests at a time. Extra
-# arguments go to pytest.
+# trust, Debian's gRPC for C++ for the benchmark's simulated pilots, zsh, fish and bash-completion
+# for the shell completion tests, a running PostgreSQL on 127.0.0.1:5432; then the checks
+# (contracts, ruff, mypy, the settings table) and the suite, which runs every server test on
+# SQLite and on PostgreSQL, three tests at a time. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,10 @@ fi
 if ! command -v grpc_cpp_plugin >/dev/null || ! pkg-config --exists grpc++ 2>/dev/null; then
   echo "==> installing gRPC for C++ (the benchmark's simulated pilots, bench/pilots/)"
   apt_install libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler pkg-config g++
+fi
+if ! command -v zsh >/dev/null || ! command -v fish >/dev/null || [ ! -f /usr/share/bash-completion/bash_completion ]; then
+  echo "==> installing zsh, fish and bash-completion (the shell completion tests type into them)"
+  apt_install zsh fish bash-completion
 fi
 echo "==> installing buf and oidc-provider (npm ci)"
 npm ci --silent --no-audit --no-fund >/dev/null

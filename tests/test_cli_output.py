@@ -45,12 +45,15 @@ class Result:
 
 
 @pytest.fixture
-def panda(server: ServerHandle, capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
-    """`panda --server ADDR ARGS...` in-process: exit code, stdout and stderr (not a terminal)."""
+def panda(server: ServerHandle, capsys: pytest.CaptureFixture[str],
+          monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
+    """`panda ARGS...` in-process, its server at PANDA_SERVER: exit code, stdout and stderr (not a
+    terminal)."""
+    monkeypatch.setenv("PANDA_SERVER", server.address)
 
     def run(*argv: str) -> Result:
         capsys.readouterr()
-        code = main(["--server", server.address, *argv])
+        code = main(list(argv))
         out, err = capsys.readouterr()
         return Result(code, out, err)
 

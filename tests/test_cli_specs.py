@@ -476,7 +476,7 @@ def test_watch_initial_event_and_exit_codes() -> None:
 def test_submit_command_keeps_its_own_options() -> None:
     args = parse_args(["submit", "--queue", "local", "--", "echo", "--json", "-n"])
     assert args.payload == ["--", "echo", "--json", "-n"]
-    assert args.json is False
+    assert args.json is None  # not given: main() takes the output_format setting
 
 
 def test_global_options_before_or_after_the_subcommand() -> None:

@@ -44,8 +44,10 @@ def panda(panda_up: UpProcess, capsys: pytest.CaptureFixture[str], *argv: str) -
             env.delenv(name, raising=False)
         env.setenv("XDG_CONFIG_HOME", str(panda_up.config_home))
         env.setenv("PANDA_IAM", panda_up.iam_address())
+        # Not --server: not every command takes it (whoami calls the identity service).
+        env.setenv("PANDA_SERVER", panda_up.address)
         capsys.readouterr()
-        code = main(["--server", panda_up.address, *argv])
+        code = main(list(argv))
         return code, capsys.readouterr().out
 
 

@@ -80,7 +80,10 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
                        capsys) -> None:
     def panda(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = main(["--server", server.address, *argv])
+        with pytest.MonkeyPatch.context() as env:
+            # Not --server: the task commands call JEDI only, and take only --jedi.
+            env.setenv("PANDA_SERVER", server.address)
+            code = main(list(argv))
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
@@ -131,8 +134,8 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
                                     "of 6 file(s); jobs: finished=3")
     # At a terminal: the counts drawn live, with a bar of the files done.
     watched = subprocess.run(
-        [sys.executable, "-m", "panda_cli.main", "--server", server.address, "task", "watch", str(task_id),
-         "--jedi", jedi.address], capture_output=True, text=True, timeout=300, env={**os.environ, **TERMINAL})
+        [sys.executable, "-m", "panda_cli.main", "task", "watch", str(task_id), "--jedi", jedi.address],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **TERMINAL})
     assert watched.returncode == 0, watched.stdout + watched.stderr
     assert "\x1b[" in watched.stderr and "scouting -> scouted" in watched.stderr and "6/6" in watched.stderr
     assert f"task {task_id} done: 6 done, 0 failed, 0 running, 0 waiting, 0 cancelled, of 6 file(s)" in watched.stderr

@@ -81,7 +81,7 @@ def test_prun_placeholders_become_this_systems(exec_string: str, command: str) -
 def usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """The error line of `panda run ARGV` (exit 2), nothing sent: nothing listens on port 1."""
     try:
-        code = main(["--server", "127.0.0.1:1", "run", "--jedi", "127.0.0.1:1", *argv])
+        code = main(["run", "--jedi", "127.0.0.1:1", *argv])
     except SystemExit as exit_:  # argparse's own refusals
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
@@ -155,9 +155,11 @@ def test_the_monitor_link() -> None:
 
 def test_panda_run_submits_a_task_that_runs_to_done(jedi, server, local_queue, storage_dir: Path,  # type: ignore[no-untyped-def]
                                                     start_pilot, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("PANDA_SERVER", server.address)  # dataset register's copy asks the server too
+
     def panda(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
-        code = main(["--server", server.address, *argv, "--jedi", jedi.address])
+        code = main([*argv, "--jedi", jedi.address])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

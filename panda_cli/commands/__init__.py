@@ -3,8 +3,23 @@
 (panda_cli.arguments), and main.build_parser() calls them in this order (the order of
 `panda --help`). The commands themselves are in panda_cli's other modules."""
 
-from panda_cli.commands import datasets, db, iam, jobs, login, pilot, queues, run, serve, storage, tasks, up
+from panda_cli.commands import (
+    completion,
+    config,
+    datasets,
+    db,
+    iam,
+    jobs,
+    login,
+    pilot,
+    queues,
+    run,
+    serve,
+    storage,
+    tasks,
+    up,
+)
 
 __all__ = ["GROUPS"]
 
-GROUPS = (up, jobs, queues, storage, tasks, run, datasets, login, iam, serve, pilot, db)
+GROUPS = (up, jobs, queues, storage, tasks, run, datasets, login, iam, serve, pilot, db, config, completion)

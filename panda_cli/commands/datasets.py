@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from panda_cli import datasets
-from panda_cli.arguments import Commands, jedi_address_option, non_negative_int, positive_int, task_id_arg
+from panda_cli.arguments import (
+    Commands,
+    completes,
+    jedi_address_option,
+    non_negative_int,
+    positive_int,
+    server_address_option,
+    task_id_arg,
+)
+from panda_cli.completion import queue_names
 
 __all__ = ["register"]
 
@@ -11,13 +20,14 @@ __all__ = ["register"]
 def register(commands: Commands) -> None:
     dataset = commands.with_options(jedi_address_option()).group(
         "dataset", "register, list and show datasets (JEDI)", "datasets", dest="dataset_command")
-    p = dataset.command("register", datasets.cmd_dataset_register,
+    # It asks the server where a queue's storage element is, and registers with JEDI.
+    p = dataset.with_options(server_address_option()).command("register", datasets.cmd_dataset_register,
                         "copy files onto a storage element and register them as a dataset")
     p.add_argument("name", metavar="NAME")
     p.add_argument("files", nargs="+", metavar="FILE")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--queue", default="local", metavar="Q",
-                       help="put the files on this queue's storage element (default local)")
+    completes(where.add_argument("--queue", metavar="Q", help="put the files on this queue's storage element "
+                                 "(default: the default_queue setting, else local)"), queue_names)
     where.add_argument("--se", metavar="NAME", help="or on this configured storage element (panda se list)")
     p.add_argument("--events", type=non_negative_int, default=0, metavar="N", help="events in each file")
     p.add_argument("--prefix", default="", metavar="P", help="prepended to each file name to make its LFN")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from panda_cli import jobs
-from panda_cli.arguments import Commands, job_id_arg, positive_int
+from panda_cli.arguments import Commands, completes, job_id_arg, positive_int, server_address_option
+from panda_cli.completion import choices, queue_names
 from panda_cli.output import job_state_choices
 from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
 
@@ -20,6 +21,7 @@ examples:
 
 
 def register(commands: Commands) -> None:
+    commands = commands.with_options(server_address_option())
     p = commands.command(
         "submit",
         jobs.cmd_submit,
@@ -31,7 +33,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--batch-size", type=positive_int, metavar="N",
                    help=f"with -f: jobs per call, each call atomic (default {DEFAULT_MAX_SUBMIT_JOBS}, the most a "
                         "server takes unless set otherwise)")
-    p.add_argument("--queue", metavar="Q", help="queue to run on")
+    completes(p.add_argument("--queue", metavar="Q", help="queue to run on (default: the default_queue setting)"),
+              queue_names)
     p.add_argument("--input", action="append", metavar="LFN", help="input file (repeatable)")
     p.add_argument("--output", action="append", metavar="NAME", help="output file to stage out (repeatable)")
     p.add_argument("--cores", type=positive_int, metavar="N")
@@ -47,8 +50,9 @@ def register(commands: Commands) -> None:
     )
 
     p = commands.command("jobs", jobs.cmd_list, "list jobs, newest first")
-    p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices()))
-    p.add_argument("--queue", metavar="Q")
+    completes(p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices())),
+              choices(job_state_choices()))
+    completes(p.add_argument("--queue", metavar="Q"), queue_names)
     p.add_argument("--task", type=int, metavar="ID")
     p.add_argument("--owner", metavar="O")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
@@ -64,7 +68,7 @@ def register(commands: Commands) -> None:
     p.add_argument("--reason", help="recorded in the job's history")
     p = job.command("reassign", jobs.cmd_reassign, "move jobs that have not started to another queue")
     p.add_argument("job_ids", type=job_id_arg, nargs="+", metavar="ID")
-    p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to")
+    completes(p.add_argument("--queue", required=True, metavar="Q", help="queue to move them to"), queue_names)
     p = job.command("watch", jobs.cmd_watch,
                     "print the states a job went through, then follow it until it ends "
                     "(exit 0 if it finished, 6 if it failed or was cancelled)")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from panda_cli import tasks
-from panda_cli.arguments import Commands, jedi_address_option, positive_int, task_id_arg
+from panda_cli.arguments import Commands, completes, jedi_address_option, positive_int, task_id_arg
+from panda_cli.completion import choices, queue_names
 
 __all__ = ["register"]
 
@@ -36,7 +37,8 @@ def register(commands: Commands) -> None:
         p.add_argument("--reason", help="recorded in the task's history")
     p = task.command("reassign", tasks.cmd_task_command, "send the task's queued and future jobs to other queues")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
-    p.add_argument("--queue", action="append", required=True, metavar="Q", help="queue to use (repeatable)")
+    completes(p.add_argument("--queue", action="append", required=True, metavar="Q", help="queue to use (repeatable)"),
+              queue_names)
     p.add_argument("--reason", help="recorded in the task's history")
     p = task.command("priority", tasks.cmd_task_command, "set the priority of the task's next jobs")
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
@@ -44,7 +46,8 @@ def register(commands: Commands) -> None:
 
     p = jedi.command("tasks", tasks.cmd_tasks, "list tasks, newest first")
     states = p.add_mutually_exclusive_group()
-    states.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices()))
+    completes(states.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices())),
+              choices(tasks.task_state_choices()))
     states.add_argument("--active", action="store_true", help="tasks not ended (any state but done, finished, "
                         "failed, aborted, broken)")
     states.add_argument("--ended", action="store_true", help="tasks done, finished, failed, aborted or broken")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from panda_cli import up
-from panda_cli.arguments import Commands, non_negative_int
+from panda_cli.arguments import SERVER_LISTEN_HELP, Commands, non_negative_int, server_address_option
 
 __all__ = ["register"]
 
 
 def register(commands: Commands) -> None:
-    p = commands.command(
+    p = commands.with_options(server_address_option(SERVER_LISTEN_HELP)).command(
         "up",
         up.cmd_up,
         "run the identity service, the server, JEDI and pilots in the foreground (Ctrl-C stops)",
