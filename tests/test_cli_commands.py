@@ -19,13 +19,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from panda.server.v1 import job_pb2, job_service_pb2
 from panda_cli.main import main
+from tests.cli_support import Result
 from tests.server_support import get_job, wait_for
 from tools.cluster import ServerHandle, free_port
 
@@ -34,14 +34,6 @@ EXAMPLE_JOBS = Path(__file__).resolve().parents[1] / "examples" / "jobs.yaml"
 UNREACHABLE = "cannot reach the server at {} (is `panda up` running? set PANDA_SERVER or --server)"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 Panda = Callable[..., Result]

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 from panda.server.v1 import job_pb2, job_service_pb2
 from panda_cli.main import build_parser, main
 from panda_cli.output import id_ranges
+from tests.cli_support import Result
 from tests.server_support import get_job, wait_for
 from tools.cluster import IdentityHandle, ServerHandle, free_port
 
@@ -34,14 +34,6 @@ TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "TERM": "xterm-256col
 ESCAPE = "\x1b["
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def lines(self) -> list[str]:
-        return self.out.splitlines()
 
 
 @pytest.fixture

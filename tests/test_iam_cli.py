@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import pytest
 from sqlalchemy import text
 
 from panda_cli.main import main
+from tests.cli_support import Result
 from tests.iam_support import USER_CODE, Browser, Iam, sign_in_and_decide, verify
 
 pytest_plugins = ["tests.iam_fixtures"]
@@ -33,11 +33,6 @@ pytest_plugins = ["tests.iam_fixtures"]
 TOKEN_FILE_KEYS = {"issuer", "client_id", "access_token", "refresh_token", "expires_at", "token_type"}
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 Panda = Callable[..., Result]
