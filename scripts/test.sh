@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything the tests need, then the tests: the package with its test dependencies, buf (from
-# npm) for the contract checks and oidc-provider (npm) as the external OIDC provider the tests
-# trust, Debian's gRPC for C++ for the benchmark's simulated pilots, zsh, fish and bash-completion
-# for the shell completion tests, a running PostgreSQL on 127.0.0.1:5432; then the checks
+# npm) for the contract checks, oidc-provider (npm) as the external OIDC provider the tests
+# trust and @grpc/grpc-js with @grpc/proto-loader (npm) for the Node.js client test, Debian's
+# gRPC for C++ for the benchmark's simulated pilots, zsh, fish and bash-completion for the shell
+# completion tests, a running PostgreSQL on 127.0.0.1:5432; then the checks
 # (contracts, ruff, mypy, the settings table) and the suite, which runs every server test on
 # SQLite and on PostgreSQL, three tests at a time. Extra arguments go to pytest.
 set -euo pipefail
@@ -31,7 +32,7 @@ if ! command -v zsh >/dev/null || ! command -v fish >/dev/null || [ ! -f /usr/sh
   echo "==> installing zsh, fish and bash-completion (the shell completion tests type into them)"
   apt_install zsh fish bash-completion
 fi
-echo "==> installing buf and oidc-provider (npm ci)"
+echo "==> installing buf, oidc-provider and the Node.js gRPC client (npm ci)"
 npm ci --silent --no-audit --no-fund >/dev/null
 
 postgres_up() { .venv/bin/python - <<'PY'

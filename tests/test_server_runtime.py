@@ -8,6 +8,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import grpc
+import pytest
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -30,7 +33,7 @@ def test_server_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_health_and_reflection(channel) -> None:  # type: ignore[no-untyped-def]
+def test_health_and_reflection(server, channel) -> None:  # type: ignore[no-untyped-def]
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", "panda.server.v1.JobService", "panda.server.v1.DispatchService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
@@ -41,6 +44,21 @@ def test_health_and_reflection(channel) -> None:  # type: ignore[no-untyped-def]
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert {"panda.server.v1.JobService", "panda.server.v1.QueueService",
             "panda.server.v1.DispatchService", "grpc.health.v1.Health"} <= names
+    # What grpcurl's `describe` asks: the file defining a symbol, with the files it imports.
+    replies = reflection.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(file_containing_symbol="panda.server.v1.JobService")]),
+        timeout=5)
+    files = {descriptor_pb2.FileDescriptorProto.FromString(raw).name
+             for reply in replies for raw in reply.file_descriptor_response.file_descriptor_proto}
+    assert "panda/server/v1/job_service.proto" in files
+    # Health answers anyone; reflection describes every method, so it needs a token.
+    with grpc.insecure_channel(server.address) as anonymous:
+        health_pb2_grpc.HealthStub(anonymous).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        refused = reflection_pb2_grpc.ServerReflectionStub(anonymous).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        with pytest.raises(grpc.RpcError) as error:
+            list(refused)
+        assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_metrics_for_prometheus(server, channel, jobs_stub, local_queue) -> None:  # type: ignore[no-untyped-def]

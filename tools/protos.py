@@ -5,8 +5,10 @@
     python -m tools.protos lint       # buf lint (STANDARD)
     python -m tools.protos breaking [--against REF]   # buf breaking (WIRE_JSON) against a git ref
 
-buf has no route to its registry here, so the googleapis imports come from the
-`googleapis-common-protos` package: protoc builds one descriptor image and buf reads it.
+The googleapis protos the contracts import (google/api, google/rpc) are vendored, unchanged, in
+third_party/googleapis/: every build (protoc here, buf from the repository root, other languages'
+clients) reads that one copy, offline. `lint` is plain `buf lint` with buf.yaml; `breaking`
+builds a descriptor image of each side with protoc (the old side is a git ref's proto/) for buf.
 """
 
 from __future__ import annotations
@@ -25,14 +27,8 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GENERATED_DIR = ROOT / "generated"
+GOOGLEAPIS_DIR = ROOT / "third_party" / "googleapis"
 GRPC_TOOLS_INCLUDE = Path(grpc_tools.__file__).parent / "_proto"
-
-
-def googleapis_include() -> Path:
-    """Where the googleapis protos (google/api, google/rpc) of `googleapis-common-protos` lie."""
-    import google.api.annotations_pb2 as annotations
-
-    return Path(annotations.__file__).parent.parent.parent
 
 
 def _proto_files(proto_dir: Path) -> list[str]:
@@ -48,7 +44,7 @@ def _protoc(proto_dir: Path, extra: list[str]) -> None:
     args = [
         "protoc",
         f"-I{proto_dir}",
-        f"-I{googleapis_include()}",
+        f"-I{GOOGLEAPIS_DIR}",
         f"-I{GRPC_TOOLS_INCLUDE}",
         *extra,
         *_proto_files(proto_dir),
@@ -119,11 +115,7 @@ def _buf_paths() -> list[str]:
 
 
 def lint() -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "image.binpb"
-        _image(PROTO_DIR, image)
-        config = (ROOT / "buf.yaml").read_text()
-        return subprocess.call([_buf(), "lint", f"{image}#format=binpb", "--config", config, *_buf_paths()])
+    return subprocess.call([_buf(), "lint"], cwd=ROOT)
 
 
 def breaking(against: str) -> int:

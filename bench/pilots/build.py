@@ -21,7 +21,7 @@ REPO_ROOT = HERE.parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # tools/ is not an installed package
 
-from tools.protos import PROTO_DIR, googleapis_include  # noqa: E402
+from tools.protos import GOOGLEAPIS_DIR, PROTO_DIR  # noqa: E402
 
 BUILD_DIR = HERE / "build"
 BINARY = BUILD_DIR / "bench_pilots"
@@ -66,9 +66,8 @@ def build(quiet: bool = False) -> Path:
     generated = BUILD_DIR / "gen"
     shutil.rmtree(generated, ignore_errors=True)
     generated.mkdir(parents=True)
-    googleapis = googleapis_include()
     _run([
-        "protoc", f"-I{PROTO_DIR}", f"-I{googleapis}", f"--cpp_out={generated}", f"--grpc_out={generated}",
+        "protoc", f"-I{PROTO_DIR}", f"-I{GOOGLEAPIS_DIR}", f"--cpp_out={generated}", f"--grpc_out={generated}",
         f"--plugin=protoc-gen-grpc={shutil.which('grpc_cpp_plugin')}", *PROTOS, *GOOGLEAPIS_PROTOS,
     ])
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "grpc++", "protobuf"], capture_output=True,
