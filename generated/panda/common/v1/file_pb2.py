@@ -24,14 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apanda/common/v1/file.proto\x12\x0fpanda.common.v1\"X\n\x0b\x46ileReplica\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0f\n\x07\x61\x64ler32\x18\x03 \x01(\t\x12\x17\n\x0fstorage_element\x18\x04 \x01(\tB]\n\x17org.pandamesh.common.v1P\x01Z@github.com/panda-mesh/panda-mesh/gen/go/panda/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1apanda/common/v1/file.proto\x12\x0fpanda.common.v1\"X\n\x0b\x46ileReplica\x12\x0b\n\x03lfn\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0f\n\x07\x61\x64ler32\x18\x03 \x01(\t\x12\x17\n\x0fstorage_element\x18\x04 \x01(\tBG\n\x17org.pandamesh.common.v1P\x01Z*panda-mesh/gen/go/panda/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'panda.common.v1.file_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\n\027org.pandamesh.common.v1P\001Z@github.com/panda-mesh/panda-mesh/gen/go/panda/common/v1;commonv1'
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027org.pandamesh.common.v1P\001Z*panda-mesh/gen/go/panda/common/v1;commonv1'
   _globals['_FILEREPLICA']._serialized_start=47
   _globals['_FILEREPLICA']._serialized_end=135
 # @@protoc_insertion_point(module_scope)

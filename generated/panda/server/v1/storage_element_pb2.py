@@ -26,14 +26,14 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%panda/server/v1/storage_element.proto\x12\x0fpanda.server.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n\x0eStorageElement\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x12storage_element_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x0b\n\x03vos\x18\x05 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42]\n\x17org.pandamesh.server.v1P\x01Z@github.com/panda-mesh/panda-mesh/gen/go/panda/server/v1;serverv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%panda/server/v1/storage_element.proto\x12\x0fpanda.server.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x01\n\x0eStorageElement\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x12storage_element_id\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0e\n\x06queues\x18\x04 \x03(\t\x12\x0b\n\x03vos\x18\x05 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x42G\n\x17org.pandamesh.server.v1P\x01Z*panda-mesh/gen/go/panda/server/v1;serverv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'panda.server.v1.storage_element_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'\n\027org.pandamesh.server.v1P\001Z@github.com/panda-mesh/panda-mesh/gen/go/panda/server/v1;serverv1'
+  _globals['DESCRIPTOR']._serialized_options = b'\n\027org.pandamesh.server.v1P\001Z*panda-mesh/gen/go/panda/server/v1;serverv1'
   _globals['_STORAGEELEMENT'].fields_by_name['name']._loaded_options = None
   _globals['_STORAGEELEMENT'].fields_by_name['name']._serialized_options = b'\342A\001\003'
   _globals['_STORAGEELEMENT'].fields_by_name['create_time']._loaded_options = None
