@@ -5,7 +5,6 @@ tasks.py, datasets.py, iam.py, login.py, runners.py and up.py."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +15,7 @@ from panda_runtime.client.errors import ServiceError
 
 from .arguments import JSON_HELP, SERVER_HELP, Commands, Handler, new_parser, refuse_flags_before
 from .errors import CliError, ExitCode, exit_code_of
+from .output import discard_output
 
 __all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_settings"]
 
@@ -133,8 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERRUPTED
     except BrokenPipeError:
         # `panda jobs | head`: the reader left; say nothing, and keep Python quiet at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        discard_output(sys.stdout)
         return ExitCode.FAILED
     except Exception as exc:
         from pydantic import ValidationError

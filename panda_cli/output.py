@@ -266,6 +266,15 @@ def list_footer(shown: int, total: int, next_page_token: str) -> str:
     return footer
 
 
+def discard_output(stream: TextIO) -> None:
+    """From now on, what is written to `stream` goes to /dev/null: its reader went away."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
 class _PastClosedReader(io.TextIOBase):
     """A text stream whose reader may go away (the `tee` or `head` it is piped into ended, or
     the terminal closed): from then on what is written goes to /dev/null instead of raising
@@ -294,11 +303,7 @@ class _PastClosedReader(io.TextIOBase):
         return self._stream.isatty()
 
     def _discard(self) -> None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, self._stream.fileno())
-        finally:
-            os.close(devnull)
+        discard_output(self._stream)
         with contextlib.suppress(OSError):
             self._stream.flush()  # what was buffered goes to /dev/null now
 

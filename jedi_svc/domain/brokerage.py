@@ -52,6 +52,8 @@ class QueueInfo:
     queued: int = 0
     # The storage elements that serve the queue; None: not known, every replica is taken as usable.
     elements: tuple[ElementAccess, ...] | None = None
+    # The ids of those open to each VO asked about: brokerage asks for every file of every job.
+    _readable: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def usable(self, replicas: list[str], vo: str) -> list[str]:
         """Of a file's replicas (element ids), those this queue's jobs of `vo` may read, the
@@ -61,7 +63,9 @@ class QueueInfo:
         if self.elements is None:
             usable = list(replicas)
         else:
-            allowed = {e.element_id for e in self.elements if e.open_to(vo)}
+            allowed = self._readable.get(vo)
+            if allowed is None:
+                allowed = self._readable[vo] = frozenset(e.element_id for e in self.elements if e.open_to(vo))
             usable = [r for r in replicas if r in allowed]
         if self.storage_element in usable:
             usable.remove(self.storage_element)
