@@ -149,23 +149,32 @@ def _query_fields(message: Descriptor, prefix: str, bound: set[str], depth: int 
     return found
 
 
+def _parameter_names(route: Route) -> dict[str, str]:
+    """Each path variable's name in the document: the field's own name (`user_id` for
+    `{user.user_id}`; tools read a dotted name as an attribute), its whole path when two would
+    share one."""
+    leaves = [variable.rpartition(".")[2] for variable in route.template.variables]
+    return {variable: leaf if leaves.count(leaf) == 1 else variable.replace(".", "_")
+            for variable, leaf in zip(route.template.variables, leaves, strict=True)}
+
+
 def _path(route: Route) -> str:
-    """The template as an OpenAPI path: `{group=groups/**}` is `{group}`."""
+    """The template as an OpenAPI path: `{group=groups/**}` is `{group}`, `{user.user_id}` `{user_id}`."""
     text = route.template.text
-    for variable in route.template.variables:
+    for variable, name in _parameter_names(route).items():
         start = text.index("{" + variable)
         end = text.index("}", start)
-        text = text[:start] + "{" + variable + "}" + text[end + 1:]
+        text = text[:start] + "{" + name + "}" + text[end + 1:]
     return text
 
 
 def _parameters(route: Route, schemas: _Schemas) -> list[Schema]:
     parameters: list[Schema] = []
-    for variable in route.template.variables:
+    for variable, name in _parameter_names(route).items():
         schema = schemas.single(_leaf(route.request_type, variable))
         if variable in route.template.multi_segment:
             schema = {"type": "string", "description": "may contain `/`"}
-        parameters.append({"name": variable, "in": "path", "required": True, "schema": schema})
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
     if route.body == "*":
         return parameters
     bound = set(route.template.variables) | ({route.body} if route.body else set())

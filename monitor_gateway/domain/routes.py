@@ -12,9 +12,8 @@ from google.protobuf.descriptor import Descriptor, MethodDescriptor
 
 from monitor_gateway.domain.templates import PathTemplate, parse_template
 
-__all__ = ["HTTP_METHODS", "Resolved", "Route", "RouteTable", "routes_of"]
+__all__ = ["Resolved", "Route", "RouteTable", "routes_of"]
 
-HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,8 @@ def parse_template(text: str) -> PathTemplate:
                 raise TemplateError(f"{text}: verb {verb!r} is not a literal")
             break
     pieces = re.split(r"/(?![^{]*\})", body)
+    if any("**" in piece for piece in pieces[:-1]):
+        raise TemplateError(f"{text}: `**` must be the last segment")
     regex: list[str] = []
     variables: list[str] = []
     multi: set[str] = set()

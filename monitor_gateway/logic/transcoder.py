@@ -36,8 +36,10 @@ class UpstreamError(Exception):
         self.status = status
 
 
-def _status(code: grpc.StatusCode, details: str | None, trailing: Metadata | None) -> status_pb2.Status:
-    """The service's status: its typed details when it sent them, else its code and message."""
+def _status(route: Route, code: grpc.StatusCode, details: str | None,
+            trailing: Metadata | None) -> status_pb2.Status:
+    """The service's status: its typed details when it sent them, else its code and message.
+    An UNAVAILABLE no service sent (the connection failed) says which service, not where it is."""
     for key, value in trailing or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
             try:
@@ -46,11 +48,14 @@ def _status(code: grpc.StatusCode, details: str | None, trailing: Metadata | Non
                 break
             if found.code == code.value[0]:
                 return found
+    if code == grpc.StatusCode.UNAVAILABLE:
+        log.warning("%s: %s", route.rpc, details)
+        return status_pb2.Status(code=code.value[0], message=f"{route.service} is unavailable; try again later")
     return status_pb2.Status(code=code.value[0], message=details or "")
 
 
-def _status_of(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    return _status(error.code(), error.details(), error.trailing_metadata())  # type: ignore[arg-type]
+def _status_of(route: Route, error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    return _status(route, error.code(), error.details(), error.trailing_metadata())  # type: ignore[arg-type]
 
 
 def _internal(route: Route, error: BaseException) -> UpstreamError:
@@ -111,7 +116,7 @@ class Transcoder:
         try:
             response: Message = await method(request, metadata=metadata, timeout=self._timeout(timeout, False))
         except grpc.aio.AioRpcError as error:
-            raise UpstreamError(_status_of(error)) from None
+            raise UpstreamError(_status_of(route, error)) from None
         except Exception as error:
             raise _internal(route, error) from None
         return response
@@ -147,14 +152,14 @@ class OpenStream:
                 raise UpstreamError(await self._ended_status(code))
 
     async def _ended_status(self, code: grpc.StatusCode) -> status_pb2.Status:
-        return _status(code, await self._call.details(), await self._call.trailing_metadata())  # type: ignore[arg-type]
+        return _status(self._route, code, await self._call.details(), await self._call.trailing_metadata())  # type: ignore[arg-type]
 
     async def next(self) -> Message | None:
         """The next message; None when the service ended the stream with OK."""
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as error:
-            raise UpstreamError(_status_of(error)) from None
+            raise UpstreamError(_status_of(self._route, error)) from None
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as error:

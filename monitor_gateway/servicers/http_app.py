@@ -17,20 +17,21 @@ import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 import orjson
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
 from monitor_gateway.domain import responses
 from monitor_gateway.domain.requests import RequestError, build_request, parse_grpc_timeout
-from monitor_gateway.domain.routes import HTTP_METHODS
 from monitor_gateway.domain.routes import Route as RpcRoute
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.logic.transcoder import Metadata, OpenStream, Transcoder, UpstreamError
@@ -229,15 +230,25 @@ class GatewayApp:
         return JSONResponse({"status": "serving"})
 
 
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (a wrong method on /openapi.json) in the gateway's error shape."""
+    status_code = error.status_code if isinstance(error, HTTPException) else 500
+    code = {404: code_pb2.NOT_FOUND, 405: code_pb2.UNIMPLEMENTED}.get(status_code, code_pb2.UNKNOWN)
+    headers = dict(error.headers or {}) if isinstance(error, HTTPException) else {}
+    return Response(responses.status_json(responses.status(code, HTTPStatus(status_code).phrase)),
+                    status_code=status_code, media_type=JSON, headers=headers)
+
+
 def build_app(transcoder: Transcoder, openapi: dict[str, Any], *, max_body_bytes: int,
               keepalive_seconds: float) -> Starlette:
     app = GatewayApp(transcoder, openapi, max_body_bytes=max_body_bytes, keepalive_seconds=keepalive_seconds)
-    methods = [method.upper() for method in HTTP_METHODS]
-    return Starlette(routes=[
+    starlette = Starlette(routes=[
         Route("/openapi.json", app.openapi, methods=["GET"]),
         Route("/docs", app.docs, methods=["GET"]),
         Route("/docs/init.js", app.docs_init, methods=["GET"]),
         Mount("/docs/assets", StaticFiles(directory=swagger_ui_directory()), name="docs-assets"),
         Route("/healthz", app.healthz, methods=["GET"]),
-        Route("/{path:path}", app.dispatch, methods=methods),
-    ])
+    ], exception_handlers={HTTPException: _http_error})
+    # Every other path, whatever its characters, is the API's: its routes are the gateway's own table.
+    starlette.router.default = request_response(app.dispatch)
+    return starlette
