@@ -18,9 +18,8 @@ from .settings import CliSettings
 
 __all__ = [
     "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_gateway", "cmd_serve_iam", "cmd_serve_jedi",
-    "cmd_serve_server",
-    "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory", "import_component", "upgrade",
-    "use_server_address",
+    "cmd_serve_server", "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory",
+    "import_component", "upgrade", "use_server_address",
 ]
 
 
