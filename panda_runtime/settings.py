@@ -73,6 +73,7 @@ __all__ = [
     "default_data_dir",
     "environment_variable",
     "file_values",
+    "gateway_url",
     "is_credential",
     "settings_file",
     "variable_names",
@@ -275,7 +276,7 @@ class ServerAddressSettings(PandaSettings):
     server_address: str = Field(
         default=DEFAULT_SERVER_ADDRESS,
         validation_alias=AliasChoices("PANDA_SERVER", "PANDA_SERVER_ADDRESS"),
-        description="where the job server listens, and where pilots, JEDI and the command line find it",
+        description="where the job server listens, and where pilots, JEDI, the gateway and the command line find it",
     )
 
 
@@ -283,7 +284,7 @@ class JediAddressSettings(PandaSettings):
     jedi_address: str = Field(
         default=DEFAULT_JEDI_ADDRESS,
         validation_alias=AliasChoices("PANDA_JEDI", "PANDA_JEDI_ADDRESS"),
-        description="where JEDI listens, and where the command line finds it",
+        description="where JEDI listens, and where the gateway and the command line find it",
     )
 
 
@@ -291,7 +292,8 @@ class IamAddressSettings(PandaSettings):
     iam_address: str = Field(
         default=DEFAULT_IAM_ADDRESS,
         validation_alias=AliasChoices("PANDA_IAM", "PANDA_IAM_ADDRESS"),
-        description="where the identity service's gRPC API listens, and where the command line finds it",
+        description="where the identity service's gRPC API listens, and where the gateway and the command line "
+        "find it",
     )
 
 
@@ -299,14 +301,19 @@ class GatewayAddressSettings(PandaSettings):
     gateway_address: str = Field(
         default=DEFAULT_GATEWAY_ADDRESS,
         validation_alias=AliasChoices("PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS"),
-        description="where the HTTP/JSON gateway listens (`host:port`), and where the command line finds it",
+        description="where the HTTP/JSON gateway listens (`host:port`), and where the command line's settings say "
+        "it is (`panda config show`)",
     )
 
     @property
     def gateway_url(self) -> str:
         """The gateway's base URL, as a browser or a script reaches it."""
-        address = self.gateway_address
-        return address if "://" in address else f"http://{address}"
+        return gateway_url(self.gateway_address)
+
+
+def gateway_url(address: str) -> str:
+    """The base URL of a gateway listening at `address`, as a browser or a script reaches it."""
+    return address if "://" in address else f"http://{address}"
 
 
 class IssuerSettings(PandaSettings):
