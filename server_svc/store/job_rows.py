@@ -91,12 +91,16 @@ _FILES_WITH_URLS = (
 )
 
 
+# Built once: building a statement and its cache key cost more than running it on every read.
+_FILES_OF_JOBS = _FILES_WITH_URLS.where(job_files.c.job_id.in_(bindparam("job_ids", expanding=True))).order_by(
+    job_files.c.file_id)
+
+
 def read_files(conn: Connection, job_ids: Sequence[int]) -> dict[int, list[JobFile]]:
     """The jobs' files, each with its storage element's URL."""
     files: dict[int, list[JobFile]] = {job_id: [] for job_id in job_ids}
     if job_ids:
-        query = _FILES_WITH_URLS.where(job_files.c.job_id.in_(job_ids)).order_by(job_files.c.file_id)
-        for row in conn.execute(query):
+        for row in conn.execute(_FILES_OF_JOBS, {"job_ids": list(job_ids)}):
             files[row.job_id].append(file_from_row(row._mapping))
     return files
 

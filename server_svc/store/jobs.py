@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.service.db import Store, scope_condition
@@ -26,6 +26,11 @@ _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
 }
 
 
+# Built once: building a statement and its cache key cost more than running it (GetJob's reads).
+_JOB = select(jobs).where(jobs.c.job_id == bindparam("job_id"))
+_HISTORY = select(job_events).where(job_events.c.job_id == bindparam("job_id")).order_by(job_events.c.cursor)
+
+
 def _condition(comparison: Comparison) -> ColumnElement[bool]:
     column = _FILTER_COLUMNS[comparison.field]
     value = comparison.value
@@ -38,14 +43,12 @@ def _condition(comparison: Comparison) -> ColumnElement[bool]:
 class JobStore(Store):
     def get(self, job_id: int, *, history: bool = True) -> JobRecord:
         with self._engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+            row = conn.execute(_JOB, {"job_id": job_id}).first()
             if row is None:
                 raise NotFound(f"job {job_id} not found", resource_type="job", resource_name=f"jobs/{job_id}")
             job = record_from_row(dict(row._mapping), read_files(conn, [job_id])[job_id])
             if history:
-                events = conn.execute(
-                    select(job_events).where(job_events.c.job_id == job_id).order_by(job_events.c.cursor)
-                )
+                events = conn.execute(_HISTORY, {"job_id": job_id})
                 job.history = [event_from_row(e._mapping) for e in events]
         return job
 
