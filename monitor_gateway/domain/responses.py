@@ -11,6 +11,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
+from monitor_gateway.domain import json_plans
+
 __all__ = [
     "CURSOR_FIELD", "RESUME_FIELD", "event_cursor", "message_document", "message_json", "ndjson_error",
     "ndjson_result", "sse_comment", "sse_error", "sse_result", "status", "status_json",
@@ -27,7 +29,7 @@ CURSOR_FIELD = "cursor"
 
 
 def message_document(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+    return json_plans.message_document(message)
 
 
 def message_json(message: Message) -> bytes:
