@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "METHODS", "UNMATCHED", "HttpMetrics", "RouteNamer",
@@ -42,14 +43,19 @@ RouteNamer = Callable[[Scope], str | None]
 
 def starlette_route(scope: Scope) -> str | None:
     """The path template of the Starlette route the request matched (a 405 names the route its
-    path matched), with the templates of the mounts it is under; None when none matched."""
+    path matched), after the paths of the mounts it is under; a mounted app (one with no routes
+    of its own) is `<mount>/{path:path}`. None when no route matched, a mount's routes included."""
     route = scope.get("route")
-    template = getattr(route, "path", None) if route is not None else None
-    if template is None:
+    if route is None:
         return None
     # Mounts add the part of the path they matched to root_path, after the app's own.
     mounted = str(scope.get("root_path", ""))[len(str(scope.get("app_root_path", ""))):]
-    return f"{mounted}{template}" if mounted else str(template)
+    if isinstance(route, Mount):
+        return None if route.routes else f"{mounted}/{{path:path}}"
+    template = getattr(route, "path", None)
+    if template is None:
+        return None
+    return f"{mounted}{template}"
 
 
 class HttpMetrics:
