@@ -101,7 +101,7 @@ def _snapshot(side: str) -> dict[tuple[str, str], float]:
     names = ["started_total", "msg_received_total", "msg_sent_total", "handling_seconds_count"]
     values = {(name, method): _value(name, method, side) for name in names for method in KINDS}
     for method in KINDS:
-        for code in ("OK", "NOT_FOUND"):
+        for code in ("OK", "NotFound"):
             values[(f"handled_total:{code}", method)] = _value("handled_total", method, side, grpc_code=code)
     return values
 
@@ -115,7 +115,7 @@ def _delta(before: dict[tuple[str, str], float], side: str) -> dict[tuple[str, s
 EXPECTED = {
     ("started_total", "Unary"): 1, ("handled_total:OK", "Unary"): 1, ("handling_seconds_count", "Unary"): 1,
     ("msg_received_total", "Unary"): 1, ("msg_sent_total", "Unary"): 1,
-    ("started_total", "Fail"): 1, ("handled_total:NOT_FOUND", "Fail"): 1, ("handling_seconds_count", "Fail"): 1,
+    ("started_total", "Fail"): 1, ("handled_total:NotFound", "Fail"): 1, ("handling_seconds_count", "Fail"): 1,
     ("started_total", "Server"): 1, ("handled_total:OK", "Server"): 1, ("handling_seconds_count", "Server"): 1,
     ("started_total", "Client"): 1, ("handled_total:OK", "Client"): 1, ("handling_seconds_count", "Client"): 1,
     ("started_total", "Bidi"): 1, ("handled_total:OK", "Bidi"): 1, ("handling_seconds_count", "Bidi"): 1,
@@ -192,7 +192,7 @@ def test_asyncio_channel_counts_every_kind_of_call_including_reads_and_writes(ec
 
 
 def test_a_cancelled_stream_counts_as_cancelled_and_keeps_its_call_methods(echo: _Running) -> None:
-    before = _value("handled_total", "Bidi", "client", grpc_code="CANCELLED")
+    before = _value("handled_total", "Bidi", "client", grpc_code="Canceled")
 
     def requests() -> Iterator[bytes]:
         yield b"1"
@@ -206,9 +206,9 @@ def test_a_cancelled_stream_counts_as_cancelled_and_keeps_its_call_methods(echo:
             next(stream)
         assert stream.code() == grpc.StatusCode.CANCELLED
     deadline = time.monotonic() + 10
-    while _value("handled_total", "Bidi", "client", grpc_code="CANCELLED") == before and time.monotonic() < deadline:
+    while _value("handled_total", "Bidi", "client", grpc_code="Canceled") == before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _value("handled_total", "Bidi", "client", grpc_code="CANCELLED") == before + 1
+    assert _value("handled_total", "Bidi", "client", grpc_code="Canceled") == before + 1
 
 
 def test_channels_without_metrics_count_nothing(echo: _Running) -> None:

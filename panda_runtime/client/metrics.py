@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Histogram
 
+from panda_runtime.grpc_codes import code_label
+
 __all__ = [
     "CLIENT_HANDLED", "CLIENT_HANDLING_SECONDS", "CLIENT_MSG_RECEIVED", "CLIENT_MSG_SENT", "CLIENT_STARTED",
     "aio_interceptors", "sync_interceptor",
@@ -65,7 +67,7 @@ class _Monitor:
         code = code or grpc.StatusCode.UNKNOWN
         if unary_response and code is grpc.StatusCode.OK:
             self.received.inc()
-        CLIENT_HANDLED.labels(*self._labels, code.name).inc()
+        CLIENT_HANDLED.labels(*self._labels, code_label(code)).inc()
         CLIENT_HANDLING_SECONDS.labels(*self._labels).observe(time.perf_counter() - self._started)
 
     def count_sent(self, requests: Iterator[Any]) -> Iterator[Any]:

@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from panda_runtime.contracts import Violation
+from panda_runtime.grpc_codes import code_label
 from panda_runtime.service.auth import Authenticator
 from panda_runtime.service.db import is_unavailable
 from panda_runtime.service.errors import InvalidArgument, ServiceError, Unavailable, clip
@@ -141,7 +142,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             set_current_principal(principal)
 
         def finish(code: grpc.StatusCode, started: float) -> None:
-            HANDLED.labels(*labels, code.name).inc()
+            HANDLED.labels(*labels, code_label(code)).inc()
             HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
 
         def final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
