@@ -22,7 +22,6 @@ from iam_svc.logic.provisioning import CLI_CLIENT_ID, Provisioned
 from iam_svc.logic.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.access import ACCESS
 from iam_svc.servicers.http.app import build_app
-from iam_svc.servicers.http.server import OidcHttpServer
 from iam_svc.servicers.iam_servicer import IamServicer
 from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
@@ -31,6 +30,7 @@ from iam_svc.store.key_store import KeyStore
 from panda.iam.v1 import iam_service_pb2_grpc
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
+from panda_runtime.service.http_server import HttpServer
 
 __all__ = [
     "CLI_CLIENT_ID",
@@ -98,7 +98,7 @@ async def serve(settings: IamSettings) -> None:
         address=settings.iam_address, service_names=SERVICE_NAMES, register=register, settings=settings,
         access=ACCESS, authenticator=authenticator,
     )
-    http = OidcHttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port,
+    http = HttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port,
                           trusted_proxies=settings.iam_trusted_proxies)
     await http.start()
     metrics = bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port, component="iam",

@@ -23,11 +23,13 @@ from types import FrameType
 from typing import IO, Any
 
 import grpc
+import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from panda_runtime.client.channels import sync_channel
 
 __all__ = [
+    "GATEWAY",
     "IAM",
     "JEDI",
     "PILOT",
@@ -37,9 +39,12 @@ __all__ = [
     "StopRequested",
     "Supervisor",
     "health_status",
+    "http_ready",
     "log_tail",
     "spawn",
     "wait_healthy",
+    "wait_http_ready",
+    "wait_ready",
 ]
 
 
@@ -60,6 +65,7 @@ SERVER = Component("server", "server_svc", "the server")
 JEDI = Component("jedi", "jedi_svc", "JEDI")
 IAM = Component("iam", "iam_svc", "the identity service")
 PILOT = Component("pilot", "pilot_agent", "the pilot")
+GATEWAY = Component("gateway", "monitor_gateway", "the gateway")
 
 
 @dataclass(eq=False)
@@ -148,6 +154,40 @@ def health_status(address: str, timeout: float = 1.0, tls: grpc.ChannelCredentia
             return None
 
 
+def http_ready(url: str, timeout: float = 1.0) -> bool:
+    """Whether an HTTP service (the gateway) answers its `/healthz` at `url` with 200."""
+    try:
+        return httpx.get(url.rstrip("/") + "/healthz", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(
+    process: Process | None,
+    ready: Callable[[], bool],
+    where: str,
+    timeout: float = 30.0,
+    *,
+    pause: Callable[[float], None] = time.sleep,
+    progress: Callable[[float], None] | None = None,
+) -> float:
+    """Wait until `ready()` says so; the seconds it took. RuntimeError when `process` ends first,
+    TimeoutError after `timeout`. `pause` sleeps between checks (a supervisor's may raise
+    StopRequested); `progress` hears the seconds so far."""
+    start = time.monotonic()
+    while True:
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{process.name} exited with {process.returncode} before it was healthy")
+        if ready():
+            return time.monotonic() - start
+        elapsed = time.monotonic() - start
+        if elapsed > timeout:
+            raise TimeoutError(f"nothing healthy at {where} after {timeout:.0f} s")
+        if progress is not None:
+            progress(elapsed)
+        pause(0.1 if elapsed < 2 else 0.25)
+
+
 def wait_healthy(
     process: Process | None,
     address: str,
@@ -157,21 +197,21 @@ def wait_healthy(
     pause: Callable[[float], None] = time.sleep,
     progress: Callable[[float], None] | None = None,
 ) -> float:
-    """Wait until the gRPC health check at `address` says SERVING; the seconds it took.
-    RuntimeError when `process` ends first, TimeoutError after `timeout`. `pause` sleeps between
-    checks (a supervisor's may raise StopRequested); `progress` hears the seconds so far."""
-    start = time.monotonic()
-    while True:
-        if process is not None and not process.alive():
-            raise RuntimeError(f"{process.name} exited with {process.returncode} before it was healthy")
-        if health_status(address, tls=tls) == health_pb2.HealthCheckResponse.SERVING:
-            return time.monotonic() - start
-        elapsed = time.monotonic() - start
-        if elapsed > timeout:
-            raise TimeoutError(f"nothing healthy at {address} after {timeout:.0f} s")
-        if progress is not None:
-            progress(elapsed)
-        pause(0.1 if elapsed < 2 else 0.25)
+    """`wait_ready` for a gRPC service: until its health check at `address` says SERVING."""
+    return wait_ready(process, lambda: health_status(address, tls=tls) == health_pb2.HealthCheckResponse.SERVING,
+                      address, timeout, pause=pause, progress=progress)
+
+
+def wait_http_ready(
+    process: Process | None,
+    url: str,
+    timeout: float = 30.0,
+    *,
+    pause: Callable[[float], None] = time.sleep,
+    progress: Callable[[float], None] | None = None,
+) -> float:
+    """`wait_ready` for an HTTP service: until its `/healthz` at `url` answers 200."""
+    return wait_ready(process, lambda: http_ready(url), url, timeout, pause=pause, progress=progress)
 
 
 class StopRequested(Exception):

@@ -1,7 +1,7 @@
 """Where the local mesh `panda up` runs listens, and who it knows.
 
 Addresses: each service's own variable when set; else the defaults beside a server at its
-defaults, or JEDI 100 and the identity service 200 above the server's ports.
+defaults, or JEDI 100, the identity service 200 and the gateway 300 above the server's ports.
 
 Identity: the signing key, an admin named after the local
 user, and the robots the mesh needs (JEDI's, the pilots'), made in the database before anything
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from panda_runtime.client.credentials import login_file, write_login
 from panda_runtime.settings import (
+    DEFAULT_GATEWAY_ADDRESS,
+    DEFAULT_GATEWAY_METRICS_PORT,
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
@@ -35,8 +37,8 @@ from .settings import CliSettings
 if TYPE_CHECKING:
     from server_svc.settings import ServerSettings
 
-__all__ = ["ADMIN_PASSWORD_FILE", "JEDI_ROBOT", "PILOT_ROBOT", "VO", "LocalIdentity", "iam_endpoints",
-           "jedi_endpoints", "local_user_name", "provision_identity"]
+__all__ = ["ADMIN_PASSWORD_FILE", "JEDI_ROBOT", "PILOT_ROBOT", "VO", "LocalIdentity", "gateway_endpoints",
+           "iam_endpoints", "jedi_endpoints", "local_user_name", "provision_identity"]
 
 
 VO = "panda"
@@ -144,6 +146,24 @@ def jedi_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, 
         address = _shifted_address(server_address, 100, DEFAULT_JEDI_ADDRESS)
     metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", jedi.jedi_metrics_port,
                                DEFAULT_JEDI_METRICS_PORT, 100)
+    return address, metrics
+
+
+def gateway_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int]:
+    """The gateway's address (`host:port` of its HTTP) and metrics port: PANDA_GATEWAY and
+    PANDA_GATEWAY_METRICS_PORT when set; else the defaults beside a server at its defaults, or
+    300 above the server's ports."""
+    from monitor_gateway.settings import GatewaySettings
+
+    gateway = GatewaySettings()
+    if any(name in os.environ for name in ("PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS")):
+        address = gateway.gateway_address
+    elif server_address == DEFAULT_SERVER_ADDRESS:
+        address = DEFAULT_GATEWAY_ADDRESS
+    else:
+        address = _shifted_address(server_address, 300, DEFAULT_GATEWAY_ADDRESS)
+    metrics = _shifted_metrics(settings, "PANDA_GATEWAY_METRICS_PORT", gateway.gateway_metrics_port,
+                               DEFAULT_GATEWAY_METRICS_PORT, 300)
     return address, metrics
 
 

@@ -21,9 +21,9 @@ __all__ = ["EPILOG", "build_parser", "main", "parse_args", "resolve_settings"]
 
 EPILOG = """\
 examples:
-  panda up --demo                          the identity service, the server, JEDI and four pilots
-                                           (2 on queue local, 1 on local-b, 1 on local-small),
-                                           with two sample jobs
+  panda up --demo                          the identity service, the server, JEDI, the HTTP/JSON
+                                           gateway and four pilots (2 on queue local, 1 on
+                                           local-b, 1 on local-small), with two sample jobs
   panda submit --queue local -- echo hi    submit one job, print its id
   panda submit -f jobs.yaml                submit many jobs from YAML
   panda jobs --state running --since 1h    list jobs

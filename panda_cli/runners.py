@@ -1,5 +1,5 @@
 """Commands that run another component in this process: the server, JEDI, the identity
-service, a pilot, the migrations.
+service, the gateway, a pilot, the migrations.
 
 The components are imported only when their command runs, so `panda jobs` stays quick and
 works where only the client side is installed."""
@@ -17,9 +17,9 @@ from .errors import CliError
 from .settings import CliSettings
 
 __all__ = [
-    "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_iam", "cmd_serve_jedi", "cmd_serve_server",
-    "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory", "import_component", "upgrade",
-    "use_server_address",
+    "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_gateway", "cmd_serve_iam", "cmd_serve_jedi",
+    "cmd_serve_server", "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory",
+    "import_component", "upgrade", "use_server_address",
 ]
 
 
@@ -67,6 +67,17 @@ def cmd_serve_iam(args: argparse.Namespace) -> int:
     if args.iam:
         os.environ["PANDA_IAM"] = args.iam
     return _serve("iam_svc.main", "the identity service")
+
+
+def cmd_serve_gateway(args: argparse.Namespace) -> int:
+    """The gateway listens at --gateway and sends each API's calls to --server, --jedi, --iam
+    (each, when not given, its setting: the gateway reads its own)."""
+    use_server_address(args)
+    for flag, variable in (("gateway", "PANDA_GATEWAY"), ("jedi", "PANDA_JEDI"), ("iam", "PANDA_IAM")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[variable] = value
+    return _serve("monitor_gateway.main", "the gateway")
 
 
 # --- pilot -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pydantic import Field
 from panda_runtime.settings import (
     CallerSettings,
     DatabaseSettings,
+    GatewayAddressSettings,
     IamAddressSettings,
     JediAddressSettings,
     ServerAddressSettings,
@@ -22,8 +23,8 @@ __all__ = ["FLAG_SETTINGS", "CliSettings", "flags_given"]
 
 
 class CliSettings(
-    DatabaseSettings, ServerAddressSettings, JediAddressSettings, IamAddressSettings, TrustedIssuersSettings,
-    CallerSettings,
+    DatabaseSettings, ServerAddressSettings, JediAddressSettings, IamAddressSettings, GatewayAddressSettings,
+    TrustedIssuersSettings, CallerSettings,
 ):
     component: ClassVar[str] = "cli"
 

@@ -1,11 +1,11 @@
-"""`panda up`: the identity service, the server, JEDI and some pilots on one machine, in the
-foreground, supervised.
+"""`panda up`: the identity service, the server, JEDI, the HTTP/JSON gateway and some pilots on
+one machine, in the foreground, supervised.
 
 Where the services listen and the identity they are given: `local_mesh.py`. Every child is
 started through the launcher (`launcher.py`), in a process group of its own, so the terminal's
-Ctrl-C reaches only us and we stop the children in order: pilots first (they finish talking to
-the server), then JEDI, the server, the identity service. Anything still alive after the timeout
-gets SIGKILL, by its own group only.
+Ctrl-C reaches only us and we stop the children in order: the gateway first (no new requests
+come in through it), then the pilots (they finish talking to the server), then JEDI, the server,
+the identity service. Anything still alive after the timeout gets SIGKILL, by its own group only.
 
 Queues: `local` with the --pilots pilots, and two more so JEDI's brokerage has a choice:
 `local-b` and `local-small` (jobs of at most 1000 MB), with one pilot each. Each queue has a
@@ -37,18 +37,22 @@ from panda.server.v1 import (
 from panda_runtime.client import ServerClient
 from panda_runtime.client.credentials import LoginToken
 from panda_runtime.settings import (
+    DEFAULT_GATEWAY_ADDRESS,
+    DEFAULT_GATEWAY_METRICS_PORT,
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
     DEFAULT_JEDI_ADDRESS,
     DEFAULT_JEDI_METRICS_PORT,
     DEFAULT_SERVER_ADDRESS,
+    gateway_url,
 )
 
 from . import output
 from .clients import server_client
 from .errors import CliError, ExitCode
 from .launcher import (
+    GATEWAY,
     IAM,
     JEDI,
     PILOT,
@@ -57,10 +61,21 @@ from .launcher import (
     StopRequested,
     Supervisor,
     health_status,
+    http_ready,
     log_tail,
     wait_healthy,
+    wait_http_ready,
 )
-from .local_mesh import JEDI_ROBOT, PILOT_ROBOT, VO, LocalIdentity, iam_endpoints, jedi_endpoints, provision_identity
+from .local_mesh import (
+    JEDI_ROBOT,
+    PILOT_ROBOT,
+    VO,
+    LocalIdentity,
+    gateway_endpoints,
+    iam_endpoints,
+    jedi_endpoints,
+    provision_identity,
+)
 from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
 
 if TYPE_CHECKING:
@@ -104,8 +119,9 @@ def child_env(settings: ServerSettings, address: str, database_url: str) -> dict
     return env
 
 
-def wait_for(supervisor: Supervisor, child: Process, address: str, what: str) -> float:
-    """Wait until `child` answers its health check at `address`, saying so; the seconds it took."""
+def wait_for(supervisor: Supervisor, child: Process, address: str, what: str, *, http: bool = False) -> float:
+    """Wait until `child` answers its health check at `address` (gRPC's; `http`: `/healthz` at
+    that URL), saying so; the seconds it took."""
     interactive = sys.stdout.isatty()
     print(f"waiting for {what} at {address} ...", end="" if interactive else "\n", flush=True)
 
@@ -114,8 +130,9 @@ def wait_for(supervisor: Supervisor, child: Process, address: str, what: str) ->
         if interactive:
             print(f"\rwaiting for {what} at {address} ... {elapsed:.0f}s", end="", flush=True)
 
+    wait = wait_http_ready if http else wait_healthy
     try:
-        elapsed = wait_healthy(child, address, SERVER_START_TIMEOUT_SECONDS, pause=supervisor.sleep, progress=progress)
+        elapsed = wait(child, address, SERVER_START_TIMEOUT_SECONDS, pause=supervisor.sleep, progress=progress)
     except RuntimeError:
         if interactive:
             print()
@@ -272,21 +289,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     iam = iam_endpoints(settings, address)
     if health_status(iam[0]) is not None:
         raise CliError(f"an identity service already answers at {iam[0]}: stop it first, or set PANDA_IAM")
+    gateway = gateway_endpoints(settings, address)
+    if http_ready(gateway_url(gateway[0])):
+        raise CliError(f"a gateway already answers at {gateway_url(gateway[0])}: stop it first, "
+                       "or set PANDA_GATEWAY to another address")
 
     supervisor = Supervisor(stop_timeout=args.stop_timeout)
     # Ctrl-C on `panda up | tee log` ends tee too: every child must still be stopped.
     with output.writing_past_a_closed_reader():
-        return _supervise(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)
+        return _supervise(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam, gateway)
 
 
 def _supervise(args: argparse.Namespace, supervisor: Supervisor, settings: ServerSettings, address: str,
                database_url: str, logs_dir: Path, se_dir: Path, jedi: tuple[str, int],
-               iam: tuple[str, int, int]) -> int:
+               iam: tuple[str, int, int], gateway: tuple[str, int]) -> int:
     """Run everything until a signal (SIGINT, SIGTERM, SIGHUP) or a child's death, then stop
     every child, whatever happened in between."""
     supervisor.install_signal_handlers()
     try:
-        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam)
+        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam, gateway)
     except StopRequested:
         print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
         stop_all(supervisor)
@@ -302,14 +323,17 @@ def _supervise(args: argparse.Namespace, supervisor: Supervisor, settings: Serve
 
 
 def stop_all(supervisor: Supervisor) -> None:
-    """Pilots first (they finish talking to the server), then JEDI, then the server, then the
-    identity service (the others need it to the end); a no-op once stopped."""
+    """The gateway first (no new requests come in through it), then the pilots (they finish
+    talking to the server), then JEDI, then the server, then the identity service (the others
+    need it to the end); a no-op once stopped."""
     living = [child for child in supervisor.children if child.alive()]
     others = [c for c in living if c.name.startswith(EXTRA_PILOT_PREFIX)]
     pilots = [c for c in living if c.name.startswith("pilot-")]
-    by_name = {name: [c for c in living if c.name == name] for name in (JEDI.name, SERVER.name, IAM.name)}
+    by_name = {name: [c for c in living if c.name == name]
+               for name in (GATEWAY.name, JEDI.name, SERVER.name, IAM.name)}
     queues = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
     supervisor.stop([
+        ("the gateway", by_name[GATEWAY.name]),
         (f"the pilots of queues {queues}", others),
         (f"{len(pilots)} pilot(s)", pilots),
         ("JEDI", by_name[JEDI.name]),
@@ -339,6 +363,7 @@ def _run(
     se_dir: Path,
     jedi: tuple[str, int] = (DEFAULT_JEDI_ADDRESS, DEFAULT_JEDI_METRICS_PORT),
     iam: tuple[str, int, int] = (DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT, DEFAULT_IAM_METRICS_PORT),
+    gateway: tuple[str, int] = (DEFAULT_GATEWAY_ADDRESS, DEFAULT_GATEWAY_METRICS_PORT),
 ) -> int:
     print(f"data dir: {settings.data_dir}", flush=True)
     before, after = upgrade(database_url)
@@ -379,6 +404,13 @@ def _run(
         wait_for(supervisor, jedi_child, jedi[0], JEDI.what)
         print(f"JEDI ready at {jedi[0]} (pid {jedi_child.pid})", flush=True)
 
+        # In front of the three: it sends each API's calls to its service, with the caller's token.
+        gateway_env = {**env, "PANDA_GATEWAY": gateway[0], "PANDA_GATEWAY_METRICS_PORT": str(gateway[1]),
+                       "PANDA_JEDI": jedi[0], "PANDA_IAM": identity.address}
+        gateway_child = supervisor.start(GATEWAY.name, GATEWAY.argv(), gateway_env, logs_dir / "gateway.log")
+        wait_for(supervisor, gateway_child, gateway_url(gateway[0]), GATEWAY.what, http=True)
+        print(f"gateway ready at {gateway_url(gateway[0])} (pid {gateway_child.pid})", flush=True)
+
         for i, argv in enumerate(pilot_commands, start=1):
             (settings.data_dir / "pilots" / str(i)).mkdir(parents=True, exist_ok=True)
             pilot = supervisor.start(f"pilot-{i}", argv, pilot_env, logs_dir / f"pilot-{i}.log")
@@ -411,7 +443,7 @@ def _run(
 
         demo = demo_jobs(client) if args.demo else []
 
-    print_summary(settings, address, database_url, supervisor, demo, jedi, identity)
+    print_summary(settings, address, database_url, supervisor, demo, jedi, identity, gateway)
 
     # Supervise: wake on a signal, or look at the children twice a second.
     while not supervisor.stop_event.wait(0.5):
@@ -429,6 +461,7 @@ def print_summary(
     demo: list[tuple[int, str]],
     jedi: tuple[str, int] | None = None,
     identity: LocalIdentity | None = None,
+    gateway: tuple[str, int] | None = None,
 ) -> None:
     metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
     pilots = [c for c in supervisor.children if c.name.startswith("pilot-")]
@@ -445,6 +478,9 @@ def print_summary(
         lines.append(f"  jedi      {jedi[0]} (gRPC: tasks and datasets; {jedi_metrics})")
     if identity is not None:
         lines.append(f"  identity  {identity.address} (gRPC), OIDC issuer {identity.issuer}")
+    if gateway is not None:
+        gateway_metrics = f"http://{settings.metrics_host}:{gateway[1]}/metrics" if gateway[1] else "metrics disabled"
+        lines.append(f"  gateway   {gateway_url(gateway[0])} (HTTP/JSON; API page: /docs; {gateway_metrics})")
     lines += [
         f"  data dir  {settings.data_dir}",
         f"  database  {display_url(database_url)}",
@@ -478,6 +514,9 @@ def print_summary(
         f"  panda job show {watch_id}",
         "  panda queue list",
     ]
+    if gateway is not None and identity is not None:
+        lines.append(f'  curl -H "Authorization: Bearer $(jq -r .access_token {identity.token_path})" '
+                     f"{gateway_url(gateway[0])}/v1/queues")
     if jedi is not None:
         if jedi[0] != DEFAULT_JEDI_ADDRESS:
             lines.append(f"  export PANDA_JEDI={jedi[0]}")

@@ -13,7 +13,8 @@ The settings file is `PANDA_CONFIG_FILE`, else `config.toml` in the configuratio
 (`$XDG_CONFIG_HOME/panda-mesh`, else `~/.config/panda-mesh`) when it exists (else the same
 directory's `panda.toml`, its former name, with a notice). Its keys are the
 settings' names: the variables' without `PANDA_`, in lower case (`heartbeat_timeout_seconds =
-3600`); `server_address`, `jedi_address` and `iam_address` for PANDA_SERVER, PANDA_JEDI, PANDA_IAM.
+3600`); `server_address`, `jedi_address`, `iam_address` and `gateway_address` for PANDA_SERVER,
+PANDA_JEDI, PANDA_IAM and PANDA_GATEWAY.
 """
 
 from __future__ import annotations
@@ -37,13 +38,45 @@ from pydantic_settings import (
 )
 
 __all__ = [
-    "CONFIG_FILE_NAME", "CONFIG_FILE_VARIABLE", "DEFAULT_AUDIENCE", "DEFAULT_IAM_ADDRESS", "DEFAULT_IAM_HTTP_PORT",
-    "DEFAULT_IAM_ISSUER", "DEFAULT_IAM_METRICS_PORT", "DEFAULT_JEDI_ADDRESS", "DEFAULT_JEDI_METRICS_PORT",
-    "DEFAULT_SERVER_ADDRESS", "DEFAULT_SERVER_METRICS_PORT", "ENV_PREFIX", "FORMER_CONFIG_FILE_NAME",
-    "CallerSettings", "DataDirSettings", "DatabaseSettings", "FileValue", "IamAddressSettings", "IssuerSettings",
-    "JediAddressSettings", "JobDefaultsSettings", "PandaSettings", "ServerAddressSettings", "ServingSettings",
-    "SettingsFileError", "TrustedIssuersSettings", "credential_variables", "default_config_dir", "default_data_dir",
-    "environment_variable", "file_values", "is_credential", "settings_file", "variable_names",
+    "CONFIG_FILE_NAME",
+    "CONFIG_FILE_VARIABLE",
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_GATEWAY_ADDRESS",
+    "DEFAULT_GATEWAY_METRICS_PORT",
+    "DEFAULT_IAM_ADDRESS",
+    "DEFAULT_IAM_HTTP_PORT",
+    "DEFAULT_IAM_ISSUER",
+    "DEFAULT_IAM_METRICS_PORT",
+    "DEFAULT_JEDI_ADDRESS",
+    "DEFAULT_JEDI_METRICS_PORT",
+    "DEFAULT_SERVER_ADDRESS",
+    "DEFAULT_SERVER_METRICS_PORT",
+    "ENV_PREFIX",
+    "FORMER_CONFIG_FILE_NAME",
+    "CallerSettings",
+    "DataDirSettings",
+    "DatabaseSettings",
+    "FileValue",
+    "GatewayAddressSettings",
+    "IamAddressSettings",
+    "IssuerSettings",
+    "JediAddressSettings",
+    "JobDefaultsSettings",
+    "MetricsHostSettings",
+    "PandaSettings",
+    "ServerAddressSettings",
+    "ServingSettings",
+    "SettingsFileError",
+    "TrustedIssuersSettings",
+    "credential_variables",
+    "default_config_dir",
+    "default_data_dir",
+    "environment_variable",
+    "file_values",
+    "gateway_url",
+    "is_credential",
+    "settings_file",
+    "variable_names",
 ]
 
 ENV_PREFIX = "PANDA_"
@@ -62,6 +95,9 @@ DEFAULT_IAM_METRICS_PORT = 25290
 # The identity service's OIDC endpoints (discovery, JWKS, token, device flow) over HTTP.
 DEFAULT_IAM_HTTP_PORT = 25281
 DEFAULT_IAM_ISSUER = f"http://127.0.0.1:{DEFAULT_IAM_HTTP_PORT}"
+# The HTTP/JSON gateway (every annotated RPC as HTTP, /openapi.json, /docs).
+DEFAULT_GATEWAY_ADDRESS = "127.0.0.1:25380"
+DEFAULT_GATEWAY_METRICS_PORT = 25390
 # The `aud` every PanDA mesh service expects in an access token.
 DEFAULT_AUDIENCE = "panda-mesh"
 # In a field's json_schema_extra: the setting carries a credential (a token, a secret, a key, a
@@ -240,7 +276,7 @@ class ServerAddressSettings(PandaSettings):
     server_address: str = Field(
         default=DEFAULT_SERVER_ADDRESS,
         validation_alias=AliasChoices("PANDA_SERVER", "PANDA_SERVER_ADDRESS"),
-        description="where the job server listens, and where pilots, JEDI and the command line find it",
+        description="where the job server listens, and where pilots, JEDI, the gateway and the command line find it",
     )
 
 
@@ -248,7 +284,7 @@ class JediAddressSettings(PandaSettings):
     jedi_address: str = Field(
         default=DEFAULT_JEDI_ADDRESS,
         validation_alias=AliasChoices("PANDA_JEDI", "PANDA_JEDI_ADDRESS"),
-        description="where JEDI listens, and where the command line finds it",
+        description="where JEDI listens, and where the gateway and the command line find it",
     )
 
 
@@ -256,8 +292,28 @@ class IamAddressSettings(PandaSettings):
     iam_address: str = Field(
         default=DEFAULT_IAM_ADDRESS,
         validation_alias=AliasChoices("PANDA_IAM", "PANDA_IAM_ADDRESS"),
-        description="where the identity service's gRPC API listens, and where the command line finds it",
+        description="where the identity service's gRPC API listens, and where the gateway and the command line "
+        "find it",
     )
+
+
+class GatewayAddressSettings(PandaSettings):
+    gateway_address: str = Field(
+        default=DEFAULT_GATEWAY_ADDRESS,
+        validation_alias=AliasChoices("PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS"),
+        description="where the HTTP/JSON gateway listens (`host:port`), and where the command line's settings say "
+        "it is (`panda config show`)",
+    )
+
+    @property
+    def gateway_url(self) -> str:
+        """The gateway's base URL, as a browser or a script reaches it."""
+        return gateway_url(self.gateway_address)
+
+
+def gateway_url(address: str) -> str:
+    """The base URL of a gateway listening at `address`, as a browser or a script reaches it."""
+    return address if "://" in address else f"http://{address}"
 
 
 class IssuerSettings(PandaSettings):
@@ -284,11 +340,14 @@ class TrustedIssuersSettings(PandaSettings):
         return value
 
 
-class ServingSettings(TrustedIssuersSettings):
+class MetricsHostSettings(PandaSettings):
+    metrics_host: str = Field(default="127.0.0.1", description="the address every service's `/metrics` binds to")
+
+
+class ServingSettings(TrustedIssuersSettings, MetricsHostSettings):
     """What every gRPC server reads: its message limit, metrics host, the token check and
     legacy x509."""
 
-    metrics_host: str = Field(default="127.0.0.1", description="the address every service's `/metrics` binds to")
     max_message_bytes: int = Field(default=16 * 1024 * 1024, description="largest gRPC message a service accepts")
     auth_mode: Literal["token", "none"] = Field(
         default="token",

@@ -20,7 +20,8 @@ from tools.cluster import ServerHandle
 
 # Settings a developer's or the fixtures' environment might set, which these tests set themselves.
 OWN_VARIABLES = ("PANDA_CONFIG_FILE", "PANDA_SERVER", "PANDA_SERVER_ADDRESS", "PANDA_JEDI", "PANDA_JEDI_ADDRESS",
-                 "PANDA_IAM", "PANDA_IAM_ADDRESS", "PANDA_DEFAULT_QUEUE", "PANDA_OUTPUT_FORMAT", "PANDA_DATA_DIR")
+                 "PANDA_IAM", "PANDA_IAM_ADDRESS", "PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS", "PANDA_DEFAULT_QUEUE",
+                 "PANDA_OUTPUT_FORMAT", "PANDA_DATA_DIR")
 
 
 @pytest.fixture
@@ -115,6 +116,33 @@ def test_config_show_says_each_value_and_where_it_came_from(
     rows = table_rows(out)
     assert rows["server_address"] == ["127.0.0.1:25080", "default"]
     assert rows["output_format"] == ["table", "default"]
+
+
+def test_the_gateways_address_is_a_setting_of_the_command_line(
+    config_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The settings file's [cli] may say where the gateway is; `panda config show` says it and
+    where it came from, the environment winning over the file."""
+    code, out, _ = panda(capsys, "config", "show")
+    assert (code, table_rows(out)["gateway_address"]) == (0, ["127.0.0.1:25380", "default"])
+    config = config_dir / "config.toml"
+    config.write_text('[cli]\ngateway_address = "file.example:25380"\n')
+    code, out, err = panda(capsys, "config", "show", "--json")
+    assert code == 0, err
+    gateway = shown(out)["gateway_address"]
+    assert (gateway["value"], gateway["source"], gateway["origin"]) == ("file.example:25380", "file", "[cli]")
+    code, out, _ = panda(capsys, "config", "show")
+    assert table_rows(out)["gateway_address"] == ["file.example:25380", "file [cli]"]
+    # The top level of the file is every part's, the command line's too.
+    config.write_text('gateway_address = "top.example:1"\n')
+    code, out, _ = panda(capsys, "config", "show", "--json")
+    assert shown(out)["gateway_address"]["value"] == "top.example:1"
+    assert shown(out)["gateway_address"]["origin"] == "(top level)"
+    for variable in ("PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS"):
+        monkeypatch.setenv(variable, "env.example:2")
+        code, out, _ = panda(capsys, "config", "show")
+        assert table_rows(out)["gateway_address"] == ["env.example:2", f"environment {variable}"]
+        monkeypatch.delenv(variable)
 
 
 def test_a_bad_value_in_the_file_is_one_clear_line(config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,7 +1,7 @@
-"""`panda up` for real: a subprocess that starts a real server and real pilots on SQLite in a
-data dir, runs the demo jobs into its storage element, serves metrics, and stops everything on
-SIGINT; a child that dies or will not stop is dealt with. Processes are found with psutil as
-children of `panda up` and signalled only by their PIDs."""
+"""`panda up` for real: a subprocess that starts a real server, the gateway and real pilots on
+SQLite in a data dir, runs the demo jobs into its storage element, serves metrics and the HTTP
+API, and stops everything on SIGINT; a child that dies or will not stop is dealt with. Processes
+are found with psutil as children of `panda up` and signalled only by their PIDs."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ import argparse
 import json
 import os
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from panda_cli import launcher, local_mesh, up
 from panda_cli.main import main
 from panda_cli.runners import build_pilot_parser
 from tests.up_support import SUMMARY_END, UpProcess, assert_all_gone
-from tools.cluster import ServerHandle
+from tools.cluster import ServerHandle, free_port, start_gateway
 
 
 @pytest.fixture
@@ -68,6 +70,31 @@ def metrics_text(port: int) -> str:
         return response.read().decode()
 
 
+def port_is_free(url: str) -> bool:
+    """Whether a new listener could take the port of `url` (as the gateway binds it)."""
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port or 80))
+        except OSError:
+            return False
+    return True
+
+
+def assert_gateway_serves(panda_up: UpProcess) -> str:
+    """The gateway `panda up` printed: where it was told to listen, ready, and calling the
+    server with the token `panda up` wrote for its user. Its URL."""
+    url = panda_up.gateway_url()
+    assert url == f"http://{panda_up.env['PANDA_GATEWAY']}"
+    assert launcher.http_ready(url)
+    token = json.loads((panda_up.config_home / "panda-mesh" / "token.json").read_text())["access_token"]
+    answer = httpx.get(f"{url}/v1/queues", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert {queue["queueId"] for queue in answer.json()["queues"]} == {"local", "local-b", "local-small"}
+    return url
+
+
 def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type: ignore[no-untyped-def]
     panda_up = start_up("--pilots", "2", "--demo")
     panda_up.wait_ready()
@@ -78,11 +105,21 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert f"  database  sqlite:///{panda_up.data_dir}/panda.db" in out
 
     named = panda_up.direct_children()
-    assert sorted(named) == ["pilot-1", "pilot-2", "server"]
+    assert sorted(named) == ["gateway", "pilot-1", "pilot-2", "server"]
     for child in named.values():
         # Each child leads a process group of its own: a terminal's Ctrl-C reaches only `panda up`.
         assert os.getpgid(child.pid) == child.pid != os.getpgid(panda_up.process.pid)
     assert f"server ready at {panda_up.address} (pid {named['server'].pid})" in out
+
+    # The gateway, after the services it calls, answering on the address it was given.
+    gateway = assert_gateway_serves(panda_up)
+    assert f"gateway ready at {gateway} (pid {named['gateway'].pid})" in out
+    assert out.index("JEDI ready at") < out.index("gateway ready at") < out.index("pilot-1 started")
+    gateway_metrics = int(panda_up.env["PANDA_GATEWAY_METRICS_PORT"])
+    assert (f"  gateway   {gateway} (HTTP/JSON; API page: /docs; http://127.0.0.1:{gateway_metrics}/metrics)"
+            in out)
+    assert "# HELP" in metrics_text(gateway_metrics)
+    assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
 
     # The user who ran it is signed in as its admin: a private token file, and it works.
     token_file = panda_up.config_home / "panda-mesh" / "token.json"
@@ -120,9 +157,10 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert panda_up.exit_code(timeout=30) == 0, panda_up.err
     assert time.monotonic() - started < 30
     assert_all_gone(everything)
+    assert not launcher.http_ready(gateway) and port_is_free(gateway)
     out = panda_up.out
     tail = out[out.index(SUMMARY_END) :]
-    steps = ["SIGINT: stopping", "stopping 2 pilot(s)...", "stopping the server...",
+    steps = ["SIGINT: stopping", "stopping the gateway...", "stopping 2 pilot(s)...", "stopping the server...",
              "stopping the identity service...", "stopped"]
     positions = [tail.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), tail
@@ -133,23 +171,27 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_up_piped_into_tee_stops_every_child_when_tee_is_gone(tmp_path: Path, signum: signal.Signals) -> None:
     """`panda up | tee log`: Ctrl-C (SIGINT to both), a hang-up (SIGHUP to both) or a SIGTERM after
-    tee ended leave panda up writing into a closed pipe; it still stops every child, and a second
-    `panda up` on the same ports starts."""
+    tee ended leave panda up writing into a closed pipe; it still stops every child, the gateway
+    too, and a second `panda up` on the same ports starts."""
     first = UpProcess(tmp_path / "panda", "--pilots", "1", through_tee=True)
     second: UpProcess | None = None
     try:
         first.wait_ready()
         children = first.track()
-        assert len(children) >= 4, children  # the identity service, the server, JEDI, the pilots
+        assert len(children) >= 5, children  # the identity service, the server, JEDI, the gateway, the pilots
+        gateway = first.gateway_url()
+        assert launcher.http_ready(gateway)
         assert first.tee is not None
         first.tee.send_signal(signal.SIGINT if signum == signal.SIGTERM else signum)
         first.tee.wait(10)
         first.process.send_signal(signum)
         assert first.exit_code(timeout=60) == 0, first.err
         assert_all_gone(children)
+        assert not launcher.http_ready(gateway) and port_is_free(gateway)
         assert "Traceback" not in first.err and "BrokenPipeError" not in first.err, first.err
         second = UpProcess(tmp_path / "again", "--pilots", "0", ports_of=first)
         second.wait_ready()
+        assert second.gateway_url() == gateway and launcher.http_ready(gateway)
         second.process.send_signal(signal.SIGINT)
         assert second.exit_code(timeout=60) == 0, second.err
     finally:
@@ -158,19 +200,38 @@ def test_up_piped_into_tee_stops_every_child_when_tee_is_gone(tmp_path: Path, si
             second.cleanup()
 
 
-def test_a_dead_child_is_noticed(start_up) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("victim", ["server", "gateway"])
+def test_a_dead_child_is_noticed(start_up, victim: str) -> None:  # type: ignore[no-untyped-def]
     panda_up = start_up("--pilots", "2")
     panda_up.wait_ready()
     named = panda_up.direct_children()
-    server = named["server"]
-    pilots = [named["pilot-1"], named["pilot-2"]]
-    panda_up.track()
-    server.send_signal(signal.SIGKILL)
+    dead = named.pop(victim)
+    everything = panda_up.track()
+    dead.send_signal(signal.SIGKILL)
     assert panda_up.exit_code(timeout=30) == 1
-    assert f"panda: server (pid {server.pid}) was killed by SIGKILL unexpectedly; stopping everything." in panda_up.err
-    assert f"last lines of {panda_up.data_dir / 'logs' / 'server.log'}:" in panda_up.err
+    assert f"panda: {victim} (pid {dead.pid}) was killed by SIGKILL unexpectedly; stopping everything." in panda_up.err
+    assert f"last lines of {panda_up.data_dir / 'logs' / f'{victim}.log'}:" in panda_up.err
     assert "stopping 2 pilot(s)..." in panda_up.out
-    assert_all_gone(pilots)
+    assert_all_gone([*named.values(), *everything])
+
+
+def test_up_refuses_when_a_gateway_already_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    gateway = start_gateway(tmp_path / "gateway", server_address=nowhere, iam_address=nowhere)
+    try:
+        for name, value in (("PANDA_GATEWAY", gateway.address), ("PANDA_JEDI", f"127.0.0.1:{free_port()}"),
+                            ("PANDA_IAM", f"127.0.0.1:{free_port()}")):
+            monkeypatch.setenv(name, value)
+        data_dir = tmp_path / "up"
+        code = main(["--server", f"127.0.0.1:{free_port()}", "up", "--data-dir", str(data_dir), "--pilots", "0"])
+        assert code == 1
+        assert capsys.readouterr().err == (f"panda: a gateway already answers at {gateway.url}: stop it first, "
+                                           "or set PANDA_GATEWAY to another address\n")
+        assert not (data_dir / "panda.db").exists() and not (data_dir / "logs" / "server.log").exists()
+        assert gateway.process is not None and gateway.process.alive()
+    finally:
+        gateway.stop()
 
 
 def test_a_child_that_does_not_stop_is_killed(start_up) -> None:  # type: ignore[no-untyped-def]

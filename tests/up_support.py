@@ -19,7 +19,7 @@ from tools.cluster import free_port
 READY = "PanDA mesh is up. Ctrl-C stops it."
 # What UpProcess sets to give `panda up` its ports.
 PORT_VARIABLES = ("PANDA_SERVER", "PANDA_METRICS_PORT", "PANDA_JEDI", "PANDA_JEDI_METRICS_PORT", "PANDA_IAM",
-                  "PANDA_IAM_HTTP_PORT", "PANDA_IAM_METRICS_PORT")
+                  "PANDA_IAM_HTTP_PORT", "PANDA_IAM_METRICS_PORT", "PANDA_GATEWAY", "PANDA_GATEWAY_METRICS_PORT")
 SUMMARY_END = "  panda queue list"
 
 
@@ -38,7 +38,7 @@ class UpProcess:
         env = {k: v for k, v in os.environ.items() if k != "PANDA_DATABASE_URL" and k not in up.IDENTITY_VARIABLES}
         self.config_home = data_dir.parent / f"{data_dir.name}-config"
         # Every port from the test's free ones: ports `panda up` would derive from the server's
-        # (100 and 200 above) may be another test's (local_mesh's own tests cover that rule).
+        # (100, 200 and 300 above) may be another test's (local_mesh's own tests cover that rule).
         env.update(
             XDG_CONFIG_HOME=str(self.config_home),
             PANDA_SERVER=self.address,
@@ -48,6 +48,8 @@ class UpProcess:
             PANDA_IAM=f"127.0.0.1:{free_port()}",
             PANDA_IAM_HTTP_PORT=str(free_port()),
             PANDA_IAM_METRICS_PORT=str(free_port()),
+            PANDA_GATEWAY=f"127.0.0.1:{free_port()}",
+            PANDA_GATEWAY_METRICS_PORT=str(free_port()),
             PANDA_DATA_DIR=str(data_dir),
             PYTHONUNBUFFERED="1",
         )
@@ -112,13 +114,15 @@ class UpProcess:
         return now
 
     def direct_children(self) -> dict[str, psutil.Process]:
-        """The server and the pilots, by the names `panda up` gives them."""
+        """The server, the gateway and the pilots of queue local, by the names `panda up` gives them."""
         named = {}
         pilots = 0
         for child in psutil.Process(self.process.pid).children():
             argv = child.cmdline()
             if argv[1:3] == ["-m", launcher.SERVER.module]:
                 named["server"] = child
+            elif argv[1:3] == ["-m", launcher.GATEWAY.module]:
+                named["gateway"] = child
             elif argv[1:3] == ["-m", launcher.PILOT.module] and "--queue" in argv \
                     and argv[argv.index("--queue") + 1] == "local":
                 pilots += 1
@@ -130,6 +134,12 @@ class UpProcess:
         marker = "identity service ready at "
         line = next(line for line in self.out.splitlines() if line.startswith(marker))
         return line.removeprefix(marker).split(",")[0]
+
+    def gateway_url(self) -> str:
+        """The gateway's URL, as `panda up` printed it in its summary."""
+        marker = "  gateway   "
+        line = next(line for line in self.out.splitlines() if line.startswith(marker))
+        return line.removeprefix(marker).split()[0]
 
     def exit_code(self, timeout: float) -> int:
         try:

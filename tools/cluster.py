@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import grpc
 
-from panda_cli.launcher import IAM, SERVER, Component, Process, spawn, wait_healthy
+from panda_cli.launcher import GATEWAY, IAM, SERVER, Component, Process, spawn, wait_healthy, wait_http_ready
 from panda_runtime.service.db import upgrade_database
 
 POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -156,6 +156,41 @@ def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | 
         address, metrics_port, database_url, data_dir,
         env=server_env(data_dir, database_url, address, metrics_port, extra_env), tls=tls,
     )
+    handle.start()
+    return handle
+
+
+@dataclass
+class GatewayHandle(ServiceProcess):
+    """The HTTP/JSON gateway in front of a server (and JEDI and an identity service)."""
+
+    component: ClassVar[Component] = GATEWAY
+    address: str  # host:port of its HTTP
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def log_file(self) -> Path:
+        return self.data_dir / "logs" / "gateway.log"
+
+    def start(self) -> None:
+        self.process = spawn(self.component.name, self.component.argv(), self.env, self.log_file())
+        wait_http_ready(self.process, self.url)
+
+
+def start_gateway(data_dir: Path, *, server_address: str, iam_address: str, jedi_address: str = "",
+                  extra_env: dict[str, str] | None = None) -> GatewayHandle:
+    """A gateway on a free port, its calls going to the given services (JEDI's address, when not
+    given, is one where nothing listens)."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {"PANDA_GATEWAY": address, "PANDA_SERVER": server_address, "PANDA_IAM": iam_address,
+           "PANDA_JEDI": jedi_address or f"127.0.0.1:{free_port()}", "PANDA_GATEWAY_METRICS_PORT": "0",
+           **(extra_env or {})}
+    handle = GatewayHandle(address, data_dir, env)
     handle.start()
     return handle
 

@@ -117,6 +117,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         if not cursor and request.from_now:
             cursor = await self._db.run(self._store.last_cursor)
         scope = current_principal().scope()
+        # Accepted: the caller hears so now, not at the first event, which may be long in coming.
+        await context.send_initial_metadata(())
         while not context.done():
             events = await self._db.run(self._store.events_after, cursor, task_id=request.task_id, scope=scope)
             for event in events:

@@ -1,9 +1,16 @@
-"""`panda serve server|jedi|iam`: a service in the foreground, in this process."""
+"""`panda serve server|jedi|iam|gateway`: a service in the foreground, in this process."""
 
 from __future__ import annotations
 
 from panda_cli import runners
-from panda_cli.arguments import SERVER_LISTEN_HELP, Commands, server_address_option
+from panda_cli.arguments import (
+    SERVER_LISTEN_HELP,
+    Commands,
+    iam_address_option,
+    jedi_address_option,
+    server_address_option,
+)
+from panda_runtime.settings import DEFAULT_GATEWAY_ADDRESS
 
 __all__ = ["register"]
 
@@ -20,3 +27,12 @@ def register(commands: Commands) -> None:
     p = serve.command("iam", runners.cmd_serve_iam, "the identity service (OIDC over HTTP, gRPC, metrics)",
                       json_flag=False)
     p.add_argument("--iam", metavar="ADDR", default=None, help="gRPC address to listen on (default: PANDA_IAM)")
+    # The gateway calls the server, JEDI and the identity service.
+    p = serve.with_options(server_address_option()).with_options(jedi_address_option()).with_options(
+        iam_address_option()).command(
+        "gateway", runners.cmd_serve_gateway,
+        "the HTTP/JSON gateway (the server's, JEDI's and the identity service's APIs over HTTP, "
+        "/openapi.json, the API page /docs, metrics)", json_flag=False)
+    p.add_argument("--gateway", metavar="ADDR", default=None,
+                   help=f"the HTTP address to listen on (default: PANDA_GATEWAY, else the settings file's, "
+                   f"else {DEFAULT_GATEWAY_ADDRESS})")

@@ -12,7 +12,8 @@ def register(commands: Commands) -> None:
     p = commands.with_options(server_address_option(SERVER_LISTEN_HELP)).command(
         "up",
         up.cmd_up,
-        "run the identity service, the server, JEDI and pilots in the foreground (Ctrl-C stops)",
+        "run the identity service, the server, JEDI, the HTTP/JSON gateway and pilots in the foreground "
+        "(Ctrl-C stops)",
         json_flag=False,
     )
     p.add_argument(

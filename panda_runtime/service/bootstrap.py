@@ -19,17 +19,29 @@ from panda_runtime.service.db import DatabaseNotMigrated
 from panda_runtime.service.interceptors import ServiceInterceptor
 from panda_runtime.service.metrics import start_metrics
 from panda_runtime.service.principals import AccessTable, Principal, canonical_subject, grants_from_groups
-from panda_runtime.settings import ServingSettings
+from panda_runtime.settings import PandaSettings, ServingSettings
 
 __all__ = [
-    "OPEN_SERVICES", "REFLECTION_ACCESS", "SERVER_OPTIONS", "AnySettings", "build_authenticator", "build_server",
-    "configure_logging", "load_x509_users", "run_service", "run_until_signalled", "server_credentials", "set_serving",
-    "start_metrics", "tune_garbage_collector",
+    "OPEN_SERVICES",
+    "REFLECTION_ACCESS",
+    "SERVER_OPTIONS",
+    "AnySettings",
+    "build_authenticator",
+    "build_server",
+    "configure_logging",
+    "load_x509_users",
+    "run_service",
+    "run_until_signalled",
+    "server_credentials",
+    "set_serving",
+    "start_metrics",
+    "tune_garbage_collector",
+    "until_signalled",
 ]
 
 log = logging.getLogger("panda.bootstrap")
 
-AnySettings = TypeVar("AnySettings", bound=ServingSettings)
+AnySettings = TypeVar("AnySettings", bound=PandaSettings)
 
 # Streams live long: ping quietly so a dead peer is noticed, and let clients ping us.
 SERVER_OPTIONS = [
@@ -176,16 +188,21 @@ def run_service(serve: Callable[[AnySettings], Coroutine[Any, Any, None]], setti
         raise SystemExit(2) from None
 
 
-async def run_until_signalled(
-    server: grpc.aio.Server, on_stop: Callable[[], Awaitable[None]] | None = None, grace: float = 5.0
-) -> None:
-    """Serve until SIGINT or SIGTERM, then stop taking calls and let running ones end."""
+async def until_signalled() -> None:
+    """Returns at SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+
+
+async def run_until_signalled(
+    server: grpc.aio.Server, on_stop: Callable[[], Awaitable[None]] | None = None, grace: float = 5.0
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop taking calls and let running ones end."""
+    await until_signalled()
     if on_stop is not None:
         await on_stop()
     await server.stop(grace)

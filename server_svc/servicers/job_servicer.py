@@ -137,6 +137,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         if request.task_id < 0:
             raise InvalidArgument("task_id must not be negative", field="task_id")
         job_ids = contract.check_job_ids(request.job_ids, limit=contract.MAX_WATCH_JOB_IDS, required=False)
+        # Accepted: the caller hears so now, not at the first event, which may be long in coming.
+        await context.send_initial_metadata(())
         events = self._jobs.watch(
             request.after_cursor, from_now=request.from_now, job_ids=job_ids, task_id=request.task_id,
             scope=current_principal().scope(), done=context.done,

@@ -1,0 +1,3 @@
+from monitor_gateway.main import main
+
+main()
