@@ -39,6 +39,7 @@ def _families() -> Iterator[Metric]:
     # Each registers its modules' metrics on import.
     import iam_svc.main  # noqa: F401
     import jedi_svc.main  # noqa: F401
+    import monitor_gateway.main  # noqa: F401
     import panda_runtime.client.metrics  # noqa: F401
     import server_svc.main  # noqa: F401
     from jedi_svc.logic.metrics import TaskCountCollector

@@ -1,10 +1,11 @@
 """A real Prometheus (Debian's `prometheus`, started here in a temporary directory with its own
 configuration, a free port, a 1 s scrape and evaluation interval and the repository's rules, and
 stopped by its PID) scrapes every part while a task's jobs and a plain job run through real
-pilots: the server, JEDI and the identity service. What it gathered is read back through its
-HTTP API (`/api/v1/query`): gRPC calls handled on both sides, jobs by queue and state (every
-state there, 0 included), tasks, tokens issued, the identity service's HTTP requests by route,
-and recording rules of deploy/prometheus/rules.yml evaluated on them.
+pilots: the server, JEDI, the identity service and the HTTP gateway. What it gathered is read
+back through its HTTP API (`/api/v1/query`): gRPC calls handled on both sides, jobs by queue and
+state (every state there, 0 included), tasks, tokens issued, the identity service's HTTP
+requests by route, the gateway's requests by route template and its calls to the services, and
+recording rules of deploy/prometheus/rules.yml evaluated on them.
 
 Another part is scraped by adding one line to `scrape_targets` below."""
 
@@ -30,20 +31,22 @@ from panda.server.v1 import job_pb2
 from panda_cli.launcher import Process, spawn
 from tests.jedi_support import JediHandle, new_jedi, register_dataset, submit_task, task_params, wait_task
 from tests.server_support import submit, wait_for
-from tools.cluster import IdentityHandle, ServerHandle, free_port
+from tools.cluster import GatewayHandle, IdentityHandle, ServerHandle, free_port, start_gateway
 
 pytest_plugins = ["tests.jedi_fixtures"]
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules.yml"
 
 
-def scrape_targets(server: ServerHandle, jedi: JediHandle, identity: IdentityHandle) -> dict[str, str]:
+def scrape_targets(server: ServerHandle, jedi: JediHandle, identity: IdentityHandle,
+                   gateway: GatewayHandle) -> dict[str, str]:
     """Each part's scrape job (named as deploy/prometheus/prometheus.yml names it) and the
     address of its /metrics."""
     return {
         "panda-server": f"127.0.0.1:{server.metrics_port}",
         "panda-jedi": f"127.0.0.1:{jedi.env['PANDA_JEDI_METRICS_PORT']}",
         "panda-iam": f"127.0.0.1:{identity.metrics_port}",
+        "panda-gateway": f"127.0.0.1:{gateway.env['PANDA_GATEWAY_METRICS_PORT']}",
     }
 
 
@@ -128,18 +131,39 @@ def jedi(server: ServerHandle, tmp_path: Path, identity: IdentityHandle) -> Iter
 
 
 @pytest.fixture
-def prometheus(
+def gateway(
     server: ServerHandle, jedi: JediHandle, identity: IdentityHandle, tmp_path: Path
+) -> Iterator[GatewayHandle]:
+    """The HTTP/JSON gateway in front of the three, with its /metrics on."""
+    handle = start_gateway(tmp_path / "gateway", server_address=server.address, iam_address=identity.address,
+                           jedi_address=jedi.address, extra_env={"PANDA_GATEWAY_METRICS_PORT": str(free_port())})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def prometheus(
+    server: ServerHandle, jedi: JediHandle, identity: IdentityHandle, gateway: GatewayHandle, tmp_path: Path
 ) -> Iterator[Prometheus]:
-    running = start_prometheus(tmp_path / "prometheus", scrape_targets(server, jedi, identity))
+    running = start_prometheus(tmp_path / "prometheus", scrape_targets(server, jedi, identity, gateway))
     yield running
     running.process.stop()
 
 
+def _through_gateway(gateway: GatewayHandle, path: str, token: str) -> int:
+    request = urllib.request.Request(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untyped-def]
-    prometheus: Prometheus, jobs_stub, tasks_stub, datasets_stub, local_queue, storage_dir, start_pilot
+    prometheus: Prometheus, gateway: GatewayHandle, identity: IdentityHandle, jobs_stub, tasks_stub, datasets_stub,
+    local_queue, storage_dir, start_pilot
 ) -> None:
-    for job in ("panda-server", "panda-jedi", "panda-iam"):
+    for job in ("panda-server", "panda-jedi", "panda-iam", "panda-gateway"):
         prometheus.wait_for(f'up{{job="{job}"}}', lambda up: up == 1, "1 (scraped)")
 
     # Work for every part: a task through JEDI (which submits its jobs to the server) and a
@@ -151,6 +175,9 @@ def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untype
     start_pilot()
     assert wait_for(jobs_stub, job.job_id).state == job_pb2.Job.STATE_FINISHED
     assert wait_task(tasks_stub, task.task_id).state == task_pb2.Task.STATE_DONE
+    # Someone reads the job over HTTP, twice, and asks for one that is not there.
+    for path, status in ((f"/v1/jobs/{job.job_id}", 200), (f"/v1/jobs/{job.job_id}", 200), ("/v1/jobs/999999", 404)):
+        assert _through_gateway(gateway, path, identity.token("admin")) == status
 
     # gRPC on the server's side, and the unary messages that come with it.
     prometheus.wait_for('sum(grpc_server_handled_total{job="panda-server",grpc_service="panda.server.v1.JobService",'
@@ -174,9 +201,17 @@ def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untype
                         lambda n: n >= 2, "2 or more")
     prometheus.wait_for('sum(panda_http_requests_total{job="panda-iam",route="/token",method="POST",code="200"})',
                         lambda n: n >= 2, "2 or more")
+    # The gateway: its requests by route template (never by path), and its calls to the server.
+    prometheus.wait_for('sum(panda_http_requests_total{job="panda-gateway",route="/v1/jobs/{job_id}",method="GET",'
+                        'code="200"})', lambda n: n == 2, "2")
+    prometheus.wait_for('sum(panda_http_requests_total{job="panda-gateway",route="/v1/jobs/{job_id}",code="404"})',
+                        lambda n: n == 1, "1")
+    prometheus.wait_for('sum(grpc_client_handled_total{job="panda-gateway",grpc_method="GetJob",grpc_code="NotFound"})',
+                        lambda n: n == 1, "1")
+    assert not prometheus.query('panda_http_requests_total{job="panda-gateway",route=~"/v1/jobs/[0-9]+"}')
     # Every part says what it is.
     builds = {r["metric"]["component"] for r in prometheus.query('panda_build_info == 1')}
-    assert builds == {"server", "jedi", "iam"}
+    assert builds == {"server", "jedi", "iam", "gateway"}
     # Recording rules, evaluated by Prometheus on what it scraped.
     prometheus.wait_for('queue_state:panda_jobs:max{queue="local",state="finished"}', lambda n: n == 3, "3")
     prometheus.wait_for('sum(job_grpc_code:grpc_server_handled:rate1m{job="panda-server",grpc_code="OK"})',

@@ -9,8 +9,10 @@ request's arrival to the end of its response's body, in
 `panda_http_request_duration_seconds{route,method}`. `route` is the matched route's path
 template (`/jobs/{job_id}`), never the path itself, so ids never become label values;
 "unmatched" when no route matched. An app whose routes are not Starlette's own names them
-itself: `route_name(scope)` returns the template of the request `scope` matched, or None.
-`method` is the HTTP method, or "other" for one that is not a standard method."""
+itself: it puts the template the request matched into the request's scope under `ROUTE_KEY`
+(`request.scope[ROUTE_KEY] = "/v1/jobs/{job_id}"`), or gives the middleware `route_name`, a
+function from the scope to the template (None: no route matched). `method` is the HTTP method,
+or "other" for one that is not a standard method."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from prometheus_client import Counter, Histogram
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "METHODS", "UNMATCHED", "HttpMetrics", "RouteNamer",
+__all__ = ["HTTP_REQUESTS", "HTTP_REQUEST_SECONDS", "METHODS", "ROUTE_KEY", "UNMATCHED", "HttpMetrics", "RouteNamer",
            "starlette_route"]
 
 HTTP_REQUESTS = Counter(
@@ -36,15 +38,21 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 UNMATCHED = "unmatched"
+# Where an app that routes requests itself leaves the template a request matched.
+ROUTE_KEY = "panda.route"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 RouteNamer = Callable[[Scope], str | None]
 
 
 def starlette_route(scope: Scope) -> str | None:
-    """The path template of the Starlette route the request matched (a 405 names the route its
-    path matched), after the paths of the mounts it is under; a mounted app (one with no routes
-    of its own) is `<mount>/{path:path}`. None when no route matched, a mount's routes included."""
+    """The template the app left under ROUTE_KEY, else the path template of the Starlette route
+    the request matched (a 405 names the route its path matched), after the paths of the mounts
+    it is under; a mounted app (one with no routes of its own) is `<mount>/{path:path}`. None
+    when no route matched, a mount's routes included."""
+    named = scope.get(ROUTE_KEY)
+    if named:
+        return str(named)
     route = scope.get("route")
     if route is None:
         return None
