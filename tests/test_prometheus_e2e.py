@@ -30,7 +30,7 @@ from panda.jedi.v1 import task_pb2
 from panda.server.v1 import job_pb2
 from panda_cli.launcher import Process, spawn
 from tests.jedi_support import JediHandle, new_jedi, register_dataset, submit_task, task_params, wait_task
-from tests.server_support import submit, wait_for
+from tests.server_support import get_job, submit, wait_for
 from tools.cluster import GatewayHandle, IdentityHandle, ServerHandle, free_port, start_gateway
 
 pytest_plugins = ["tests.jedi_fixtures"]
@@ -69,11 +69,15 @@ class Prometheus:
         assert len(result) <= 1, result
         return float(result[0]["value"][1]) if result else None
 
-    def wait_for(self, expr: str, check: Callable[[float], bool], what: str, timeout: float = 60) -> float:
+    def wait_for(self, expr: str, check: Callable[[float], bool], what: str, timeout: float = 60,
+                 meanwhile: Callable[[], object] | None = None) -> float:
         """The value of `expr` once `check` accepts it (Prometheus scrapes and evaluates every
-        second), or an error with what it still was after `timeout` seconds."""
+        second), or an error with what it still was after `timeout` seconds; `meanwhile` runs
+        before every look."""
         deadline = time.monotonic() + timeout
         while True:
+            if meanwhile is not None:
+                meanwhile()
             value = self.value(expr)
             if value is not None and check(value):
                 return value
@@ -214,5 +218,6 @@ def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untype
     assert builds == {"server", "jedi", "iam", "gateway"}
     # Recording rules, evaluated by Prometheus on what it scraped.
     prometheus.wait_for('queue_state:panda_jobs:max{queue="local",state="finished"}', lambda n: n == 3, "3")
+    # A rate over the last minute: calls keep coming while it is read.
     prometheus.wait_for('sum(job_grpc_code:grpc_server_handled:rate1m{job="panda-server",grpc_code="OK"})',
-                        lambda rate: rate > 0, "above 0")
+                        lambda rate: rate > 0, "above 0", meanwhile=lambda: get_job(jobs_stub, job.job_id))
