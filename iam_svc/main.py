@@ -101,7 +101,8 @@ async def serve(settings: IamSettings) -> None:
     http = HttpServer(build_app(db, provider), settings.iam_http_host, settings.iam_http_port,
                           trusted_proxies=settings.iam_trusted_proxies)
     await http.start()
-    bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port)
+    metrics = bootstrap.start_metrics(settings.metrics_host, settings.iam_metrics_port, component="iam",
+                                      engine=engine)
     await server.start()
     await bootstrap.set_serving(health, SERVICE_NAMES, True)
     log.info("identity service on %s (gRPC), issuer %s (HTTP on %s:%d), database %s", settings.iam_address,
@@ -115,6 +116,7 @@ async def serve(settings: IamSettings) -> None:
     try:
         await bootstrap.run_until_signalled(server, on_stop)
     finally:
+        metrics.close()
         await authenticator.close()
         db.close()
     log.info("identity service stopped")

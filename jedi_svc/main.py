@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 
 from grpc import aio
-from prometheus_client.core import REGISTRY
 
 from jedi_svc.logic.agents import Agents, AgentStores
 from jedi_svc.logic.metrics import TaskCountCollector
@@ -46,7 +45,7 @@ async def serve(settings: JediSettings) -> None:
                          CommandStore(engine))
     server_client = ServerCalls(ConnectConfig.from_settings(
         settings.server_address, settings, deadline=settings.jedi_server_deadline_seconds,
-        unreachable_hint="set PANDA_SERVER"))
+        unreachable_hint="set PANDA_SERVER", metrics=True))
     task_events = Notifier()
     agents = Agents(settings, db, stores, server_client, task_events)
 
@@ -60,9 +59,8 @@ async def serve(settings: JediSettings) -> None:
         address=settings.jedi_address, service_names=SERVICE_NAMES, register=register,
         settings=settings, access=ACCESS,
     )
-    collector = TaskCountCollector(tasks)
-    REGISTRY.register(collector)
-    bootstrap.start_metrics(settings.metrics_host, settings.jedi_metrics_port)
+    metrics = bootstrap.start_metrics(settings.metrics_host, settings.jedi_metrics_port, component="jedi",
+                                      engine=engine, collectors=[TaskCountCollector(tasks)])
     await server.start()
     await agents.start()
     await bootstrap.set_serving(health, SERVICE_NAMES, True)
@@ -76,7 +74,7 @@ async def serve(settings: JediSettings) -> None:
     try:
         await bootstrap.run_until_signalled(server, on_stop)
     finally:
-        REGISTRY.unregister(collector)
+        metrics.close()
         await server_client.close()
         db.close()
     log.info("JEDI stopped")

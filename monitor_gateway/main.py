@@ -58,12 +58,13 @@ async def serve(settings: GatewaySettings) -> None:
     host, port = _host_port(settings.gateway_address)
     http = HttpServer(app, host, port)
     await http.start()
-    bootstrap.start_metrics(settings.metrics_host, settings.gateway_metrics_port)
+    metrics = bootstrap.start_metrics(settings.metrics_host, settings.gateway_metrics_port, component="gateway")
     log.info("gateway on %s (%d routes): server %s, JEDI %s, identity service %s", settings.gateway_url,
              len(transcoder.table.routes), settings.server_address, settings.jedi_address, settings.iam_address)
     try:
         await bootstrap.until_signalled()
     finally:
+        metrics.close()
         await http.stop()
         await upstreams.close()
     log.info("gateway stopped")

@@ -3,8 +3,9 @@
 # npm) for the contract checks, oidc-provider (npm) as the external OIDC provider the tests
 # trust and @grpc/grpc-js with @grpc/proto-loader (npm) for the Node.js client test, Debian's
 # gRPC for C++ for the benchmark's simulated pilots, zsh, fish and bash-completion for the shell
-# completion tests, a running PostgreSQL on 127.0.0.1:5432; then the checks
-# (contracts, ruff, mypy, the settings table) and the suite, which runs every server test on
+# completion tests, Prometheus (promtool, and the server the metrics test scrapes with), a running
+# PostgreSQL on 127.0.0.1:5432; then the checks (contracts, ruff, mypy, the settings table, the
+# Prometheus rules) and the suite, which runs every server test on
 # SQLite and on PostgreSQL, three tests at a time. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,14 @@ fi
 if ! command -v zsh >/dev/null || ! command -v fish >/dev/null || [ ! -f /usr/share/bash-completion/bash_completion ]; then
   echo "==> installing zsh, fish and bash-completion (the shell completion tests type into them)"
   apt_install zsh fish bash-completion
+fi
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  echo "==> installing Prometheus (promtool checks the rules; the metrics test scrapes the services with it)"
+  apt_install prometheus
+  # The tests start their own Prometheus; the daemon the package may have started is not needed.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 echo "==> installing buf, oidc-provider and the Node.js gRPC client (npm ci)"
 npm ci --silent --no-audit --no-fund >/dev/null
@@ -79,6 +88,10 @@ echo "==> mypy (every hand-written package; strict on domain/ and logic/)"
 .venv/bin/mypy
 echo "==> the README's settings table is the settings classes'"
 .venv/bin/python -m tools.settings_doc --check
+echo "==> promtool: the Prometheus rules, their unit tests and the scrape config"
+promtool check rules deploy/prometheus/rules.yml
+promtool test rules deploy/prometheus/rules_test.yml
+promtool check config --syntax-only deploy/prometheus/prometheus.yml
 # Most tests wait on real processes (timeouts, restarts), so they run three at a time even on
 # two cores; PANDA_TEST_WORKERS=0 runs them one by one.
 workers=${PANDA_TEST_WORKERS:-3}

@@ -6,7 +6,6 @@ import asyncio
 import logging
 
 import grpc
-from prometheus_client.core import REGISTRY
 
 from panda.server.v1 import (
     dispatch_service_pb2_grpc,
@@ -77,9 +76,8 @@ async def serve(settings: ServerSettings) -> None:
         address=settings.server_address, service_names=SERVICE_NAMES, register=register,
         settings=settings, access=ACCESS,
     )
-    collector = JobCountCollector(queue_store)
-    REGISTRY.register(collector)
-    bootstrap.start_metrics(settings.metrics_host, settings.metrics_port)
+    metrics = bootstrap.start_metrics(settings.metrics_host, settings.metrics_port, component="server",
+                                      engine=engine, collectors=[JobCountCollector(queue_store)])
     hub.start()
     watchdog = asyncio.create_task(run_watchdog(settings, db, WatchdogStore(engine), hub))
     await server.start()
@@ -95,7 +93,7 @@ async def serve(settings: ServerSettings) -> None:
     try:
         await bootstrap.run_until_signalled(server, on_stop)
     finally:
-        REGISTRY.unregister(collector)
+        metrics.close()
         db.close()
     log.info("server stopped")
 

@@ -129,11 +129,11 @@ class _ClaimFailsOnce(DispatchStore):
 
     failed = False
 
-    def _claim_sqlite(self, conn, claim, now):  # type: ignore[no-untyped-def]
+    def _claim_sqlite(self, conn, claim, now, activated_at):  # type: ignore[no-untyped-def]
         if not self.failed:
             self.failed = True
             conn.execute(text("SELECT * FROM no_such_table"))
-        return super()._claim_sqlite(conn, claim, now)
+        return super()._claim_sqlite(conn, claim, now, activated_at)
 
     def _pg_claim(self, claim, now):  # type: ignore[no-untyped-def]
         if not self.failed:

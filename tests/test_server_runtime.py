@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -71,14 +72,27 @@ def test_metrics_for_prometheus(server, channel, jobs_stub, local_queue) -> None
     pilot.next_ack()
     body = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10).read().decode()
     pilot.close()
-    assert ('grpc_server_handled_total{grpc_code="OK",grpc_method="SubmitJobs",'
-            'grpc_service="panda.server.v1.JobService",grpc_type="unary"} 1.0') in body
+    unary = 'grpc_method="SubmitJobs",grpc_service="panda.server.v1.JobService",grpc_type="unary"'
+    assert f'grpc_server_handled_total{{grpc_code="OK",{unary}}} 1.0' in body
+    # A unary call's request and response are messages too.
+    assert f"grpc_server_msg_received_total{{{unary}}} 1.0" in body
+    assert f"grpc_server_msg_sent_total{{{unary}}} 1.0" in body
     assert 'grpc_server_started_total{grpc_method="Connect"' in body
     assert "grpc_server_handling_seconds_bucket" in body
     assert 'grpc_server_msg_received_total{grpc_method="Connect"' in body
     assert 'panda_pilots_connected{queue="local"} 1.0' in body
     assert "panda_dispatch_latency_seconds_count 1.0" in body
     assert 'panda_jobs{queue="local",state="finished"} 1.0' in body
+    assert 'panda_jobs{queue="local",state="activated"} 0.0' in body  # every state, 0 when empty
+    assert 'panda_build_info{component="server",version="' in body
+    assert 'panda_db_statement_seconds_count{statement="select"}' in body
+
+
+def test_metrics_only_on_their_path(server) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/", "/favicon.ico", "/metrics/extra", "/jobs/1"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}{path}", timeout=10)
+        assert refused.value.code == 404, path
 
 
 def test_welcome_states_the_heartbeat_interval(channel, local_queue) -> None:  # type: ignore[no-untyped-def]

@@ -1,18 +1,19 @@
-"""JEDI's gauges read at scrape time: `panda_tasks{state}`."""
+"""JEDI's gauges read at scrape time: `panda_tasks{state}`, every state there (0 when empty)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from jedi_svc.domain.states import TaskState
 from jedi_svc.store.task_store import TaskStore
 from panda_runtime.service.db import log_failure
 
-__all__ = ["TaskCountCollector"]
+__all__ = ["TaskCountCollector", "tasks_by_state"]
 
 log = logging.getLogger("panda.jedi")
 
@@ -27,7 +28,7 @@ class TaskCountCollector(Collector):
         self._time = 0.0
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
+        yield _family()
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         if time.monotonic() - self._time > self._max_age:
@@ -36,7 +37,21 @@ class TaskCountCollector(Collector):
                 self._time = time.monotonic()
             except Exception as error:
                 log_failure(log, "counting tasks for the metrics failed", error)
-        family = GaugeMetricFamily("panda_tasks", "Tasks by state.", labels=["state"])
-        for state, count in sorted(self._cached.items()):
-            family.add_metric([state], count)
+        family = _family()
+        if self._time:  # counted at least once: a zero is then a zero, not a failure to count
+            for state, count in tasks_by_state(self._cached):
+                family.add_metric([state], count)
         yield family
+
+
+def tasks_by_state(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """(state, tasks) for every state of the task state machine, 0 where there are none, and
+    for any other state tasks are found in."""
+    known = [state.value for state in TaskState]
+    return [(state, counts.get(state, 0)) for state in known] + sorted(
+        (state, count) for state, count in counts.items() if state not in known)
+
+
+def _family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("panda_tasks", "Tasks by state: every state of the task state machine, 0 when none.",
+                             labels=["state"])

@@ -32,8 +32,9 @@ class Upstreams:
     def _channel(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            # No token of its own: each call carries its caller's, and the service decides.
-            channel = self._channels[address] = aio_channel(address, options=self._options)
+            # No token of its own: each call carries its caller's, and the service decides. Its
+            # calls count in the grpc_client_* metrics.
+            channel = self._channels[address] = aio_channel(address, options=self._options, metrics=True)
         return channel
 
     def callable_for(self, route: Route) -> Any:

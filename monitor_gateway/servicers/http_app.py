@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, request_response
@@ -36,6 +37,7 @@ from monitor_gateway.domain.routes import Route as RpcRoute
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.logic.transcoder import Metadata, OpenStream, Transcoder, UpstreamError
 from monitor_gateway.servicers.docs_page import DOCS_HTML, DOCS_INIT_JS, DOCS_SECURITY_HEADERS, swagger_ui_directory
+from panda_runtime.service.http_metrics import ROUTE_KEY, HttpMetrics
 
 __all__ = ["build_app"]
 
@@ -130,6 +132,8 @@ class GatewayApp:
                                 status_code=405, media_type=JSON, headers={"Allow": ", ".join(allowed)})
             return _status_response(responses.status(code_pb2.NOT_FOUND, "Not Found"))
         route = resolved.route
+        # The HTTP metrics count the request under its template, never its path.
+        request.scope[ROUTE_KEY] = route.template.text
         try:
             body = await self._body(request)
         except _BodyTooLarge:
@@ -242,7 +246,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
 def build_app(transcoder: Transcoder, openapi: dict[str, Any], *, max_body_bytes: int,
               keepalive_seconds: float) -> Starlette:
     app = GatewayApp(transcoder, openapi, max_body_bytes=max_body_bytes, keepalive_seconds=keepalive_seconds)
-    starlette = Starlette(routes=[
+    starlette = Starlette(middleware=[Middleware(HttpMetrics)], routes=[
         Route("/openapi.json", app.openapi, methods=["GET"]),
         Route("/docs", app.docs, methods=["GET"]),
         Route("/docs/init.js", app.docs_init, methods=["GET"]),

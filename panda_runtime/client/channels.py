@@ -1,6 +1,8 @@
 """Client channels: one place for the options every caller of a PanDA mesh service uses, for
-attaching the caller's bearer token to every call, and for a default deadline on unary calls.
-Most callers want a client of `panda_runtime.client.service`, which builds its channel here."""
+attaching the caller's bearer token to every call, for a default deadline on unary calls, and
+for the client-side gRPC metrics of a service calling another (`metrics=True`; see
+`panda_runtime.client.metrics`). Most callers want a client of `panda_runtime.client.service`,
+which builds its channel here."""
 
 from __future__ import annotations
 
@@ -107,15 +109,21 @@ def sync_channel(
     tls: grpc.ChannelCredentials | None = None,
     options: list[tuple[str, Any]] | None = None,
     deadline: float | None = None,
+    metrics: bool = False,
 ) -> grpc.Channel:
-    """A channel whose calls carry `tokens`' bearer token (when given) and whose unary calls
-    that name no deadline get `deadline` seconds (when given)."""
+    """A channel whose calls carry `tokens`' bearer token (when given), whose unary calls
+    that name no deadline get `deadline` seconds (when given), and whose calls count in the
+    `grpc_client_*` metrics when `metrics`."""
     all_options = [*CHANNEL_OPTIONS, *(options or [])]
     if tls is None:
         channel = grpc.insecure_channel(address, options=all_options)
     else:
         channel = grpc.secure_channel(address, tls, options=all_options)
     interceptors: list[Any] = []
+    if metrics:
+        from panda_runtime.client.metrics import sync_interceptor
+
+        interceptors.append(sync_interceptor())
     if tokens is not None:
         interceptors.append(_SyncBearer(tokens))
     if deadline is not None:
@@ -130,11 +138,18 @@ def aio_channel(
     tls: grpc.ChannelCredentials | None = None,
     options: list[tuple[str, Any]] | None = None,
     deadline: float | None = None,
+    metrics: bool = False,
 ) -> grpc.aio.Channel:
-    """An asyncio channel whose calls carry `tokens`' bearer token (when given) and whose unary
-    calls that name no deadline get `deadline` seconds (when given)."""
+    """An asyncio channel whose calls carry `tokens`' bearer token (when given), whose unary
+    calls that name no deadline get `deadline` seconds (when given), and whose calls count in
+    the `grpc_client_*` metrics when `metrics`."""
     all_options = [*CHANNEL_OPTIONS, *(options or [])]
     interceptors: list[grpc.aio.ClientInterceptor] = []
+    if metrics:
+        # Loaded only by the processes that ask for it: the command line serves no metrics.
+        from panda_runtime.client.metrics import aio_interceptors
+
+        interceptors += aio_interceptors()
     if tokens is not None:
         interceptors += [_AioBearerUnaryUnary(tokens), _AioBearerUnaryStream(tokens), _AioBearerStreamStream(tokens)]
     if deadline is not None:

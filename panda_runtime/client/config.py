@@ -95,6 +95,9 @@ class ConnectConfig:
     # Channel options beyond the ones every caller uses (channels.CHANNEL_OPTIONS).
     options: tuple[tuple[str, Any], ...] = ()
     unreachable_hint: str = ""
+    # Count the calls in the `grpc_client_*` metrics: for a service calling another, which
+    # serves them on its /metrics.
+    metrics: bool = False
 
     @classmethod
     def from_settings(cls, address: str, settings: CallerSettings, **overrides: Any) -> ConnectConfig:

@@ -80,6 +80,7 @@ def _channel_arguments(config: ConnectConfig, services: Iterable[ServiceDescript
         "tls": config.tls.credentials() if config.tls else None,
         "options": [*retry_options(services, config.retry), *config.options],
         "deadline": config.deadline,
+        "metrics": config.metrics,
     }
 
 

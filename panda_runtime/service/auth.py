@@ -24,6 +24,7 @@ import grpc
 import httpx
 import jwt
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from prometheus_client import Counter
 
 from panda_runtime.service.errors import Unauthenticated
 from panda_runtime.service.principals import (
@@ -34,9 +35,43 @@ from panda_runtime.service.principals import (
 )
 from panda_runtime.service.revocation import DISCOVERY_KEY, RevocationFeed
 
-__all__ = ["AnonymousAuthenticator", "Authenticator", "TokenAuthenticator", "bearer_token"]
+__all__ = ["AUTH_FAILURES", "AUTH_FAILURE_REASONS", "AnonymousAuthenticator", "Authenticator", "TokenAuthenticator",
+           "bearer_token"]
 
 log = logging.getLogger("panda.auth")
+
+# Why the token check refused a call: the `reason` label of panda_auth_failures_total.
+AUTH_FAILURE_REASONS = (
+    "no_credentials",  # no bearer token (and no mapped client certificate)
+    "malformed",  # not `Bearer <token>`, or not a JWT
+    "untrusted_issuer",  # `iss` is no trusted issuer
+    "unknown_key",  # no `kid`, or one the issuer does not publish
+    "keys_unavailable",  # the issuer's signing keys could not be fetched
+    "expired",
+    "not_yet_valid",  # `nbf` or `iat` in the future
+    "wrong_audience",
+    "bad_algorithm",  # not the algorithm of the key
+    "bad_signature",
+    "invalid_claims",  # any other claim missing or wrong
+    "revoked",  # the account or client was disabled or deleted since the token was issued
+    "revocations_unavailable",  # the issuer's revocation list could not be fetched
+    "unmapped_certificate",  # legacy x509: a certificate no user is mapped to
+)
+AUTH_FAILURES = Counter(
+    "panda_auth_failures_total", "Calls the token check refused (UNAUTHENTICATED), by reason.", ["reason"]
+)
+for _reason in AUTH_FAILURE_REASONS:
+    AUTH_FAILURES.labels(_reason)
+
+
+class _Refused(Unauthenticated):
+    """UNAUTHENTICATED, and why (one of AUTH_FAILURE_REASONS), for the count."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 
 
 class Authenticator(Protocol):
@@ -63,7 +98,7 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]]) -> str | None:
             scheme, _, token = text.partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
-            raise Unauthenticated("the authorization header must be `Bearer <token>`")
+            raise _Refused("malformed", "the authorization header must be `Bearer <token>`")
     return None
 
 
@@ -120,7 +155,7 @@ class _Issuer:
                             self._misses.popitem(last=False)
         found = self._keys.get(kid)
         if found is None:
-            raise Unauthenticated(f"token signed with key {kid!r}, which issuer {self.url} does not publish")
+            raise _Refused("unknown_key", f"token signed with key {kid!r}, which issuer {self.url} does not publish")
         return found
 
     async def _refresh(self) -> None:
@@ -141,7 +176,8 @@ class _Issuer:
             self._fetched_at = time.monotonic()
             log.warning("cannot fetch the keys of issuer %s: %s", self.url, error)
             if not self._keys:
-                raise Unauthenticated(f"cannot fetch the signing keys of issuer {self.url}: {error}") from error
+                raise _Refused("keys_unavailable",
+                               f"cannot fetch the signing keys of issuer {self.url}: {error}") from error
             return
         await self._follow_revocations(document.get(DISCOVERY_KEY))
         self._keys = keys
@@ -213,13 +249,17 @@ class TokenAuthenticator:
     async def authenticate(
         self, method: str, metadata: Sequence[tuple[str, str | bytes]], context: grpc.aio.ServicerContext | None
     ) -> Principal:
-        token = bearer_token(metadata)
-        if token is None:
-            principal = self._from_certificate(context)
-            if principal is None:
-                raise Unauthenticated(f"{method} needs a bearer token: sign in with `panda login`")
-            return principal
-        return await self.verify(token)
+        try:
+            token = bearer_token(metadata)
+            if token is None:
+                principal = self._from_certificate(context)
+                if principal is None:
+                    raise _Refused("no_credentials", f"{method} needs a bearer token: sign in with `panda login`")
+                return principal
+            return await self.verify(token)
+        except Unauthenticated as error:
+            AUTH_FAILURES.labels(error.reason if isinstance(error, _Refused) else "invalid_claims").inc()
+            raise
 
     async def verify(self, token: str) -> Principal:
         cached = self._cache.get(token)
@@ -243,24 +283,25 @@ class TokenAuthenticator:
             return
         revoked = await feed.current()
         if revoked is None:
-            raise Unauthenticated(f"cannot fetch the revocation list of issuer {feed.issuer}: try again shortly")
+            raise _Refused("revocations_unavailable",
+                           f"cannot fetch the revocation list of issuer {feed.issuer}: try again shortly")
         refusal = revoked.refusal(principal.subject, principal.client_id, principal.issued_at)
         if refusal is not None:
-            raise Unauthenticated(refusal)
+            raise _Refused("revoked", refusal)
 
     async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
-            raise Unauthenticated(f"malformed token: {error}") from error
+            raise _Refused("malformed", f"malformed token: {error}") from error
         issuer_url = str(unverified.get("iss", "")).rstrip("/")
         issuer = self._issuers.get(issuer_url)
         if issuer is None:
-            raise Unauthenticated(f"token issuer {unverified.get('iss')!r} is not trusted")
+            raise _Refused("untrusted_issuer", f"token issuer {unverified.get('iss')!r} is not trusted")
         kid = header.get("kid")
         if not kid:
-            raise Unauthenticated("token header names no signing key (kid)")
+            raise _Refused("unknown_key", "token header names no signing key (kid)")
         key = await issuer.key(str(kid))
         try:
             claims = jwt.decode(
@@ -273,17 +314,18 @@ class TokenAuthenticator:
                 options={"require": ["exp", "iat", "iss", "sub", "aud"]},
             )
         except jwt.ExpiredSignatureError as error:
-            raise Unauthenticated("token has expired: sign in again") from error
+            raise _Refused("expired", "token has expired: sign in again") from error
         except jwt.ImmatureSignatureError as error:
-            raise Unauthenticated("token is not valid yet (nbf or iat in the future)") from error
+            raise _Refused("not_yet_valid", "token is not valid yet (nbf or iat in the future)") from error
         except jwt.InvalidAudienceError as error:
-            raise Unauthenticated(f"token is not meant for this service (aud must be {self._audience!r})") from error
+            raise _Refused("wrong_audience",
+                           f"token is not meant for this service (aud must be {self._audience!r})") from error
         except jwt.InvalidAlgorithmError as error:
-            raise Unauthenticated(f"token algorithm {header.get('alg')!r} does not match its key") from error
+            raise _Refused("bad_algorithm", f"token algorithm {header.get('alg')!r} does not match its key") from error
         except jwt.InvalidSignatureError as error:
-            raise Unauthenticated("token signature does not verify") from error
+            raise _Refused("bad_signature", "token signature does not verify") from error
         except jwt.PyJWTError as error:
-            raise Unauthenticated(f"token refused: {error}") from error
+            raise _Refused("invalid_claims", f"token refused: {error}") from error
         return principal_from_claims(claims)
 
     def _from_certificate(self, context: grpc.aio.ServicerContext | None) -> Principal | None:
@@ -295,8 +337,9 @@ class TokenAuthenticator:
                                                                else subject))
             if principal is not None:
                 return principal
-        raise Unauthenticated(f"certificate subject {subjects[0]!r} is not mapped to a user" if subjects
-                              else "no bearer token and no client certificate")
+        raise _Refused("unmapped_certificate" if subjects else "no_credentials",
+                       f"certificate subject {subjects[0]!r} is not mapped to a user" if subjects
+                       else "no bearer token and no client certificate")
 
     async def close(self) -> None:
         for issuer in self._issuers.values():

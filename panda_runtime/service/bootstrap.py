@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
 from panda_runtime.service.auth import AnonymousAuthenticator, Authenticator, TokenAuthenticator
 from panda_runtime.service.db import DatabaseNotMigrated
 from panda_runtime.service.interceptors import ServiceInterceptor
+from panda_runtime.service.metrics import start_metrics
 from panda_runtime.service.principals import AccessTable, Principal, canonical_subject, grants_from_groups
 from panda_runtime.settings import PandaSettings, ServingSettings
 
@@ -165,12 +165,6 @@ async def set_serving(health_servicer: health.aio.HealthServicer, names: Iterabl
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *names]:
         await health_servicer.set(name, status)
-
-
-def start_metrics(host: str, port: int) -> None:
-    if port:
-        start_http_server(port, addr=host)
-        log.info("metrics on http://%s:%d/metrics", host, port)
 
 
 def tune_garbage_collector() -> None:

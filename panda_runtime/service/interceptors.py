@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
 from panda_runtime.contracts import Violation
+from panda_runtime.grpc_codes import code_label
 from panda_runtime.service.auth import Authenticator
 from panda_runtime.service.db import is_unavailable
 from panda_runtime.service.errors import InvalidArgument, ServiceError, Unavailable, clip
@@ -40,11 +41,15 @@ HANDLING_SECONDS = Histogram(
     ["grpc_type", "grpc_service", "grpc_method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600),
 )
+# Every message counts, a unary call's one request and one response too (the response only when
+# the call succeeded), as go-grpc-prometheus counts them.
 MSG_RECEIVED = Counter(
-    "grpc_server_msg_received_total", "Stream messages received.", ["grpc_type", "grpc_service", "grpc_method"]
+    "grpc_server_msg_received_total", "RPC messages received on the server (a unary call's request included).",
+    ["grpc_type", "grpc_service", "grpc_method"],
 )
 MSG_SENT = Counter(
-    "grpc_server_msg_sent_total", "Stream messages sent.", ["grpc_type", "grpc_service", "grpc_method"]
+    "grpc_server_msg_sent_total", "RPC messages sent by the server (a unary call's response included).",
+    ["grpc_type", "grpc_service", "grpc_method"],
 )
 
 Behavior = Callable[..., Any]
@@ -137,7 +142,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             set_current_principal(principal)
 
         def finish(code: grpc.StatusCode, started: float) -> None:
-            HANDLED.labels(*labels, code.name).inc()
+            HANDLED.labels(*labels, code_label(code)).inc()
             HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
 
         def final_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -160,10 +165,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 STARTED.labels(*labels).inc()
                 started = time.perf_counter()
                 try:
-                    await authenticate(context)
                     if handler.request_streaming:
                         request_or_iterator = count_in(request_or_iterator)
-                    return await inner(request_or_iterator, context)
+                    else:
+                        received.inc()
+                    await authenticate(context)
+                    response = await inner(request_or_iterator, context)
+                    sent.inc()
+                    return response
                 except Exception as error:
                     if _is_abort(error):
                         raise
@@ -181,9 +190,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             STARTED.labels(*labels).inc()
             started = time.perf_counter()
             try:
-                await authenticate(context)
                 if handler.request_streaming:
                     request_or_iterator = count_in(request_or_iterator)
+                else:
+                    received.inc()
+                await authenticate(context)
                 async for response in inner_stream(request_or_iterator, context):
                     sent.inc()
                     yield response

@@ -15,7 +15,7 @@ from server_svc.domain.pilot_updates import UpdateOutcome
 from server_svc.domain.states import FINAL_STATES, JobState
 
 __all__ = ["Acknowledgements", "Assignment", "Claim", "JobRequest", "Offer", "PilotHello", "UpdateAck",
-           "acknowledgement", "release"]
+           "acknowledgement", "dispatch_latency", "release"]
 
 
 class Offer(NamedTuple):
@@ -118,3 +118,11 @@ def release(job: Job, reason: str, now: datetime) -> Change | None:
         return None
     job.pilot_id, job.node = "", ""
     return Change([change_state(job, JobState.ACTIVATED, now, reason)], reactivated=True)
+
+
+def dispatch_latency(activated_at: float, asked_at: float, sent_at: float) -> float:
+    """How long a job waited for a pilot that wanted it, in seconds: from the later of the job
+    becoming activated (ready to go) and the pilot asking for work, to the job being sent to the
+    pilot. A pilot's idle wait for work that did not exist yet is not dispatch latency, nor is a
+    job's wait for a pilot that had not asked. Never below 0 (two replicas' clocks may differ)."""
+    return max(0.0, sent_at - max(activated_at, asked_at))

@@ -36,10 +36,12 @@ from server_svc.domain.dispatch import (
     PilotHello,
     UpdateAck,
     acknowledgement,
+    dispatch_latency,
 )
 from server_svc.domain.pilot_updates import PilotUpdate
 from server_svc.domain.queues import DISPATCHING_STATUSES
 from server_svc.domain.user_actions import PilotCommand
+from server_svc.logic.job_metrics import count_failures
 from server_svc.settings import ServerSettings
 from server_svc.store.commands import CommandStore
 from server_svc.store.dispatch import DispatchStore
@@ -53,8 +55,9 @@ log = logging.getLogger("panda.dispatch")
 PILOTS_CONNECTED = Gauge("panda_pilots_connected", "Pilot streams connected to this server.", ["queue"])
 DISPATCH_LATENCY = Histogram(
     "panda_dispatch_latency_seconds",
-    "From a pilot asking for work to a job pushed on its stream, when work was waiting.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    "Per job sent to a pilot: from the later of the job becoming activated and the pilot asking for work, "
+    "to the job being handed to the pilot's stream.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 UPDATE_BATCH = Histogram(
     "panda_pilot_update_batch_size", "Pilot updates written per transaction.",
@@ -75,7 +78,7 @@ def _log_failure(task: asyncio.Task[None]) -> None:
 @dataclass(frozen=True, slots=True)
 class _RequestAfterUpdates:
     """A request that came with updates, its place among the pilot's requests, and when it
-    arrived."""
+    arrived (Unix time)."""
 
     request: JobRequest
     number: int
@@ -97,7 +100,9 @@ class Session:
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     credits: int = 0
-    waiting_since: float = 0.0
+    # Since when (Unix time) the pilot has been asking for work: set when its credits go from
+    # none to some, kept while it has any.
+    asked_at: float = 0.0
     held: set[int] = field(default_factory=set)
     closed: bool = False
     # Counts the pilot's requests as they arrive: a request sent with updates is taken after
@@ -217,7 +222,7 @@ class DispatchHub:
 
     def request_jobs(self, session: Session, request: JobRequest) -> None:
         session.requests_received += 1
-        self._take_request(session, request, time.perf_counter())
+        self._take_request(session, request, time.time())
 
     def _take_request(self, session: Session, request: JobRequest, received: float) -> None:
         if request.offer is not None:
@@ -225,7 +230,7 @@ class DispatchHub:
         was_waiting = session.credits > 0
         session.credits = max(0, request.count)
         if session.credits and not was_waiting:
-            session.waiting_since = received
+            session.asked_at = received
         if session.credits:
             self.wake()
 
@@ -253,7 +258,7 @@ class DispatchHub:
         if then_request is not None:
             session.requests_received += 1
             self._updates.put_nowait(
-                (session, seq, _RequestAfterUpdates(then_request, session.requests_received, time.perf_counter()))
+                (session, seq, _RequestAfterUpdates(then_request, session.requests_received, time.time()))
             )
         self.wake()
 
@@ -324,6 +329,7 @@ class DispatchHub:
         ]
         result = await self._db.run(self._dispatch.exchange, [u for _, _, u in updates], claims)
 
+        count_failures(result.failures.items())
         acks: dict[Session, list[UpdateAck]] = defaultdict(list)
         for (session, seq, _), outcome in zip(updates, result.outcomes, strict=True):
             if isinstance(outcome.error, PermissionDenied):
@@ -333,7 +339,7 @@ class DispatchHub:
             if ack is not None:
                 session.held.discard(ack.job_id)
                 acks[session].append(ack)
-        now = time.perf_counter()
+        now = time.time()
         orphaned: list[int] = []
         for group in groups.values():
             for session in group:
@@ -345,8 +351,10 @@ class DispatchHub:
                     continue
                 session.held.update(job.job_id for job in jobs)
                 session.credits = max(0, session.credits - len(jobs))
-                DISPATCH_LATENCY.observe(now - session.waiting_since)
-                session.waiting_since = now
+                for job in jobs:
+                    activated = result.activated_at.get(job.job_id)
+                    DISPATCH_LATENCY.observe(dispatch_latency(
+                        activated.timestamp() if activated is not None else now, session.asked_at, now))
                 session.send(Assignment(jobs, acks.pop(session, [])))
         # Pilots that got no job (none fits, or they asked for none) get their acks alone.
         for session, session_acks in acks.items():

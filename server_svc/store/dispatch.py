@@ -3,7 +3,8 @@ jobs for the waiting pilots; and the release of jobs sent to pilots that never g
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -12,9 +13,10 @@ import orjson
 from sqlalchemy import Connection, TextClause, bindparam, exists, insert, literal, literal_column, select, text
 
 from panda_runtime.service.bulk import Statement, run_statements, update_rows
-from panda_runtime.service.db import Store
+from panda_runtime.service.db import Store, aware
 from panda_runtime.service.db import now as utc_now
 from server_svc.domain.dispatch import Claim, release
+from server_svc.domain.gauges import failed_attempts
 from server_svc.domain.jobs import JobChanges, JobRecord
 from server_svc.domain.pilot_updates import PilotUpdate, UpdateOutcome, apply_pilot_updates
 from server_svc.domain.queues import DISPATCHING_STATUSES
@@ -40,6 +42,10 @@ class Exchange:
     outcomes: list[UpdateOutcome]  # one per update, in order
     reactivated: int  # jobs that came back activated (new attempts)
     assigned: dict[str, list[JobRecord]]  # claimed jobs by pilot id
+    # When each claimed job had become activated (its state time before the claim), by job id.
+    activated_at: dict[int, datetime] = field(default_factory=dict)
+    # Attempts the updates failed, by (queue, error code).
+    failures: Counter[tuple[str, int]] = field(default_factory=Counter)
 
 
 _DISPATCHING_SQL = ", ".join(f"'{status}'" for status in sorted(DISPATCHING_STATUSES))
@@ -57,19 +63,20 @@ def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
     )
     return text(
         "WITH locked AS ("
-        " SELECT job_id, priority FROM jobs"
+        " SELECT job_id, priority, state_time FROM jobs"
         f" WHERE queue = :queue AND state = 'activated'{limits}"
         f" AND EXISTS (SELECT 1 FROM queues WHERE queue_id = :queue AND status IN ({_DISPATCHING_SQL}))"
         f" ORDER BY priority DESC, job_id LIMIT {int(wanted)} FOR UPDATE SKIP LOCKED"
         "), picked AS ("
-        " SELECT job_id, row_number() OVER (ORDER BY priority DESC, job_id) AS slot FROM locked"
+        " SELECT job_id, state_time AS activated_at, row_number() OVER (ORDER BY priority DESC, job_id) AS slot"
+        " FROM locked"
         "), slots AS ("
         " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
         "), claimed AS ("
         " UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
         " state_time = :now, update_time = :now"
         " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
-        " RETURNING jobs.*"
+        " RETURNING jobs.*, picked.activated_at"
         "), sent_events AS ("
         f" INSERT INTO job_events ({', '.join(EVENT_COLUMNS)})"
         " SELECT job_id, attempt, 'sent', 'activated', state_time, 0, 'sent to pilot ' || pilot_id, queue, task_id"
@@ -96,9 +103,13 @@ _SENT_EVENTS = insert(job_events).from_select(
 _ELEMENT_URLS = text("SELECT storage_element_id, url FROM storage_elements")
 
 
-def _pg_claimed(rows: list[dict[str, Any]], urls: dict[str, str]) -> dict[str, list[JobRecord]]:
+def _pg_claimed(
+    rows: list[dict[str, Any]], urls: dict[str, str], activated_at: dict[int, datetime]
+) -> dict[str, list[JobRecord]]:
     """The rows of a PostgreSQL claim, as jobs with their files (each with its element's URL),
-    by pilot."""
+    by pilot; when each had become activated goes into `activated_at`."""
+    for row in rows:
+        activated_at[row["job_id"]] = aware(row.pop("activated_at")) or utc_now()
     claimed = [record_from_row(row, [file_from_row(f) for f in row.pop("claimed_files")]) for row in rows]
     for job in claimed:
         for file in job.files:
@@ -122,20 +133,20 @@ class DispatchStore(Store):
         PostgreSQL the round takes three round trips: lock and read the updated jobs; write
         them, their events and every claim; commit."""
         now = utc_now()
-        outcomes: list[UpdateOutcome] = []
-        reactivated = 0
+        exchange = Exchange([], 0, {})
         writes: list[Statement | None] = []
-        assigned: dict[str, list[JobRecord]] = {}
+        assigned = exchange.assigned
         with self._engine.begin() as conn:
             if updates:
                 held = read_jobs(conn, (u.job_id for u in updates), lock=True)
                 applied = apply_pilot_updates(held, updates, now)
-                outcomes, reactivated = applied.outcomes, applied.changes.reactivated
+                exchange.outcomes, exchange.reactivated = applied.outcomes, applied.changes.reactivated
+                exchange.failures = failed_attempts(applied.changes.events)
                 writes = change_statements(conn, applied.changes)
             if self._sqlite:
                 run_statements(conn, writes)
                 for claim in claims:
-                    assigned.update(self._claim_sqlite(conn, claim, now))
+                    assigned.update(self._claim_sqlite(conn, claim, now, exchange.activated_at))
             else:
                 # The claims write the claimed jobs' "sent" events: the event log's lock first.
                 claiming: list[Statement | None] = [event_log_lock(conn), (_ELEMENT_URLS, {})] if claims else []
@@ -144,11 +155,14 @@ class DispatchStore(Store):
                 if claims:
                     urls = {row["storage_element_id"]: row["url"] for row in results[-len(claims) - 1]}
                     for rows in results[len(results) - len(claims):]:
-                        assigned.update(_pg_claimed(rows, urls))
-        return Exchange(outcomes, reactivated, assigned)
+                        assigned.update(_pg_claimed(rows, urls, exchange.activated_at))
+        return exchange
 
-    def _claim_sqlite(self, conn: Connection, claim: Claim, now: datetime) -> dict[str, list[JobRecord]]:
-        """The best activated jobs of the claim's queue that fit its offer, sent to its pilots."""
+    def _claim_sqlite(
+        self, conn: Connection, claim: Claim, now: datetime, activated_at: dict[int, datetime]
+    ) -> dict[str, list[JobRecord]]:
+        """The best activated jobs of the claim's queue that fit its offer, sent to its pilots
+        (when each had become activated goes into `activated_at`)."""
         cores, memory_mb, walltime = claim.offer
         query = (
             select(jobs)
@@ -171,6 +185,7 @@ class DispatchStore(Store):
         if not claimed:
             return {}
         for job, (pilot_id, node) in zip(claimed, claim.slots(), strict=False):
+            activated_at[job["job_id"]] = aware(job["state_time"]) or now
             job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
         update_rows(conn, jobs, "job_id", claimed, ("state", "pilot_id", "node", "state_time", "update_time"))
         job_ids = [job["job_id"] for job in claimed]

@@ -9,9 +9,11 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from panda_runtime.service.db import Store
+from panda_runtime.service.db import Store, aware
 from panda_runtime.service.errors import AlreadyExists, NotFound
+from server_svc.domain.gauges import JobCensus
 from server_svc.domain.queues import Queue
+from server_svc.domain.states import JobState
 from server_svc.domain.storage import check_queue_storage
 from server_svc.store.storage_store import read_elements
 from server_svc.store.tables import jobs, queues
@@ -76,11 +78,22 @@ class QueueStore(Store):
         with self._engine.connect() as conn:
             return {r.queue_id: r.status for r in conn.execute(select(queues))}
 
-    def job_counts(self) -> dict[tuple[str, str], int]:
-        """(queue, state) -> number of jobs, for the metrics."""
+    def census(self) -> JobCensus:
+        """For the metrics: the configured queues, jobs by (queue, state), and when the oldest
+        activated job of each queue became activated."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(jobs.c.queue, jobs.c.state, func.count()).group_by(jobs.c.queue, jobs.c.state))
-            return {(q, s): n for q, s, n in rows}
+            configured = frozenset(conn.execute(select(queues.c.queue_id)).scalars())
+            counts = conn.execute(select(jobs.c.queue, jobs.c.state, func.count()).group_by(jobs.c.queue, jobs.c.state))
+            oldest = conn.execute(
+                select(jobs.c.queue, func.min(jobs.c.state_time))
+                .where(jobs.c.state == JobState.ACTIVATED.value)
+                .group_by(jobs.c.queue)
+            )
+            return JobCensus(
+                queues=configured,
+                counts={(queue, state): number for queue, state, number in counts},
+                oldest_activated={queue: when for queue, since in oldest if (when := aware(since)) is not None},
+            )
 
     @staticmethod
     def _check_storage(conn: Connection, queue_id: str, values: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import unquote_plus
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,11 +22,13 @@ from iam_svc.domain.form_fields import FieldError, check_text
 from iam_svc.domain.keys import ALGORITHM
 from iam_svc.domain.oauth import OAuthError, invalid_request
 from iam_svc.domain.throttle import DeviceFlowThrottle
+from iam_svc.logic import metrics
 from iam_svc.logic.provider import Provider
 from iam_svc.servicers.http.device_page import NO_STORE, DevicePages
 from iam_svc.servicers.http.forms import FormGuard, read_form
 from iam_svc.servicers.http.peers import client_address
 from panda_runtime.service.db import DbRunner
+from panda_runtime.service.http_metrics import HttpMetrics
 from panda_runtime.service.revocation import DISCOVERY_KEY as REVOCATION_LIST_KEY
 
 __all__ = ["build_app"]
@@ -52,11 +55,15 @@ def oauth_error_response(error: OAuthError) -> JSONResponse:
 
 
 def json_endpoint(handler: Handler) -> Handler:
-    """OAuthError as RFC 6749 §5.2 JSON; anything unexpected as server_error, logged."""
+    """OAuthError as RFC 6749 §5.2 JSON (a refused sign-in counted by its reason); anything
+    unexpected as server_error, logged."""
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
         except OAuthError as error:
+            reason = metrics.refusal_reason(error, getattr(request.state, "grant_type", ""))
+            if reason is not None:
+                metrics.sign_in_failed(reason)
             return oauth_error_response(error)
         except FieldError as error:
             return oauth_error_response(invalid_request(str(error)))
@@ -142,6 +149,7 @@ class OidcEndpoints:
         if grant_type not in oauth.GRANT_TYPES:
             raise OAuthError("unsupported_grant_type",
                              f"grant type {grant_type!r} is not offered (offered: {', '.join(oauth.GRANT_TYPES)})")
+        request.state.grant_type = grant_type  # what a refusal counts under
         client = await self._client(request, form)
         check_grant(client, grant_type)
         scope = form.get("scope")
@@ -151,6 +159,7 @@ class OidcEndpoints:
             body = await self._db.run(self._provider.poll_device, client, form.get("device_code"))
         else:
             body = await self._db.run(self._provider.refresh, client, form.get("refresh_token"), scope)
+        metrics.token_issued(grant_type)
         return JSONResponse(body, headers=NO_STORE)
 
     async def device_authorization(self, request: Request) -> Response:
@@ -173,6 +182,7 @@ class OidcEndpoints:
     async def userinfo(self, request: Request) -> Response:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
+            metrics.sign_in_failed("access_token")
             return Response(status_code=401, headers={**NO_STORE, "WWW-Authenticate": 'Bearer realm="panda-mesh"'})
         check_text("the bearer token", token.strip(), form_fields.ACCESS_TOKEN)
         claims = await self._db.run(self._provider.verify_access_token, token.strip())
@@ -184,7 +194,7 @@ def build_app(db: DbRunner, provider: Provider, guard: FormGuard | None = None,
     throttle = throttle or DeviceFlowThrottle()
     endpoints = OidcEndpoints(db, provider, throttle)
     device_pages = DevicePages(db, provider, guard or FormGuard(), throttle)
-    return Starlette(routes=[
+    return Starlette(middleware=[Middleware(HttpMetrics)], routes=[
         Route("/.well-known/openid-configuration", json_endpoint(endpoints.discovery), methods=["GET"]),
         Route("/jwks", json_endpoint(endpoints.jwks), methods=["GET"]),
         Route("/revocations", json_endpoint(endpoints.revocations), methods=["GET"]),

@@ -16,6 +16,7 @@ from iam_svc.domain import codes, device
 from iam_svc.domain.device import Decision
 from iam_svc.domain.form_fields import DEVICE_PAGE_FIELDS, FieldError
 from iam_svc.domain.throttle import DeviceFlowThrottle, Refusal, Throttled
+from iam_svc.logic import metrics
 from iam_svc.logic.provider import Provider
 from iam_svc.servicers.http import pages
 from iam_svc.servicers.http.forms import CSRF_COOKIE, FormGuard, parse_form, read_form
@@ -95,6 +96,7 @@ class DevicePages:
                                                  error=error), browser_id, status=status, headers=headers)
 
         def throttled(refusal: Refusal) -> Response:
+            metrics.sign_in_failed("throttled")
             return again(_THROTTLED[refusal.why].format(wait=_wait_text(refusal)), 429, refusal)
 
         refusal = self._throttle.before_code(address, time.monotonic())
@@ -104,6 +106,7 @@ class DevicePages:
         found = await self._db.run(self._provider.pending_device_code, user_code) if user_code else None
         if user_code is None or found is None:
             self._throttle.unknown_code(address, time.monotonic())
+            metrics.sign_in_failed("device_code")
             return again(_BAD_CODE, 400)
         problem = _CODE_PROBLEMS.get(device.decide(found, now()))
         if problem:
@@ -114,6 +117,7 @@ class DevicePages:
         user = await asyncio.to_thread(self._provider.sign_in, user_name, form.get("password", ""))
         if user is None:
             self._throttle.sign_in_failed(address, found.user_code, time.monotonic())
+            metrics.sign_in_failed("password")
             return again("Wrong username or password.", 401)
         client = await self._db.run(self._provider.find_client, found.client_id)
         return self._html(pages.consent_page(
