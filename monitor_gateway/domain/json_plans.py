@@ -129,37 +129,51 @@ def _plan(descriptor: Descriptor | Any) -> Callable[[Message], dict[str, Any]]:
     found = _PLANS.get(descriptor.full_name)
     if found is not None:
         return found
-    steps: list[tuple[str, str, str, Converter]] = []
+    # The fields by how they convert, so converting a message runs no test per field: values
+    # taken as they are, values converted, fields printed only when present, lists, maps.
+    plain: list[tuple[str, str]] = []
+    converted: list[tuple[str, str, Converter]] = []
+    present: list[tuple[str, str, Converter]] = []
+    plain_lists: list[tuple[str, str]] = []
+    lists: list[tuple[str, str, Converter]] = []
+    maps: list[tuple[str, str, Converter]] = []
 
     def convert(message: Message) -> dict[str, Any]:
-        document: dict[str, Any] = {}
-        for name, json_name, how, value_of in steps:
-            value = getattr(message, name)
-            if how == "value":
-                document[json_name] = value_of(value)
-            elif how == "present":
-                if message.HasField(name):
-                    document[json_name] = value_of(value)
-            elif how == "list":
-                document[json_name] = [value_of(item) for item in value]
-            else:  # a map: value_of converts (key, value)
-                document[json_name] = dict(value_of(item) for item in value.items())
+        document = {json_name: getattr(message, name) for name, json_name in plain}
+        for name, json_name, value_of in converted:
+            document[json_name] = value_of(getattr(message, name))
+        for name, json_name, value_of in present:
+            if message.HasField(name):
+                document[json_name] = value_of(getattr(message, name))
+        for name, json_name in plain_lists:
+            document[json_name] = list(getattr(message, name))
+        for name, json_name, value_of in lists:
+            document[json_name] = [value_of(item) for item in getattr(message, name)]
+        for name, json_name, item_of in maps:
+            document[json_name] = dict(item_of(item) for item in getattr(message, name).items())
         return document
 
-    # Placed before the steps are made: a message type may contain itself.
+    # Placed before the fields are planned: a message type may contain itself.
     _PLANS[descriptor.full_name] = convert
     for field in descriptor.fields:
         nested = field.message_type
         if nested is not None and nested.GetOptions().map_entry:
             key_of = _map_key(nested.fields_by_name["key"])
             value_of = _single(nested.fields_by_name["value"])
-            steps.append((field.name, field.json_name, "map", _map_item(key_of, value_of)))
-        elif field.is_repeated:
-            steps.append((field.name, field.json_name, "list", _single(field)))
+            maps.append((field.name, field.json_name, _map_item(key_of, value_of)))
+            continue
+        value_of = _single(field)
+        if field.is_repeated:
+            if value_of is _same:
+                plain_lists.append((field.name, field.json_name))
+            else:
+                lists.append((field.name, field.json_name, value_of))
         elif field.has_presence:
-            steps.append((field.name, field.json_name, "present", _single(field)))
+            present.append((field.name, field.json_name, value_of))
+        elif value_of is _same:
+            plain.append((field.name, field.json_name))
         else:
-            steps.append((field.name, field.json_name, "value", _single(field)))
+            converted.append((field.name, field.json_name, value_of))
     return convert
 
 
