@@ -138,15 +138,9 @@ def jedi_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, 
     from jedi_svc.settings import JediSettings
 
     jedi = JediSettings()
-    if any(name in os.environ for name in ("PANDA_JEDI", "PANDA_JEDI_ADDRESS")):
-        address = jedi.jedi_address
-    elif server_address == DEFAULT_SERVER_ADDRESS:
-        address = DEFAULT_JEDI_ADDRESS
-    else:
-        address = _shifted_address(server_address, 100, DEFAULT_JEDI_ADDRESS)
-    metrics = _shifted_metrics(settings, "PANDA_JEDI_METRICS_PORT", jedi.jedi_metrics_port,
-                               DEFAULT_JEDI_METRICS_PORT, 100)
-    return address, metrics
+    return _beside_server(settings, server_address, 100, address=jedi.jedi_address, variable="PANDA_JEDI",
+                          default=DEFAULT_JEDI_ADDRESS, metrics=jedi.jedi_metrics_port,
+                          default_metrics=DEFAULT_JEDI_METRICS_PORT)
 
 
 def gateway_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int]:
@@ -156,15 +150,20 @@ def gateway_endpoints(settings: ServerSettings, server_address: str) -> tuple[st
     from monitor_gateway.settings import GatewaySettings
 
     gateway = GatewaySettings()
-    if any(name in os.environ for name in ("PANDA_GATEWAY", "PANDA_GATEWAY_ADDRESS")):
-        address = gateway.gateway_address
-    elif server_address == DEFAULT_SERVER_ADDRESS:
-        address = DEFAULT_GATEWAY_ADDRESS
-    else:
-        address = _shifted_address(server_address, 300, DEFAULT_GATEWAY_ADDRESS)
-    metrics = _shifted_metrics(settings, "PANDA_GATEWAY_METRICS_PORT", gateway.gateway_metrics_port,
-                               DEFAULT_GATEWAY_METRICS_PORT, 300)
-    return address, metrics
+    return _beside_server(settings, server_address, 300, address=gateway.gateway_address, variable="PANDA_GATEWAY",
+                          default=DEFAULT_GATEWAY_ADDRESS, metrics=gateway.gateway_metrics_port,
+                          default_metrics=DEFAULT_GATEWAY_METRICS_PORT)
+
+
+def _beside_server(settings: ServerSettings, server_address: str, offset: int, *, address: str, variable: str,
+                   default: str, metrics: int, default_metrics: int) -> tuple[str, int]:
+    """A part's address and metrics port: its configured ones when its variables are set (`variable`
+    or `<variable>_ADDRESS`, `<variable>_METRICS_PORT`); else its defaults beside a server at its
+    defaults, or `offset` above the server's ports."""
+    if not any(name in os.environ for name in (variable, f"{variable}_ADDRESS")):
+        address = default if server_address == DEFAULT_SERVER_ADDRESS else _shifted_address(
+            server_address, offset, default)
+    return address, _shifted_metrics(settings, f"{variable}_METRICS_PORT", metrics, default_metrics, offset)
 
 
 def _shifted_address(server_address: str, offset: int, default: str, ports: int = 1) -> str:
