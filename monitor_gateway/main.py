@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 
+from monitor_gateway.domain import responses
 from monitor_gateway.domain.openapi import openapi_document
 from monitor_gateway.domain.routes import Route, routes_of
 from monitor_gateway.logic.transcoder import Transcoder
@@ -52,6 +53,7 @@ async def serve(settings: GatewaySettings) -> None:
     )
     for service in transcoder.unserved:
         log.warning("no address setting names the service of %s: its routes are not served", service)
+    responses.prepare_json(route.response_type for route in transcoder.table.routes)
     document = openapi_document(transcoder.table.routes, title="PanDA mesh", version=_version())
     app = build_app(transcoder, document, max_body_bytes=settings.gateway_max_body_bytes,
                     keepalive_seconds=settings.gateway_keepalive_seconds)
@@ -71,7 +73,7 @@ async def serve(settings: GatewaySettings) -> None:
 
 
 def run(settings: GatewaySettings | None = None) -> None:
-    bootstrap.run_service(serve, settings or GatewaySettings())
+    bootstrap.run_service(serve, settings or GatewaySettings(), uvloop=True)
 
 
 def main() -> None:

@@ -230,8 +230,10 @@ def _random_message(descriptor, rng: random.Random, depth: int = 0):  # type: ig
             if nested is None:
                 values.append(_random_scalar(field, rng))
             elif nested.full_name == "google.protobuf.Timestamp":
-                values.append(timestamp_pb2.Timestamp(seconds=rng.randint(0, 2**33), nanos=rng.choice(
-                    [0, 1000, 120_000_000, 999_999_999])))
+                # Across Timestamp's whole range, nanos printed in 0, 3, 6 and 9 digits.
+                values.append(timestamp_pb2.Timestamp(
+                    seconds=rng.randint(-62135596800, 253402300799),
+                    nanos=rng.choice([0, 7, 1000, 1_000_000, 120_000_000, 999_999_999])))
             elif nested.full_name == "google.protobuf.Duration":
                 values.append(duration_pb2.Duration(seconds=rng.randint(-1000, 1000)))
             else:
@@ -285,3 +287,15 @@ def test_the_gateways_json_is_json_formats_for_every_response_type() -> None:
             message = _random_message(descriptor, rng)
             expected = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
             assert _nan_safe(message_document(message)) == _nan_safe(expected), descriptor.full_name
+
+
+@pytest.mark.parametrize("value", [timestamp_pb2.Timestamp(seconds=253402300800),
+                                   timestamp_pb2.Timestamp(seconds=-62135596801),
+                                   timestamp_pb2.Timestamp(seconds=1, nanos=1_000_000_000)])
+def test_a_timestamp_out_of_range_is_refused_as_json_format_refuses_it(value: timestamp_pb2.Timestamp) -> None:
+    message = job_pb2.Job()
+    message.create_time.CopyFrom(value)
+    with pytest.raises(json_format.SerializeToJsonError):
+        json_format.MessageToDict(message)
+    with pytest.raises(ValueError, match="Timestamp is not valid"):
+        message_document(message)

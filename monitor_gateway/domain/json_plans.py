@@ -2,33 +2,35 @@
 always_print_fields_with_no_presence=True)` makes), from a plan made once per message type.
 
 `json_format` looks up each field's type, name and presence anew for every field of every
-message; a page of 100 jobs took it longer than the server took to read them. A plan is the list
-of a type's fields, each with its JSON name and the function that converts its value, so that
-converting a message is one loop over ready functions. Well-known types other than Timestamp and
-Duration (Any, Struct, Value, wrappers, FieldMask, Empty) go to `json_format` itself; the tests
-compare the two on every response type the gateway serves.
+message; a page of 100 jobs took it longer than the server took to read them. A plan is a
+function compiled once per message type with one expression per field (its JSON name, how its
+value converts, whether it is printed only when present), so converting a message tests nothing
+about its fields. Timestamps are formatted here too, each second's text made once. Well-known
+types other than Timestamp and Duration (Any, Struct, Value, wrappers, FieldMask, Empty) go to
+`json_format` itself; the tests compare the two on every response type the gateway serves.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
+import functools
+import keyword
 import math
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-__all__ = ["message_document"]
+__all__ = ["message_document", "prepare"]
 
 Converter = Callable[[Any], Any]
 
 _INT64 = frozenset({FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
                     FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64})
-_FLOATS = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
-_TIME_TYPES = frozenset({"google.protobuf.Timestamp", "google.protobuf.Duration"})
 
 
 def _same(value: Any) -> Any:
@@ -78,7 +80,32 @@ def _enum(field: FieldDescriptor) -> Converter:
     return convert
 
 
-def _time(value: Message) -> Any:
+# Timestamp's range in its JSON form: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+@functools.lru_cache(maxsize=8192)
+def _utc_second(seconds: int) -> str:
+    return (_EPOCH + datetime.timedelta(seconds=seconds)).isoformat()
+
+
+def _timestamp(value: Any) -> str:
+    """`Timestamp.ToJsonString()`'s text, with each second's date and time made once (a page of
+    jobs holds many timestamps of a few seconds, and `ToJsonString` built each from scratch)."""
+    seconds, nanos = value.seconds, value.nanos
+    if not (_FIRST_SECOND <= seconds <= _LAST_SECOND and 0 <= nanos < 1_000_000_000):
+        return str(value.ToJsonString())  # refuses the value as json_format does
+    if nanos == 0:
+        return _utc_second(seconds) + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{_utc_second(seconds)}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{_utc_second(seconds)}.{nanos // 1_000:06d}Z"
+    return f"{_utc_second(seconds)}.{nanos:09d}Z"
+
+
+def _duration(value: Message) -> Any:
     return value.ToJsonString()  # type: ignore[attr-defined]
 
 
@@ -90,8 +117,10 @@ def _single(field: FieldDescriptor) -> Converter:
     """The converter of one value of `field` (an element, for a repeated field)."""
     nested = field.message_type
     if nested is not None:
-        if nested.full_name in _TIME_TYPES:
-            return _time
+        if nested.full_name == "google.protobuf.Timestamp":
+            return _timestamp
+        if nested.full_name == "google.protobuf.Duration":
+            return _duration
         if nested.full_name.startswith("google.protobuf."):
             return _well_known
         return _plan(nested)
@@ -115,65 +144,69 @@ def _map_key(field: FieldDescriptor) -> Converter:
     return str
 
 
-def _map_item(key_of: Converter, value_of: Converter) -> Converter:
-    def convert(item: tuple[Any, Any]) -> tuple[Any, Any]:
-        return key_of(item[0]), value_of(item[1])
-
-    return convert
-
-
 _PLANS: dict[str, Callable[[Message], dict[str, Any]]] = {}
 
 
+def _attribute(name: str) -> str:
+    """The expression reading field `name` of the message `m` (a Python keyword needs getattr)."""
+    return f"getattr(m, {name!r})" if keyword.iskeyword(name) else f"m.{name}"
+
+
 def _plan(descriptor: Descriptor | Any) -> Callable[[Message], dict[str, Any]]:
-    found = _PLANS.get(descriptor.full_name)
+    """The converter of one message type: a function compiled from the type's fields, one
+    expression per field, as `dataclasses` and `attrs` compile theirs, so that converting a
+    message runs no loop and no test per field."""
+    full_name = descriptor.full_name
+    found = _PLANS.get(full_name)
     if found is not None:
         return found
-    # The fields by how they convert, so converting a message runs no test per field: values
-    # taken as they are, values converted, fields printed only when present, lists, maps.
-    plain: list[tuple[str, str]] = []
-    converted: list[tuple[str, str, Converter]] = []
-    present: list[tuple[str, str, Converter]] = []
-    plain_lists: list[tuple[str, str]] = []
-    lists: list[tuple[str, str, Converter]] = []
-    maps: list[tuple[str, str, Converter]] = []
 
-    def convert(message: Message) -> dict[str, Any]:
-        document = {json_name: getattr(message, name) for name, json_name in plain}
-        for name, json_name, value_of in converted:
-            document[json_name] = value_of(getattr(message, name))
-        for name, json_name, value_of in present:
-            if message.HasField(name):
-                document[json_name] = value_of(getattr(message, name))
-        for name, json_name in plain_lists:
-            document[json_name] = list(getattr(message, name))
-        for name, json_name, value_of in lists:
-            document[json_name] = [value_of(item) for item in getattr(message, name)]
-        for name, json_name, item_of in maps:
-            document[json_name] = dict(item_of(item) for item in getattr(message, name).items())
-        return document
+    # Registered before the fields are planned: a message type may contain itself, and until
+    # its own function exists it is reached through this one.
+    def forward(message: Message) -> dict[str, Any]:
+        return _PLANS[full_name](message)
 
-    # Placed before the fields are planned: a message type may contain itself.
-    _PLANS[descriptor.full_name] = convert
+    _PLANS[full_name] = forward
+    namespace: dict[str, Any] = {}
+
+    def name_of(value_of: Converter) -> str:
+        key = f"c{len(namespace)}"
+        namespace[key] = value_of
+        return key
+
+    entries: list[str] = []
+    optional: list[str] = []
     for field in descriptor.fields:
+        json_name, value = repr(field.json_name), _attribute(field.name)
         nested = field.message_type
         if nested is not None and nested.GetOptions().map_entry:
-            key_of = _map_key(nested.fields_by_name["key"])
-            value_of = _single(nested.fields_by_name["value"])
-            maps.append((field.name, field.json_name, _map_item(key_of, value_of)))
-            continue
-        value_of = _single(field)
-        if field.is_repeated:
-            if value_of is _same:
-                plain_lists.append((field.name, field.json_name))
+            key_field, value_field = nested.fields_by_name["key"], nested.fields_by_name["value"]
+            key_of, value_of = _map_key(key_field), _single(value_field)
+            if key_field.type == FieldDescriptor.TYPE_STRING and value_of is _same:
+                items = "dict(x.items())"
             else:
-                lists.append((field.name, field.json_name, value_of))
-        elif field.has_presence:
-            present.append((field.name, field.json_name, value_of))
-        elif value_of is _same:
-            plain.append((field.name, field.json_name))
+                items = f"{{{name_of(key_of)}(k): {name_of(value_of)}(v) for k, v in x.items()}}"
+            # An empty container is common and costs far less to test than to iterate.
+            entries.append(f"{json_name}: {items} if (x := {value}) else {{}}")
+            continue
+        single = _single(field)
+        if field.is_repeated:
+            items = "x[:]" if single is _same else "[str(v) for v in x]" if single is _int64 \
+                else f"[{name_of(single)}(v) for v in x]"
+            entries.append(f"{json_name}: {items} if (x := {value}) else []")
+            continue
+        expression = value if single is _same else f"str({value})" if single is _int64 \
+            else f"{name_of(single)}({value})"
+        if field.has_presence:
+            optional.append(f"    if m.HasField({field.name!r}):\n        d[{json_name}] = {expression}")
         else:
-            converted.append((field.name, field.json_name, value_of))
+            entries.append(f"{json_name}: {expression}")
+    source = "\n".join(["def convert(m):", "    d = {", *(f"        {entry}," for entry in entries), "    }",
+                        *optional, "    return d"])
+    # The source holds only names from the descriptor (identifiers, and JSON names as literals).
+    exec(compile(source, f"<json plan of {full_name}>", "exec"), namespace)
+    convert: Callable[[Message], dict[str, Any]] = namespace["convert"]
+    _PLANS[full_name] = convert
     return convert
 
 
@@ -183,3 +216,11 @@ def message_document(message: Message) -> dict[str, Any]:
         document: dict[str, Any] = _well_known(message)
         return document
     return _plan(message.DESCRIPTOR)(message)
+
+
+def prepare(message_types: Iterable[Descriptor]) -> None:
+    """Compiles the plans of these message types (and of the types they contain) now, so that
+    no request waits for one."""
+    for descriptor in message_types:
+        if not descriptor.full_name.startswith("google.protobuf."):
+            _plan(descriptor)

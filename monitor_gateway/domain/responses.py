@@ -4,10 +4,12 @@ messages as newline-delimited JSON or as server-sent events."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
@@ -15,7 +17,7 @@ from monitor_gateway.domain import json_plans
 
 __all__ = [
     "CURSOR_FIELD", "RESUME_FIELD", "event_cursor", "message_document", "message_json", "ndjson_error",
-    "ndjson_result", "sse_comment", "sse_error", "sse_result", "status", "status_json",
+    "ndjson_result", "prepare_json", "sse_comment", "sse_error", "sse_result", "status", "status_json",
 ]
 
 # Imported so that the typed details services attach (BadRequest, ResourceInfo, ErrorInfo, ...)
@@ -30,6 +32,11 @@ CURSOR_FIELD = "cursor"
 
 def message_document(message: Message) -> dict[str, Any]:
     return json_plans.message_document(message)
+
+
+def prepare_json(message_types: Iterable[Descriptor]) -> None:
+    """Readies the JSON conversion of these message types before the first request."""
+    json_plans.prepare(message_types)
 
 
 def message_json(message: Message) -> bytes:
