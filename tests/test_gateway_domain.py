@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 from monitor_gateway.domain.json_plans import message_document
 from monitor_gateway.domain.openapi import openapi_document
 from monitor_gateway.domain.requests import RequestError, build_request, message_class, parse_grpc_timeout
-from monitor_gateway.domain.responses import event_cursor, ndjson_result, sse_result
+from monitor_gateway.domain.responses import event_cursor, metadata_headers, ndjson_result, sse_result
 from monitor_gateway.domain.routes import RouteTable
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.domain.templates import TemplateError, parse_template
@@ -299,3 +299,10 @@ def test_a_timestamp_out_of_range_is_refused_as_json_format_refuses_it(value: ti
         json_format.MessageToDict(message)
     with pytest.raises(ValueError, match="Timestamp is not valid"):
         message_document(message)
+
+
+def test_a_services_header_metadata_becomes_grpc_metadata_headers() -> None:
+    """As grpc-gateway writes them: prefixed, a binary value in base64, a repeated key joined."""
+    assert metadata_headers([("x-served-by", "replica-2"), ("trace-bin", b"\x00\xff"), ("x-note", "a"),
+                             ("x-note", "b")]) == {
+        "Grpc-Metadata-x-served-by": "replica-2", "Grpc-Metadata-trace-bin": "AP8=", "Grpc-Metadata-x-note": "a, b"}

@@ -154,8 +154,9 @@ def prometheus(
     running.process.stop()
 
 
-def _through_gateway(gateway: GatewayHandle, path: str, token: str) -> int:
-    request = urllib.request.Request(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {token}"})
+def _through_gateway(gateway: GatewayHandle, path: str, token: str, method: str = "GET") -> int:
+    request = urllib.request.Request(f"{gateway.url}{path}", headers={"Authorization": f"Bearer {token}"},
+                                     method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
@@ -182,6 +183,8 @@ def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untype
     # Someone reads the job over HTTP, twice, and asks for one that is not there.
     for path, status in ((f"/v1/jobs/{job.job_id}", 200), (f"/v1/jobs/{job.job_id}", 200), ("/v1/jobs/999999", 404)):
         assert _through_gateway(gateway, path, identity.token("admin")) == status
+    # ... and sends a method the job's route does not take.
+    assert _through_gateway(gateway, f"/v1/jobs/{job.job_id}", identity.token("admin"), "PUT") == 405
 
     # gRPC on the server's side, and the unary messages that come with it.
     prometheus.wait_for('sum(grpc_server_handled_total{job="panda-server",grpc_service="panda.server.v1.JobService",'
@@ -210,6 +213,9 @@ def test_prometheus_scrapes_every_part_while_jobs_run(  # type: ignore[no-untype
                         'code="200"})', lambda n: n == 2, "2")
     prometheus.wait_for('sum(panda_http_requests_total{job="panda-gateway",route="/v1/jobs/{job_id}",code="404"})',
                         lambda n: n == 1, "1")
+    # A method a route does not take counts under the route its path matched.
+    prometheus.wait_for('sum(panda_http_requests_total{job="panda-gateway",route="/v1/jobs/{job_id}",method="PUT",'
+                        'code="405"})', lambda n: n == 1, "1")
     prometheus.wait_for('sum(grpc_client_handled_total{job="panda-gateway",grpc_method="GetJob",grpc_code="NotFound"})',
                         lambda n: n == 1, "1")
     assert not prometheus.query('panda_http_requests_total{job="panda-gateway",route=~"/v1/jobs/[0-9]+"}')

@@ -4,6 +4,7 @@ messages as newline-delimited JSON or as server-sent events."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,8 +17,9 @@ from google.rpc import error_details_pb2, status_pb2
 from monitor_gateway.domain import json_plans
 
 __all__ = [
-    "CURSOR_FIELD", "RESUME_FIELD", "event_cursor", "message_document", "message_json", "ndjson_error",
-    "ndjson_result", "prepare_json", "sse_comment", "sse_error", "sse_result", "status", "status_json",
+    "CURSOR_FIELD", "RESUME_FIELD", "event_cursor", "message_document", "message_json", "metadata_headers",
+    "ndjson_error", "ndjson_result", "prepare_json", "sse_comment", "sse_error", "sse_result", "status",
+    "status_json",
 ]
 
 # Imported so that the typed details services attach (BadRequest, ResourceInfo, ErrorInfo, ...)
@@ -97,3 +99,14 @@ def event_cursor(message: Message) -> int | None:
             return int(getattr(getattr(message, field.name), CURSOR_FIELD))
     return None
 
+
+
+def metadata_headers(metadata: Iterable[tuple[str, str | bytes]]) -> dict[str, str]:
+    """The header metadata a service sent, as grpc-gateway writes it: `Grpc-Metadata-<key>`,
+    a binary (`-bin`) value in base64, a key sent twice as one header of both values."""
+    headers: dict[str, str] = {}
+    for key, value in metadata:
+        text = base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+        name = f"Grpc-Metadata-{key}"
+        headers[name] = f"{headers[name]}, {text}" if name in headers else text
+    return headers

@@ -105,7 +105,12 @@ class RouteTable:
                 return Resolved(route, variables)
         return None
 
+    def routes_matching(self, path: str) -> list[Route]:
+        """The routes whose template matches `path`, whatever their HTTP method (for a 405: its
+        `Allow` header, and the template its metrics count it under)."""
+        return [route for candidates in self._by_method.values() for route in candidates
+                if route.template.match(path) is not None]
+
     def allowed_methods(self, path: str) -> list[str]:
-        """The HTTP methods some route serves `path` with (for 405 and its `Allow` header)."""
-        return sorted(method for method, candidates in self._by_method.items()
-                      if any(route.template.match(path) is not None for route in candidates))
+        """The HTTP methods some route serves `path` with."""
+        return sorted({route.http_method for route in self.routes_matching(path)})

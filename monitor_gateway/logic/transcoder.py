@@ -111,15 +111,19 @@ class Transcoder:
             return asked
         return self._deadline if asked is None else min(asked, self._deadline)
 
-    async def call(self, route: Route, request: Message, metadata: Metadata, timeout: float | None) -> Message:
+    async def call(self, route: Route, request: Message, metadata: Metadata,
+                   timeout: float | None) -> tuple[Message, Metadata]:
+        """The service's answer and the header metadata it sent with it."""
         method = self._upstreams.callable_for(route)
         try:
-            response: Message = await method(request, metadata=metadata, timeout=self._timeout(timeout, False))
+            call = method(request, metadata=metadata, timeout=self._timeout(timeout, False))
+            response: Message = await call
+            headers: Metadata = tuple(await call.initial_metadata() or ())
         except grpc.aio.AioRpcError as error:
             raise UpstreamError(_status_of(route, error)) from None
         except Exception as error:
             raise _internal(route, error) from None
-        return response
+        return response, headers
 
     async def stream(self, route: Route, request: Message, metadata: Metadata, timeout: float | None,
                      caller: str) -> OpenStream:
@@ -141,11 +145,12 @@ class OpenStream:
     def __init__(self, route: Route, call: grpc.aio.UnaryStreamCall[Any, Any], release: Callable[[], None]) -> None:
         self._route, self._call, self._release = route, call, release
         self._closed = False
+        self.headers: Metadata = ()
 
     async def wait_accepted(self) -> None:
-        """Returns once the service has answered with its headers (it accepted the call); raises
-        UpstreamError when it ended the call instead."""
-        await self._call.initial_metadata()
+        """Returns once the service has answered with its headers (it accepted the call), kept in
+        `headers`; raises UpstreamError when it ended the call instead."""
+        self.headers = tuple(await self._call.initial_metadata() or ())
         if self._call.done():
             code = await self._call.code()
             if code != grpc.StatusCode.OK:

@@ -2,7 +2,8 @@
 API's page at `/docs`, and `/healthz`.
 
 A request's `Authorization` header goes to the service untouched, with every
-`Grpc-Metadata-<key>` header as `<key>`; `Grpc-Timeout` (gRPC's format: `500m`, `10S`) asks for
+`Grpc-Metadata-<key>` header as `<key>` (and the service's header metadata comes back as
+`Grpc-Metadata-<key>` headers); `Grpc-Timeout` (gRPC's format: `500m`, `10S`) asks for
 a shorter deadline than the gateway's own. Errors are `google.rpc.Status` JSON with
 grpc-gateway's HTTP status. A streaming RPC answers with one JSON object per line
 (`{"result": …}`, a failure as `{"error": …}`), or, when the request accepts
@@ -126,8 +127,10 @@ class GatewayApp:
         path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
         resolved = self._transcoder.resolve(request.method, path)
         if resolved is None:
-            allowed = self._transcoder.table.allowed_methods(path)
-            if allowed:
+            matching = self._transcoder.table.routes_matching(path)
+            if matching:
+                request.scope[ROUTE_KEY] = matching[0].template.text
+                allowed = self._transcoder.table.allowed_methods(path)
                 return Response(responses.status_json(responses.status(code_pb2.UNIMPLEMENTED, "Method Not Allowed")),
                                 status_code=405, media_type=JSON, headers={"Allow": ", ".join(allowed)})
             return _status_response(responses.status(code_pb2.NOT_FOUND, "Not Found"))
@@ -152,13 +155,14 @@ class GatewayApp:
         if route.server_streaming:
             return await self._stream(request, route, message, metadata, timeout)
         try:
-            response = await self._transcoder.call(route, message, metadata, timeout)
+            response, response_metadata = await self._transcoder.call(route, message, metadata, timeout)
         except UpstreamError as error:
             return _status_response(error.status)
+        headers = responses.metadata_headers(response_metadata)
         if route.response_body:
             return Response(orjson.dumps(responses.message_document(response)[
-                response.DESCRIPTOR.fields_by_name[route.response_body].json_name]), media_type=JSON)
-        return Response(responses.message_json(response), media_type=JSON)
+                response.DESCRIPTOR.fields_by_name[route.response_body].json_name]), media_type=JSON, headers=headers)
+        return Response(responses.message_json(response), media_type=JSON, headers=headers)
 
     @staticmethod
     def _resume(request: Request, message: Message) -> None:
@@ -181,7 +185,8 @@ class GatewayApp:
         except UpstreamError as error:
             return _status_response(error.status)
         frames = self._events(stream) if events else self._lines(stream)
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        headers = {**responses.metadata_headers(stream.headers), "Cache-Control": "no-store",
+                   "X-Accel-Buffering": "no"}
         return StreamingResponse(frames, media_type=EVENT_STREAM if events else NDJSON, headers=headers)
 
     async def _messages(self, stream: OpenStream) -> AsyncIterator[Message | None]:
