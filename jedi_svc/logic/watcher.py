@@ -66,7 +66,9 @@ class Watcher:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except grpc.aio.AioRpcError as error:
+            except grpc.RpcError as error:
+                # The stream is read on a thread: its errors are grpc's synchronous ones. A
+                # refusal now (no token yet, the revocation list not fetched yet) is retried.
                 failures += 1
                 if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                     log.warning("watch: %s %s; resuming after cursor %d", error.code().name, error.details(),
