@@ -41,7 +41,7 @@ def test_the_published_list_holds_the_latest_revocation_of_each_name() -> None:
         Revocation(CLIENT, "site-pilot", AT),
         Revocation("unknown-kind", "x", AT),
     ])
-    assert published == Latest(subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T})
+    assert published == Latest(subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T}, sessions={})
     document = revocation_document(ISSUER, published.subjects, published.clients)
     assert document == {
         "issuer": ISSUER,
