@@ -61,10 +61,6 @@ class Provider:
 
     # --- clients -------------------------------------------------------------------------
 
-    def authenticate_client(self, client_id: str, secret: str | None) -> Client:
-        client = self.identities.find_client(client_id) if client_id else None
-        return accounts.authenticate_client(client, client_id, secret)
-
     def find_client(self, client_id: str) -> Client | None:
         return self.identities.find_client(client_id)
 
