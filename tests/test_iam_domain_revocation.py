@@ -47,6 +47,7 @@ def test_the_published_list_holds_the_latest_revocation_of_each_name() -> None:
         "issuer": ISSUER,
         "subjects": [{"sub": "alice", "revoked_at": T + 3600}, {"sub": "bob", "revoked_at": T}],
         "clients": [{"client_id": "site-pilot", "revoked_at": T}],
+        "sessions": [],
     }
     assert RevocationList.from_document(json.loads(json.dumps(document)), ISSUER) == RevocationList(
         subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T})
