@@ -363,3 +363,14 @@ def test_the_monitor_client_follows_the_gateways_public_url(iam: Iam, person: Pe
                                                     timeout=10).client.redirect_uris
     finally:
         provision_with(gateway_address="127.0.0.1:25380")
+
+
+def test_plain_http_beyond_the_loopback_is_refused(iam: Iam) -> None:
+    """OAuth over plain http only on the loopback: a request that names another host (as it
+    would reach the service through a proxy that did not say it spoke https) is refused."""
+    elsewhere = {"Host": "iam.example.org"}
+    page = httpx.get(f"{iam.issuer}/authorize", params=request(pkce()[1]), headers=elsewhere)
+    assert page.status_code == 400 and "location" not in page.headers and "https" in page.text
+    token = httpx.post(f"{iam.issuer}/token", data={"grant_type": "client_credentials"}, headers=elsewhere,
+                       auth=("panda-pilot", iam.secrets["panda-pilot"]))
+    assert token.status_code == 400 and token.json()["error"] == "insecure_transport"

@@ -69,7 +69,10 @@ class AuthorizePages:
         except FieldError as error:
             return self._error_page("Not accepted", str(error), browser_id)
         params = {name: value for name, value in fields.items() if name not in _PAGE_ONLY}
-        oauth_request = FormRequest(request.method, str(request.url), request.headers, params)
+        try:
+            oauth_request = FormRequest(request.method, str(request.url), request.headers, params)
+        except OAuth2Error as error:  # insecure_transport: plain http beyond the loopback
+            return self._error_page("Sign-in not possible", error_text(error), browser_id)
         if posted and not self._guard.check_csrf(request.cookies.get(CSRF_COOKIE), fields.get("csrf_token")):
             return self._error_page("Form expired", "This form has expired or did not come from this page. Go "
                                     "back to the page you came from and sign in again (cookies must be enabled).",
