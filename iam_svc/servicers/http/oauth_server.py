@@ -5,13 +5,14 @@ bound to. What each grant then does (rotating a refresh token, polling a device 
 code) is the provider's (logic.provider), with the domain's rules.
 
 Why Authlib (its framework-agnostic core, `authlib.oauth2.rfc6749.AuthorizationServer`) rather
-than oauthlib's `WebApplicationServer`: Authlib's grants are classes to subclass, each one
-method per step, with the authorization code grant's PKCE (`CodeChallenge`) an extension that
-can be held to S256; the device code grant (RFC 8628) and revocation (RFC 7009) sit in the same
-server, so every grant is dispatched, authenticated and refused one way. oauthlib funnels every
-decision through one `RequestValidator` of some thirty callbacks shared by all grants, and has
-no device code grant at its token endpoint. Authlib is actively released; it is synchronous,
-as the provider is, so a whole request runs on the database's threads.
+than oauthlib's `WebApplicationServer`: Authlib's grants are classes to subclass, one method per
+step, with the authorization code grant's PKCE (`CodeChallenge`) an extension that can be held
+to S256; the device code grant (RFC 8628) and revocation (RFC 7009) sit in the same server, so
+every grant is dispatched, authenticated and refused one way, and a grant whose work is one
+transaction of ours (a refresh rotation, a device poll) overrides one step. oauthlib routes every
+decision through one `RequestValidator` of many callbacks shared by all grants, which our
+one-transaction steps would have to be cut up to fit. Authlib is actively released, and it is
+synchronous, as the provider is, so a whole request runs on the database's threads.
 
 The glue is ours: a `FormRequest` holds a request's method, URL, headers and its form (already
 read and checked, forms.read_form), and every answer comes back as an `OAuthResponse` (status,
