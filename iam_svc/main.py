@@ -18,7 +18,7 @@ from iam_svc.domain.accounts import Person, Robot
 from iam_svc.domain.tokens import TokenResponse
 from iam_svc.logic import provisioning
 from iam_svc.logic.provider import Provider, lifetimes_of
-from iam_svc.logic.provisioning import CLI_CLIENT_ID, Provisioned
+from iam_svc.logic.provisioning import CLI_CLIENT_ID, MONITOR_CLIENT_ID, Provisioned
 from iam_svc.logic.renewable_auth import RenewableAuthenticator
 from iam_svc.servicers.access import ACCESS
 from iam_svc.servicers.http.app import build_app
@@ -34,6 +34,7 @@ from panda_runtime.service.http_server import HttpServer
 
 __all__ = [
     "CLI_CLIENT_ID",
+    "MONITOR_CLIENT_ID",
     "IamSettings",
     "Person",
     "Provisioned",
@@ -60,12 +61,15 @@ def _provider(engine: Engine, settings: IamSettings) -> Provider:
 def provision(settings: IamSettings, *, people: Sequence[Person] = (), robots: Sequence[Robot] = (),
               sign_in: Sequence[str] = ()) -> Provisioned:
     """On the migrated database of `settings`: what a new installation needs (the default
-    groups, the command line's client, a signing key), `people` and `robots` as they ask (each
-    robot with a fresh secret), and tokens for the users named in `sign_in`, as if each had
-    signed in with the command line (issued by `settings.iam_issuer`)."""
+    groups, the command line's client, the web monitor's client sending people back to the
+    gateway `settings` name, a signing key), `people` and `robots` as they ask (each robot with
+    a fresh secret), and tokens for the users named in `sign_in`, as if each had signed in with
+    the command line (issued by `settings.iam_issuer`)."""
     engine = make_engine(settings.resolved_database_url)
     try:
-        return provisioning.provision(_provider(engine, settings), people=people, robots=robots, sign_in=sign_in)
+        return provisioning.provision(_provider(engine, settings), people=people, robots=robots, sign_in=sign_in,
+                                      monitor_redirects=provisioning.monitor_redirect_uris(
+                                          settings.monitor_redirect_uri))
     finally:
         engine.dispose()
 
@@ -83,7 +87,7 @@ async def serve(settings: IamSettings) -> None:
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     provider = _provider(engine, settings)
-    provisioning.ensure_defaults(provider)
+    provisioning.ensure_defaults(provider, provisioning.monitor_redirect_uris(settings.monitor_redirect_uri))
     db = DbRunner(engine)
 
     # The provider's own tokens are always trusted here, whatever else is.

@@ -12,6 +12,7 @@ from panda_runtime.settings import (
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
     DatabaseSettings,
+    GatewayAddressSettings,
     IamAddressSettings,
     IssuerSettings,
     ServingSettings,
@@ -20,7 +21,10 @@ from panda_runtime.settings import (
 __all__ = ["IamSettings"]
 
 
-class IamSettings(DatabaseSettings, IamAddressSettings, IssuerSettings, ServingSettings):
+class IamSettings(DatabaseSettings, IamAddressSettings, IssuerSettings, ServingSettings, GatewayAddressSettings):
+    """The gateway's address (or public URL) says where the web monitor's sign-in comes back to:
+    the redirect URI of the client `panda-monitor`."""
+
     component: ClassVar[str] = "iam"
 
     iam_metrics_port: int = Field(

@@ -188,6 +188,7 @@ def render_client(client: identity_pb2.Client) -> str:
         ("grant types", _grants(client)),
         ("groups", ", ".join(client.groups)),
         ("queues", ", ".join(client.queues)),
+        ("redirect URIs", ", ".join(client.redirect_uris)),
         ("status", _status(client.disabled)),
         ("created", format_time(client.create_time)),
         ("updated", format_time(client.update_time)),
@@ -217,6 +218,7 @@ def cmd_client_add(args: argparse.Namespace) -> int:
         client_id=args.client_id, description=args.description or "",
         type=identity_pb2.Client.TYPE_PUBLIC if args.public else identity_pb2.Client.TYPE_CONFIDENTIAL,
         grant_types=args.grant_type or [], groups=args.group or [], queues=args.queue or [],
+        redirect_uris=args.redirect_uri or [],
     )
     with iam_client(args) as service:
         response = service.iam.CreateClient(pb.CreateClientRequest(client=client))

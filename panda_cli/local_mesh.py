@@ -4,9 +4,10 @@ Addresses: each service's own variable when set; else the defaults beside a serv
 defaults, or JEDI 100, the identity service 200 and the gateway 300 above the server's ports.
 
 Identity: the signing key, an admin named after the local
-user, and the robots the mesh needs (JEDI's, the pilots'), made in the database before anything
-starts. Each robot gets a fresh secret at every start, handed to its processes only; the admin's
-token is written to the user's config directory (mode 0600, as local cluster tools write their
+user, the robots the mesh needs (JEDI's, the pilots'), and the web monitor's client sending
+people back to the gateway `panda up` runs, made in the database before anything starts. Each
+robot gets a fresh secret at every start, handed to its processes only; the admin's token is
+written to the user's config directory (mode 0600, as local cluster tools write their
 kubeconfig), so the same user's command line works at once."""
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class LocalIdentity:
     admin: str
     token_path: Path
     password_path: Path
+    # The gateway's address: the web monitor's sign-in comes back to it.
+    gateway_address: str = ""
     secrets: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -73,8 +76,9 @@ class LocalIdentity:
         return {"PANDA_AUTH_ISSUERS": self.issuer, "PANDA_IAM_ISSUER": self.issuer}
 
     def service_env(self) -> dict[str, str]:
+        gateway = {"PANDA_GATEWAY": self.gateway_address} if self.gateway_address else {}
         return {**self.trust_env(), "PANDA_IAM": self.address, "PANDA_IAM_HTTP_PORT": str(self.http_port),
-                "PANDA_IAM_METRICS_PORT": str(self.metrics_port)}
+                "PANDA_IAM_METRICS_PORT": str(self.metrics_port), **gateway}
 
     def robot_env(self, client_id: str) -> dict[str, str]:
         return {**self.trust_env(), "PANDA_CLIENT_ID": client_id, "PANDA_CLIENT_SECRET": self.secrets[client_id]}
@@ -87,18 +91,21 @@ def local_user_name() -> str:
 
 
 def provision_identity(settings: ServerSettings, database_url: str, endpoints: tuple[str, int, int],
-                       queues: list[str]) -> LocalIdentity:
-    """Signing key, admin, robots; the admin's token in the user's config directory."""
+                       queues: list[str], gateway_address: str = DEFAULT_GATEWAY_ADDRESS) -> LocalIdentity:
+    """Signing key, admin, robots, the web monitor's client (its sign-in back to the gateway at
+    `gateway_address`, or PANDA_GATEWAY_PUBLIC_URL); the admin's token in the user's config
+    directory."""
     from iam_svc.main import CLI_CLIENT_ID, IamSettings, Person, Robot, provision
 
     address, http_port, metrics_port = endpoints
     identity = LocalIdentity(address, http_port, metrics_port, local_user_name(), login_file(CliSettings()),
-                             settings.data_dir / ADMIN_PASSWORD_FILE)
+                             settings.data_dir / ADMIN_PASSWORD_FILE, gateway_address)
     # A new admin password only while none is written down; written once the admin has it.
     password = None if identity.password_path.exists() else secrets.token_urlsafe(12)
     issued = time.time()
     provisioned = provision(
-        IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer]),
+        IamSettings(database_url=database_url, iam_issuer=identity.issuer, auth_issuers=[identity.issuer],
+                    gateway_address=gateway_address),
         people=[Person(identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)],
         robots=[Robot(JEDI_ROBOT, groups=[f"/{VO}/service"]),
                 Robot(PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues)],

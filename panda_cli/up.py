@@ -371,7 +371,7 @@ def _run(
     supervisor.check_stop()
 
     queue_names = [LOCAL_QUEUE, *(name for name, _ in EXTRA_QUEUES)]
-    identity = provision_identity(settings, database_url, iam, queue_names)
+    identity = provision_identity(settings, database_url, iam, queue_names, gateway[0])
     print(f"identity: admin {identity.admin}, token written to {identity.token_path}", flush=True)
     env = {**child_env(settings, address, database_url), **identity.trust_env()}
     iam_child = supervisor.start(

@@ -53,6 +53,8 @@ __all__ = [
     "DEFAULT_SERVER_METRICS_PORT",
     "ENV_PREFIX",
     "FORMER_CONFIG_FILE_NAME",
+    "MONITOR_CALLBACK_PATH",
+    "MONITOR_CLIENT_ID",
     "CallerSettings",
     "DataDirSettings",
     "DatabaseSettings",
@@ -98,6 +100,10 @@ DEFAULT_IAM_ISSUER = f"http://127.0.0.1:{DEFAULT_IAM_HTTP_PORT}"
 # The HTTP/JSON gateway (every annotated RPC as HTTP, /openapi.json, /docs).
 DEFAULT_GATEWAY_ADDRESS = "127.0.0.1:25380"
 DEFAULT_GATEWAY_METRICS_PORT = 25390
+# The web monitor (served by the gateway) signs people in at the identity service as this public
+# client, which sends them back to the gateway's URL + this path (authorization code with PKCE).
+MONITOR_CLIENT_ID = "panda-monitor"
+MONITOR_CALLBACK_PATH = "/monitor/auth/callback"
 # The `aud` every PanDA mesh service expects in an access token.
 DEFAULT_AUDIENCE = "panda-mesh"
 # In a field's json_schema_extra: the setting carries a credential (a token, a secret, a key, a
@@ -305,10 +311,23 @@ class GatewayAddressSettings(PandaSettings):
         "it is (`panda config show`)",
     )
 
+    gateway_public_url: str = Field(
+        default="",
+        description="the gateway's URL as browsers reach it (e.g. `https://panda.example.org`, behind a proxy); "
+        f"the web monitor's sign-in comes back to it + `{MONITOR_CALLBACK_PATH}`, the redirect URI the identity "
+        f"service registers for the client `{MONITOR_CLIENT_ID}` at every start; empty: `http://` + `PANDA_GATEWAY`",
+        json_schema_extra={"shown_default": ""},
+    )
+
     @property
     def gateway_url(self) -> str:
         """The gateway's base URL, as a browser or a script reaches it."""
-        return gateway_url(self.gateway_address)
+        return self.gateway_public_url.rstrip("/") or gateway_url(self.gateway_address)
+
+    @property
+    def monitor_redirect_uri(self) -> str:
+        """Where the identity service sends a person signed in to the web monitor."""
+        return self.gateway_url + MONITOR_CALLBACK_PATH
 
 
 def gateway_url(address: str) -> str:

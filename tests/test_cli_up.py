@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from panda_cli import launcher, local_mesh, up
@@ -92,6 +93,15 @@ def assert_gateway_serves(panda_up: UpProcess) -> str:
     answer = httpx.get(f"{url}/v1/queues", headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert answer.status_code == 200, answer.text
     assert {queue["queueId"] for queue in answer.json()["queues"]} == {"local", "local-b", "local-small"}
+    # The web monitor's client sends people back to this gateway, at the address it really has.
+    callback = f"{url}/monitor/auth/callback"
+    monitor = httpx.get(f"{url}/v1/clients/panda-monitor", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert monitor.status_code == 200 and monitor.json()["client"]["redirectUris"] == [callback], monitor.text
+    issuer = jwt.decode(token, options={"verify_signature": False})["iss"]
+    sign_in = httpx.get(f"{issuer}/authorize", timeout=10, params={
+        "response_type": "code", "client_id": "panda-monitor", "redirect_uri": callback, "state": "s",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"})
+    assert sign_in.status_code == 200 and "Sign in to" in sign_in.text, sign_in.text
     return url
 
 

@@ -41,12 +41,13 @@ def test_the_published_list_holds_the_latest_revocation_of_each_name() -> None:
         Revocation(CLIENT, "site-pilot", AT),
         Revocation("unknown-kind", "x", AT),
     ])
-    assert published == Latest(subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T})
+    assert published == Latest(subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T}, sessions={})
     document = revocation_document(ISSUER, published.subjects, published.clients)
     assert document == {
         "issuer": ISSUER,
         "subjects": [{"sub": "alice", "revoked_at": T + 3600}, {"sub": "bob", "revoked_at": T}],
         "clients": [{"client_id": "site-pilot", "revoked_at": T}],
+        "sessions": [],
     }
     assert RevocationList.from_document(json.loads(json.dumps(document)), ISSUER) == RevocationList(
         subjects={"alice": T + 3600, "bob": T}, clients={"site-pilot": T})

@@ -15,8 +15,8 @@ from iam_svc.domain.form_fields import (
     check_text,
 )
 from iam_svc.domain.throttle import (
-    DeviceFlowThrottle,
     Limit,
+    SignInThrottle,
     SlidingWindow,
     Throttled,
     ThrottleLimits,
@@ -48,7 +48,7 @@ def test_a_window_forgets_the_least_recent_keys_beyond_its_size() -> None:
 
 
 def test_a_stranger_guessing_passwords_throttles_their_address_not_the_account() -> None:
-    throttle = DeviceFlowThrottle(LIMITS)
+    throttle = SignInThrottle(LIMITS)
     for attempt in range(3):
         assert throttle.before_code(STRANGER, 100.0 + attempt) is None
         throttle.sign_in_failed(STRANGER, f"CODE-{attempt}", 100.0 + attempt)  # one code each: the address counts
@@ -62,7 +62,7 @@ def test_a_stranger_guessing_passwords_throttles_their_address_not_the_account()
 
 
 def test_failures_with_one_code_use_the_code_up() -> None:
-    throttle = DeviceFlowThrottle(LIMITS)
+    throttle = SignInThrottle(LIMITS)
     throttle.sign_in_failed(STRANGER, "BCDF-GHJK", 100.0)
     throttle.sign_in_failed(ALICE, "BCDF-GHJK", 101.0)
     refusal = throttle.before_password("BCDF-GHJK", 102.0)
@@ -72,7 +72,7 @@ def test_failures_with_one_code_use_the_code_up() -> None:
 
 
 def test_unknown_codes_are_limited_per_address() -> None:
-    throttle = DeviceFlowThrottle(LIMITS)
+    throttle = SignInThrottle(LIMITS)
     for attempt in range(3):
         throttle.unknown_code(STRANGER, 100.0 + attempt)
     refusal = throttle.before_code(STRANGER, 103.0)
@@ -81,7 +81,7 @@ def test_unknown_codes_are_limited_per_address() -> None:
 
 
 def test_device_starts_are_limited_per_address_and_refusals_are_not_counted() -> None:
-    throttle = DeviceFlowThrottle(LIMITS)
+    throttle = SignInThrottle(LIMITS)
     assert throttle.device_start(STRANGER, 100.0) is None
     assert throttle.device_start(STRANGER, 110.0) is None
     refused = throttle.device_start(STRANGER, 111.0)

@@ -50,9 +50,11 @@ def error_of(response: httpx.Response) -> str:
 def test_discovery_and_jwks(iam: Iam) -> None:
     document = httpx.get(f"{iam.issuer}/.well-known/openid-configuration").json()
     assert document["issuer"] == iam.issuer
-    for endpoint in ("jwks_uri", "token_endpoint", "device_authorization_endpoint", "userinfo_endpoint"):
+    for endpoint in ("authorization_endpoint", "jwks_uri", "token_endpoint", "device_authorization_endpoint",
+                     "userinfo_endpoint"):
         assert document[endpoint].startswith(iam.issuer + "/")
-    assert set(document["grant_types_supported"]) == {"client_credentials", DEVICE_GRANT, "refresh_token"}
+    assert set(document["grant_types_supported"]) == {"authorization_code", "client_credentials", DEVICE_GRANT,
+                                                      "refresh_token"}
     assert document["id_token_signing_alg_values_supported"] == ["RS256"]
     assert set(document["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic", "client_secret_post", "none"}

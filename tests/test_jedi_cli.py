@@ -169,7 +169,8 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     aborted.write_text(EXAMPLE.read_text().replace("user.me.demo.count.v1", "user.me.demo.count.v2"))
     code, out, err = panda("task", "submit", "-f", str(aborted), "--jedi", jedi.address)
     assert code == 0, err
-    assert panda("task", "kill", out.strip(), "--jedi", jedi.address)[0] == 0
+    code, _, err = panda("task", "kill", out.strip(), "--jedi", jedi.address)
+    assert code == 0, err
     code, out, err = panda("task", "watch", out.strip(), "--jedi", jedi.address)
     assert code == 6 and "aborted" in out.splitlines()[-1], out + err
     code, out, err = panda("task", "priority", str(task_id), "7", "--jedi", jedi.address)

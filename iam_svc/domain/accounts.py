@@ -66,6 +66,8 @@ class Client:
     enabled: bool
     create_time: datetime
     update_time: datetime
+    # Where the authorization endpoint may send a person back, matched exactly.
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,17 +126,29 @@ def check_grant(client: Client, grant_type: str) -> None:
         raise OAuthError("unauthorized_client", f"client {client.client_id} may not use the grant {grant_type}")
 
 
-def default_grant_types(public: bool) -> tuple[str, ...]:
-    """A public client signs people in; a confidential one gets tokens of its own."""
-    return oauth.PUBLIC_DEFAULT_GRANTS if public else oauth.CONFIDENTIAL_DEFAULT_GRANTS
+def default_grant_types(public: bool, redirects: bool = False) -> tuple[str, ...]:
+    """A public client signs people in (through the browser when it has redirect URIs, else on
+    a device); a confidential one gets tokens of its own."""
+    if not public:
+        return oauth.CONFIDENTIAL_DEFAULT_GRANTS
+    return oauth.REDIRECT_DEFAULT_GRANTS if redirects else oauth.PUBLIC_DEFAULT_GRANTS
 
 
-def check_grant_types(requested: Iterable[str], public: bool, field: str = "client.grant_types") -> list[str]:
+def check_grant_types(requested: Iterable[str], public: bool, field: str = "client.grant_types",
+                      redirect_uris: Sequence[str] = (), redirect_field: str = "client.redirect_uris") -> list[str]:
     """The grants a new client gets: those asked for (short names allowed), or the defaults of
-    its kind. A public client has no secret, so it cannot use client_credentials."""
+    its kind. A public client has no secret, so it cannot use client_credentials; the
+    authorization code grant needs a redirect URI to send the code to."""
     names = list(requested)
-    if not names:
-        return list(default_grant_types(public))
+    grants = list(default_grant_types(public, bool(redirect_uris))) if not names else _named_grants(names, field)
+    if public and oauth.CLIENT_CREDENTIALS in grants:
+        raise InvalidArgument("a public client has no secret, so it cannot use client_credentials", field=field)
+    if oauth.AUTHORIZATION_CODE in grants and not redirect_uris:
+        raise InvalidArgument("the authorization_code grant needs at least one redirect URI", field=redirect_field)
+    return grants
+
+
+def _named_grants(names: Sequence[str], field: str) -> list[str]:
     grants = []
     for name in names:
         grant = oauth.GRANT_TYPE_ALIASES.get(name.strip(), name.strip())
@@ -142,8 +156,6 @@ def check_grant_types(requested: Iterable[str], public: bool, field: str = "clie
             raise InvalidArgument(f"unknown grant type {name!r} (known: {', '.join(oauth.GRANT_TYPES)})",
                                   field=field)
         grants.append(grant)
-    if public and oauth.CLIENT_CREDENTIALS in grants:
-        raise InvalidArgument("a public client has no secret, so it cannot use client_credentials", field=field)
     return list(dict.fromkeys(grants))
 
 

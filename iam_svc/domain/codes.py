@@ -1,6 +1,6 @@
-"""Opaque secrets the provider hands out (client secrets, refresh tokens, device codes) and
-the user codes people type. Only their SHA-256 digests are stored: they are random and long,
-so a fast hash is safe, and each token request pays nothing for it."""
+"""Opaque secrets the provider hands out (client secrets, refresh tokens, device codes,
+authorization codes) and the user codes people type. Only their SHA-256 digests are stored: they
+are random and long, so a fast hash is safe, and each token request pays nothing for it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 import secrets
 
 __all__ = [
-    "USER_CODE_ALPHABET", "USER_CODE_LENGTH", "digest", "new_client_secret", "new_device_code", "new_family",
+    "USER_CODE_ALPHABET", "USER_CODE_LENGTH", "digest", "new_authorization_code", "new_client_secret",
+    "new_device_code", "new_family",
     "new_refresh_token", "new_user_code", "normalize_user_code",
 ]
 
@@ -30,6 +31,10 @@ def new_refresh_token() -> str:
 
 
 def new_device_code() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_authorization_code() -> str:
     return secrets.token_urlsafe(32)
 
 

@@ -9,8 +9,9 @@ import unicodedata
 from collections.abc import Mapping
 
 __all__ = [
-    "ACCESS_TOKEN", "BASIC_AUTHORIZATION", "DEVICE_PAGE_FIELDS", "DEVICE_START_FIELDS", "MAX_FIELDS", "MAX_FORM_BYTES",
-    "OTHER_FIELD", "REVOKE_FIELDS", "TOKEN_FIELDS", "FieldError", "check_fields", "check_text",
+    "ACCESS_TOKEN", "AUTHORIZE_FIELDS", "AUTHORIZE_PAGE_FIELDS", "BASIC_AUTHORIZATION", "DEVICE_PAGE_FIELDS",
+    "DEVICE_START_FIELDS", "MAX_FIELDS", "MAX_FORM_BYTES", "OTHER_FIELD", "REVOKE_FIELDS", "TOKEN_FIELDS",
+    "FieldError", "check_fields", "check_text",
 ]
 
 # A form's whole body (every field below fits with room to spare), and how many fields it holds.
@@ -21,11 +22,19 @@ MAX_FIELDS = 32
 # the provider hands out are 43; scopes and access tokens are given room.
 _CLIENT = {"client_id": 64, "client_secret": 256}
 TOKEN_FIELDS: dict[str, int] = {**_CLIENT, "grant_type": 128, "scope": 1024, "device_code": 128,
-                                "refresh_token": 128}
+                                "refresh_token": 128, "code": 128, "code_verifier": 128, "redirect_uri": 2000}
 DEVICE_START_FIELDS: dict[str, int] = {**_CLIENT, "scope": 1024}
 REVOKE_FIELDS: dict[str, int] = {**_CLIENT, "token": 8192, "token_type_hint": 64}
 DEVICE_PAGE_FIELDS: dict[str, int] = {"user_code": 32, "username": 128, "password": 1024, "csrf_token": 128,
                                       "step": 16, "ticket": 1024, "decision": 16}
+# An authorization request (the authorization endpoint's query, and its sign-in form's hidden
+# fields): its redirect URI as long as a client's may be, state and nonce as the client makes them.
+AUTHORIZE_FIELDS: dict[str, int] = {"client_id": 64, "response_type": 64, "redirect_uri": 2000, "scope": 1024,
+                                    "state": 1024, "nonce": 512, "code_challenge": 128,
+                                    "code_challenge_method": 16, "prompt": 64, "response_mode": 16}
+# ... and what the sign-in form adds to it.
+AUTHORIZE_PAGE_FIELDS: dict[str, int] = {**AUTHORIZE_FIELDS, "username": 128, "password": 1024,
+                                         "csrf_token": 128, "decision": 16}
 # Fields a form may carry beyond its own (OAuth says to ignore parameters it does not know).
 OTHER_FIELD = 256
 # The bearer token of /userinfo, and a client's HTTP Basic header (its id and secret, each

@@ -11,7 +11,7 @@ from panda_runtime.service.principals import ROLES
 
 __all__ = [
     "ANY_QUEUE", "DEFAULT_VO", "check_client_id", "check_email", "check_group_path", "check_group_paths",
-    "check_queue_names", "check_user_name", "default_groups", "group_resource_name",
+    "check_queue_names", "check_redirect_uris", "check_user_name", "default_groups", "group_resource_name",
 ]
 
 # The VO of the embedded provider's own groups.
@@ -60,6 +60,14 @@ def check_queue_names(queues: Iterable[str], field: str = "queues") -> list[str]
         except Violation as violation:
             raise InvalidArgument(violation.description, field=field) from None
     return list(dict.fromkeys(checked))
+
+
+def check_redirect_uris(uris: Iterable[str], field: str = "redirect_uris") -> list[str]:
+    """Absolute https URLs, or http on the loopback (contract.check_redirect_uri)."""
+    try:
+        return contract.check_redirect_uris(uris, field)
+    except Violation as violation:
+        raise InvalidArgument(violation.description, field=violation.field) from None
 
 
 def check_email(email: str, field: str = "email") -> str:

@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 
 from iam_svc.domain.accounts import UserChanges, ends_sign_ins
 
-__all__ = ["CLIENT", "SUBJECT", "Latest", "Revocation", "latest", "retention", "revokes_tokens"]
+__all__ = ["CLIENT", "SESSION", "SUBJECT", "Latest", "Revocation", "latest", "retention", "revokes_tokens"]
 
 # What a revocation names: a token's subject, or the client it was issued through.
 SUBJECT = "sub"
 CLIENT = "client_id"
+# ... or the sign-in it was issued from.
+SESSION = "sid"
 
 # Beyond the longest token lifetime, so clocks that differ a little never bring a token back.
 RETENTION_MARGIN = timedelta(minutes=5)
@@ -45,18 +47,19 @@ def retention(longest_token_seconds: int) -> timedelta:
 
 @dataclass(frozen=True, slots=True)
 class Latest:
-    """What is published: the latest revocation of each subject and of each client, as Unix times."""
+    """What is published: the latest revocation of each subject, client and sign-in, as Unix times."""
 
     subjects: dict[str, float]
     clients: dict[str, float]
+    sessions: dict[str, float]
 
 
 def latest(revocations: Iterable[Revocation]) -> Latest:
-    found: dict[str, dict[str, float]] = {SUBJECT: {}, CLIENT: {}}
+    found: dict[str, dict[str, float]] = {SUBJECT: {}, CLIENT: {}, SESSION: {}}
     for revocation in revocations:
         names = found.get(revocation.kind)
         if names is None:
             continue
         at = revocation.revoke_time.timestamp()
         names[revocation.name] = max(at, names.get(revocation.name, at))
-    return Latest(subjects=found[SUBJECT], clients=found[CLIENT])
+    return Latest(subjects=found[SUBJECT], clients=found[CLIENT], sessions=found[SESSION])

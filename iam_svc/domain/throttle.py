@@ -1,5 +1,6 @@
-"""How fast a client may use the device flow: sign-in failures are counted by the client's address
-and by the device code they were made with, never by the account alone, so a stranger who
+"""How fast a client may sign people in (the device page and the authorization endpoint's sign-in
+page): sign-in failures are counted by the client's address (on both pages together) and by the
+device code they were made with, never by the account alone, so a stranger who
 hammers an account only throttles themselves; guesses of user codes and new device sign-ins are
 limited per address. Counters live in memory: each identity service process keeps its own.
 
@@ -16,7 +17,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-__all__ = ["DeviceFlowThrottle", "Limit", "Refusal", "SlidingWindow", "ThrottleLimits", "Throttled", "client_key"]
+__all__ = ["Limit", "Refusal", "SignInThrottle", "SlidingWindow", "ThrottleLimits", "Throttled", "client_key"]
 
 # Keys each window tracks at most; the least recently counted are forgotten first.
 MAX_TRACKED = 10_000
@@ -105,8 +106,8 @@ class Refusal:
 
 
 @dataclass
-class DeviceFlowThrottle:
-    """The device flow's limits, keyed by client address (`client_key`) and device code."""
+class SignInThrottle:
+    """The sign-in limits, keyed by client address (`client_key`) and device code."""
 
     limits: ThrottleLimits = field(default_factory=ThrottleLimits)
 
@@ -125,6 +126,17 @@ class DeviceFlowThrottle:
             if wait is not None:
                 return Refusal(why, wait)
         return None
+
+    def before_sign_in(self, address: str, now: float) -> Refusal | None:
+        """May this address try a password on the authorization endpoint's sign-in page now?
+        Refused while it has too many failures counted against it, on either page."""
+        wait = self._failures_by_address.retry_after(address, now)
+        return None if wait is None else Refusal(Throttled.SIGN_IN_FAILURES, wait)
+
+    def password_failed(self, address: str, now: float) -> None:
+        """A wrong password on the authorization endpoint's sign-in page: counted against the
+        address, never the account."""
+        self._failures_by_address.count(address, now)
 
     def before_password(self, user_code: str, now: float) -> Refusal | None:
         """May a password be tried with this (existing) device code now?"""

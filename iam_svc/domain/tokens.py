@@ -14,7 +14,7 @@ import jwt
 from iam_svc.domain.accounts import Client, User
 from iam_svc.domain.keys import ALGORITHM, SigningKey, load_private_key
 from iam_svc.domain.oauth import OAuthError, invalid_grant
-from panda_runtime.service.principals import GROUPS_CLAIM, QUEUES_CLAIM
+from panda_runtime.service.principals import GROUPS_CLAIM, QUEUES_CLAIM, SESSION_CLAIM
 
 __all__ = [
     "CLAIMS_SUPPORTED",
@@ -54,7 +54,7 @@ DEFAULT_ROBOT_SCOPE = "wlcg wlcg.groups"
 
 CLAIMS_SUPPORTED = (
     "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "name", "preferred_username",
-    "email", "wlcg.ver", GROUPS_CLAIM, QUEUES_CLAIM,
+    "email", "wlcg.ver", GROUPS_CLAIM, QUEUES_CLAIM, SESSION_CLAIM, "nonce", "auth_time",
 )
 
 
@@ -107,6 +107,9 @@ class Subject:
     display_name: str = ""
     email: str = ""
     queues: Sequence[str] = field(default_factory=tuple)
+    # A person's sign-in (its refresh tokens' family): the `sid` of every token issued from it,
+    # by which the revocation list can end them together.
+    session: str = ""
 
 
 def robot_subject(client: Client) -> Subject:
@@ -115,13 +118,13 @@ def robot_subject(client: Client) -> Subject:
                    queues=client.queues)
 
 
-def person_subject(user_name: str, user: User | None, client_id: str) -> Subject:
+def person_subject(user_name: str, user: User | None, client_id: str, session: str = "") -> Subject:
     """A person's token through a client, from the account as it is now: a deleted or disabled
-    account gets none."""
+    account gets none. `session` names the sign-in it belongs to."""
     if user is None or not user.enabled:
         raise invalid_grant(f"user {user_name} no longer exists or is disabled")
     return Subject(sub=user.name, client_id=client_id, groups=user.groups, robot=False,
-                   display_name=user.display_name, email=user.email)
+                   display_name=user.display_name, email=user.email, session=session)
 
 
 def access_token_claims(
@@ -145,6 +148,8 @@ def access_token_claims(
     }
     if subject.robot and subject.queues:
         claims[QUEUES_CLAIM] = list(subject.queues)
+    if subject.session:
+        claims[SESSION_CLAIM] = subject.session
     if not subject.robot:
         if subject.display_name and "profile" in scope.split():
             claims["name"] = subject.display_name
@@ -154,9 +159,11 @@ def access_token_claims(
 
 
 def id_token_claims(
-    subject: Subject, *, issuer: str, lifetime_seconds: int, now: float, scope: str
+    subject: Subject, *, issuer: str, lifetime_seconds: int, now: float, scope: str, nonce: str = "",
+    auth_time: float | None = None,
 ) -> dict[str, Any]:
-    """OpenID Connect's ID token: for the client (aud = its id), about the person."""
+    """OpenID Connect's ID token: for the client (aud = its id), about the person; the client's
+    `nonce` echoed, and when the person signed in (`auth_time`; now, unless told)."""
     issued = int(now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -165,10 +172,14 @@ def id_token_claims(
         "azp": subject.client_id,
         "exp": issued + lifetime_seconds,
         "iat": issued,
-        "auth_time": issued,
+        "auth_time": int(auth_time) if auth_time is not None else issued,
         "preferred_username": subject.sub,
         "wlcg.ver": WLCG_VERSION,
     }
+    if nonce:
+        claims["nonce"] = nonce
+    if subject.session:
+        claims[SESSION_CLAIM] = subject.session
     if "profile" in scope.split() and subject.display_name:
         claims["name"] = subject.display_name
     if "email" in scope.split() and subject.email:

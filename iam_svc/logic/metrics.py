@@ -4,21 +4,23 @@ check by the shared interceptors.)"""
 
 from __future__ import annotations
 
+from authlib.oauth2.rfc6749.errors import OAuth2Error
 from prometheus_client import Counter
 
 from iam_svc.domain import oauth
-from iam_svc.domain.oauth import OAuthError
 
 __all__ = ["GRANTS", "SIGN_IN_FAILURES", "SIGN_IN_FAILURE_REASONS", "TOKENS_ISSUED", "grant_label",
            "refusal_reason", "sign_in_failed", "token_issued"]
 
 # The grant label: the grant types' short names.
-GRANTS = {oauth.CLIENT_CREDENTIALS: "client_credentials", oauth.DEVICE_CODE: "device_code",
-          oauth.REFRESH_TOKEN: "refresh_token"}
+GRANTS = {oauth.AUTHORIZATION_CODE: "authorization_code", oauth.CLIENT_CREDENTIALS: "client_credentials",
+          oauth.DEVICE_CODE: "device_code", oauth.REFRESH_TOKEN: "refresh_token"}
 SIGN_IN_FAILURE_REASONS = (
     "client",  # a client's id or secret refused, or a grant it may not use
-    "password",  # a person's name or password refused on the device page
+    "password",  # a person's name or password refused on a sign-in page (device or authorization)
     "device_code",  # a device code unknown, expired, denied or already used
+    # an authorization code unknown, expired or reused, or its PKCE verifier or redirect URI wrong
+    "authorization_code",
     "refresh_token",  # a refresh token unknown, expired, revoked or spent
     "access_token",  # userinfo with a missing, expired or revoked access token
     "throttled",  # too many attempts: told to slow down or wait
@@ -46,10 +48,10 @@ def sign_in_failed(reason: str) -> None:
     SIGN_IN_FAILURES.labels(reason).inc()
 
 
-def refusal_reason(error: OAuthError, grant_type: str = "") -> str | None:
+def refusal_reason(error: OAuth2Error, grant_type: str = "") -> str | None:
     """The reason an OAuth error response counts under, or None for one that is no refusal of
     anyone's identity: a malformed request, or a device code still waiting for its person."""
-    if error.status == 429 or error.error == "slow_down":
+    if error.status_code == 429 or error.error == "slow_down":
         return "throttled"
     if error.error in ("invalid_client", "unauthorized_client"):
         return "client"
@@ -59,4 +61,6 @@ def refusal_reason(error: OAuthError, grant_type: str = "") -> str | None:
         return "device_code"
     if grant_type == oauth.REFRESH_TOKEN and error.error == "invalid_grant":
         return "refresh_token"
+    if grant_type == oauth.AUTHORIZATION_CODE and error.error == "invalid_grant":
+        return "authorization_code"
     return None

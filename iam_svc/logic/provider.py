@@ -1,16 +1,20 @@
-"""The OAuth 2.0 / OpenID Connect provider over its stores: client authentication, the three
-grants (client_credentials, device code, refresh_token), revocation, keys and userinfo. The
-rules are the domain's; this looks up, applies and signs. Synchronous: the HTTP edge runs it
-off the event loop, provisioning calls it directly."""
+"""The OAuth 2.0 / OpenID Connect provider over its stores: client authentication, the grants
+(authorization code, client_credentials, device code, refresh_token), revocation, keys and
+userinfo. The rules are the domain's; this looks up, applies and signs. The protocol around it
+(which grant a request asks for, how a client authenticates, how errors go out) is the OAuth
+server's at the HTTP edge. Synchronous: the HTTP edge runs it off the event loop, provisioning
+calls it directly."""
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from iam_svc.domain import accounts, codes, device, keys, oauth, refresh, revocation, tokens
+from iam_svc.domain import accounts, authorization, codes, device, keys, oauth, refresh, revocation, tokens
 from iam_svc.domain.accounts import Client, User
+from iam_svc.domain.authorization import AuthorizationCode, Redemption
 from iam_svc.domain.device import Decision, DeviceAuthorization, DeviceCode, PollResult
 from iam_svc.domain.keys import SigningKey
 from iam_svc.domain.lifetimes import Lifetimes
@@ -22,6 +26,7 @@ from iam_svc.settings import IamSettings
 from iam_svc.store.flow_store import FlowStore
 from iam_svc.store.identity_store import IdentityStore
 from iam_svc.store.key_store import KeyStore
+from panda_runtime.service.principals import SESSION_CLAIM
 from panda_runtime.service.revocation import RevocationList, revocation_document
 
 __all__ = ["USER_CODE_ATTEMPTS", "Provider", "lifetimes_of"]
@@ -55,10 +60,6 @@ class Provider:
         return self.lifetimes.longest_token_seconds
 
     # --- clients -------------------------------------------------------------------------
-
-    def authenticate_client(self, client_id: str, secret: str | None) -> Client:
-        client = self.identities.find_client(client_id) if client_id else None
-        return accounts.authenticate_client(client, client_id, secret)
 
     def find_client(self, client_id: str) -> Client | None:
         return self.identities.find_client(client_id)
@@ -116,7 +117,56 @@ class Provider:
                             result.user_name, client.client_id)
             raise refresh.refusal(result.outcome)
         granted = tokens.grant_scope(scope, result.scope, allowed=result.scope)
-        return self._user_tokens(result.user_name, client.client_id, granted, refresh_token=new_token)
+        return self._user_tokens(result.user_name, client.client_id, granted, refresh_token=new_token,
+                                 family=result.family)
+
+    # --- the authorization code grant ----------------------------------------------------
+
+    def save_authorization_code(self, code: str, client: Client, *, redirect_uri: str, user: User, scope: str,
+                                code_challenge: str, code_challenge_method: str, nonce: str,
+                                auth_time: datetime) -> None:
+        """Keeps a new code (as its digest) for `user` signed in through `client`, bound to what
+        the authorization request asked (validated before: client, redirect URI, scope, PKCE)."""
+        self.flows.create_authorization_code(code_hash=codes.digest(code), code=AuthorizationCode(
+            client_id=client.client_id, redirect_uri=redirect_uri, user_name=user.name, scope=scope, nonce=nonce,
+            code_challenge=code_challenge, code_challenge_method=code_challenge_method, family=codes.new_family(),
+            state=authorization.ISSUED, auth_time=auth_time,
+            expire_time=datetime.now(UTC) + timedelta(seconds=authorization.CODE_SECONDS)))
+        log.info("issued an authorization code to client %s for user %s", client.client_id, user.name)
+
+    def authorization_code(self, client: Client, code: str) -> AuthorizationCode:
+        """The code `client` presents, while it may still be exchanged; a spent one revokes its
+        sign-in (authorization.redemption) and is refused, as is an unknown or expired one."""
+        found = self.flows.find_authorization_code(codes.digest(code))
+        outcome = authorization.redemption(found, client.client_id, datetime.now(UTC))
+        if outcome is Redemption.REUSED:
+            return self.redeem_authorization_code(client, code)  # revokes, and refuses
+        if outcome is not Redemption.REDEEMED or found is None:
+            raise authorization.refusal(outcome)
+        return found
+
+    def redeem_authorization_code(self, client: Client, code: str) -> AuthorizationCode:
+        """Spends the code (once its PKCE verifier and redirect URI were checked)."""
+        outcome, found = self.flows.redeem_authorization_code(codes.digest(code), client.client_id)
+        if outcome is Redemption.REUSED and found is not None:
+            log.warning("an authorization code of %s (client %s) came back: its sign-in is revoked",
+                        found.user_name, client.client_id)
+        if outcome is not Redemption.REDEEMED or found is None:
+            raise authorization.refusal(outcome)
+        return found
+
+    def code_tokens(self, client: Client, code: AuthorizationCode, *, refresh: bool) -> TokenResponse:
+        """The tokens of a redeemed code: of its sign-in (its family), with its nonce in the ID
+        token; a refresh token when the client may refresh and the scope asks for one."""
+        scope = code.scope
+        refresh_token = ""
+        if refresh and tokens.wants_refresh_token(scope):
+            refresh_token = codes.new_refresh_token()
+            self.flows.store_refresh_token(
+                token_hash=codes.digest(refresh_token), family=code.family, client_id=client.client_id,
+                user_name=code.user_name, scope=scope, lifetime_seconds=self.lifetimes.refresh_token_seconds)
+        return self._user_tokens(code.user_name, client.client_id, scope, refresh_token=refresh_token,
+                                 family=code.family, nonce=code.nonce, auth_time=code.auth_time.timestamp())
 
     def revoke(self, client: Client, token: str | None) -> None:
         """RFC 7009: revokes a refresh token's sign-in. Access tokens are self-contained and
@@ -129,23 +179,26 @@ class Provider:
     def issue_user_tokens(self, user_name: str, client_id: str, scope: str) -> TokenResponse:
         """Tokens for a person through a client: an access token, a refresh token (with
         offline_access) and an ID token (with openid)."""
-        refresh_token = ""
+        refresh_token, family = "", codes.new_family()
         if tokens.wants_refresh_token(scope):
             refresh_token = codes.new_refresh_token()
             self.flows.store_refresh_token(
-                token_hash=codes.digest(refresh_token), family=codes.new_family(), client_id=client_id,
+                token_hash=codes.digest(refresh_token), family=family, client_id=client_id,
                 user_name=user_name, scope=scope, lifetime_seconds=self.lifetimes.refresh_token_seconds)
-        return self._user_tokens(user_name, client_id, scope, refresh_token=refresh_token)
+        return self._user_tokens(user_name, client_id, scope, refresh_token=refresh_token, family=family)
 
-    def _user_tokens(self, user_name: str, client_id: str, scope: str, *, refresh_token: str) -> TokenResponse:
-        subject = tokens.person_subject(user_name, self.identities.find_user(user_name), client_id)
+    def _user_tokens(self, user_name: str, client_id: str, scope: str, *, refresh_token: str, family: str,
+                     nonce: str = "", auth_time: float | None = None) -> TokenResponse:
+        """A person's tokens of the sign-in `family` (their `sid`)."""
+        subject = tokens.person_subject(user_name, self.identities.find_user(user_name), client_id, family)
         lifetime, now = self.lifetimes.token_seconds(robot=False), time.time()
         access = self._sign(tokens.access_token_claims(
             subject, issuer=self.issuer, audience=self.audience, scope=scope, lifetime_seconds=lifetime, now=now))
         id_token = ""
         if tokens.wants_id_token(scope):
             id_token = self._sign(tokens.id_token_claims(subject, issuer=self.issuer, lifetime_seconds=lifetime,
-                                                         now=now, scope=scope), token_type="JWT")
+                                                         now=now, scope=scope, nonce=nonce, auth_time=auth_time),
+                                  token_type="JWT")
         log.info("issued tokens to user %s through client %s", user_name, client_id)
         return tokens.token_response(access, expires_in=lifetime, scope=scope, refresh_token=refresh_token,
                                      id_token=id_token)
@@ -189,7 +242,7 @@ class Provider:
     def revocation_list(self) -> dict[str, Any]:
         """The revocation list every service's token check follows (revocation.published_list)."""
         latest = revocation.latest(self.identities.revocations())
-        return revocation_document(self.issuer, latest.subjects, latest.clients)
+        return revocation_document(self.issuer, latest.subjects, latest.clients, latest.sessions)
 
     def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of one of our own access tokens (for userinfo), not revoked, or OAuthError
@@ -197,7 +250,8 @@ class Provider:
         claims = tokens.verify_access_token(token, self.published_keys(), audience=self.audience,
                                             issuer=self.issuer, leeway_seconds=self.lifetimes.leeway_seconds)
         revoked = RevocationList.from_document(self.revocation_list(), self.issuer)
-        refusal = revoked.refusal(str(claims["sub"]), str(claims.get("client_id", "")), float(claims["iat"]))
+        refusal = revoked.refusal(str(claims["sub"]), str(claims.get("client_id", "")), float(claims["iat"]),
+                                  str(claims.get(SESSION_CLAIM, "")))
         if refusal is not None:
             raise OAuthError("invalid_token", refusal, 401)
         return claims

@@ -34,6 +34,7 @@ def client_to_proto(client: Client) -> identity_pb2.Client:
         name=f"clients/{client.client_id}", client_id=client.client_id, description=client.description, type=kind,
         grant_types=client.grant_types, groups=client.groups, queues=client.queues, disabled=not client.enabled,
         create_time=timestamp(client.create_time), update_time=timestamp(client.update_time),
+        redirect_uris=client.redirect_uris,
     )
 
 

@@ -18,6 +18,7 @@ from iam_svc.domain.names import (
     check_group_path,
     check_group_paths,
     check_queue_names,
+    check_redirect_uris,
     check_user_name,
 )
 from iam_svc.domain.passwords import check_password, hash_password
@@ -172,13 +173,15 @@ class IamServicer(iam_service_pb2_grpc.IamServiceServicer):
         client = request.client
         client_id = check_client_id(client.client_id, "client.client_id")
         public = client.type == identity_pb2.Client.TYPE_PUBLIC
+        redirect_uris = check_redirect_uris(client.redirect_uris, "client.redirect_uris")
+        grant_types = check_grant_types(client.grant_types, public, redirect_uris=redirect_uris)
         groups = await self._existing_groups(check_group_paths(client.groups, "client.groups"))
         secret = "" if public else codes.new_client_secret()
         row = await self._db.run(
             self._store.create_client, client_id, description=_text(client.description, "client.description", 4000),
-            public=public, secret_hash=codes.digest(secret) if secret else "",
-            grant_types=check_grant_types(client.grant_types, public), group_paths=groups,
-            queues=check_queue_names(client.queues, "client.queues"), enabled=not client.disabled)
+            public=public, secret_hash=codes.digest(secret) if secret else "", grant_types=grant_types,
+            group_paths=groups, queues=check_queue_names(client.queues, "client.queues"), enabled=not client.disabled,
+            redirect_uris=redirect_uris)
         return pb.CreateClientResponse(client=client_to_proto(row), client_secret=secret)
 
     async def GetClient(self, request: pb.GetClientRequest, context: grpc.aio.ServicerContext

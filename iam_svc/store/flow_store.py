@@ -1,18 +1,20 @@
-"""Device codes (RFC 8628) and refresh tokens, each stored by its SHA-256 digest only. What a
-poll, a decision or a refresh comes to is the domain's (device, refresh); this applies it."""
+"""Device codes (RFC 8628), authorization codes (RFC 6749 §4.1) and refresh tokens, each stored by
+its SHA-256 digest only. What a poll, a decision, an exchange or a refresh comes to is the
+domain's (device, authorization, refresh); this applies it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
-from iam_svc.domain import device, refresh
+from iam_svc.domain import authorization, device, refresh, revocation
+from iam_svc.domain.authorization import AuthorizationCode, Redemption
 from iam_svc.domain.device import Decision, DeviceCode, PollResult
 from iam_svc.domain.lifetimes import purge_before
 from iam_svc.domain.refresh import RefreshOutcome, RefreshResult, RefreshToken
-from iam_svc.store.tables import device_codes, refresh_tokens
+from iam_svc.store.tables import authorization_codes, device_codes, refresh_tokens, revocations
 from panda_runtime.service.db import Store, aware, now
 
 __all__ = ["FlowStore"]
@@ -33,7 +35,61 @@ def _refresh_token(row: Any) -> RefreshToken:
                         state=row.state, expire_time=expire_time)
 
 
+def _authorization_code(row: Any) -> AuthorizationCode:
+    auth_time, expire_time = aware(row.auth_time), aware(row.expire_time)
+    assert auth_time is not None and expire_time is not None
+    return AuthorizationCode(
+        client_id=row.client_id, redirect_uri=row.redirect_uri, user_name=row.user_name, scope=row.scope,
+        nonce=row.nonce, code_challenge=row.code_challenge, code_challenge_method=row.code_challenge_method,
+        family=row.family, state=row.state, auth_time=auth_time, expire_time=expire_time)
+
+
 class FlowStore(Store):
+    # --- authorization codes -------------------------------------------------------------
+
+    def create_authorization_code(self, *, code_hash: str, code: AuthorizationCode) -> None:
+        at = now()
+        with self._engine.begin() as conn:
+            conn.execute(insert(authorization_codes).values(
+                code_hash=code_hash, client_id=code.client_id, redirect_uri=code.redirect_uri,
+                user_name=code.user_name, scope=code.scope, nonce=code.nonce, code_challenge=code.code_challenge,
+                code_challenge_method=code.code_challenge_method, family=code.family, state=code.state,
+                auth_time=code.auth_time, create_time=at, expire_time=code.expire_time,
+            ))
+            conn.execute(delete(authorization_codes).where(authorization_codes.c.expire_time < purge_before(at)))
+
+    def find_authorization_code(self, code_hash: str) -> AuthorizationCode | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(authorization_codes)
+                               .where(authorization_codes.c.code_hash == code_hash)).first()
+            return None if row is None else _authorization_code(row)
+
+    def redeem_authorization_code(self, code_hash: str, client_id: str
+                                  ) -> tuple[Redemption, AuthorizationCode | None]:
+        """One exchange of a code (authorization.redemption): a code redeemed now is spent; a
+        spent one presented again revokes its sign-in (its refresh tokens, and its tokens' `sid`
+        on the revocation list), in the same transaction."""
+        at = now()
+        with self._engine.begin() as conn:
+            row = conn.execute(self._locked(
+                select(authorization_codes).where(authorization_codes.c.code_hash == code_hash))).first()
+            code = None if row is None else _authorization_code(row)
+            outcome = authorization.redemption(code, client_id, at)
+            if row is not None and outcome is Redemption.REDEEMED:
+                conn.execute(update(authorization_codes).where(authorization_codes.c.code_row == row.code_row)
+                             .values(state=authorization.USED))
+            elif code is not None and outcome is Redemption.REUSED:
+                self._revoke_sign_in(conn, code.family, at)
+            return outcome, code if outcome is not Redemption.WRONG_CLIENT else None
+
+    @staticmethod
+    def _revoke_sign_in(conn: Connection, family: str, at: datetime) -> None:
+        conn.execute(update(refresh_tokens).where(refresh_tokens.c.family == family,
+                                                  refresh_tokens.c.state != refresh.REVOKED)
+                     .values(state=refresh.REVOKED))
+        conn.execute(insert(revocations).values(kind=revocation.SESSION, name=family, revoke_time=at))
+
+
     # --- device codes --------------------------------------------------------------------
 
     def create_device_code(self, *, device_code_hash: str, user_code: str, client_id: str, scope: str,

@@ -52,7 +52,8 @@ def _client_record(row: Any) -> Client:
     create_time, update_time = _times(row)
     return Client(client_id=row.client_id, description=row.description, public=row.public,
                   secret_hash=row.secret_hash, grant_types=tuple(row.grant_types), groups=tuple(row.groups),
-                  queues=tuple(row.queues), enabled=row.enabled, create_time=create_time, update_time=update_time)
+                  queues=tuple(row.queues), enabled=row.enabled, create_time=create_time, update_time=update_time,
+                  redirect_uris=tuple(row.redirect_uris or ()))
 
 
 def _revocation_record(row: Any) -> Revocation:
@@ -210,7 +211,7 @@ class IdentityStore(Store):
 
     def create_client(self, client_id: str, *, description: str, public: bool, secret_hash: str,
                       grant_types: Sequence[str], group_paths: Sequence[str], queues: Sequence[str],
-                      enabled: bool = True) -> Client:
+                      enabled: bool = True, redirect_uris: Sequence[str] = ()) -> Client:
         try:
             with self._engine.begin() as conn:
                 if self._find_client(conn, client_id) is not None:
@@ -219,7 +220,7 @@ class IdentityStore(Store):
                 conn.execute(insert(clients).values(
                     client_id=client_id, description=description, public=public, secret_hash=secret_hash,
                     grant_types=list(grant_types), groups=list(group_paths), queues=list(queues),
-                    enabled=enabled, create_time=at, update_time=at,
+                    enabled=enabled, create_time=at, update_time=at, redirect_uris=list(redirect_uris),
                 ))
                 return self._client(conn, client_id)
         except IntegrityError as error:
@@ -227,12 +228,13 @@ class IdentityStore(Store):
 
     def upsert_client(self, client_id: str, *, public: bool, secret_hash: str, grant_types: Sequence[str],
                       group_paths: Sequence[str], queues: Sequence[str], enabled: bool = True,
-                      description: str | None = None) -> Client:
+                      description: str | None = None, redirect_uris: Sequence[str] = ()) -> Client:
         """Creates the client or overwrites these fields (provisioning); a description of None
         leaves an existing client's as it is."""
         values: dict[str, Any] = {
             "public": public, "secret_hash": secret_hash, "grant_types": list(grant_types),
             "groups": list(group_paths), "queues": list(queues), "enabled": enabled,
+            "redirect_uris": list(redirect_uris),
         }
         if description is not None:
             values["description"] = description

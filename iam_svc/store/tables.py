@@ -1,6 +1,6 @@
 """Tables owned by the identity service (prefix `iam_`). Secrets are never stored as given:
-passwords as argon2id hashes, client secrets, device codes and refresh tokens as SHA-256
-digests."""
+passwords as argon2id hashes, client secrets, device codes, authorization codes and refresh
+tokens as SHA-256 digests."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from sqlalchemy import (
 from panda_runtime.service.db import Id, Time, new_metadata
 
 __all__ = [
-    "clients", "device_codes", "groups", "memberships", "metadata", "refresh_tokens", "revocations", "signing_keys",
-    "users",
+    "authorization_codes", "clients", "device_codes", "groups", "memberships", "metadata", "refresh_tokens",
+    "revocations", "signing_keys", "users",
 ]
 
 metadata = new_metadata()
@@ -74,6 +74,8 @@ clients = Table(
     Column("enabled", Boolean, nullable=False, default=True),
     Column("create_time", Time, nullable=False),
     Column("update_time", Time, nullable=False),
+    # Where the authorization endpoint may send a person back (authorization_code grant).
+    Column("redirect_uris", JSON, nullable=False, default=list),
 )
 
 signing_keys = Table(
@@ -113,6 +115,31 @@ device_codes = Table(
     Column("poll_interval", Integer, nullable=False),
     Column("last_poll_time", Time, nullable=True),
     Index("ix_iam_device_codes_user_code", "user_code"),
+)
+
+authorization_codes = Table(
+    "iam_authorization_codes",
+    metadata,
+    Column("code_row", Id, primary_key=True, autoincrement=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    # What the code is bound to: the client, the exact redirect URI, the person, the PKCE
+    # challenge (S256), and the scope and nonce the client asked for.
+    Column("client_id", String(64), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("user_name", String(64), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("nonce", Text, nullable=False, default=""),
+    Column("code_challenge", String(128), nullable=False),
+    Column("code_challenge_method", String(8), nullable=False),
+    # The sign-in the code starts: its refresh tokens' family, and its tokens' `sid`.
+    Column("family", String(32), nullable=False),
+    # "issued", then "used" once exchanged (a code is good for one exchange).
+    Column("state", String(8), nullable=False),
+    # When the person signed in (the ID token's auth_time).
+    Column("auth_time", Time, nullable=False),
+    Column("create_time", Time, nullable=False),
+    Column("expire_time", Time, nullable=False),
+    Index("ix_iam_authorization_codes_expire_time", "expire_time"),
 )
 
 refresh_tokens = Table(

@@ -69,7 +69,10 @@ def register(commands: Commands) -> None:
     p.add_argument("--group", action="append", metavar="GROUP", help="its tokens' groups, e.g. /panda/pilot")
     p.add_argument("--queue", action="append", metavar="Q", help="queue its pilots may serve ('*': any)")
     p.add_argument("--grant-type", action="append", metavar="GRANT",
-                   help="client_credentials, device_code or refresh_token (default: by type)")
+                   help="authorization_code, client_credentials, device_code or refresh_token (default: by type, "
+                        "and authorization_code for a public client with a redirect URI)")
+    p.add_argument("--redirect-uri", action="append", metavar="URL",
+                   help="where a sign-in in the browser comes back (authorization_code): https, or http on loopback")
     p.add_argument("--description", metavar="TEXT")
     p = clients.command("show", iam.cmd_client_show, "one client")
     p.add_argument("client_id", metavar="CLIENT_ID")

@@ -285,7 +285,7 @@ class TokenAuthenticator:
         if revoked is None:
             raise _Refused("revocations_unavailable",
                            f"cannot fetch the revocation list of issuer {feed.issuer}: try again shortly")
-        refusal = revoked.refusal(principal.subject, principal.client_id, principal.issued_at)
+        refusal = revoked.refusal(principal.subject, principal.client_id, principal.issued_at, principal.session)
         if refusal is not None:
             raise _Refused("revoked", refusal)
 

@@ -13,8 +13,9 @@ from panda_runtime.service.errors import PermissionDenied
 
 __all__ = [
     "ADMIN", "ANONYMOUS", "ANONYMOUS_PRINCIPAL", "ANY_VO", "AUTHENTICATED", "EVERYTHING", "GROUPS_CLAIM", "HARVESTER",
-    "NOBODY", "PILOT", "PRODUCTION", "QUEUES_CLAIM", "ROLES", "SERVICE", "USER", "AccessTable", "Principal", "Scope",
-    "canonical_subject", "current_principal", "grants_from_groups", "principal_from_claims", "set_current_principal",
+    "NOBODY", "PILOT", "PRODUCTION", "QUEUES_CLAIM", "ROLES", "SERVICE", "SESSION_CLAIM", "USER", "AccessTable",
+    "Principal", "Scope", "canonical_subject", "current_principal", "grants_from_groups", "principal_from_claims",
+    "set_current_principal",
 ]
 
 ANONYMOUS = "anonymous"
@@ -44,6 +45,10 @@ GROUPS_CLAIM = "wlcg.groups"
 # Claim listing the queues a pilot token may serve.
 QUEUES_CLAIM = "panda.queues"
 
+# Claim naming the sign-in a person's token was issued from (OpenID Connect's session id), by
+# which an issuer's revocation list can end every token of one sign-in.
+SESSION_CLAIM = "sid"
+
 # Any VO: the grants of the anonymous principal when checking is switched off.
 ANY_VO = "*"
 
@@ -64,6 +69,8 @@ class Principal:
     expires_at: float = 0.0
     # Unix time its token was issued (`iat`); 0 for none.
     issued_at: float = 0.0
+    # The sign-in its token was issued from (`sid`); empty for none.
+    session: str = ""
 
     @property
     def roles(self) -> frozenset[str]:
@@ -187,6 +194,7 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
         client_id=str(claims.get("client_id") or claims.get("azp") or ""),
         expires_at=float(claims.get("exp", 0)),
         issued_at=float(claims.get("iat", 0)),
+        session=str(claims.get(SESSION_CLAIM) or ""),
     )
 
 

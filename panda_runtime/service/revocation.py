@@ -1,17 +1,22 @@
-"""The revocation list: which subjects and clients an issuer has revoked, and since when.
+"""The revocation list: which subjects, clients and sign-ins an issuer has revoked, and since when.
 
 The mesh's identity service publishes it over HTTP beside its JWKS (its discovery document
 names it as `panda_revocation_list_uri`), and the token check every service runs keeps a copy
 fresh (`RevocationFeed`, refetched every PANDA_AUTH_REVOCATION_REFRESH_SECONDS). A token whose
 `sub` or `client_id` is on the list, issued (`iat`) at or before the time it was revoked, is
-refused; a token issued later (the user enabled again, a new robot of the same name) is not.
+refused; a token issued later (the user enabled again, a new robot of the same name) is not. A
+token whose sign-in (`sid`) is on the list is refused whenever it was issued: a sign-in, once
+revoked, issues nothing more.
 An issuer whose discovery document names no list (an external provider) is not checked.
 
 The document (JSON):
 
     {"issuer": "https://iam.example.org",
      "subjects": [{"sub": "alice", "revoked_at": 1767225600.25}],
-     "clients": [{"client_id": "site1-pilot", "revoked_at": 1767225601.5}]}
+     "clients": [{"client_id": "site1-pilot", "revoked_at": 1767225601.5}],
+     "sessions": [{"sid": "9f0c...", "revoked_at": 1767225602.0}]}
+
+`sessions` is optional (a list published before it was added has none).
 """
 
 from __future__ import annotations
@@ -42,14 +47,18 @@ MAX_ENTRIES = 100_000
 
 @dataclass(frozen=True)
 class RevocationList:
-    """Revoked subjects and clients, each with the Unix time it was revoked."""
+    """Revoked subjects, clients and sign-ins, each with the Unix time it was revoked."""
 
     subjects: Mapping[str, float] = field(default_factory=dict)
     clients: Mapping[str, float] = field(default_factory=dict)
+    sessions: Mapping[str, float] = field(default_factory=dict)
 
-    def refusal(self, subject: str, client_id: str, issued_at: float) -> str | None:
-        """Why a token of `subject` through `client_id`, issued at `issued_at`, is refused; None
-        when nothing on the list covers it."""
+    def refusal(self, subject: str, client_id: str, issued_at: float, session: str = "") -> str | None:
+        """Why a token of `subject` through `client_id`, issued at `issued_at` from the sign-in
+        `session`, is refused; None when nothing on the list covers it."""
+        if session and session in self.sessions:
+            when = datetime.fromtimestamp(self.sessions[session], UTC).isoformat(timespec="seconds")
+            return f"token refused: its sign-in was revoked at {when}: sign in again"
         for what, name, revoked_at in (("user", subject, self.subjects.get(subject)),
                                        ("client", client_id, self.clients.get(client_id) if client_id else None)):
             if revoked_at is not None and issued_at <= revoked_at:
@@ -65,7 +74,8 @@ class RevocationList:
             raise ValueError("the revocation list is not a JSON object")
         if str(document.get("issuer", "")).rstrip("/") != issuer.rstrip("/"):
             raise ValueError(f"the revocation list names issuer {document.get('issuer')!r}")
-        return cls(subjects=_entries(document, "subjects", "sub"), clients=_entries(document, "clients", "client_id"))
+        return cls(subjects=_entries(document, "subjects", "sub"), clients=_entries(document, "clients", "client_id"),
+                   sessions=_entries(document, "sessions", "sid"))
 
 
 EMPTY = RevocationList()
@@ -86,12 +96,14 @@ def _entries(document: dict[str, Any], kind: str, key: str) -> dict[str, float]:
     return found
 
 
-def revocation_document(issuer: str, subjects: Mapping[str, float], clients: Mapping[str, float]) -> dict[str, Any]:
+def revocation_document(issuer: str, subjects: Mapping[str, float], clients: Mapping[str, float],
+                        sessions: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The published form of a list (what `RevocationList.from_document` reads)."""
     return {
         "issuer": issuer,
         "subjects": [{"sub": name, "revoked_at": at} for name, at in sorted(subjects.items())],
         "clients": [{"client_id": name, "revoked_at": at} for name, at in sorted(clients.items())],
+        "sessions": [{"sid": name, "revoked_at": at} for name, at in sorted((sessions or {}).items())],
     }
 
 
@@ -140,8 +152,8 @@ class RevocationFeed:
             log.warning("cannot fetch the revocation list of issuer %s: %s", self.issuer, error)
             return
         if self._list is None or fetched != self._list:
-            log.info("issuer %s revokes %d subject(s) and %d client(s)", self.issuer, len(fetched.subjects),
-                     len(fetched.clients))
+            log.info("issuer %s revokes %d subject(s), %d client(s) and %d sign-in(s)", self.issuer,
+                     len(fetched.subjects), len(fetched.clients), len(fetched.sessions))
         self._list = fetched
 
     async def close(self) -> None:

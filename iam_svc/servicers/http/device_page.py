@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, Response
 from iam_svc.domain import codes, device
 from iam_svc.domain.device import Decision
 from iam_svc.domain.form_fields import DEVICE_PAGE_FIELDS, FieldError
-from iam_svc.domain.throttle import DeviceFlowThrottle, Refusal, Throttled
+from iam_svc.domain.throttle import Refusal, SignInThrottle, Throttled
 from iam_svc.logic import metrics
 from iam_svc.logic.provider import Provider
 from iam_svc.servicers.http import pages
@@ -57,7 +57,7 @@ def _wait_text(refusal: Refusal) -> str:
 
 
 class DevicePages:
-    def __init__(self, db: DbRunner, provider: Provider, guard: FormGuard, throttle: DeviceFlowThrottle) -> None:
+    def __init__(self, db: DbRunner, provider: Provider, guard: FormGuard, throttle: SignInThrottle) -> None:
         self._db = db
         self._provider = provider
         self._guard = guard

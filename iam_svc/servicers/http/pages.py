@@ -1,12 +1,13 @@
-"""The device verification pages: plain server-rendered HTML, no script. Every value from a
-user or the database goes through html.escape."""
+"""The sign-in pages (the device verification page, the authorization endpoint's sign-in):
+plain server-rendered HTML, no script, nothing fetched from elsewhere, one column that fits a
+phone. Every value from a user or the database goes through html.escape."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
-__all__ = ["consent_page", "error_page", "result_page", "sign_in_page"]
+__all__ = ["authorize_error_page", "authorize_page", "consent_page", "error_page", "result_page", "sign_in_page"]
 
 SCOPE_MEANINGS = {
     "openid": "know who you are (your user name)",
@@ -23,6 +24,9 @@ main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius
 h1{font-size:1.1rem;color:#556;margin:0 0 1rem}h2{font-size:1.4rem;margin:0 0 1rem}
 label{display:block;margin:.8rem 0}input{display:block;width:100%;box-sizing:border-box;padding:.5rem;
 font-size:1rem;margin-top:.3rem}button{font-size:1rem;padding:.55rem 1.2rem;margin:1rem .5rem 0 0;cursor:pointer}
+@media (max-width:30rem){main{margin:0;border-radius:0;box-shadow:none;padding:1.2rem}
+button{width:100%;margin:.6rem 0 0}}
+.muted{color:#667;font-size:.9rem;word-break:break-all}
 .error{background:#fde8e8;color:#8a1c1c;padding:.7rem;border-radius:4px}
 .ok{background:#e6f4ea;color:#1e4620;padding:.7rem;border-radius:4px}
 .code{font-family:monospace;font-size:1.2rem;letter-spacing:.1rem}
@@ -92,3 +96,32 @@ def result_page(*, approved: bool, client_id: str) -> str:
 def error_page(title: str, message: str, *, retry: bool = True) -> str:
     again = '<p><a href="device">Start again</a></p>' if retry else ""
     return page(title, f'<h2>{escape(title)}</h2><p class="error" role="alert">{escape(message)}</p>{again}')
+
+
+def authorize_page(*, csrf_token: str, request: Mapping[str, str], client_id: str, client_description: str,
+                   return_to: str, user_name: str = "", error: str = "") -> str:
+    """The authorization endpoint's sign-in: the authorization request rides along in hidden
+    fields (it is checked anew when the form comes back); Cancel sends the person back to the
+    client with access_denied."""
+    message = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    client = escape(client_description or client_id)
+    hidden = "".join(_hidden(name, value) for name, value in request.items())
+    return page("Sign in", (
+        f"<h2>Sign in to {client}</h2>"
+        f"{message}"
+        '<form method="post" action="authorize">'
+        f"{hidden}{_hidden('csrf_token', csrf_token)}"
+        '<label>Username <input name="username" autocomplete="username" autocapitalize="none" '
+        f'autocorrect="off" spellcheck="false" required autofocus value="{escape(user_name)}"></label>'
+        '<label>Password <input type="password" name="password" autocomplete="current-password" required></label>'
+        '<button type="submit" name="decision" value="sign_in">Sign in</button>'
+        '<button type="submit" name="decision" value="cancel" formnovalidate>Cancel</button></form>'
+        f'<p class="muted">You will be sent back to {escape(return_to)}</p>'
+    ))
+
+
+def authorize_error_page(title: str, message: str) -> str:
+    """An authorization request that cannot go back to its client (unknown client, redirect URI
+    not registered): the person reads why, and is sent nowhere."""
+    return page(title, f'<h2>{escape(title)}</h2><p class="error" role="alert">{escape(message)}</p>'
+                       "<p>Go back to the page you came from and try again, or tell its administrators.</p>")

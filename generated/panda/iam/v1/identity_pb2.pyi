@@ -131,7 +131,8 @@ Global___Group: _TypeAlias = Group  # noqa: Y015
 @_typing.final
 class Client(_message.Message):
     """An OAuth client: a robot (service, harvester, pilots) getting tokens with its own
-    secret, or a public client such as the command line that people sign in through.
+    secret, or a public client such as the command line or the web monitor that people sign
+    in through.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -167,6 +168,7 @@ class Client(_message.Message):
     DISABLED_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REDIRECT_URIS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "clients/{client_id}"."""
     client_id: _builtins.str
@@ -178,7 +180,8 @@ class Client(_message.Message):
     @_builtins.property
     def grant_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """OAuth grant types it may use; empty on create means the type's defaults
-        (confidential: client_credentials; public: device code and refresh_token).
+        (confidential: client_credentials; public: device code and refresh_token, or
+        authorization_code and refresh_token when it has redirect URIs).
         """
 
     @_builtins.property
@@ -193,6 +196,14 @@ class Client(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def redirect_uris(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where the authorization endpoint may send a person back with the code
+        (authorization_code grant), matched exactly: absolute https URLs, or http on a
+        loopback host (127.0.0.1, [::1], localhost); no fragment. At most 10. A client with the
+        authorization_code grant needs at least one.
+        """
+
     def __init__(
         self,
         *,
@@ -206,10 +217,11 @@ class Client(_message.Message):
         disabled: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        redirect_uris: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "create_time", b"create_time", "description", b"description", "disabled", b"disabled", "grant_types", b"grant_types", "groups", b"groups", "name", b"name", "queues", b"queues", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "create_time", b"create_time", "description", b"description", "disabled", b"disabled", "grant_types", b"grant_types", "groups", b"groups", "name", b"name", "queues", b"queues", "redirect_uris", b"redirect_uris", "type", b"type", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
