@@ -68,7 +68,7 @@ def decode_token(token: str, query: str, fields: Mapping[str, type] | None = Non
     if not isinstance(key, str) or not isinstance(position, dict):
         raise _not_ours()
     if key != _query_key(query):
-        raise InvalidArgument("page_token was issued for another filter", field="page_token")
+        raise InvalidArgument("page_token was issued for another filter or order_by", field="page_token")
     for name, value in position.items():
         if not _valid_value(value):
             raise _not_ours()
