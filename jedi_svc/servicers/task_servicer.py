@@ -126,7 +126,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         group_by = parse_group_by(list(request.group_by), GROUP_FIELDS)
         counts = await self._db.run(self._store.count_tasks, where, group_by, limit=limit,
                                     scope=current_principal().scope())
-        shown = sum(count for _, count in counts.groups)
+        # No group_by: no groups, and none left off.
+        shown = sum(count for _, count in counts.groups) if group_by else counts.total
         return task_service_pb2.CountTasksResponse(
             groups=[count_group_to_proto(group_by, values, count) for values, count in counts.groups],
             total_size=counts.total, left_off_count=counts.total - shown,

@@ -120,7 +120,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         where = parse_filter(request.filter, FILTER_FIELDS)
         group_by = parse_group_by(list(request.group_by), GROUP_FIELDS)
         counts = await self._jobs.count_jobs(where, group_by, limit=limit, scope=current_principal().scope())
-        shown = sum(count for _, count in counts.groups)
+        # No group_by: no groups, and none left off.
+        shown = sum(count for _, count in counts.groups) if group_by else counts.total
         return job_service_pb2.CountJobsResponse(
             groups=[count_group_to_proto(group_by, values, count) for values, count in counts.groups],
             total_size=counts.total, left_off_count=counts.total - shown,
