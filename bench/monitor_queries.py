@@ -29,14 +29,14 @@ from sqlalchemy import Engine, event, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from panda_runtime.service.db import make_engine  # noqa: E402
-from panda_runtime.service.filtering import parse_filter  # noqa: E402
-from panda_runtime.service.ordering import decode_page, encode_page, parse_order_by  # noqa: E402
-from panda_runtime.service.principals import EVERYTHING, Scope  # noqa: E402
-from server_svc.servicers.job_servicer import FILTER_FIELDS, SORT_FIELDS  # noqa: E402
-from server_svc.store.jobs import JobStore  # noqa: E402
-from server_svc.store.tables import jobs  # noqa: E402
-from tools.cluster import drop_database, fresh_database  # noqa: E402
+from panda_runtime.service.db import make_engine
+from panda_runtime.service.filtering import parse_filter
+from panda_runtime.service.ordering import decode_page, encode_page, parse_order_by
+from panda_runtime.service.principals import EVERYTHING, Scope
+from server_svc.servicers.job_servicer import FILTER_FIELDS, SORT_FIELDS
+from server_svc.store.jobs import JobStore
+from server_svc.store.tables import jobs
+from tools.cluster import drop_database, fresh_database
 
 SORT_KINDS = {name: FILTER_FIELDS[name] for name in SORT_FIELDS}
 # A week of jobs, as a busy monitor sees them: mostly finished, some failed, a few in flight.

@@ -186,7 +186,7 @@ def test_list_jobs_sorted_pages_through_every_job_once(jobs: Jobs, order_by: str
 
 def _reverse(text: str) -> tuple[int, ...]:
     """A key that sorts ASCII text backwards."""
-    return tuple(-ord(c) for c in text) + (1,)
+    return (*(-ord(c) for c in text), 1)
 
 
 def test_a_page_token_belongs_to_its_filter_and_order(jobs: Jobs) -> None:

@@ -124,7 +124,7 @@ def _all_pages(stub: Stub, order_by: str, page_size: int) -> list[int]:
 
 
 def _reverse(text: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in text) + (1,)
+    return (*(-ord(c) for c in text), 1)
 
 
 @pytest.mark.parametrize(

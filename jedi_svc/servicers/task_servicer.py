@@ -22,6 +22,7 @@ from jedi_svc.servicers.convert import (
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from panda_runtime.contracts import jedi as jedi_contract
 from panda_runtime.contracts import rules
 from panda_runtime.contracts import server as server_contract
 from panda_runtime.service.db import DbRunner
@@ -39,10 +40,8 @@ FILTER_FIELDS: dict[str, Any] = {
     "task_id": int, "task_name": str, "owner": str, "vo": str, "working_group": str, "state": state_from_text,
     "priority": int32, "create_time": datetime, "update_time": datetime,
 }
-# What ListTasks sorts by and CountTasks groups by (each a filter field too).
-SORT_FIELDS = ("task_id", "create_time", "update_time", "priority", "state", "owner", "vo", "working_group",
-               "task_name")
-GROUP_FIELDS = ("state", "owner", "vo", "working_group", "priority")
+SORT_FIELDS = jedi_contract.TASK_SORT_FIELDS
+GROUP_FIELDS = jedi_contract.TASK_GROUP_FIELDS
 _SORT_KINDS = {name: FILTER_FIELDS[name] for name in SORT_FIELDS}
 
 

@@ -40,11 +40,8 @@ FILTER_FIELDS: dict[str, Any] = {
     "priority": int32, "attempt": int32, "error_code": int32, "create_time": datetime,
     "update_time": datetime, "label": str, "pilot_id": str, "node": str,
 }
-# What ListJobs sorts by and CountJobs groups by (each a filter field too).
-SORT_FIELDS = ("job_id", "create_time", "update_time", "priority", "state", "queue", "owner", "vo", "task_id",
-               "attempt", "error_code", "label")
-GROUP_FIELDS = ("state", "queue", "owner", "vo", "task_id", "error_code", "attempt", "priority", "label", "node",
-                "pilot_id")
+SORT_FIELDS = contract.JOB_SORT_FIELDS
+GROUP_FIELDS = contract.JOB_GROUP_FIELDS
 _SORT_KINDS = {name: FILTER_FIELDS[name] for name in SORT_FIELDS}
 # Every code, as the API gives it: the table does not change while the server runs.
 _ERROR_CODES = job_service_pb2.ListErrorCodesResponse(error_codes=[error_code_to_proto(e) for e in error_codes.ALL])
