@@ -6,6 +6,7 @@ runs and, per statement, the execution time PostgreSQL reports and the plan's sc
 
     .venv/bin/python bench/monitor_queries.py                  # 100,000 jobs, the current schema
     .venv/bin/python bench/monitor_queries.py --revision 0009  # the same, before the monitor's indexes
+    .venv/bin/python bench/monitor_queries.py --compare        # before, the upgrade to head timed, after
     .venv/bin/python bench/monitor_queries.py --jobs 10000 --plans   # and print every plan in full
 
 The database `panda_bench_monitor` on 127.0.0.1:5432 is dropped and made anew (`--keep` keeps
@@ -29,7 +30,7 @@ from sqlalchemy import Engine, event, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from panda_runtime.service.db import make_engine
+from panda_runtime.service.db import make_engine, upgrade_database
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.ordering import decode_page, encode_page, parse_order_by
 from panda_runtime.service.principals import EVERYTHING, Scope
@@ -189,28 +190,43 @@ def scenarios(store: JobStore) -> list[tuple[str, Callable[[], Any]]]:
     return found
 
 
+def measure(engine: Engine, revision: str, runs: int, plans: bool) -> None:
+    with engine.connect() as conn:
+        indexes = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs' ORDER BY 1"))
+        names = ", ".join(row[0] for row in indexes)
+    print(f"revision={revision} indexes: {names}", flush=True)
+    store = JobStore(engine)
+    for name, call in scenarios(store):
+        run(engine, store, name, call, runs, plans)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each query (median printed)")
     parser.add_argument("--revision", default="head", help="migrate to this revision only (e.g. 0009: before)")
+    parser.add_argument("--compare", action="store_true",
+                        help="run at 0009, time the upgrade to head (the indexes' build), run again")
     parser.add_argument("--db-name", default="panda_bench_monitor")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--plans", action="store_true", help="print every plan in full")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
+    revision = "0009" if args.compare else args.revision
     with tempfile.TemporaryDirectory() as scratch:
-        url = fresh_database("postgresql", Path(scratch), args.db_name, revision=args.revision)
+        url = fresh_database("postgresql", Path(scratch), args.db_name, revision=revision)
     engine = make_engine(url)
     try:
         seconds = generate(engine, args.jobs, args.seed)
-        with engine.connect() as conn:
-            indexes = conn.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs' ORDER BY 1"))
-            names = ", ".join(row[0] for row in indexes)
-        print(f"jobs={args.jobs} generated_s={seconds:.1f} revision={args.revision} indexes: {names}", flush=True)
-        store = JobStore(engine)
-        for name, call in scenarios(store):
-            run(engine, store, name, call, args.runs, args.plans)
+        print(f"jobs={args.jobs} generated_s={seconds:.1f}", flush=True)
+        measure(engine, revision, args.runs, args.plans)
+        if args.compare:
+            started = time.perf_counter()
+            upgrade_database(url)
+            print(f"upgrade to head (building the indexes): {time.perf_counter() - started:.2f} s", flush=True)
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE jobs"))
+            measure(engine, "head", args.runs, args.plans)
     finally:
         engine.dispose()
         if not args.keep:

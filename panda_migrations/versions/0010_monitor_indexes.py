@@ -12,6 +12,9 @@ time window of update_time, with or without a state. Measured with bench/monitor
 update_time is now indexed, so an update that changes only it (a heartbeat) is no longer a
 heap-only (HOT) update on PostgreSQL: it writes an entry in every index of the table, as a
 change of state already did.
+
+An index that already exists (built beforehand with CREATE INDEX CONCURRENTLY, under its name)
+is left as it is.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ INDEXES = {
 
 def upgrade() -> None:
     for name, columns in INDEXES.items():
-        op.create_index(name, 'jobs', columns, unique=False)
+        op.create_index(name, 'jobs', columns, unique=False, if_not_exists=True)
 
 
 def downgrade() -> None:
