@@ -16,7 +16,7 @@ from panda_runtime.service.ordering import (
     parse_group_by,
     parse_order_by,
 )
-from panda_runtime.service.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
+from panda_runtime.service.pagination import MAX_PAGE_SIZE, MAX_TOKEN_LENGTH, decode_token, encode_token, page_size
 from server_svc.servicers.job_servicer import FILTER_FIELDS, GROUP_FIELDS, SORT_FIELDS
 
 RUNNING = Comparison("state", "=", "running")
@@ -234,3 +234,15 @@ def test_forged_sorted_page_tokens_are_not_ours(position: dict[str, object]) -> 
     token = encode_token(position, "\x00order_by=create_time desc, priority")
     with pytest.raises(InvalidArgument, match="not one this service issued"):
         decode_page(token, ordering, SORT_KINDS, "", "create_time desc, priority")
+
+
+def test_a_page_token_holds_the_longest_sort_keys() -> None:
+    """Four text keys of their longest, in 4-byte characters: the token is still one of ours."""
+    ordering = parse_order_by("owner, label desc, queue, vo", SORT_KINDS, "job_id")
+    last = {"owner": "\U0001f600" * 256, "label": '"\\é' * 85, "queue": "q" * 64, "vo": "\U00010348" * 64,
+            "job_id": 2**63 - 1}
+    token = encode_page(ordering, last, "", "owner, label desc, queue, vo")
+    assert len(token) <= MAX_TOKEN_LENGTH
+    assert decode_page(token, ordering, SORT_KINDS, "", "owner, label desc, queue, vo") == (
+        last["owner"], last["label"], last["queue"], last["vo"], 2**63 - 1
+    )
