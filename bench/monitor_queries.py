@@ -5,7 +5,7 @@ run again under EXPLAIN (ANALYZE, BUFFERS). Prints one line per query: its media
 runs and, per statement, the execution time PostgreSQL reports and the plan's scans.
 
     .venv/bin/python bench/monitor_queries.py                  # 100,000 jobs, the current schema
-    .venv/bin/python bench/monitor_queries.py --revision 0009  # the same, before the monitor's indexes
+    .venv/bin/python bench/monitor_queries.py --revision 0010  # the same, before the monitor's indexes
     .venv/bin/python bench/monitor_queries.py --compare        # before, the upgrade to head timed, after
     .venv/bin/python bench/monitor_queries.py --jobs 10000 --plans   # and print every plan in full
 
@@ -204,15 +204,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7, help="timed runs of each query (median printed)")
-    parser.add_argument("--revision", default="head", help="migrate to this revision only (e.g. 0009: before)")
+    parser.add_argument("--revision", default="head", help="migrate to this revision only (e.g. 0010: before)")
     parser.add_argument("--compare", action="store_true",
-                        help="run at 0009, time the upgrade to head (the indexes' build), run again")
+                        help="run at 0010, time the upgrade to head (the indexes' build), run again")
     parser.add_argument("--db-name", default="panda_bench_monitor")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--plans", action="store_true", help="print every plan in full")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
-    revision = "0009" if args.compare else args.revision
+    revision = "0010" if args.compare else args.revision
     with tempfile.TemporaryDirectory() as scratch:
         url = fresh_database("postgresql", Path(scratch), args.db_name, revision=revision)
     engine = make_engine(url)

@@ -21,8 +21,9 @@ from monitor_gateway.logic.upstreams import Upstreams
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc
 from panda.server.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
+from panda_runtime.contracts.error_codes import by_code
 
-__all__ = ["Monitor", "Refused"]
+__all__ = ["Monitor", "Refused", "meaning_of"]
 
 Query = Mapping[str, Sequence[str]]
 Document = dict[str, Any]
@@ -38,6 +39,12 @@ class Refused(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def meaning_of(code: int | str) -> str:
+    """What an error code means, with its name (`1305 PAYLOADEXECUTIONFAILURE`: ...)."""
+    known = by_code(int(code))
+    return f"{known.name}: {known.meaning}" if known is not None else ""
 
 
 class Monitor:
@@ -99,7 +106,8 @@ class Monitor:
     async def job(self, token: str, job_id: int) -> Document:
         response = await self._call(self._jobs.GetJob if self._jobs else None,
                                     job_service_pb2.GetJobRequest(job_id=job_id), token)
-        return {"job": message_document(response.job)}
+        return {"job": message_document(response.job), "errorMeaning": meaning_of(response.job.error_code)
+                if response.job.error_code else ""}
 
     async def errors(self, token: str, query: Query) -> Document:
         """Failures by error code, then by queue and by task, in the window asked (12 hours unless
@@ -107,12 +115,13 @@ class Monitor:
         if not any(key in query for key in filters.TIME_KEYS):
             query = {**query, "hours": ["12"]}
         api_filter = self._filter(query, filters.JOB_FIELDS, fixed=["state = FAILED"])
-        by_code, by_queue, by_task = await asyncio.gather(
+        codes, by_queue, by_task = await asyncio.gather(
             self._count_jobs(token, api_filter, ["error_code"], 100),
             self._count_jobs(token, api_filter, ["error_code", "queue"], 500),
             self._count_jobs(token, api_filter, ["error_code", "task_id"], 500))
-        return {"filter": api_filter, "totalSize": by_code["totalSize"], "byCode": by_code["groups"],
-                "byCodeAndQueue": by_queue["groups"], "byCodeAndTask": by_task["groups"]}
+        return {"filter": api_filter, "totalSize": codes["totalSize"], "byCode": codes["groups"],
+                "byCodeAndQueue": by_queue["groups"], "byCodeAndTask": by_task["groups"],
+                "meanings": {group["values"][0]: meaning_of(group["values"][0]) for group in codes["groups"]}}
 
     async def kill_job(self, token: str, job_id: int, reason: str) -> None:
         await self._call(self._jobs.KillJobs if self._jobs else None,

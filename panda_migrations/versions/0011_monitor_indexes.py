@@ -1,7 +1,7 @@
 """monitor indexes
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-08 01:00:00
 
 Indexes for what the web monitor asks of the jobs table: pages sorted by a field (keyset on
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
