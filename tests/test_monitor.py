@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from panda.jedi.v1 import task_pb2, task_service_pb2_grpc
+from panda.jedi.v1 import dataset_service_pb2_grpc, task_pb2, task_service_pb2_grpc
 from panda.server.v1 import job_pb2, job_service_pb2_grpc, queue_pb2, queue_service_pb2
 from panda_cli.launcher import Process, spawn
 from tests.jedi_support import JediHandle, new_jedi, register_dataset, submit_task, task_params, wait_task
@@ -82,22 +82,26 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         with token_channel(server.address, identity) as channel:
             stubs = QueueStubs(channel)
             ensure_storage_element(stubs.storage, se_dir)
-            stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
-                queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
+            # `local` has a pilot; `idle` none, so what waits there stays waiting.
+            for queue_id in ("local", "idle"):
+                stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
+                    queue_id=queue_id, status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
         pilot = _pilot(server, identity, base)
         with token_channel(server.address, identity, "alice") as alice, \
-                token_channel(server.address, identity, "bob") as bob:
+                token_channel(server.address, identity, "bob") as bob, \
+                token_channel(jedi.address, identity, "alice") as alice_at_jedi:
             jobs = job_service_pb2_grpc.JobServiceStub(alice)
             finished = [job.job_id for job in submit(jobs, *[job_pb2.Job(queue="local", command=["true"])
                                                              for _ in range(3)])]
             failed = [job.job_id for job in submit(jobs, *[job_pb2.Job(queue="local", command=["false"],
                                                                        max_attempts=1) for _ in range(2)])]
             (bobs,) = submit(job_service_pb2_grpc.JobServiceStub(bob),
-                             job_pb2.Job(queue="local", command=["sleep", "600"]))
-            tasks = task_service_pb2_grpc.TaskServiceStub(alice)
-            register_dataset(_datasets(alice), "monitor.in", se_dir, 2)
+                             job_pb2.Job(queue="idle", command=["sleep", "600"]))
+            tasks = task_service_pb2_grpc.TaskServiceStub(alice_at_jedi)
+            register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice_at_jedi), "monitor.in", se_dir, 2,
+                             scope="user.alice")
             task = submit_task(tasks, task_params("monitor.task", ["monitor.in"], "monitor.out",
-                                                  "cat ${IN} > ${OUT}", owner="alice",
+                                                  "cat ${IN} > ${OUT}",
                                                   split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1))
             for job_id in finished:
                 assert wait_for(jobs, job_id).state == job_pb2.Job.STATE_FINISHED
@@ -112,12 +116,6 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         jedi.stop()
         server.stop()
         drop_database(database)
-
-
-def _datasets(channel: Any) -> Any:
-    from panda.jedi.v1 import dataset_service_pb2_grpc
-
-    return dataset_service_pb2_grpc.DatasetServiceStub(channel)
 
 
 def _counts(groups: list[dict[str, Any]]) -> dict[str, int]:

@@ -46,6 +46,7 @@ class Site:
     identity: IdentityHandle
     server: ServerHandle
     gateway: GatewayHandle
+    jedi_address: str
     se_dir: Path
     shots: Path
 
@@ -79,15 +80,17 @@ def site(tmp_path_factory: pytest.TempPathFactory, identity: IdentityHandle) -> 
         with token_channel(server.address, identity) as channel:
             stubs = QueueStubs(channel)
             ensure_storage_element(stubs.storage, se_dir)
-            stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
-                queue_id="local", status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
+            # `local` has a pilot; `idle` none, so what waits there stays waiting.
+            for queue_id in ("local", "idle"):
+                stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
+                    queue_id=queue_id, status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
         pilot = spawn("pilot", [sys.executable, "-m", "pilot_agent", "--queue", "local", "--server", server.address,
                                 "--workdir", str(base / "pilot"), "--idle-timeout", "600",
                                 "--heartbeat-interval", "1"],
                       {"PANDA_DATA_DIR": str(base), **identity.robot_env("panda-pilot")}, base / "logs" / "pilot.log")
         shots = ARTIFACTS / "monitor"
         shots.mkdir(parents=True, exist_ok=True)
-        yield Site(identity, server, gateway, se_dir, shots)
+        yield Site(identity, server, gateway, jedi.address, se_dir, shots)
     finally:
         if pilot is not None:
             pilot.stop(timeout=15)
@@ -134,10 +137,11 @@ def test_signing_in_opens_the_dashboard(browser: Browser, site: Site) -> None:
 
 
 def test_a_filtered_task_list_is_a_link_to_share(browser: Browser, site: Site) -> None:
-    with token_channel(site.server.address, site.identity, "alice") as alice:
-        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice), "browser.in", site.se_dir, 2)
+    with token_channel(site.jedi_address, site.identity, "alice") as alice:
+        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice), "browser.in", site.se_dir, 2,
+                         scope="user.alice")
         task = submit_task(task_service_pb2_grpc.TaskServiceStub(alice), task_params(
-            "browser.task", ["browser.in"], "browser.out", "cat ${IN} > ${OUT}", owner="alice",
+            "browser.task", ["browser.in"], "browser.out", "cat ${IN} > ${OUT}",
             split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1))
         assert wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id).state == task_pb2.Task.STATE_DONE
     page = _sign_in(browser, site, "alice", "/monitor/tasks")
@@ -180,10 +184,10 @@ def test_a_job_changes_state_live_without_a_reload(browser: Browser, site: Site)
 
 def test_an_owner_kills_a_job_and_nobody_else_can(browser: Browser, site: Site) -> None:
     with token_channel(site.server.address, site.identity, "bob") as bob:
-        (bobs,) = submit(job_service_pb2_grpc.JobServiceStub(bob), job_pb2.Job(queue="elsewhere",
+        (bobs,) = submit(job_service_pb2_grpc.JobServiceStub(bob), job_pb2.Job(queue="idle",
                                                                                  command=["true"]))
     with token_channel(site.server.address, site.identity, "alice") as alice:
-        (alices,) = submit(job_service_pb2_grpc.JobServiceStub(alice), job_pb2.Job(queue="elsewhere",
+        (alices,) = submit(job_service_pb2_grpc.JobServiceStub(alice), job_pb2.Job(queue="idle",
                                                                                      command=["true"]))
     page = _sign_in(browser, site, "alice", f"/monitor/jobs/{alices.job_id}")
     page.on("dialog", lambda dialog: dialog.accept())
@@ -210,10 +214,11 @@ def test_an_owner_kills_a_job_and_nobody_else_can(browser: Browser, site: Site) 
 
 
 def test_the_errors_summary_after_a_failing_task(browser: Browser, site: Site) -> None:
-    with token_channel(site.server.address, site.identity, "alice") as alice:
-        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice), "failing.in", site.se_dir, 1)
+    with token_channel(site.jedi_address, site.identity, "alice") as alice:
+        register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(alice), "failing.in", site.se_dir, 1,
+                         scope="user.alice")
         task = submit_task(task_service_pb2_grpc.TaskServiceStub(alice), task_params(
-            "failing.task", ["failing.in"], "failing.out", "exit 3", owner="alice", max_attempts=1,
+            "failing.task", ["failing.in"], "failing.out", "exit 3", max_attempts=1,
             split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1))
         wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id)
     page = _sign_in(browser, site, "alice", "/monitor/errors?hours=1")
