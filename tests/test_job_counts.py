@@ -144,6 +144,18 @@ def test_or_in_filters_binds_tighter_than_and(jobs: Jobs) -> None:
         filter="(state = FAILED AND queue = a) OR priority > 1"), timeout=10))[0] == "filter"
 
 
+def test_a_text_with_a_star_is_a_pattern_in_job_filters(jobs: Jobs) -> None:
+    def listed(text: str) -> set[int]:
+        return {j.job_id for j in jobs.admin.ListJobs(job_service_pb2.ListJobsRequest(filter=text), timeout=10).jobs}
+
+    assert listed('queue = "oth*"') == {i for i, j in jobs.by_id.items() if j.queue == "other"}
+    assert listed('queue != "oth*" AND label = "*"') == {i for i, j in jobs.by_id.items() if j.queue == "local"}
+    assert listed('label = "x*" OR label = "z"') == {i for i, j in jobs.by_id.items() if j.label in ("x", "z")}
+    # LIKE's own wildcards are plain characters: `_` matches an underscore only.
+    assert listed('queue = "loca_"') == set()
+    assert _count(jobs.admin, "owner", filter='owner = "a*"').total_size == 6
+
+
 def _all_pages(stub: Stub, order_by: str, page_size: int, filter: str = "") -> list[int]:
     seen: list[int] = []
     token = ""

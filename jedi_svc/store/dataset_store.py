@@ -9,7 +9,7 @@ from sqlalchemy import Connection, Row, func, insert, select
 
 from jedi_svc.domain.chunks import TaskChunk, file_task_state
 from jedi_svc.domain.datasets import DatasetFile, FileSpec
-from jedi_svc.store.common import condition, earlier_request
+from jedi_svc.store.common import earlier_request
 from jedi_svc.store.records import (
     CHUNK_COLUMNS,
     FILE_COLUMNS,
@@ -25,7 +25,7 @@ from panda_runtime.service.db import Store, now
 from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.service.filtering import Filter
 from panda_runtime.service.idempotency import check_replay
-from panda_runtime.service.listing import filter_condition
+from panda_runtime.service.listing import compare, filter_condition
 
 __all__ = ["DatasetStore", "not_found"]
 
@@ -101,7 +101,7 @@ class DatasetStore(Store):
 
     def list_datasets(self, selected: Filter, *, limit: int,
                       before: int = 0) -> tuple[list[DatasetRecord], int]:
-        where = filter_condition(selected, lambda c: condition(_FILTER_COLUMNS[c.field], c))
+        where = filter_condition(selected, lambda c: compare(_FILTER_COLUMNS[c.field], c))
         with self._engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(datasets).where(where)).scalar_one()
             query = select(datasets).where(where).order_by(datasets.c.dataset_id.desc()).limit(limit)

@@ -16,7 +16,7 @@ from jedi_svc.domain.progress import CANCELLED, FILE_STATUS_PRECEDENCE, FINISHED
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.domain.tasks import EMPTY_SCOUT_REPORT
-from jedi_svc.store.common import condition, earlier_request, record_event
+from jedi_svc.store.common import earlier_request, record_event
 from jedi_svc.store.records import TaskEvent, TaskView, task_of
 from jedi_svc.store.tables import commands as command_rows
 from jedi_svc.store.tables import contents, datasets, files, jobs, task_events, tasks
@@ -24,7 +24,14 @@ from panda_runtime.service.db import Store, now, scope_condition
 from panda_runtime.service.errors import AlreadyExists, NotFound
 from panda_runtime.service.filtering import Filter
 from panda_runtime.service.idempotency import check_replay
-from panda_runtime.service.listing import GroupCounts, after_position, count_groups, filter_condition, order_clauses
+from panda_runtime.service.listing import (
+    GroupCounts,
+    after_position,
+    compare,
+    count_groups,
+    filter_condition,
+    order_clauses,
+)
 from panda_runtime.service.ordering import Ordering, SortKey
 from panda_runtime.service.principals import EVERYTHING, Scope
 
@@ -180,7 +187,7 @@ class TaskStore(Store):
 
     @staticmethod
     def _where(where: Filter) -> ColumnElement[bool]:
-        return filter_condition(where, lambda c: condition(_FILTER_COLUMNS[c.field], c))
+        return filter_condition(where, lambda c: compare(_FILTER_COLUMNS[c.field], c))
 
     def events_after(self, cursor: int, *, task_id: int = 0, limit: int = 500,
                      scope: Scope = EVERYTHING) -> list[TaskEvent]:

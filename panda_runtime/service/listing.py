@@ -11,10 +11,23 @@ from typing import Any
 from sqlalchemy import Connection, Select, and_, func, or_, select, true, tuple_
 from sqlalchemy.sql import ColumnElement, FromClause
 
-from panda_runtime.service.filtering import Comparison, Filter
+from panda_runtime.service.filtering import Comparison, Filter, like_pattern
 from panda_runtime.service.ordering import Ordering
 
-__all__ = ["GroupCounts", "after_position", "count_groups", "filter_condition", "order_clauses"]
+__all__ = ["GroupCounts", "after_position", "compare", "count_groups", "filter_condition", "order_clauses"]
+
+
+def compare(column: ColumnElement[Any], comparison: Comparison) -> ColumnElement[bool]:
+    """One comparison on `column`; a text compared by `=` or `!=` with `*` in it is a pattern
+    (`queue = "CERN*"`), matched by LIKE with LIKE's own wildcards taken literally."""
+    value = comparison.value
+    if comparison.is_pattern:
+        match = column.like(like_pattern(value), escape="\\")
+        return match if comparison.op == "=" else ~match
+    return {
+        "=": column == value, "!=": column != value, "<": column < value,
+        "<=": column <= value, ">": column > value, ">=": column >= value,
+    }[comparison.op]
 
 
 def filter_condition(where: Filter, condition: Callable[[Comparison], ColumnElement[bool]]) -> ColumnElement[bool]:

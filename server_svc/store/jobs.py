@@ -11,7 +11,14 @@ from sqlalchemy.sql import ColumnElement
 from panda_runtime.service.db import Store, scope_condition
 from panda_runtime.service.errors import NotFound
 from panda_runtime.service.filtering import Comparison, Filter
-from panda_runtime.service.listing import GroupCounts, after_position, count_groups, filter_condition, order_clauses
+from panda_runtime.service.listing import (
+    GroupCounts,
+    after_position,
+    compare,
+    count_groups,
+    filter_condition,
+    order_clauses,
+)
 from panda_runtime.service.ordering import Ordering, SortKey
 from panda_runtime.service.principals import EVERYTHING, Scope
 from server_svc.domain.jobs import JobRecord
@@ -36,12 +43,7 @@ _HISTORY = select(job_events).where(job_events.c.job_id == bindparam("job_id")).
 
 
 def _condition(comparison: Comparison) -> ColumnElement[bool]:
-    column = _FILTER_COLUMNS[comparison.field]
-    value = comparison.value
-    return {
-        "=": column == value, "!=": column != value, "<": column < value,
-        "<=": column <= value, ">": column > value, ">=": column >= value,
-    }[comparison.op]
+    return compare(_FILTER_COLUMNS[comparison.field], comparison)
 
 
 class JobStore(Store):
