@@ -142,7 +142,7 @@ def test_a_filtered_task_list_is_a_link_to_share(browser: Browser, site: Site) -
                          scope="user.alice")
         task = submit_task(task_service_pb2_grpc.TaskServiceStub(alice), task_params(
             "browser.task", ["browser.in"], "browser.out", "cat ${IN} > ${OUT}",
-            split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1))
+            split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1, queues=["local"]))
         assert wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id).state == task_pb2.Task.STATE_DONE
     page = _sign_in(browser, site, "alice", "/monitor/tasks")
     page.click("section.summary a:text('done')")
@@ -219,7 +219,7 @@ def test_the_errors_summary_after_a_failing_task(browser: Browser, site: Site) -
                          scope="user.alice")
         task = submit_task(task_service_pb2_grpc.TaskServiceStub(alice), task_params(
             "failing.task", ["failing.in"], "failing.out", "exit 3", max_attempts=1,
-            split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1))
+            split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1, queues=["local"]))
         wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id)
     page = _sign_in(browser, site, "alice", "/monitor/errors?hours=1")
     row = page.locator("table.errors tbody tr").first

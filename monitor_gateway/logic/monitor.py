@@ -41,6 +41,10 @@ class Refused(Exception):
         return self.message
 
 
+def _code_of(number: int) -> grpc.StatusCode:
+    return next((code for code in grpc.StatusCode if code.value[0] == number), grpc.StatusCode.UNKNOWN)
+
+
 def meaning_of(code: int | str) -> str:
     """What an error code means, with its name (`1305 PAYLOADEXECUTIONFAILURE`: ...)."""
     known = by_code(int(code))
@@ -124,8 +128,12 @@ class Monitor:
                 "meanings": {group["values"][0]: meaning_of(group["values"][0]) for group in codes["groups"]}}
 
     async def kill_job(self, token: str, job_id: int, reason: str) -> None:
-        await self._call(self._jobs.KillJobs if self._jobs else None,
-                         job_service_pb2.KillJobsRequest(job_ids=[job_id], reason=reason), token)
+        response = await self._call(self._jobs.KillJobs if self._jobs else None,
+                                    job_service_pb2.KillJobsRequest(job_ids=[job_id], reason=reason), token)
+        # Refusals come per job, in the answer, not as the call's status.
+        for result in response.results:
+            if result.status.code != grpc.StatusCode.OK.value[0]:
+                raise Refused(_code_of(result.status.code), result.status.message)
 
     # -- tasks ------------------------------------------------------------------------------------
 
