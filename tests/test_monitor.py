@@ -189,6 +189,8 @@ def test_the_task_page_shows_progress_history_output_and_jobs(site: Site) -> Non
     with site.http() as http:
         page = http.get(f"/monitor/tasks/{site.task_id}")
     assert page.status_code == 200 and "monitor.task" in page.text and "monitor.out" in page.text
+    # A done task takes no command: none is offered.
+    assert f'action="/monitor/tasks/{site.task_id}/' not in page.text
 
 
 def test_the_job_page_shows_the_error_with_its_meaning_and_history(site: Site) -> None:
@@ -259,6 +261,12 @@ def test_actions_are_refused_by_the_api_to_those_it_does_not_let_act(site: Site)
     with site.http("alice") as alice:
         refused = alice.post(f"/monitor/jobs/{site.bobs}/kill", data={"reason": "not mine"})
     assert refused.status_code in (403, 404)
+    # The kill button is offered to the job's owner, not to others.
+    with site.http("bob") as bob:
+        assert f'action="/monitor/jobs/{site.bobs}/kill"' in bob.get(f"/monitor/jobs/{site.bobs}").text
+    with site.http("alice") as alice:
+        page = alice.get(f"/monitor/jobs/{site.failed[0]}")
+        assert page.status_code == 200 and "/kill" not in page.text
     with site.http("bob") as bob:
         done = bob.post(f"/monitor/jobs/{site.bobs}/kill", data={"reason": "changed my mind"})
     assert done.status_code == 303 and done.headers["location"] == f"/monitor/jobs/{site.bobs}"

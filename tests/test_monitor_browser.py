@@ -221,7 +221,11 @@ def test_the_errors_summary_after_a_failing_task(browser: Browser, site: Site) -
             "failing.task", ["failing.in"], "failing.out", "exit 3", max_attempts=1,
             split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1, queues=["local"]))
         wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id)
-    page = _sign_in(browser, site, "alice", "/monitor/errors?hours=1")
+    page = _sign_in(browser, site, "alice", f"/monitor/tasks/{task.task_id}")
+    # A failed task of hers: retrying is offered, killing is not (a failed task takes no kill).
+    expect(page.locator("form.action button")).to_have_text(["Retry"])
+    _shot(page, site, "task-failed")
+    page.goto(f"{site.gateway.url}/monitor/errors?hours=1")
     row = page.locator("table.errors tbody tr").first
     expect(row).to_contain_text(str(task.task_id))
     _shot(page, site, "errors")

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from monitor_gateway.domain.monitor_filters import FilterError
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "SORTABLE", "Paging", "paging_of", "summary_fields", "with_params"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "SORTABLE", "Paging", "may_act", "paging_of", "summary_fields",
+           "with_params"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -66,3 +68,12 @@ def with_params(path: str, query: Mapping[str, Sequence[str]], **changes: str | 
             params[key] = [value]
     encoded = urlencode([(key, value) for key, values in params.items() for value in values])
     return f"{path}?{encoded}" if encoded else path
+
+
+def may_act(viewer: Mapping[str, Any], owner: str, vo: str) -> bool:
+    """Whether the API would let `viewer` (WhoAmI's answer) act on work of `owner` in `vo`: its
+    owner, an admin or a service, or production of that VO. Only to decide which buttons a page
+    shows: the service decides again when one is pressed."""
+    roles = set(viewer.get("roles", ()))
+    return bool(viewer) and (viewer.get("subject") == owner or bool(roles & {"admin", "service"})
+                             or f"{vo}/production" in viewer.get("grants", ()))

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import hashlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ from panda_runtime.contracts.error_codes import by_code
 __all__ = ["Monitor", "Refused", "meaning_of"]
 
 Query = Mapping[str, Sequence[str]]
+_VIEWER_SECONDS = 60.0
+_VIEWERS_KEPT = 10_000
 Document = dict[str, Any]
 
 
@@ -62,6 +66,7 @@ class Monitor:
         self._tasks = task_service_pb2_grpc.TaskServiceStub(jedi) if jedi else None
         self._datasets = dataset_service_pb2_grpc.DatasetServiceStub(jedi) if jedi else None
         self._iam = iam_service_pb2_grpc.IamServiceStub(iam) if iam else None
+        self._viewers: dict[bytes, tuple[float, Document]] = {}
 
     async def _call(self, method: Callable[..., Awaitable[Message]] | None, request: Message, token: str) -> Any:
         if method is None:
@@ -82,8 +87,24 @@ class Monitor:
     # -- who is looking -------------------------------------------------------------------------
 
     async def who(self, token: str) -> Document:
-        response = await self._call(self._iam.WhoAmI if self._iam else None, iam_service_pb2.WhoAmIRequest(), token)
-        return message_document(response)
+        """Who the token names (subject, roles, grants), remembered for a minute per token: every
+        page asks, to offer only the actions the API would let this person take."""
+        key = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
+        known = self._viewers.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            response = await self._call(self._iam.WhoAmI if self._iam else None, iam_service_pb2.WhoAmIRequest(),
+                                        token)
+        except Refused:
+            # Unknown here: no action is offered, and every read still goes to the services.
+            return {}
+        viewer = message_document(response)
+        if len(self._viewers) >= _VIEWERS_KEPT:
+            self._viewers.clear()
+        self._viewers[key] = (now + _VIEWER_SECONDS, viewer)
+        return viewer
 
     # -- jobs -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ decide what each person sees and may do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -37,6 +38,7 @@ from monitor_gateway.servicers.monitor_auth import (
     MonitorSignIn,
     SignInFailed,
 )
+from panda_runtime.contracts.jedi import TASK_COMMAND_STATES
 
 __all__ = ["build_monitor", "session_token"]
 
@@ -92,12 +94,14 @@ class MonitorApp:
         self._templates = Environment(loader=FileSystemLoader(_HERE / "monitor_templates"),
                                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self._templates.globals.update(base=MONITOR_PATH, with_params=monitor_pages.with_params,
+                                       may_act=monitor_pages.may_act, task_commands=TASK_COMMAND_STATES,
                                        job_fields=JOB_FIELDS, task_fields=TASK_FIELDS,
                                        quote=quote, sortable=monitor_pages.SORTABLE)
 
     # -- rendering --------------------------------------------------------------------------------
 
-    def _html(self, request: Request, template: str, data: Mapping[str, Any], status_code: int = 200) -> Response:
+    def _html(self, request: Request, template: str, data: Mapping[str, Any], status_code: int = 200,
+              viewer: Mapping[str, Any] | None = None) -> Response:
         session = request.scope.get("session")
         csrf = ""
         if session is not None:
@@ -105,7 +109,7 @@ class MonitorApp:
             session[SESSION_CSRF] = csrf
         body = self._templates.get_template(template).render(
             data=data, query=_query(request), path=request.url.path, csrf=csrf,
-            signed_in=session_token(request) is not None)
+            signed_in=session_token(request) is not None, viewer=viewer or {})
         return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
 
     def _refusal(self, request: Request, refused: Refused) -> Response:
@@ -136,7 +140,7 @@ class MonitorApp:
                                     headers={"WWW-Authenticate": 'Bearer realm="panda-mesh"'})
                 return self._sign_in(request)
             try:
-                data = await read(request, token)
+                data, viewer = await asyncio.gather(read(request, token), self._monitor.who(token))
             except FilterError as error:
                 return self._refusal(request, Refused(grpc.StatusCode.INVALID_ARGUMENT, error.message,
                                                       field=error.parameter))
@@ -144,7 +148,7 @@ class MonitorApp:
                 return self._refusal(request, refused)
             if _wants_json(request):
                 return Response(orjson.dumps(data), media_type="application/json")
-            return self._html(request, template, data)
+            return self._html(request, template, data, viewer=viewer)
 
         return endpoint
 
