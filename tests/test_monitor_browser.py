@@ -222,9 +222,11 @@ def test_the_errors_summary_after_a_failing_task(browser: Browser, site: Site) -
             split_rule=task_pb2.SplitRule(files_per_job=1), scout_jobs=1, queues=["local"]))
         wait_task(task_service_pb2_grpc.TaskServiceStub(alice), task.task_id)
     page = _sign_in(browser, site, "alice", f"/monitor/tasks/{task.task_id}")
-    # A failed task of hers: retrying is offered, killing is not (a failed task takes no kill).
-    expect(page.locator("form.action button")).to_have_text(["Retry"])
     _shot(page, site, "task-failed")
+    # Broken (no scout succeeded), and why, at a glance; a broken task takes no command: none offered.
+    expect(page.locator("h1 .state")).to_have_text("broken")
+    expect(page.locator(".reason")).to_contain_text("no scout succeeded")
+    expect(page.locator("form.action")).to_have_count(0)
     page.goto(f"{site.gateway.url}/monitor/errors?hours=1")
     row = page.locator("table.errors tbody tr").first
     expect(row).to_contain_text(str(task.task_id))
