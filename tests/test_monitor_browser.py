@@ -130,6 +130,12 @@ def test_signing_in_opens_the_dashboard(browser: Browser, site: Site) -> None:
     expect(page.locator("h1")).to_have_text("Dashboard")
     expect(page.locator("table.list").first).to_contain_text("local")
     _shot(page, site, "dashboard")
+    # On a phone: the page fits the screen's width (wide tables scroll within themselves).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path, name in (("/monitor/", "dashboard-phone"), ("/monitor/jobs", "jobs-phone")):
+        page.goto(f"{site.gateway.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
+        _shot(page, site, name)
     # Signing out forgets the session: the next page asks to sign in again.
     page.click("text=Sign out")
     page.goto(f"{site.gateway.url}/monitor/jobs")
@@ -180,6 +186,32 @@ def test_a_job_changes_state_live_without_a_reload(browser: Browser, site: Site)
         assert wait_for(jobs, job.job_id).state == job_pb2.Job.STATE_FINISHED
     expect(page.locator("[data-history-job] tbody tr").last).to_contain_text("finished")
     _shot(page, site, "job-live")
+
+
+_HIDE = """hidden => {
+  Object.defineProperty(document, "hidden", {configurable: true, get: () => hidden});
+  Object.defineProperty(document, "visibilityState", {configurable: true, get: () => hidden ? "hidden" : "visible"});
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_hidden_tab_stops_following_and_catches_up_when_shown(browser: Browser, site: Site) -> None:
+    page = _sign_in(browser, site, "alice", "/monitor/")
+    with token_channel(site.server.address, site.identity, "alice") as alice:
+        jobs = job_service_pb2_grpc.JobServiceStub(alice)
+        (job,) = submit(jobs, job_pb2.Job(queue="local", command=["sleep", "3"]))
+        page.goto(f"{site.gateway.url}/monitor/jobs/{job.job_id}")
+        expect(page.locator("body[data-live=on]")).to_have_count(1)
+        page.evaluate(_HIDE, True)
+        # Hidden: its stream is closed, and the job's end does not reach the page.
+        expect(page.locator("body[data-live=paused]")).to_have_count(1)
+        assert wait_for(jobs, job.job_id).state == job_pb2.Job.STATE_FINISHED
+        page.wait_for_timeout(1000)
+        expect(page.locator("h1 .state")).not_to_have_text("finished")
+        # Shown again: it follows again, from the last event it saw, and catches up.
+        page.evaluate(_HIDE, False)
+        expect(page.locator("body[data-live=on]")).to_have_count(1)
+        expect(page.locator("h1 .state")).to_have_text("finished", timeout=20_000)
 
 
 def test_an_owner_kills_a_job_and_nobody_else_can(browser: Browser, site: Site) -> None:

@@ -24,11 +24,20 @@ function timeText(value) {
   return value ? value.slice(0, 19).replace("T", " ") : "";
 }
 
-// One resumable stream: `path` and its query; `onEvent` gets each event's JSON.
-function liveStream(path, params, onEvent) {
+// One resumable stream: `path` and its query; `onEvent` gets each event's JSON. `cursor`: the
+// last event the page was rendered with (a job's or a task's history), to follow from there;
+// without one the stream starts at the newest event, and a tab shown again after it saw none
+// reloads (what it missed while hidden is only on the server).
+function liveStream(path, params, onEvent, cursor) {
   let source = null;
-  let lastCursor = null;
+  let lastCursor = cursor || null;
+  let opened = false;
   function open() {
+    if (opened && lastCursor === null) {
+      window.location.reload();
+      return;
+    }
+    opened = true;
     const query = new URLSearchParams(params);
     if (lastCursor !== null) {
       query.set("after_cursor", lastCursor);
@@ -36,6 +45,7 @@ function liveStream(path, params, onEvent) {
       query.set("from_now", "true");
     }
     source = new EventSource(path + "?" + query.toString());
+    document.body.dataset.live = "on";
     source.onmessage = function (message) {
       if (message.lastEventId) lastCursor = message.lastEventId;
       onEvent(JSON.parse(message.data));
@@ -47,12 +57,12 @@ function liveStream(path, params, onEvent) {
   function close() {
     if (source) source.close();
     source = null;
+    document.body.dataset.live = "paused";
   }
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) close(); else if (!source) open();
   });
-  if (!document.hidden) open();
-  document.body.dataset.live = "on";
+  if (document.hidden) close(); else open();
 }
 
 function jobIds(text) {
@@ -82,7 +92,7 @@ function watchJob(holder) {
                  cell(stateName(event.state)), cell(event.errorCode ? String(event.errorCode) : ""), cell(event.reason));
       history.append(row);
     }
-  });
+  }, holder.dataset.cursor);
 }
 
 function watchTask(holder) {
@@ -97,7 +107,7 @@ function watchTask(holder) {
                  cell(event.reason));
       history.append(row);
     }
-  });
+  }, holder.dataset.cursor);
 }
 
 function watchTaskList(table) {
