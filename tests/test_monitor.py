@@ -6,29 +6,22 @@ person may see and do, and refusals that name what is wrong."""
 from __future__ import annotations
 
 import re
-import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_pb2, task_service_pb2_grpc
-from panda.server.v1 import job_pb2, job_service_pb2_grpc, queue_pb2, queue_service_pb2
-from panda_cli.launcher import Process, spawn
-from tests.jedi_support import JediHandle, new_jedi, register_dataset, submit_task, task_params, wait_task
-from tests.server_support import QueueStubs, ensure_storage_element, submit, token_channel, wait_for
+from panda.server.v1 import job_pb2, job_service_pb2_grpc
+from tests.jedi_support import JediHandle, register_dataset, submit_task, task_params, wait_task
+from tests.monitor_support import running_site
+from tests.server_support import submit, token_channel, wait_for
 from tools.cluster import (
     GatewayHandle,
     IdentityHandle,
     ServerHandle,
-    drop_database,
-    fresh_database,
-    start_gateway,
-    start_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -59,34 +52,11 @@ class Site:
         return document
 
 
-def _pilot(server: ServerHandle, identity: IdentityHandle, base: Path) -> Process:
-    args = [sys.executable, "-m", "pilot_agent", "--queue", "local", "--server", server.address,
-            "--workdir", str(base / "pilot"), "--idle-timeout", "600", "--heartbeat-interval", "1"]
-    return spawn("pilot", args, {"PANDA_DATA_DIR": str(base), **identity.robot_env("panda-pilot")},
-                 base / "logs" / "pilot.log")
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
          identity: IdentityHandle) -> Iterator[Site]:
-    base = tmp_path_factory.mktemp(f"monitor-{request.param}")
-    database = fresh_database(request.param, base, f"panda_test_{uuid.uuid4().hex[:10]}")
-    server = start_server(base, database, identity.trust_env())
-    jedi = new_jedi(server, base / "logs", **identity.robot_env("panda-jedi"))
-    jedi.start()
-    gateway = start_gateway(base / "gateway", server_address=server.address, iam_address=identity.address,
-                            jedi_address=jedi.address)
-    pilot: Process | None = None
-    try:
-        se_dir = base / "se" / "local"
-        with token_channel(server.address, identity) as channel:
-            stubs = QueueStubs(channel)
-            ensure_storage_element(stubs.storage, se_dir)
-            # `local` has a pilot; `idle` none, so what waits there stays waiting.
-            for queue_id in ("local", "idle"):
-                stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
-                    queue_id=queue_id, status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
-        pilot = _pilot(server, identity, base)
+    with running_site(tmp_path_factory.mktemp(f"monitor-{request.param}"), request.param, identity) as running:
+        server, jedi, se_dir = running.server, running.jedi, running.se_dir
         with token_channel(server.address, identity, "alice") as alice, \
                 token_channel(server.address, identity, "bob") as bob, \
                 token_channel(jedi.address, identity, "alice") as alice_at_jedi:
@@ -108,14 +78,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             for job_id in failed:
                 assert wait_for(jobs, job_id).state == job_pb2.Job.STATE_FAILED
             assert wait_task(tasks, task.task_id).state == task_pb2.Task.STATE_DONE
-        yield Site(identity, server, jedi, gateway, finished, failed, bobs.job_id, task.task_id)
-    finally:
-        if pilot is not None:
-            pilot.stop(timeout=15)
-        gateway.stop()
-        jedi.stop()
-        server.stop()
-        drop_database(database)
+        yield Site(identity, server, jedi, running.gateway, finished, failed, bobs.job_id, task.task_id)
 
 
 def _counts(groups: list[dict[str, Any]]) -> dict[str, int]:

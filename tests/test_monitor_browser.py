@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,18 +20,14 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc, identity_pb2
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_pb2, task_service_pb2_grpc
-from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc, queue_pb2, queue_service_pb2
-from panda_cli.launcher import Process, spawn
-from tests.jedi_support import JediHandle, new_jedi, register_dataset, submit_task, task_params, wait_task
-from tests.server_support import QueueStubs, ensure_storage_element, submit, token_channel, wait_for
+from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
+from tests.jedi_support import register_dataset, submit_task, task_params, wait_task
+from tests.monitor_support import running_site
+from tests.server_support import submit, token_channel, wait_for
 from tools.cluster import (
     GatewayHandle,
     IdentityHandle,
     ServerHandle,
-    drop_database,
-    fresh_database,
-    start_gateway,
-    start_server,
 )
 
 pytestmark = pytest.mark.e2e
@@ -64,40 +59,13 @@ def _register_monitor_client(identity: IdentityHandle, client_id: str, gateway: 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, identity: IdentityHandle) -> Iterator[Site]:
-    base = tmp_path_factory.mktemp("monitor-browser")
-    database = fresh_database("sqlite", base, f"panda_test_{uuid.uuid4().hex[:10]}")
-    server = start_server(base, database, identity.trust_env())
-    jedi: JediHandle = new_jedi(server, base / "logs", **identity.robot_env("panda-jedi"))
-    jedi.start()
     client_id = f"monitor-{uuid.uuid4().hex[:8]}"
-    gateway = start_gateway(base / "gateway", server_address=server.address, iam_address=identity.address,
-                            jedi_address=jedi.address, extra_env={"PANDA_IAM_ISSUER": identity.issuer,
-                                                                  "PANDA_GATEWAY_MONITOR_CLIENT_ID": client_id})
-    pilot: Process | None = None
-    try:
-        _register_monitor_client(identity, client_id, gateway)
-        se_dir = base / "se" / "local"
-        with token_channel(server.address, identity) as channel:
-            stubs = QueueStubs(channel)
-            ensure_storage_element(stubs.storage, se_dir)
-            # `local` has a pilot; `idle` none, so what waits there stays waiting.
-            for queue_id in ("local", "idle"):
-                stubs.CreateQueue(queue_service_pb2.CreateQueueRequest(queue=queue_pb2.Queue(
-                    queue_id=queue_id, status=queue_pb2.Queue.STATUS_ONLINE, storage_element="local")), timeout=10)
-        pilot = spawn("pilot", [sys.executable, "-m", "pilot_agent", "--queue", "local", "--server", server.address,
-                                "--workdir", str(base / "pilot"), "--idle-timeout", "600",
-                                "--heartbeat-interval", "1"],
-                      {"PANDA_DATA_DIR": str(base), **identity.robot_env("panda-pilot")}, base / "logs" / "pilot.log")
+    with running_site(tmp_path_factory.mktemp("monitor-browser"), "sqlite", identity, gateway_env={
+            "PANDA_IAM_ISSUER": identity.issuer, "PANDA_GATEWAY_MONITOR_CLIENT_ID": client_id}) as running:
+        _register_monitor_client(identity, client_id, running.gateway)
         shots = ARTIFACTS / "monitor"
         shots.mkdir(parents=True, exist_ok=True)
-        yield Site(identity, server, gateway, jedi.address, se_dir, shots)
-    finally:
-        if pilot is not None:
-            pilot.stop(timeout=15)
-        gateway.stop()
-        jedi.stop()
-        server.stop()
-        drop_database(database)
+        yield Site(identity, running.server, running.gateway, running.jedi.address, running.se_dir, shots)
 
 
 @pytest.fixture(scope="module")
