@@ -7,10 +7,14 @@ import datetime
 
 import pytest
 
-from monitor_gateway.domain.monitor_filters import DATASET_FIELDS, JOB_FIELDS, TASK_FIELDS, FilterError, api_filter
+from monitor_gateway.domain.monitor_filters import FilterError, api_filter
 from monitor_gateway.domain.monitor_pages import Paging, paging_of, with_params
+from monitor_gateway.store.descriptors import list_fields
 
 NOW = datetime.datetime(2026, 12, 7, 12, 0, tzinfo=datetime.UTC)
+# The fields as the gateway has them: the states and kinds read from the contracts.
+FIELDS = list_fields()
+JOB_FIELDS, TASK_FIELDS, DATASET_FIELDS = FIELDS.jobs, FIELDS.tasks, FIELDS.datasets
 
 
 @pytest.mark.parametrize(("query", "expected"), [

@@ -20,13 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from google.protobuf.descriptor import EnumDescriptor
-
-from panda.jedi.v1 import dataset_pb2, task_pb2
-from panda.server.v1 import job_pb2
-
-__all__ = ["DATASET_FIELDS", "JOB_FIELDS", "TASK_FIELDS", "TIME_KEYS", "FieldKind", "FilterError", "FilterField",
-           "api_filter", "quoted"]
+__all__ = ["TIME_KEYS", "FieldKind", "FilterError", "FilterField", "ListFields", "api_filter", "quoted"]
 
 
 class FieldKind(Enum):
@@ -56,37 +50,40 @@ class FilterError(ValueError):
         self.message = message
 
 
-
-
-def _names(enum: EnumDescriptor, prefix: str) -> tuple[str, ...]:
-    """An enum's value names without their prefix, the unspecified one left out."""
-    return tuple(value.name.removeprefix(prefix) for value in enum.values if value.number)
-
-
-JOB_STATES = _names(job_pb2.Job.State.DESCRIPTOR, "STATE_")
-TASK_STATES = _names(task_pb2.Task.State.DESCRIPTOR, "STATE_")
-DATASET_KINDS = _names(dataset_pb2.Dataset.Kind.DESCRIPTOR, "KIND_")
-
 _NUMBER = re.compile(r"-?[0-9]{1,19}$")
-_JOB_FIELD_LIST = (
-    FilterField("job_id", FieldKind.NUMBER), FilterField("state", FieldKind.STATE, JOB_STATES),
-    FilterField("queue", FieldKind.TEXT), FilterField("owner", FieldKind.TEXT), FilterField("vo", FieldKind.TEXT),
-    FilterField("task_id", FieldKind.NUMBER), FilterField("priority", FieldKind.NUMBER),
-    FilterField("attempt", FieldKind.NUMBER), FilterField("error_code", FieldKind.NUMBER),
-    FilterField("label", FieldKind.TEXT), FilterField("pilot_id", FieldKind.TEXT),
-)
-_TASK_FIELD_LIST = (
-    FilterField("task_id", FieldKind.NUMBER), FilterField("task_name", FieldKind.TEXT),
-    FilterField("owner", FieldKind.TEXT), FilterField("working_group", FieldKind.TEXT),
-    FilterField("state", FieldKind.STATE, TASK_STATES), FilterField("priority", FieldKind.NUMBER),
-)
-_DATASET_FIELD_LIST = (
-    FilterField("dataset_id", FieldKind.TEXT), FilterField("kind", FieldKind.STATE, DATASET_KINDS),
-    FilterField("owner", FieldKind.TEXT), FilterField("task_id", FieldKind.NUMBER),
-)
-JOB_FIELDS: Mapping[str, FilterField] = {field.name: field for field in _JOB_FIELD_LIST}
-TASK_FIELDS: Mapping[str, FilterField] = {field.name: field for field in _TASK_FIELD_LIST}
-DATASET_FIELDS: Mapping[str, FilterField] = {field.name: field for field in _DATASET_FIELD_LIST}
+
+
+@dataclass(frozen=True)
+class ListFields:
+    """The filter fields of the monitor's lists: jobs, tasks and datasets. The enum fields'
+    values come from the contracts (the caller reads them from the descriptors)."""
+
+    jobs: Mapping[str, FilterField]
+    tasks: Mapping[str, FilterField]
+    datasets: Mapping[str, FilterField]
+
+    @classmethod
+    def of(cls, job_states: Sequence[str], task_states: Sequence[str], dataset_kinds: Sequence[str]) -> ListFields:
+        jobs = (
+            FilterField("job_id", FieldKind.NUMBER), FilterField("state", FieldKind.STATE, tuple(job_states)),
+            FilterField("queue", FieldKind.TEXT), FilterField("owner", FieldKind.TEXT),
+            FilterField("vo", FieldKind.TEXT), FilterField("task_id", FieldKind.NUMBER),
+            FilterField("priority", FieldKind.NUMBER), FilterField("attempt", FieldKind.NUMBER),
+            FilterField("error_code", FieldKind.NUMBER), FilterField("label", FieldKind.TEXT),
+            FilterField("pilot_id", FieldKind.TEXT), FilterField("node", FieldKind.TEXT),
+        )
+        tasks = (
+            FilterField("task_id", FieldKind.NUMBER), FilterField("task_name", FieldKind.TEXT),
+            FilterField("owner", FieldKind.TEXT), FilterField("working_group", FieldKind.TEXT),
+            FilterField("state", FieldKind.STATE, tuple(task_states)), FilterField("priority", FieldKind.NUMBER),
+        )
+        datasets = (
+            FilterField("dataset_id", FieldKind.TEXT), FilterField("kind", FieldKind.STATE, tuple(dataset_kinds)),
+            FilterField("owner", FieldKind.TEXT), FilterField("task_id", FieldKind.NUMBER),
+        )
+        return cls({f.name: f for f in jobs}, {f.name: f for f in tasks}, {f.name: f for f in datasets})
+
+
 TIME_KEYS = ("hours", "days", "from", "to")
 # A window longer than this is a typo, not a question (ten years).
 _MAX_HOURS = 24 * 366 * 10

@@ -20,6 +20,7 @@ from monitor_gateway.domain import monitor_filters as filters
 from monitor_gateway.domain.monitor_pages import Paging, summary_fields
 from monitor_gateway.domain.responses import message_document
 from monitor_gateway.logic.upstreams import Upstreams
+from monitor_gateway.store.descriptors import list_fields
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc
 from panda.server.v1 import job_service_pb2, job_service_pb2_grpc, queue_service_pb2, queue_service_pb2_grpc
@@ -67,6 +68,7 @@ class Monitor:
         self._datasets = dataset_service_pb2_grpc.DatasetServiceStub(jedi) if jedi else None
         self._iam = iam_service_pb2_grpc.IamServiceStub(iam) if iam else None
         self._viewers: dict[bytes, tuple[float, Document]] = {}
+        self.fields = list_fields()
 
     async def _call(self, method: Callable[..., Awaitable[Message]] | None, request: Message, token: str) -> Any:
         if method is None:
@@ -119,7 +121,7 @@ class Monitor:
 
     async def jobs(self, token: str, query: Query, paging: Paging, *, fixed: Sequence[str] = ()) -> Document:
         """A page of jobs and BigPanDA's attribute summary of everything the filter matches."""
-        api_filter = self._filter(query, filters.JOB_FIELDS, fixed=fixed)
+        api_filter = self._filter(query, self.fields.jobs, fixed=fixed)
         listed, *summaries = await asyncio.gather(
             self._list_jobs(token, api_filter, paging),
             *(self._count_jobs(token, api_filter, [field]) for field in summary_fields("jobs")))
@@ -139,7 +141,7 @@ class Monitor:
         the URL names one)."""
         if not any(key in query for key in filters.TIME_KEYS):
             query = {**query, "hours": ["12"]}
-        api_filter = self._filter(query, filters.JOB_FIELDS, fixed=["state = FAILED"])
+        api_filter = self._filter(query, self.fields.jobs, fixed=["state = FAILED"])
         codes, by_queue, by_task = await asyncio.gather(
             self._count_jobs(token, api_filter, ["error_code"], 100),
             self._count_jobs(token, api_filter, ["error_code", "queue"], 500),
@@ -163,7 +165,7 @@ class Monitor:
         return message_document(await self._call(self._tasks.CountTasks if self._tasks else None, request, token))
 
     async def tasks(self, token: str, query: Query, paging: Paging) -> Document:
-        api_filter = self._filter(query, filters.TASK_FIELDS)
+        api_filter = self._filter(query, self.fields.tasks)
         request = task_service_pb2.ListTasksRequest(filter=api_filter, page_size=paging.page_size,
                                                     page_token=paging.page_token, order_by=paging.order_by)
         listed, *summaries = await asyncio.gather(
@@ -220,15 +222,15 @@ class Monitor:
 
     async def users(self, token: str, query: Query) -> Document:
         """Every owner the viewer may see, with their jobs and tasks by state."""
-        jobs_filter = self._filter(query, filters.JOB_FIELDS)
-        tasks_filter = self._filter({key: value for key, value in query.items() if key in filters.TASK_FIELDS},
-                                    filters.TASK_FIELDS)
+        jobs_filter = self._filter(query, self.fields.jobs)
+        tasks_filter = self._filter({key: value for key, value in query.items() if key in self.fields.tasks},
+                                    self.fields.tasks)
         jobs, tasks = await asyncio.gather(self._count_jobs(token, jobs_filter, ["owner", "state"], 1000),
                                            self._count_tasks(token, tasks_filter, ["owner", "state"], 1000))
         return {"jobs": jobs["groups"], "tasks": tasks["groups"]}
 
     async def datasets(self, token: str, query: Query, paging: Paging) -> Document:
-        api_filter = self._filter(query, filters.DATASET_FIELDS, time_field="create_time")
+        api_filter = self._filter(query, self.fields.datasets, time_field="create_time")
         request = dataset_service_pb2.ListDatasetsRequest(filter=api_filter, page_size=paging.page_size,
                                                           page_token=paging.page_token)
         response = await self._call(self._datasets.ListDatasets if self._datasets else None, request, token)
@@ -259,7 +261,7 @@ class Monitor:
         """Jobs by state per queue and pilots connected (from the queues), tasks by state, and the
         failures of the last hours by error code."""
         hours = query.get("hours", ["12"])
-        failed_filter = self._filter({"hours": hours}, filters.JOB_FIELDS, fixed=["state = FAILED"])
+        failed_filter = self._filter({"hours": hours}, self.fields.jobs, fixed=["state = FAILED"])
         queues, tasks, failures = await asyncio.gather(
             self.queues(token), self._count_tasks(token, "", ["state"]),
             self._count_jobs(token, failed_filter, ["error_code"]))

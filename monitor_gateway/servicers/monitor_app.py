@@ -28,7 +28,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from monitor_gateway.domain import monitor_pages
-from monitor_gateway.domain.monitor_filters import JOB_FIELDS, TASK_FIELDS, FilterError
+from monitor_gateway.domain.monitor_filters import FilterError
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.logic.monitor import Monitor, Refused
 from monitor_gateway.servicers.monitor_auth import (
@@ -95,7 +95,7 @@ class MonitorApp:
                                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self._templates.globals.update(base=MONITOR_PATH, with_params=monitor_pages.with_params,
                                        may_act=monitor_pages.may_act, task_commands=TASK_COMMAND_STATES,
-                                       job_fields=JOB_FIELDS, task_fields=TASK_FIELDS,
+                                       job_fields=monitor.fields.jobs, task_fields=monitor.fields.tasks,
                                        quote=quote, sortable=monitor_pages.SORTABLE)
 
     # -- rendering --------------------------------------------------------------------------------
