@@ -133,6 +133,10 @@ def test_the_errors_summary_groups_failures_by_code_queue_and_task(site: Site) -
     assert _counts(document["byCodeAndQueue"]) == {f"{code}/local": 2}
     assert _counts(document["byCodeAndTask"]) == {f"{code}/0": 2}
     assert document["meanings"][code]
+    assert document["rows"] == [{"code": code, "count": "2", "meaning": document["meanings"][code],
+                                 "queues": [{"value": "local", "count": "2"}],
+                                 "tasks": [{"value": "0", "count": "2"}]}]
+    assert document["leftOff"] == {"byCode": "0", "byCodeAndQueue": "0", "byCodeAndTask": "0"}
     with site.http() as http:
         page = http.get("/monitor/errors")
     assert page.status_code == 200

@@ -146,9 +146,21 @@ class Monitor:
             self._count_jobs(token, api_filter, ["error_code"], 100),
             self._count_jobs(token, api_filter, ["error_code", "queue"], 500),
             self._count_jobs(token, api_filter, ["error_code", "task_id"], 500))
+        rows: dict[str, Document] = {
+            group["values"][0]: {"code": group["values"][0], "count": group["count"],
+                                 "meaning": meaning_of(group["values"][0]), "queues": [], "tasks": []}
+            for group in codes["groups"]}
+        for key, counted in (("queues", by_queue), ("tasks", by_task)):
+            for group in counted["groups"]:
+                code, value = group["values"]
+                if code in rows:
+                    rows[code][key].append({"value": value, "count": group["count"]})
         return {"filter": api_filter, "totalSize": codes["totalSize"], "byCode": codes["groups"],
                 "byCodeAndQueue": by_queue["groups"], "byCodeAndTask": by_task["groups"],
-                "meanings": {group["values"][0]: meaning_of(group["values"][0]) for group in codes["groups"]}}
+                "meanings": {code: row["meaning"] for code, row in rows.items()}, "rows": list(rows.values()),
+                # Failures in groups too small to be listed (the counts return the largest only).
+                "leftOff": {"byCode": codes["leftOffCount"], "byCodeAndQueue": by_queue["leftOffCount"],
+                            "byCodeAndTask": by_task["leftOffCount"]}}
 
     async def kill_job(self, token: str, job_id: int, reason: str) -> None:
         response = await self._call(self._jobs.KillJobs if self._jobs else None,
