@@ -30,7 +30,7 @@ from sqlalchemy import Engine, event, insert, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from panda_runtime.service.db import make_engine, upgrade_database
+from panda_runtime.service.db import is_sqlite, make_engine, upgrade_database
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.ordering import decode_page, encode_page, parse_order_by
 from panda_runtime.service.principals import EVERYTHING, Scope
@@ -48,18 +48,19 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 WEEK = timedelta(days=7)
 
 
-def generate(engine: Engine, count: int, seed: int) -> float:
+def generate(engine: Engine, count: int, seed: int, now: datetime = NOW) -> float:
     """`count` jobs in 200 queues, of 300 owners in 3 VOs and 2,000 tasks, created over the week
-    before NOW; inserted in batches. Returns the seconds it took."""
+    before `now` (a fixed date unless given, so that this script's time filters stay the same);
+    inserted in batches, then the table analysed. Returns the seconds it took."""
     rng = random.Random(seed)
     states = [s for s, weight in STATES for _ in range(weight)]
     started = time.perf_counter()
     batch: list[dict[str, Any]] = []
     with engine.begin() as conn:
         for index in range(count):
-            created = NOW - WEEK + WEEK * (index / count) + timedelta(seconds=rng.random())
+            created = now - WEEK + WEEK * (index / count) + timedelta(seconds=rng.random())
             state = rng.choice(states)
-            updated = min(NOW, created + timedelta(minutes=rng.expovariate(1 / 90)))
+            updated = min(now, created + timedelta(minutes=rng.expovariate(1 / 90)))
             failed = state == "failed"
             owner = rng.randrange(300)
             batch.append({
@@ -81,7 +82,7 @@ def generate(engine: Engine, count: int, seed: int) -> float:
         if batch:
             conn.execute(insert(jobs), batch)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE jobs"))
+        conn.execute(text("ANALYZE jobs" if is_sqlite(engine) else "VACUUM ANALYZE jobs"))
     return time.perf_counter() - started
 
 
