@@ -240,3 +240,19 @@ def test_actions_are_refused_by_the_api_to_those_it_does_not_let_act(site: Site)
     killed = site.page(f"/monitor/jobs/{site.bobs}", user="bob")["job"]
     assert killed["history"][-1]["reason"].endswith("changed my mind") or any(
         "changed my mind" in event["reason"] for event in killed["history"])
+
+
+def test_an_owner_reassigns_a_waiting_job_to_another_queue(site: Site) -> None:
+    with token_channel(site.server.address, site.identity, "alice") as alice:
+        jobs = job_service_pb2_grpc.JobServiceStub(alice)
+        (job,) = submit(jobs, job_pb2.Job(queue="idle", command=["true"]))
+        with site.http("alice") as http:
+            assert f'action="/monitor/jobs/{job.job_id}/reassign"' in http.get(f"/monitor/jobs/{job.job_id}").text
+            nowhere = http.post(f"/monitor/jobs/{job.job_id}/reassign", data={"queue": "nowhere"},
+                                params={"json": "1"})
+            assert nowhere.status_code in (400, 404) and "nowhere" in nowhere.json()["error"]["message"]
+            moved = http.post(f"/monitor/jobs/{job.job_id}/reassign", data={"queue": "local"})
+            assert moved.status_code == 303
+        # On `local`, its pilot runs it.
+        assert wait_for(jobs, job.job_id).state == job_pb2.Job.STATE_FINISHED
+        assert site.page(f"/monitor/jobs/{job.job_id}")["job"]["queue"] == "local"

@@ -50,6 +50,13 @@ def _code_of(number: int) -> grpc.StatusCode:
     return next((code for code in grpc.StatusCode if code.value[0] == number), grpc.StatusCode.UNKNOWN)
 
 
+def _raise_refusals(response: Any) -> None:
+    """A job action's refusals come per job, in the answer, not as the call's status."""
+    for result in response.results:
+        if result.status.code != grpc.StatusCode.OK.value[0]:
+            raise Refused(_code_of(result.status.code), result.status.message)
+
+
 def meaning_of(code: int | str) -> str:
     """What an error code means, with its name (`1305 PAYLOADEXECUTIONFAILURE`: ...)."""
     known = by_code(int(code))
@@ -163,12 +170,14 @@ class Monitor:
                             "byCodeAndTask": by_task["leftOffCount"]}}
 
     async def kill_job(self, token: str, job_id: int, reason: str) -> None:
-        response = await self._call(self._jobs.KillJobs if self._jobs else None,
-                                    job_service_pb2.KillJobsRequest(job_ids=[job_id], reason=reason), token)
-        # Refusals come per job, in the answer, not as the call's status.
-        for result in response.results:
-            if result.status.code != grpc.StatusCode.OK.value[0]:
-                raise Refused(_code_of(result.status.code), result.status.message)
+        _raise_refusals(await self._call(self._jobs.KillJobs if self._jobs else None,
+                                         job_service_pb2.KillJobsRequest(job_ids=[job_id], reason=reason), token))
+
+    async def reassign_job(self, token: str, job_id: int, queue: str) -> None:
+        if not queue:
+            raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "name the queue to move the job to", field="queue")
+        _raise_refusals(await self._call(self._jobs.ReassignJobs if self._jobs else None,
+                                         job_service_pb2.ReassignJobsRequest(job_ids=[job_id], queue=queue), token))
 
     # -- tasks ------------------------------------------------------------------------------------
 

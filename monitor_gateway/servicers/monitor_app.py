@@ -39,6 +39,7 @@ from monitor_gateway.servicers.monitor_auth import (
     SignInFailed,
 )
 from panda_runtime.contracts.jedi import TASK_COMMAND_STATES
+from panda_runtime.contracts.server import JOB_COMMAND_STATES
 
 __all__ = ["build_monitor", "session_token"]
 
@@ -95,6 +96,7 @@ class MonitorApp:
                                       autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
         self._templates.globals.update(base=MONITOR_PATH, with_params=monitor_pages.with_params,
                                        may_act=monitor_pages.may_act, task_commands=TASK_COMMAND_STATES,
+                                       job_commands=JOB_COMMAND_STATES,
                                        job_fields=monitor.fields.jobs, task_fields=monitor.fields.tasks,
                                        quote=quote, sortable=monitor_pages.SORTABLE)
 
@@ -259,6 +261,12 @@ class MonitorApp:
         await self._monitor.kill_job(token, job_id, reason)
         return f"{MONITOR_PATH}/jobs/{job_id}"
 
+    async def reassign_job(self, request: Request, token: str, reason: str) -> str:
+        job_id = _int_path(request, "job_id")
+        form = await request.form()
+        await self._monitor.reassign_job(token, job_id, str(form.get("queue") or "").strip()[:64])
+        return f"{MONITOR_PATH}/jobs/{job_id}"
+
     async def task_action(self, request: Request, token: str, reason: str) -> str:
         task_id = _int_path(request, "task_id")
         action = request.path_params["action"]
@@ -279,6 +287,7 @@ def build_monitor(monitor: Monitor, sign_in: MonitorSignIn | None) -> Starlette:
         Route("/jobs", app.page("jobs.html", app.jobs), methods=["GET"]),
         Route("/jobs/{job_id}", app.page("job.html", app.job), methods=["GET"]),
         Route("/jobs/{job_id}/kill", app.action(app.kill_job), methods=["POST"]),
+        Route("/jobs/{job_id}/reassign", app.action(app.reassign_job), methods=["POST"]),
         Route("/tasks", app.page("tasks.html", app.tasks), methods=["GET"]),
         Route("/tasks/{task_id}", app.page("task.html", app.task), methods=["GET"]),
         Route("/tasks/{task_id}/{action}", app.action(app.task_action), methods=["POST"]),

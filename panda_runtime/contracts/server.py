@@ -20,7 +20,10 @@ __all__ = [
     "DEFAULT_MAX_SUBMIT_JOBS",
     "ENV_KEY",
     "FILE_KINDS",
+    "JOB_COMMAND_STATES",
     "JOB_GROUP_FIELDS",
+    "JOB_PILOT_STATES",
+    "JOB_QUEUED_STATES",
     "JOB_SORT_FIELDS",
     "LFN",
     "MAX_ACTION_JOB_IDS",
@@ -58,6 +61,16 @@ __all__ = [
     "check_reason",
     "check_storage_element",
 ]
+
+# The commands on a job and the states (lower-case names) it takes them in: a kill while it
+# waits for a pilot or is held by one, a reassign only while it waits. The server refuses them
+# in any other state; the monitor offers each only where it applies.
+JOB_QUEUED_STATES = frozenset({"defined", "pending", "activated", "throttled"})
+JOB_PILOT_STATES = frozenset({"sent", "starting", "running", "holding", "transferring"})
+JOB_COMMAND_STATES: dict[str, frozenset[str]] = {
+    "kill": JOB_QUEUED_STATES | JOB_PILOT_STATES,
+    "reassign": JOB_QUEUED_STATES,
+}
 
 QUEUE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # PanDA's limit on logical file names, and their alphabet.
