@@ -697,6 +697,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds the dispatch phase may take before the benchmark fails")
     parser.add_argument("--db-name", default="panda_bench", help="PostgreSQL database (dropped and recreated)")
+    parser.add_argument("--drop-index", action="append", default=[], metavar="NAME",
+                        help="drop this index of the fresh database before the server starts (repeatable): what "
+                             "an index costs the dispatch")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server, e.g. PANDA_DISPATCH_POLL_SECONDS=0.5")
     parser.add_argument("--profile", metavar="PATH",
@@ -748,6 +751,7 @@ def run(args: argparse.Namespace) -> int:
         extra_env = dict(item.split("=", 1) for item in args.server_env)
         print(f"server code: {code_revision(extra_env.get('PYTHONPATH', ''))}", flush=True)
         url = fresh_database(args.db, data_dir, args.db_name)
+        drop_indexes(url, args.drop_index)
         admin_token = pilot_token = ""
         if args.auth == "token":
             identity = start_iam(data_dir / "iam")
@@ -904,6 +908,24 @@ def drain(q) -> str:  # type: ignore[no-untyped-def]
         while True:
             messages.append(q.get_nowait())
     return "\n".join(messages)
+
+
+def drop_indexes(url: str, names: list[str]) -> None:
+    """Drop these indexes (by name) of a fresh database, to measure the dispatch without them."""
+    if not names:
+        return
+    from sqlalchemy import text
+
+    from panda_runtime.service.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for name in names:
+                conn.execute(text(f'DROP INDEX "{name}"'))
+    finally:
+        engine.dispose()
+    print(f"dropped indexes: {', '.join(names)}", flush=True)
 
 
 def main() -> int:

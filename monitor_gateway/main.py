@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import secrets
 
 from monitor_gateway.domain import responses
 from monitor_gateway.domain.openapi import openapi_document
 from monitor_gateway.domain.routes import Route, routes_of
+from monitor_gateway.logic.monitor import Monitor
 from monitor_gateway.logic.transcoder import Transcoder
 from monitor_gateway.logic.upstreams import Upstreams
 from monitor_gateway.servicers.http_app import build_app
+from monitor_gateway.servicers.monitor_app import build_monitor
+from monitor_gateway.servicers.monitor_auth import MONITOR_PATH, MonitorSignIn
 from monitor_gateway.settings import GatewaySettings
 from monitor_gateway.store.descriptors import annotated_methods
 from panda_runtime.service import bootstrap
@@ -55,8 +59,15 @@ async def serve(settings: GatewaySettings) -> None:
         log.warning("no address setting names the service of %s: its routes are not served", service)
     responses.prepare_json(route.response_type for route in transcoder.table.routes)
     document = openapi_document(transcoder.table.routes, title="PanDA mesh", version=_version())
+    monitor = None
+    if settings.gateway_monitor:
+        sign_in = MonitorSignIn(settings.iam_issuer, settings.gateway_monitor_client_id,
+                                f"{settings.gateway_url}{MONITOR_PATH}/auth/callback")
+        monitor = build_monitor(Monitor(upstreams, deadline_seconds=settings.gateway_deadline_seconds), sign_in)
     app = build_app(transcoder, document, max_body_bytes=settings.gateway_max_body_bytes,
-                    keepalive_seconds=settings.gateway_keepalive_seconds)
+                    keepalive_seconds=settings.gateway_keepalive_seconds, monitor=monitor,
+                    session_secret=settings.gateway_session_secret or secrets.token_urlsafe(32),
+                    secure_cookies=settings.gateway_secure_cookies)
     host, port = _host_port(settings.gateway_address)
     http = HttpServer(app, host, port)
     await http.start()

@@ -10,6 +10,7 @@ from panda_runtime.settings import (
     DEFAULT_GATEWAY_METRICS_PORT,
     GatewayAddressSettings,
     IamAddressSettings,
+    IssuerSettings,
     JediAddressSettings,
     MetricsHostSettings,
     ServerAddressSettings,
@@ -19,7 +20,7 @@ __all__ = ["GatewaySettings"]
 
 
 class GatewaySettings(GatewayAddressSettings, ServerAddressSettings, JediAddressSettings, IamAddressSettings,
-                      MetricsHostSettings):
+                      IssuerSettings, MetricsHostSettings):
     """The services' addresses say where each API's calls go: `panda.server.*` to the server,
     `panda.jedi.*` to JEDI, `panda.iam.*` to the identity service."""
 
@@ -43,6 +44,23 @@ class GatewaySettings(GatewayAddressSettings, ServerAddressSettings, JediAddress
     gateway_keepalive_seconds: float = Field(
         default=15.0, gt=0,
         description="a quiet stream gets a line clients ignore this often, so proxies do not close it",
+    )
+
+    gateway_monitor: bool = Field(default=True, description="serve the web monitor at `/monitor/`")
+    gateway_monitor_client_id: str = Field(
+        default="panda-monitor",
+        description="the identity service's public client the monitor signs people in as (authorization code "
+        "with PKCE); its redirect URI is the gateway's URL + `/monitor/auth/callback`",
+    )
+    gateway_session_secret: str = Field(
+        default="", repr=False,
+        description="signs the web monitor's session cookies; empty: a random one at each start (people sign in "
+        "again after a restart); the same on every gateway behind one address",
+    )
+    gateway_secure_cookies: bool = Field(
+        default=True,
+        description="mark the monitor's session cookie `Secure` (sent over HTTPS only; browsers also send it to "
+        "`http://localhost` and loopback); turn off only for a monitor served over plain HTTP elsewhere",
     )
 
     def upstreams(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ import grpc
 
 from panda.server.v1 import job_pb2, job_service_pb2
 from panda_runtime.client import ServerClient, ServiceError
+from panda_runtime.contracts import error_codes
 from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
 
 from . import output, progress
@@ -230,15 +231,21 @@ def _read_source(path: str) -> str:
 # --- jobs (list) -------------------------------------------------------------------------
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def _filter_from_flags(args: argparse.Namespace) -> str:
+    """The filter of `panda jobs` and `panda job count`: --filter's text, AND the flags' own
+    comparisons (OR binds tighter than AND, so whatever --filter says stays one term)."""
     try:
         since = parse_since(args.since) if args.since else None
-        job_filter = build_job_filter(
-            state=args.state, queue=args.queue, task_id=args.task, owner=args.owner, since=since
-        )
+        flags = build_job_filter(state=args.state, queue=args.queue, task_id=args.task, owner=args.owner, since=since)
     except SpecError as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
-    request = job_service_pb2.ListJobsRequest(page_token=args.page_token or "", filter=job_filter)
+    return " AND ".join(term for term in ((args.filter or "").strip(), flags) if term)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    job_filter = _filter_from_flags(args)
+    request = job_service_pb2.ListJobsRequest(page_token=args.page_token or "", filter=job_filter,
+                                              order_by=args.order_by or "")
     with server_client(args.server) as client:
         jobs, last = first_rows(client.jobs.ListJobs, request, lambda page: page.jobs, args.limit)
     if args.json:
@@ -250,6 +257,48 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no jobs" + (f" match {job_filter}" if job_filter else ""))
     print(list_footer(len(jobs), last.total_size, last.next_page_token))
     return 0
+
+
+# --- job count ---------------------------------------------------------------------------
+
+
+def cmd_count(args: argparse.Namespace) -> int:
+    job_filter = _filter_from_flags(args)
+    group_by = [name.strip() for name in (args.by or "").split(",") if name.strip()]
+    request = job_service_pb2.CountJobsRequest(filter=job_filter, group_by=group_by, page_size=args.limit)
+    with server_client(args.server) as client:
+        counted = client.jobs.CountJobs(request)
+    if args.json:
+        output.print_json({"group_by": group_by, **output.message_to_dict(counted)})
+        return 0
+    print(render_counts(group_by, counted))
+    return 0
+
+
+def _group_value(field: str, value: str) -> str:
+    """A group's value for people: a state's short name, an error code with its name."""
+    if field == "state":
+        return value.removeprefix("STATE_").lower()
+    if field == "error_code" and value.isdigit():
+        known = error_codes.by_code(int(value))
+        return f"{value} {known.name}" if known else value
+    return value or "-"
+
+
+def render_counts(group_by: Sequence[str], counted: job_service_pb2.CountJobsResponse) -> str:
+    lines = []
+    if group_by:
+        total = counted.total_size or 1
+        rows = [[*(_group_value(f, v) for f, v in zip(group_by, group.values, strict=False)), group.count,
+                 f"{100 * group.count / total:.1f}%"] for group in counted.groups]
+        if rows:
+            lines.append(render_table([*(f.upper() for f in group_by), "JOBS", "SHARE"], rows,
+                                      right=(len(group_by), len(group_by) + 1)))
+    footer = f"{counted.total_size} jobs"
+    if counted.left_off_count:
+        footer += f"; {counted.left_off_count} in groups not shown (--limit to see more)"
+    lines.append(footer)
+    return "\n".join(lines)
 
 
 def command_text(job: job_pb2.Job) -> str:

@@ -113,7 +113,8 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     not_states = ended if args.active else [s for s in task_state_choices() if s not in ended] if args.ended else []
     task_filter = build_task_filter(state=args.state, owner=args.owner, name=args.name, since=since,
                                     not_states=not_states)
-    request = task_service_pb2.ListTasksRequest(page_token=args.page_token or "", filter=task_filter)
+    request = task_service_pb2.ListTasksRequest(page_token=args.page_token or "", filter=task_filter,
+                                                order_by=args.order_by or "")
     with jedi_client(args) as client:
         tasks, last = first_rows(client.tasks.ListTasks, request, lambda page: page.tasks, args.limit)
     if args.json:

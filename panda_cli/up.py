@@ -406,7 +406,7 @@ def _run(
 
         # In front of the three: it sends each API's calls to its service, with the caller's token.
         gateway_env = {**env, "PANDA_GATEWAY": gateway[0], "PANDA_GATEWAY_METRICS_PORT": str(gateway[1]),
-                       "PANDA_JEDI": jedi[0], "PANDA_IAM": identity.address}
+                       "PANDA_JEDI": jedi[0], "PANDA_IAM": identity.address, "PANDA_IAM_ISSUER": identity.issuer}
         gateway_child = supervisor.start(GATEWAY.name, GATEWAY.argv(), gateway_env, logs_dir / "gateway.log")
         wait_for(supervisor, gateway_child, gateway_url(gateway[0]), GATEWAY.what, http=True)
         print(f"gateway ready at {gateway_url(gateway[0])} (pid {gateway_child.pid})", flush=True)
@@ -481,6 +481,7 @@ def print_summary(
     if gateway is not None:
         gateway_metrics = f"http://{settings.metrics_host}:{gateway[1]}/metrics" if gateway[1] else "metrics disabled"
         lines.append(f"  gateway   {gateway_url(gateway[0])} (HTTP/JSON; API page: /docs; {gateway_metrics})")
+        lines.append(f"  monitor   {gateway_url(gateway[0])}/monitor/ (the web monitor: sign in in the browser)")
     lines += [
         f"  data dir  {settings.data_dir}",
         f"  database  {display_url(database_url)}",

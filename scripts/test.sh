@@ -33,6 +33,10 @@ if ! command -v zsh >/dev/null || ! command -v fish >/dev/null || [ ! -f /usr/sh
   echo "==> installing zsh, fish and bash-completion (the shell completion tests type into them)"
   apt_install zsh fish bash-completion
 fi
+if ! command -v chromium >/dev/null; then
+  echo "==> installing chromium (the web monitor's browser tests drive it through Playwright)"
+  apt_install chromium
+fi
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   echo "==> installing Prometheus (promtool checks the rules; the metrics test scrapes the services with it)"
   apt_install prometheus

@@ -576,6 +576,41 @@ def test_jobs_table_json_filters_and_paging(panda: Panda, local_queue, start_pil
     assert bad_token.err.startswith("panda: INVALID_ARGUMENT: ")
 
 
+def test_job_count_and_jobs_sorted(panda: Panda, local_queue) -> None:  # type: ignore[no-untyped-def]
+    assert panda("queue", "add", "idle").code == 0  # no pilot anywhere: jobs stay activated
+    low, high, middle = (job_id_from(panda("submit", "--queue", "local", "--priority", str(p), "--", "true"))
+                         for p in (1, 9, 5))
+    idle = job_id_from(panda("submit", "--queue", "idle", "--", "true"))
+    assert panda("job", "kill", str(low)).code == 0
+
+    counted = panda("job", "count", "--by", "state,queue")
+    assert counted.code == 0, counted.err
+    assert table(counted.out) == [["STATE", "QUEUE", "JOBS", "SHARE"], ["activated", "local", "2", "50.0%"],
+                                  ["activated", "idle", "1", "25.0%"],
+                                  ["cancelled", "local", "1", "25.0%"], ["4 jobs"]]
+    assert panda("job", "count").out == "4 jobs\n"
+    top = panda("job", "count", "--by", "queue", "--limit", "1")
+    assert top.lines()[-1] == "4 jobs; 1 in groups not shown (--limit to see more)"
+    either = panda("job", "count", "--by", "queue", "--filter", 'queue = "idle" OR state = cancelled')
+    assert table(either.out)[1:] == [["idle", "1", "50.0%"], ["local", "1", "50.0%"], ["2 jobs"]]
+    mixed = panda("job", "count", "--by", "state", "--queue", "local", "--filter", "priority > 1 OR state = cancelled")
+    assert table(mixed.out)[1:] == [["activated", "2", "66.7%"],
+                                    ["cancelled", "1", "33.3%"], ["3 jobs"]]
+    as_json = json.loads(panda("job", "count", "--by", "state", "--json").out)
+    assert as_json["group_by"] == ["state"] and int(as_json["total_size"]) == 4
+    assert as_json["groups"][0] == {"values": ["STATE_ACTIVATED"], "count": "3"}
+    refused = panda("job", "count", "--by", "state,command")
+    assert refused.code == 1 and refused.err.startswith("panda: INVALID_ARGUMENT: ")
+    assert "cannot group by 'command'" in refused.err
+
+    by_priority = table(panda("jobs", "--order-by", "priority desc").out)
+    assert [int(row[0]) for row in by_priority[1:-1]] == [high, middle, low, idle]
+    oldest = table(panda("jobs", "--order-by", "job_id", "--limit", "2").out)
+    assert [int(row[0]) for row in oldest[1:-1]] == [low, high]
+    bad_order = panda("jobs", "--order-by", "command")
+    assert bad_order.code == 1 and "cannot sort by 'command'" in bad_order.err
+
+
 # --- kill and reassign -------------------------------------------------------------------
 
 

@@ -102,6 +102,14 @@ def assert_gateway_serves(panda_up: UpProcess) -> str:
         "response_type": "code", "client_id": "panda-monitor", "redirect_uri": callback, "state": "s",
         "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256"})
     assert sign_in.status_code == 200 and "Sign in to" in sign_in.text, sign_in.text
+    # The monitor sends a browser with no session to sign in there, as that client, with PKCE.
+    with httpx.Client(base_url=url, timeout=10, follow_redirects=False) as browser:
+        page = browser.get("/monitor/jobs")
+        assert page.status_code == 303 and page.headers["location"].startswith("/monitor/auth/login?next=")
+        start = browser.get(page.headers["location"])
+        assert start.status_code == 302 and start.headers["location"].startswith(f"{issuer}/authorize?"), start.text
+        assert "client_id=panda-monitor" in start.headers["location"]
+        assert "code_challenge_method=S256" in start.headers["location"]
     return url
 
 
@@ -128,6 +136,7 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     gateway_metrics = int(panda_up.env["PANDA_GATEWAY_METRICS_PORT"])
     assert (f"  gateway   {gateway} (HTTP/JSON; API page: /docs; http://127.0.0.1:{gateway_metrics}/metrics)"
             in out)
+    assert f"  monitor   {gateway}/monitor/ (the web monitor: sign in in the browser)" in out
     assert "# HELP" in metrics_text(gateway_metrics)
     assert httpx.get(f"{gateway}/docs", timeout=10).status_code == 200
 

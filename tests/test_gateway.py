@@ -189,6 +189,33 @@ def test_json_both_ways_is_protobufs_mapping(mesh: Mesh, queue: str) -> None:
         assert unknown.json()["details"][0]["fieldViolations"][0]["field"] == "colour"
 
 
+def test_the_monitors_reads_over_http_counts_sorted_pages_and_error_codes(mesh: Mesh, queue: str) -> None:
+    with mesh.http() as http:
+        ids = [_submit(http, queue, priority=p)["jobId"] for p in (3, 9, 5)]
+        mine = f'queue = "{queue}"'
+        counted = http.get("/v1/jobs:count", params=[
+            ("filter", f"{mine} AND (priority > 4 OR priority < 0)"), ("group_by", "state"), ("group_by", "priority"),
+        ])
+        assert counted.status_code == 200, counted.text
+        assert counted.json() == {"groups": [{"values": ["STATE_ACTIVATED", "5"], "count": "1"},
+                                             {"values": ["STATE_ACTIVATED", "9"], "count": "1"}],
+                                  "totalSize": "2", "leftOffCount": "0"}
+        page = http.get("/v1/jobs", params={"filter": mine, "order_by": "priority desc", "page_size": 2}).json()
+        assert [job["jobId"] for job in page["jobs"]] == [ids[1], ids[2]]
+        rest = http.get("/v1/jobs", params={"filter": mine, "order_by": "priority desc", "page_size": 2,
+                                            "page_token": page["nextPageToken"]}).json()
+        assert [job["jobId"] for job in rest["jobs"]] == [ids[0]] and rest["nextPageToken"] == ""
+        other = http.get("/v1/jobs", params={"filter": mine, "order_by": "priority",
+                                             "page_token": page["nextPageToken"]})
+        assert other.status_code == 400
+        assert other.json()["details"][0]["fieldViolations"][0]["field"] == "page_token"
+    with mesh.http("alice") as http:
+        codes = http.get("/v1/errorCodes").json()["errorCodes"]
+    by_code = {code["code"]: code for code in codes}  # an int32 is a JSON number
+    assert (by_code[1305]["name"], by_code[1305]["source"]) == ("PAYLOADEXECUTIONFAILURE", "SOURCE_PILOT")
+    assert (by_code[100]["meaning"], by_code[100]["source"]) == ("lost heartbeat", "SOURCE_SERVER")
+
+
 def test_errors_carry_the_services_status_and_details_with_grpc_gateways_http_status(
         mesh: Mesh, queue: str) -> None:
     with mesh.http() as admin, mesh.http("alice") as alice:

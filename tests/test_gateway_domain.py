@@ -175,7 +175,10 @@ def test_the_openapi_document_is_valid_openapi_3_1_and_covers_every_route() -> N
     assert get_job["parameters"][0] == {"name": "job_id", "in": "path", "required": True,
                                         "schema": {"type": "string", "format": "int64", "pattern": "^-?[0-9]+$"}}
     list_jobs = {p["name"] for p in document["paths"]["/v1/jobs"]["get"]["parameters"]}
-    assert list_jobs == {"filter", "page_size", "page_token"}
+    assert list_jobs == {"filter", "page_size", "page_token", "order_by"}
+    count_jobs = {p["name"] for p in document["paths"]["/v1/jobs:count"]["get"]["parameters"]}
+    assert count_jobs == {"filter", "group_by", "page_size"}
+    assert "/v1/errorCodes" in document["paths"]
     job = document["components"]["schemas"]["panda.server.v1.Job"]
     assert job["properties"]["state"]["enum"][0] == "STATE_UNSPECIFIED"
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"

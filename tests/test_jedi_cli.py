@@ -150,6 +150,10 @@ def test_the_task_tour(jedi, server, local_queue, storage_dir: Path, start_pilot
     assert code == 0 and out.splitlines()[1].split()[:3] == [str(task_id), "user.me.demo.count", "done"]
     code, out, _ = panda("tasks", "--json", "--name", "user.me.*", "--jedi", jedi.address)
     assert [t["task_id"] for t in json.loads(out)["tasks"]] == [str(task_id)]
+    code, out, _ = panda("tasks", "--json", "--order-by", "priority desc, task_name", "--jedi", jedi.address)
+    assert code == 0 and [t["task_id"] for t in json.loads(out)["tasks"]] == [str(task_id)]
+    code, out, err = panda("tasks", "--order-by", "queues", "--jedi", jedi.address)
+    assert code == 1 and "cannot sort by 'queues'" in err
 
     code, out, _ = panda("dataset", "show", "user.me.demo.count.v1", "--json", "--jedi", jedi.address)
     shown = json.loads(out)

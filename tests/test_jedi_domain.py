@@ -197,7 +197,7 @@ def test_final_states_go_nowhere_but_retry() -> None:
 
 
 def test_filters_take_wildcards() -> None:
-    (comparison,) = parse_filter('task_name = "mc23.*"', {"task_name": str})
+    (comparison,) = parse_filter('task_name = "mc23.*"', {"task_name": str}).comparisons
     assert comparison.is_pattern
     with pytest.raises(InvalidArgument, match="unknown filter field"):
         parse_filter("nope = 1", {"task_name": str})

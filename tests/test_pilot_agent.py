@@ -181,15 +181,17 @@ def test_cli_options_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         parser.parse_args(["--queue", "q", "--idle-timeout", "-1"])
 
 
-def test_error_table_is_printed_as_markdown() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "pilot_agent.error_codes"], capture_output=True, text=True, check=True
-    ).stdout
+@pytest.mark.parametrize("module", ["pilot_agent.error_codes", "panda_runtime.contracts.error_codes"])
+def test_error_table_is_printed_as_markdown_as_the_readme_has_it(module: str) -> None:
+    out = subprocess.run([sys.executable, "-m", module], capture_output=True, text=True, check=True).stdout
     lines = out.strip().splitlines()
-    assert lines[0] == "| code | name | message | used when |"
+    assert lines[0] == "| code | name | meaning | used when | set by |"
     assert len(lines) == 2 + len(error_codes.ALL)
     for code in (1099, 1137, 1144, 1150, 1165, 1171, 1172, 1200, 1201, 1212, 1213, 1235, 1301, 1305, 1331):
-        assert any(line.startswith(f"| {code} |") for line in lines), code
+        assert any(line.startswith(f"| {code} |") and line.endswith("| pilot |") for line in lines), code
+    for code in (100, 102, 103, 110):
+        assert any(line.startswith(f"| {code} |") and line.endswith("| server |") for line in lines), code
+    assert out in (Path(__file__).resolve().parent.parent / "README.md").read_text(), "README's table is stale"
     assert error_codes.signal_error(signal.SIGTERM).code == 1201
     assert error_codes.signal_error(signal.SIGHUP).code == 1200
 

@@ -60,9 +60,9 @@ def postgres_url(name: str) -> str:
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
-def fresh_database(kind: str, data_dir: Path, name: str) -> str:
-    """URL of an empty, migrated database: a SQLite file in data_dir, or a PostgreSQL
-    database dropped and created anew on the local server."""
+def fresh_database(kind: str, data_dir: Path, name: str, *, revision: str = "head") -> str:
+    """URL of an empty, migrated database (to `revision`, by default the latest): a SQLite
+    file in data_dir, or a PostgreSQL database dropped and created anew on the local server."""
     if kind == "sqlite":
         url = f"sqlite:///{data_dir / 'panda.db'}"
     elif kind == "postgresql":
@@ -74,7 +74,7 @@ def fresh_database(kind: str, data_dir: Path, name: str) -> str:
         url = postgres_url(name)
     else:
         raise ValueError(f"unknown database kind {kind!r}")
-    upgrade_database(url)
+    upgrade_database(url, revision)
     return url
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from panda_runtime.contracts.jedi import TASK_COMMAND_STATES
 from panda_runtime.service.errors import FailedPrecondition
 
 __all__ = [
@@ -75,17 +76,9 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 for _live in (*_ANY_LIVE, S.ABORTING):
     ALLOWED[_live] = ALLOWED[_live] | {S.BROKEN}
 
-# Commands and the states PanDA accepts them in.
+# Commands and the states PanDA accepts them in (the contract, shared with the monitor).
 COMMAND_STATES: dict[str, frozenset[TaskState]] = {
-    "kill": frozenset(_ANY_LIVE),
-    "finish": frozenset({S.READY, S.PENDING, S.SCOUTING, S.SCOUTED, S.RUNNING, S.PAUSED, S.THROTTLED,
-                         S.EXHAUSTED}),
-    "retry": frozenset({S.FINISHED, S.FAILED, S.ABORTED, S.EXHAUSTED}),
-    "pause": frozenset({S.REGISTERED, S.DEFINED, S.READY, S.PENDING, S.SCOUTING, S.SCOUTED, S.RUNNING,
-                        S.THROTTLED}),
-    "resume": frozenset({S.PAUSED, S.THROTTLED}),
-    "reassign": frozenset({S.READY, S.PENDING, S.SCOUTING, S.SCOUTED, S.RUNNING, S.PAUSED, S.THROTTLED}),
-    "priority": frozenset(_ANY_LIVE),
+    command: frozenset(TaskState(name) for name in names) for command, names in TASK_COMMAND_STATES.items()
 }
 
 

@@ -14,8 +14,8 @@ _PEOPLE = {USER, PRODUCTION, SERVICE, ADMIN}
 
 ACCESS = AccessTable({
     **{_TASK + name: _PEOPLE for name in (
-        "SubmitTask", "GetTask", "ListTasks", "WatchTasks", "KillTask", "FinishTask", "RetryTask", "PauseTask",
-        "ResumeTask", "ReassignTask", "SetTaskPriority",
+        "SubmitTask", "GetTask", "ListTasks", "CountTasks", "WatchTasks", "KillTask", "FinishTask", "RetryTask",
+        "PauseTask", "ResumeTask", "ReassignTask", "SetTaskPriority",
     )},
     _DATASET + "RegisterDataset": _PEOPLE,
     # Dataset contents are no secret within the mesh (as in a data catalogue).

@@ -3,7 +3,7 @@ only place that knows both shapes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from google.protobuf import json_format
@@ -31,6 +31,20 @@ DEFAULT_MAX_FAILURE_RATE = 0.5
 
 def state_to_proto(state: str) -> task_pb2.Task.State.ValueType:
     return task_pb2.Task.State.Value(f"STATE_{state.upper()}") if state else task_pb2.Task.STATE_UNSPECIFIED
+
+
+def group_value_text(field: str, value: Any) -> str:
+    """A CountTasks group's value as the JSON mapping writes the field: a state by its enum
+    name (`STATE_RUNNING`), a number in decimal, a string as it is."""
+    if field == "state":
+        return task_pb2.Task.State.Name(state_to_proto(str(value)))
+    return str(value)
+
+
+def count_group_to_proto(fields: Sequence[str], values: Sequence[Any], count: int) -> resources_pb2.CountGroup:
+    return resources_pb2.CountGroup(
+        values=[group_value_text(f, v) for f, v in zip(fields, values, strict=True)], count=count
+    )
 
 
 def state_from_text(text: str) -> str:

@@ -71,9 +71,9 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
         self, request: dataset_service_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
     ) -> dataset_service_pb2.ListDatasetsResponse:
         limit = page_size(request.page_size)
-        comparisons = parse_filter(request.filter, FILTER_FIELDS)
+        selected = parse_filter(request.filter, FILTER_FIELDS)
         position = decode_token(request.page_token, request.filter, {"before": int})
-        records, total = await self._db.run(self._store.list_datasets, comparisons, limit=limit,
+        records, total = await self._db.run(self._store.list_datasets, selected, limit=limit,
                                             before=int(position.get("before", 0)))
         token = ""
         if len(records) == limit and records[-1].dataset_id > 1:

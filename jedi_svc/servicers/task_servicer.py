@@ -12,6 +12,7 @@ from jedi_svc.domain import task_spec
 from jedi_svc.domain.tasks import Task
 from jedi_svc.logic.agents import Agents
 from jedi_svc.servicers.convert import (
+    count_group_to_proto,
     event_to_proto,
     params_to_dict,
     spec_from_params,
@@ -21,6 +22,7 @@ from jedi_svc.servicers.convert import (
 from jedi_svc.settings import JediSettings
 from jedi_svc.store.task_store import TaskStore
 from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from panda_runtime.contracts import jedi as jedi_contract
 from panda_runtime.contracts import rules
 from panda_runtime.contracts import server as server_contract
 from panda_runtime.service.db import DbRunner
@@ -28,15 +30,19 @@ from panda_runtime.service.errors import InvalidArgument, PermissionDenied
 from panda_runtime.service.filtering import int32, parse_filter
 from panda_runtime.service.idempotency import request_digest
 from panda_runtime.service.notify import Notifier
-from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.ordering import decode_page, encode_page, parse_group_by, parse_order_by
+from panda_runtime.service.pagination import page_size
 from panda_runtime.service.principals import current_principal
 
-__all__ = ["TaskServicer"]
+__all__ = ["FILTER_FIELDS", "GROUP_FIELDS", "SORT_FIELDS", "TaskServicer"]
 
 FILTER_FIELDS: dict[str, Any] = {
-    "task_id": int, "task_name": str, "owner": str, "working_group": str, "state": state_from_text,
+    "task_id": int, "task_name": str, "owner": str, "vo": str, "working_group": str, "state": state_from_text,
     "priority": int32, "create_time": datetime, "update_time": datetime,
 }
+SORT_FIELDS = jedi_contract.TASK_SORT_FIELDS
+GROUP_FIELDS = jedi_contract.TASK_GROUP_FIELDS
+_SORT_KINDS = {name: FILTER_FIELDS[name] for name in SORT_FIELDS}
 
 
 def _check_owner(task: Task, action: str) -> None:
@@ -96,15 +102,35 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         self, request: task_service_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> task_service_pb2.ListTasksResponse:
         limit = page_size(request.page_size)
-        comparisons = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter, {"before": int})
-        views, total = await self._db.run(self._store.list_tasks, comparisons, limit=limit,
-                                          before=int(position.get("before", 0)), scope=current_principal().scope())
+        where = parse_filter(request.filter, FILTER_FIELDS)
+        ordering = parse_order_by(request.order_by, _SORT_KINDS, "task_id")
+        after = decode_page(request.page_token, ordering, _SORT_KINDS, request.filter, request.order_by)
+        # One row more than the page: whether another page follows.
+        views, total = await self._db.run(self._store.list_tasks, where, limit=limit + 1, ordering=ordering,
+                                          after=after, scope=current_principal().scope())
         token = ""
-        if len(views) == limit and views[-1].task.task_id > 1:
-            token = encode_token({"before": views[-1].task.task_id}, request.filter)
+        if len(views) > limit:
+            views = views[:limit]
+            last = views[-1].task
+            token = encode_page(ordering, {name: getattr(last, name) for name in ordering.fields},
+                                request.filter, request.order_by)
         return task_service_pb2.ListTasksResponse(tasks=[task_to_proto(v) for v in views], next_page_token=token,
                                                   total_size=total)
+
+    async def CountTasks(
+        self, request: task_service_pb2.CountTasksRequest, context: grpc.aio.ServicerContext
+    ) -> task_service_pb2.CountTasksResponse:
+        limit = page_size(request.page_size)
+        where = parse_filter(request.filter, FILTER_FIELDS)
+        group_by = parse_group_by(list(request.group_by), GROUP_FIELDS)
+        counts = await self._db.run(self._store.count_tasks, where, group_by, limit=limit,
+                                    scope=current_principal().scope())
+        # No group_by: no groups, and none left off.
+        shown = sum(count for _, count in counts.groups) if group_by else counts.total
+        return task_service_pb2.CountTasksResponse(
+            groups=[count_group_to_proto(group_by, values, count) for values, count in counts.groups],
+            total_size=counts.total, left_off_count=counts.total - shown,
+        )
 
     async def WatchTasks(
         self, request: task_service_pb2.WatchTasksRequest, context: grpc.aio.ServicerContext

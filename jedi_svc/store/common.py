@@ -9,21 +9,9 @@ from sqlalchemy import Connection, Table, and_, func, insert, or_, select
 from sqlalchemy.sql import ColumnElement
 
 from jedi_svc.store.tables import task_events
-from panda_runtime.service.filtering import Comparison, like_pattern
 from panda_runtime.service.idempotency import lock_key
 
-__all__ = ["condition", "earlier_request", "record_event"]
-
-
-def condition(column: ColumnElement[Any], comparison: Comparison) -> ColumnElement[bool]:
-    value = comparison.value
-    if comparison.is_pattern:
-        match = column.like(like_pattern(value), escape="\\")
-        return match if comparison.op == "=" else ~match
-    return {
-        "=": column == value, "!=": column != value, "<": column < value,
-        "<=": column <= value, ">": column > value, ">=": column >= value,
-    }[comparison.op]
+__all__ = ["earlier_request", "record_event"]
 
 
 def record_event(conn: Connection, task_id: int, state: str, previous: str, reason: str, at: datetime) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select
+from sqlalchemy import Connection, Row, func, insert, select
 
 from jedi_svc.domain.chunks import TaskChunk, file_task_state
 from jedi_svc.domain.datasets import DatasetFile, FileSpec
-from jedi_svc.store.common import condition, earlier_request
+from jedi_svc.store.common import earlier_request
 from jedi_svc.store.records import (
     CHUNK_COLUMNS,
     FILE_COLUMNS,
@@ -23,8 +23,9 @@ from jedi_svc.store.tables import contents, datasets, files, jobs
 from panda_runtime.service import bulk
 from panda_runtime.service.db import Store, now
 from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
-from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.filtering import Filter
 from panda_runtime.service.idempotency import check_replay
+from panda_runtime.service.listing import compare, filter_condition
 
 __all__ = ["DatasetStore", "not_found"]
 
@@ -98,9 +99,9 @@ class DatasetStore(Store):
         with self._engine.connect() as conn:
             return self._get(conn, name)
 
-    def list_datasets(self, comparisons: list[Comparison], *, limit: int,
+    def list_datasets(self, selected: Filter, *, limit: int,
                       before: int = 0) -> tuple[list[DatasetRecord], int]:
-        where = and_(True, *[condition(_FILTER_COLUMNS[c.field], c) for c in comparisons])
+        where = filter_condition(selected, lambda c: compare(_FILTER_COLUMNS[c.field], c))
         with self._engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(datasets).where(where)).scalar_one()
             query = select(datasets).where(where).order_by(datasets.c.dataset_id.desc()).limit(limit)

@@ -16,14 +16,23 @@ from jedi_svc.domain.progress import CANCELLED, FILE_STATUS_PRECEDENCE, FINISHED
 from jedi_svc.domain.states import TaskState
 from jedi_svc.domain.task_spec import TaskSpec
 from jedi_svc.domain.tasks import EMPTY_SCOUT_REPORT
-from jedi_svc.store.common import condition, earlier_request, record_event
+from jedi_svc.store.common import earlier_request, record_event
 from jedi_svc.store.records import TaskEvent, TaskView, task_of
 from jedi_svc.store.tables import commands as command_rows
 from jedi_svc.store.tables import contents, datasets, files, jobs, task_events, tasks
 from panda_runtime.service.db import Store, now, scope_condition
 from panda_runtime.service.errors import AlreadyExists, NotFound
-from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.filtering import Filter
 from panda_runtime.service.idempotency import check_replay
+from panda_runtime.service.listing import (
+    GroupCounts,
+    after_position,
+    compare,
+    count_groups,
+    filter_condition,
+    order_clauses,
+)
+from panda_runtime.service.ordering import Ordering, SortKey
 from panda_runtime.service.principals import EVERYTHING, Scope
 
 _FILTER_COLUMNS = {
@@ -31,6 +40,7 @@ _FILTER_COLUMNS = {
     "working_group": tasks.c.working_group, "state": tasks.c.state, "priority": tasks.c.priority,
     "create_time": tasks.c.create_time, "update_time": tasks.c.update_time,
 }
+NEWEST_FIRST = Ordering((SortKey("task_id", True),))
 
 __all__ = ["TaskStore", "task_not_found"]
 
@@ -154,17 +164,30 @@ class TaskStore(Store):
             files_by_status[count.task_id][count.status] = count.n
         return {task_id: Progress.from_counts(counts) for task_id, counts in files_by_status.items()}
 
-    def list_tasks(self, comparisons: list[Comparison], *, limit: int, before: int = 0,
-             scope: Scope = EVERYTHING) -> tuple[list[TaskView], int]:
-        where = and_(scope_condition(scope, tasks.c.owner, tasks.c.vo),
-                     *[condition(_FILTER_COLUMNS[c.field], c) for c in comparisons])
+    def list_tasks(self, where: Filter, *, limit: int, ordering: Ordering = NEWEST_FIRST,
+                   after: Sequence[Any] | None = None, scope: Scope = EVERYTHING) -> tuple[list[TaskView], int]:
+        """The tasks `scope` covers that `where` selects, sorted by `ordering`, from the one after
+        the position `after` (its sort-key values, the id last); and the total matching."""
+        condition_ = and_(scope_condition(scope, tasks.c.owner, tasks.c.vo), self._where(where))
         with self._engine.connect() as conn:
-            total = conn.execute(select(func.count()).select_from(tasks).where(where)).scalar_one()
-            query = select(tasks).where(where).order_by(tasks.c.task_id.desc()).limit(limit)
-            if before:
-                query = query.where(tasks.c.task_id < before)
+            total = conn.execute(select(func.count()).select_from(tasks).where(condition_)).scalar_one()
+            query = select(tasks).where(condition_).order_by(*order_clauses(ordering, _FILTER_COLUMNS)).limit(limit)
+            if after is not None:
+                query = query.where(after_position(ordering, _FILTER_COLUMNS, after))
             views = self._views(conn, conn.execute(query).all())
         return views, total
+
+    def count_tasks(self, where: Filter, group_by: Sequence[str], *, limit: int,
+                    scope: Scope = EVERYTHING) -> GroupCounts:
+        """The tasks `scope` covers that `where` selects, counted by the database in groups of
+        equal `group_by` values: the `limit` largest groups and the total."""
+        condition_ = and_(scope_condition(scope, tasks.c.owner, tasks.c.vo), self._where(where))
+        with self._engine.connect() as conn:
+            return count_groups(conn, tasks, condition_, [_FILTER_COLUMNS[name] for name in group_by], limit)
+
+    @staticmethod
+    def _where(where: Filter) -> ColumnElement[bool]:
+        return filter_condition(where, lambda c: compare(_FILTER_COLUMNS[c.field], c))
 
     def events_after(self, cursor: int, *, task_id: int = 0, limit: int = 500,
                      scope: Scope = EVERYTHING) -> list[TaskEvent]:

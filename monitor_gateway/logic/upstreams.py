@@ -37,6 +37,11 @@ class Upstreams:
             channel = self._channels[address] = aio_channel(address, options=self._options, metrics=True)
         return channel
 
+    def channel_for(self, service: str) -> grpc.aio.Channel | None:
+        """The channel to the address serving `service` (a full name), or None when none does."""
+        address = self.address_of(service)
+        return self._channel(address) if address is not None else None
+
     def callable_for(self, route: Route) -> Any:
         """The route's multicallable (unary-unary or unary-stream) on its service's channel."""
         key = (route.rpc, route.server_streaming)

@@ -27,9 +27,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route, request_response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route, request_response
 from starlette.staticfiles import StaticFiles
 
 from monitor_gateway.domain import responses
@@ -38,6 +39,7 @@ from monitor_gateway.domain.routes import Route as RpcRoute
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.logic.transcoder import Metadata, OpenStream, Transcoder, UpstreamError
 from monitor_gateway.servicers.docs_page import DOCS_HTML, DOCS_INIT_JS, DOCS_SECURITY_HEADERS, swagger_ui_directory
+from monitor_gateway.servicers.monitor_auth import MONITOR_PATH, SESSION_TOKEN
 from panda_runtime.service.http_metrics import ROUTE_KEY, HttpMetrics
 
 __all__ = ["build_app"]
@@ -90,6 +92,14 @@ def _metadata(request: Request) -> list[tuple[str, str | bytes]]:
             if not value.isprintable() or not value.isascii():
                 raise RequestError(raw_key.decode("latin-1"), f"{raw_key.decode('latin-1')}: printable ASCII only")
             metadata.append((name, value))
+    if not any(key == "authorization" for key, _ in metadata) and request.method in ("GET", "HEAD"):
+        # The monitor's pages read live streams with the signed-in session's token (a browser's
+        # EventSource sends no header). Only reads: a cookie never authorizes a change here,
+        # where no form token guards it.
+        session = request.scope.get("session")
+        token = session.get(SESSION_TOKEN) if session is not None else None
+        if token:
+            metadata.append(("authorization", f"Bearer {token}"))
     return metadata
 
 
@@ -249,9 +259,20 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 
 def build_app(transcoder: Transcoder, openapi: dict[str, Any], *, max_body_bytes: int,
-              keepalive_seconds: float) -> Starlette:
+              keepalive_seconds: float, monitor: Starlette | None = None, session_secret: str = "",
+              secure_cookies: bool = True) -> Starlette:
+    """The gateway's app; with `monitor`, the web monitor at /monitor/, its session kept in a
+    signed, HTTP-only cookie (`Secure` unless `secure_cookies` is off)."""
     app = GatewayApp(transcoder, openapi, max_body_bytes=max_body_bytes, keepalive_seconds=keepalive_seconds)
-    starlette = Starlette(middleware=[Middleware(HttpMetrics)], routes=[
+    middleware = [Middleware(HttpMetrics)]
+    if monitor is not None:
+        middleware.append(Middleware(SessionMiddleware, secret_key=session_secret, session_cookie="panda_monitor",
+                                     same_site="lax", https_only=secure_cookies, max_age=12 * 3600))
+    monitor_routes: list[BaseRoute] = [] if monitor is None else [
+        Route(MONITOR_PATH, lambda request: RedirectResponse(MONITOR_PATH + "/", status_code=308), methods=["GET"]),
+        Mount(MONITOR_PATH, monitor, name="monitor")]
+    starlette = Starlette(middleware=middleware, routes=[
+        *monitor_routes,
         Route("/openapi.json", app.openapi, methods=["GET"]),
         Route("/docs", app.docs, methods=["GET"]),
         Route("/docs/init.js", app.docs_init, methods=["GET"]),

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from google.api import annotations_pb2, http_pb2
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import EnumDescriptor, MethodDescriptor, ServiceDescriptor
 
-__all__ = ["AnnotatedMethod", "annotated_methods", "services"]
+from monitor_gateway.domain.monitor_filters import ListFields
+from panda.jedi.v1 import dataset_pb2, task_pb2
+from panda.server.v1 import job_pb2
+
+__all__ = ["AnnotatedMethod", "annotated_methods", "list_fields", "services"]
 
 CONTRACTS_PACKAGE = "panda"
 
@@ -46,3 +50,15 @@ def annotated_methods(package: str = CONTRACTS_PACKAGE) -> list[AnnotatedMethod]
             rule = options.Extensions[annotations_pb2.http] if options.HasExtension(annotations_pb2.http) else None
             methods.append(AnnotatedMethod(method, rule))
     return methods
+
+
+def _value_names(enum: EnumDescriptor, prefix: str) -> tuple[str, ...]:
+    """An enum's value names without their prefix, the unspecified one left out."""
+    return tuple(value.name.removeprefix(prefix) for value in enum.values if value.number)
+
+
+def list_fields() -> ListFields:
+    """The web monitor's filter fields, the states and kinds read from the contracts."""
+    return ListFields.of(_value_names(job_pb2.Job.State.DESCRIPTOR, "STATE_"),
+                         _value_names(task_pb2.Task.State.DESCRIPTOR, "STATE_"),
+                         _value_names(dataset_pb2.Dataset.Kind.DESCRIPTOR, "KIND_"))

@@ -8,7 +8,7 @@ from panda_cli import jobs
 from panda_cli.arguments import Commands, completes, job_id_arg, positive_int, server_address_option
 from panda_cli.completion import choices, queue_names
 from panda_cli.output import job_state_choices
-from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS
+from panda_runtime.contracts.server import DEFAULT_MAX_SUBMIT_JOBS, JOB_GROUP_FIELDS, JOB_SORT_FIELDS
 
 __all__ = ["register"]
 
@@ -18,6 +18,26 @@ examples:
   panda submit -f jobs.yaml   (a list of jobs, or {jobs: [...]}; keys: queue, command,
                                inputs, outputs, cores, memory, walltime, priority,
                                max_attempts, label, env)"""
+
+
+COUNT_EPILOG = """\
+examples:
+  panda job count --by state                           jobs by state
+  panda job count --by error_code,queue --state failed --since 12h
+  panda job count --by state --filter 'queue = "a" OR queue = "b"'"""
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    """Which jobs: the flags of `panda jobs`, and --filter for anything else."""
+    completes(p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices())),
+              choices(job_state_choices()))
+    completes(p.add_argument("--queue", metavar="Q"), queue_names)
+    p.add_argument("--task", type=int, metavar="ID")
+    p.add_argument("--owner", metavar="O")
+    p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
+    p.add_argument("--filter", metavar="TEXT",
+                   help='a filter as the API takes it, e.g. \'state = FAILED OR error_code > 0\'; '
+                        "with the flags above, all must hold")
 
 
 def register(commands: Commands) -> None:
@@ -49,18 +69,24 @@ def register(commands: Commands) -> None:
         "payload", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="the command to run and its arguments"
     )
 
-    p = commands.command("jobs", jobs.cmd_list, "list jobs, newest first")
-    completes(p.add_argument("--state", metavar="S", help="one of: " + ", ".join(job_state_choices())),
-              choices(job_state_choices()))
-    completes(p.add_argument("--queue", metavar="Q"), queue_names)
-    p.add_argument("--task", type=int, metavar="ID")
-    p.add_argument("--owner", metavar="O")
-    p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
+    p = commands.command("jobs", jobs.cmd_list, "list jobs, newest first unless --order-by says otherwise")
+    _selection_options(p)
+    p.add_argument("--order-by", metavar="FIELDS",
+                   help='sort order, e.g. "priority desc" or "create_time desc, job_id"; fields: '
+                        + ", ".join(JOB_SORT_FIELDS))
     p.add_argument("--limit", type=positive_int, default=50, metavar="N",
                    help="jobs to list (default 50), fetched page by page")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")
 
     job = commands.group("job", "show, kill, reassign or watch jobs", "one job or a few", dest="job_command")
+    p = job.command("count", jobs.cmd_count, "count jobs by the values of some fields (the server counts)",
+                    epilog=COUNT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--by", metavar="FIELDS",
+                   help="fields to group by, separated by commas (at most 4): " + ", ".join(JOB_GROUP_FIELDS)
+                        + "; none: the total alone")
+    _selection_options(p)
+    p.add_argument("--limit", type=positive_int, default=100, metavar="N",
+                   help="the most groups to show, the largest (default 100, at most 1000)")
     p = job.command("show", jobs.cmd_show, "a job's details, files, history and log tail")
     p.add_argument("job_id", type=job_id_arg, metavar="ID")
     p = job.command("kill", jobs.cmd_kill, "kill jobs (queued: cancelled; running: told to stop)")

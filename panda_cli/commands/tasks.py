@@ -5,6 +5,7 @@ from __future__ import annotations
 from panda_cli import tasks
 from panda_cli.arguments import Commands, completes, jedi_address_option, positive_int, task_id_arg
 from panda_cli.completion import choices, queue_names
+from panda_runtime.contracts.jedi import TASK_SORT_FIELDS
 
 __all__ = ["register"]
 
@@ -44,7 +45,7 @@ def register(commands: Commands) -> None:
     p.add_argument("task_id", type=task_id_arg, metavar="ID")
     p.add_argument("priority", type=int, metavar="P")
 
-    p = jedi.command("tasks", tasks.cmd_tasks, "list tasks, newest first")
+    p = jedi.command("tasks", tasks.cmd_tasks, "list tasks, newest first unless --order-by says otherwise")
     states = p.add_mutually_exclusive_group()
     completes(states.add_argument("--state", metavar="S", help="one of: " + ", ".join(tasks.task_state_choices())),
               choices(tasks.task_state_choices()))
@@ -54,6 +55,8 @@ def register(commands: Commands) -> None:
     p.add_argument("--owner", metavar="O")
     p.add_argument("--name", metavar="PATTERN", help="task name, * as a wildcard (e.g. 'mc23.*')")
     p.add_argument("--since", metavar="WHEN", help="changed since: 30m, 1h, 2d, or an ISO date/time")
+    p.add_argument("--order-by", metavar="FIELDS",
+                   help='sort order, e.g. "priority desc, task_id"; fields: ' + ", ".join(TASK_SORT_FIELDS))
     p.add_argument("--limit", type=positive_int, default=50, metavar="N",
                    help="tasks to list (default 50), fetched page by page")
     p.add_argument("--page-token", metavar="T", help="from the previous page's footer")

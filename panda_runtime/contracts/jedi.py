@@ -16,11 +16,31 @@ from panda_runtime.contracts.rules import Violation, check_finite, check_name, c
 __all__ = [
     "DATASET_NAME", "MAX_DATASET_FILES", "MAX_EVENTS_PER_JOB", "MAX_FILES_PER_JOB", "MAX_GB_PER_JOB",
     "MAX_PRIORITY", "MAX_QUEUES", "MAX_SCOUT_JOBS", "MAX_STORAGE_ELEMENTS", "MAX_TASK_NAME_LENGTH",
-    "MAX_TASK_TEXT_LENGTH", "MAX_VO_LENGTH", "SPLIT_KINDS",
+    "MAX_TASK_TEXT_LENGTH", "MAX_VO_LENGTH", "SPLIT_KINDS", "TASK_COMMAND_STATES", "TASK_GROUP_FIELDS",
+    "TASK_SORT_FIELDS",
     "check_dataset_file", "check_dataset_name", "check_failure_rate", "check_output_file_pattern", "check_priority",
     "check_queue_names", "check_resources", "check_scout_jobs", "check_split_rule", "check_task_name",
     "check_task_text",
 ]
+
+# What ListTasks sorts by (order_by) and CountTasks groups by (group_by); each is a filter field too.
+TASK_SORT_FIELDS = ("task_id", "create_time", "update_time", "priority", "state", "owner", "vo", "working_group",
+                    "task_name")
+TASK_GROUP_FIELDS = ("state", "owner", "vo", "working_group", "priority")
+
+# The commands on a task and the states (lower-case names) it takes them in, as PanDA has them:
+# JEDI refuses a command in any other state; the monitor offers each only where it applies.
+_ANY_LIVE = frozenset({"registered", "defined", "ready", "scouting", "scouted", "running", "pending", "paused",
+                       "throttled", "exhausted", "finishing", "toretry"})
+TASK_COMMAND_STATES: dict[str, frozenset[str]] = {
+    "kill": _ANY_LIVE,
+    "finish": frozenset({"ready", "pending", "scouting", "scouted", "running", "paused", "throttled", "exhausted"}),
+    "retry": frozenset({"finished", "failed", "aborted", "exhausted"}),
+    "pause": frozenset({"registered", "defined", "ready", "pending", "scouting", "scouted", "running", "throttled"}),
+    "resume": frozenset({"paused", "throttled"}),
+    "reassign": frozenset({"ready", "pending", "scouting", "scouted", "running", "paused", "throttled"}),
+    "priority": _ANY_LIVE,
+}
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}")
 MAX_TASK_NAME_LENGTH = 256

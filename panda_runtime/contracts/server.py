@@ -17,16 +17,60 @@ from panda_runtime.contracts.rules import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_SUBMIT_JOBS", "ENV_KEY", "FILE_KINDS", "LFN", "MAX_ACTION_JOB_IDS", "MAX_ARGUMENTS",
-    "MAX_ARGUMENT_LENGTH", "MAX_ATTEMPTS", "MAX_ENVIRONMENT", "MAX_ENV_KEY_LENGTH", "MAX_ENV_VALUE_LENGTH",
-    "MAX_FILES_PER_JOB", "MAX_LABEL_LENGTH",
-    "MAX_LFN_LENGTH", "MAX_NODE_LENGTH", "MAX_OWNER_LENGTH", "MAX_PILOT_ID_LENGTH", "MAX_QUEUE_DESCRIPTION_LENGTH",
-    "MAX_REASON_LENGTH", "MAX_STORAGE_ELEMENT_LENGTH", "MAX_VO_LENGTH", "MAX_WATCH_JOB_IDS", "QUEUE_ID",
-    "STORAGE_ELEMENT_ID", "JobFields",
-    "JobFileFields", "check_adler32", "check_command", "check_environment", "check_job", "check_job_file",
-    "check_job_ids", "check_label", "check_lfn", "check_queue_description", "check_queue_id", "check_reason",
+    "DEFAULT_MAX_SUBMIT_JOBS",
+    "ENV_KEY",
+    "FILE_KINDS",
+    "JOB_COMMAND_STATES",
+    "JOB_GROUP_FIELDS",
+    "JOB_PILOT_STATES",
+    "JOB_QUEUED_STATES",
+    "JOB_SORT_FIELDS",
+    "LFN",
+    "MAX_ACTION_JOB_IDS",
+    "MAX_ARGUMENTS",
+    "MAX_ARGUMENT_LENGTH",
+    "MAX_ATTEMPTS",
+    "MAX_ENVIRONMENT",
+    "MAX_ENV_KEY_LENGTH",
+    "MAX_ENV_VALUE_LENGTH",
+    "MAX_FILES_PER_JOB",
+    "MAX_LABEL_LENGTH",
+    "MAX_LFN_LENGTH",
+    "MAX_NODE_LENGTH",
+    "MAX_OWNER_LENGTH",
+    "MAX_PILOT_ID_LENGTH",
+    "MAX_QUEUE_DESCRIPTION_LENGTH",
+    "MAX_REASON_LENGTH",
+    "MAX_STORAGE_ELEMENT_LENGTH",
+    "MAX_VO_LENGTH",
+    "MAX_WATCH_JOB_IDS",
+    "QUEUE_ID",
+    "STORAGE_ELEMENT_ID",
+    "JobFields",
+    "JobFileFields",
+    "check_adler32",
+    "check_command",
+    "check_environment",
+    "check_job",
+    "check_job_file",
+    "check_job_ids",
+    "check_label",
+    "check_lfn",
+    "check_queue_description",
+    "check_queue_id",
+    "check_reason",
     "check_storage_element",
 ]
+
+# The commands on a job and the states (lower-case names) it takes them in: a kill while it
+# waits for a pilot or is held by one, a reassign only while it waits. The server refuses them
+# in any other state; the monitor offers each only where it applies.
+JOB_QUEUED_STATES = frozenset({"defined", "pending", "activated", "throttled"})
+JOB_PILOT_STATES = frozenset({"sent", "starting", "running", "holding", "transferring"})
+JOB_COMMAND_STATES: dict[str, frozenset[str]] = {
+    "kill": JOB_QUEUED_STATES | JOB_PILOT_STATES,
+    "reassign": JOB_QUEUED_STATES,
+}
 
 QUEUE_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 # PanDA's limit on logical file names, and their alphabet.
@@ -59,6 +103,11 @@ MAX_QUEUE_DESCRIPTION_LENGTH = 4_000
 # SubmitJobs: the most jobs one call carries unless the server is set otherwise (its
 # max_submit_batch); more is RESOURCE_EXHAUSTED, and `panda submit -f` splits into calls of this many.
 DEFAULT_MAX_SUBMIT_JOBS = 5_000
+# What ListJobs sorts by (order_by) and CountJobs groups by (group_by); each is a filter field too.
+JOB_SORT_FIELDS = ("job_id", "create_time", "update_time", "priority", "state", "queue", "owner", "vo", "task_id",
+                   "attempt", "error_code", "label")
+JOB_GROUP_FIELDS = ("state", "queue", "owner", "vo", "task_id", "error_code", "attempt", "priority", "label", "node",
+                    "pilot_id")
 # KillJobs, ReassignJobs, SetJobsPriority; WatchJobs follows at most this many jobs by id.
 MAX_ACTION_JOB_IDS = 10_000
 MAX_WATCH_JOB_IDS = 10_000

@@ -219,8 +219,9 @@ def _alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade_database(url: str) -> tuple[str | None, str]:
-    """Migrate to head. Returns (revision before, revision after)."""
+def upgrade_database(url: str, revision: str = "head") -> tuple[str | None, str]:
+    """Migrate to head (or to `revision`, for benchmarks of an earlier schema). Returns
+    (revision before, revision after)."""
     from alembic import command
 
     engine = make_engine(url, pool_size=1)
@@ -228,8 +229,8 @@ def upgrade_database(url: str) -> tuple[str | None, str]:
         before = current_revision(engine)
     finally:
         engine.dispose()
-    command.upgrade(_alembic_config(url), "head")
-    return before, head_revision()
+    command.upgrade(_alembic_config(url), revision)
+    return before, head_revision() if revision == "head" else revision
 
 
 def head_revision() -> str:

@@ -18,8 +18,9 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "MAX_TOKEN_LENGTH", "decode_tok
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-# Tokens this service issues are far shorter; a longer one is not one of them.
-MAX_TOKEN_LENGTH = 2048
+# A token holds a sorted page's last row's sort keys: at most 4 texts of at most 256 characters
+# (4 UTF-8 bytes each), about 5,500 characters in base64; a longer token is not one of ours.
+MAX_TOKEN_LENGTH = 8192
 # A position's text value (a name a page ends at) is at most this long.
 _MAX_POSITION_TEXT = 1024
 
@@ -35,7 +36,7 @@ def _query_key(query: str) -> str:
 
 
 def encode_token(position: dict[str, Any], query: str) -> str:
-    payload = json.dumps({"p": position, "q": _query_key(query)}, separators=(",", ":"))
+    payload = json.dumps({"p": position, "q": _query_key(query)}, separators=(",", ":"), ensure_ascii=False)
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
@@ -68,7 +69,7 @@ def decode_token(token: str, query: str, fields: Mapping[str, type] | None = Non
     if not isinstance(key, str) or not isinstance(position, dict):
         raise _not_ours()
     if key != _query_key(query):
-        raise InvalidArgument("page_token was issued for another filter", field="page_token")
+        raise InvalidArgument("page_token was issued for another filter or order_by", field="page_token")
     for name, value in position.items():
         if not _valid_value(value):
             raise _not_ours()

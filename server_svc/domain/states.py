@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from panda_runtime.contracts.server import JOB_PILOT_STATES, JOB_QUEUED_STATES
 from panda_runtime.service.errors import FailedPrecondition
 
 __all__ = [
@@ -29,12 +30,10 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.FINISHED, JobState.FAILED, JobState.CANCELLED, JobState.CLOSED})
-# Waiting for a pilot: a kill cancels these at once, and reassign may move them.
-QUEUED_STATES = frozenset({JobState.DEFINED, JobState.PENDING, JobState.ACTIVATED, JobState.THROTTLED})
+# Waiting for a pilot: a kill cancels these at once, and reassign may move them (the contract's).
+QUEUED_STATES = frozenset(JobState(name) for name in JOB_QUEUED_STATES)
 # Held by a pilot: a kill goes down the pilot's stream.
-PILOT_STATES = frozenset(
-    {JobState.SENT, JobState.STARTING, JobState.RUNNING, JobState.HOLDING, JobState.TRANSFERRING}
-)
+PILOT_STATES = frozenset(JobState(name) for name in JOB_PILOT_STATES)
 
 _ENDINGS = {JobState.FINISHED, JobState.FAILED, JobState.CANCELLED, JobState.CLOSED}
 ALLOWED: dict[JobState, frozenset[JobState]] = {

@@ -5,9 +5,12 @@ pilots)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from panda_runtime.service.db import DbRunner
-from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.filtering import Filter
+from panda_runtime.service.listing import GroupCounts
+from panda_runtime.service.ordering import Ordering
 from panda_runtime.service.principals import Scope
 from server_svc.domain.job_specs import JobSpec
 from server_svc.domain.jobs import JobEvent, JobRecord
@@ -45,11 +48,14 @@ class JobOperations:
         return await self._db.run(self._jobs.get, job_id)
 
     async def list_jobs(
-        self, comparisons: list[Comparison], *, limit: int, before_job_id: int, scope: Scope
+        self, where: Filter, *, limit: int, ordering: Ordering, after: Sequence[Any] | None, scope: Scope
     ) -> tuple[list[JobRecord], int]:
         return await self._db.run(
-            self._jobs.list_jobs, comparisons, limit=limit, before_job_id=before_job_id, scope=scope
+            self._jobs.list_jobs, where, limit=limit, ordering=ordering, after=after, scope=scope
         )
+
+    async def count_jobs(self, where: Filter, group_by: Sequence[str], *, limit: int, scope: Scope) -> GroupCounts:
+        return await self._db.run(self._jobs.count_jobs, where, group_by, limit=limit, scope=scope)
 
     async def kill(self, job_ids: list[int], reason: str, *, scope: Scope) -> list[ActionResult]:
         """Kill the jobs; the pilots holding some that are connected here get the command now."""

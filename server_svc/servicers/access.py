@@ -28,6 +28,8 @@ ACCESS = AccessTable({
     _JOB + "SubmitJobs": _WORKERS_OF_JOBS,
     _JOB + "GetJob": _WORKERS_OF_JOBS,
     _JOB + "ListJobs": _WORKERS_OF_JOBS,
+    _JOB + "CountJobs": _WORKERS_OF_JOBS,
+    _JOB + "ListErrorCodes": {AUTHENTICATED},
     _JOB + "KillJobs": _WORKERS_OF_JOBS,
     _JOB + "ReassignJobs": _WORKERS_OF_JOBS,
     _JOB + "WatchJobs": _WORKERS_OF_JOBS,

@@ -8,6 +8,7 @@ from typing import Any
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2, job_service_pb2, queue_pb2, storage_element_pb2
+from panda_runtime.contracts.error_codes import ErrorCode, Source
 from panda_runtime.service.errors import ok_status
 from panda_runtime.service.timestamps import timestamp
 from server_svc.domain.dispatch import Acknowledgements, Assignment, JobRequest, Offer, PilotHello, UpdateAck
@@ -42,6 +43,28 @@ _OK = ok_status()
 def state_to_proto(state: JobState | None) -> job_pb2.Job.State.ValueType:
     """None (no job, no state) is STATE_UNSPECIFIED."""
     return job_pb2.Job.STATE_UNSPECIFIED if state is None else _STATE_TO_PROTO[state]
+
+
+_SOURCE_TO_PROTO = {Source.SERVER: job_pb2.ErrorCode.SOURCE_SERVER, Source.PILOT: job_pb2.ErrorCode.SOURCE_PILOT}
+
+
+def error_code_to_proto(error: ErrorCode) -> job_pb2.ErrorCode:
+    return job_pb2.ErrorCode(code=error.code, name=error.name, meaning=error.meaning, used_when=error.used_when,
+                             source=_SOURCE_TO_PROTO[error.source])
+
+
+def group_value_text(field: str, value: Any) -> str:
+    """A CountJobs group's value as the JSON mapping writes the field: a state by its enum
+    name (`STATE_FINISHED`), a number in decimal, a string as it is."""
+    if field == "state":
+        return job_pb2.Job.State.Name(state_to_proto(JobState(value)))
+    return str(value)
+
+
+def count_group_to_proto(fields: Sequence[str], values: Sequence[Any], count: int) -> resources_pb2.CountGroup:
+    return resources_pb2.CountGroup(
+        values=[group_value_text(f, v) for f, v in zip(fields, values, strict=True)], count=count
+    )
 
 
 def state_from_proto(value: int) -> JobState:

@@ -9,12 +9,13 @@ from typing import Any
 import grpc
 
 from panda.server.v1 import job_service_pb2, job_service_pb2_grpc
-from panda_runtime.contracts import rules
+from panda_runtime.contracts import error_codes, rules
 from panda_runtime.contracts import server as contract
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied, ResourceExhausted
 from panda_runtime.service.filtering import int32, parse_filter
 from panda_runtime.service.idempotency import request_digest
-from panda_runtime.service.pagination import decode_token, encode_token, page_size
+from panda_runtime.service.ordering import decode_page, encode_page, parse_group_by, parse_order_by
+from panda_runtime.service.pagination import page_size
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.scopes import user_scope, writable_scopes
 from server_svc.domain.job_specs import validate_job, validate_queue_id
@@ -23,6 +24,8 @@ from server_svc.domain.storage import check_file_storage_ids
 from server_svc.logic.jobs import JobOperations
 from server_svc.servicers.convert import (
     action_result_to_proto,
+    count_group_to_proto,
+    error_code_to_proto,
     event_to_proto,
     job_from_proto,
     job_to_proto,
@@ -30,13 +33,18 @@ from server_svc.servicers.convert import (
 )
 from server_svc.settings import ServerSettings
 
-__all__ = ["FILTER_FIELDS", "JobServicer"]
+__all__ = ["FILTER_FIELDS", "GROUP_FIELDS", "SORT_FIELDS", "JobServicer"]
 
 FILTER_FIELDS: dict[str, Any] = {
     "job_id": int, "state": state_from_text, "queue": str, "owner": str, "vo": str, "task_id": int,
     "priority": int32, "attempt": int32, "error_code": int32, "create_time": datetime,
-    "update_time": datetime, "label": str, "pilot_id": str,
+    "update_time": datetime, "label": str, "pilot_id": str, "node": str,
 }
+SORT_FIELDS = contract.JOB_SORT_FIELDS
+GROUP_FIELDS = contract.JOB_GROUP_FIELDS
+_SORT_KINDS = {name: FILTER_FIELDS[name] for name in SORT_FIELDS}
+# Every code, as the API gives it: the table does not change while the server runs.
+_ERROR_CODES = job_service_pb2.ListErrorCodesResponse(error_codes=[error_code_to_proto(e) for e in error_codes.ALL])
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
@@ -85,18 +93,41 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.ListJobsResponse:
         limit = page_size(request.page_size)
-        comparisons = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter, {"before": int})
+        where = parse_filter(request.filter, FILTER_FIELDS)
+        ordering = parse_order_by(request.order_by, _SORT_KINDS, "job_id")
+        after = decode_page(request.page_token, ordering, _SORT_KINDS, request.filter, request.order_by)
+        # One row more than the page: whether another page follows.
         records, total = await self._jobs.list_jobs(
-            comparisons, limit=limit, before_job_id=int(position.get("before", 0)),
-            scope=current_principal().scope(),
+            where, limit=limit + 1, ordering=ordering, after=after, scope=current_principal().scope(),
         )
         next_token = ""
-        if len(records) == limit and records[-1].job_id > 1:
-            next_token = encode_token({"before": records[-1].job_id}, request.filter)
+        if len(records) > limit:
+            records = records[:limit]
+            last = records[-1]
+            next_token = encode_page(ordering, {name: getattr(last, name) for name in ordering.fields},
+                                     request.filter, request.order_by)
         return job_service_pb2.ListJobsResponse(
             jobs=[job_to_proto(r) for r in records], next_page_token=next_token, total_size=total
         )
+
+    async def CountJobs(
+        self, request: job_service_pb2.CountJobsRequest, context: grpc.aio.ServicerContext
+    ) -> job_service_pb2.CountJobsResponse:
+        limit = page_size(request.page_size)
+        where = parse_filter(request.filter, FILTER_FIELDS)
+        group_by = parse_group_by(list(request.group_by), GROUP_FIELDS)
+        counts = await self._jobs.count_jobs(where, group_by, limit=limit, scope=current_principal().scope())
+        # No group_by: no groups, and none left off.
+        shown = sum(count for _, count in counts.groups) if group_by else counts.total
+        return job_service_pb2.CountJobsResponse(
+            groups=[count_group_to_proto(group_by, values, count) for values, count in counts.groups],
+            total_size=counts.total, left_off_count=counts.total - shown,
+        )
+
+    async def ListErrorCodes(
+        self, request: job_service_pb2.ListErrorCodesRequest, context: grpc.aio.ServicerContext
+    ) -> job_service_pb2.ListErrorCodesResponse:
+        return _ERROR_CODES
 
     async def KillJobs(
         self, request: job_service_pb2.KillJobsRequest, context: grpc.aio.ServicerContext

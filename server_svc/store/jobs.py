@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, select
@@ -9,7 +10,16 @@ from sqlalchemy.sql import ColumnElement
 
 from panda_runtime.service.db import Store, scope_condition
 from panda_runtime.service.errors import NotFound
-from panda_runtime.service.filtering import Comparison
+from panda_runtime.service.filtering import Comparison, Filter
+from panda_runtime.service.listing import (
+    GroupCounts,
+    after_position,
+    compare,
+    count_groups,
+    filter_condition,
+    order_clauses,
+)
+from panda_runtime.service.ordering import Ordering, SortKey
 from panda_runtime.service.principals import EVERYTHING, Scope
 from server_svc.domain.jobs import JobRecord
 from server_svc.store.events import event_from_row
@@ -22,8 +32,9 @@ _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     "job_id": jobs.c.job_id, "state": jobs.c.state, "queue": jobs.c.queue, "owner": jobs.c.owner,
     "vo": jobs.c.vo, "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
     "error_code": jobs.c.error_code, "create_time": jobs.c.create_time, "update_time": jobs.c.update_time,
-    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id,
+    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id, "node": jobs.c.node,
 }
+NEWEST_FIRST = Ordering((SortKey("job_id", True),))
 
 
 # Built once: building a statement and its cache key cost more than running it (GetJob's reads).
@@ -32,12 +43,7 @@ _HISTORY = select(job_events).where(job_events.c.job_id == bindparam("job_id")).
 
 
 def _condition(comparison: Comparison) -> ColumnElement[bool]:
-    column = _FILTER_COLUMNS[comparison.field]
-    value = comparison.value
-    return {
-        "=": column == value, "!=": column != value, "<": column < value,
-        "<=": column <= value, ">": column > value, ">=": column >= value,
-    }[comparison.op]
+    return compare(_FILTER_COLUMNS[comparison.field], comparison)
 
 
 class JobStore(Store):
@@ -53,17 +59,26 @@ class JobStore(Store):
         return job
 
     def list_jobs(
-        self, comparisons: list[Comparison], *, limit: int, before_job_id: int = 0, scope: Scope = EVERYTHING
+        self, where: Filter, *, limit: int, ordering: Ordering = NEWEST_FIRST, after: Sequence[Any] | None = None,
+        scope: Scope = EVERYTHING,
     ) -> tuple[list[JobRecord], int]:
-        """Newest first, keyset-paginated by job id, among the jobs `scope` covers. Returns the
-        page and the total matching."""
-        conditions = [scope_condition(scope, jobs.c.owner, jobs.c.vo), *(_condition(c) for c in comparisons)]
-        where = and_(True, *conditions)
+        """The jobs `scope` covers that `where` selects, sorted by `ordering`, from the one after
+        the position `after` (its sort-key values, the id last). Returns the page and the total
+        matching."""
+        condition = and_(scope_condition(scope, jobs.c.owner, jobs.c.vo), filter_condition(where, _condition))
         with self._engine.connect() as conn:
-            total: int = conn.execute(select(func.count()).select_from(jobs).where(where)).scalar_one()
-            query = select(jobs).where(where).order_by(jobs.c.job_id.desc()).limit(limit)
-            if before_job_id:
-                query = query.where(jobs.c.job_id < before_job_id)
+            total: int = conn.execute(select(func.count()).select_from(jobs).where(condition)).scalar_one()
+            query = select(jobs).where(condition).order_by(*order_clauses(ordering, _FILTER_COLUMNS)).limit(limit)
+            if after is not None:
+                query = query.where(after_position(ordering, _FILTER_COLUMNS, after))
             rows = [dict(r._mapping) for r in conn.execute(query)]
             files = read_files(conn, [r["job_id"] for r in rows])
         return [record_from_row(row, files[row["job_id"]]) for row in rows], total
+
+    def count_jobs(self, where: Filter, group_by: Sequence[str], *, limit: int,
+                   scope: Scope = EVERYTHING) -> GroupCounts:
+        """The jobs `scope` covers that `where` selects, counted by the database in groups of
+        equal `group_by` values: the `limit` largest groups and the total."""
+        condition = and_(scope_condition(scope, jobs.c.owner, jobs.c.vo), filter_condition(where, _condition))
+        with self._engine.connect() as conn:
+            return count_groups(conn, jobs, condition, [_FILTER_COLUMNS[name] for name in group_by], limit)

@@ -102,6 +102,14 @@ jobs = Table(
     Index("ix_jobs_owner", "owner"),
     Index("ix_jobs_request_id", "request_id"),
     Index("ix_jobs_pilot_id", "pilot_id"),
+    # What the monitor reads (migration 0010): pages sorted by a field, keyset on (field, id);
+    # counts in a time window of update_time, with or without a state.
+    Index("ix_jobs_state_update_time", "state", "update_time"),
+    Index("ix_jobs_update_time", "update_time", "job_id"),
+    Index("ix_jobs_create_time", "create_time", "job_id"),
+    Index("ix_jobs_queue", "queue", "job_id"),
+    Index("ix_jobs_priority", "priority", "job_id"),
+    Index("ix_jobs_error_code", "error_code", "job_id"),
 )
 
 job_files = Table(

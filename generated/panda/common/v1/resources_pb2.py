@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpanda/common/v1/resources.proto\x12\x0fpanda.common.v1\"X\n\tResources\x12\r\n\x05\x63ores\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x18\n\x10walltime_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_mb\x18\x04 \x01(\x03\x42G\n\x17org.pandamesh.common.v1P\x01Z*panda-mesh/gen/go/panda/common/v1;commonv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpanda/common/v1/resources.proto\x12\x0fpanda.common.v1\"X\n\tResources\x12\r\n\x05\x63ores\x18\x01 \x01(\x05\x12\x11\n\tmemory_mb\x18\x02 \x01(\x03\x12\x18\n\x10walltime_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07\x64isk_mb\x18\x04 \x01(\x03\"+\n\nCountGroup\x12\x0e\n\x06values\x18\x01 \x03(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x42G\n\x17org.pandamesh.common.v1P\x01Z*panda-mesh/gen/go/panda/common/v1;commonv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,4 +34,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\027org.pandamesh.common.v1P\001Z*panda-mesh/gen/go/panda/common/v1;commonv1'
   _globals['_RESOURCES']._serialized_start=52
   _globals['_RESOURCES']._serialized_end=140
+  _globals['_COUNTGROUP']._serialized_start=142
+  _globals['_COUNTGROUP']._serialized_end=185
 # @@protoc_insertion_point(module_scope)

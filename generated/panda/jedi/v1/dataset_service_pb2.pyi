@@ -126,7 +126,11 @@ class ListDatasetsRequest(_message.Message):
     """At most this many (default 100, at most 1,000)."""
     page_token: _builtins.str
     filter: _builtins.str
-    """Conjunction of comparisons joined by AND, e.g. `kind = INPUT AND dataset_id = "mc23.*"`.
+    """Comparisons joined by AND and OR, as AIP-160 writes them; OR binds tighter than AND, so
+    `state = RUNNING OR state = FINISHED AND queue = "a"` means
+    `(state = RUNNING OR state = FINISHED) AND queue = "a"`. Parentheses may group an OR:
+    `(state = FAILED OR error_code > 0) AND create_time > "2026-01-01T00:00:00Z"`.
+    For example `kind = INPUT AND dataset_id = "mc23.*"`.
     Fields: dataset_id (`=` with `*` matches a pattern), kind, owner, task_id,
     create_time. Operators: =, !=, <, <=, >, >=.
     """

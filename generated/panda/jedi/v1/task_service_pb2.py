@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from panda.common.v1 import resources_pb2 as panda_dot_common_dot_v1_dot_resources__pb2
 from panda.jedi.v1 import task_pb2 as panda_dot_jedi_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n panda/jedi/v1/task_service.proto\x12\rpanda.jedi.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x18panda/jedi/v1/task.proto\"X\n\x11SubmitTaskRequest\x12/\n\x06params\x18\x01 \x01(\x0b\x32\x19.panda.jedi.v1.TaskParamsB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x12SubmitTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"\'\n\x0eGetTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"4\n\x0fGetTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"I\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"d\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.panda.jedi.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"L\n\x11WatchTasksRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x03 \x01(\x08\"=\n\x12WatchTasksResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.panda.jedi.v1.TaskEvent\"8\n\x0fKillTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x10KillTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\":\n\x11\x46inishTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x46inishTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"9\n\x10RetryTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11RetryTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"9\n\x10PauseTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11PauseTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\":\n\x11ResumeTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12ResumeTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"R\n\x13ReassignTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x14\n\x06queues\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x14ReassignTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"A\n\x16SetTaskPriorityRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"<\n\x17SetTaskPriorityResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task2\x92\n\n\x0bTaskService\x12g\n\nSubmitTask\x12 .panda.jedi.v1.SubmitTaskRequest\x1a!.panda.jedi.v1.SubmitTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x65\n\x07GetTask\x12\x1d.panda.jedi.v1.GetTaskRequest\x1a\x1e.panda.jedi.v1.GetTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/tasks/{task_id}\x12\x61\n\tListTasks\x12\x1f.panda.jedi.v1.ListTasksRequest\x1a .panda.jedi.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12l\n\nWatchTasks\x12 .panda.jedi.v1.WatchTasksRequest\x1a!.panda.jedi.v1.WatchTasksResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/tasks:watch0\x01\x12p\n\x08KillTask\x12\x1e.panda.jedi.v1.KillTaskRequest\x1a\x1f.panda.jedi.v1.KillTaskResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/tasks/{task_id}:kill:\x01*\x12x\n\nFinishTask\x12 .panda.jedi.v1.FinishTaskRequest\x1a!.panda.jedi.v1.FinishTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:finish:\x01*\x12t\n\tRetryTask\x12\x1f.panda.jedi.v1.RetryTaskRequest\x1a .panda.jedi.v1.RetryTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/tasks/{task_id}:retry:\x01*\x12t\n\tPauseTask\x12\x1f.panda.jedi.v1.PauseTaskRequest\x1a .panda.jedi.v1.PauseTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/tasks/{task_id}:pause:\x01*\x12x\n\nResumeTask\x12 .panda.jedi.v1.ResumeTaskRequest\x1a!.panda.jedi.v1.ResumeTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:resume:\x01*\x12\x80\x01\n\x0cReassignTask\x12\".panda.jedi.v1.ReassignTaskRequest\x1a#.panda.jedi.v1.ReassignTaskResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/tasks/{task_id}:reassign:\x01*\x12\x8c\x01\n\x0fSetTaskPriority\x12%.panda.jedi.v1.SetTaskPriorityRequest\x1a&.panda.jedi.v1.SetTaskPriorityResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/tasks/{task_id}:setPriority:\x01*BA\n\x15org.pandamesh.jedi.v1P\x01Z&panda-mesh/gen/go/panda/jedi/v1;jediv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n panda/jedi/v1/task_service.proto\x12\rpanda.jedi.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fpanda/common/v1/resources.proto\x1a\x18panda/jedi/v1/task.proto\"X\n\x11SubmitTaskRequest\x12/\n\x06params\x18\x01 \x01(\x0b\x32\x19.panda.jedi.v1.TaskParamsB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"7\n\x12SubmitTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"\'\n\x0eGetTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"4\n\x0fGetTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"[\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"d\n\x11ListTasksResponse\x12\"\n\x05tasks\x18\x01 \x03(\x0b\x32\x13.panda.jedi.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"H\n\x11\x43ountTasksRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"m\n\x12\x43ountTasksResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.panda.common.v1.CountGroup\x12\x12\n\ntotal_size\x18\x02 \x01(\x03\x12\x16\n\x0eleft_off_count\x18\x03 \x01(\x03\"L\n\x11WatchTasksRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x03 \x01(\x08\"=\n\x12WatchTasksResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.panda.jedi.v1.TaskEvent\"8\n\x0fKillTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"5\n\x10KillTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\":\n\x11\x46inishTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12\x46inishTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"9\n\x10RetryTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11RetryTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"9\n\x10PauseTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"6\n\x11PauseTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\":\n\x11ResumeTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x12ResumeTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"R\n\x13ReassignTaskRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x14\n\x06queues\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x03 \x01(\t\"9\n\x14ReassignTaskResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task\"A\n\x16SetTaskPriorityRequest\x12\x15\n\x07task_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x10\n\x08priority\x18\x02 \x01(\x05\"<\n\x17SetTaskPriorityResponse\x12!\n\x04task\x18\x01 \x01(\x0b\x32\x13.panda.jedi.v1.Task2\xfe\n\n\x0bTaskService\x12g\n\nSubmitTask\x12 .panda.jedi.v1.SubmitTaskRequest\x1a!.panda.jedi.v1.SubmitTaskResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/tasks:\x01*\x12\x65\n\x07GetTask\x12\x1d.panda.jedi.v1.GetTaskRequest\x1a\x1e.panda.jedi.v1.GetTaskResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/tasks/{task_id}\x12\x61\n\tListTasks\x12\x1f.panda.jedi.v1.ListTasksRequest\x1a .panda.jedi.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12j\n\nCountTasks\x12 .panda.jedi.v1.CountTasksRequest\x1a!.panda.jedi.v1.CountTasksResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/tasks:count\x12l\n\nWatchTasks\x12 .panda.jedi.v1.WatchTasksRequest\x1a!.panda.jedi.v1.WatchTasksResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/tasks:watch0\x01\x12p\n\x08KillTask\x12\x1e.panda.jedi.v1.KillTaskRequest\x1a\x1f.panda.jedi.v1.KillTaskResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/tasks/{task_id}:kill:\x01*\x12x\n\nFinishTask\x12 .panda.jedi.v1.FinishTaskRequest\x1a!.panda.jedi.v1.FinishTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:finish:\x01*\x12t\n\tRetryTask\x12\x1f.panda.jedi.v1.RetryTaskRequest\x1a .panda.jedi.v1.RetryTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/tasks/{task_id}:retry:\x01*\x12t\n\tPauseTask\x12\x1f.panda.jedi.v1.PauseTaskRequest\x1a .panda.jedi.v1.PauseTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/tasks/{task_id}:pause:\x01*\x12x\n\nResumeTask\x12 .panda.jedi.v1.ResumeTaskRequest\x1a!.panda.jedi.v1.ResumeTaskResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/tasks/{task_id}:resume:\x01*\x12\x80\x01\n\x0cReassignTask\x12\".panda.jedi.v1.ReassignTaskRequest\x1a#.panda.jedi.v1.ReassignTaskResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/tasks/{task_id}:reassign:\x01*\x12\x8c\x01\n\x0fSetTaskPriority\x12%.panda.jedi.v1.SetTaskPriorityRequest\x1a&.panda.jedi.v1.SetTaskPriorityResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/tasks/{task_id}:setPriority:\x01*BA\n\x15org.pandamesh.jedi.v1P\x01Z&panda-mesh/gen/go/panda/jedi/v1;jediv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -61,6 +62,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['GetTask']._serialized_options = b'\202\323\344\223\002\025\022\023/v1/tasks/{task_id}'
   _globals['_TASKSERVICE'].methods_by_name['ListTasks']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tasks'
+  _globals['_TASKSERVICE'].methods_by_name['CountTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['CountTasks']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/tasks:count'
   _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['WatchTasks']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/tasks:watch'
   _globals['_TASKSERVICE'].methods_by_name['KillTask']._loaded_options = None
@@ -77,50 +80,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSERVICE'].methods_by_name['ReassignTask']._serialized_options = b'\202\323\344\223\002!\"\034/v1/tasks/{task_id}:reassign:\001*'
   _globals['_TASKSERVICE'].methods_by_name['SetTaskPriority']._loaded_options = None
   _globals['_TASKSERVICE'].methods_by_name['SetTaskPriority']._serialized_options = b'\202\323\344\223\002$\"\037/v1/tasks/{task_id}:setPriority:\001*'
-  _globals['_SUBMITTASKREQUEST']._serialized_start=140
-  _globals['_SUBMITTASKREQUEST']._serialized_end=228
-  _globals['_SUBMITTASKRESPONSE']._serialized_start=230
-  _globals['_SUBMITTASKRESPONSE']._serialized_end=285
-  _globals['_GETTASKREQUEST']._serialized_start=287
-  _globals['_GETTASKREQUEST']._serialized_end=326
-  _globals['_GETTASKRESPONSE']._serialized_start=328
-  _globals['_GETTASKRESPONSE']._serialized_end=380
-  _globals['_LISTTASKSREQUEST']._serialized_start=382
-  _globals['_LISTTASKSREQUEST']._serialized_end=455
-  _globals['_LISTTASKSRESPONSE']._serialized_start=457
-  _globals['_LISTTASKSRESPONSE']._serialized_end=557
-  _globals['_WATCHTASKSREQUEST']._serialized_start=559
-  _globals['_WATCHTASKSREQUEST']._serialized_end=635
-  _globals['_WATCHTASKSRESPONSE']._serialized_start=637
-  _globals['_WATCHTASKSRESPONSE']._serialized_end=698
-  _globals['_KILLTASKREQUEST']._serialized_start=700
-  _globals['_KILLTASKREQUEST']._serialized_end=756
-  _globals['_KILLTASKRESPONSE']._serialized_start=758
-  _globals['_KILLTASKRESPONSE']._serialized_end=811
-  _globals['_FINISHTASKREQUEST']._serialized_start=813
-  _globals['_FINISHTASKREQUEST']._serialized_end=871
-  _globals['_FINISHTASKRESPONSE']._serialized_start=873
-  _globals['_FINISHTASKRESPONSE']._serialized_end=928
-  _globals['_RETRYTASKREQUEST']._serialized_start=930
-  _globals['_RETRYTASKREQUEST']._serialized_end=987
-  _globals['_RETRYTASKRESPONSE']._serialized_start=989
-  _globals['_RETRYTASKRESPONSE']._serialized_end=1043
-  _globals['_PAUSETASKREQUEST']._serialized_start=1045
-  _globals['_PAUSETASKREQUEST']._serialized_end=1102
-  _globals['_PAUSETASKRESPONSE']._serialized_start=1104
-  _globals['_PAUSETASKRESPONSE']._serialized_end=1158
-  _globals['_RESUMETASKREQUEST']._serialized_start=1160
-  _globals['_RESUMETASKREQUEST']._serialized_end=1218
-  _globals['_RESUMETASKRESPONSE']._serialized_start=1220
-  _globals['_RESUMETASKRESPONSE']._serialized_end=1275
-  _globals['_REASSIGNTASKREQUEST']._serialized_start=1277
-  _globals['_REASSIGNTASKREQUEST']._serialized_end=1359
-  _globals['_REASSIGNTASKRESPONSE']._serialized_start=1361
-  _globals['_REASSIGNTASKRESPONSE']._serialized_end=1418
-  _globals['_SETTASKPRIORITYREQUEST']._serialized_start=1420
-  _globals['_SETTASKPRIORITYREQUEST']._serialized_end=1485
-  _globals['_SETTASKPRIORITYRESPONSE']._serialized_start=1487
-  _globals['_SETTASKPRIORITYRESPONSE']._serialized_end=1547
-  _globals['_TASKSERVICE']._serialized_start=1550
-  _globals['_TASKSERVICE']._serialized_end=2848
+  _globals['_SUBMITTASKREQUEST']._serialized_start=173
+  _globals['_SUBMITTASKREQUEST']._serialized_end=261
+  _globals['_SUBMITTASKRESPONSE']._serialized_start=263
+  _globals['_SUBMITTASKRESPONSE']._serialized_end=318
+  _globals['_GETTASKREQUEST']._serialized_start=320
+  _globals['_GETTASKREQUEST']._serialized_end=359
+  _globals['_GETTASKRESPONSE']._serialized_start=361
+  _globals['_GETTASKRESPONSE']._serialized_end=413
+  _globals['_LISTTASKSREQUEST']._serialized_start=415
+  _globals['_LISTTASKSREQUEST']._serialized_end=506
+  _globals['_LISTTASKSRESPONSE']._serialized_start=508
+  _globals['_LISTTASKSRESPONSE']._serialized_end=608
+  _globals['_COUNTTASKSREQUEST']._serialized_start=610
+  _globals['_COUNTTASKSREQUEST']._serialized_end=682
+  _globals['_COUNTTASKSRESPONSE']._serialized_start=684
+  _globals['_COUNTTASKSRESPONSE']._serialized_end=793
+  _globals['_WATCHTASKSREQUEST']._serialized_start=795
+  _globals['_WATCHTASKSREQUEST']._serialized_end=871
+  _globals['_WATCHTASKSRESPONSE']._serialized_start=873
+  _globals['_WATCHTASKSRESPONSE']._serialized_end=934
+  _globals['_KILLTASKREQUEST']._serialized_start=936
+  _globals['_KILLTASKREQUEST']._serialized_end=992
+  _globals['_KILLTASKRESPONSE']._serialized_start=994
+  _globals['_KILLTASKRESPONSE']._serialized_end=1047
+  _globals['_FINISHTASKREQUEST']._serialized_start=1049
+  _globals['_FINISHTASKREQUEST']._serialized_end=1107
+  _globals['_FINISHTASKRESPONSE']._serialized_start=1109
+  _globals['_FINISHTASKRESPONSE']._serialized_end=1164
+  _globals['_RETRYTASKREQUEST']._serialized_start=1166
+  _globals['_RETRYTASKREQUEST']._serialized_end=1223
+  _globals['_RETRYTASKRESPONSE']._serialized_start=1225
+  _globals['_RETRYTASKRESPONSE']._serialized_end=1279
+  _globals['_PAUSETASKREQUEST']._serialized_start=1281
+  _globals['_PAUSETASKREQUEST']._serialized_end=1338
+  _globals['_PAUSETASKRESPONSE']._serialized_start=1340
+  _globals['_PAUSETASKRESPONSE']._serialized_end=1394
+  _globals['_RESUMETASKREQUEST']._serialized_start=1396
+  _globals['_RESUMETASKREQUEST']._serialized_end=1454
+  _globals['_RESUMETASKRESPONSE']._serialized_start=1456
+  _globals['_RESUMETASKRESPONSE']._serialized_end=1511
+  _globals['_REASSIGNTASKREQUEST']._serialized_start=1513
+  _globals['_REASSIGNTASKREQUEST']._serialized_end=1595
+  _globals['_REASSIGNTASKRESPONSE']._serialized_start=1597
+  _globals['_REASSIGNTASKRESPONSE']._serialized_end=1654
+  _globals['_SETTASKPRIORITYREQUEST']._serialized_start=1656
+  _globals['_SETTASKPRIORITYREQUEST']._serialized_end=1721
+  _globals['_SETTASKPRIORITYRESPONSE']._serialized_start=1723
+  _globals['_SETTASKPRIORITYRESPONSE']._serialized_end=1783
+  _globals['_TASKSERVICE']._serialized_start=1786
+  _globals['_TASKSERVICE']._serialized_end=3192
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from panda.common.v1 import resources_pb2 as _resources_pb2
 from panda.jedi.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
 import sys
@@ -112,14 +113,27 @@ class ListTasksRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many (default 100, at most 1,000)."""
     page_token: _builtins.str
     filter: _builtins.str
-    """Conjunction of comparisons joined by AND, for example
-    `owner = "alice" AND state = RUNNING AND task_name = "mc23.*" AND create_time > "2026-01-01T00:00:00Z"`.
-    Fields: task_id, task_name (`=` with `*` matches a pattern), owner, working_group,
-    state, priority, create_time, update_time. Operators: =, !=, <, <=, >, >=.
+    """Comparisons joined by AND and OR, as AIP-160 writes them; OR binds tighter than AND, so
+    `state = RUNNING OR state = FINISHED AND queue = "a"` means
+    `(state = RUNNING OR state = FINISHED) AND queue = "a"`. Parentheses may group an OR:
+    `(state = FAILED OR error_code > 0) AND create_time > "2026-01-01T00:00:00Z"`.
+    For example `owner = "alice" AND state = RUNNING AND task_name = "mc23.*"`.
+    Fields: task_id, task_name (`=` with `*` matches a pattern), owner, vo, working_group,
+    state, priority, create_time, update_time. Operators: =, !=, <, <=, >, >=. At most 32
+    comparisons, parentheses at most 8 deep. A plain user sees only its own tasks.
+    """
+    order_by: _builtins.str
+    """Sort order, AIP-132's syntax: fields separated by commas, each optionally followed by
+    `desc` (or `asc`, the default), e.g. `"priority desc, task_id"`. Fields: task_id,
+    create_time, update_time, priority, state, owner, vo, working_group, task_name. `state`
+    sorts by the state's lower-case name. Ties are broken by task_id, in the direction of
+    the last field named. At most 4 fields. Empty: newest first (`task_id desc`). A
+    page_token belongs to one filter and one order_by: with another it is INVALID_ARGUMENT.
     """
     def __init__(
         self,
@@ -127,10 +141,11 @@ class ListTasksRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -163,6 +178,68 @@ class ListTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class CountTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """Which tasks to count: the same language, fields and visibility as ListTasks' filter."""
+    page_size: _builtins.int
+    """At most this many groups, the largest (default 100, at most 1,000)."""
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Fields to group by, at most 4, each once: state, owner, vo, working_group, priority.
+        Empty: no groups, only total_size.
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        group_by: _abc.Iterable[_builtins.str] | None = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "group_by", b"group_by", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTasksRequest: _TypeAlias = CountTasksRequest  # noqa: Y015
+
+@_typing.final
+class CountTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    LEFT_OFF_COUNT_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """Tasks matching the filter, in all groups."""
+    left_off_count: _builtins.int
+    """Tasks in the groups beyond page_size, left off this response."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.CountGroup]:
+        """The largest groups, by count descending, then by their values."""
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[_resources_pb2.CountGroup] | None = ...,
+        total_size: _builtins.int = ...,
+        left_off_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "left_off_count", b"left_off_count", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTasksResponse: _TypeAlias = CountTasksResponse  # noqa: Y015
 
 @_typing.final
 class WatchTasksRequest(_message.Message):

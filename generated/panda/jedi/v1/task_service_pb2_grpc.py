@@ -51,6 +51,11 @@ class TaskServiceStub:
                 request_serializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.CountTasks = channel.unary_unary(
+                '/panda.jedi.v1.TaskService/CountTasks',
+                request_serializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksRequest.SerializeToString,
+                response_deserializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksResponse.FromString,
+                _registered_method=True)
         self.WatchTasks = channel.unary_stream(
                 '/panda.jedi.v1.TaskService/WatchTasks',
                 request_serializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.WatchTasksRequest.SerializeToString,
@@ -113,7 +118,15 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTasks(self, request, context):
-        """Lists tasks, newest first.
+        """Lists tasks, newest first unless order_by says otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTasks(self, request, context):
+        """Counts tasks, in groups of equal values of some of their fields. The database counts:
+        one grouped query per call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,6 +210,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksRequest.FromString,
                     response_serializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'CountTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTasks,
+                    request_deserializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksRequest.FromString,
+                    response_serializer=panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksResponse.SerializeToString,
             ),
             'WatchTasks': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTasks,
@@ -322,6 +340,33 @@ class TaskService:
             '/panda.jedi.v1.TaskService/ListTasks',
             panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksRequest.SerializeToString,
             panda_dot_jedi_dot_v1_dot_task__service__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/panda.jedi.v1.TaskService/CountTasks',
+            panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksRequest.SerializeToString,
+            panda_dot_jedi_dot_v1_dot_task__service__pb2.CountTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

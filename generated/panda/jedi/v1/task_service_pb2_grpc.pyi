@@ -40,7 +40,11 @@ class TaskServiceStub:
     GetTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]
     """Gets one task with its progress, scouts and history."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]
-    """Lists tasks, newest first."""
+    """Lists tasks, newest first unless order_by says otherwise."""
+    CountTasks: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.CountTasksRequest, _task_service_pb2.CountTasksResponse]
+    """Counts tasks, in groups of equal values of some of their fields. The database counts:
+    one grouped query per call.
+    """
     WatchTasks: _grpc.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.WatchTasksResponse]
     """Streams task events from a cursor, then live ones as they happen."""
     KillTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.KillTaskRequest, _task_service_pb2.KillTaskResponse]
@@ -80,7 +84,11 @@ class TaskServiceAsyncStub(TaskServiceStub):
     GetTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.GetTaskRequest, _task_service_pb2.GetTaskResponse]  # type: ignore[assignment]
     """Gets one task with its progress, scouts and history."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.ListTasksRequest, _task_service_pb2.ListTasksResponse]  # type: ignore[assignment]
-    """Lists tasks, newest first."""
+    """Lists tasks, newest first unless order_by says otherwise."""
+    CountTasks: _aio.UnaryUnaryMultiCallable[_task_service_pb2.CountTasksRequest, _task_service_pb2.CountTasksResponse]  # type: ignore[assignment]
+    """Counts tasks, in groups of equal values of some of their fields. The database counts:
+    one grouped query per call.
+    """
     WatchTasks: _aio.UnaryStreamMultiCallable[_task_service_pb2.WatchTasksRequest, _task_service_pb2.WatchTasksResponse]  # type: ignore[assignment]
     """Streams task events from a cursor, then live ones as they happen."""
     KillTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.KillTaskRequest, _task_service_pb2.KillTaskResponse]  # type: ignore[assignment]
@@ -135,7 +143,17 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _task_service_pb2.ListTasksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_task_service_pb2.ListTasksResponse, _abc.Awaitable[_task_service_pb2.ListTasksResponse]]:
-        """Lists tasks, newest first."""
+        """Lists tasks, newest first unless order_by says otherwise."""
+
+    @_abc_1.abstractmethod
+    def CountTasks(
+        self,
+        request: _task_service_pb2.CountTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.CountTasksResponse, _abc.Awaitable[_task_service_pb2.CountTasksResponse]]:
+        """Counts tasks, in groups of equal values of some of their fields. The database counts:
+        one grouped query per call.
+        """
 
     @_abc_1.abstractmethod
     def WatchTasks(

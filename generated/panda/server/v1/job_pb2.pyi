@@ -376,3 +376,64 @@ class JobEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobEvent: _TypeAlias = JobEvent  # noqa: Y015
+
+@_typing.final
+class ErrorCode(_message.Message):
+    """An error code a job may end with (Job.error_code): PanDA's numbering, so that those who know
+    PanDA's codes read these as they always have.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Source:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[ErrorCode._Source.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        SOURCE_UNSPECIFIED: ErrorCode._Source.ValueType  # 0
+        SOURCE_SERVER: ErrorCode._Source.ValueType  # 1
+        """The server itself (its watchdogs)."""
+        SOURCE_PILOT: ErrorCode._Source.ValueType  # 2
+        """The pilot, for what happened on the worker node."""
+
+    class Source(_Source, metaclass=_SourceEnumTypeWrapper):
+        """Which part of the system sets a code."""
+
+    SOURCE_UNSPECIFIED: ErrorCode.Source.ValueType  # 0
+    SOURCE_SERVER: ErrorCode.Source.ValueType  # 1
+    """The server itself (its watchdogs)."""
+    SOURCE_PILOT: ErrorCode.Source.ValueType  # 2
+    """The pilot, for what happened on the worker node."""
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MEANING_FIELD_NUMBER: _builtins.int
+    USED_WHEN_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The number, as in Job.error_code."""
+    name: _builtins.str
+    """PanDA's short name, e.g. `STAGEINFAILED`."""
+    meaning: _builtins.str
+    """What it means, in a few words."""
+    used_when: _builtins.str
+    """When exactly it is set."""
+    source: Global___ErrorCode.Source.ValueType
+    """Who sets it."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        name: _builtins.str = ...,
+        meaning: _builtins.str = ...,
+        used_when: _builtins.str = ...,
+        source: Global___ErrorCode.Source.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "meaning", b"meaning", "name", b"name", "source", b"source", "used_when", b"used_when"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ErrorCode: _TypeAlias = ErrorCode  # noqa: Y015

@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
+from panda.common.v1 import resources_pb2 as panda_dot_common_dot_v1_dot_resources__pb2
 from panda.server.v1 import job_pb2 as panda_dot_server_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!panda/server/v1/job_service.proto\x12\x0fpanda.server.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17google/rpc/status.proto\x1a\x19panda/server/v1/job.proto\"l\n\x11SubmitJobsRequest\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.JobB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\n\n\x02vo\x18\x04 \x01(\t\"8\n\x12SubmitJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.panda.server.v1.Job\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"c\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"8\n\x0fKillJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x10KillJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"A\n\x13ReassignJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05queue\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ReassignJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"L\n\x16SetJobsPriorityRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\x10\n\x08priority\x18\x03 \x01(\x05\"0\n\x17SetJobsPriorityResponse\x12\x15\n\rupdated_count\x18\x01 \x01(\x03\"p\n\x0fJobActionResult\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\\\n\x10WatchJobsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07job_ids\x18\x02 \x03(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x04 \x01(\x08\"=\n\x11WatchJobsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.panda.server.v1.JobEvent2\xa4\x06\n\nJobService\x12q\n\nSubmitJobs\x12\".panda.server.v1.SubmitJobsRequest\x1a#.panda.server.v1.SubmitJobsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/jobs:submit:\x01*\x12\x64\n\x06GetJob\x12\x1e.panda.server.v1.GetJobRequest\x1a\x1f.panda.server.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12\x61\n\x08ListJobs\x12 .panda.server.v1.ListJobsRequest\x1a!.panda.server.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12i\n\x08KillJobs\x12 .panda.server.v1.KillJobsRequest\x1a!.panda.server.v1.KillJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/jobs:kill:\x01*\x12y\n\x0cReassignJobs\x12$.panda.server.v1.ReassignJobsRequest\x1a%.panda.server.v1.ReassignJobsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/jobs:reassign:\x01*\x12\x85\x01\n\x0fSetJobsPriority\x12\'.panda.server.v1.SetJobsPriorityRequest\x1a(.panda.server.v1.SetJobsPriorityResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/jobs:setPriority:\x01*\x12l\n\tWatchJobs\x12!.panda.server.v1.WatchJobsRequest\x1a\".panda.server.v1.WatchJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:watch0\x01\x42G\n\x17org.pandamesh.server.v1P\x01Z*panda-mesh/gen/go/panda/server/v1;serverv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!panda/server/v1/job_service.proto\x12\x0fpanda.server.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x17google/rpc/status.proto\x1a\x1fpanda/common/v1/resources.proto\x1a\x19panda/server/v1/job.proto\"l\n\x11SubmitJobsRequest\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.JobB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\n\n\x02vo\x18\x04 \x01(\t\"8\n\x12SubmitJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\"%\n\rGetJobRequest\x12\x14\n\x06job_id\x18\x01 \x01(\x03\x42\x04\xe2\x41\x01\x02\"3\n\x0eGetJobResponse\x12!\n\x03job\x18\x01 \x01(\x0b\x32\x14.panda.server.v1.Job\"Z\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"c\n\x10ListJobsResponse\x12\"\n\x04jobs\x18\x01 \x03(\x0b\x32\x14.panda.server.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"G\n\x10\x43ountJobsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"l\n\x11\x43ountJobsResponse\x12+\n\x06groups\x18\x01 \x03(\x0b\x32\x1b.panda.common.v1.CountGroup\x12\x12\n\ntotal_size\x18\x02 \x01(\x03\x12\x16\n\x0eleft_off_count\x18\x03 \x01(\x03\"\x17\n\x15ListErrorCodesRequest\"I\n\x16ListErrorCodesResponse\x12/\n\x0b\x65rror_codes\x18\x01 \x03(\x0b\x32\x1a.panda.server.v1.ErrorCode\"8\n\x0fKillJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x10KillJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"A\n\x13ReassignJobsRequest\x12\x15\n\x07job_ids\x18\x01 \x03(\x03\x42\x04\xe2\x41\x01\x02\x12\x13\n\x05queue\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x14ReassignJobsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .panda.server.v1.JobActionResult\"L\n\x16SetJobsPriorityRequest\x12\x0f\n\x07job_ids\x18\x01 \x03(\x03\x12\x0f\n\x07task_id\x18\x02 \x01(\x03\x12\x10\n\x08priority\x18\x03 \x01(\x05\"0\n\x17SetJobsPriorityResponse\x12\x15\n\rupdated_count\x18\x01 \x01(\x03\"p\n\x0fJobActionResult\x12\x0e\n\x06job_id\x18\x01 \x01(\x03\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.google.rpc.Status\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.panda.server.v1.Job.State\"\\\n\x10WatchJobsRequest\x12\x14\n\x0c\x61\x66ter_cursor\x18\x01 \x01(\x03\x12\x0f\n\x07job_ids\x18\x02 \x03(\x03\x12\x0f\n\x07task_id\x18\x03 \x01(\x03\x12\x10\n\x08\x66rom_now\x18\x04 \x01(\x08\"=\n\x11WatchJobsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.panda.server.v1.JobEvent2\x8b\x08\n\nJobService\x12q\n\nSubmitJobs\x12\".panda.server.v1.SubmitJobsRequest\x1a#.panda.server.v1.SubmitJobsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/v1/jobs:submit:\x01*\x12\x64\n\x06GetJob\x12\x1e.panda.server.v1.GetJobRequest\x1a\x1f.panda.server.v1.GetJobResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/jobs/{job_id}\x12\x61\n\x08ListJobs\x12 .panda.server.v1.ListJobsRequest\x1a!.panda.server.v1.ListJobsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/jobs\x12j\n\tCountJobs\x12!.panda.server.v1.CountJobsRequest\x1a\".panda.server.v1.CountJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:count\x12y\n\x0eListErrorCodes\x12&.panda.server.v1.ListErrorCodesRequest\x1a\'.panda.server.v1.ListErrorCodesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/errorCodes\x12i\n\x08KillJobs\x12 .panda.server.v1.KillJobsRequest\x1a!.panda.server.v1.KillJobsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/jobs:kill:\x01*\x12y\n\x0cReassignJobs\x12$.panda.server.v1.ReassignJobsRequest\x1a%.panda.server.v1.ReassignJobsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/jobs:reassign:\x01*\x12\x85\x01\n\x0fSetJobsPriority\x12\'.panda.server.v1.SetJobsPriorityRequest\x1a(.panda.server.v1.SetJobsPriorityResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/jobs:setPriority:\x01*\x12l\n\tWatchJobs\x12!.panda.server.v1.WatchJobsRequest\x1a\".panda.server.v1.WatchJobsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/jobs:watch0\x01\x42G\n\x17org.pandamesh.server.v1P\x01Z*panda-mesh/gen/go/panda/server/v1;serverv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,6 +53,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['GetJob']._serialized_options = b'\202\323\344\223\002\023\022\021/v1/jobs/{job_id}'
   _globals['_JOBSERVICE'].methods_by_name['ListJobs']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['ListJobs']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/jobs'
+  _globals['_JOBSERVICE'].methods_by_name['CountJobs']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['CountJobs']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/jobs:count'
+  _globals['_JOBSERVICE'].methods_by_name['ListErrorCodes']._loaded_options = None
+  _globals['_JOBSERVICE'].methods_by_name['ListErrorCodes']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/errorCodes'
   _globals['_JOBSERVICE'].methods_by_name['KillJobs']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['KillJobs']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/jobs:kill:\001*'
   _globals['_JOBSERVICE'].methods_by_name['ReassignJobs']._loaded_options = None
@@ -60,36 +65,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['SetJobsPriority']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/jobs:setPriority:\001*'
   _globals['_JOBSERVICE'].methods_by_name['WatchJobs']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['WatchJobs']._serialized_options = b'\202\323\344\223\002\020\022\016/v1/jobs:watch'
-  _globals['_SUBMITJOBSREQUEST']._serialized_start=169
-  _globals['_SUBMITJOBSREQUEST']._serialized_end=277
-  _globals['_SUBMITJOBSRESPONSE']._serialized_start=279
-  _globals['_SUBMITJOBSRESPONSE']._serialized_end=335
-  _globals['_GETJOBREQUEST']._serialized_start=337
-  _globals['_GETJOBREQUEST']._serialized_end=374
-  _globals['_GETJOBRESPONSE']._serialized_start=376
-  _globals['_GETJOBRESPONSE']._serialized_end=427
-  _globals['_LISTJOBSREQUEST']._serialized_start=429
-  _globals['_LISTJOBSREQUEST']._serialized_end=501
-  _globals['_LISTJOBSRESPONSE']._serialized_start=503
-  _globals['_LISTJOBSRESPONSE']._serialized_end=602
-  _globals['_KILLJOBSREQUEST']._serialized_start=604
-  _globals['_KILLJOBSREQUEST']._serialized_end=660
-  _globals['_KILLJOBSRESPONSE']._serialized_start=662
-  _globals['_KILLJOBSRESPONSE']._serialized_end=731
-  _globals['_REASSIGNJOBSREQUEST']._serialized_start=733
-  _globals['_REASSIGNJOBSREQUEST']._serialized_end=798
-  _globals['_REASSIGNJOBSRESPONSE']._serialized_start=800
-  _globals['_REASSIGNJOBSRESPONSE']._serialized_end=873
-  _globals['_SETJOBSPRIORITYREQUEST']._serialized_start=875
-  _globals['_SETJOBSPRIORITYREQUEST']._serialized_end=951
-  _globals['_SETJOBSPRIORITYRESPONSE']._serialized_start=953
-  _globals['_SETJOBSPRIORITYRESPONSE']._serialized_end=1001
-  _globals['_JOBACTIONRESULT']._serialized_start=1003
-  _globals['_JOBACTIONRESULT']._serialized_end=1115
-  _globals['_WATCHJOBSREQUEST']._serialized_start=1117
-  _globals['_WATCHJOBSREQUEST']._serialized_end=1209
-  _globals['_WATCHJOBSRESPONSE']._serialized_start=1211
-  _globals['_WATCHJOBSRESPONSE']._serialized_end=1272
-  _globals['_JOBSERVICE']._serialized_start=1275
-  _globals['_JOBSERVICE']._serialized_end=2079
+  _globals['_SUBMITJOBSREQUEST']._serialized_start=202
+  _globals['_SUBMITJOBSREQUEST']._serialized_end=310
+  _globals['_SUBMITJOBSRESPONSE']._serialized_start=312
+  _globals['_SUBMITJOBSRESPONSE']._serialized_end=368
+  _globals['_GETJOBREQUEST']._serialized_start=370
+  _globals['_GETJOBREQUEST']._serialized_end=407
+  _globals['_GETJOBRESPONSE']._serialized_start=409
+  _globals['_GETJOBRESPONSE']._serialized_end=460
+  _globals['_LISTJOBSREQUEST']._serialized_start=462
+  _globals['_LISTJOBSREQUEST']._serialized_end=552
+  _globals['_LISTJOBSRESPONSE']._serialized_start=554
+  _globals['_LISTJOBSRESPONSE']._serialized_end=653
+  _globals['_COUNTJOBSREQUEST']._serialized_start=655
+  _globals['_COUNTJOBSREQUEST']._serialized_end=726
+  _globals['_COUNTJOBSRESPONSE']._serialized_start=728
+  _globals['_COUNTJOBSRESPONSE']._serialized_end=836
+  _globals['_LISTERRORCODESREQUEST']._serialized_start=838
+  _globals['_LISTERRORCODESREQUEST']._serialized_end=861
+  _globals['_LISTERRORCODESRESPONSE']._serialized_start=863
+  _globals['_LISTERRORCODESRESPONSE']._serialized_end=936
+  _globals['_KILLJOBSREQUEST']._serialized_start=938
+  _globals['_KILLJOBSREQUEST']._serialized_end=994
+  _globals['_KILLJOBSRESPONSE']._serialized_start=996
+  _globals['_KILLJOBSRESPONSE']._serialized_end=1065
+  _globals['_REASSIGNJOBSREQUEST']._serialized_start=1067
+  _globals['_REASSIGNJOBSREQUEST']._serialized_end=1132
+  _globals['_REASSIGNJOBSRESPONSE']._serialized_start=1134
+  _globals['_REASSIGNJOBSRESPONSE']._serialized_end=1207
+  _globals['_SETJOBSPRIORITYREQUEST']._serialized_start=1209
+  _globals['_SETJOBSPRIORITYREQUEST']._serialized_end=1285
+  _globals['_SETJOBSPRIORITYRESPONSE']._serialized_start=1287
+  _globals['_SETJOBSPRIORITYRESPONSE']._serialized_end=1335
+  _globals['_JOBACTIONRESULT']._serialized_start=1337
+  _globals['_JOBACTIONRESULT']._serialized_end=1449
+  _globals['_WATCHJOBSREQUEST']._serialized_start=1451
+  _globals['_WATCHJOBSREQUEST']._serialized_end=1543
+  _globals['_WATCHJOBSRESPONSE']._serialized_start=1545
+  _globals['_WATCHJOBSRESPONSE']._serialized_end=1606
+  _globals['_JOBSERVICE']._serialized_start=1609
+  _globals['_JOBSERVICE']._serialized_end=2644
 # @@protoc_insertion_point(module_scope)

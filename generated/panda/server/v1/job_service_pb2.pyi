@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.rpc import status_pb2 as _status_pb2
+from panda.common.v1 import resources_pb2 as _resources_pb2
 from panda.server.v1 import job_pb2 as _job_pb2
 import builtins as _builtins
 import sys
@@ -128,16 +129,30 @@ class ListJobsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many jobs (default 100, at most 1,000)."""
     page_token: _builtins.str
     """From a previous response's next_page_token."""
     filter: _builtins.str
-    """Conjunction of comparisons joined by AND, for example
-    `state = RUNNING AND queue = "local" AND create_time > "2026-01-01T00:00:00Z"`.
+    """Comparisons joined by AND and OR, as AIP-160 writes them; OR binds tighter than AND, so
+    `state = RUNNING OR state = FINISHED AND queue = "a"` means
+    `(state = RUNNING OR state = FINISHED) AND queue = "a"`. Parentheses may group an OR:
+    `(state = FAILED OR error_code > 0) AND create_time > "2026-01-01T00:00:00Z"`.
     Fields: job_id, state, queue, owner, vo, task_id, priority, attempt, error_code,
-    create_time, update_time, label, pilot_id. Operators: =, !=, <, <=, >, >=.
-    A caller without the production, service or admin role sees only its own jobs.
+    create_time, update_time, label, pilot_id, node. Operators: =, !=, <, <=, >, >=; a text
+    compared by = or != with `*` in it is a pattern (`queue = "CERN*"`).
+    At most 32 comparisons, parentheses at most 8 deep. A caller without the production,
+    service or admin role sees only its own jobs (production: also its VOs').
+    """
+    order_by: _builtins.str
+    """Sort order, AIP-132's syntax: fields separated by commas, each optionally followed by
+    `desc` (or `asc`, the default), e.g. `"create_time desc, job_id"`. Fields: job_id,
+    create_time, update_time, priority, state, queue, owner, vo, task_id, attempt,
+    error_code, label. `state` sorts by the state's lower-case name (`activated` before
+    `failed`). Ties are broken by job_id, in the direction of the last field named. At most
+    4 fields. Empty: newest first (`job_id desc`). A page_token belongs to one filter and
+    one order_by: with another it is INVALID_ARGUMENT.
     """
     def __init__(
         self,
@@ -145,10 +160,11 @@ class ListJobsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -181,6 +197,109 @@ class ListJobsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
+class CountJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    filter: _builtins.str
+    """Which jobs to count: the same language, fields and visibility as ListJobs' filter (a
+    plain user counts only its own jobs).
+    """
+    page_size: _builtins.int
+    """At most this many groups, the largest (default 100, at most 1,000)."""
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Fields to group by, at most 4, each once: state, queue, owner, vo, task_id, error_code,
+        attempt, label, node, pilot_id. Empty: no groups, only total_size.
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: _builtins.str = ...,
+        group_by: _abc.Iterable[_builtins.str] | None = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "group_by", b"group_by", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountJobsRequest: _TypeAlias = CountJobsRequest  # noqa: Y015
+
+@_typing.final
+class CountJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    LEFT_OFF_COUNT_FIELD_NUMBER: _builtins.int
+    total_size: _builtins.int
+    """Jobs matching the filter, in all groups."""
+    left_off_count: _builtins.int
+    """Jobs in the groups beyond page_size, left off this response."""
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.CountGroup]:
+        """The largest groups, by count descending, then by their values (ascending as the
+        database sorts them: states by their lower-case names).
+        """
+
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[_resources_pb2.CountGroup] | None = ...,
+        total_size: _builtins.int = ...,
+        left_off_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "left_off_count", b"left_off_count", "total_size", b"total_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountJobsResponse: _TypeAlias = CountJobsResponse  # noqa: Y015
+
+@_typing.final
+class ListErrorCodesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListErrorCodesRequest: _TypeAlias = ListErrorCodesRequest  # noqa: Y015
+
+@_typing.final
+class ListErrorCodesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ERROR_CODES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def error_codes(self) -> _containers.RepeatedCompositeFieldContainer[_job_pb2.ErrorCode]:
+        """Every code, by number."""
+
+    def __init__(
+        self,
+        *,
+        error_codes: _abc.Iterable[_job_pb2.ErrorCode] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_codes", b"error_codes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListErrorCodesResponse: _TypeAlias = ListErrorCodesResponse  # noqa: Y015
 
 @_typing.final
 class KillJobsRequest(_message.Message):

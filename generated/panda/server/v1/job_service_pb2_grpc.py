@@ -50,6 +50,16 @@ class JobServiceStub:
                 request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.CountJobs = channel.unary_unary(
+                '/panda.server.v1.JobService/CountJobs',
+                request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsRequest.SerializeToString,
+                response_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsResponse.FromString,
+                _registered_method=True)
+        self.ListErrorCodes = channel.unary_unary(
+                '/panda.server.v1.JobService/ListErrorCodes',
+                request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesRequest.SerializeToString,
+                response_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesResponse.FromString,
+                _registered_method=True)
         self.KillJobs = channel.unary_unary(
                 '/panda.server.v1.JobService/KillJobs',
                 request_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.KillJobsRequest.SerializeToString,
@@ -91,7 +101,23 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Lists jobs, newest first.
+        """Lists jobs, newest first unless order_by says otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountJobs(self, request, context):
+        """Counts jobs, in groups of equal values of some of their fields (the monitor's attribute
+        and error summaries). The database counts: one grouped query per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListErrorCodes(self, request, context):
+        """Lists every error code a job may end with: those the server sets and those the pilot
+        sets, what each means and when it is used. Any signed-in caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +168,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsRequest.FromString,
                     response_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'CountJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountJobs,
+                    request_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsRequest.FromString,
+                    response_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsResponse.SerializeToString,
+            ),
+            'ListErrorCodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListErrorCodes,
+                    request_deserializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesRequest.FromString,
+                    response_serializer=panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesResponse.SerializeToString,
             ),
             'KillJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.KillJobs,
@@ -246,6 +282,60 @@ class JobService:
             '/panda.server.v1.JobService/ListJobs',
             panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsRequest.SerializeToString,
             panda_dot_server_dot_v1_dot_job__service__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/panda.server.v1.JobService/CountJobs',
+            panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsRequest.SerializeToString,
+            panda_dot_server_dot_v1_dot_job__service__pb2.CountJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListErrorCodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/panda.server.v1.JobService/ListErrorCodes',
+            panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesRequest.SerializeToString,
+            panda_dot_server_dot_v1_dot_job__service__pb2.ListErrorCodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

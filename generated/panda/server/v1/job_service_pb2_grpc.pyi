@@ -38,7 +38,15 @@ class JobServiceStub:
     GetJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]
     """Gets one job, with its files and state history."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]
-    """Lists jobs, newest first."""
+    """Lists jobs, newest first unless order_by says otherwise."""
+    CountJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.CountJobsRequest, _job_service_pb2.CountJobsResponse]
+    """Counts jobs, in groups of equal values of some of their fields (the monitor's attribute
+    and error summaries). The database counts: one grouped query per call.
+    """
+    ListErrorCodes: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListErrorCodesRequest, _job_service_pb2.ListErrorCodesResponse]
+    """Lists every error code a job may end with: those the server sets and those the pilot
+    sets, what each means and when it is used. Any signed-in caller.
+    """
     KillJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.KillJobsRequest, _job_service_pb2.KillJobsResponse]
     """Kills jobs: a queued job is cancelled at once, a running one is told to stop."""
     ReassignJobs: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ReassignJobsRequest, _job_service_pb2.ReassignJobsResponse]
@@ -58,7 +66,15 @@ class JobServiceAsyncStub(JobServiceStub):
     GetJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetJobRequest, _job_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """Gets one job, with its files and state history."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListJobsRequest, _job_service_pb2.ListJobsResponse]  # type: ignore[assignment]
-    """Lists jobs, newest first."""
+    """Lists jobs, newest first unless order_by says otherwise."""
+    CountJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.CountJobsRequest, _job_service_pb2.CountJobsResponse]  # type: ignore[assignment]
+    """Counts jobs, in groups of equal values of some of their fields (the monitor's attribute
+    and error summaries). The database counts: one grouped query per call.
+    """
+    ListErrorCodes: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListErrorCodesRequest, _job_service_pb2.ListErrorCodesResponse]  # type: ignore[assignment]
+    """Lists every error code a job may end with: those the server sets and those the pilot
+    sets, what each means and when it is used. Any signed-in caller.
+    """
     KillJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.KillJobsRequest, _job_service_pb2.KillJobsResponse]  # type: ignore[assignment]
     """Kills jobs: a queued job is cancelled at once, a running one is told to stop."""
     ReassignJobs: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ReassignJobsRequest, _job_service_pb2.ReassignJobsResponse]  # type: ignore[assignment]
@@ -93,7 +109,27 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_service_pb2.ListJobsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ListJobsResponse, _abc.Awaitable[_job_service_pb2.ListJobsResponse]]:
-        """Lists jobs, newest first."""
+        """Lists jobs, newest first unless order_by says otherwise."""
+
+    @_abc_1.abstractmethod
+    def CountJobs(
+        self,
+        request: _job_service_pb2.CountJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.CountJobsResponse, _abc.Awaitable[_job_service_pb2.CountJobsResponse]]:
+        """Counts jobs, in groups of equal values of some of their fields (the monitor's attribute
+        and error summaries). The database counts: one grouped query per call.
+        """
+
+    @_abc_1.abstractmethod
+    def ListErrorCodes(
+        self,
+        request: _job_service_pb2.ListErrorCodesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_service_pb2.ListErrorCodesResponse, _abc.Awaitable[_job_service_pb2.ListErrorCodesResponse]]:
+        """Lists every error code a job may end with: those the server sets and those the pilot
+        sets, what each means and when it is used. Any signed-in caller.
+        """
 
     @_abc_1.abstractmethod
     def KillJobs(
