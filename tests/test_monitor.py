@@ -199,6 +199,22 @@ def test_users_page_counts_each_persons_work(site: Site) -> None:
     jobs = _counts(document["jobs"])
     assert jobs["alice/STATE_FINISHED"] >= 3 and jobs["alice/STATE_FAILED"] == 2
     assert _counts(document["tasks"])["alice/STATE_DONE"] == 1
+    # Sorted and paged: the one with the most jobs first, one a page.
+    busiest = site.page("/monitor/users", user="admin", sort="-jobs", page_size="1")
+    most = max(document["users"], key=lambda person: person["jobsTotal"])
+    assert [person["owner"] for person in busiest["users"]] == [most["owner"]]
+    assert busiest["nextPageToken"] == "1" and int(busiest["totalSize"]) == len(document["users"])
+    second = site.page("/monitor/users", user="admin", sort="-jobs", page_size="1", page_token="1")
+    assert second["users"][0]["owner"] != most["owner"]
+
+
+def test_the_queue_list_sorts_by_its_live_figures(site: Site) -> None:
+    by_pilots = site.page("/monitor/queues", user="admin", sort="-pilots")
+    assert [queue["queueId"] for queue in by_pilots["queues"]][:1] == ["local"]
+    by_name = site.page("/monitor/queues", user="admin", sort="-queue_id", page_size="1")
+    assert [queue["queueId"] for queue in by_name["queues"]] == ["local"] and by_name["nextPageToken"] == "1"
+    with site.http("admin") as http:
+        assert http.get("/monitor/queues", params={"sort": "description", "json": "1"}).status_code == 400
 
 
 def test_bad_input_is_a_clear_error_naming_the_parameter(site: Site) -> None:

@@ -82,3 +82,18 @@ def test_links_keep_the_view_and_start_again_from_the_first_page() -> None:
     assert with_params("/monitor/jobs", query, page_token="next") == \
         "/monitor/jobs?state=failed&page_token=next"
     assert with_params("/monitor/jobs", {"queue": ["a b&c"]}) == "/monitor/jobs?queue=a+b%26c"
+
+
+def test_a_list_held_whole_is_sorted_and_paged_by_offset() -> None:
+    from monitor_gateway.domain.monitor_pages import page_of
+
+    rows = [{"name": name, "n": n} for name, n in (("b", 2), ("a", 2), ("c", 9), ("d", 1))]
+    keys = {"name": lambda r: r["name"], "n": lambda r: r["n"]}
+    first = page_of(rows, Paging(3, "", "n desc"), keys)
+    assert [r["name"] for r in first.rows] == ["c", "a", "b"] and first.next_page_token == "3" and first.total == 4
+    rest = page_of(rows, Paging(3, first.next_page_token, "n desc"), keys)
+    assert [r["name"] for r in rest.rows] == ["d"] and rest.next_page_token == ""
+    assert [r["name"] for r in page_of(rows, Paging(10, "", ""), keys).rows] == ["a", "b", "c", "d"]
+    with pytest.raises(FilterError) as raised:
+        page_of(rows, Paging(3, "abc", ""), keys)
+    assert raised.value.parameter == "page_token"

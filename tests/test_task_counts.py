@@ -12,7 +12,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from panda.jedi.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+from panda.jedi.v1 import dataset_pb2, dataset_service_pb2, task_pb2, task_service_pb2, task_service_pb2_grpc
 from tests.jedi_support import JediHandle, T, register_dataset, submit_task, task_params, wait_task
 from tests.server_support import token_channel
 from tools.cluster import IdentityHandle
@@ -156,3 +156,50 @@ def test_a_task_page_token_belongs_to_its_order(tasks: Tasks) -> None:
         order_by="priority", page_token=first.next_page_token), timeout=10)) == "page_token"
     assert _bad_field(lambda: tasks.admin.ListTasks(task_service_pb2.ListTasksRequest(
         order_by="queues"), timeout=10)) == "order_by"
+
+
+@pytest.mark.parametrize("order_by", ["dataset_id", "dataset_id desc", "create_time desc", "owner, dataset_id desc",
+                                      "kind desc, task_id"])
+def test_list_datasets_sorted_pages_through_every_dataset_once(tasks: Tasks, datasets_stub, order_by: str) -> None:  # type: ignore[no-untyped-def]
+    everything = datasets_stub.ListDatasets(dataset_service_pb2.ListDatasetsRequest(page_size=1000), timeout=10)
+    assert len(everything.datasets) >= 2
+    seen: list[dataset_pb2.Dataset] = []
+    token = ""
+    for _ in range(len(everything.datasets) + 1):  # pages that never end fail, not hang
+        page = datasets_stub.ListDatasets(dataset_service_pb2.ListDatasetsRequest(
+            page_size=2, page_token=token, order_by=order_by), timeout=10)
+        seen += page.datasets
+        token = page.next_page_token
+        if not token:
+            break
+    assert not token, "the pages did not end"
+    assert sorted(d.dataset_id for d in seen) == sorted(d.dataset_id for d in everything.datasets)
+    assert len(seen) == len(everything.datasets)
+
+    def key(dataset: dataset_pb2.Dataset) -> tuple[object, ...]:
+        values: list[object] = []
+        for item in order_by.split(","):
+            name, _, direction = item.strip().partition(" ")
+            value = getattr(dataset, name)
+            if name == "create_time":
+                value = value.ToNanoseconds()
+            values.append(_Reversed(value) if direction == "desc" else value)
+        return tuple(values)
+
+    assert [key(d) for d in seen] == sorted(key(d) for d in seen)
+    # A token belongs to its order.
+    first = datasets_stub.ListDatasets(dataset_service_pb2.ListDatasetsRequest(page_size=1, order_by=order_by),
+                                       timeout=10)
+    assert _bad_field(lambda: datasets_stub.ListDatasets(dataset_service_pb2.ListDatasetsRequest(
+        page_size=1, page_token=first.next_page_token, order_by="task_id"), timeout=10)) == "page_token"
+
+
+class _Reversed:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.value < self.value)  # type: ignore[operator]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.value == other.value)

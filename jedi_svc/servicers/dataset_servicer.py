@@ -12,13 +12,16 @@ from jedi_svc.domain.task_spec import check_dataset_name
 from jedi_svc.logic.server_client import ServerCalls
 from jedi_svc.servicers.convert import dataset_to_proto, file_specs_from_proto, file_to_proto, kind_from_text
 from jedi_svc.store.dataset_store import DatasetStore
+from jedi_svc.store.records import DatasetRecord
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc
+from panda_runtime.contracts import jedi as jedi_contract
 from panda_runtime.contracts import rules
 from panda_runtime.contracts import server as server_contract
 from panda_runtime.service.db import DbRunner
 from panda_runtime.service.errors import InvalidArgument
 from panda_runtime.service.filtering import parse_filter
 from panda_runtime.service.idempotency import request_digest
+from panda_runtime.service.ordering import decode_page, encode_page, parse_order_by
 from panda_runtime.service.pagination import decode_token, encode_token, page_size
 from panda_runtime.service.principals import current_principal
 from panda_runtime.service.scopes import check_scope, check_writable, user_scope, writable_scopes
@@ -28,6 +31,14 @@ __all__ = ["DatasetServicer"]
 FILTER_FIELDS: dict[str, Any] = {
     "dataset_id": str, "kind": kind_from_text, "owner": str, "task_id": int, "create_time": datetime,
 }
+
+_SORT_KINDS = {name: FILTER_FIELDS[name] for name in jedi_contract.DATASET_SORT_FIELDS}
+
+
+def _sort_value(record: DatasetRecord, field: str) -> Any:
+    """A row's value of a sort field (`dataset_id` is the dataset's name)."""
+    return record.name if field == "dataset_id" else getattr(record, field)
+
 
 class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
     def __init__(self, db: DbRunner, store: DatasetStore, server: ServerCalls) -> None:
@@ -72,12 +83,26 @@ class DatasetServicer(dataset_service_pb2_grpc.DatasetServiceServicer):
     ) -> dataset_service_pb2.ListDatasetsResponse:
         limit = page_size(request.page_size)
         selected = parse_filter(request.filter, FILTER_FIELDS)
-        position = decode_token(request.page_token, request.filter, {"before": int})
-        records, total = await self._db.run(self._store.list_datasets, selected, limit=limit,
-                                            before=int(position.get("before", 0)))
+        if not request.order_by:
+            # Newest first, by registration: the order (and the page tokens) it always had.
+            position = decode_token(request.page_token, request.filter, {"before": int})
+            records, total = await self._db.run(self._store.list_datasets, selected, limit=limit,
+                                                before=int(position.get("before", 0)))
+            token = ""
+            if len(records) == limit and records[-1].dataset_id > 1:
+                token = encode_token({"before": records[-1].dataset_id}, request.filter)
+            return dataset_service_pb2.ListDatasetsResponse(
+                datasets=[dataset_to_proto(r) for r in records], next_page_token=token, total_size=total)
+        ordering = parse_order_by(request.order_by, _SORT_KINDS, "dataset_id")
+        after = decode_page(request.page_token, ordering, _SORT_KINDS, request.filter, request.order_by)
+        # One row more than the page: whether another page follows.
+        records, total = await self._db.run(self._store.list_datasets_sorted, selected, ordering=ordering,
+                                            limit=limit + 1, after=after)
         token = ""
-        if len(records) == limit and records[-1].dataset_id > 1:
-            token = encode_token({"before": records[-1].dataset_id}, request.filter)
+        if len(records) > limit:
+            records = records[:limit]
+            token = encode_page(ordering, {name: _sort_value(records[-1], name) for name in ordering.fields},
+                                request.filter, request.order_by)
         return dataset_service_pb2.ListDatasetsResponse(
             datasets=[dataset_to_proto(r) for r in records], next_page_token=token, total_size=total)
 

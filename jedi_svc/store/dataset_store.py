@@ -25,7 +25,8 @@ from panda_runtime.service.db import Store, now
 from panda_runtime.service.errors import AlreadyExists, InvalidArgument, NotFound
 from panda_runtime.service.filtering import Filter
 from panda_runtime.service.idempotency import check_replay
-from panda_runtime.service.listing import compare, filter_condition
+from panda_runtime.service.listing import after_position, compare, filter_condition, order_clauses
+from panda_runtime.service.ordering import Ordering
 
 __all__ = ["DatasetStore", "not_found"]
 
@@ -108,11 +109,28 @@ class DatasetStore(Store):
             if before:
                 query = query.where(datasets.c.dataset_id < before)
             rows = conn.execute(query).all()
-            ids = [r.dataset_id for r in rows]
-            counts = {}
-            if ids:
-                counts = {c.dataset_id: c for c in conn.execute(_counts_query().where(files.c.dataset_id.in_(ids)))}
+            counts = self._file_counts(conn, [r.dataset_id for r in rows])
         return [_record(r, counts.get(r.dataset_id)) for r in rows], total
+
+    def list_datasets_sorted(self, selected: Filter, *, ordering: Ordering, limit: int,
+                             after: Sequence[Any] | None = None) -> tuple[list[DatasetRecord], int]:
+        """The datasets `selected` holds, sorted by `ordering`, from the one after the position
+        `after` (its sort-key values, the name last); and the total matching."""
+        where = filter_condition(selected, lambda c: compare(_FILTER_COLUMNS[c.field], c))
+        with self._engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(datasets).where(where)).scalar_one()
+            query = select(datasets).where(where).order_by(*order_clauses(ordering, _FILTER_COLUMNS)).limit(limit)
+            if after is not None:
+                query = query.where(after_position(ordering, _FILTER_COLUMNS, after))
+            rows = conn.execute(query).all()
+            counts = self._file_counts(conn, [r.dataset_id for r in rows])
+        return [_record(r, counts.get(r.dataset_id)) for r in rows], total
+
+    @staticmethod
+    def _file_counts(conn: Connection, ids: Sequence[int]) -> dict[int, Any]:
+        if not ids:
+            return {}
+        return {c.dataset_id: c for c in conn.execute(_counts_query().where(files.c.dataset_id.in_(ids)))}
 
     def list_files(
         self, name: str, *, task_id: int = 0, limit: int, after: int = 0

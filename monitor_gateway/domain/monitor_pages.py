@@ -4,22 +4,29 @@ view is always a link to share)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from monitor_gateway.domain.monitor_filters import FilterError
+from panda_runtime.contracts.jedi import DATASET_SORT_FIELDS, TASK_SORT_FIELDS
+from panda_runtime.contracts.server import JOB_SORT_FIELDS
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "SORTABLE", "Paging", "may_act", "paging_of", "summary_fields",
-           "with_params"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "SORTABLE", "Page", "Paging", "may_act", "page_of", "paging_of",
+           "summary_fields", "with_params"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # The columns a list sorts by (`sort=update_time`, `sort=-update_time` for the newest first).
 SORTABLE: Mapping[str, tuple[str, ...]] = {
-    "jobs": ("job_id", "create_time", "update_time", "priority", "state", "queue", "owner", "error_code"),
-    "tasks": ("task_id", "create_time", "update_time", "priority", "state", "owner"),
+    # Sorted by the services: what their List methods take in order_by.
+    "jobs": JOB_SORT_FIELDS,
+    "tasks": TASK_SORT_FIELDS,
+    "datasets": DATASET_SORT_FIELDS,
+    # Lists the monitor holds whole (a site's queues, the people with work) and sorts itself.
+    "queues": ("queue_id", "status", "pilots", "activated", "running"),
+    "users": ("owner", "jobs", "tasks"),
 }
 # BigPanDA's attribute summary: the fields whose counts a list shows beside it.
 _SUMMARY: Mapping[str, tuple[str, ...]] = {
@@ -77,3 +84,27 @@ def may_act(viewer: Mapping[str, Any], owner: str, vo: str) -> bool:
     roles = set(viewer.get("roles", ()))
     return bool(viewer) and (viewer.get("subject") == owner or bool(roles & {"admin", "service"})
                              or f"{vo}/production" in viewer.get("grants", ()))
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Any]
+    next_page_token: str
+    total: int
+
+
+def page_of(rows: Sequence[Any], paging: Paging, keys: Mapping[str, Callable[[Any], Any]]) -> Page:
+    """One page of a list held whole, sorted by `paging.order_by` (a column of `keys`, then the
+    first column as a tie-break); its page token is the offset of the next page."""
+    token = paging.page_token
+    if token and not (token.isdigit() and len(token) <= 9):
+        raise FilterError("page_token", "not a page token of this list")
+    ordered = list(rows)
+    first = next(iter(keys.values()))
+    ordered.sort(key=first)
+    if paging.order_by:
+        column, _, direction = paging.order_by.partition(" ")
+        ordered.sort(key=keys[column], reverse=direction == "desc")
+    start = int(token or 0)
+    end = start + paging.page_size
+    return Page(ordered[start:end], str(end) if end < len(ordered) else "", len(ordered))

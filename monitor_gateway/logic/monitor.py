@@ -17,7 +17,7 @@ import grpc
 from google.protobuf.message import Message
 
 from monitor_gateway.domain import monitor_filters as filters
-from monitor_gateway.domain.monitor_pages import Paging, summary_fields
+from monitor_gateway.domain.monitor_pages import Paging, page_of, summary_fields
 from monitor_gateway.domain.responses import message_document
 from monitor_gateway.logic.upstreams import Upstreams
 from monitor_gateway.store.descriptors import list_fields
@@ -223,6 +223,16 @@ class Monitor:
 
     # -- queues, users, datasets ------------------------------------------------------------------
 
+    async def queues_page(self, token: str, paging: Paging) -> Document:
+        """The queues, sorted and paged here: a site's queues are few, and their counts and
+        pilots are the server's live figures, not columns to sort by in a database."""
+        page = page_of((await self.queues(token))["queues"], paging, {
+            "queue_id": lambda q: q["queueId"], "status": lambda q: q["status"],
+            "pilots": lambda q: int(q.get("connectedPilots", 0)),
+            "activated": lambda q: int(q["jobCounts"].get("activated", 0)),
+            "running": lambda q: int(q["jobCounts"].get("running", 0))})
+        return {"queues": page.rows, "nextPageToken": page.next_page_token, "totalSize": str(page.total)}
+
     async def queues(self, token: str) -> Document:
         queues: list[Document] = []
         page_token = ""
@@ -241,19 +251,30 @@ class Monitor:
         jobs = await self.jobs(token, query, paging, fixed=[f"queue = {filters.quoted(queue_id)}"])
         return {"queue": message_document(response.queue), "jobs": jobs}
 
-    async def users(self, token: str, query: Query) -> Document:
-        """Every owner the viewer may see, with their jobs and tasks by state."""
+    async def users(self, token: str, query: Query, paging: Paging) -> Document:
+        """Every owner the viewer may see, with their jobs and tasks by state, sorted and paged."""
         jobs_filter = self._filter(query, self.fields.jobs)
         tasks_filter = self._filter({key: value for key, value in query.items() if key in self.fields.tasks},
                                     self.fields.tasks)
         jobs, tasks = await asyncio.gather(self._count_jobs(token, jobs_filter, ["owner", "state"], 1000),
                                            self._count_tasks(token, tasks_filter, ["owner", "state"], 1000))
-        return {"jobs": jobs["groups"], "tasks": tasks["groups"]}
+        people: dict[str, Document] = {}
+        for key, counted in (("jobs", jobs), ("tasks", tasks)):
+            for group in counted["groups"]:
+                owner, state = group["values"]
+                person = people.setdefault(owner, {"owner": owner, "jobs": [], "tasks": [], "jobsTotal": 0,
+                                                   "tasksTotal": 0})
+                person[key].append({"state": state, "count": group["count"]})
+                person[f"{key}Total"] += int(group["count"])
+        page = page_of(list(people.values()), paging, {
+            "owner": lambda p: p["owner"], "jobs": lambda p: p["jobsTotal"], "tasks": lambda p: p["tasksTotal"]})
+        return {"jobs": jobs["groups"], "tasks": tasks["groups"], "users": page.rows,
+                "nextPageToken": page.next_page_token, "totalSize": str(page.total)}
 
     async def datasets(self, token: str, query: Query, paging: Paging) -> Document:
         api_filter = self._filter(query, self.fields.datasets, time_field="create_time")
         request = dataset_service_pb2.ListDatasetsRequest(filter=api_filter, page_size=paging.page_size,
-                                                          page_token=paging.page_token)
+                                                          page_token=paging.page_token, order_by=paging.order_by)
         response = await self._call(self._datasets.ListDatasets if self._datasets else None, request, token)
         return {"filter": api_filter, **message_document(response)}
 

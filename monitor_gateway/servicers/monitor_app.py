@@ -179,7 +179,8 @@ class MonitorApp:
         return await self._monitor.errors(token, _query(request))
 
     async def queues(self, request: Request, token: str) -> dict[str, Any]:
-        return await self._monitor.queues(token)
+        query = _query(request)
+        return await self._monitor.queues_page(token, monitor_pages.paging_of(query, "queues"))
 
     async def queue(self, request: Request, token: str) -> dict[str, Any]:
         query = _query(request)
@@ -187,11 +188,12 @@ class MonitorApp:
                                          monitor_pages.paging_of(query, "jobs"))
 
     async def users(self, request: Request, token: str) -> dict[str, Any]:
-        return await self._monitor.users(token, _query(request))
+        query = _query(request)
+        return await self._monitor.users(token, query, monitor_pages.paging_of(query, "users"))
 
     async def datasets(self, request: Request, token: str) -> dict[str, Any]:
         query = _query(request)
-        return await self._monitor.datasets(token, query, monitor_pages.paging_of(query, None))
+        return await self._monitor.datasets(token, query, monitor_pages.paging_of(query, "datasets"))
 
     async def dataset(self, request: Request, token: str) -> dict[str, Any]:
         query = _query(request)

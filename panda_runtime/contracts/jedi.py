@@ -14,8 +14,8 @@ from panda_runtime.contracts import server
 from panda_runtime.contracts.rules import Violation, check_finite, check_name, check_range, check_text
 
 __all__ = [
-    "DATASET_NAME", "MAX_DATASET_FILES", "MAX_EVENTS_PER_JOB", "MAX_FILES_PER_JOB", "MAX_GB_PER_JOB",
-    "MAX_PRIORITY", "MAX_QUEUES", "MAX_SCOUT_JOBS", "MAX_STORAGE_ELEMENTS", "MAX_TASK_NAME_LENGTH",
+    "DATASET_NAME", "DATASET_SORT_FIELDS", "MAX_DATASET_FILES", "MAX_EVENTS_PER_JOB", "MAX_FILES_PER_JOB",
+    "MAX_GB_PER_JOB", "MAX_PRIORITY", "MAX_QUEUES", "MAX_SCOUT_JOBS", "MAX_STORAGE_ELEMENTS", "MAX_TASK_NAME_LENGTH",
     "MAX_TASK_TEXT_LENGTH", "MAX_VO_LENGTH", "SPLIT_KINDS", "TASK_COMMAND_STATES", "TASK_GROUP_FIELDS",
     "TASK_SORT_FIELDS",
     "check_dataset_file", "check_dataset_name", "check_failure_rate", "check_output_file_pattern", "check_priority",
@@ -27,6 +27,8 @@ __all__ = [
 TASK_SORT_FIELDS = ("task_id", "create_time", "update_time", "priority", "state", "owner", "vo", "working_group",
                     "task_name")
 TASK_GROUP_FIELDS = ("state", "owner", "vo", "working_group", "priority")
+# What ListDatasets sorts by (order_by); each is a filter field too. dataset_id is the name.
+DATASET_SORT_FIELDS = ("dataset_id", "create_time", "owner", "kind", "task_id")
 
 # The commands on a task and the states (lower-case names) it takes them in, as PanDA has them:
 # JEDI refuses a command in any other state; the monitor offers each only where it applies.

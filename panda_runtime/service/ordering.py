@@ -107,10 +107,11 @@ def _text(value: Any) -> str:
 
 def encode_page(ordering: Ordering, last: Mapping[str, Any], filter_text: str, order_by: str) -> str:
     """The token of the page after the row whose sort-key values are `last` (field -> value)."""
-    id_field = ordering.keys[-1].field
-    if ordering.is_default:
-        return encode_token({"before": int(last[id_field])}, _query(filter_text, order_by))
-    position: dict[str, Any] = {"id": int(last[id_field])}
+    # The id closes every order: a number (job_id, task_id), or a unique name (a dataset's).
+    identity = last[ordering.keys[-1].field]
+    if ordering.is_default and not isinstance(identity, str):
+        return encode_token({"before": int(identity)}, _query(filter_text, order_by))
+    position: dict[str, Any] = {"id": identity if isinstance(identity, str) else int(identity)}
     for index, key in enumerate(ordering.keys[:-1]):
         position[f"k{index}"] = _text(last[key.field])
     return encode_token(position, _query(filter_text, order_by))
@@ -122,8 +123,9 @@ def decode_page(token: str, ordering: Ordering, kinds: Mapping[str, Any], filter
     for the first page. A token of another filter or order is INVALID_ARGUMENT naming
     `page_token`, and so is one whose values are not of their fields' kinds."""
     named = ordering.keys[:-1]
-    id_name = "before" if ordering.is_default else "id"
-    shape: dict[str, type] = {id_name: int, **{f"k{i}": str for i in range(len(named))}}
+    id_kind = str if kinds.get(ordering.keys[-1].field) is str else int
+    id_name = "before" if ordering.is_default and id_kind is int else "id"
+    shape: dict[str, type] = {id_name: id_kind, **{f"k{i}": str for i in range(len(named))}}
     position = decode_token(token, _query(filter_text, order_by), shape)
     if not position:
         return None

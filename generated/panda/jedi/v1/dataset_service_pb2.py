@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from panda.jedi.v1 import dataset_pb2 as panda_dot_jedi_dot_v1_dot_dataset__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#panda/jedi/v1/dataset_service.proto\x12\rpanda.jedi.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bpanda/jedi/v1/dataset.proto\"\x8c\x01\n\x16RegisterDatasetRequest\x12-\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.DatasetB\x04\xe2\x41\x01\x02\x12/\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1a.panda.jedi.v1.DatasetFileB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"B\n\x17RegisterDatasetResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.Dataset\"-\n\x11GetDatasetRequest\x12\x18\n\ndataset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\x12GetDatasetResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.Dataset\"L\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"m\n\x14ListDatasetsResponse\x12(\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x16.panda.jedi.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"k\n\x17ListDatasetFilesRequest\x12\x18\n\ndataset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\x03\"r\n\x18ListDatasetFilesResponse\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.panda.jedi.v1.DatasetFile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xff\x03\n\x0e\x44\x61tasetService\x12y\n\x0fRegisterDataset\x12%.panda.jedi.v1.RegisterDatasetRequest\x1a&.panda.jedi.v1.RegisterDatasetResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/datasets:\x01*\x12t\n\nGetDataset\x12 .panda.jedi.v1.GetDatasetRequest\x1a!.panda.jedi.v1.GetDatasetResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/datasets/{dataset_id}\x12m\n\x0cListDatasets\x12\".panda.jedi.v1.ListDatasetsRequest\x1a#.panda.jedi.v1.ListDatasetsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/datasets\x12\x8c\x01\n\x10ListDatasetFiles\x12&.panda.jedi.v1.ListDatasetFilesRequest\x1a\'.panda.jedi.v1.ListDatasetFilesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/datasets/{dataset_id}/filesBA\n\x15org.pandamesh.jedi.v1P\x01Z&panda-mesh/gen/go/panda/jedi/v1;jediv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#panda/jedi/v1/dataset_service.proto\x12\rpanda.jedi.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bpanda/jedi/v1/dataset.proto\"\x8c\x01\n\x16RegisterDatasetRequest\x12-\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.DatasetB\x04\xe2\x41\x01\x02\x12/\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x1a.panda.jedi.v1.DatasetFileB\x04\xe2\x41\x01\x02\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"B\n\x17RegisterDatasetResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.Dataset\"-\n\x11GetDatasetRequest\x12\x18\n\ndataset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\x12GetDatasetResponse\x12\'\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x16.panda.jedi.v1.Dataset\"^\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\x12\x10\n\x08order_by\x18\x04 \x01(\t\"m\n\x14ListDatasetsResponse\x12(\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x16.panda.jedi.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"k\n\x17ListDatasetFilesRequest\x12\x18\n\ndataset_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\x03\"r\n\x18ListDatasetFilesResponse\x12)\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x1a.panda.jedi.v1.DatasetFile\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xff\x03\n\x0e\x44\x61tasetService\x12y\n\x0fRegisterDataset\x12%.panda.jedi.v1.RegisterDatasetRequest\x1a&.panda.jedi.v1.RegisterDatasetResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/datasets:\x01*\x12t\n\nGetDataset\x12 .panda.jedi.v1.GetDatasetRequest\x1a!.panda.jedi.v1.GetDatasetResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/datasets/{dataset_id}\x12m\n\x0cListDatasets\x12\".panda.jedi.v1.ListDatasetsRequest\x1a#.panda.jedi.v1.ListDatasetsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/datasets\x12\x8c\x01\n\x10ListDatasetFiles\x12&.panda.jedi.v1.ListDatasetFilesRequest\x1a\'.panda.jedi.v1.ListDatasetFilesResponse\"\'\x82\xd3\xe4\x93\x02!\x12\x1f/v1/datasets/{dataset_id}/filesBA\n\x15org.pandamesh.jedi.v1P\x01Z&panda-mesh/gen/go/panda/jedi/v1;jediv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -60,13 +60,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETDATASETRESPONSE']._serialized_start=404
   _globals['_GETDATASETRESPONSE']._serialized_end=465
   _globals['_LISTDATASETSREQUEST']._serialized_start=467
-  _globals['_LISTDATASETSREQUEST']._serialized_end=543
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=545
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=654
-  _globals['_LISTDATASETFILESREQUEST']._serialized_start=656
-  _globals['_LISTDATASETFILESREQUEST']._serialized_end=763
-  _globals['_LISTDATASETFILESRESPONSE']._serialized_start=765
-  _globals['_LISTDATASETFILESRESPONSE']._serialized_end=879
-  _globals['_DATASETSERVICE']._serialized_start=882
-  _globals['_DATASETSERVICE']._serialized_end=1393
+  _globals['_LISTDATASETSREQUEST']._serialized_end=561
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=563
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=672
+  _globals['_LISTDATASETFILESREQUEST']._serialized_start=674
+  _globals['_LISTDATASETFILESREQUEST']._serialized_end=781
+  _globals['_LISTDATASETFILESRESPONSE']._serialized_start=783
+  _globals['_LISTDATASETFILESRESPONSE']._serialized_end=897
+  _globals['_DATASETSERVICE']._serialized_start=900
+  _globals['_DATASETSERVICE']._serialized_end=1411
 # @@protoc_insertion_point(module_scope)

@@ -122,6 +122,7 @@ class ListDatasetsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """At most this many (default 100, at most 1,000)."""
     page_token: _builtins.str
@@ -134,16 +135,23 @@ class ListDatasetsRequest(_message.Message):
     Fields: dataset_id (`=` with `*` matches a pattern), kind, owner, task_id,
     create_time. Operators: =, !=, <, <=, >, >=.
     """
+    order_by: _builtins.str
+    """Sort order, AIP-132's syntax, e.g. `"create_time desc, dataset_id"`. Fields: dataset_id,
+    create_time, owner, kind, task_id. Ties are broken by dataset_id, in the direction of the
+    last field named. At most 4 fields. Empty: newest first. A page_token belongs to one filter
+    and one order_by: with another it is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
