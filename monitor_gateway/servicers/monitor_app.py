@@ -88,6 +88,12 @@ def _int_path(request: Request, name: str) -> int:
     return int(text)
 
 
+def _form_token_matches(session: Mapping[str, Any], sent: object) -> bool:
+    """Whether a form brought the session's own form token (a form from another site cannot)."""
+    expected = session.get(SESSION_CSRF)
+    return bool(expected) and isinstance(sent, str) and secrets.compare_digest(sent, str(expected))
+
+
 class MonitorApp:
     def __init__(self, monitor: Monitor, sign_in: MonitorSignIn | None) -> None:
         self._monitor = monitor
@@ -225,8 +231,7 @@ class MonitorApp:
     async def logout(self, request: Request) -> Response:
         form = await request.form()
         session = request.scope.get("session")
-        sent, expected = form.get("csrf"), session.get(SESSION_CSRF) if session is not None else None
-        if session is not None and isinstance(sent, str) and expected and secrets.compare_digest(sent, expected):
+        if session is not None and _form_token_matches(session, form.get("csrf")):
             session.clear()
         return RedirectResponse(MONITOR_PATH + "/", status_code=303)
 
@@ -240,12 +245,9 @@ class MonitorApp:
             if token is None:
                 return self._sign_in(request)
             form = await request.form()
-            session = request.scope.get("session") or {}
-            expected = session.get(SESSION_CSRF)
-            sent = form.get("csrf")
             # A bearer header is not sent by a browser on its own: only the cookie needs the check.
-            if not request.headers.get("authorization") and (
-                    not expected or not isinstance(sent, str) or not secrets.compare_digest(sent, expected)):
+            if not request.headers.get("authorization") and not _form_token_matches(
+                    request.scope.get("session") or {}, form.get("csrf")):
                 return self._refusal(request, Refused(grpc.StatusCode.PERMISSION_DENIED,
                                                       "the form is stale or not this site's: reload the page",
                                                       field="csrf"))
