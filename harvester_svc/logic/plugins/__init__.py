@@ -1,0 +1,1 @@
+"""One plugin per kind of resource, behind `ResourcePlugin` (base.py)."""

@@ -1,0 +1,1 @@
+"""Harvester's gRPC edge: the relay's DispatchService."""
