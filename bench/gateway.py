@@ -1,10 +1,12 @@
 """What the HTTP/JSON gateway adds to a call, side by side with the same gRPC call alone.
 
 One identity service, one server (SQLite or PostgreSQL) with `--jobs` jobs, one gateway, every
-one a real process on loopback. Then, in rounds that alternate (so drift hits both alike):
+one a real process on loopback. Then, in rounds, each call both ways, one right after the other
+(so drift hits both alike):
 
 1. `GetJob` of a random job: over gRPC (one channel, one call at a time) and through the gateway
-   (one keep-alive HTTP connection, one request at a time); p50 and p99 of each, in ms. The HTTP
+   (one keep-alive HTTP connection, one request at a time), in pairs: each gRPC call right
+   before the same call through the gateway; p50 and p99 of each way, in ms. The HTTP
    client is the standard library's `http.client`, the lightest there is in Python, as grpcio's
    client is mostly C: httpx, measured the same way, cost about 1 ms more of its own for a page of
    100 jobs, which is the client's time, not the gateway's.
@@ -61,14 +63,28 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1e3, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3
 
 
-def _timed(calls: int, one: Callable[[int], object], job_ids: list[int]) -> list[float]:
-    samples = []
+def _paired(calls: int, direct: Callable[[int], object], through: Callable[[int], object],
+            job_ids: list[int]) -> tuple[list[float], list[float]]:
+    """`calls` pairs of the same call, over gRPC and then through the gateway, one right after the
+    other: whatever the machine does meanwhile hits both ways of a pair alike."""
+    direct_samples, through_samples = [], []
     for _ in range(calls):
         job_id = random.choice(job_ids)
         started = time.perf_counter()
-        one(job_id)
-        samples.append(time.perf_counter() - started)
-    return samples
+        cpu_started = time.thread_time()
+        direct(job_id)
+        between = time.perf_counter()
+        cpu_between = time.thread_time()
+        through(job_id)
+        direct_samples.append(between - started)
+        through_samples.append(time.perf_counter() - between)
+        _CLIENT_CPU[0] += cpu_between - cpu_started
+        _CLIENT_CPU[1] += time.thread_time() - cpu_between
+    return direct_samples, through_samples
+
+
+# The client's own CPU, gRPC way and HTTP way: what each client spends is in its way's latency.
+_CLIENT_CPU = [0.0, 0.0]
 
 
 def _http_get(connection: http.client.HTTPConnection, path: str, token: str) -> bytes:
@@ -177,17 +193,22 @@ def main() -> int:
                 "list_grpc": lambda i: stub.ListJobs(job_service_pb2.ListJobsRequest(page_size=100), timeout=10),
                 "list_http": lambda i: _http_get(connection, "/v1/jobs?page_size=100", token),
             }
-            for way in ways.values():  # warm up: connections, caches, code paths
-                _timed(200, way, job_ids)
+            for direct, through in (("get_grpc", "get_http"), ("list_grpc", "list_http")):  # warm up
+                _paired(200, ways[direct], ways[through], job_ids)
             gateway_process = psutil.Process(gateway.process.pid)
             list_cpu_seconds = 0.0
+            list_client_cpu = [0.0, 0.0]
             for round_number in range(args.rounds):
-                for name, way in ways.items():
-                    calls = args.calls if name.startswith("get") else max(50, args.calls // 10)
+                for direct, through in (("get_grpc", "get_http"), ("list_grpc", "list_http")):
+                    calls = args.calls if direct.startswith("get") else max(50, args.calls // 10)
                     cpu_before = sum(gateway_process.cpu_times()[:2])
-                    results[name] += _timed(calls, way, job_ids)
-                    if name == "list_http":
+                    _CLIENT_CPU[:] = [0.0, 0.0]
+                    direct_samples, through_samples = _paired(calls, ways[direct], ways[through], job_ids)
+                    if direct == "list_grpc":
                         list_cpu_seconds += sum(gateway_process.cpu_times()[:2]) - cpu_before
+                        list_client_cpu = [a + b for a, b in zip(list_client_cpu, _CLIENT_CPU, strict=True)]
+                    results[direct] += direct_samples
+                    results[through] += through_samples
                 print(f"round {round_number + 1}/{args.rounds} done", flush=True)
 
         print(f"{'call':<28} {'p50 ms':>8} {'p99 ms':>8} {'calls':>7}")
@@ -201,6 +222,9 @@ def main() -> int:
         print(f"GetJob:   the gateway adds {added_p50:.2f} ms at p50, {added_p99:.2f} ms at p99")
         print(f"ListJobs: the gateway adds {list_added_p50:.2f} ms at p50, {list_added_p99:.2f} ms at p99 "
               f"(100 jobs a page); gateway CPU {list_cpu_seconds / len(results['list_http']) * 1e3:.2f} ms a page")
+        pages = len(results["list_http"])
+        print(f"ListJobs: the client's own CPU a page: {list_client_cpu[0] / pages * 1e3:.2f} ms over gRPC, "
+              f"{list_client_cpu[1] / pages * 1e3:.2f} ms over HTTP")
 
         processes = {"server": psutil.Process(server.process.pid), "gateway": psutil.Process(gateway.process.pid)}
         before = {name: sum(process.cpu_times()[:2]) for name, process in processes.items()}

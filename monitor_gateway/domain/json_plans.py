@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import functools
 import keyword
 import math
 import struct
@@ -69,13 +68,17 @@ def _as_float32(value: float) -> float:
     return float(struct.unpack("<f", struct.pack("<f", value))[0])
 
 
-def _enum(field: FieldDescriptor) -> Converter:
+def _enum_names(field: FieldDescriptor) -> dict[int, str]:
     enum = field.enum_type
     assert enum is not None
-    names = {value.number: value.name for value in enum.values}
+    return {value.number: value.name for value in enum.values}
+
+
+def _enum(field: FieldDescriptor) -> Converter:
+    names = _enum_names(field)
 
     def convert(value: int) -> Any:
-        return names.get(value, value)
+        return names.get(value, value)  # a number the enum does not name is printed as a number
 
     return convert
 
@@ -85,24 +88,33 @@ _FIRST_SECOND, _LAST_SECOND = -62135596800, 253402300799
 _EPOCH = datetime.datetime(1970, 1, 1)
 
 
-@functools.lru_cache(maxsize=8192)
-def _utc_second(seconds: int) -> str:
-    return (_EPOCH + datetime.timedelta(seconds=seconds)).isoformat()
+# Each second's text, made once: a page of jobs holds many timestamps of a few seconds. A plain
+# dict (emptied when full) costs a third of what `functools.lru_cache` does per look-up.
+_SECOND_TEXTS: dict[int, str] = {}
+_MAX_SECOND_TEXTS = 65536
+
+
+def _second_text(seconds: int) -> str:
+    if len(_SECOND_TEXTS) >= _MAX_SECOND_TEXTS:
+        _SECOND_TEXTS.clear()
+    text = _SECOND_TEXTS[seconds] = (_EPOCH + datetime.timedelta(seconds=seconds)).isoformat()
+    return text
 
 
 def _timestamp(value: Any) -> str:
-    """`Timestamp.ToJsonString()`'s text, with each second's date and time made once (a page of
-    jobs holds many timestamps of a few seconds, and `ToJsonString` built each from scratch)."""
+    """`Timestamp.ToJsonString()`'s text: 0, 3, 6 or 9 digits of fraction, as few as hold it."""
     seconds, nanos = value.seconds, value.nanos
     if not (_FIRST_SECOND <= seconds <= _LAST_SECOND and 0 <= nanos < 1_000_000_000):
         return str(value.ToJsonString())  # refuses the value as json_format does
+    text = _SECOND_TEXTS.get(seconds) or _second_text(seconds)
     if nanos == 0:
-        return _utc_second(seconds) + "Z"
+        return text + "Z"
+    # The fraction's digits, zero-padded, from the decimal text of 10**k + fraction.
     if nanos % 1_000_000 == 0:
-        return f"{_utc_second(seconds)}.{nanos // 1_000_000:03d}Z"
+        return f"{text}.{str(1_000 + nanos // 1_000_000)[1:]}Z"
     if nanos % 1_000 == 0:
-        return f"{_utc_second(seconds)}.{nanos // 1_000:06d}Z"
-    return f"{_utc_second(seconds)}.{nanos:09d}Z"
+        return f"{text}.{str(1_000_000 + nanos // 1_000)[1:]}Z"
+    return f"{text}.{str(1_000_000_000 + nanos)[1:]}Z"
 
 
 def _duration(value: Message) -> Any:
@@ -167,9 +179,9 @@ def _plan(descriptor: Descriptor | Any) -> Callable[[Message], dict[str, Any]]:
         return _PLANS[full_name](message)
 
     _PLANS[full_name] = forward
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {"isfinite": math.isfinite}
 
-    def name_of(value_of: Converter) -> str:
+    def name_of(value_of: object) -> str:
         key = f"c{len(namespace)}"
         namespace[key] = value_of
         return key
@@ -182,10 +194,11 @@ def _plan(descriptor: Descriptor | Any) -> Callable[[Message], dict[str, Any]]:
         if nested is not None and nested.GetOptions().map_entry:
             key_field, value_field = nested.fields_by_name["key"], nested.fields_by_name["value"]
             key_of, value_of = _map_key(key_field), _single(value_field)
+            # Iterating a map's keys runs in C; its items() view iterates in Python.
             if key_field.type == FieldDescriptor.TYPE_STRING and value_of is _same:
-                items = "dict(x.items())"
+                items = "{k: x[k] for k in x}"
             else:
-                items = f"{{{name_of(key_of)}(k): {name_of(value_of)}(v) for k, v in x.items()}}"
+                items = f"{{{name_of(key_of)}(k): {name_of(value_of)}(x[k]) for k in x}}"
             # An empty container is common and costs far less to test than to iterate.
             entries.append(f"{json_name}: {items} if (x := {value}) else {{}}")
             continue
@@ -195,8 +208,17 @@ def _plan(descriptor: Descriptor | Any) -> Callable[[Message], dict[str, Any]]:
                 else f"[{name_of(single)}(v) for v in x]"
             entries.append(f"{json_name}: {items} if (x := {value}) else []")
             continue
-        expression = value if single is _same else f"str({value})" if single is _int64 \
-            else f"{name_of(single)}({value})"
+        # The commonest conversions are written out rather than called: a call costs more than they do.
+        if single is _same:
+            expression = value
+        elif single is _int64:
+            expression = f"str({value})"
+        elif field.enum_type is not None:
+            expression = f"{name_of(_enum_names(field))}.get((v := {value}), v)"
+        elif single is _double:
+            expression = f"v if isfinite(v := {value}) else {name_of(_double)}(v)"
+        else:
+            expression = f"{name_of(single)}({value})"
         if field.has_presence:
             optional.append(f"    if m.HasField({field.name!r}):\n        d[{json_name}] = {expression}")
         else:
