@@ -294,3 +294,10 @@ def test_the_schema_is_a_json_schema_the_example_keeps() -> None:
 def test_the_schema_refuses_what_the_loader_refuses_field_by_field(document: dict[str, Any]) -> None:
     assert list(jsonschema.Draft202012Validator(queue_config_schema()).iter_errors(document))
     assert problems(document)
+
+
+def test_the_shipped_schema_is_the_loaders() -> None:
+    shipped = EXAMPLE.with_name("queueconfig.schema.json")
+    assert json.loads(shipped.read_text()) == queue_config_schema(), (
+        f"{shipped} is stale; write it again with: python -c 'import json; from harvester_svc.domain.queue_config "
+        f"import queue_config_schema; print(json.dumps(queue_config_schema(), indent=2))' > {shipped.name}")
