@@ -5,10 +5,10 @@ Harvester has one (`queueStatus`, `mapType`, `nQueueLimitWorker`, `maxWorkers`,
 reads the file and hands over its text.
 
 `load_queue_config` checks the whole document and reports every problem at once, each naming its
-queue and field (`queue "X": submitter.partition: field required`). The checks run in three
-steps: the queue ids, each queue's fields one by one (pydantic, unknown keys refused), then the
-rules between fields of every queue whose fields were well formed (`nQueueLimitWorker` within
-`maxWorkers`, `nQueueLimitJob` only for push queues…).
+queue and field (`queue "X": submitter.partition: field required`): the queue ids, each
+queue's fields one by one (pydantic, strict types, unknown keys refused), then the rules between
+fields (`nQueueLimitWorker` within `maxWorkers`, `nQueueLimitJob` only for push queues…), each
+checked whenever the fields it reads are well formed, even if another field of the queue is not.
 
 What the rest of the service gets are plain frozen dataclasses (`QueueConfig`), not the pydantic
 models: they carry Python names instead of the file's, cost nothing to pass around or compare
