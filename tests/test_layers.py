@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("server_svc", "jedi_svc", "iam_svc", "monitor_gateway")
+SERVICES = ("server_svc", "jedi_svc", "iam_svc", "monitor_gateway", "harvester_svc")
 # Each service's own API: only its servicers (and main.py, which registers them) speak it.
 # The gateway has none: it serves the others' APIs, found through their descriptors.
 OWN_API = {"server_svc": "panda.server.v1", "jedi_svc": "panda.jedi.v1", "iam_svc": "panda.iam.v1",
-           "monitor_gateway": "panda.gateway.v1"}
+           "monitor_gateway": "panda.gateway.v1", "harvester_svc": "panda.harvester.v1"}
 PARTS = ("servicers", "logic", "store", "domain")
 # What each part may import of its own service (settings.py is read by every part but domain).
 MAY_IMPORT = {

@@ -97,6 +97,15 @@ class KubernetesApis:
 ApiFactory = Callable[[KubernetesQueueConfig], KubernetesApis]
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A worker of a call: its place in the call, and its queue's configuration."""
+
+    index: int
+    worker: SubmittedWorker
+    config: KubernetesQueueConfig
+
+
 def connect(config: KubernetesQueueConfig) -> KubernetesApis:
     """The cluster a queue names: its kubeconfig (and context), else the one harvester runs in.
     Each gets a configuration of its own; the client's global default is left alone."""
@@ -318,7 +327,7 @@ class KubernetesPlugin:
             apis = self._reach(config)
             jobs: dict[str, k8s.V1Job] = {}
             pods: dict[str, list[k8s.V1Pod]] = {}
-            for chunk in _chunks([worker for _, worker in members], SELECTOR_CHUNK):
+            for chunk in _chunks([member.worker for member in members], SELECTOR_CHUNK):
                 selector = workers_selector(self.instance, [worker.worker_id for worker in chunk])
                 try:
                     job_list = apis.batch.list_namespaced_job(namespace=config.namespace, label_selector=selector,
@@ -336,9 +345,10 @@ class KubernetesPlugin:
                     owner = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
                     if owner:
                         pods.setdefault(owner, []).append(pod)
-            for index, worker in members:
-                reports[index] = report_for(worker.worker_id, jobs.get(worker.batch_id),
-                                            pods.get(worker.batch_id, []))
+            for member in members:
+                batch_id = member.worker.batch_id
+                reports[member.index] = report_for(member.worker.worker_id, jobs.get(batch_id),
+                                                   pods.get(batch_id, []))
         return [reports[index] for index in range(len(workers))]
 
     # ---- kill and clean -------------------------------------------------------------------
@@ -349,8 +359,8 @@ class KubernetesPlugin:
         errors: dict[int, str] = {}
         for config, members in self._by_namespace(workers):
             apis = self._reach(config)
-            for index, worker in members:
-                errors[index] = self._delete_job(apis, worker.batch_id, config)
+            for member in members:
+                errors[member.index] = self._delete_job(apis, member.worker.batch_id, member.config)
         return [errors[index] for index in range(len(workers))]
 
     def clean(self, workers: Sequence[SubmittedWorker]) -> None:
@@ -359,11 +369,12 @@ class KubernetesPlugin:
         failures: list[str] = []
         for config, members in self._by_namespace(workers):
             apis = self._reach(config)
-            for _, worker in members:
-                problems = [self._delete_job(apis, worker.batch_id, config)]
-                if not config.token_secret and worker.batch_id:
+            for member in members:
+                worker, own = member.worker, member.config
+                problems = [self._delete_job(apis, worker.batch_id, own)]
+                if not own.token_secret and worker.batch_id:
                     problems.append(self._delete(apis.core.delete_namespaced_secret,
-                                                 token_secret_name(config, worker.batch_id), config))
+                                                 token_secret_name(own, worker.batch_id), own))
                 try:
                     remove_access_point(worker.access_point)
                 except OSError as error:
@@ -398,16 +409,17 @@ class KubernetesPlugin:
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _by_namespace(self, workers: Sequence[SubmittedWorker]
-                      ) -> list[tuple[KubernetesQueueConfig, list[tuple[int, SubmittedWorker]]]]:
-        """The workers (with their place in the call) grouped by cluster and namespace."""
-        groups: dict[tuple[str, str, str], tuple[KubernetesQueueConfig, list[tuple[int, SubmittedWorker]]]] = {}
+    def _by_namespace(self, workers: Sequence[SubmittedWorker]) -> list[tuple[KubernetesQueueConfig, list[Member]]]:
+        """The workers grouped by cluster and namespace (the group's first configuration reaches
+        them), each with its place in the call and its own queue's configuration."""
+        groups: dict[tuple[str, str, str], tuple[KubernetesQueueConfig, list[Member]]] = {}
         for index, worker in enumerate(workers):
             try:
                 config = KubernetesQueueConfig.from_parameters(worker.parameters)
             except QueueConfigError as error:
                 raise PluginError(f"worker {worker.worker_id}: queue configuration: {error}") from error
-            groups.setdefault((*config.cluster_key, config.namespace), (config, []))[1].append((index, worker))
+            groups.setdefault((*config.cluster_key, config.namespace), (config, []))[1].append(
+                Member(index, worker, config))
         return list(groups.values())
 
     def _reach(self, config: KubernetesQueueConfig) -> KubernetesApis:
