@@ -321,12 +321,26 @@ def test_a_broken_queue_configuration_fails_the_call() -> None:
         plugin_with(RecordingSchedd()).check([worker])
 
 
-def test_clean_removes_the_access_point(tmp_path: Path) -> None:
+def test_clean_removes_the_access_point_and_a_job_still_queued(tmp_path: Path) -> None:
     access_point = tmp_path / "worker-1"
     (access_point / "sub").mkdir(parents=True)
     (access_point / "pilot.out").write_text("done")
-    plugin_with(RecordingSchedd()).clean([submitted(1, access_point=str(access_point)),
-                                          submitted(2, access_point=str(tmp_path / "never-made"))])
+    # Worker 1's job is still held (its removal at the check failed); worker 2's is in the history.
+    schedd = RecordingSchedd(queue=[job_ad(1, 5), job_ad(3, 2)])
+    plugin_with(schedd).clean([submitted(1, access_point=str(access_point)),
+                               submitted(2, access_point=str(tmp_path / "never-made"))])
     assert not access_point.exists()
+    assert schedd.calls[-1] == ("act", (htcondor2.JobAction.Remove, ["1001.0"], "ended; removed by harvester"))
+    assert [ad["JobStatus"] for ad in schedd.queue] == [3, 2]
+
+    schedd.calls.clear()
+    plugin_with(schedd).clean([submitted(1, access_point=str(access_point))])
+    assert [call for call, _ in schedd.calls] == ["query"]
+
+
+def test_clean_reports_what_it_could_not_remove() -> None:
     with pytest.raises(PluginError, match="refusing"):
         plugin_with(RecordingSchedd()).clean([submitted(3, access_point="/")])
+    broken = RecordingSchedd(fail_with=htcondor2.HTCondorException("Failed to connect to schedd"))
+    with pytest.raises(PluginError, match="Failed to connect to schedd"):
+        plugin_with(broken).clean([submitted(3)])

@@ -187,7 +187,7 @@ class HTCondorPlugin:
 
     def _remove_held(self, schedd: ScheddClient, batch_ids: list[str]) -> None:
         """A held pilot never resumes by itself: its worker is failed and its job removed, as
-        Harvester does. A removal that fails is tried again at the next check."""
+        Harvester does. A job whose removal fails here is removed when its worker is cleaned."""
         try:
             with _bindings_lock:
                 schedd.act(htcondor2.JobAction.Remove, batch_ids, reason="held; removed by harvester")
@@ -221,9 +221,22 @@ class HTCondorPlugin:
         return [errors[index] for index in range(len(workers))]
 
     def clean(self, workers: Sequence[SubmittedWorker]) -> None:
-        """The schedd forgets ended jobs by itself (into its history); what is left is the
-        access point, with the batch files in it."""
-        failures = []
+        """What an ended worker may have left: its job, when still queued (held, and its
+        removal at the check failed), and its access point with the batch files in it. The
+        schedd moves ended jobs into its history by itself."""
+        failures: list[str] = []
+        for config, members in self._by_schedd(workers):
+            constraint = workers_constraint(self.instance, [worker.worker_id for _, worker in members])
+            try:
+                schedd = self._schedd(config)
+                with _bindings_lock:
+                    left = schedd.query(constraint=f"({constraint}) && JobStatus =!= {JobStatus.REMOVED}",
+                                        projection=list(JOB_AD_PROJECTION))
+                    if left:
+                        schedd.act(htcondor2.JobAction.Remove, [batch_id_of(ad) for ad in left],
+                                   reason="ended; removed by harvester")
+            except Exception as error:
+                failures.append(f"schedd {config.schedd or '(local)'}: {error}")
         for worker in workers:
             try:
                 remove_access_point(worker.access_point)

@@ -254,7 +254,7 @@ class KubernetesPlugin:
             try:
                 config = KubernetesQueueConfig.from_parameters(worker.parameters)
                 job = job_for(worker, config, self.instance)
-            except (QueueConfigError, ValueError) as error:
+            except ValueError as error:  # QueueConfigError, or the client's models refusing a value
                 outcomes[index] = SubmitOutcome(worker.worker_id, error=f"queue configuration: {error}")
                 continue
             try:
