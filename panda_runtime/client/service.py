@@ -24,6 +24,7 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from panda.harvester.v1 import instance_service_pb2_grpc
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc
 from panda.server.v1 import (
@@ -210,6 +211,7 @@ class AsyncServerClient(AsyncServiceClient):
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
         self.storage = storage_service_pb2_grpc.StorageServiceStub(self.channel)
+        self.instances = instance_service_pb2_grpc.InstanceServiceStub(self.channel)
 
 
 class JediClient(ServiceClient):
