@@ -130,9 +130,10 @@ def worker_id_of(harvester_id: str, number: int) -> str:
 
 
 def report_change(worker: WorkerRecord, report: BatchReport, now: datetime) -> dict[str, object]:
-    """The columns a batch system's report changes (empty: nothing, or a move a final state
-    forbids). The node and the times are kept once known; a start or an end the batch system
+    """The columns a batch system's report changes (empty: nothing, or the worker has ended). The node and the times are kept once known; a start or an end the batch system
     does not date is dated `now`."""
+    if worker.state in FINAL_STATES:
+        return {}  # what the server was told of an ended worker stays true
     changes: dict[str, object] = {}
     if report.state != worker.state:
         if not can_transition(worker.state, report.state):
