@@ -62,6 +62,11 @@ class HarvesterSettings(DatabaseSettings, ServerAddressSettings, ServingSettings
         default=7.0, description="an ended, cleaned worker is dropped from harvester's own table after this long "
         "(the server's registry keeps it)"
     )
+    harvester_stop_workers_on_exit: bool = Field(
+        default=False,
+        description="kill every live worker when harvester stops (`panda up` sets it: its pilots end with it); "
+        "off, workers outlive a restart, as batch jobs do",
+    )
     harvester_pilot_idle_seconds: float = Field(
         default=60.0, description="a pilot harvester starts leaves after asking this long without getting a job"
     )

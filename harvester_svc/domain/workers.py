@@ -130,8 +130,9 @@ def worker_id_of(harvester_id: str, number: int) -> str:
 
 
 def report_change(worker: WorkerRecord, report: BatchReport, now: datetime) -> dict[str, object]:
-    """The columns a batch system's report changes (empty: nothing, or the worker has ended). The node and the times are kept once known; a start or an end the batch system
-    does not date is dated `now`."""
+    """The columns a batch system's report changes (empty: nothing, or the worker has ended).
+    The node and the times are kept once known; a start or an end the batch system does not
+    date is dated `now`."""
     if worker.state in FINAL_STATES:
         return {}  # what the server was told of an ended worker stays true
     changes: dict[str, object] = {}

@@ -86,6 +86,25 @@ class Harvester:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._running = []
+        if self._settings.harvester_stop_workers_on_exit:
+            await self._stop_workers()
+
+    async def _stop_workers(self) -> None:
+        """Kills every live worker (their pilots end their jobs as a kill ends them) and tells the
+        server, for a harvester whose workers must not outlive it (`panda up`)."""
+        workers = [w for w in await self._db.run(self._store.live, self._id)
+                   if w.state not in FINAL_STATES and w.batch_id]
+        if not workers:
+            return
+        log.info("stopping %d workers", len(workers))
+        await self._kill_now(workers)
+        now = datetime.now(UTC)
+        await self._db.run(self._store.change, {
+            w.worker_id: {"state": WorkerState.CANCELLED, "error": "harvester stopped", "end_time": now,
+                          "killed": True} for w in workers}, now)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.propagate(), 5.0)
+        await _logged("sweeper", self.sweep)
 
     def wake(self) -> None:
         self._wake.set()
