@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -88,14 +89,18 @@ def worker_message(worker: WorkerRecord) -> worker_pb2.Worker:
     )
 
 
-_LIMIT_FIELDS = {"max_workers": "maxWorkers", "queue_limit_workers": "nQueueLimitWorker",
-                 "max_new_workers_per_cycle": "maxNewWorkersPerCycle", "queue_limit_jobs": "nQueueLimitJob",
-                 "online": "online"}
+# The QueueLimits fields (typed as the generated HasField takes them) and PanDA's names for them.
+_LimitField = Literal["max_workers", "queue_limit_workers", "max_new_workers_per_cycle", "queue_limit_jobs", "online"]
+_LIMIT_FIELDS: tuple[tuple[_LimitField, str], ...] = (
+    ("max_workers", "maxWorkers"), ("queue_limit_workers", "nQueueLimitWorker"),
+    ("max_new_workers_per_cycle", "maxNewWorkersPerCycle"), ("queue_limit_jobs", "nQueueLimitJob"),
+    ("online", "online"),
+)
 
 
 def _command(message: worker_pb2.HarvesterCommand) -> Command:
     limits: dict[str, int | bool] = {}
-    for field, name in _LIMIT_FIELDS.items():
+    for field, name in _LIMIT_FIELDS:
         if message.limits.HasField(field):
             limits[name] = getattr(message.limits, field)
     kind = {worker_pb2.HarvesterCommand.KIND_KILL_WORKER: "kill_worker",
