@@ -7,6 +7,7 @@ import logging
 
 import grpc
 
+from panda.harvester.v1 import harvester_service_pb2_grpc, instance_service_pb2_grpc
 from panda.server.v1 import (
     dispatch_service_pb2_grpc,
     job_service_pb2_grpc,
@@ -16,6 +17,7 @@ from panda.server.v1 import (
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
 from server_svc.logic.dispatch_hub import DispatchHub
+from server_svc.logic.harvester import HarvesterOperations
 from server_svc.logic.job_metrics import JobCountCollector
 from server_svc.logic.jobs import JobOperations
 from server_svc.logic.pilots import PilotRegistry
@@ -24,6 +26,8 @@ from server_svc.logic.storage import StorageOperations
 from server_svc.logic.watchdog import run_watchdog
 from server_svc.servicers.access import ACCESS
 from server_svc.servicers.dispatch_servicer import DispatchServicer
+from server_svc.servicers.harvester_servicer import HarvesterServicer
+from server_svc.servicers.instance_servicer import InstanceServicer
 from server_svc.servicers.job_servicer import JobServicer
 from server_svc.servicers.queue_servicer import QueueServicer
 from server_svc.servicers.storage_servicer import StorageServicer
@@ -32,12 +36,14 @@ from server_svc.store.actions import JobActionStore
 from server_svc.store.commands import CommandStore
 from server_svc.store.dispatch import DispatchStore
 from server_svc.store.events import EventLog
+from server_svc.store.harvester_store import HarvesterStore
 from server_svc.store.jobs import JobStore
 from server_svc.store.pilots import PilotStore
 from server_svc.store.queue_store import QueueStore
 from server_svc.store.storage_store import StorageStore
 from server_svc.store.submission import SubmissionStore
 from server_svc.store.watchdog import WatchdogStore
+from server_svc.store.worker_store import WorkerStore
 
 __all__ = ["SERVICE_NAMES", "main", "run", "serve"]
 
@@ -48,6 +54,8 @@ SERVICE_NAMES = [
     "panda.server.v1.DispatchService",
     "panda.server.v1.QueueService",
     "panda.server.v1.StorageService",
+    "panda.harvester.v1.HarvesterService",
+    "panda.harvester.v1.InstanceService",
 ]
 
 
@@ -63,11 +71,14 @@ async def serve(settings: ServerSettings) -> None:
     )
     queues = QueueOperations(db, queue_store, hub)
     storage = StorageOperations(db, StorageStore(engine))
+    harvester = HarvesterOperations(settings, db, HarvesterStore(engine), WorkerStore(engine))
 
     def register(server: grpc.aio.Server) -> None:
         job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(settings, jobs), server)
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(QueueServicer(queues), server)
         storage_service_pb2_grpc.add_StorageServiceServicer_to_server(StorageServicer(storage), server)
+        harvester_service_pb2_grpc.add_HarvesterServiceServicer_to_server(HarvesterServicer(harvester), server)
+        instance_service_pb2_grpc.add_InstanceServiceServicer_to_server(InstanceServicer(harvester), server)
         dispatch_service_pb2_grpc.add_DispatchServiceServicer_to_server(
             DispatchServicer(settings, queues, hub, PilotRegistry(db, pilot_store)), server
         )

@@ -38,6 +38,11 @@ class ServerSettings(DatabaseSettings, ServerAddressSettings, ServingSettings, J
         default=600, description="a killed job whose pilot never confirms → cancelled, code 110"
     )
     watchdog_interval_seconds: float = Field(default=60.0, description="how often the watchdogs look")
+    harvester_heartbeat_interval_seconds: int = Field(
+        default=60, gt=0,
+        description="how often harvester instances send a heartbeat; one silent for three intervals is not "
+        "alive, and its queues may be taken over by another instance",
+    )
     dispatch_poll_seconds: float = Field(
         default=1.0,
         description="how often the dispatcher looks for jobs activated elsewhere (other replicas) and for "

@@ -90,7 +90,9 @@ def test_the_safe_rpcs_are_the_reads_and_the_creates_with_a_request_id() -> None
         return {method.name for method in retryable_methods(client.api)}
 
     assert names(ServerClient) == {"SubmitJobs", "GetJob", "ListJobs", "CountJobs", "ListErrorCodes", "GetQueue",
-                                   "ListQueues", "GetStorageElement", "ListStorageElements"}
+                                   "ListQueues", "GetStorageElement", "ListStorageElements", "ListWorkers",
+                                   "GetWorker", "ListHarvesters", "GetHarvester", "ListQueueConfigs",
+                                   "GetQueueConfig", "ListHarvesterCommands", "GetQueueLoads"}
     assert names(JediClient) == {"SubmitTask", "GetTask", "ListTasks", "CountTasks", "RegisterDataset", "GetDataset",
                                  "ListDatasets", "ListDatasetFiles"}
     assert names(IamClient) == {"GetUser", "ListUsers", "ListGroups", "GetClient", "ListClients", "WhoAmI"}

@@ -260,6 +260,8 @@ TEST_ROBOTS: dict[str, tuple[list[str], list[str]]] = {
     "panda-pilot": (["/panda/pilot"], ["*"]),
     "panda-jedi": (["/panda/service"], []),
     "panda-harvester": (["/panda/harvester"], []),
+    # A second instance's robot: each harvester instance belongs to the subject that registered it.
+    "panda-harvester-b": (["/panda/harvester"], []),
 }
 
 

@@ -24,7 +24,12 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from panda.harvester.v1 import instance_service_pb2_grpc
+from panda.harvester.v1 import (
+    harvester_service_pb2,
+    harvester_service_pb2_grpc,
+    instance_service_pb2,
+    instance_service_pb2_grpc,
+)
 from panda.iam.v1 import iam_service_pb2, iam_service_pb2_grpc
 from panda.jedi.v1 import dataset_service_pb2, dataset_service_pb2_grpc, task_service_pb2, task_service_pb2_grpc
 from panda.server.v1 import (
@@ -61,7 +66,9 @@ def _services_of(*files: FileDescriptor) -> tuple[ServiceDescriptor, ...]:
     return tuple(service for file in files for service in file.services_by_name.values())
 
 
-_SERVER_API = _services_of(job_service_pb2.DESCRIPTOR, queue_service_pb2.DESCRIPTOR, storage_service_pb2.DESCRIPTOR)
+# The server also serves harvester's registry (panda.harvester.v1).
+_SERVER_API = _services_of(job_service_pb2.DESCRIPTOR, queue_service_pb2.DESCRIPTOR, storage_service_pb2.DESCRIPTOR,
+                           harvester_service_pb2.DESCRIPTOR, instance_service_pb2.DESCRIPTOR)
 _JEDI_API = _services_of(task_service_pb2.DESCRIPTOR, dataset_service_pb2.DESCRIPTOR)
 _IAM_API = _services_of(iam_service_pb2.DESCRIPTOR)
 
@@ -188,7 +195,7 @@ class AsyncServiceClient(_Client):
 
 
 class ServerClient(ServiceClient):
-    """The job server: jobs, queues and storage elements."""
+    """The job server: jobs, queues, storage elements, and harvester's workers and instances."""
 
     target = "the server"
     api = _SERVER_API
@@ -198,10 +205,11 @@ class ServerClient(ServiceClient):
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
         self.storage = storage_service_pb2_grpc.StorageServiceStub(self.channel)
+        self.harvester = harvester_service_pb2_grpc.HarvesterServiceStub(self.channel)
 
 
 class AsyncServerClient(AsyncServiceClient):
-    """The job server, from a service (JEDI, a harvester)."""
+    """The job server, from a service (JEDI, a harvester: `instances` is what an instance calls)."""
 
     target = "the server"
     api = _SERVER_API
@@ -211,6 +219,7 @@ class AsyncServerClient(AsyncServiceClient):
         self.jobs = job_service_pb2_grpc.JobServiceStub(self.channel)
         self.queues = queue_service_pb2_grpc.QueueServiceStub(self.channel)
         self.storage = storage_service_pb2_grpc.StorageServiceStub(self.channel)
+        self.harvester = harvester_service_pb2_grpc.HarvesterServiceStub(self.channel)
         self.instances = instance_service_pb2_grpc.InstanceServiceStub(self.channel)
 
 

@@ -4,8 +4,8 @@ pilot never got."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
@@ -44,6 +44,7 @@ class PilotHello:
     held_jobs: frozenset[int]
     subject: str
     queues: frozenset[str]
+    worker_id: str = ""  # the harvester worker the pilot runs in, if it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,8 @@ class Claim:
     queue_id: str
     offer: Offer
     pilots: list[tuple[str, str, int]]  # pilot id, node, how many jobs it takes
+    # The harvester worker of each pilot that named one, by pilot id: its jobs are related to it.
+    workers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def wanted(self) -> int:

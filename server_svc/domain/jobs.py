@@ -90,6 +90,9 @@ class JobRecord(Job):
     request_caller: str | None  # who sent that request_id (the key is the caller's)
     request_digest: str | None  # of the request it came with
     create_time: datetime
+    # The harvester worker of the pilot it was last sent to (see the jobs table); not a state
+    # column: the rules never change it, the dispatcher's claim writes it.
+    worker_id: str | None = None
     files: list[JobFile] = field(default_factory=list)
     history: list[JobEvent] = field(default_factory=list)  # filled only when asked for
 

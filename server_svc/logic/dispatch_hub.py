@@ -97,6 +97,8 @@ class Session:
     # of other queues are refused).
     subject: str = ""
     queues: frozenset[str] = frozenset()
+    # The harvester worker the pilot runs in ("" for none): the jobs sent to it are its.
+    worker_id: str = ""
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     outbox: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     credits: int = 0
@@ -180,7 +182,7 @@ class DispatchHub:
     async def connect(self, hello: PilotHello) -> Session:
         """A stream of an admitted pilot (its id issued or resumed) opens."""
         session = Session(pilot_id=hello.pilot_id, queue=hello.queue, node=hello.node, offer=hello.offer,
-                          subject=hello.subject, queues=hello.queues)
+                          subject=hello.subject, queues=hello.queues, worker_id=hello.worker_id)
         session.heard_written = session.heard  # admitting it wrote it
         session.held = set(hello.held_jobs)
         previous = self._sessions.get(hello.pilot_id)
@@ -324,7 +326,8 @@ class DispatchHub:
         if updates:
             UPDATE_BATCH.observe(len(updates))
         claims = [
-            Claim(queue, offer, [(s.pilot_id, s.node, s.credits) for s in group])
+            Claim(queue, offer, [(s.pilot_id, s.node, s.credits) for s in group],
+                  {s.pilot_id: s.worker_id for s in group if s.worker_id})
             for (queue, offer), group in groups.items()
         ]
         result = await self._db.run(self._dispatch.exchange, [u for _, _, u in updates], claims)

@@ -20,6 +20,8 @@ _JOB = "/panda.server.v1.JobService/"
 _QUEUE = "/panda.server.v1.QueueService/"
 _STORAGE = "/panda.server.v1.StorageService/"
 _DISPATCH = "/panda.server.v1.DispatchService/"
+_HARVESTER = "/panda.harvester.v1.HarvesterService/"
+_INSTANCE = "/panda.harvester.v1.InstanceService/"
 
 # People and the services acting for them.
 _WORKERS_OF_JOBS = {USER, PRODUCTION, SERVICE, ADMIN}
@@ -44,4 +46,20 @@ ACCESS = AccessTable({
     _STORAGE + "ListStorageElements": {AUTHENTICATED},
     # Pilots, for the queues their token names; harvester relays for pilots without a route.
     _DISPATCH + "Connect": {PILOT, HARVESTER},
+    # The registry of harvester: anyone signed in reads it; operators steer workers and queues.
+    _HARVESTER + "ListWorkers": {AUTHENTICATED},
+    _HARVESTER + "GetWorker": {AUTHENTICATED},
+    _HARVESTER + "KillWorker": {ADMIN},
+    _HARVESTER + "ListHarvesters": {AUTHENTICATED},
+    _HARVESTER + "GetHarvester": {AUTHENTICATED},
+    _HARVESTER + "ListQueueConfigs": {AUTHENTICATED},
+    _HARVESTER + "GetQueueConfig": {AUTHENTICATED},
+    _HARVESTER + "SetQueueLimits": {ADMIN},
+    _HARVESTER + "ListHarvesterCommands": {AUTHENTICATED},
+    # Harvester instances, each for itself (the owner check is the store's, in its transaction).
+    _INSTANCE + "RegisterInstance": {HARVESTER, ADMIN},
+    _INSTANCE + "Heartbeat": {HARVESTER, ADMIN},
+    _INSTANCE + "ReportWorkers": {HARVESTER, ADMIN},
+    _INSTANCE + "CompleteCommands": {HARVESTER, ADMIN},
+    _INSTANCE + "GetQueueLoads": {HARVESTER, ADMIN},
 })

@@ -112,7 +112,7 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         cpu_seconds=job.cpu_seconds, create_time=timestamp(job.create_time),
         update_time=timestamp(job.update_time), start_time=timestamp(job.start_time),
         end_time=timestamp(job.end_time), heartbeat_time=timestamp(job.heartbeat_time),
-        label=job.label, history=[event_to_proto(e) for e in job.history],
+        label=job.label, history=[event_to_proto(e) for e in job.history], worker_id=job.worker_id or "",
     )
 
 
@@ -221,6 +221,7 @@ def hello_from_proto(hello: dispatch_pb2.Hello, pilot_id: str, subject: str, que
     return PilotHello(
         pilot_id=pilot_id, queue=hello.queue, node=hello.node, offer=_offer_from_proto(hello.resources),
         held_jobs=frozenset(held.job_id for held in hello.held_jobs), subject=subject, queues=queues,
+        worker_id=hello.worker_id,
     )
 
 

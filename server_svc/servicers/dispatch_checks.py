@@ -12,6 +12,7 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from panda_runtime.contracts import Violation
+from panda_runtime.contracts.harvester import MAX_WORKER_ID_LENGTH
 from panda_runtime.contracts.server import ADLER32, MAX_LFN_LENGTH, check_storage_element
 from panda_runtime.service.errors import InvalidArgument
 from server_svc.domain.job_specs import validate_queue_id
@@ -22,7 +23,7 @@ __all__ = ["MAX_HELD_JOBS", "MAX_JOBS_PER_REQUEST", "check_goodbye", "check_hell
 # More than any pilot runs at once; a bigger count would only make a round build huge claims.
 MAX_JOBS_PER_REQUEST = 10_000
 MAX_HELD_JOBS = 10_000
-_MAX_SHORT_TEXT = 256  # worker id, version
+_MAX_SHORT_TEXT = 256  # version
 _MAX_REASON = 1024
 # Control characters: none belongs in an id or a name, and PostgreSQL refuses NUL in any text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -59,7 +60,7 @@ def check_hello(hello: dispatch_pb2.Hello) -> None:
     _name(hello.pilot_id, "hello.pilot_id", MAX_PILOT_ID)
     validate_queue_id(hello.queue, "hello.queue")
     _name(hello.node, "hello.node", MAX_NODE)
-    _name(hello.worker_id, "hello.worker_id", _MAX_SHORT_TEXT)
+    _name(hello.worker_id, "hello.worker_id", MAX_WORKER_ID_LENGTH)
     _name(hello.version, "hello.version", _MAX_SHORT_TEXT)
     _name(hello.resume_secret, "hello.resume_secret", MAX_RESUME_SECRET)
     if hello.resume_secret and not hello.pilot_id:

@@ -71,9 +71,10 @@ def _pg_claim_statement(offer: tuple[int, int, int], wanted: int) -> TextClause:
         " SELECT job_id, state_time AS activated_at, row_number() OVER (ORDER BY priority DESC, job_id) AS slot"
         " FROM locked"
         "), slots AS ("
-        " SELECT * FROM json_to_recordset(CAST(:slots AS json)) AS s(slot bigint, pilot_id text, node text)"
+        " SELECT * FROM json_to_recordset(CAST(:slots AS json))"
+        " AS s(slot bigint, pilot_id text, node text, worker_id text)"
         "), claimed AS ("
-        " UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node,"
+        " UPDATE jobs SET state = 'sent', pilot_id = slots.pilot_id, node = slots.node, worker_id = slots.worker_id,"
         " state_time = :now, update_time = :now"
         " FROM picked JOIN slots ON slots.slot = picked.slot WHERE jobs.job_id = picked.job_id"
         " RETURNING jobs.*, picked.activated_at"
@@ -186,8 +187,10 @@ class DispatchStore(Store):
             return {}
         for job, (pilot_id, node) in zip(claimed, claim.slots(), strict=False):
             activated_at[job["job_id"]] = aware(job["state_time"]) or now
-            job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now)
-        update_rows(conn, jobs, "job_id", claimed, ("state", "pilot_id", "node", "state_time", "update_time"))
+            job.update(state=JobState.SENT.value, pilot_id=pilot_id, node=node, state_time=now, update_time=now,
+                       worker_id=claim.workers.get(pilot_id))
+        update_rows(conn, jobs, "job_id", claimed,
+                    ("state", "pilot_id", "node", "worker_id", "state_time", "update_time"))
         job_ids = [job["job_id"] for job in claimed]
         files = read_files(conn, job_ids)
         run_statements(conn, [event_log_lock(conn), (_SENT_EVENTS, {"ids": job_ids})])
@@ -199,7 +202,7 @@ class DispatchStore(Store):
         beside us), number them, pair them with the pilots' slots, mark them sent, record their
         "sent" events, and return them with their files."""
         slots = [
-            {"slot": index, "pilot_id": pilot_id, "node": node}
+            {"slot": index, "pilot_id": pilot_id, "node": node, "worker_id": claim.workers.get(pilot_id)}
             for index, (pilot_id, node) in enumerate(claim.slots(), start=1)
         ]
         return (

@@ -19,7 +19,10 @@ from sqlalchemy import (
 
 from panda_runtime.service.db import Id, Time, new_metadata
 
-__all__ = ["job_events", "job_files", "jobs", "metadata", "pilot_commands", "pilots", "queues", "storage_elements"]
+__all__ = [
+    "harvester_commands", "harvester_instances", "harvester_queue_configs", "harvester_workers", "job_events",
+    "job_files", "jobs", "metadata", "pilot_commands", "pilots", "queues", "storage_elements",
+]
 
 metadata = new_metadata()
 
@@ -93,6 +96,9 @@ jobs = Table(
     Column("start_time", Time, nullable=True),
     Column("end_time", Time, nullable=True),
     Column("heartbeat_time", Time, nullable=True),
+    # The harvester worker of the pilot the job was last sent to (its Hello's worker_id); NULL
+    # when that pilot named none. Kept when the job ends or comes back, replaced when it is sent.
+    Column("worker_id", String(128), nullable=True),
     # The dispatcher's claim: activated jobs of a queue, best first. Only activated jobs are in
     # it, so the state changes after activation write nothing to it.
     Index("ix_jobs_dispatch", "queue", text("priority DESC"), "job_id",
@@ -110,6 +116,9 @@ jobs = Table(
     Index("ix_jobs_queue", "queue", "job_id"),
     Index("ix_jobs_priority", "priority", "job_id"),
     Index("ix_jobs_error_code", "error_code", "job_id"),
+    # A worker's jobs (migration 0012); only the jobs sent to a harvester's pilots are in it.
+    Index("ix_jobs_worker_id", "worker_id", postgresql_where=text("worker_id IS NOT NULL"),
+          sqlite_where=text("worker_id IS NOT NULL")),
 )
 
 job_files = Table(
@@ -176,4 +185,98 @@ pilots = Table(
     Column("first_seen", Time, nullable=False),
     Column("last_seen", Time, nullable=False),
     Index("ix_pilots_last_seen", "last_seen"),
+)
+
+
+# Harvester instances (migration 0012): an id belongs to the token subject that first registered
+# it. The queues it provisions are its rows of harvester_queue_configs (one place: a queue taken
+# over from a dead instance leaves nothing behind to correct).
+harvester_instances = Table(
+    "harvester_instances",
+    metadata,
+    Column("harvester_id", String(64), primary_key=True),
+    Column("subject", String(256), nullable=False),
+    Column("version", String(64), nullable=False, default=""),
+    Column("host", String(256), nullable=False, default=""),
+    Column("register_time", Time, nullable=False),
+    Column("heartbeat_time", Time, nullable=False),
+)
+
+# How each queue is provisioned: one instance per queue, replaced at each registration.
+harvester_queue_configs = Table(
+    "harvester_queue_configs",
+    metadata,
+    Column("queue_id", String(64), primary_key=True),
+    Column("harvester_id", String(64), ForeignKey("harvester_instances.harvester_id"), nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("map_type", String(16), nullable=False),
+    Column("queue_limit_workers", Integer, nullable=False),
+    Column("max_workers", Integer, nullable=False),
+    Column("max_new_workers_per_cycle", Integer, nullable=False),
+    Column("queue_limit_jobs", Integer, nullable=False),
+    Column("jobs_per_worker", Integer, nullable=False),
+    Column("cores", Integer, nullable=False),
+    Column("memory_mb", BigInteger, nullable=False),
+    Column("walltime_seconds", BigInteger, nullable=False),
+    Column("disk_mb", BigInteger, nullable=False),
+    Column("plugin", String(16), nullable=False),
+    # name -> JSON text
+    Column("plugin_parameters", JSON, nullable=False),
+    Column("messenger", String(16), nullable=False),
+    Column("worker_queued_timeout_seconds", Integer, nullable=False),
+    Column("worker_heartbeat_timeout_seconds", Integer, nullable=False),
+    Column("update_time", Time, nullable=False),
+    Index("ix_harvester_queue_configs_harvester_id", "harvester_id", "queue_id"),
+)
+
+# Workers as their instances report them. Lists are newest first (create_time: when the server
+# first heard of one, then the id), by queue, state or instance; live workers are counted by
+# state for each instance and queue from ix_harvester_workers_counts alone.
+harvester_workers = Table(
+    "harvester_workers",
+    metadata,
+    Column("worker_id", String(128), primary_key=True),
+    Column("harvester_id", String(64), nullable=False),
+    Column("queue", String(64), nullable=False),
+    Column("plugin", String(16), nullable=False),
+    Column("batch_id", String(256), nullable=False, default=""),
+    Column("state", String(16), nullable=False),
+    Column("node", String(256), nullable=False, default=""),
+    Column("cores", Integer, nullable=False, default=0),
+    Column("memory_mb", BigInteger, nullable=False, default=0),
+    Column("walltime_seconds", BigInteger, nullable=False, default=0),
+    Column("disk_mb", BigInteger, nullable=False, default=0),
+    Column("error", Text, nullable=False, default=""),
+    Column("exit_code", Integer, nullable=False, default=0),
+    Column("submit_time", Time, nullable=True),
+    Column("start_time", Time, nullable=True),
+    Column("end_time", Time, nullable=True),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+    Index("ix_harvester_workers_create_time", "create_time", "worker_id"),
+    Index("ix_harvester_workers_queue", "queue", "create_time", "worker_id"),
+    Index("ix_harvester_workers_state", "state", "create_time", "worker_id"),
+    Index("ix_harvester_workers_harvester_id", "harvester_id", "create_time", "worker_id"),
+    Index("ix_harvester_workers_counts", "state", "harvester_id", "queue"),
+)
+
+# Commands operators queued for instances, kept until done (and after, as their record).
+harvester_commands = Table(
+    "harvester_commands",
+    metadata,
+    Column("command_id", Id, primary_key=True, autoincrement=True),
+    Column("harvester_id", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("worker_id", String(128), nullable=False, default=""),
+    Column("queue_id", String(64), nullable=False, default=""),
+    # The QueueLimits fields given (set_queue_limits), by name.
+    Column("limits", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", Text, nullable=False, default=""),
+    Column("reason", Text, nullable=False, default=""),
+    Column("issuer", String(256), nullable=False),
+    Column("create_time", Time, nullable=False),
+    Column("update_time", Time, nullable=False),
+    Index("ix_harvester_commands_harvester_id", "harvester_id", "command_id"),
+    Index("ix_harvester_commands_open", "harvester_id", "state"),
 )

@@ -468,6 +468,7 @@ class HarvesterCommand(_message.Message):
     ISSUER_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     command_id: _builtins.int
     harvester_id: _builtins.str
     kind: Global___HarvesterCommand.Kind.ValueType
@@ -478,6 +479,8 @@ class HarvesterCommand(_message.Message):
     """What the instance said when it was done."""
     issuer: _builtins.str
     """Who asked."""
+    reason: _builtins.str
+    """Why it was asked (KillWorkerRequest.reason)."""
     @_builtins.property
     def limits(self) -> Global___QueueLimits: ...
     @_builtins.property
@@ -498,10 +501,11 @@ class HarvesterCommand(_message.Message):
         issuer: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "limits", b"limits", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "create_time", b"create_time", "harvester_id", b"harvester_id", "issuer", b"issuer", "kind", b"kind", "limits", b"limits", "queue_id", b"queue_id", "result", b"result", "state", b"state", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id", "create_time", b"create_time", "harvester_id", b"harvester_id", "issuer", b"issuer", "kind", b"kind", "limits", b"limits", "queue_id", b"queue_id", "reason", b"reason", "result", b"result", "state", b"state", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -115,6 +115,7 @@ class Job(_message.Message):
     LABEL_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     VO_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, "jobs/{job_id}"."""
     job_id: _builtins.int
@@ -152,6 +153,10 @@ class Job(_message.Message):
     """Free-form label, e.g. the transformation's name."""
     vo: _builtins.str
     """Virtual organisation the job belongs to (its production role may act on it)."""
+    worker_id: _builtins.str
+    """The harvester worker whose pilot the job was last sent to (the pilot's Hello.worker_id);
+    empty when that pilot named none. Kept when the job ends or comes back for a new attempt.
+    """
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Command and arguments, run without a shell."""
@@ -216,10 +221,11 @@ class Job(_message.Message):
         label: _builtins.str = ...,
         history: _abc.Iterable[Global___JobEvent] | None = ...,
         vo: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "heartbeat_time", b"heartbeat_time", "resources", b"resources", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "command", b"command", "cpu_seconds", b"cpu_seconds", "create_time", b"create_time", "end_time", b"end_time", "environment", b"environment", "error_code", b"error_code", "error_diag", b"error_diag", "exit_code", b"exit_code", "files", b"files", "heartbeat_time", b"heartbeat_time", "history", b"history", "job_id", b"job_id", "label", b"label", "log_tail", b"log_tail", "max_attempts", b"max_attempts", "max_rss_mb", b"max_rss_mb", "name", b"name", "node", b"node", "owner", b"owner", "pilot_id", b"pilot_id", "priority", b"priority", "queue", b"queue", "resources", b"resources", "start_time", b"start_time", "state", b"state", "task_id", b"task_id", "update_time", b"update_time", "vo", b"vo"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "command", b"command", "cpu_seconds", b"cpu_seconds", "create_time", b"create_time", "end_time", b"end_time", "environment", b"environment", "error_code", b"error_code", "error_diag", b"error_diag", "exit_code", b"exit_code", "files", b"files", "heartbeat_time", b"heartbeat_time", "history", b"history", "job_id", b"job_id", "label", b"label", "log_tail", b"log_tail", "max_attempts", b"max_attempts", "max_rss_mb", b"max_rss_mb", "name", b"name", "node", b"node", "owner", b"owner", "pilot_id", b"pilot_id", "priority", b"priority", "queue", b"queue", "resources", b"resources", "start_time", b"start_time", "state", b"state", "task_id", b"task_id", "update_time", b"update_time", "vo", b"vo", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,7 +1,7 @@
 """harvester workers
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-08 03:30:00
 
 Harvester's own tables: the workers an instance submitted (kept before the batch system or the
@@ -15,8 +15,8 @@ from alembic import op
 
 from panda_runtime.service.db import Id, Time
 
-revision = '0012'
-down_revision = '0011'
+revision = '0013'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
