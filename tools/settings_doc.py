@@ -15,12 +15,12 @@ from pathlib import Path
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from harvester_svc.settings import HarvesterSettings
 from iam_svc.settings import IamSettings
 from jedi_svc.settings import JediSettings
 from monitor_gateway.settings import GatewaySettings
 from panda_cli.settings import CliSettings
 from panda_runtime.settings import PandaSettings, variable_names
-from harvester_svc.settings import HarvesterSettings
 from pilot_agent.settings import PilotSettings
 from server_svc.settings import ServerSettings
 
