@@ -69,3 +69,11 @@ def test_limits_replace_the_configured_ones() -> None:
 def test_limits_that_break_the_rules_are_refused(limits: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         with_limits(QUEUE, limits)
+
+
+def test_a_worker_never_starts_before_its_submission_nor_ends_before_its_start() -> None:
+    """A batch system's clock, or its rounding, may say so; the server refuses such a worker."""
+    worker = _worker(W.SUBMITTED)
+    early = worker.submit_time - timedelta(milliseconds=10)
+    change = report_change(worker, BatchReport("h-1", W.FINISHED, start_time=early, end_time=early), NOW)
+    assert change["start_time"] == worker.submit_time and change["end_time"] == worker.submit_time

@@ -146,10 +146,13 @@ def report_change(worker: WorkerRecord, report: BatchReport, now: datetime) -> d
         changes["error"] = report.error
     if report.exit_code is not None and report.exit_code != worker.exit_code:
         changes["exit_code"] = report.exit_code
-    if worker.start_time is None and (report.start_time or report.state in _STARTED_STATES):
-        changes["start_time"] = report.start_time or now
+    # A batch system's clock (or its rounding) may put a start a moment before harvester's own
+    # record of the submission: a worker never starts before it was submitted, nor ends before it started.
+    start = worker.start_time
+    if start is None and (report.start_time or report.state in _STARTED_STATES):
+        start = changes["start_time"] = max(report.start_time or now, worker.submit_time)
     if worker.end_time is None and report.state in FINAL_STATES:
-        changes["end_time"] = report.end_time or now
+        changes["end_time"] = max(report.end_time or now, start or worker.submit_time)
     return changes
 
 

@@ -39,7 +39,7 @@ from harvester_svc.domain.workers import (
 )
 from harvester_svc.logic.pilots import PilotLaunch
 from harvester_svc.logic.plugins.base import PluginError, ResourcePlugin
-from harvester_svc.logic.server_link import Command, ServerLink
+from harvester_svc.logic.server_link import Command, QueueWork, ServerLink
 from harvester_svc.settings import HarvesterSettings
 from harvester_svc.store.worker_store import NewWorker, WorkerStore
 from panda_runtime.service.db import DbRunner
@@ -69,6 +69,8 @@ class Harvester:
         # Workers found half-submitted at start: the monitor kills them first.
         self._started_at = datetime.now(UTC)
         self.registered = asyncio.Event()
+        # Queues whose largest activated job their workers cannot take (warned once).
+        self._unfit: set[str] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
@@ -276,12 +278,28 @@ class Harvester:
                 continue
             if not queue_work.online and config.status == QueueStatus.ONLINE:
                 config = with_limits(config, {"online": False})
+            self._warn_unfit(config, queue_work)
             loads.append(QueueLoad(config, queue_work.activated_jobs, counts.get(name, {})))
         submitted = 0
         for decision in adjust_workers(loads):
             if decision.new_workers > 0:
                 submitted += await self._submit(queues[decision.queue], decision.new_workers)
         return submitted
+
+    def _warn_unfit(self, config: QueueConfig, work: QueueWork) -> None:
+        """Says once (until it fits again) that a queue's workers are too small for its largest
+        job: its pilots will never take that job, however many start."""
+        needs = []
+        if work.largest_cores > config.resources.cores:
+            needs.append(f"{work.largest_cores} cores (workers offer {config.resources.cores})")
+        if work.largest_memory_mb > config.resources.memory_mb:
+            needs.append(f"{work.largest_memory_mb} MB (workers offer {config.resources.memory_mb})")
+        if not needs:
+            self._unfit.discard(config.name)
+        elif config.name not in self._unfit:
+            self._unfit.add(config.name)
+            log.warning("queue %s: an activated job needs %s; raise the queue's resources in the configuration",
+                        config.name, " and ".join(needs))
 
     async def _submit(self, config: QueueConfig, count: int) -> int:
         plugin = self._plugins[config.submitter.plugin]

@@ -40,6 +40,9 @@ class QueueWork:
     activated_jobs: int
     starting_jobs: int
     running_jobs: int
+    # The largest activated job's needs, field by field.
+    largest_cores: int = 0
+    largest_memory_mb: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,4 +160,5 @@ class ServerLink:
         response = await self._instances.GetQueueLoads(
             instance_service_pb2.GetQueueLoadsRequest(queue_ids=list(queue_ids)), timeout=self.deadline)
         return {load.queue_id: QueueWork(load.queue_id, load.online, load.activated_jobs, load.starting_jobs,
-                                         load.running_jobs) for load in response.loads}
+                                         load.running_jobs, load.largest_job.cores, load.largest_job.memory_mb)
+                for load in response.loads}

@@ -13,7 +13,7 @@ __all__ = ["harvester_limits", "harvester_workers", "metadata"]
 metadata = new_metadata()
 
 harvester_workers = Table(
-    "harvester_workers",
+    "harvester_svc_workers",
     metadata,
     # The number in the worker's id, "{harvester_id}-{number}".
     Column("number", Id, primary_key=True, autoincrement=True),
@@ -44,12 +44,12 @@ harvester_workers = Table(
     # Bumped by every change; the server has been told up to reported_version.
     Column("version", Integer, nullable=False, server_default="1"),
     Column("reported_version", Integer, nullable=False, server_default="0"),
-    Index("ix_harvester_workers_live", "harvester_id", "cleaned", "queue"),
+    Index("ix_harvester_svc_workers_live", "harvester_id", "cleaned", "queue"),
 )
 
 # Limits an operator set on a queue (SetQueueLimits), over the configuration file's.
 harvester_limits = Table(
-    "harvester_limits",
+    "harvester_svc_limits",
     metadata,
     Column("harvester_id", String(64), primary_key=True),
     Column("queue", String(64), primary_key=True),

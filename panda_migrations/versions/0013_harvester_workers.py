@@ -23,7 +23,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        'harvester_workers',
+        'harvester_svc_workers',
         sa.Column('number', Id, primary_key=True, autoincrement=True),
         sa.Column('worker_id', sa.String(128), nullable=False, unique=True),
         sa.Column('harvester_id', sa.String(64), nullable=False),
@@ -48,9 +48,9 @@ def upgrade() -> None:
         sa.Column('version', sa.Integer, nullable=False, server_default='1'),
         sa.Column('reported_version', sa.Integer, nullable=False, server_default='0'),
     )
-    op.create_index('ix_harvester_workers_live', 'harvester_workers', ['harvester_id', 'cleaned', 'queue'])
+    op.create_index('ix_harvester_svc_workers_live', 'harvester_svc_workers', ['harvester_id', 'cleaned', 'queue'])
     op.create_table(
-        'harvester_limits',
+        'harvester_svc_limits',
         sa.Column('harvester_id', sa.String(64), primary_key=True),
         sa.Column('queue', sa.String(64), primary_key=True),
         sa.Column('limits', sa.JSON, nullable=False),
@@ -59,6 +59,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table('harvester_limits')
-    op.drop_index('ix_harvester_workers_live', table_name='harvester_workers')
-    op.drop_table('harvester_workers')
+    op.drop_table('harvester_svc_limits')
+    op.drop_index('ix_harvester_svc_workers_live', table_name='harvester_svc_workers')
+    op.drop_table('harvester_svc_workers')
