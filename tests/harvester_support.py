@@ -34,6 +34,8 @@ def local_queue_config(**overrides: Any) -> dict[str, Any]:
         "submitter": {"plugin": "local"},
     }
     queue.update(overrides)
+    if "maxNewWorkersPerCycle" not in overrides:
+        queue["maxNewWorkersPerCycle"] = queue["maxWorkers"]
     return {"local": queue}
 
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -78,3 +79,109 @@ def test_work_on_an_empty_queue_brings_workers_up_to_the_limit_and_all_of_it_fin
         assert pilot_processes(harvester.access_points) == []
     finally:
         harvester.stop()
+
+
+def test_harvester_killed_and_restarted_loses_no_worker_and_starts_none_twice(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    config = local_queue_config(maxWorkers=3, nQueueLimitWorker=3)
+    harvester = run_harvester(tmp_path, server, identity, config)
+    jobs = submit(jobs_stub, *[_job("sleep 6") for _ in range(3)])
+    running = wait_until(lambda: [w for w in list_workers(channel) if w.state == W.STATE_RUNNING]
+                         if len([w for w in list_workers(channel) if w.state == W.STATE_RUNNING]) == 3 else None,
+                         60, "three running workers")
+    pilots = {p.pid for p in pilot_processes(harvester.access_points)}
+    harvester.kill()  # SIGKILL: no clean shutdown
+    restarted = run_harvester(tmp_path, server, identity, config)
+    try:
+        # Running pilots are untouched by their harvester's death and restart.
+        assert pilots and all(psutil.pid_exists(pid) for pid in pilots)
+        for job in jobs:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        # The same three workers ran the three jobs; the pilots outlived harvester's death.
+        assert {get_job(jobs_stub, job.job_id).worker_id for job in jobs} == {w.worker_id for w in running}
+        workers = list_workers(channel)
+        assert sorted(w.worker_id for w in workers) == sorted(w.worker_id for w in running), workers
+        wait_until(lambda: all(w.state == W.STATE_FINISHED for w in list_workers(channel)), 60, "workers ended")
+    finally:
+        restarted.stop()
+
+
+def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_retried(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(maxWorkers=1, nQueueLimitWorker=1))
+    try:
+        job = submit(jobs_stub, _job("sleep 8", max_attempts=3))[0]
+        wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
+        victim = get_job(jobs_stub, job.job_id).worker_id
+        worker = next(w for w in list_workers(channel) if w.worker_id == victim)
+        # The node loses the worker: its whole process group dies at once, shell included.
+        os.killpg(int(worker.batch_id), signal.SIGKILL)
+        missed = wait_until(lambda: next((w for w in list_workers(channel)
+                                          if w.worker_id == victim and w.state == W.STATE_MISSED), None),
+                            30, "the worker marked missed")
+        assert "no exit code" in missed.error
+        # The server's watchdog fails the attempt (lost heartbeat); a new worker runs the retry.
+        done = wait_for(jobs_stub, job.job_id, timeout=120)
+        assert done.state == job_pb2.Job.STATE_FINISHED and done.attempt == 2, done
+        assert done.worker_id and done.worker_id != victim
+        assert any(event.error_code == 100 or "heartbeat" in event.reason for event in done.history), done.history
+    finally:
+        harvester.stop()
+
+
+def test_an_operators_kill_reaches_the_worker(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(maxWorkers=1, nQueueLimitWorker=1))
+    try:
+        job = submit(jobs_stub, _job("sleep 300"))[0]
+        wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
+        worker_id = get_job(jobs_stub, job.job_id).worker_id
+        stub = harvester_service_pb2_grpc.HarvesterServiceStub(channel)
+        stub.KillWorker(harvester_service_pb2.KillWorkerRequest(worker_id=worker_id, reason="draining the node"),
+                        timeout=10)
+        cancelled = wait_until(lambda: next((w for w in list_workers(channel)
+                                             if w.worker_id == worker_id and w.state == W.STATE_CANCELLED), None),
+                               30, "the worker cancelled")
+        assert "killed by" in cancelled.error
+        ended = wait_for(jobs_stub, job.job_id, lambda j: j.state != job_pb2.Job.STATE_RUNNING, timeout=60,
+                         what="not running")
+        assert ended.state != job_pb2.Job.STATE_FINISHED
+        # Its pilot and payload are gone (a retry of the job may have another worker by now).
+        wait_until(lambda: not pilot_processes(harvester.access_points / worker_id), 30,
+                   "the worker's processes gone")
+    finally:
+        harvester.stop()
+
+
+def test_an_offline_queue_gets_no_workers(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(queueStatus="offline"))
+    try:
+        submit(jobs_stub, _job(), _job())
+        wait_until(lambda: "registered" in harvester.log(), 20, "harvester registered")
+        time.sleep(3)  # several cycles
+        assert list_workers(channel) == []
+        assert "submitted" not in harvester.log()
+    finally:
+        harvester.stop()
+
+
+def test_a_bad_queue_configuration_stops_harvester_with_every_problem_named(tmp_path: Path) -> None:
+    config = tmp_path / "queueconfig.json"
+    config.write_text(json.dumps({
+        "local": {"mapType": "NoJob", "maxWorkers": -1, "submitter": {"plugin": "lsf"}},
+        "other": {"mapType": "OneToOne", "maxWorkers": 2, "nQueueLimitWorker": 5, "submitter": {"plugin": "slurm"}},
+    }))
+    result = subprocess.run(
+        [sys.executable, "-m", "harvester_svc"], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PANDA_HARVESTER_QUEUE_CONFIG": str(config), "PANDA_DATA_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert f"the queue configuration {config} is not valid" in result.stderr
+    for problem in ('queue "local": maxWorkers', 'queue "local": submitter', "lsf",
+                    'queue "other"', "nQueueLimitWorker", "partition"):
+        assert problem in result.stderr, (problem, result.stderr)
+    assert "Traceback" not in result.stderr
