@@ -7,8 +7,9 @@
 #   scripts/slurm.sh stop DIR     cancels the cluster's jobs, stops exactly the daemons it started
 #   scripts/slurm.sh status DIR   each daemon's PID and the node's state; exit 0 when all run
 #
-# SLURM_JOBS_PER_CORE=N (start only): let N jobs share each core, for benchmarks of jobs that
-# barely use one (default 1). SLURM_PARTITION names the partition (default "debug").
+# PANDA_SLURM_JOBS_PER_CORE=N (start only): let N jobs share each core, for benchmarks of jobs that
+# barely use one (default 1). PANDA_SLURM_PARTITION names the partition (default "debug").
+# PANDA_SLURM_MIN_JOB_AGE: seconds an ended job stays in squeue (default 300, Slurm's).
 #
 # The configuration is deploy/slurm/slurm.conf.in, rendered with this machine's hostname, cores
 # and memory (as `slurmd -C` finds them) and free ports, so clusters in different DIRs run side
@@ -30,7 +31,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 conf=$dir/slurm.conf
 export SLURM_CONF=$conf
 daemons=(munged slurmctld slurmd)
-start_timeout=${SLURM_START_TIMEOUT:-60}
+start_timeout=${PANDA_SLURM_START_TIMEOUT:-60}
 
 pid_file() { echo "$dir/$1.pid"; }
 
@@ -52,7 +53,7 @@ node_state() { sinfo --noheader --format=%T 2>/dev/null | head -n 1; }
 
 render_config() {
   local hardware ctld_port slurmd_port oversubscribe=NO
-  if [ "${SLURM_JOBS_PER_CORE:-1}" -gt 1 ]; then oversubscribe=FORCE:$SLURM_JOBS_PER_CORE; fi
+  if [ "${PANDA_SLURM_JOBS_PER_CORE:-1}" -gt 1 ]; then oversubscribe=FORCE:$PANDA_SLURM_JOBS_PER_CORE; fi
   # "NodeName=host CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=24105"
   hardware=$(slurmd -C | head -n 1 | sed -e 's/^NodeName=[^ ]* //')
   ctld_port=$(free_port)
@@ -64,9 +65,10 @@ render_config() {
       -e "s|@USER@|$(id -un)|g" \
       -e "s|@SLURMCTLD_PORT@|$ctld_port|g" \
       -e "s|@SLURMD_PORT@|$slurmd_port|g" \
-      -e "s|@PARTITION@|${SLURM_PARTITION:-debug}|g" \
+      -e "s|@PARTITION@|${PANDA_SLURM_PARTITION:-debug}|g" \
       -e "s|@NODE_HARDWARE@|$hardware|g" \
       -e "s|@OVERSUBSCRIBE@|$oversubscribe|g" \
+      -e "s|@MIN_JOB_AGE@|${PANDA_SLURM_MIN_JOB_AGE:-300}|g" \
       "$repo/deploy/slurm/slurm.conf.in" >"$conf"
 }
 
@@ -108,10 +110,13 @@ start() {
   chmod 600 "$dir/munge/munge.key"
   render_config
 
+  # --force: munged wants every directory above its socket searchable by all, and DIR may be a
+  # private one (pytest's temporary directories are 0700); then only DIR's owner can reach munge,
+  # and so submit jobs, which is who uses this cluster.
   # Whatever fails from here on (a daemon refusing its configuration, a node that never comes
   # up) stops what this start started.
   trap 'echo "slurm.sh: start failed; logs in $dir/log" >&2; stop' EXIT
-  munged --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
+  munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
          --pid-file="$(pid_file munged)" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed" 9>&-
   # -c: a fresh controller, not the jobs and node states of a run that died.
   slurmctld -c -f "$conf" 9>&-
@@ -121,18 +126,22 @@ start() {
   echo "SLURM_CONF=$conf" | tee "$dir/env"
 }
 
-stop_daemon() {
-  local name=$1 pid
-  pid=$(running_pid "$name")
-  if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
+# Stops the named daemons together (each takes a second or two to exit): SIGTERM, then SIGKILL
+# for any still there after 5 s.
+stop_daemons() {
+  local name pid pids=()
+  for name in "$@"; do
+    pid=$(running_pid "$name")
+    if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); fi
+  done
+  for pid in "${pids[@]}"; do
     for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     if [ -d "/proc/$pid" ]; then
-      echo "slurm.sh: $name ($pid) ignored SIGTERM for 5 s; killing it" >&2
+      echo "slurm.sh: $pid ignored SIGTERM for 5 s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
     fi
-  fi
-  rm -f "$(pid_file "$name")"
+  done
+  for name in "$@"; do rm -f "$(pid_file "$name")"; done
 }
 
 stop() {
@@ -142,9 +151,9 @@ stop() {
     local deadline=$((SECONDS + 10))
     while [ -n "$(squeue --noheader --format=%i 2>/dev/null)" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
   fi
-  stop_daemon slurmd
-  stop_daemon slurmctld
-  stop_daemon munged
+  stop_daemons slurmd slurmctld
+  # munge last: the Slurm daemons authenticate what they send as they shut down.
+  stop_daemons munged
 }
 
 status() {
