@@ -137,6 +137,19 @@ def test_a_job_slurm_never_heard_of_is_missed(plugin: SlurmPlugin, slurm_cluster
     assert plugin.kill([broken, never[0]]) == ["", ""]
 
 
+def test_harvesters_own_environment_does_not_reach_a_worker(plugin: SlurmPlugin, slurm_cluster: SlurmCluster,
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PANDA_CLIENT_SECRET", "harvester-only")
+    scrubbed = SlurmPlugin(environment={"SLURM_CONF": str(slurm_cluster.conf)})
+    spec = worker(15, tmp_path / "env", "env > env.txt", slurm_cluster.partition)
+    [outcome] = scrubbed.submit([spec])
+    check_until(scrubbed, [submitted(spec, outcome.batch_id)], all_ended)
+    seen = dict(line.split("=", 1) for line in (tmp_path / "env" / "env.txt").read_text().splitlines() if "=" in line)
+    assert "PANDA_CLIENT_SECRET" not in seen
+    assert seen["GREETING"] == "hello from worker" and seen["SLURM_JOB_ID"] == outcome.batch_id
+    assert "PATH" in seen and "HOME" in seen
+
+
 def test_check_reports_each_worker_in_order_in_one_call(plugin: SlurmPlugin, slurm_cluster: SlurmCluster,
                                                         tmp_path: Path) -> None:
     specs = [worker(20 + n, tmp_path / f"w{n}", f"exit {n}", slurm_cluster.partition) for n in range(4)]
@@ -245,7 +258,9 @@ def test_a_job_gone_from_squeue_is_found_in_the_job_completion_file(short_lived_
     ok, bad = plugin.check(workers)
     assert (ok.state, ok.exit_code, ok.node, ok.error) == (W.FINISHED, 0, NODE, "")
     assert (bad.state, bad.exit_code, bad.node, bad.error) == (W.FAILED, 4, NODE, "FAILED, exit code 4")
+    # The job completion file's times carry no offset: they are read in the local zone.
     assert ok.start_time is not None and ok.end_time is not None
+    assert abs(datetime.now(UTC) - ok.end_time) < timedelta(minutes=2)
 
     # A cluster that keeps no record of ended jobs (its clients read JobCompType from their
     # configuration) cannot say how they ended.

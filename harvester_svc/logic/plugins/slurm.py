@@ -137,7 +137,7 @@ class SlurmPlugin:
                                          parameters.partition)
             access_point.mkdir(parents=True, exist_ok=True)
             script_path = access_point / BATCH_SCRIPT_NAME
-            script_path.write_text(script)
+            script_path.write_text(script, encoding="utf-8")
             script_path.chmod(0o755)
         except (OSError, ValueError) as error:
             return SubmitOutcome(worker_id=spec.worker_id, error=f"batch script: {error}")
@@ -160,7 +160,7 @@ class SlurmPlugin:
             return DEFAULT_TEMPLATE
         if template_file not in cache:
             try:
-                cache[template_file] = Path(template_file).read_text()
+                cache[template_file] = Path(template_file).read_text(encoding="utf-8")
             except OSError as error:
                 raise ValueError(f"template_file {template_file}: {error.strerror or error}") from None
         return cache[template_file]
@@ -271,8 +271,9 @@ class SlurmPlugin:
 
     def _run(self, command: list[str]) -> _Result:
         try:
-            completed = subprocess.run(command, capture_output=True, text=True, timeout=self._timeout,
-                                       env=self._environment, stdin=subprocess.DEVNULL, check=False)
+            completed = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace",
+                                       timeout=self._timeout, env=self._environment, stdin=subprocess.DEVNULL,
+                                       check=False)
         except subprocess.TimeoutExpired:
             raise _Unanswered(f"{command[0]} did not answer within {self._timeout:g} s") from None
         except OSError as error:  # not installed, not executable
