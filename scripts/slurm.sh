@@ -25,6 +25,7 @@ export PATH=$PATH:/usr/sbin:/sbin
 usage() { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 command=$1
+case "$command" in start|stop|status) ;; *) usage ;; esac
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,11 +74,12 @@ render_config() {
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-  local deadline=$((SECONDS + $1)) what=$2
+  local seconds=$1 what=$2
+  local deadline=$((SECONDS + seconds))
   shift 2
   until "$@"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      echo "slurm.sh: $what did not happen within ${start_timeout}s" >&2
+      echo "slurm.sh: $what did not happen within $seconds s" >&2
       tail -n 20 "$dir"/log/*.log >&2 2>/dev/null || true
       return 1
     fi
@@ -110,12 +112,12 @@ start() {
   chmod 600 "$dir/munge/munge.key"
   render_config
 
-  # --force: munged wants every directory above its socket searchable by all, and DIR may be a
-  # private one (pytest's temporary directories are 0700); then only DIR's owner can reach munge,
-  # and so submit jobs, which is who uses this cluster.
   # Whatever fails from here on (a daemon refusing its configuration, a node that never comes
   # up) stops what this start started.
   trap 'echo "slurm.sh: start failed; logs in $dir/log" >&2; stop' EXIT
+  # --force: munged wants every directory above its socket searchable by all, and DIR may be a
+  # private one (pytest's temporary directories are 0700); then only DIR's owner can reach munge,
+  # and so submit jobs, which is who uses this cluster.
   munged --force --key-file="$dir/munge/munge.key" --socket="$dir/munge/munge.socket" \
          --pid-file="$(pid_file munged)" --log-file="$dir/log/munged.log" --seed-file="$dir/munge/munged.seed" 9>&-
   # -c: a fresh controller, not the jobs and node states of a run that died.
@@ -175,5 +177,4 @@ case "$command" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) usage ;;
 esac
