@@ -6,6 +6,7 @@ names the cluster) or `cluster.run`."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ class SlurmCluster:
 @contextmanager
 def running_slurm(directory: Path, min_job_age_seconds: int = 300) -> Iterator[SlurmCluster]:
     """A cluster started in `directory` for the block, stopped after it (its jobs cancelled)."""
+    missing = [name for name in ("sbatch", "squeue", "sacct", "scancel", "slurmctld", "slurmd", "munged")
+               if shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None]
+    assert not missing, f"Slurm is missing ({', '.join(missing)}): scripts/test.sh installs it (Debian's slurmctld, " \
+                        "slurmd, slurm-client and munge)"
     settings = {"PANDA_SLURM_PARTITION": PARTITION, "PANDA_SLURM_MIN_JOB_AGE": str(min_job_age_seconds)}
     started = subprocess.run([str(SCRIPT), "start", str(directory)], capture_output=True, text=True, timeout=180,
                              env={**os.environ, **settings})
