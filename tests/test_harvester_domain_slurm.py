@@ -36,7 +36,7 @@ ZONE = timezone(timedelta(hours=2))
 
 def spec(**changes: object) -> WorkerSpec:
     values: dict[str, object] = dict(
-        worker_id=42, queue_id="site-a", access_point="/data/workers/42", cores=4, memory_mb=8000,
+        worker_id="h1-42", queue_id="site-a", access_point="/data/workers/42", cores=4, memory_mb=8000,
         walltime_seconds=3600, pilot_command=("/opt/panda/bin/panda", "pilot", "--queue", "site-a"),
         environment={"PANDA_SERVER": "server:25080"})
     values.update(changes)
@@ -50,7 +50,7 @@ def test_the_default_template_is_valid_and_asks_for_the_workers_resources() -> N
     check_template(DEFAULT_TEMPLATE)
     script = render_batch_script(DEFAULT_TEMPLATE, spec(), "short")
     assert script.startswith("#!/bin/bash\n")
-    for line in ("#SBATCH --job-name=panda-worker-42", "#SBATCH --nodes=1", "#SBATCH --cpus-per-task=4",
+    for line in ("#SBATCH --job-name=panda-worker-h1-42", "#SBATCH --nodes=1", "#SBATCH --cpus-per-task=4",
                  "#SBATCH --mem=8000", "#SBATCH --time=60", "export PANDA_SERVER=server:25080",
                  "exec /opt/panda/bin/panda pilot --queue site-a"):
         assert line in script.splitlines()
@@ -65,7 +65,7 @@ def test_every_placeholder_has_a_value_and_harvesters_names_mean_the_same() -> N
     # Minutes round up: Slurm must not end a worker before its walltime.
     assert values["walltimeMinutes"] == values["requestWalltimeMinute"] == 121
     assert (values["accessPoint"], values["workerID"], values["queueName"], values["partition"]) == (
-        "/data/workers/42", 42, "site-a", "long")
+        "/data/workers/42", "h1-42", "site-a", "long")
 
 
 def test_memory_and_walltime_are_never_zero_in_a_request() -> None:
@@ -255,17 +255,17 @@ def test_a_sacct_line_with_other_fields_is_an_error() -> None:
 
 
 def test_a_completed_job_is_a_finished_worker_with_exit_code_zero_and_no_error() -> None:
-    report = batch_report(7, parse_squeue(SQUEUE_OUTPUT, ZONE)["3"])
+    report = batch_report("w7", parse_squeue(SQUEUE_OUTPUT, ZONE)["3"])
     assert (report.worker_id, report.state, report.exit_code, report.error, report.node) == (
-        7, W.FINISHED, 0, "", "vm")
+        "w7", W.FINISHED, 0, "", "vm")
     assert report.start_time is not None and report.end_time is not None
 
 
 def test_a_failed_job_says_why_and_how_its_script_ended() -> None:
     jobs = parse_squeue(SQUEUE_OUTPUT, ZONE)
-    failed = batch_report(1, jobs["1"])
+    failed = batch_report("w1", jobs["1"])
     assert (failed.state, failed.exit_code, failed.error) == (W.FAILED, 3, "FAILED (NonZeroExitCode), exit code 3")
-    killed = batch_report(4, jobs["4"])
+    killed = batch_report("w4", jobs["4"])
     # 128 + the signal, as a shell reports a command a signal ended.
     assert (killed.state, killed.exit_code, killed.error) == (
         W.FAILED, 137, "FAILED (JobLaunchFailure), killed by signal 9")
@@ -273,27 +273,27 @@ def test_a_failed_job_says_why_and_how_its_script_ended() -> None:
 
 def test_a_cancelled_job_is_a_cancelled_worker_with_an_exit_code_only_if_it_ran() -> None:
     jobs = parse_squeue(SQUEUE_OUTPUT, ZONE)
-    ran = batch_report(6, jobs["6"])
+    ran = batch_report("w6", jobs["6"])
     assert (ran.state, ran.exit_code, ran.error) == (W.CANCELLED, 143, "CANCELLED, killed by signal 15")
     # Cancelled while pending: Slurm sets its start to its end; it never had a node, nor an exit
     # code, and "Resources" is what it waited for, not why it ended.
-    never_ran = batch_report(7, jobs["7"])
+    never_ran = batch_report("w7", jobs["7"])
     assert (never_ran.state, never_ran.exit_code, never_ran.error) == (W.CANCELLED, None, "CANCELLED")
     assert never_ran.start_time is None and never_ran.end_time == datetime(2026, 12, 8, 3, 6, tzinfo=UTC)
-    by_user = batch_report(2, parse_sacct(SACCT_OUTPUT, ZONE)["2"])
+    by_user = batch_report("w2", parse_sacct(SACCT_OUTPUT, ZONE)["2"])
     assert (by_user.state, by_user.error) == (W.CANCELLED, "CANCELLED by 0, killed by signal 15")
 
 
 def test_a_job_that_ran_out_of_time_is_finished_and_says_so() -> None:
     job = SlurmJob(batch_id="5", state="TIMEOUT", node="vm", exit_status=0, signal=0,
                    start_time=datetime(2026, 1, 1, tzinfo=UTC), end_time=datetime(2026, 1, 1, 1, tzinfo=UTC))
-    report = batch_report(5, job)
+    report = batch_report("w5", job)
     assert (report.state, report.error, report.exit_code) == (W.FINISHED, "TIMEOUT", 0)
 
 
 def test_a_live_job_has_no_exit_code_and_no_error() -> None:
     jobs = parse_squeue(SQUEUE_OUTPUT, ZONE)
-    running, pending = batch_report(2, jobs["2"]), batch_report(5, jobs["5"])
+    running, pending = batch_report("w2", jobs["2"]), batch_report("w5", jobs["5"])
     assert (running.state, running.exit_code, running.error, running.node) == (W.RUNNING, None, "", "vm")
     assert (pending.state, pending.exit_code, pending.error, pending.node) == (W.SUBMITTED, None, "", "")
 
@@ -302,7 +302,7 @@ def test_expected_times_are_not_reported_as_the_jobs_own() -> None:
     """squeue shows a running job's end as its start plus its time limit, and a pending job's
     expected start and end: neither has happened."""
     jobs = parse_squeue(SQUEUE_OUTPUT, ZONE)
-    running = batch_report(10, jobs["10"])
+    running = batch_report("w10", jobs["10"])
     assert running.start_time == datetime(2026, 12, 8, 3, 23, 33, tzinfo=UTC) and running.end_time is None
-    pending = batch_report(11, jobs["11"])
+    pending = batch_report("w11", jobs["11"])
     assert pending.start_time is None and pending.end_time is None

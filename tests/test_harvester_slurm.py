@@ -4,6 +4,7 @@ what a user would see (state, exit code, node, times, files) is asserted."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from harvester_svc.domain.queue_config import load_queue_config
 from harvester_svc.domain.slurm import BATCH_SCRIPT_NAME, output_file_name
 from harvester_svc.domain.workers import BatchReport, SubmittedWorker, WorkerSpec, WorkerState
 from harvester_svc.logic.plugins.base import PluginError, ResourcePlugin
+from harvester_svc.logic.plugins.registry import check_queue_parameters, plugins_for
 from harvester_svc.logic.plugins.slurm import SlurmPlugin
+from harvester_svc.settings import HarvesterSettings
 from tests.slurm_support import SlurmCluster, running_slurm, slurm_cluster
 
 __all__ = ["slurm_cluster"]
@@ -29,8 +33,13 @@ def plugin(slurm_cluster: SlurmCluster) -> SlurmPlugin:
     return SlurmPlugin(environment={"SLURM_CONF": str(slurm_cluster.conf)}, timeout_seconds=60)
 
 
-def worker(worker_id: int, access_point: Path, shell: str, partition: str, **parameters: object) -> WorkerSpec:
-    return WorkerSpec(worker_id=worker_id, queue_id="slurm-test", access_point=str(access_point), cores=1,
+def wid(number: int) -> str:
+    """A worker id as harvester makes them: its instance's id and a number."""
+    return f"test-harvester-{number}"
+
+
+def worker(number: int, access_point: Path, shell: str, partition: str, **parameters: object) -> WorkerSpec:
+    return WorkerSpec(worker_id=wid(number), queue_id="slurm-test", access_point=str(access_point), cores=1,
                       memory_mb=100, walltime_seconds=600, pilot_command=("/bin/sh", "-c", shell),
                       environment={"GREETING": "hello from worker"},
                       parameters={"partition": partition, **parameters})
@@ -42,7 +51,7 @@ def submitted(spec: WorkerSpec, batch_id: str) -> SubmittedWorker:
 
 
 def check_until(plugin: SlurmPlugin, workers: Sequence[SubmittedWorker],
-                done: Callable[[dict[int, BatchReport]], bool], timeout: float = 60) -> dict[int, BatchReport]:
+                done: Callable[[dict[str, BatchReport]], bool], timeout: float = 60) -> dict[str, BatchReport]:
     """The plugin's reports by worker id, once `done` holds for them (or the time is up)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -56,7 +65,7 @@ def ended(report: BatchReport) -> bool:
     return report.state in (W.FINISHED, W.FAILED, W.CANCELLED, W.MISSED)
 
 
-def all_ended(reports: dict[int, BatchReport]) -> bool:
+def all_ended(reports: dict[str, BatchReport]) -> bool:
     return all(ended(report) for report in reports.values())
 
 
@@ -74,15 +83,16 @@ def test_workers_run_end_are_killed_and_cleaned(plugin: SlurmPlugin, slurm_clust
         worker(3, tmp_path / "sleeper", "sleep 300", slurm_cluster.partition),
     ]
     outcomes = plugin.submit(specs)
-    assert [(o.worker_id, o.error) for o in outcomes] == [(1, ""), (2, ""), (3, "")]
+    assert [(o.worker_id, o.error) for o in outcomes] == [(wid(1), ""), (wid(2), ""), (wid(3), "")]
     assert all(o.batch_id.isdigit() for o in outcomes) and len({o.batch_id for o in outcomes}) == 3
     workers = [submitted(spec, outcome.batch_id) for spec, outcome in zip(specs, outcomes, strict=True)]
     # The job is in the cluster's partition, Slurm's own word.
     shown = slurm_cluster.run("squeue", "--noheader", "--states=all", f"--jobs={outcomes[2].batch_id}", "--format=%P")
     assert shown.stdout.strip() == slurm_cluster.partition
 
-    reports = check_until(plugin, workers, lambda r: ended(r[1]) and ended(r[2]) and r[3].state == W.RUNNING)
-    writer, failing, sleeper = reports[1], reports[2], reports[3]
+    reports = check_until(plugin, workers,
+                          lambda r: ended(r[wid(1)]) and ended(r[wid(2)]) and r[wid(3)].state == W.RUNNING)
+    writer, failing, sleeper = reports[wid(1)], reports[wid(2)], reports[wid(3)]
 
     assert (writer.state, writer.exit_code, writer.error, writer.node) == (W.FINISHED, 0, "", NODE)
     assert writer.start_time is not None and writer.end_time is not None
@@ -100,7 +110,7 @@ def test_workers_run_end_are_killed_and_cleaned(plugin: SlurmPlugin, slurm_clust
     assert sleeper.start_time is not None and sleeper.end_time is None
 
     assert plugin.kill([workers[2]]) == [""]
-    cancelled = check_until(plugin, [workers[2]], all_ended)[3]
+    cancelled = check_until(plugin, [workers[2]], all_ended)[wid(3)]
     assert (cancelled.state, cancelled.node) == (W.CANCELLED, NODE)
     assert cancelled.error.startswith("CANCELLED") and cancelled.end_time is not None
     # Killing what already ended is no error.
@@ -109,12 +119,11 @@ def test_workers_run_end_are_killed_and_cleaned(plugin: SlurmPlugin, slurm_clust
     for spec in specs:
         assert (Path(spec.access_point) / BATCH_SCRIPT_NAME).exists()
     plugin.clean(workers)
-    for spec, outcome in zip(specs, outcomes, strict=True):
-        assert not (Path(spec.access_point) / BATCH_SCRIPT_NAME).exists()
-        assert not (Path(spec.access_point) / output_file_name(outcome.batch_id)).exists()
-    # What the pilot left is the sweeper's, with the access point itself.
-    assert (tmp_path / "writer" / "greeting.txt").exists()
+    # The access points go, with the batch files and what the pilots left.
+    assert not any(Path(spec.access_point).exists() for spec in specs)
     plugin.clean(workers)  # twice: nothing left to remove is fine
+    with pytest.raises(PluginError, match="not a worker's directory"):
+        plugin.clean([submitted(worker(4, Path("/"), "true", slurm_cluster.partition), "1")])
 
 
 def test_a_job_slurm_never_heard_of_is_missed(plugin: SlurmPlugin, slurm_cluster: SlurmCluster,
@@ -122,7 +131,8 @@ def test_a_job_slurm_never_heard_of_is_missed(plugin: SlurmPlugin, slurm_cluster
     spec = worker(10, tmp_path / "known", "true", slurm_cluster.partition)
     [outcome] = plugin.submit([spec])
     known = submitted(spec, outcome.batch_id)
-    never = [SubmittedWorker(worker_id=11 + n, queue_id="slurm-test", batch_id=batch_id, access_point=str(tmp_path))
+    never = [SubmittedWorker(worker_id=wid(11 + n), queue_id="slurm-test", batch_id=batch_id,
+                             access_point=str(tmp_path))
              for n, batch_id in enumerate(("99999990", "99999991"))]
     # Alone (squeue fails when asked for one job it does not know), and among others.
     [alone] = plugin.check([never[0]])
@@ -156,8 +166,8 @@ def test_check_reports_each_worker_in_order_in_one_call(plugin: SlurmPlugin, slu
     outcomes = plugin.submit(specs)
     workers = [submitted(spec, outcome.batch_id) for spec, outcome in zip(specs, outcomes, strict=True)]
     reports = check_until(plugin, workers, all_ended)
-    assert [plugin_report.worker_id for plugin_report in plugin.check(workers)] == [20, 21, 22, 23]
-    assert [(reports[20 + n].state, reports[20 + n].exit_code) for n in range(4)] == [
+    assert [plugin_report.worker_id for plugin_report in plugin.check(workers)] == [wid(20 + n) for n in range(4)]
+    assert [(reports[wid(20 + n)].state, reports[wid(20 + n)].exit_code) for n in range(4)] == [
         (W.FINISHED, 0), (W.FAILED, 1), (W.FAILED, 2), (W.FAILED, 3)]
 
 
@@ -168,7 +178,7 @@ def test_a_refused_submission_is_that_workers_outcome_with_sbatchs_words(plugin:
     no_partition = worker(31, tmp_path / "bad", "true", "no-such-partition")
     bad_args = worker(32, tmp_path / "args", "true", slurm_cluster.partition, sbatch_args=["--no-such-option"])
     outcomes = plugin.submit([no_partition, good, bad_args])
-    assert [o.worker_id for o in outcomes] == [31, 30, 32]
+    assert [o.worker_id for o in outcomes] == [wid(31), wid(30), wid(32)]
     assert outcomes[0].batch_id == "" and "invalid partition" in outcomes[0].error.lower()
     assert outcomes[0].error.startswith("sbatch: ")
     assert outcomes[1].batch_id.isdigit() and outcomes[1].error == ""
@@ -187,7 +197,7 @@ def test_a_queues_own_template_and_sbatch_args_are_used(plugin: SlurmPlugin, slu
     assert outcome.error == ""
     shown = slurm_cluster.run("squeue", "--noheader", "--states=all", f"--jobs={outcome.batch_id}",
                               "--Format=Name:|,Comment:|").stdout.strip()
-    assert shown == "custom-40|from-sbatch-args|"
+    assert shown == f"custom-{wid(40)}|from-sbatch-args|"
     check_until(plugin, [submitted(spec, outcome.batch_id)], all_ended)
     facts = (tmp_path / "custom" / "facts.txt").read_text()
     assert facts == f"cores=1 minutes=10 partition={slurm_cluster.partition}\n"
@@ -208,6 +218,26 @@ def test_a_bad_template_fails_the_check_and_each_submission_without_reaching_slu
     assert outcomes[1].batch_id == "" and "nonsense: unknown parameter" in outcomes[1].error
 
 
+def test_a_slurm_queue_whose_template_would_fail_is_named_when_the_configuration_is_loaded(tmp_path: Path) -> None:
+    template = tmp_path / "worker.sh.in"
+    template.write_text("#!/bin/sh\ncd ${HOME}\n{pilotCommand}\n")
+
+    def queue(**submitter: object) -> dict[str, object]:
+        return {"mapType": "NoJob", "maxWorkers": 2, "resources": {"cores": 1},
+                "submitter": {"plugin": "slurm", "partition": "main", **submitter}, "messenger": {"type": "grpc"}}
+
+    queues = load_queue_config(json.dumps({
+        "good": queue(), "own-template": queue(template_file=str(template)),
+        "no-template": queue(template_file=str(tmp_path / "missing.sh.in"), sbatch_args=["--qos=short"])}))
+    plugins = plugins_for(queues.values(), HarvesterSettings())
+    assert isinstance(plugins["slurm"], SlurmPlugin)
+    problems = check_queue_parameters(queues.values(), plugins)
+    assert len(problems) == 2
+    assert problems[0].startswith('queue "own-template": submitter: batch script template: unknown placeholder {HOME}')
+    assert problems[1] == (f'queue "no-template": submitter: template_file {tmp_path / "missing.sh.in"}: '
+                           "No such file or directory")
+
+
 def test_commands_that_fail_as_a_whole_are_plugin_errors(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     # A configuration naming a controller nobody listens on: squeue and scancel cannot answer.
     # (MessageTimeout shortened: the commands retry for that long.)
@@ -217,7 +247,7 @@ def test_commands_that_fail_as_a_whole_are_plugin_errors(slurm_cluster: SlurmClu
                              f"SlurmctldPort={_free_port()}")
                     .replace("MessageTimeout=10", "MessageTimeout=2"))
     nowhere = SlurmPlugin(environment={"SLURM_CONF": str(conf)}, timeout_seconds=30)
-    some = SubmittedWorker(worker_id=60, queue_id="slurm-test", batch_id="1", access_point=str(tmp_path))
+    some = SubmittedWorker(worker_id=wid(60), queue_id="slurm-test", batch_id="1", access_point=str(tmp_path))
     with pytest.raises(PluginError, match=r"^squeue: .*(Unable to contact|Connection refused|Zero Bytes)"):
         nowhere.check([some])
     with pytest.raises(PluginError, match=r"^scancel: "):

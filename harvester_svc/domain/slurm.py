@@ -112,8 +112,9 @@ DEFAULT_TEMPLATE = """\
 exec {pilotCommand}
 """
 
-_SAMPLE_WORKER = WorkerSpec(worker_id=1, queue_id="queue", access_point="/access/point", cores=1, memory_mb=2000,
-                            walltime_seconds=3600, pilot_command=("pilot",), environment={"NAME": "value"})
+_SAMPLE_WORKER = WorkerSpec(worker_id="harvester-1", queue_id="queue", access_point="/access/point", cores=1,
+                            memory_mb=2000, walltime_seconds=3600, pilot_command=("pilot",),
+                            environment={"NAME": "value"})
 _LITERAL_BRACE_HINT = "write {{ and }} for a literal brace (a shell's ${VAR} is ${{VAR}})"
 _ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -321,7 +322,7 @@ def parse_sacct(stdout: str, local_zone: tzinfo) -> dict[str, SlurmJob]:
     return jobs
 
 
-def batch_report(worker_id: int, job: SlurmJob) -> BatchReport:
+def batch_report(worker_id: str, job: SlurmJob) -> BatchReport:
     """What harvester records of a worker from its job.
 
     Times are the job's own: Slurm also shows a pending job's expected start and a running job's

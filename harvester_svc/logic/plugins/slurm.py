@@ -13,8 +13,8 @@
   a cluster with neither, a check must come within MinJobAge of a job's end to see how it ended.
 - kill: one `scancel` for all of them; a job that already ended or that Slurm never knew is not
   an error.
-- clean: removes the batch script and Slurm's output file from the access point. The access
-  point itself (the pilot's work and anything it left) is not the plugin's: the sweeper removes it.
+- clean: removes the worker's access point, as the other plugins do (batch script, Slurm's
+  output file, what the pilot left).
 
 Every command runs with a timeout and with only PATH, HOME, USER, LOGNAME, the locale, TZ and
 SLURM_CONF of harvester's environment, plus what the plugin is given: a job inherits sbatch's
@@ -43,7 +43,6 @@ from harvester_svc.domain.slurm import (
     batch_report,
     check_template,
     is_batch_id,
-    output_file_name,
     parse_parameters,
     parse_sacct,
     parse_sbatch,
@@ -51,6 +50,7 @@ from harvester_svc.domain.slurm import (
     render_batch_script,
 )
 from harvester_svc.domain.workers import BatchReport, SubmitOutcome, SubmittedWorker, WorkerSpec, WorkerState
+from harvester_svc.logic.plugins.access_points import remove_access_point
 from harvester_svc.logic.plugins.base import PluginError
 
 __all__ = ["SlurmPlugin"]
@@ -254,16 +254,14 @@ class SlurmPlugin:
         return [errors.get(worker.batch_id, "") for worker in workers]
 
     def clean(self, workers: Sequence[SubmittedWorker]) -> None:
+        """Each ended worker's access point goes, with the batch script, Slurm's output file and
+        whatever the pilot left there; Slurm itself forgets an ended job by itself."""
         failures: list[str] = []
         for worker in workers:
-            names = [BATCH_SCRIPT_NAME]
-            if is_batch_id(worker.batch_id):
-                names.append(output_file_name(worker.batch_id))
-            for name in names:
-                try:
-                    (Path(worker.access_point) / name).unlink(missing_ok=True)
-                except OSError as error:
-                    failures.append(f"worker {worker.worker_id}: {name}: {error.strerror or error}")
+            try:
+                remove_access_point(worker.access_point)
+            except OSError as error:
+                failures.append(f"worker {worker.worker_id}: {error.strerror or error}")
         if failures:
             raise PluginError("; ".join(failures))
 
