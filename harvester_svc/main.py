@@ -12,7 +12,7 @@ from grpc import aio
 
 from harvester_svc.domain.queue_config import QueueConfig, QueueConfigError, load_queue_config
 from harvester_svc.logic.agents import Harvester
-from harvester_svc.logic.plugins.registry import MissingPlugin, plugins_for
+from harvester_svc.logic.plugins.registry import MissingPlugin, check_queue_parameters, plugins_for
 from harvester_svc.logic.server_link import ServerLink
 from harvester_svc.settings import HarvesterSettings
 from harvester_svc.store.worker_store import WorkerStore
@@ -49,6 +49,9 @@ async def serve(settings: HarvesterSettings) -> None:
         plugins = plugins_for(queues.values(), settings)
     except MissingPlugin as error:
         raise SystemExit(str(error)) from None
+    if problems := check_queue_parameters(queues.values(), plugins):
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise SystemExit(f"the queue configuration {settings.queue_config_path} is not valid:\n{listed}")
     engine = make_engine(settings.resolved_database_url)
     ensure_migrated(engine)
     db = DbRunner(engine)
