@@ -30,7 +30,10 @@ from tests.harvester_support import (
     wait_until,
 )
 from tests.server_support import get_job, submit, wait_for
+from tests.slurm_support import SlurmCluster, slurm_cluster
 from tools.cluster import IdentityHandle, ServerHandle
+
+__all__ = ["slurm_cluster"]
 
 W = worker_pb2.Worker
 
@@ -185,3 +188,29 @@ def test_a_bad_queue_configuration_stops_harvester_with_every_problem_named(tmp_
                     'queue "other"', "nQueueLimitWorker", "partition"):
         assert problem in result.stderr, (problem, result.stderr)
     assert "Traceback" not in result.stderr
+
+
+def test_work_through_a_real_slurm(server: ServerHandle, identity: IdentityHandle, local_queue: str,
+                                   channel: grpc.Channel, jobs_stub: job_service_pb2_grpc.JobServiceStub,
+                                   tmp_path: Path, slurm_cluster: SlurmCluster) -> None:
+    """The same as on the local plugin, each worker a Slurm batch job running a real pilot."""
+    config = local_queue_config(maxWorkers=2, nQueueLimitWorker=2,
+                                submitter={"plugin": "slurm", "partition": slurm_cluster.partition})
+    harvester = run_harvester(tmp_path, server, identity, config,
+                              extra_env={"SLURM_CONF": str(slurm_cluster.conf)})
+    try:
+        jobs = submit(jobs_stub, *[_job("sleep 0.2") for _ in range(20)])
+        for job in jobs:
+            assert wait_for(jobs_stub, job.job_id, timeout=180).state == job_pb2.Job.STATE_FINISHED
+        workers = list_workers(channel)
+        assert {w.plugin for w in workers} == {"slurm"} and len(workers) >= 2
+        ran = {get_job(jobs_stub, job.job_id).worker_id for job in jobs}
+        assert ran <= {w.worker_id for w in workers}
+        assert all(w.batch_id.isdigit() for w in workers)  # Slurm's job ids
+        wait_until(lambda: all(w.state in FINAL_WORKER_STATES for w in list_workers(channel)), 90,
+                   "every Slurm worker ended")
+        assert {w.state for w in list_workers(channel)} == {W.STATE_FINISHED}
+        assert all(w.node for w in list_workers(channel))
+        wait_until(lambda: not any(harvester.access_points.iterdir()), 30, "every access point removed")
+    finally:
+        harvester.stop()
