@@ -2,7 +2,8 @@
 
 One process: the agents that provision workers for the queues of its configuration file, and
 a gRPC server (health; the relay's DispatchService for pilots with no route to the server). It
-talks to the server only over gRPC, at PANDA_SERVER, as the harvester robot."""
+talks to the server only over gRPC, at PANDA_SERVER, as the harvester robot; relayed pilots
+prove themselves to it with their worker's relay token."""
 
 from __future__ import annotations
 
@@ -11,22 +12,26 @@ import logging
 from grpc import aio
 
 from harvester_svc.domain.queue_config import QueueConfig, QueueConfigError, load_queue_config
+from harvester_svc.domain.workers import WorkerRecord
 from harvester_svc.logic.agents import Harvester
+from harvester_svc.logic.pilots import PilotLaunch
 from harvester_svc.logic.plugins.registry import MissingPlugin, check_queue_parameters, plugins_for
+from harvester_svc.logic.relay_key import load_or_create_key
 from harvester_svc.logic.server_link import ServerLink
+from harvester_svc.servicers.relay import RELAY_ACCESS, RelayAuthenticator, RelayServicer
 from harvester_svc.settings import HarvesterSettings
 from harvester_svc.store.worker_store import WorkerStore
+from panda.server.v1 import dispatch_service_pb2_grpc
 from panda_runtime.client import ConnectConfig
 from panda_runtime.service import bootstrap
 from panda_runtime.service.db import DbRunner, ensure_migrated, make_engine
-from panda_runtime.service.principals import AccessTable
 
 __all__ = ["SERVICE_NAMES", "load_queues", "main", "run", "serve"]
 
 log = logging.getLogger("panda.harvester")
 
-# Health only, until the relay serves DispatchService here.
-SERVICE_NAMES: list[str] = []
+# The relay: the server's own contract, for pilots that cannot reach the server.
+SERVICE_NAMES = ["panda.server.v1.DispatchService"]
 
 
 def load_queues(settings: HarvesterSettings) -> dict[str, QueueConfig]:
@@ -58,14 +63,22 @@ async def serve(settings: HarvesterSettings) -> None:
     link = ServerLink(ConnectConfig.from_settings(
         settings.server_address, settings, deadline=settings.harvester_server_deadline_seconds,
         unreachable_hint="set PANDA_SERVER", metrics=True), settings.harvester_id)
-    harvester = Harvester(settings, db, WorkerStore(engine), link, plugins, queues)
+    try:
+        relay_key = load_or_create_key(settings.relay_key_path)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot use the relay key: {error}") from None
+    store = WorkerStore(engine)
+    harvester = Harvester(settings, db, store, link, plugins, queues, PilotLaunch(settings, relay_key))
 
     def register(server: aio.Server) -> None:
-        pass
+        dispatch_service_pb2_grpc.add_DispatchServiceServicer_to_server(RelayServicer(link), server)
+
+    async def find_worker(worker_id: str) -> WorkerRecord | None:
+        return await db.run(store.get, worker_id)
 
     server, health, _ = bootstrap.build_server(
         address=settings.harvester_address, service_names=SERVICE_NAMES, register=register, settings=settings,
-        access=AccessTable({}),
+        access=RELAY_ACCESS, authenticator=RelayAuthenticator(relay_key, find_worker),
     )
     metrics = bootstrap.start_metrics(settings.metrics_host, settings.harvester_metrics_port,
                                       component="harvester", engine=engine)

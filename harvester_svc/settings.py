@@ -74,6 +74,17 @@ class HarvesterSettings(DatabaseSettings, ServerAddressSettings, ServingSettings
         default="",
         description="the server address harvester's pilots use (default: harvester's own server address)",
     )
+    harvester_relay_address: str = Field(
+        default="",
+        description="the address relayed pilots (messenger `relay`) reach harvester at (default: "
+        "`harvester_address`); give the one worker nodes can reach",
+    )
+    harvester_relay_key_file: Path | None = Field(
+        default=None,
+        description="the key relay tokens are made with (made on first start, mode 0600); "
+        "default: `harvester/relay.key` in the data dir",
+        json_schema_extra={"shown_default": "harvester/relay.key in the data dir"},
+    )
     harvester_pilot_client_id: str = Field(
         default="panda-pilot", description="the robot whose credentials harvester's pilots use"
     )
@@ -87,6 +98,10 @@ class HarvesterSettings(DatabaseSettings, ServerAddressSettings, ServingSettings
     @property
     def queue_config_path(self) -> Path:
         return self.harvester_queue_config or self.data_dir / "queueconfig.json"
+
+    @property
+    def relay_key_path(self) -> Path:
+        return self.harvester_relay_key_file or self.data_dir / "harvester" / "relay.key"
 
     @property
     def access_root(self) -> Path:

@@ -18,9 +18,17 @@ from pathlib import Path
 
 import grpc
 import psutil
+import pytest
 
+from harvester_svc.domain.relay_tokens import relay_token
 from panda.harvester.v1 import harvester_service_pb2, harvester_service_pb2_grpc, worker_pb2
-from panda.server.v1 import job_pb2, job_service_pb2_grpc
+from panda.server.v1 import (
+    dispatch_service_pb2,
+    dispatch_service_pb2_grpc,
+    job_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+)
 from tests.harvester_support import (
     FINAL_WORKER_STATES,
     list_workers,
@@ -110,10 +118,13 @@ def test_harvester_killed_and_restarted_loses_no_worker_and_starts_none_twice(
         restarted.stop()
 
 
+@pytest.mark.parametrize("messenger", ["grpc", "relay"])
 def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_retried(
         server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
-        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
-    harvester = run_harvester(tmp_path, server, identity, local_queue_config(maxWorkers=1, nQueueLimitWorker=1))
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, messenger: str) -> None:
+    """Also through the relay: a relayed pilot that dies goes silent at the server as a direct one."""
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(
+        maxWorkers=1, nQueueLimitWorker=1, messenger={"type": messenger}))
     try:
         job = submit(jobs_stub, _job("sleep 8", max_attempts=3))[0]
         wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
@@ -212,5 +223,66 @@ def test_work_through_a_real_slurm(server: ServerHandle, identity: IdentityHandl
         assert {w.state for w in list_workers(channel)} == {W.STATE_FINISHED}
         assert all(w.node for w in list_workers(channel))
         wait_until(lambda: not any(harvester.access_points.iterdir()), 30, "every access point removed")
+    finally:
+        harvester.stop()
+
+
+def test_relayed_pilots_run_jobs_and_take_kills_through_harvester(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    """Pilots given only harvester's address (and their worker's relay token): every message
+    goes through harvester's DispatchService, a kill included."""
+    config = local_queue_config(maxWorkers=2, nQueueLimitWorker=2, messenger={"type": "relay"})
+    harvester = run_harvester(tmp_path, server, identity, config)
+    try:
+        quick = submit(jobs_stub, *[_job("echo relayed") for _ in range(4)])
+        slow = submit(jobs_stub, _job("sleep 300"))[0]
+        for job in quick:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        wait_for(jobs_stub, slow.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
+        # The pilots reached the server only through harvester: their address is harvester's, and
+        # they hold no credential of the identity service's.
+        pilots = [p for p in pilot_processes(harvester.access_points) if p.cmdline()[1:3] == ["-m", "pilot_agent"]]
+        assert pilots
+        for pilot in pilots:
+            # What the worker was started with (the pilot itself hides its credentials from /proc).
+            argv, environment = pilot.cmdline(), pilot.parent().environ()
+            assert argv[argv.index("--server") + 1] == harvester.address
+            assert environment["PANDA_TOKEN"].startswith("relay:") and not environment.get("PANDA_CLIENT_SECRET")
+        jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[slow.job_id], reason="not needed"), timeout=10)
+        killed = wait_for(jobs_stub, slow.job_id, timeout=60)
+        assert killed.state == job_pb2.Job.STATE_CANCELLED, killed
+        assert get_job(jobs_stub, slow.job_id).worker_id
+    finally:
+        harvester.stop()
+
+
+def test_the_relay_admits_only_its_live_workers_pilots(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        tmp_path: Path) -> None:
+    harvester = run_harvester(tmp_path, server, identity,
+                              local_queue_config(maxWorkers=1, nQueueLimitWorker=1, messenger={"type": "relay"}))
+    try:
+        key = (harvester.data_dir / "harvester" / "relay.key").read_bytes()
+        assert (harvester.data_dir / "harvester" / "relay.key").stat().st_mode & 0o777 == 0o600
+
+        def hello(token: str | None, queue: str = "local") -> grpc.StatusCode:
+            metadata = [("authorization", f"Bearer {token}")] if token else []
+            with grpc.insecure_channel(harvester.address) as relay:
+                call = dispatch_service_pb2_grpc.DispatchServiceStub(relay).Connect(
+                    iter([dispatch_service_pb2.ConnectRequest(seq=1, hello=dispatch_service_pb2.Hello(
+                        pilot_id="intruder", queue=queue))]), metadata=metadata, timeout=10)
+                try:
+                    next(call)
+                except grpc.RpcError as error:
+                    return error.code()
+                return grpc.StatusCode.OK
+
+        assert hello(None) == grpc.StatusCode.UNAUTHENTICATED
+        assert hello(identity.pilot_token()) == grpc.StatusCode.UNAUTHENTICATED  # not a relay token
+        assert hello(relay_token(b"another harvester's key " * 2, "test-harvester-1")) == \
+            grpc.StatusCode.UNAUTHENTICATED
+        # A well-made token of a worker this harvester never started.
+        assert hello(relay_token(key, "test-harvester-999")) == grpc.StatusCode.PERMISSION_DENIED
     finally:
         harvester.stop()

@@ -54,7 +54,7 @@ _INTERRUPTED = "harvester stopped while submitting it; killed so that it never r
 
 class Harvester:
     def __init__(self, settings: HarvesterSettings, db: DbRunner, store: WorkerStore, link: ServerLink,
-                 plugins: Mapping[str, ResourcePlugin], queues: Mapping[str, QueueConfig]) -> None:
+                 plugins: Mapping[str, ResourcePlugin], queues: Mapping[str, QueueConfig], launch: PilotLaunch) -> None:
         self._settings = settings
         self._id = settings.harvester_id
         self._db = db
@@ -63,7 +63,7 @@ class Harvester:
         self._plugins = plugins
         self._configured = dict(queues)
         self._queues = dict(queues)
-        self._launch = PilotLaunch(settings)
+        self._launch = launch
         self._running: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         # Workers found half-submitted at start: the monitor kills them first.

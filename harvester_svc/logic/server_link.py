@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from harvester_svc.domain.queue_config import MapType, MessengerType, QueueConfig, QueueStatus
 from harvester_svc.domain.workers import WorkerRecord, WorkerState
 from panda.common.v1 import resources_pb2
 from panda.harvester.v1 import instance_service_pb2, worker_pb2
+from panda.server.v1 import dispatch_service_pb2_grpc
 from panda_runtime.client import AsyncServerClient, ConnectConfig
 
 __all__ = ["Command", "QueueWork", "ServerLink"]
@@ -122,6 +124,10 @@ class ServerLink:
 
     async def close(self) -> None:
         await self._client.close()
+
+    def open_dispatch(self) -> grpc.aio.StreamStreamCall:  # type: ignore[type-arg]
+        """A pilot stream to the server, as harvester (the relay forwards a relayed pilot's over it)."""
+        return dispatch_service_pb2_grpc.DispatchServiceStub(self._client.channel).Connect()
 
     async def register(self, version: str, host: str, configs: Iterable[QueueConfig]) -> int:
         """Registers the instance and its queues; the heartbeat interval the server expects."""
