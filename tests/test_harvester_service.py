@@ -118,13 +118,15 @@ def test_harvester_killed_and_restarted_loses_no_worker_and_starts_none_twice(
         restarted.stop()
 
 
-@pytest.mark.parametrize("messenger", ["grpc", "relay"])
+@pytest.mark.parametrize(("map_type", "messenger"), [("NoJob", "grpc"), ("NoJob", "relay"),
+                                                     ("OneToOne", "shared_files")])
 def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_retried(
         server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
-        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, messenger: str) -> None:
-    """Also through the relay: a relayed pilot that dies goes silent at the server as a direct one."""
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, map_type: str, messenger: str) -> None:
+    """Also through the relay and the shared files: a pilot that dies goes silent at the server
+    as a direct one does."""
     harvester = run_harvester(tmp_path, server, identity, local_queue_config(
-        maxWorkers=1, nQueueLimitWorker=1, messenger={"type": messenger}))
+        mapType=map_type, maxWorkers=1, nQueueLimitWorker=1, messenger={"type": messenger}))
     try:
         job = submit(jobs_stub, _job("sleep 8", max_attempts=3))[0]
         wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
@@ -138,7 +140,8 @@ def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_r
         assert "no exit code" in missed.error
         # The server's watchdog fails the attempt (lost heartbeat); a new worker runs the retry.
         done = wait_for(jobs_stub, job.job_id, timeout=120)
-        assert done.state == job_pb2.Job.STATE_FINISHED and done.attempt == 2, done
+        # (A later attempt too may lose its heartbeat on a machine this loaded: the tests' timeout is 4 s.)
+        assert done.state == job_pb2.Job.STATE_FINISHED and done.attempt >= 2, (done, harvester.log()[-3000:])
         assert done.worker_id and done.worker_id != victim
         assert any(event.error_code == 100 or "heartbeat" in event.reason for event in done.history), done.history
     finally:
@@ -284,5 +287,40 @@ def test_the_relay_admits_only_its_live_workers_pilots(
             grpc.StatusCode.UNAUTHENTICATED
         # A well-made token of a worker this harvester never started.
         assert hello(relay_token(key, "test-harvester-999")) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        harvester.stop()
+
+
+def test_shared_file_workers_run_pushed_jobs_and_take_kills_with_no_network(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    """Push, one job per worker, the shared-file messenger: harvester fetches each worker's job
+    before submitting it; the pilot, given only a directory, reads its job there and writes its
+    updates there; harvester does all the talking to the server, a kill included."""
+    config = local_queue_config(mapType="OneToOne", maxWorkers=3, nQueueLimitWorker=3,
+                                messenger={"type": "shared_files"})
+    harvester = run_harvester(tmp_path, server, identity, config)
+    try:
+        quick = submit(jobs_stub, *[_job("echo pushed > out.txt") for _ in range(4)])
+        for job in quick:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        workers = {w.worker_id: w for w in list_workers(channel)}
+        ran = [get_job(jobs_stub, job.job_id).worker_id for job in quick]
+        # One to one: every job had a worker of its own.
+        assert len(set(ran)) == 4 and set(ran) <= set(workers)
+        slow = submit(jobs_stub, _job("sleep 300"))[0]
+        wait_for(jobs_stub, slow.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
+        worker_id = get_job(jobs_stub, slow.job_id).worker_id
+        pilot = next(p for p in pilot_processes(harvester.access_points / worker_id)
+                     if p.cmdline()[1:3] == ["-m", "pilot_agent"])
+        argv, environment = pilot.cmdline(), pilot.parent().environ()
+        assert argv[argv.index("--server") + 1] == f"file:{harvester.access_points / worker_id}/messenger"
+        assert not any(environment.get(name) for name in ("PANDA_TOKEN", "PANDA_CLIENT_SECRET", "PANDA_TOKEN_FILE"))
+        # The messages are files a person can read: the job's definition among them.
+        streams = list((harvester.access_points / worker_id / "messenger").glob("stream-*/down/*.json"))
+        assert any(f'"jobId": "{slow.job_id}"' in path.read_text() for path in streams)
+        jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[slow.job_id], reason="not needed"), timeout=10)
+        assert wait_for(jobs_stub, slow.job_id, timeout=60).state == job_pb2.Job.STATE_CANCELLED
+        wait_until(lambda: not pilot.is_running() or pilot.status() == psutil.STATUS_ZOMBIE, 30, "the pilot ended")
     finally:
         harvester.stop()
