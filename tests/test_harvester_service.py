@@ -324,3 +324,27 @@ def test_shared_file_workers_run_pushed_jobs_and_take_kills_with_no_network(
         wait_until(lambda: not pilot.is_running() or pilot.status() == psutil.STATUS_ZOMBIE, 30, "the pilot ended")
     finally:
         harvester.stop()
+
+
+def test_a_push_worker_that_cannot_be_submitted_gives_its_job_back(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, slurm_cluster: SlurmCluster) -> None:
+    """The job fetcher took a job for a worker the batch system then refused: the job is not left
+    with a pilot that will never come; it waits, activated, for the next one."""
+    config = local_queue_config(mapType="OneToOne", maxWorkers=1, nQueueLimitWorker=1,
+                                messenger={"type": "shared_files"},
+                                submitter={"plugin": "slurm", "partition": "no-such-partition"})
+    harvester = run_harvester(tmp_path, server, identity, config, extra_env={"SLURM_CONF": str(slurm_cluster.conf)})
+    try:
+        job = submit(jobs_stub, _job())[0]
+        failed = wait_until(lambda: [w for w in list_workers(channel) if w.state == W.STATE_FAILED], 60,
+                            "a worker the batch system refused")
+        assert "partition" in failed[0].error.lower(), failed[0].error
+        time.sleep(2)
+        again = get_job(jobs_stub, job.job_id)
+        assert again.state in (job_pb2.Job.STATE_ACTIVATED, job_pb2.Job.STATE_SENT), again
+        wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_ACTIVATED, timeout=30,
+                 what="activated again")
+        assert get_job(jobs_stub, job.job_id).attempt == 1  # given back, not failed
+    finally:
+        harvester.stop()

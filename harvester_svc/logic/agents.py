@@ -357,7 +357,9 @@ class Harvester:
             outcome = by_id.get(worker.worker_id)
             if outcome is not None and outcome.batch_id:
                 changes[worker.worker_id] = {"batch_id": outcome.batch_id}
+                self._files.submitted(worker.worker_id)
             else:
+                await self._files.release(worker.worker_id)
                 why = outcome.error if outcome is not None else "the plugin could not submit it"
                 changes[worker.worker_id] = {"state": WorkerState.FAILED, "error": why, "end_time": now}
         await self._db.run(self._store.change, changes, now)

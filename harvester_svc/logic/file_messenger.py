@@ -50,6 +50,8 @@ class FileRelay:
     def __init__(self, link: ServerLink) -> None:
         self._link = link
         self._sessions: dict[Path, asyncio.Task[None]] = {}
+        # The job fetcher's streams, by worker, until the worker is submitted or given up.
+        self._fetched: dict[str, DispatchCall] = {}
 
     async def close(self) -> None:
         for task in self._sessions.values():
@@ -93,7 +95,23 @@ class FileRelay:
             log.warning("worker %s: cannot fetch its jobs: %s", worker.worker_id, error)
             return 0
         self._start(directory, worker, upstream, sent=2, hello_sent=True)
+        self._fetched[worker.worker_id] = upstream
         return len(assigned.job_assignments.jobs)
+
+    def submitted(self, worker_id: str) -> None:
+        """The worker is in the batch system: its pilot takes its fetched jobs over."""
+        self._fetched.pop(worker_id, None)
+
+    async def release(self, worker_id: str) -> None:
+        """The worker will never run (its submission failed): its fetched jobs go back to the
+        server, which hands them to another pilot (Goodbye returns jobs not yet started)."""
+        upstream = self._fetched.pop(worker_id, None)
+        if upstream is None:
+            return
+        with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError):
+            await upstream.write(dispatch_pb2.ConnectRequest(
+                seq=3, goodbye=dispatch_pb2.Goodbye(reason="the worker could not be submitted")))
+            await upstream.done_writing()
 
     # ---- serving the pilots' streams --------------------------------------------------------------------
 
