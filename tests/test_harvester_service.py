@@ -348,3 +348,23 @@ def test_a_push_worker_that_cannot_be_submitted_gives_its_job_back(
         assert get_job(jobs_stub, job.job_id).attempt == 1  # given back, not failed
     finally:
         harvester.stop()
+
+
+def test_many_to_one_packs_the_fetched_jobs_into_each_worker(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    config = local_queue_config(mapType="ManyToOne", nJobsPerWorker=2, maxWorkers=2, nQueueLimitWorker=2,
+                                messenger={"type": "shared_files"},
+                                resources={"cores": 2, "memoryMB": 4000, "walltimeSeconds": 3600})
+    harvester = run_harvester(tmp_path, server, identity, config)
+    try:
+        jobs = submit(jobs_stub, *[_job("sleep 1") for _ in range(4)])
+        for job in jobs:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        by_worker: dict[str, int] = {}
+        for job in jobs:
+            worker_id = get_job(jobs_stub, job.job_id).worker_id
+            by_worker[worker_id] = by_worker.get(worker_id, 0) + 1
+        assert sorted(by_worker.values()) == [2, 2], by_worker
+    finally:
+        harvester.stop()
