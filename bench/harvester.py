@@ -10,7 +10,7 @@ get through it, and what the worker adjuster's decisions cost for 1,000 queues.
    pilots the `panda-pilot` robot's credentials. One queue, `bench`, with no pilot; its
    configuration: local plugin, NoJob (pull), limits from the flags. Once harvester has
    registered and done its first (idle) cycle, N `/bin/true` jobs are submitted at once; the
-   harvester's adjuster sees them at its next cycle and starts real pilots (local processes),
+   harvester's adjuster sees them at its next round and starts real pilots (local processes),
    which run every job to FINISHED. Times come from the server's own records (each job's
    start_time and end_time, each worker's submit and start time), not from polling.
 2. The adjuster's arithmetic in process: `adjust_workers` over 1,000 generated QueueLoads
@@ -92,6 +92,7 @@ ADJUST_QUEUES = 1000
 # What each job asks for: less than each worker (1 core, 2000 MB, 1 h) offers.
 JOB_MEMORY_MB, JOB_WALLTIME_S = 1000, 1800
 DEFAULT_CYCLE_SECONDS = float(HarvesterSettings.model_fields["harvester_cycle_seconds"].default)
+DEFAULT_SUBMIT_SECONDS = float(HarvesterSettings.model_fields["harvester_submit_seconds"].default)
 
 
 class Interrupted(Exception):
@@ -291,6 +292,8 @@ def harvester_env(identity: IdentityHandle, args: argparse.Namespace) -> dict[st
            "PANDA_HARVESTER_STOP_WORKERS_ON_EXIT": "true", "PANDA_HARVESTER_KILL_GRACE_SECONDS": "3"}
     if args.cycle_seconds is not None:
         env["PANDA_HARVESTER_CYCLE_SECONDS"] = str(args.cycle_seconds)
+    if args.submit_seconds is not None:
+        env["PANDA_HARVESTER_SUBMIT_SECONDS"] = str(args.submit_seconds)
     return env
 
 
@@ -308,15 +311,18 @@ def pilots_from_nothing(args: argparse.Namespace, data_dir: Path, server: Server
     config_path.write_text(json.dumps({QUEUE: queue}))
     print(f"queue {QUEUE}: {json.dumps(queue)}", flush=True)
     cycle = args.cycle_seconds if args.cycle_seconds is not None else DEFAULT_CYCLE_SECONDS
+    submit_every = args.submit_seconds if args.submit_seconds is not None else DEFAULT_SUBMIT_SECONDS
     harvester = start_harvester(harvester_dir, server_address=server.address, database_url=server.database_url,
                                 queue_config=config_path, harvester_id=HARVESTER_ID,
                                 extra_env=harvester_env(identity, args))
     started.append(harvester)
     assert harvester.process is not None and server.process is not None
     print(f"harvester pid {harvester.process.pid}, cycle {cycle:g} s "
-          f"({'harvester default' if args.cycle_seconds is None else '--cycle-seconds'})", flush=True)
+          f"({'harvester default' if args.cycle_seconds is None else '--cycle-seconds'}), adjuster and submitter "
+          f"between cycles every {submit_every:g} s "
+          f"({'harvester default' if args.submit_seconds is None else '--submit-seconds'})", flush=True)
     # Registered, then its first cycle runs at once and finds nothing to do: the jobs come after
-    # it, so they wait for the next one (a cycle less the pause below, near the longest wait).
+    # it and wait for the adjuster's next round (between cycles, every harvester_submit_seconds).
     deadline = time.monotonic() + 60
     while "registered with the server" not in harvester.log():
         if time.monotonic() > deadline or not harvester.process.alive():
@@ -389,7 +395,8 @@ def pilots_from_nothing(args: argparse.Namespace, data_dir: Path, server: Server
     per_worker = Counter(job.worker_id for job in jobs)
 
     print("results (pilots from nothing):")
-    print(f"  harvester cycle {cycle:g} s; jobs submitted {args.submit_after:g} s after its first (idle) cycle")
+    print(f"  harvester cycle {cycle:g} s, adjuster and submitter every {submit_every:g} s; jobs submitted "
+          f"{args.submit_after:g} s after its first (idle) cycle")
     worker_submitted, worker_started = seconds(first_worker.submit_time), seconds(first_worker.start_time)
     print(f"  first submit -> first worker submitted by harvester  {worker_submitted - submitted_at:6.2f} s")
     print(f"               -> its process started                 {worker_started - submitted_at:6.2f} s")
@@ -568,7 +575,8 @@ def run(args: argparse.Namespace) -> int:
                        pilots.cpu_ms_per_job.items())
         print(f"workers_started={pilots.workers_started} {cpu} "
               f"harvester_round_ms={1000 * min(rounds.rounds_s):.1f} round_queues={args.queues} "
-              f"cycle_seconds={args.cycle_seconds if args.cycle_seconds is not None else DEFAULT_CYCLE_SECONDS:g}")
+              f"cycle_seconds={args.cycle_seconds if args.cycle_seconds is not None else DEFAULT_CYCLE_SECONDS:g} "
+              f"submit_seconds={args.submit_seconds if args.submit_seconds is not None else DEFAULT_SUBMIT_SECONDS:g}")
         print(f"first_job_running_s={pilots.first_job_running_s:.2f} jobs_per_s={pilots.jobs_per_s:.1f} "
               f"adjust_1000_queues_ms={adjust_ms:.3f}", flush=True)
         ok = True
@@ -609,6 +617,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cycle-seconds", type=float, default=None,
                         help=f"harvester's PANDA_HARVESTER_CYCLE_SECONDS (default: harvester's own, "
                              f"{DEFAULT_CYCLE_SECONDS:g} s)")
+    parser.add_argument("--submit-seconds", type=float, default=None,
+                        help=f"harvester's PANDA_HARVESTER_SUBMIT_SECONDS (default: harvester's own, "
+                             f"{DEFAULT_SUBMIT_SECONDS:g} s); at or above the cycle, new work waits for the cycle")
     parser.add_argument("--submit-after", type=float, default=1.0,
                         help="seconds between harvester's registration (its first, idle cycle) and the first "
                              "submit (default 1)")
