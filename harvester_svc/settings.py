@@ -53,9 +53,9 @@ class HarvesterSettings(DatabaseSettings, ServerAddressSettings, ServingSettings
     )
     harvester_submit_seconds: float = Field(
         default=2.0, gt=0,
-        description="between those cycles, how often the adjuster and submitter alone look for new work (one "
-        "GetQueueLoads call and a count of harvester's own workers), so work on a queue with no pilot waits this "
-        "long for one, not a whole cycle; at or above the cycle, they run with the cycle only",
+        description="between harvester's cycles, how often the adjuster and submitter alone look for new work "
+        "(one GetQueueLoads call and a count of harvester's own workers): work on a queue with no pilot waits about "
+        "this long for one, not a whole cycle; at or above the cycle, they run with the cycle only",
     )
     harvester_heartbeat_seconds: float = Field(
         default=60.0, description="how often harvester tells the server it is alive and takes its commands"
