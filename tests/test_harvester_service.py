@@ -173,6 +173,27 @@ def test_an_operators_kill_reaches_the_worker(
         harvester.stop()
 
 
+def test_work_arriving_between_cycles_gets_its_pilot_without_waiting_for_the_next_cycle(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    # A cycle far longer than the test waits: only the submitter's own round can start the pilot.
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(maxWorkers=1, nQueueLimitWorker=1),
+                              extra_env={"PANDA_HARVESTER_CYCLE_SECONDS": "300",
+                                         "PANDA_HARVESTER_SUBMIT_SECONDS": "0.5",
+                                         "PANDA_HARVESTER_STOP_WORKERS_ON_EXIT": "true"})
+    try:
+        wait_until(lambda: "registered" in harvester.log(), 20, "harvester registered")
+        time.sleep(1)  # its first cycle, right after registering, found no work
+        assert list_workers(channel) == []
+        job = submit(jobs_stub, _job())[0]
+        done = wait_for(jobs_stub, job.job_id, timeout=30)
+        assert done.state == job_pb2.Job.STATE_FINISHED, done
+        # The server heard of the worker when it was submitted, not a cycle later.
+        assert [w.worker_id for w in list_workers(channel)] == [done.worker_id]
+    finally:
+        harvester.stop()
+
+
 def test_an_offline_queue_gets_no_workers(
         server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
         jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:

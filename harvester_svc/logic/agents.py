@@ -7,7 +7,9 @@ it was, and running one twice changes nothing more than running it once:
   killed and failed;
 - sweeper: kills what was marked, cleans up after ended workers once the server has them;
 - adjuster and submitter: new workers per queue from the server's activated jobs, the workers
-  already there and the limits, then submitted through the queue's plugin;
+  already there and the limits, then submitted through the queue's plugin; they also run on
+  their own between cycles (`harvester_submit_seconds`), as Harvester's submitter has a sleep
+  time of its own, so that new work does not wait for a whole cycle;
 - propagator: every changed worker to the server (ReportWorkers), by version;
 - heartbeat: tells the server the instance is alive and does the commands it hands over (kill
   a worker, set a queue's limits).
@@ -172,11 +174,24 @@ class Harvester:
 
     async def _cycles(self) -> None:
         await self.registered.wait()
+        loop = asyncio.get_running_loop()
+        every = self._settings.harvester_submit_seconds
         while True:
             await self.cycle()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.harvester_cycle_seconds)
+            next_cycle = loop.time() + self._settings.harvester_cycle_seconds
+            # Between cycles the adjuster and submitter look for new work more often: their round
+            # is one call and one count, while a cycle asks every batch system about every worker.
+            while not self._wake.is_set() and (left := next_cycle - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(every, left))
+                if every < left and not self._wake.is_set():
+                    await _logged("submitter", self._submit_new_work)
+
+    async def _submit_new_work(self) -> None:
+        """The adjuster and submitter between cycles; what they submit reaches the server at once."""
+        if await self.adjust_and_submit():
+            await self.propagate()
 
     async def cycle(self) -> None:
         """One round of every agent, each on its own (one failing leaves the others to run)."""
