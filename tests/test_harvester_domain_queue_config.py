@@ -308,7 +308,7 @@ def test_a_push_queue_needs_the_shared_files_messenger(messenger: str) -> None:
     """Harvester's own stream holds the jobs it fetched: only it can report on them."""
     text = json.dumps({"q": {"mapType": "OneToOne", "maxWorkers": 2, "submitter": {"plugin": "local"},
                              "messenger": {"type": messenger}}})
-    with pytest.raises(QueueConfigError, match="a push queue .mapType OneToOne. needs shared_files"):
+    with pytest.raises(QueueConfigError, match=r"a push queue \(mapType OneToOne\) needs shared_files"):
         load_queue_config(text)
     default = load_queue_config(json.dumps({"q": {"mapType": "OneToOne", "maxWorkers": 2,
                                                   "submitter": {"plugin": "local"}}}))["q"]
