@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -26,6 +27,7 @@ from panda.harvester.v1 import (
     worker_pb2,
 )
 from panda.server.v1 import job_pb2, queue_pb2, queue_service_pb2
+from panda.server.v1.job_service_pb2_grpc import JobServiceStub
 from panda_cli.launcher import Process
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import ClientCredentialsToken
@@ -45,7 +47,8 @@ HEARTBEAT_INTERVAL = 2  # seconds: an instance silent for 3 intervals is no long
 def server(database_url: str, tmp_path: Path, identity: IdentityHandle) -> Iterator[ServerHandle]:
     """The server of these tests: instances beat every 2 s, so one dies within a test."""
     handle = start_server(tmp_path, database_url, {
-        **identity.trust_env(), **TEST_SERVER_ENV, "PANDA_HARVESTER_HEARTBEAT_INTERVAL_SECONDS": str(HEARTBEAT_INTERVAL),
+        **identity.trust_env(), **TEST_SERVER_ENV,
+        "PANDA_HARVESTER_HEARTBEAT_INTERVAL_SECONDS": str(HEARTBEAT_INTERVAL),
     })
     yield handle
     handle.stop()
@@ -149,7 +152,7 @@ def refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str, str]:
     error = refused.value
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     field = field_of(status) if status is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT else ""
-    return error.code(), error.details(), field
+    return error.code(), error.details() or "", field
 
 
 def test_register_heartbeat_and_read_back(robot: Stubs, admin: Stubs, local_queue: str) -> None:
@@ -330,7 +333,7 @@ def test_commands_go_pending_delivered_done(robot: Stubs, admin: Stubs, as_calle
 
 
 def test_a_pilot_with_a_worker_id_relates_its_jobs_to_its_worker(
-    robot: Stubs, admin: Stubs, jobs_stub, local_queue: str, start_pilot: Callable[..., Process],  # type: ignore[no-untyped-def]
+    robot: Stubs, admin: Stubs, jobs_stub: JobServiceStub, local_queue: str, start_pilot: Callable[..., Process],
 ) -> None:
     robot.register("h1", config())
     robot.report("h1", worker("h1-1", W.STATE_RUNNING))
@@ -348,7 +351,7 @@ def _queue(queues: QueueStubs, queue_id: str, status: int = queue_pb2.Queue.STAT
 
 
 def test_queue_loads_count_waiting_starting_running_and_the_largest_job(
-    robot: Stubs, channel: grpc.Channel, queues_stub: QueueStubs, jobs_stub,  # type: ignore[no-untyped-def]
+    robot: Stubs, channel: grpc.Channel, queues_stub: QueueStubs, jobs_stub: JobServiceStub,
 ) -> None:
     _queue(queues_stub, "busy")
     _queue(queues_stub, "quiet")
@@ -366,12 +369,13 @@ def test_queue_loads_count_waiting_starting_running_and_the_largest_job(
     pilot = PilotStream(channel, "loads-pilot", "busy", cores=1)
     try:
         pilot.request_jobs(2)
-        taken = pilot.next("job_assignments").job_assignments.jobs
+        taken = list(pilot.next("job_assignments").job_assignments.jobs)
         if len(taken) < 2:
-            taken = [*taken, *pilot.next("job_assignments").job_assignments.jobs]
+            taken += pilot.next("job_assignments").job_assignments.jobs
         pilot.update(taken[0].job_id, taken[0].attempt, job_pb2.Job.STATE_RUNNING)
         wait_for(jobs_stub, taken[0].job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, what="running")
-        loads = {load.queue_id: load for load in robot.instances.GetQueueLoads(I.GetQueueLoadsRequest(), timeout=10).loads}
+        answer = robot.instances.GetQueueLoads(I.GetQueueLoadsRequest(), timeout=10)
+        loads = {load.queue_id: load for load in answer.loads}
     finally:
         pilot.close()
     assert sorted(loads) == ["busy", "off", "quiet", "testing"]
@@ -398,7 +402,7 @@ def test_queue_loads_count_waiting_starting_running_and_the_largest_job(
     ({"messenger": QC.MESSENGER_SHARED_FILES}, "queue_configs[0].messenger", "push map_type"),
 ])
 def test_a_bad_queue_configuration_is_refused_naming_its_field(
-    robot: Stubs, local_queue: str, change: dict[str, object], field: str, words: str
+    robot: Stubs, local_queue: str, change: dict[str, Any], field: str, words: str
 ) -> None:
     code, message, named = refusal(lambda: robot.register("h1", config(**change)))
     assert (code, named) == (grpc.StatusCode.INVALID_ARGUMENT, field)
