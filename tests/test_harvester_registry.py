@@ -14,23 +14,19 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from panda.common.v1 import resources_pb2
 from panda.harvester.v1 import (
     harvester_service_pb2,
-    harvester_service_pb2_grpc,
     instance_service_pb2,
-    instance_service_pb2_grpc,
     worker_pb2,
 )
 from panda.server.v1 import job_pb2, queue_pb2, queue_service_pb2
 from panda.server.v1.job_service_pb2_grpc import JobServiceStub
 from panda_cli.launcher import Process
-from panda_runtime.client.channels import sync_channel
-from panda_runtime.client.credentials import ClientCredentialsToken
+from tests.harvester_support import Stubs, config, robot_channel, ts, worker
 from tests.pilot_stream import PilotStream
 from tests.server_support import TEST_SERVER_ENV, QueueStubs, submit, token_channel, wait_for
 from tools.cluster import IdentityHandle, ServerHandle, start_server
@@ -54,33 +50,6 @@ def server(database_url: str, tmp_path: Path, identity: IdentityHandle) -> Itera
     handle.stop()
 
 
-class Stubs:
-    """The harvester APIs as one caller: a robot (harvester instances) or a person."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.channel = channel
-        self.instances = instance_service_pb2_grpc.InstanceServiceStub(channel)
-        self.harvester = harvester_service_pb2_grpc.HarvesterServiceStub(channel)
-
-    def register(self, harvester_id: str, *configs: worker_pb2.QueueConfig) -> I.RegisterInstanceResponse:
-        return self.instances.RegisterInstance(I.RegisterInstanceRequest(
-            harvester_id=harvester_id, version="1.2.3", host="harvester.example", queue_configs=list(configs)),
-            timeout=10)
-
-    def report(self, harvester_id: str, *workers: worker_pb2.Worker) -> list[status_pb2.Status]:
-        request = I.ReportWorkersRequest(harvester_id=harvester_id, workers=list(workers))
-        return list(self.instances.ReportWorkers(request, timeout=10).results)
-
-    def heartbeat(self, harvester_id: str) -> list[worker_pb2.HarvesterCommand]:
-        return list(self.instances.Heartbeat(I.HeartbeatRequest(harvester_id=harvester_id), timeout=10).commands)
-
-    def worker(self, worker_id: str) -> worker_pb2.Worker:
-        return self.harvester.GetWorker(H.GetWorkerRequest(worker_id=worker_id), timeout=10).worker
-
-    def workers(self, **request: object) -> H.ListWorkersResponse:
-        return self.harvester.ListWorkers(H.ListWorkersRequest(**request), timeout=10)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def as_caller(server: ServerHandle, identity: IdentityHandle) -> Iterator[Callable[[str], Stubs]]:
     """Stubs calling as a robot (`panda-harvester`, `panda-harvester-b`) or a person (`admin`...)."""
@@ -88,7 +57,7 @@ def as_caller(server: ServerHandle, identity: IdentityHandle) -> Iterator[Callab
 
     def stubs(who: str) -> Stubs:
         if who in identity.secrets:
-            channel = sync_channel(server.address, ClientCredentialsToken(identity.issuer, who, identity.secrets[who]))
+            channel = robot_channel(server.address, identity, who)
         else:
             channel = token_channel(server.address, identity, who)
         channels.append(channel)
@@ -107,27 +76,6 @@ def robot(as_caller: Callable[[str], Stubs]) -> Stubs:
 @pytest.fixture
 def admin(as_caller: Callable[[str], Stubs]) -> Stubs:
     return as_caller("admin")
-
-
-def config(queue_id: str = "local", **fields: object) -> worker_pb2.QueueConfig:
-    values: dict[str, object] = {
-        "queue_id": queue_id, "online": True, "map_type": QC.MAP_TYPE_PULL, "messenger": QC.MESSENGER_GRPC,
-        "plugin": "local", "max_workers": 10, "queue_limit_workers": 4, "max_new_workers_per_cycle": 2,
-        "resources": resources_pb2.Resources(cores=1, memory_mb=2000, walltime_seconds=3600),
-        "plugin_parameters": {"slots": "4"}, "worker_queued_timeout_seconds": 600,
-        "worker_heartbeat_timeout_seconds": 1800, **fields,
-    }
-    return QC(**values)  # type: ignore[arg-type]
-
-
-def ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
-def worker(worker_id: str, state: int = W.STATE_SUBMITTED, queue: str = "local", **fields: object) -> worker_pb2.Worker:
-    return W(worker_id=worker_id, queue=queue, state=state, **{"plugin": "local", **fields})  # type: ignore[arg-type]
 
 
 OK = grpc.StatusCode.OK.value[0]
