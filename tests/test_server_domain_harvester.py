@@ -140,6 +140,13 @@ def test_a_worker_keeps_its_queue() -> None:
         apply_worker_report(stored(), report(queue="other"), "h1", NOW)
 
 
+def test_a_known_worker_is_reported_on_after_its_instance_stopped_provisioning_its_queue() -> None:
+    decision = decide_reports("h1", [report("h1-1", "finished"), report("h1-2")], {"h1-1": stored(state="running")},
+                              {"other"}, NOW)
+    assert decision.results[0] is None and [w.state for w in decision.updates] == ["finished"]
+    assert isinstance(decision.results[1], InvalidArgument) and not decision.inserts
+
+
 def test_a_batch_is_decided_worker_by_worker_in_order() -> None:
     known = {"h1-1": stored(state="finished"), "h1-2": stored(worker_id="h1-2")}
     decision = decide_reports("h1", [
