@@ -205,11 +205,12 @@ def cmd_commands(args: argparse.Namespace) -> int:
 
 
 def queue_config(client: ServerClient, queue_id: str) -> worker_pb2.QueueConfig | None:
-    """The queue's harvester configuration; None when no instance provisions it."""
+    """The queue's harvester configuration; None when no instance provisions it (or the server
+    is of a release before harvester's registry)."""
     try:
         return client.harvester.GetQueueConfig(H.GetQueueConfigRequest(queue_id=queue_id)).queue_config
     except grpc.RpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
+        if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
             return None
         raise
 
