@@ -20,7 +20,7 @@ from pexpect.popen_spawn import PopenSpawn
 
 from panda.server.v1 import queue_pb2, queue_service_pb2
 from panda_cli.completion import script
-from tests.harvester_support import Stubs, robot_channel
+from tests.registry_support import Stubs, robot_channel
 from tests.server_support import QueueStubs
 from tools.cluster import IdentityHandle, ServerHandle
 

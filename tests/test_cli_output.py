@@ -23,7 +23,7 @@ from panda.server.v1 import job_pb2, job_service_pb2
 from panda_cli.main import build_parser, main
 from panda_cli.output import id_ranges
 from tests.cli_support import Result
-from tests.harvester_support import Stubs, config, robot_channel, worker
+from tests.registry_support import Stubs, config, robot_channel, worker
 from tests.server_support import get_job, wait_for
 from tools.cluster import IdentityHandle, ServerHandle, free_port
 

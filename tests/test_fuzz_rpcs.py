@@ -32,8 +32,8 @@ from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
 from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
 from tests.fuzz_support import Rpc, requests, rpcs
-from tests.harvester_support import Stubs, config, worker
 from tests.jedi_support import make_queue, new_jedi, register_dataset, submit_task, task_params
+from tests.registry_support import Stubs, config, worker
 from tests.server_support import TEST_SERVER_ENV, QueueStubs
 from tools.cluster import drop_database, fresh_database, start_iam, start_server
 

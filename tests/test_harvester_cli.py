@@ -16,8 +16,8 @@ from panda.server.v1 import job_pb2
 from panda.server.v1.job_service_pb2_grpc import JobServiceStub
 from panda_cli.main import main
 from tests.cli_support import Result
-from tests.harvester_support import Stubs, config, robot_channel, worker
 from tests.pilot_stream import PilotStream
+from tests.registry_support import Stubs, config, robot_channel, worker
 from tests.server_support import submit, wait_for
 from tools.cluster import IdentityHandle, ServerHandle
 

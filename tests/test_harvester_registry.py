@@ -26,8 +26,8 @@ from panda.harvester.v1 import (
 from panda.server.v1 import job_pb2, queue_pb2, queue_service_pb2
 from panda.server.v1.job_service_pb2_grpc import JobServiceStub
 from panda_cli.launcher import Process
-from tests.harvester_support import Stubs, config, robot_channel, ts, worker
 from tests.pilot_stream import PilotStream
+from tests.registry_support import Stubs, config, robot_channel, ts, worker
 from tests.server_support import TEST_SERVER_ENV, QueueStubs, submit, token_channel, wait_for
 from tools.cluster import IdentityHandle, ServerHandle, start_server
 
