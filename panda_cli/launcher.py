@@ -30,6 +30,7 @@ from panda_runtime.client.channels import sync_channel
 
 __all__ = [
     "GATEWAY",
+    "HARVESTER",
     "IAM",
     "JEDI",
     "PILOT",
@@ -66,6 +67,7 @@ JEDI = Component("jedi", "jedi_svc", "JEDI")
 IAM = Component("iam", "iam_svc", "the identity service")
 PILOT = Component("pilot", "pilot_agent", "the pilot")
 GATEWAY = Component("gateway", "monitor_gateway", "the gateway")
+HARVESTER = Component("harvester", "harvester_svc", "harvester")
 
 
 @dataclass(eq=False)

@@ -24,6 +24,8 @@ from panda_runtime.client.credentials import login_file, write_login
 from panda_runtime.settings import (
     DEFAULT_GATEWAY_ADDRESS,
     DEFAULT_GATEWAY_METRICS_PORT,
+    DEFAULT_HARVESTER_ADDRESS,
+    DEFAULT_HARVESTER_METRICS_PORT,
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
@@ -38,8 +40,9 @@ from .settings import CliSettings
 if TYPE_CHECKING:
     from server_svc.settings import ServerSettings
 
-__all__ = ["ADMIN_PASSWORD_FILE", "JEDI_ROBOT", "PILOT_ROBOT", "VO", "LocalIdentity", "gateway_endpoints",
-           "iam_endpoints", "jedi_endpoints", "local_user_name", "provision_identity"]
+__all__ = ["ADMIN_PASSWORD_FILE", "HARVESTER_ROBOT", "JEDI_ROBOT", "PILOT_ROBOT", "VO", "LocalIdentity",
+           "gateway_endpoints", "harvester_endpoints", "iam_endpoints", "jedi_endpoints", "local_user_name",
+           "provision_identity"]
 
 
 VO = "panda"
@@ -49,6 +52,8 @@ JEDI_ROBOT = "panda-jedi"
 
 
 PILOT_ROBOT = "panda-pilot"
+# Harvester's own robot: it registers its instance and reports its workers (never runs a job).
+HARVESTER_ROBOT = "panda-harvester"
 
 
 ADMIN_PASSWORD_FILE = "admin-password"
@@ -108,7 +113,8 @@ def provision_identity(settings: ServerSettings, database_url: str, endpoints: t
                     gateway_address=gateway_address),
         people=[Person(identity.admin, groups=[f"/{VO}", f"/{VO}/admin"], password=password)],
         robots=[Robot(JEDI_ROBOT, groups=[f"/{VO}/service"]),
-                Robot(PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues)],
+                Robot(PILOT_ROBOT, groups=[f"/{VO}/pilot"], queues=queues),
+                Robot(HARVESTER_ROBOT, groups=[f"/{VO}/harvester"])],
         sign_in=[identity.admin],
     )
     if password is not None:
@@ -160,6 +166,18 @@ def gateway_endpoints(settings: ServerSettings, server_address: str) -> tuple[st
     return _beside_server(settings, server_address, 300, address=gateway.gateway_address, variable="PANDA_GATEWAY",
                           default=DEFAULT_GATEWAY_ADDRESS, metrics=gateway.gateway_metrics_port,
                           default_metrics=DEFAULT_GATEWAY_METRICS_PORT)
+
+
+def harvester_endpoints(settings: ServerSettings, server_address: str) -> tuple[str, int]:
+    """Harvester's gRPC address and metrics port: PANDA_HARVESTER_ADDRESS and
+    PANDA_HARVESTER_METRICS_PORT when set; else the defaults beside a server at its defaults, or
+    400 above the server's ports."""
+    from harvester_svc.settings import HarvesterSettings
+
+    harvester = HarvesterSettings()
+    return _beside_server(settings, server_address, 400, address=harvester.harvester_address,
+                          variable="PANDA_HARVESTER", default=DEFAULT_HARVESTER_ADDRESS,
+                          metrics=harvester.harvester_metrics_port, default_metrics=DEFAULT_HARVESTER_METRICS_PORT)
 
 
 def _beside_server(settings: ServerSettings, server_address: str, offset: int, *, address: str, variable: str,

@@ -17,7 +17,8 @@ from .errors import CliError
 from .settings import CliSettings
 
 __all__ = [
-    "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_gateway", "cmd_serve_iam", "cmd_serve_jedi",
+    "build_pilot_parser", "cmd_db_upgrade", "cmd_pilot", "cmd_serve_gateway", "cmd_serve_harvester", "cmd_serve_iam",
+    "cmd_serve_jedi",
     "cmd_serve_server", "current_revision", "describe_upgrade", "display_url", "ensure_sqlite_directory",
     "import_component", "upgrade", "use_server_address",
 ]
@@ -78,6 +79,18 @@ def cmd_serve_gateway(args: argparse.Namespace) -> int:
         if value:
             os.environ[variable] = value
     return _serve("monitor_gateway.main", "the gateway")
+
+
+def cmd_serve_harvester(args: argparse.Namespace) -> int:
+    """Harvester provisions the queues of --queue-config (default: its setting) through the
+    server at --server."""
+    use_server_address(args)
+    for flag, variable in (("harvester", "PANDA_HARVESTER_ADDRESS"), ("queue_config", "PANDA_HARVESTER_QUEUE_CONFIG"),
+                           ("harvester_id", "PANDA_HARVESTER_ID")):
+        value = getattr(args, flag, None)
+        if value:
+            os.environ[variable] = str(value)
+    return _serve("harvester_svc.main", "harvester")
 
 
 # --- pilot -------------------------------------------------------------------------------

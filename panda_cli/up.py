@@ -1,29 +1,34 @@
-"""`panda up`: the identity service, the server, JEDI, the HTTP/JSON gateway and some pilots on
-one machine, in the foreground, supervised.
+"""`panda up`: the identity service, the server, JEDI, the HTTP/JSON gateway and harvester on
+one machine, in the foreground, supervised. Harvester starts pilots as work arrives (the local
+plugin: pilot processes on this machine) and they leave when the work is done.
 
 Where the services listen and the identity they are given: `local_mesh.py`. Every child is
 started through the launcher (`launcher.py`), in a process group of its own, so the terminal's
 Ctrl-C reaches only us and we stop the children in order: the gateway first (no new requests
-come in through it), then the pilots (they finish talking to the server), then JEDI, the server,
-the identity service. Anything still alive after the timeout gets SIGKILL, by its own group only.
+come in through it), then harvester (it stops its pilots, which finish talking to the server),
+then JEDI, the server, the identity service. Anything still alive after the timeout gets
+SIGKILL, by its own group only.
 
-Queues: `local` with the --pilots pilots, and two more so JEDI's brokerage has a choice:
-`local-b` and `local-small` (jobs of at most 1000 MB), with one pilot each. Each queue has a
-storage element of its own name, a directory under the data dir's `se/`.
+Queues: `local`, with up to --pilots pilots at once, and two more so JEDI's brokerage has a
+choice: `local-b` and `local-small` (jobs of at most 1000 MB), with up to one pilot each. Each
+queue has a storage element of its own name, a directory under the data dir's `se/`. Harvester's
+queue configuration is written to the data dir's `harvester/queueconfig.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
-import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+import psutil
 
 from panda.common.v1 import resources_pb2
 from panda.server.v1 import (
@@ -39,6 +44,8 @@ from panda_runtime.client.credentials import LoginToken
 from panda_runtime.settings import (
     DEFAULT_GATEWAY_ADDRESS,
     DEFAULT_GATEWAY_METRICS_PORT,
+    DEFAULT_HARVESTER_ADDRESS,
+    DEFAULT_HARVESTER_METRICS_PORT,
     DEFAULT_IAM_ADDRESS,
     DEFAULT_IAM_HTTP_PORT,
     DEFAULT_IAM_METRICS_PORT,
@@ -53,9 +60,9 @@ from .clients import server_client
 from .errors import CliError, ExitCode
 from .launcher import (
     GATEWAY,
+    HARVESTER,
     IAM,
     JEDI,
-    PILOT,
     SERVER,
     Process,
     StopRequested,
@@ -67,35 +74,36 @@ from .launcher import (
     wait_http_ready,
 )
 from .local_mesh import (
+    HARVESTER_ROBOT,
     JEDI_ROBOT,
     PILOT_ROBOT,
     VO,
     LocalIdentity,
     gateway_endpoints,
+    harvester_endpoints,
     iam_endpoints,
     jedi_endpoints,
     provision_identity,
 )
-from .runners import build_pilot_parser, describe_upgrade, display_url, upgrade
+from .runners import describe_upgrade, display_url, upgrade
 
 if TYPE_CHECKING:
     from server_svc.settings import ServerSettings
 
 __all__ = [
-    "EXTRA_PILOT_PREFIX", "EXTRA_QUEUES", "IDENTITY_VARIABLES", "LOCAL_QUEUE", "PILOT_CONNECT_TIMEOUT_SECONDS",
-    "PILOT_IDLE_TIMEOUT_SECONDS", "SERVER_START_TIMEOUT_SECONDS", "ChildDied", "child_env", "cmd_up", "demo_jobs",
-    "ensure_local_queue", "ensure_storage_element", "find_option", "pilot_argv", "print_summary", "stop_all",
-    "wait_for", "wait_for_pilots",
+    "EXTRA_QUEUES", "IDENTITY_VARIABLES", "LOCAL_QUEUE", "PILOT_IDLE_SECONDS", "SERVER_START_TIMEOUT_SECONDS",
+    "ChildDied", "child_env", "cmd_up", "demo_jobs", "ensure_local_queue", "ensure_storage_element",
+    "harvester_queue_config", "print_summary", "stop_all", "wait_for",
 ]
 
 LOCAL_QUEUE = "local"
-# The other queues `panda up` makes, each with one pilot: (name, largest job's memory in MB).
+# The other queues `panda up` makes, each with up to one pilot: (name, largest job's memory in MB).
 EXTRA_QUEUES = [("local-b", 0), ("local-small", 1000)]
-EXTRA_PILOT_PREFIX = "pilot@"
-# Pilots normally leave when idle or old; under `panda up` they should wait for work "forever".
-PILOT_IDLE_TIMEOUT_SECONDS = 10 * 365 * 24 * 3600
 SERVER_START_TIMEOUT_SECONDS = 60.0
-PILOT_CONNECT_TIMEOUT_SECONDS = 30.0
+# A pilot harvester starts leaves after this long without work: pilots come and go with the work.
+PILOT_IDLE_SECONDS = 60.0
+# How often harvester looks at the queues: a first job waits about this long for its pilot.
+HARVESTER_CYCLE_SECONDS = 1.0
 
 
 # --- steps -------------------------------------------------------------------------------
@@ -192,47 +200,21 @@ def ensure_local_queue(client: ServerClient, element: str, name: str = LOCAL_QUE
     return f"queue {name}: created (online, SE {element}{limit})"
 
 
-def find_option(parser: argparse.ArgumentParser, *fragments: str) -> str | None:
-    """The pilot's long option whose name contains one of `fragments` (the pilot owns its
-    option names; we only know what they are for)."""
-    for fragment in fragments:
-        for option in parser._option_string_actions:
-            if option.startswith("--") and fragment in option:
-                return option
-    return None
+def harvester_queue_config(pilots: int, cores: int, memory_mb: int) -> dict[str, object]:
+    """Harvester's queues: `local` with up to `pilots` pilots, the others with up to one each
+    (none when `pilots` is 0). Each pilot offers this machine's cores and memory (a queue's own
+    limit, if lower), for a day."""
+    def queue(max_workers: int, queue_memory_mb: int) -> dict[str, object]:
+        return {
+            "queueStatus": "online", "mapType": "NoJob", "maxWorkers": max_workers,
+            "nQueueLimitWorker": max_workers, "maxNewWorkersPerCycle": max_workers,
+            "resources": {"cores": cores, "memoryMB": min(memory_mb, queue_memory_mb or memory_mb),
+                          "walltimeSeconds": 86400},
+            "submitter": {"plugin": "local"}, "messenger": {"type": "grpc"},
+        }
 
-
-def pilot_argv(workdir: Path, address: str, queue: str = LOCAL_QUEUE) -> list[str]:
-    argv = PILOT.argv("--queue", queue, "--workdir", str(workdir))
-    parser = build_pilot_parser()
-    idle = find_option(parser, "idle")
-    if idle:
-        argv += [idle, str(PILOT_IDLE_TIMEOUT_SECONDS)]
-    else:
-        print("note: the pilot has no idle-timeout option; pilots may leave when idle", file=sys.stderr)
-    # Its lifetime too: a pilot at the end of its lifetime leaves (and offers less walltime
-    # to jobs as it nears it), which under `panda up` would look like a crash.
-    lifetime = find_option(parser, "lifetime")
-    if lifetime:
-        argv += [lifetime, str(PILOT_IDLE_TIMEOUT_SECONDS)]
-    if "--server" in parser._option_string_actions:
-        argv += ["--server", address]
-    return argv
-
-
-def wait_for_pilots(supervisor: Supervisor, client: ServerClient, count: int, queue_id: str = LOCAL_QUEUE) -> int:
-    """Waits until `count` pilots are connected to the queue; returns how many are."""
-    deadline = time.monotonic() + PILOT_CONNECT_TIMEOUT_SECONDS
-    connected = 0
-    while True:
-        dead = supervisor.dead_child()
-        if dead is not None:
-            raise ChildDied(dead)
-        queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=queue_id)).queue
-        connected = queue.connected_pilots
-        if connected >= count or time.monotonic() > deadline:
-            return connected
-        supervisor.sleep(0.25)
+    extra = 1 if pilots else 0
+    return {LOCAL_QUEUE: queue(pilots, 0), **{name: queue(extra, memory) for name, memory in EXTRA_QUEUES}}
 
 
 class ChildDied(Exception):
@@ -293,21 +275,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     if http_ready(gateway_url(gateway[0])):
         raise CliError(f"a gateway already answers at {gateway_url(gateway[0])}: stop it first, "
                        "or set PANDA_GATEWAY to another address")
+    harvester = harvester_endpoints(settings, address)
+    if health_status(harvester[0]) is not None:
+        raise CliError(f"a harvester already answers at {harvester[0]}: stop it first, "
+                       "or set PANDA_HARVESTER_ADDRESS to another address")
 
     supervisor = Supervisor(stop_timeout=args.stop_timeout)
     # Ctrl-C on `panda up | tee log` ends tee too: every child must still be stopped.
     with output.writing_past_a_closed_reader():
-        return _supervise(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam, gateway)
+        return _supervise(args, supervisor, settings, address, database_url, logs_dir, se_dir,
+                          Endpoints(jedi, iam, gateway, harvester))
 
 
 def _supervise(args: argparse.Namespace, supervisor: Supervisor, settings: ServerSettings, address: str,
-               database_url: str, logs_dir: Path, se_dir: Path, jedi: tuple[str, int],
-               iam: tuple[str, int, int], gateway: tuple[str, int]) -> int:
+               database_url: str, logs_dir: Path, se_dir: Path, endpoints: Endpoints) -> int:
     """Run everything until a signal (SIGINT, SIGTERM, SIGHUP) or a child's death, then stop
     every child, whatever happened in between."""
     supervisor.install_signal_handlers()
     try:
-        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, jedi, iam, gateway)
+        return _run(args, supervisor, settings, address, database_url, logs_dir, se_dir, endpoints)
     except StopRequested:
         print(f"\n{supervisor.signal_name or 'signal'}: stopping", flush=True)
         stop_all(supervisor)
@@ -323,19 +309,15 @@ def _supervise(args: argparse.Namespace, supervisor: Supervisor, settings: Serve
 
 
 def stop_all(supervisor: Supervisor) -> None:
-    """The gateway first (no new requests come in through it), then the pilots (they finish
-    talking to the server), then JEDI, then the server, then the identity service (the others
-    need it to the end); a no-op once stopped."""
+    """The gateway first (no new requests come in through it), then harvester (it stops its
+    pilots, which finish talking to the server), then JEDI, then the server, then the identity
+    service (the others need it to the end); a no-op once stopped."""
     living = [child for child in supervisor.children if child.alive()]
-    others = [c for c in living if c.name.startswith(EXTRA_PILOT_PREFIX)]
-    pilots = [c for c in living if c.name.startswith("pilot-")]
     by_name = {name: [c for c in living if c.name == name]
-               for name in (GATEWAY.name, JEDI.name, SERVER.name, IAM.name)}
-    queues = ", ".join(c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in others)
+               for name in (GATEWAY.name, HARVESTER.name, JEDI.name, SERVER.name, IAM.name)}
     supervisor.stop([
         ("the gateway", by_name[GATEWAY.name]),
-        (f"the pilots of queues {queues}", others),
-        (f"{len(pilots)} pilot(s)", pilots),
+        ("harvester and its pilots", by_name[HARVESTER.name]),
         ("JEDI", by_name[JEDI.name]),
         ("the server", by_name[SERVER.name]),
         ("the identity service", by_name[IAM.name]),
@@ -353,6 +335,17 @@ def _report_death(child: Process) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the services other than the server listen: (address, metrics port), the identity
+    service's (address, HTTP port, metrics port)."""
+
+    jedi: tuple[str, int] = (DEFAULT_JEDI_ADDRESS, DEFAULT_JEDI_METRICS_PORT)
+    iam: tuple[str, int, int] = (DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT, DEFAULT_IAM_METRICS_PORT)
+    gateway: tuple[str, int] = (DEFAULT_GATEWAY_ADDRESS, DEFAULT_GATEWAY_METRICS_PORT)
+    harvester: tuple[str, int] = (DEFAULT_HARVESTER_ADDRESS, DEFAULT_HARVESTER_METRICS_PORT)
+
+
 def _run(
     args: argparse.Namespace,
     supervisor: Supervisor,
@@ -361,10 +354,9 @@ def _run(
     database_url: str,
     logs_dir: Path,
     se_dir: Path,
-    jedi: tuple[str, int] = (DEFAULT_JEDI_ADDRESS, DEFAULT_JEDI_METRICS_PORT),
-    iam: tuple[str, int, int] = (DEFAULT_IAM_ADDRESS, DEFAULT_IAM_HTTP_PORT, DEFAULT_IAM_METRICS_PORT),
-    gateway: tuple[str, int] = (DEFAULT_GATEWAY_ADDRESS, DEFAULT_GATEWAY_METRICS_PORT),
+    endpoints: Endpoints,
 ) -> int:
+    jedi, iam, gateway = endpoints.jedi, endpoints.iam, endpoints.gateway
     print(f"data dir: {settings.data_dir}", flush=True)
     before, after = upgrade(database_url)
     print(describe_upgrade(database_url, before, after), flush=True)
@@ -382,8 +374,6 @@ def _run(
     print(f"identity service ready at {identity.address}, issuer {identity.issuer} (pid {iam_child.pid})",
           flush=True)
 
-    pilot_env = {**env, **identity.robot_env(PILOT_ROBOT)}
-    pilot_commands = [pilot_argv(settings.data_dir / "pilots" / str(i), address) for i in range(1, args.pilots + 1)]
     server = supervisor.start(
         SERVER.name, SERVER.argv(), env, logs_dir / "server.log"
     )
@@ -411,39 +401,14 @@ def _run(
         wait_for(supervisor, gateway_child, gateway_url(gateway[0]), GATEWAY.what, http=True)
         print(f"gateway ready at {gateway_url(gateway[0])} (pid {gateway_child.pid})", flush=True)
 
-        for i, argv in enumerate(pilot_commands, start=1):
-            (settings.data_dir / "pilots" / str(i)).mkdir(parents=True, exist_ok=True)
-            pilot = supervisor.start(f"pilot-{i}", argv, pilot_env, logs_dir / f"pilot-{i}.log")
-            print(f"pilot-{i} started (pid {pilot.pid}, workdir {argv[argv.index('--workdir') + 1]})", flush=True)
-        extra_pilots = [name for name, _ in EXTRA_QUEUES] if args.pilots else []
-        for name in extra_pilots:
-            workdir = settings.data_dir / "pilots" / name
-            workdir.mkdir(parents=True, exist_ok=True)
-            pilot = supervisor.start(f"{EXTRA_PILOT_PREFIX}{name}", pilot_argv(workdir, address, name), pilot_env,
-                                     logs_dir / f"pilot-{name}.log")
-            print(f"pilot for queue {name} started (pid {pilot.pid}, workdir {workdir})", flush=True)
-        if args.pilots:
-            connected = wait_for_pilots(supervisor, client, args.pilots)
-            if connected >= args.pilots:
-                print(f"pilots: {connected} connected to queue {LOCAL_QUEUE}", flush=True)
-            else:
-                print(
-                    f"warning: {connected} of {args.pilots} pilots connected after "
-                    f"{PILOT_CONNECT_TIMEOUT_SECONDS:.0f}s; see {logs_dir}/pilot-*.log",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        for name in extra_pilots:
-            connected = wait_for_pilots(supervisor, client, 1, name)
-            if connected:
-                print(f"pilots: {connected} connected to queue {name}", flush=True)
-            else:
-                print(f"warning: the pilot of queue {name} did not connect; see {logs_dir}/pilot-{name}.log",
-                      file=sys.stderr, flush=True)
+        harvester_child = _start_harvester(args, supervisor, settings, env, identity, endpoints.harvester, logs_dir)
+        print(f"harvester ready at {endpoints.harvester[0]} (pid {harvester_child.pid}): pilots start as work "
+              f"arrives, up to {args.pilots} on queue {LOCAL_QUEUE}"
+              + "".join(f", {1 if args.pilots else 0} on {name}" for name, _ in EXTRA_QUEUES), flush=True)
 
         demo = demo_jobs(client) if args.demo else []
 
-    print_summary(settings, address, database_url, supervisor, demo, jedi, identity, gateway)
+    print_summary(settings, address, database_url, supervisor, demo, jedi, identity, gateway, args.pilots)
 
     # Supervise: wake on a signal, or look at the children twice a second.
     while not supervisor.stop_event.wait(0.5):
@@ -451,6 +416,30 @@ def _run(
         if dead is not None:
             raise ChildDied(dead)
     raise StopRequested
+
+
+def _start_harvester(args: argparse.Namespace, supervisor: Supervisor, settings: ServerSettings,
+                     env: dict[str, str], identity: LocalIdentity, endpoint: tuple[str, int],
+                     logs_dir: Path) -> Process:
+    """Harvester with the queue configuration of `--pilots`, acting as its robot, handing its
+    pilots the pilot robot's credentials; its pilots end when it stops."""
+    config_path = settings.data_dir / "harvester" / "queueconfig.json"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    memory_mb = psutil.virtual_memory().total // (1024 * 1024)
+    config = harvester_queue_config(args.pilots, os.cpu_count() or 1, memory_mb)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    harvester_env = {
+        **env, **identity.robot_env(HARVESTER_ROBOT), "PANDA_HARVESTER_ADDRESS": endpoint[0],
+        "PANDA_HARVESTER_METRICS_PORT": str(endpoint[1]), "PANDA_HARVESTER_ID": "local",
+        "PANDA_HARVESTER_QUEUE_CONFIG": str(config_path), "PANDA_HARVESTER_CYCLE_SECONDS": str(HARVESTER_CYCLE_SECONDS),
+        "PANDA_HARVESTER_HEARTBEAT_SECONDS": "10", "PANDA_HARVESTER_STOP_WORKERS_ON_EXIT": "true",
+        "PANDA_HARVESTER_PILOT_IDLE_SECONDS": str(PILOT_IDLE_SECONDS),
+        "PANDA_HARVESTER_PILOT_CLIENT_ID": PILOT_ROBOT,
+        "PANDA_HARVESTER_PILOT_CLIENT_SECRET": identity.secrets[PILOT_ROBOT],
+    }
+    child = supervisor.start(HARVESTER.name, HARVESTER.argv(), harvester_env, logs_dir / "harvester.log")
+    wait_for(supervisor, child, endpoint[0], HARVESTER.what)
+    return child
 
 
 def print_summary(
@@ -462,11 +451,9 @@ def print_summary(
     jedi: tuple[str, int] | None = None,
     identity: LocalIdentity | None = None,
     gateway: tuple[str, int] | None = None,
+    pilots: int = 0,
 ) -> None:
     metrics = f"http://{settings.metrics_host}:{settings.metrics_port}/metrics" if settings.metrics_port else "disabled"
-    pilots = [c for c in supervisor.children if c.name.startswith("pilot-")]
-    others = [c.name.removeprefix(EXTRA_PILOT_PREFIX) for c in supervisor.children
-              if c.name.startswith(EXTRA_PILOT_PREFIX)]
     lines = [
         "",
         "PanDA mesh is up. Ctrl-C stops it.",
@@ -485,7 +472,8 @@ def print_summary(
     lines += [
         f"  data dir  {settings.data_dir}",
         f"  database  {display_url(database_url)}",
-        f"  pilots    {len(pilots)} on queue {LOCAL_QUEUE}" + "".join(f", 1 on {name}" for name in others),
+        f"  pilots    started by harvester as work arrives: up to {pilots} on queue {LOCAL_QUEUE}"
+        + "".join(f", {1 if pilots else 0} on {name}" for name, _ in EXTRA_QUEUES) + " (`panda workers`)",
         "  logs      " + "\n            ".join(str(c.log_path) for c in supervisor.children),
     ]
     if identity is not None:
@@ -514,6 +502,7 @@ def print_summary(
         f"  panda job watch {watch_id}",
         f"  panda job show {watch_id}",
         "  panda queue list",
+        "  panda workers",
     ]
     if gateway is not None and identity is not None:
         lines.append(f'  curl -H "Authorization: Bearer $(jq -r .access_token {identity.token_path})" '

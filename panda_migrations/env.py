@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
+from harvester_svc.store.tables import metadata as harvester_metadata
 from iam_svc.store.tables import metadata as iam_metadata
 from jedi_svc.store.tables import metadata as jedi_metadata
 from panda_runtime.service.db import make_engine
 from server_svc.store.tables import metadata as server_metadata
 
-target_metadata = [server_metadata, jedi_metadata, iam_metadata]
+target_metadata = [server_metadata, jedi_metadata, iam_metadata, harvester_metadata]
 
 
 def run_migrations_offline() -> None:

@@ -40,9 +40,12 @@ from pydantic_settings import (
 __all__ = [
     "CONFIG_FILE_NAME",
     "CONFIG_FILE_VARIABLE",
+    "CREDENTIAL",
     "DEFAULT_AUDIENCE",
     "DEFAULT_GATEWAY_ADDRESS",
     "DEFAULT_GATEWAY_METRICS_PORT",
+    "DEFAULT_HARVESTER_ADDRESS",
+    "DEFAULT_HARVESTER_METRICS_PORT",
     "DEFAULT_IAM_ADDRESS",
     "DEFAULT_IAM_HTTP_PORT",
     "DEFAULT_IAM_ISSUER",
@@ -100,6 +103,8 @@ DEFAULT_IAM_ISSUER = f"http://127.0.0.1:{DEFAULT_IAM_HTTP_PORT}"
 # The HTTP/JSON gateway (every annotated RPC as HTTP, /openapi.json, /docs).
 DEFAULT_GATEWAY_ADDRESS = "127.0.0.1:25380"
 DEFAULT_GATEWAY_METRICS_PORT = 25390
+DEFAULT_HARVESTER_ADDRESS = "127.0.0.1:25480"
+DEFAULT_HARVESTER_METRICS_PORT = 25490
 # The web monitor (served by the gateway) signs people in at the identity service as this public
 # client, which sends them back to the gateway's URL + this path (authorization code with PKCE).
 MONITOR_CLIENT_ID = "panda-monitor"

@@ -17,7 +17,8 @@ import random
 import signal
 import socket
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import grpc
 
@@ -28,6 +29,7 @@ from panda_runtime.client.channels import aio_channel, error_message
 from pilot_agent import __version__, error_codes
 from pilot_agent.config import Lifetime, PilotConfig, make_pilot_id
 from pilot_agent.departure import Departure
+from pilot_agent.file_stream import FILE_SCHEME, FileStream, is_file_address
 from pilot_agent.holdings import Holdings
 from pilot_agent.job_runner import JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job, name_pilot
@@ -40,6 +42,7 @@ from pilot_agent.stream import (
     PendingFinal,
     Stream,
     command_kind_name,
+    open_call,
     say_hello,
     status_name,
 )
@@ -192,12 +195,18 @@ class Pilot:
 
     async def _run_stream(self) -> None:
         """One stream from Hello to its end (sets _welcomed once the server accepted us)."""
-        # A new channel each time: our backoff, not gRPC's, paces retries.
-        channel = aio_channel(self.config.server, self.config.tokens)
+        # A new channel each time: our backoff, not gRPC's, paces retries. With no network, the
+        # stream runs over files in the directory harvester shares (file_stream).
+        channel: grpc.aio.Channel | None = None
+        if is_file_address(self.config.server):
+            call: Stream = cast(Stream, FileStream(Path(self.config.server.removeprefix(FILE_SCHEME))))
+        else:
+            channel = aio_channel(self.config.server, self.config.tokens)
+            call = open_call(channel)
         tasks: list[asyncio.Task[None]] = []
         try:
             hello = self.hello()
-            call, welcome = await say_hello(channel, dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
+            call, welcome = await say_hello(call, dispatch_pb2.ConnectRequest(seq=next(self._seq), hello=hello))
             self._welcomed = self._ever_connected = True
             self._server_heartbeat = float(welcome.heartbeat_interval_seconds)
             self._take_identity(welcome)
@@ -226,7 +235,10 @@ class Pilot:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await channel.close(grace=None)
+            if channel is not None:
+                await channel.close(grace=None)
+            else:
+                call.cancel()
 
     def _take_identity(self, welcome: dispatch_pb2.Welcome) -> None:
         """The id the server issued (or resumed) and the secret to resume it with next time."""

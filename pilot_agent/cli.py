@@ -42,7 +42,8 @@ def _non_negative_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue", required=True, help="queue (PanDA site) to take jobs from")
     parser.add_argument(
-        "--server", default=None, help="server address host:port (default: $PANDA_SERVER, else 127.0.0.1:25080)"
+        "--server", default=None, help="server address host:port, or file:DIR for a pilot with no network that talks "
+        "through files harvester shares (default: $PANDA_SERVER, else 127.0.0.1:25080)"
     )
     parser.add_argument(
         "--workdir",

@@ -25,6 +25,7 @@ __all__ = [
     "PendingFinal",
     "Stream",
     "command_kind_name",
+    "open_call",
     "say_hello",
     "status_name",
 ]
@@ -98,12 +99,14 @@ class PendingFinal:
         self.sends = 0
 
 
-async def say_hello(
-    channel: grpc.aio.Channel, hello: dispatch_pb2.ConnectRequest
-) -> tuple[Stream, dispatch_pb2.Welcome]:
-    """Open a Connect call on `channel`, send `hello` and wait for the Welcome. HelloRefused
-    when the server refuses for a reason retrying will not fix."""
-    call = dispatch_service_pb2_grpc.DispatchServiceStub(channel).Connect()
+def open_call(channel: grpc.aio.Channel) -> Stream:
+    """A Connect call on `channel`."""
+    return dispatch_service_pb2_grpc.DispatchServiceStub(channel).Connect()
+
+
+async def say_hello(call: Stream, hello: dispatch_pb2.ConnectRequest) -> tuple[Stream, dispatch_pb2.Welcome]:
+    """Send `hello` on a new Connect call and wait for the Welcome. HelloRefused when the server
+    refuses for a reason retrying will not fix."""
     await call.write(hello)
     try:
         first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT_SECONDS)

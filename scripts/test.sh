@@ -3,7 +3,8 @@
 # npm) for the contract checks, oidc-provider (npm) as the external OIDC provider the tests
 # trust and @grpc/grpc-js with @grpc/proto-loader (npm) for the Node.js client test, Debian's
 # gRPC for C++ for the benchmark's simulated pilots, zsh, fish and bash-completion for the shell
-# completion tests, Prometheus (promtool, and the server the metrics test scrapes with), a running
+# completion tests, Prometheus (promtool, and the server the metrics test scrapes with), Slurm and
+# munge (harvester's Slurm tests start a one-node cluster of their own), a running
 # PostgreSQL on 127.0.0.1:5432; then the checks (contracts, ruff, mypy, the settings table, the
 # Prometheus rules) and the suite, which runs every server test on
 # SQLite and on PostgreSQL, three tests at a time. Extra arguments go to pytest.
@@ -44,6 +45,14 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
+fi
+# The daemons are in /usr/sbin, outside a user's PATH; scripts/slurm.sh looks there too. The
+# packages' own services (if the init system starts them) are left alone: the tests' clusters
+# use their own ports, munge socket and directories.
+if ! PATH="$PATH:/usr/sbin" command -v slurmctld >/dev/null || ! PATH="$PATH:/usr/sbin" command -v slurmd >/dev/null \
+   || ! command -v sbatch >/dev/null || ! PATH="$PATH:/usr/sbin" command -v munged >/dev/null; then
+  echo "==> installing Slurm and munge (harvester's Slurm tests run a one-node cluster, scripts/slurm.sh)"
+  apt_install slurmctld slurmd slurm-client munge
 fi
 echo "==> installing buf, oidc-provider and the Node.js gRPC client (npm ci)"
 npm ci --silent --no-audit --no-fund >/dev/null

@@ -5,7 +5,6 @@ are found with psutil as children of `panda up` and signalled only by their PIDs
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -19,9 +18,9 @@ import httpx
 import jwt
 import pytest
 
+from harvester_svc.domain.queue_config import load_queue_config
 from panda_cli import launcher, local_mesh, up
 from panda_cli.main import main
-from panda_cli.runners import build_pilot_parser
 from tests.up_support import SUMMARY_END, UpProcess, assert_all_gone
 from tools.cluster import ServerHandle, free_port, start_gateway
 
@@ -118,12 +117,12 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     panda_up.wait_ready()
     out = panda_up.out
     assert f"server ready at {panda_up.address}" in out
-    assert "pilots: 2 connected to queue local" in out
+    assert "pilots start as work arrives, up to 2 on queue local, 1 on local-b, 1 on local-small" in out
     assert f"  metrics   http://127.0.0.1:{panda_up.metrics_port}/metrics" in out
     assert f"  database  sqlite:///{panda_up.data_dir}/panda.db" in out
 
     named = panda_up.direct_children()
-    assert sorted(named) == ["gateway", "pilot-1", "pilot-2", "server"]
+    assert sorted(named) == ["gateway", "harvester", "server"]
     for child in named.values():
         # Each child leads a process group of its own: a terminal's Ctrl-C reaches only `panda up`.
         assert os.getpgid(child.pid) == child.pid != os.getpgid(panda_up.process.pid)
@@ -132,7 +131,9 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     # The gateway, after the services it calls, answering on the address it was given.
     gateway = assert_gateway_serves(panda_up)
     assert f"gateway ready at {gateway} (pid {named['gateway'].pid})" in out
-    assert out.index("JEDI ready at") < out.index("gateway ready at") < out.index("pilot-1 started")
+    assert out.index("JEDI ready at") < out.index("gateway ready at") < out.index("harvester ready at")
+    harvester = panda_up.env["PANDA_HARVESTER_ADDRESS"]
+    assert f"harvester ready at {harvester} (pid {named['harvester'].pid})" in out
     gateway_metrics = int(panda_up.env["PANDA_GATEWAY_METRICS_PORT"])
     assert (f"  gateway   {gateway} (HTTP/JSON; API page: /docs; http://127.0.0.1:{gateway_metrics}/metrics)"
             in out)
@@ -158,6 +159,11 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     code, shown = panda(panda_up, capsys, "job", "show", str(writer), "--json")
     files = json.loads(shown)["files"]
     assert [(f["lfn"], f["status"]) for f in files] == [("demo.out", "STATUS_READY")]
+    # Harvester started the pilots that ran them, for the work that arrived.
+    code, workers = panda(panda_up, capsys, "workers", "--json")
+    assert code == 0, workers
+    ran = {json.loads(shown)["workerId"]}
+    assert ran <= {worker["workerId"] for worker in json.loads(workers)["workers"]}
     se = panda_up.data_dir / "se" / "local" / f"user.{local_mesh.local_user_name()}"
     assert [p.name for p in se.glob("demo*.out")] == ["demo.out"]
     assert (se / "demo.out").read_text() == "hello from PanDA mesh\n"
@@ -179,7 +185,8 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     assert not launcher.http_ready(gateway) and port_is_free(gateway)
     out = panda_up.out
     tail = out[out.index(SUMMARY_END) :]
-    steps = ["SIGINT: stopping", "stopping the gateway...", "stopping 2 pilot(s)...", "stopping the server...",
+    steps = ["SIGINT: stopping", "stopping the gateway...", "stopping harvester and its pilots...",
+             "stopping the server...",
              "stopping the identity service...", "stopped"]
     positions = [tail.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), tail
@@ -230,7 +237,7 @@ def test_a_dead_child_is_noticed(start_up, victim: str) -> None:  # type: ignore
     assert panda_up.exit_code(timeout=30) == 1
     assert f"panda: {victim} (pid {dead.pid}) was killed by SIGKILL unexpectedly; stopping everything." in panda_up.err
     assert f"last lines of {panda_up.data_dir / 'logs' / f'{victim}.log'}:" in panda_up.err
-    assert "stopping 2 pilot(s)..." in panda_up.out
+    assert "stopping harvester and its pilots..." in panda_up.out
     assert_all_gone([*named.values(), *everything])
 
 
@@ -257,15 +264,16 @@ def test_a_child_that_does_not_stop_is_killed(start_up) -> None:  # type: ignore
     panda_up = start_up("--pilots", "2", "--stop-timeout", "2")
     panda_up.wait_ready()
     named = panda_up.direct_children()
-    stuck = named["pilot-1"]
-    stuck.suspend()  # SIGSTOP: a hung pilot; SIGTERM cannot end it
+    stuck = named["harvester"]
+    stuck.suspend()  # SIGSTOP: a hung harvester; SIGTERM cannot end it
     panda_up.track()
     started = time.monotonic()
     panda_up.process.send_signal(signal.SIGINT)
     assert panda_up.exit_code(timeout=30) == 0, panda_up.err
     elapsed = time.monotonic() - started
-    assert f"pilot-1 (pid {stuck.pid}) did not stop in time: killing it" in panda_up.out
-    assert "pilot-2 (pid" not in panda_up.out and "server (pid" not in panda_up.out.split(SUMMARY_END)[1]
+    assert f"harvester (pid {stuck.pid}) did not stop in time: killing it" in panda_up.out
+    assert "gateway (pid" not in panda_up.out.split(SUMMARY_END)[1]
+    assert "server (pid" not in panda_up.out.split(SUMMARY_END)[1]
     assert 2.0 <= elapsed < 20
     assert_all_gone(list(named.values()))
 
@@ -285,19 +293,14 @@ def test_up_refuses_when_a_server_already_answers(server: ServerHandle, tmp_path
 # --- helpers that need no server ---------------------------------------------------------
 
 
-def test_pilot_options_are_found_by_name() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--queue")
-    parser.add_argument("--max-idle-seconds", type=float)
-    parser.add_argument("--server")
-    assert up.find_option(parser, "idle") == "--max-idle-seconds"
-    assert up.find_option(parser, "nothing") is None
-    # The real pilot's options, which `panda up` passes to its pilots.
-    pilot = build_pilot_parser()
-    assert up.find_option(pilot, "idle") == "--idle-timeout"
-    argv = up.pilot_argv(Path("/w"), "127.0.0.1:1")
-    assert argv[argv.index("--idle-timeout") + 1] == str(up.PILOT_IDLE_TIMEOUT_SECONDS)
-    assert argv[argv.index("--server") + 1] == "127.0.0.1:1"
+def test_the_queue_configuration_up_writes_is_one_harvester_takes() -> None:
+    queues = load_queue_config(json.dumps(up.harvester_queue_config(3, 2, 8000)))
+    assert sorted(queues) == ["local", "local-b", "local-small"]
+    assert (queues["local"].max_workers, queues["local-b"].max_workers, queues["local-small"].max_workers) == (3, 1, 1)
+    assert queues["local"].resources.memory_mb == 8000 and queues["local-small"].resources.memory_mb == 1000
+    assert queues["local"].resources.cores == 2
+    assert all(queue.max_workers == 0 for queue in load_queue_config(
+        json.dumps(up.harvester_queue_config(0, 2, 8000))).values())
 
 
 def test_log_tail(tmp_path: Path) -> None:

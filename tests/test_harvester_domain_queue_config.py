@@ -66,7 +66,7 @@ def test_the_shipped_example_loads_with_a_queue_per_plugin() -> None:
     slurm = queues["site-a.slurm"]
     # Harvester's names for cores and walltime are taken.
     assert slurm.resources == Resources(cores=8, memory_mb=16000, walltime_seconds=172800)
-    assert (slurm.map_type, slurm.n_queue_limit_job, slurm.messenger) == (MapType.ONE_TO_ONE, 40, MessengerType.RELAY)
+    assert (slurm.map_type, slurm.n_queue_limit_job, slurm.messenger) == (MapType.NO_JOB, None, MessengerType.RELAY)
     assert dict(slurm.submitter.parameters) == {"partition": "main", "sbatch_args": ("--qos=normal",)}
 
     kubernetes = queues["site-b_k8s"].submitter.parameters
@@ -301,3 +301,15 @@ def test_the_shipped_schema_is_the_loaders() -> None:
     assert json.loads(shipped.read_text()) == queue_config_schema(), (
         f"{shipped} is stale; write it again with: python -c 'import json; from harvester_svc.domain.queue_config "
         f"import queue_config_schema; print(json.dumps(queue_config_schema(), indent=2))' > {shipped.name}")
+
+
+@pytest.mark.parametrize("messenger", ["grpc", "relay"])
+def test_a_push_queue_needs_the_shared_files_messenger(messenger: str) -> None:
+    """Harvester's own stream holds the jobs it fetched: only it can report on them."""
+    text = json.dumps({"q": {"mapType": "OneToOne", "maxWorkers": 2, "submitter": {"plugin": "local"},
+                             "messenger": {"type": messenger}}})
+    with pytest.raises(QueueConfigError, match="a push queue .mapType OneToOne. needs shared_files"):
+        load_queue_config(text)
+    default = load_queue_config(json.dumps({"q": {"mapType": "OneToOne", "maxWorkers": 2,
+                                                  "submitter": {"plugin": "local"}}}))["q"]
+    assert default.messenger == MessengerType.SHARED_FILES

@@ -15,8 +15,8 @@ import classad2
 import htcondor2
 import pytest
 
-from harvester_svc.domain.htcondor import HTCondorQueueConfig, report_from_job_ad
-from harvester_svc.domain.workers import SubmittedWorker, WorkerSpec, WorkerState
+from harvester_svc.domain.htcondor import HTCondorQueueConfig, report_from_job_ad, workers_constraint
+from harvester_svc.domain.workers import SubmittedWorker, WorkerSpec, WorkerState, worker_id_of
 from harvester_svc.logic.plugins.base import PluginError
 from harvester_svc.logic.plugins.htcondor import HTCondorPlugin, locate_schedd
 
@@ -72,14 +72,23 @@ class RecordingSchedd:
         return result
 
 
-def job_ad(worker_id: int, status: int, cluster: int | None = None, **attributes: object) -> classad2.ClassAd:
-    return classad2.ClassAd({"ClusterId": cluster or 1000 + worker_id, "ProcId": 0, "JobStatus": status,
+def wid(number: int) -> str:
+    """Worker `number` of this instance: its id as harvester makes it."""
+    return worker_id_of(INSTANCE, number)
+
+
+def job_ad(worker: int | str, status: int, cluster: int | None = None, **attributes: object) -> classad2.ClassAd:
+    """The job of worker `worker` (a number of this instance, or a whole id), as the schedd keeps it."""
+    worker_id = wid(worker) if isinstance(worker, int) else worker
+    default_cluster = 1000 + worker if isinstance(worker, int) else 2000
+    return classad2.ClassAd({"ClusterId": cluster or default_cluster, "ProcId": 0, "JobStatus": status,
                              "harvesterID": INSTANCE, "harvesterWorkerID": worker_id, **attributes})
 
 
-def spec(tmp_path: Path, worker_id: int = 7, **overrides: Any) -> WorkerSpec:
+def spec(tmp_path: Path, number: int = 7, **overrides: Any) -> WorkerSpec:
+    """Worker `number` of this instance, unless `worker_id` says otherwise."""
     values: dict[str, Any] = {
-        "worker_id": worker_id, "queue_id": "site-a", "access_point": str(tmp_path / f"worker-{worker_id}"),
+        "worker_id": wid(number), "queue_id": "site-a", "access_point": str(tmp_path / f"worker-{number}"),
         "cores": 8, "memory_mb": 16000, "walltime_seconds": 7200,
         "pilot_command": ("/opt/panda/bin/panda", "pilot", "--queue", "site a", "--label", "it's \"quoted\""),
         "environment": {"PANDA_SERVER": "server.example:25080", "PANDA_TOKEN_FILE": "/etc/panda/token"},
@@ -89,8 +98,10 @@ def spec(tmp_path: Path, worker_id: int = 7, **overrides: Any) -> WorkerSpec:
     return WorkerSpec(**values)
 
 
-def submitted(worker_id: int, batch_id: str = "", access_point: str = "/tmp/none") -> SubmittedWorker:
-    return SubmittedWorker(worker_id=worker_id, queue_id="site-a", batch_id=batch_id or f"{1000 + worker_id}.0",
+def submitted(worker: int | str, batch_id: str = "", access_point: str = "/tmp/none") -> SubmittedWorker:
+    worker_id = wid(worker) if isinstance(worker, int) else worker
+    default_batch_id = f"{1000 + worker}.0" if isinstance(worker, int) else "2000.0"
+    return SubmittedWorker(worker_id=worker_id, queue_id="site-a", batch_id=batch_id or default_batch_id,
                            access_point=access_point)
 
 
@@ -107,7 +118,7 @@ def test_the_submit_description_of_a_worker(tmp_path: Path) -> None:
                                                             "+ProjectName": '"panda"'}})
     outcomes = plugin_with(schedd).submit([worker])
 
-    assert [(o.worker_id, o.batch_id, o.error) for o in outcomes] == [(7, "100.0", "")]
+    assert [(o.worker_id, o.batch_id, o.error) for o in outcomes] == [("harvester-test-7", "100.0", "")]
     [(call, description)] = schedd.calls
     assert call == "submit" and isinstance(description, htcondor2.Submit)
     access_point = worker.access_point
@@ -125,7 +136,7 @@ def test_the_submit_description_of_a_worker(tmp_path: Path) -> None:
         "request_memory": "16000",
         # Custom attributes: `+name` in the submit language, `MY.name` as the bindings keep them.
         "MY.harvesterID": f'"{INSTANCE}"',
-        "MY.harvesterWorkerID": "7",
+        "MY.harvesterWorkerID": '"harvester-test-7"',
         "periodic_remove": "JobStatus == 2 && time() - EnteredCurrentStatus > 7200",
         "accounting_group": "group_atlas.prod",
         "MY.ProjectName": '"panda"',
@@ -135,6 +146,23 @@ def test_the_submit_description_of_a_worker(tmp_path: Path) -> None:
     assert description.expand("environment") == description["environment"]
     # ... and the access point is there for the schedd to find (initialdir must exist).
     assert Path(access_point).is_dir()
+
+
+@pytest.mark.parametrize("worker_id", ["site_A.cern-203", 'odd"id\\-1', "back\\"])
+def test_the_worker_attribute_is_a_classad_string_of_the_worker_id(tmp_path: Path, worker_id: str) -> None:
+    schedd = RecordingSchedd()
+    [outcome] = plugin_with(schedd).submit([spec(tmp_path, worker_id=worker_id)])
+    assert outcome.batch_id == "100.0"
+    [(_, description)] = schedd.calls
+    value = description["MY.harvesterWorkerID"]
+    # The submit language leaves it as it is, and the ClassAd language reads back the very id.
+    assert description.expand("MY.harvesterWorkerID") == value
+    assert classad2.ExprTree(value).eval() == worker_id
+
+
+def test_a_worker_id_the_submit_language_would_expand_is_refused(tmp_path: Path) -> None:
+    [outcome] = plugin_with(RecordingSchedd()).submit([spec(tmp_path, worker_id="site$(Cluster)-1")])
+    assert not outcome.batch_id and "'$'" in outcome.error
 
 
 def test_the_walltime_expression_removes_a_job_running_longer_than_its_walltime(tmp_path: Path) -> None:
@@ -204,7 +232,7 @@ def test_the_schedd_is_located_through_the_pools_collector() -> None:
     with pytest.raises(htcondor2.HTCondorException, match="collector"):
         locate_schedd(HTCondorQueueConfig(pool="127.0.0.1:9", schedd="schedd.example"))
     plugin = HTCondorPlugin(instance=INSTANCE)
-    worker = SubmittedWorker(1, "site-a", "5.0", "/tmp/none", parameters={"pool": "127.0.0.1:9"})
+    worker = SubmittedWorker(wid(1), "site-a", "5.0", "/tmp/none", parameters={"pool": "127.0.0.1:9"})
     with pytest.raises(PluginError, match="could not be reached"):
         plugin.check([worker])
 
@@ -236,19 +264,20 @@ def test_each_job_status_maps_to_a_worker_state(ad_text: str, state: WorkerState
                                                 exit_code: int | None) -> None:
     ad = classad2.parseOne(ad_text)
     assert isinstance(ad, classad2.ClassAd)
-    report = report_from_job_ad(3, ad)
-    assert (report.worker_id, report.state, report.exit_code) == (3, state, exit_code)
+    report = report_from_job_ad("site_A.cern-3", ad)
+    assert (report.worker_id, report.state, report.exit_code) == ("site_A.cern-3", state, exit_code)
     assert error in report.error and bool(error) == bool(report.error)
 
 
 def test_a_job_ad_gives_the_node_and_the_times() -> None:
     ad = classad2.parseOne(f'[JobStatus = 4; ExitCode = 0; LastRemoteHost = "slot1@node3.site.example";'
                            f" JobStartDate = {NOW}; CompletionDate = {NOW + 600}]")
-    report = report_from_job_ad(3, ad)
+    report = report_from_job_ad(wid(3), ad)
     assert report.node == "node3.site.example"
     assert report.start_time == datetime.fromtimestamp(NOW, UTC)
     assert report.end_time == datetime.fromtimestamp(NOW + 600, UTC)
-    running = report_from_job_ad(3, classad2.parseOne(f"[JobStatus = 2; JobStartDate = {NOW}; CompletionDate = 0]"))
+    running = report_from_job_ad(
+        wid(3), classad2.parseOne(f"[JobStatus = 2; JobStartDate = {NOW}; CompletionDate = 0]"))
     assert running.end_time is None and running.start_time == datetime.fromtimestamp(NOW, UTC)
 
 
@@ -258,19 +287,22 @@ def test_a_job_ad_gives_the_node_and_the_times() -> None:
 def test_check_reads_the_queue_then_the_history_and_misses_the_rest() -> None:
     schedd = RecordingSchedd(
         queue=[job_ad(1, 2, RemoteHost="slot1@node1"), job_ad(2, 1),
-               # Another harvester's worker 3, in the same schedd: not ours.
+               # A job of another harvester with the same worker attribute, in the same schedd: not ours.
                classad2.ClassAd({"ClusterId": 77, "ProcId": 0, "JobStatus": 2, "harvesterID": "other",
-                                 "harvesterWorkerID": 3})],
+                                 "harvesterWorkerID": wid(3)})],
         history_ads=[job_ad(3, 4, ExitCode=0)],
     )
     reports = plugin_with(schedd).check([submitted(1), submitted(2), submitted(3), submitted(4)])
 
     assert [(r.worker_id, r.state) for r in reports] == [
-        (1, WorkerState.RUNNING), (2, WorkerState.SUBMITTED), (3, WorkerState.FINISHED), (4, WorkerState.MISSED)]
+        (wid(1), WorkerState.RUNNING), (wid(2), WorkerState.SUBMITTED), (wid(3), WorkerState.FINISHED),
+        (wid(4), WorkerState.MISSED)]
     assert reports[0].node == "node1"
     assert schedd.calls == [
-        ("query", f'harvesterID =?= "{INSTANCE}" && member(harvesterWorkerID, {{1, 2, 3, 4}})'),
-        ("history", f'harvesterID =?= "{INSTANCE}" && member(harvesterWorkerID, {{3, 4}})'),
+        ("query", f'harvesterID =?= "{INSTANCE}" && identicalMember(harvesterWorkerID, {{"harvester-test-1", '
+                  '"harvester-test-2", "harvester-test-3", "harvester-test-4"})'),
+        ("history", f'harvesterID =?= "{INSTANCE}" && identicalMember(harvesterWorkerID, {{"harvester-test-3", '
+                    '"harvester-test-4"})'),
     ]
 
 
@@ -295,9 +327,44 @@ def test_kill_removes_the_workers_jobs_by_their_attribute() -> None:
 
     assert errors == ["", ""]
     assert schedd.calls == [("act", (htcondor2.JobAction.Remove,
-                                     f'harvesterID =?= "{INSTANCE}" && member(harvesterWorkerID, {{1, 2}})',
+                                     f'harvesterID =?= "{INSTANCE}" && identicalMember(harvesterWorkerID, '
+                                     '{"harvester-test-1", "harvester-test-2"})',
                                      "killed by harvester"))]
     assert [ad["JobStatus"] for ad in schedd.queue] == [3, 3, 2]
+
+
+# Ids that would end a hand-quoted literal early: one that closes it and ORs `true` into the
+# constraint (every job of the schedd, other harvesters' included), one whose last backslash
+# would escape the closing quote, and others with quotes, backslashes and a line break.
+HOSTILE_IDS = [
+    'nope"}) || true || identicalMember(harvesterWorkerID, {"',
+    "back\\",
+    'q"uote-1',
+    '\\"-2',
+    "line\nbreak-3",
+]
+
+
+@pytest.mark.parametrize("worker_id", HOSTILE_IDS)
+def test_no_worker_id_breaks_or_widens_the_constraint(worker_id: str) -> None:
+    constraint = workers_constraint(INSTANCE, [worker_id, wid(9)])
+    others = [job_ad(1, 2), job_ad(2, 1),
+              classad2.ClassAd({"ClusterId": 77, "ProcId": 0, "JobStatus": 2, "harvesterID": "other",
+                                "harvesterWorkerID": worker_id})]
+    assert [classad2.ExprTree(constraint).eval(ad) for ad in others] == [False, False, False]
+    assert classad2.ExprTree(constraint).eval(job_ad(worker_id, 2)) is True
+
+    schedd = RecordingSchedd(queue=[*others, job_ad(worker_id, 2, cluster=500)])
+    [report] = plugin_with(schedd).check([submitted(worker_id, batch_id="500.0")])
+    assert (report.worker_id, report.state) == (worker_id, WorkerState.RUNNING)
+    assert plugin_with(schedd).kill([submitted(worker_id)]) == [""]
+    assert [ad["JobStatus"] for ad in schedd.queue] == [2, 1, 2, 3]
+
+
+def test_worker_ids_differing_only_in_case_are_different_workers() -> None:
+    schedd = RecordingSchedd(queue=[job_ad("Site-1", 2, cluster=10), job_ad("site-1", 2, cluster=11)])
+    assert plugin_with(schedd).kill([submitted("site-1")]) == [""]
+    assert [ad["JobStatus"] for ad in schedd.queue] == [2, 3]
 
 
 def test_kill_names_the_workers_whose_jobs_stayed() -> None:
@@ -316,7 +383,7 @@ def test_a_schedd_that_raises_fails_the_whole_call(call: str) -> None:
 
 
 def test_a_broken_queue_configuration_fails_the_call() -> None:
-    worker = SubmittedWorker(1, "site-a", "5.0", "/tmp/none", parameters={"pool": 12})
+    worker = SubmittedWorker(wid(1), "site-a", "5.0", "/tmp/none", parameters={"pool": 12})
     with pytest.raises(PluginError, match="queue configuration"):
         plugin_with(RecordingSchedd()).check([worker])
 

@@ -6,6 +6,7 @@ keep objects, select them by label and record every call."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,8 +16,8 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from harvester_svc.domain.kubernetes import KubernetesQueueConfig, job_name, workers_selector
-from harvester_svc.domain.workers import SubmittedWorker, WorkerSpec, WorkerState
+from harvester_svc.domain.kubernetes import KubernetesQueueConfig, job_name, label_value, workers_selector
+from harvester_svc.domain.workers import SubmittedWorker, WorkerSpec, WorkerState, worker_id_of
 from harvester_svc.logic.plugins.base import PluginError
 from harvester_svc.logic.plugins.kubernetes import KubernetesApis, KubernetesPlugin, connect, job_for, report_for
 
@@ -131,10 +132,15 @@ PARAMETERS = {"image": "registry.example/panda/pilot:3.1", "namespace": "panda-p
               "service_account": "panda-pilot", "ttl_seconds_after_finished": 3600}
 
 
-def spec(worker_id: int = 42, tmp_path: Path | None = None, **overrides: Any) -> WorkerSpec:
+def wid(worker: int | str) -> str:
+    """Worker `worker` of this instance (its id as harvester makes it), or a whole id."""
+    return worker_id_of(INSTANCE, worker) if isinstance(worker, int) else worker
+
+
+def spec(worker: int | str = 42, tmp_path: Path | None = None, **overrides: Any) -> WorkerSpec:
     token_file = tmp_path / "token" if tmp_path else Path("/nonexistent/token")
     values: dict[str, Any] = {
-        "worker_id": worker_id, "queue_id": "CERN-k8s_pilots", "access_point": f"/tmp/ap/{worker_id}",
+        "worker_id": wid(worker), "queue_id": "CERN-k8s_pilots", "access_point": f"/tmp/ap/{worker}",
         "cores": 8, "memory_mb": 16000, "walltime_seconds": 86400,
         "pilot_command": ("panda", "pilot", "--queue", "CERN-k8s_pilots"),
         "environment": {"PANDA_SERVER": "server.example:25080", "PANDA_TOKEN_FILE": str(token_file)},
@@ -144,9 +150,9 @@ def spec(worker_id: int = 42, tmp_path: Path | None = None, **overrides: Any) ->
     return WorkerSpec(**values)
 
 
-def submitted(worker_id: int, parameters: dict[str, Any] | None = None, access_point: str = "/tmp/none"
+def submitted(worker: int | str, parameters: dict[str, Any] | None = None, access_point: str = "/tmp/none"
               ) -> SubmittedWorker:
-    return SubmittedWorker(worker_id=worker_id, queue_id="CERN-k8s_pilots", batch_id=job_name(INSTANCE, worker_id),
+    return SubmittedWorker(worker_id=wid(worker), queue_id="CERN-k8s_pilots", batch_id=job_name(wid(worker)),
                            access_point=access_point, parameters=parameters or PARAMETERS)
 
 
@@ -158,17 +164,19 @@ def test_the_job_built_for_a_worker() -> None:
     job = job_for(worker, KubernetesQueueConfig.from_parameters(worker.parameters), INSTANCE)
     assert isinstance(job, k8s.V1Job)
     labels = {"app.kubernetes.io/managed-by": "panda-harvester", "harvester.panda/instance": INSTANCE,
-              "harvester.panda/worker-id": "42", "harvester.panda/queue": "CERN-k8s_pilots"}
+              "harvester.panda/worker-id": "harvester-test-42", "harvester.panda/queue": "CERN-k8s_pilots"}
+    annotations = {"harvester.panda/worker-id": "harvester-test-42"}
     assert WIRE.sanitize_for_serialization(job) == {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": "harvester-test-42", "namespace": "panda-pilots", "labels": labels},
+        "metadata": {"name": "harvester-test-42", "namespace": "panda-pilots", "labels": labels,
+                     "annotations": annotations},
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": 86400,
             "ttlSecondsAfterFinished": 3600,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": "panda-pilot",
@@ -206,15 +214,88 @@ def test_a_job_with_a_shared_secret_no_walltime_and_no_token() -> None:
     assert bare["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "PANDA_SERVER", "value": "s:1"}]
 
 
-@pytest.mark.parametrize(("instance", "worker_id", "name"), [
-    ("harvester", 7, "harvester-7"),
-    ("CERN_Harvester.01", 12, "cern-harvester-01-12"),
-    ("x" * 80, 123456789, "x" * (63 - 10) + "-123456789"),
-    ("___", 5, "harvester-5"),
+# Kubernetes' own patterns (k8s.io/apimachinery/pkg/util/validation): a DNS-1123 label (Job
+# names, copied into their pods' `job-name` label) and a label value, both at most 63 long.
+DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+LONG_HARVESTER = "Long_Harvester.Name-" + "x" * 44  # 64 characters, the longest a harvester id may be
+LONG_ID = worker_id_of(LONG_HARVESTER, 10**62)  # 128 characters, the longest a worker id may be
+
+
+def valid_names(worker_id: str) -> bool:
+    name, value = job_name(worker_id), label_value(worker_id)
+    return (len(name) <= 63 and bool(DNS_1123_LABEL.fullmatch(name))
+            and len(value) <= 63 and bool(LABEL_VALUE.fullmatch(value)))
+
+
+# The names are pinned: a Job is found again by its worker's label value, by harvesters of later
+# versions too, so a change of the derivation must be seen here first.
+@pytest.mark.parametrize(("worker_id", "name", "value"), [
+    # Taken as they are where Kubernetes takes them.
+    ("harvester-17", "harvester-17", "harvester-17"),
+    ("site_A.cern-203", "site-a-cern-203-56a877834449a9a2", "site_A.cern-203"),
+    ("CERN_Harvester.01-12", "cern-harvester-01-12-fd39a1de95cb5878", "CERN_Harvester.01-12"),
+    # Upper case, '_' and '.' out of the name; a start no label takes; too long for either.
+    ("Site-1", "site-1-c828b91c6f5d79c2", "Site-1"),
+    ("_-_.5", "5-b1983850fa446906", "5-b1983850fa446906"),
+    ("x" * 64 + "-123456789", "x" * 46 + "-02757c45ed593fa8", "x" * 46 + "-02757c45ed593fa8"),
 ])
-def test_job_names_are_dns_labels(instance: str, worker_id: int, name: str) -> None:
-    assert job_name(instance, worker_id) == name
-    assert len(name) <= 63
+def test_names_and_label_values_derived_from_worker_ids(worker_id: str, name: str, value: str) -> None:
+    assert (job_name(worker_id), label_value(worker_id)) == (name, value)
+    assert valid_names(worker_id)
+
+
+def test_names_and_label_values_are_valid_for_every_id() -> None:
+    ids = [LONG_ID, worker_id_of(LONG_HARVESTER, 1), "_.x-1", "A.-_-9", "-1", ".", "", "9" * 128, "a" * 63 + "-",
+           worker_id_of("HARVESTER", 3), worker_id_of("h.a_r-v", 12345678901234)]
+    assert len(LONG_ID) == 128
+    assert [worker_id for worker_id in ids if not valid_names(worker_id)] == []
+
+
+def test_distinct_ids_get_distinct_names_and_label_values() -> None:
+    ids = [
+        # Only in case, or in '_', '.' and '-': the same once made a name.
+        "site-a-1", "Site-a-1", "SITE-A-1", "site_a-1", "site.a-1", "site_a.1", "site__a-1",
+        # Long ids alike up to where a name is cut.
+        worker_id_of(LONG_HARVESTER, 1), worker_id_of(LONG_HARVESTER, 2), LONG_ID,
+        worker_id_of(LONG_HARVESTER.lower(), 1),
+    ]
+    names = [job_name(worker_id) for worker_id in ids]
+    values = [label_value(worker_id) for worker_id in ids]
+    assert len(set(names)) == len(ids) and len(set(values)) == len(ids)
+    # The same id, the same names: every time, so a Job is found again.
+    assert [job_name(worker_id) for worker_id in ids] == names
+
+
+def test_workers_whose_ids_are_alike_get_their_own_jobs_found_and_killed_by_their_own_names(
+        tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t")
+    ids = ["site_A.cern-1", "site-a-cern-1", "Site_A.cern-1", LONG_ID, worker_id_of(LONG_HARVESTER, 2)]
+    cluster = Cluster()
+    outcomes = plugin_on(cluster).submit([spec(worker_id, tmp_path) for worker_id in ids])
+
+    assert [o.error for o in outcomes] == [""] * len(ids)
+    assert [o.batch_id for o in outcomes] == [job_name(worker_id) for worker_id in ids] == list(cluster.jobs)
+    assert len(cluster.secrets) == len(ids)
+    for worker_id, k8s_job in zip(ids, cluster.jobs.values(), strict=True):
+        wire = WIRE.sanitize_for_serialization(k8s_job)
+        # The whole id, as it is, beside its derived names.
+        assert wire["metadata"]["annotations"] == {"harvester.panda/worker-id": worker_id}
+        assert wire["spec"]["template"]["metadata"]["annotations"] == {"harvester.panda/worker-id": worker_id}
+        assert wire["metadata"]["labels"]["harvester.panda/worker-id"] == label_value(worker_id)
+
+    for worker_id, k8s_job in zip(ids, cluster.jobs.values(), strict=True):
+        k8s_job.status = k8s.V1JobStatus(succeeded=1) if worker_id == "site-a-cern-1" else k8s.V1JobStatus(active=1)
+    cluster.pods = [pod("Site_A.cern-1", state=k8s.V1ContainerState(running=k8s.V1ContainerStateRunning()))]
+    workers = [SubmittedWorker(worker_id, "CERN-k8s_pilots", outcome.batch_id, "/tmp/none", PARAMETERS)
+               for worker_id, outcome in zip(ids, outcomes, strict=True)]
+    reports = plugin_on(cluster).check(workers)
+    assert [(r.worker_id, r.state) for r in reports] == [
+        (ids[0], WorkerState.SUBMITTED), (ids[1], WorkerState.FINISHED), (ids[2], WorkerState.RUNNING),
+        (ids[3], WorkerState.SUBMITTED), (ids[4], WorkerState.SUBMITTED)]
+
+    assert plugin_on(cluster).kill([workers[0], workers[3]]) == ["", ""]
+    assert list(cluster.jobs) == [job_name(ids[1]), job_name(ids[2]), job_name(ids[4])]
 
 
 def test_submit_writes_the_token_secret_then_the_job(tmp_path: Path) -> None:
@@ -222,14 +303,15 @@ def test_submit_writes_the_token_secret_then_the_job(tmp_path: Path) -> None:
     cluster = Cluster()
     outcomes = plugin_on(cluster).submit([spec(42, tmp_path)])
 
-    assert [(o.worker_id, o.batch_id, o.error) for o in outcomes] == [(42, "harvester-test-42", "")]
+    assert [(o.worker_id, o.batch_id, o.error) for o in outcomes] == [("harvester-test-42", "harvester-test-42", "")]
     assert cluster.methods() == ["create_namespaced_secret", "create_namespaced_job"]
     secret = WIRE.sanitize_for_serialization(cluster.secrets["harvester-test-42-token"])
     assert secret == {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": "harvester-test-42-token", "namespace": "panda-pilots", "labels": {
             "app.kubernetes.io/managed-by": "panda-harvester", "harvester.panda/instance": INSTANCE,
-            "harvester.panda/worker-id": "42", "harvester.panda/queue": "CERN-k8s_pilots"}},
+            "harvester.panda/worker-id": "harvester-test-42", "harvester.panda/queue": "CERN-k8s_pilots"},
+            "annotations": {"harvester.panda/worker-id": "harvester-test-42"}},
         "stringData": {"token": "eyJ.pilot.token"},
     }
     assert cluster.calls[1][1]["namespace"] == "panda-pilots"
@@ -250,7 +332,7 @@ def test_a_shared_secret_is_written_once_per_submission_and_replaced_when_there(
     # A shared Secret is no single worker's.
     metadata = cluster.secrets["panda-pilot-token"].metadata
     assert metadata is not None and metadata.labels is not None
-    assert "harvester.panda/worker-id" not in metadata.labels
+    assert "harvester.panda/worker-id" not in metadata.labels and not metadata.annotations
     # The token itself never goes into the Job.
     env = WIRE.sanitize_for_serialization(cluster.jobs["harvester-test-1"])["spec"]["template"]["spec"]
     assert "fresh-token" not in json.dumps(env)
@@ -294,16 +376,16 @@ def test_a_broken_queue_configuration_is_the_workers_outcome(parameters: dict[st
 # ---- the state mapping --------------------------------------------------------------------
 
 
-def job(worker_id: int = 42, **status: Any) -> k8s.V1Job:
-    built = job_for(spec(worker_id), KubernetesQueueConfig.from_parameters(PARAMETERS), INSTANCE)
+def job(worker: int | str = 42, **status: Any) -> k8s.V1Job:
+    built = job_for(spec(worker), KubernetesQueueConfig.from_parameters(PARAMETERS), INSTANCE)
     built.status = k8s.V1JobStatus(start_time=T0, **status)
     return built
 
 
-def pod(worker_id: int = 42, phase: str = "Running", state: k8s.V1ContainerState | None = None,
+def pod(worker: int | str = 42, phase: str = "Running", state: k8s.V1ContainerState | None = None,
         node: str | None = "node-7") -> k8s.V1Pod:
-    name = job_name(INSTANCE, worker_id)
-    template = job_for(spec(worker_id), KubernetesQueueConfig.from_parameters(PARAMETERS), INSTANCE)
+    name = job_name(wid(worker))
+    template = job_for(spec(worker), KubernetesQueueConfig.from_parameters(PARAMETERS), INSTANCE)
     assert template.spec is not None and template.spec.template.metadata is not None
     labels = {**(template.spec.template.metadata.labels or {}), "batch.kubernetes.io/job-name": name,
               "job-name": name}
@@ -357,23 +439,23 @@ MAPPINGS = {
 @pytest.mark.parametrize("case", list(MAPPINGS))
 def test_each_job_status_maps_to_a_worker_state(case: str) -> None:
     k8s_job, pods, state, error = MAPPINGS[case]
-    report = report_for(42, k8s_job, pods)
-    assert (report.worker_id, report.state, report.error) == (42, state, error)
+    report = report_for(wid(42), k8s_job, pods)
+    assert (report.worker_id, report.state, report.error) == (wid(42), state, error)
 
 
 def test_a_report_carries_the_node_exit_code_and_times() -> None:
-    report = report_for(42, job(failed=1, conditions=[condition("Failed", "BackoffLimitExceeded", "limit")]),
+    report = report_for(wid(42), job(failed=1, conditions=[condition("Failed", "BackoffLimitExceeded", "limit")]),
                         [pod(phase="Failed", state=terminated(137, "OOMKilled"), node="node-3")])
     assert (report.node, report.exit_code, report.start_time, report.end_time) == (
         "node-3", 137, T0, datetime(2026, 3, 2, tzinfo=UTC))
-    finished = report_for(42, job(succeeded=1, completion_time=T0), [])
+    finished = report_for(wid(42), job(succeeded=1, completion_time=T0), [])
     assert finished.end_time == T0 and finished.exit_code is None
 
 
 def test_check_lists_jobs_and_pods_by_label_and_misses_what_is_gone() -> None:
     cluster = Cluster()
     cluster.jobs = {"harvester-test-1": job(1, active=1), "harvester-test-2": job(2, succeeded=1),
-                    # The same worker id of another harvester instance, in the same namespace.
+                    # A Job labelled as another harvester instance's, in the same namespace.
                     "other-3": job(3, active=1)}
     other = cluster.jobs["other-3"].metadata
     assert other is not None and other.labels is not None
@@ -382,10 +464,10 @@ def test_check_lists_jobs_and_pods_by_label_and_misses_what_is_gone() -> None:
     reports = plugin_on(cluster).check([submitted(1), submitted(2), submitted(3)])
 
     assert [(r.worker_id, r.state) for r in reports] == [
-        (1, WorkerState.RUNNING), (2, WorkerState.FINISHED), (3, WorkerState.MISSED)]
-    selector = workers_selector(INSTANCE, [1, 2, 3])
+        (wid(1), WorkerState.RUNNING), (wid(2), WorkerState.FINISHED), (wid(3), WorkerState.MISSED)]
+    selector = workers_selector(INSTANCE, [wid(1), wid(2), wid(3)])
     assert selector == ("app.kubernetes.io/managed-by=panda-harvester,harvester.panda/instance=harvester-test,"
-                        "harvester.panda/worker-id in (1,2,3)")
+                        "harvester.panda/worker-id in (harvester-test-1,harvester-test-2,harvester-test-3)")
     assert cluster.calls == [
         ("list_namespaced_job", {"namespace": "panda-pilots", "label_selector": selector}),
         ("list_namespaced_pod", {"namespace": "panda-pilots", "label_selector": selector}),
@@ -441,7 +523,7 @@ def test_clean_deletes_the_job_the_workers_secret_and_its_access_point(tmp_path:
 
 def test_clean_reports_what_it_could_not_delete() -> None:
     cluster = Cluster(failures={"delete_namespaced_secret": api_exception(403, "Forbidden", "no")})
-    with pytest.raises(PluginError, match="worker 1: delete harvester-test-1-token: 403 Forbidden: no"):
+    with pytest.raises(PluginError, match="worker harvester-test-1: delete harvester-test-1-token: 403 Forbidden: no"):
         plugin_on(cluster).clean([submitted(1)])
 
 

@@ -19,7 +19,8 @@ from tools.cluster import free_port
 READY = "PanDA mesh is up. Ctrl-C stops it."
 # What UpProcess sets to give `panda up` its ports.
 PORT_VARIABLES = ("PANDA_SERVER", "PANDA_METRICS_PORT", "PANDA_JEDI", "PANDA_JEDI_METRICS_PORT", "PANDA_IAM",
-                  "PANDA_IAM_HTTP_PORT", "PANDA_IAM_METRICS_PORT", "PANDA_GATEWAY", "PANDA_GATEWAY_METRICS_PORT")
+                  "PANDA_IAM_HTTP_PORT", "PANDA_IAM_METRICS_PORT", "PANDA_GATEWAY", "PANDA_GATEWAY_METRICS_PORT",
+                  "PANDA_HARVESTER_ADDRESS", "PANDA_HARVESTER_METRICS_PORT")
 SUMMARY_END = "  panda queue list"
 
 
@@ -50,6 +51,8 @@ class UpProcess:
             PANDA_IAM_METRICS_PORT=str(free_port()),
             PANDA_GATEWAY=f"127.0.0.1:{free_port()}",
             PANDA_GATEWAY_METRICS_PORT=str(free_port()),
+            PANDA_HARVESTER_ADDRESS=f"127.0.0.1:{free_port()}",
+            PANDA_HARVESTER_METRICS_PORT=str(free_port()),
             PANDA_DATA_DIR=str(data_dir),
             PYTHONUNBUFFERED="1",
         )
@@ -114,20 +117,29 @@ class UpProcess:
         return now
 
     def direct_children(self) -> dict[str, psutil.Process]:
-        """The server, the gateway and the pilots of queue local, by the names `panda up` gives them."""
+        """The server, the gateway and harvester, by the names `panda up` gives them."""
         named = {}
-        pilots = 0
         for child in psutil.Process(self.process.pid).children():
             argv = child.cmdline()
-            if argv[1:3] == ["-m", launcher.SERVER.module]:
-                named["server"] = child
-            elif argv[1:3] == ["-m", launcher.GATEWAY.module]:
-                named["gateway"] = child
-            elif argv[1:3] == ["-m", launcher.PILOT.module] and "--queue" in argv \
-                    and argv[argv.index("--queue") + 1] == "local":
-                pilots += 1
-                named[f"pilot-{pilots}"] = child
+            for component in (launcher.SERVER, launcher.GATEWAY, launcher.HARVESTER):
+                if argv[1:3] == ["-m", component.module]:
+                    named[component.name] = child
         return named
+
+    def pilots(self) -> list[psutil.Process]:
+        """The pilots running now (harvester's workers), under `panda up`."""
+        try:
+            below = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        found = []
+        for process in below:
+            try:
+                if process.cmdline()[1:3] == ["-m", launcher.PILOT.module]:
+                    found.append(process)
+            except psutil.Error:
+                continue
+        return found
 
     def iam_address(self) -> str:
         """The identity service's address, as `panda up` printed it."""

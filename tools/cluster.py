@@ -17,7 +17,17 @@ from typing import Any, ClassVar
 
 import grpc
 
-from panda_cli.launcher import GATEWAY, IAM, SERVER, Component, Process, spawn, wait_healthy, wait_http_ready
+from panda_cli.launcher import (
+    GATEWAY,
+    HARVESTER,
+    IAM,
+    SERVER,
+    Component,
+    Process,
+    spawn,
+    wait_healthy,
+    wait_http_ready,
+)
 from panda_runtime.service.db import upgrade_database
 
 POSTGRES_ADMIN_URL = os.environ.get("PANDA_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -191,6 +201,39 @@ def start_gateway(data_dir: Path, *, server_address: str, iam_address: str, jedi
            "PANDA_JEDI": jedi_address or f"127.0.0.1:{free_port()}", "PANDA_GATEWAY_METRICS_PORT": "0",
            **(extra_env or {})}
     handle = GatewayHandle(address, data_dir, env)
+    handle.start()
+    return handle
+
+
+@dataclass
+class HarvesterHandle(ServiceProcess):
+    """A harvester instance provisioning the queues of `queue_config` through a server."""
+
+    component: ClassVar[Component] = HARVESTER
+    address: str
+    harvester_id: str
+    data_dir: Path
+    queue_config: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: Process | None = None
+
+    @property
+    def access_points(self) -> Path:
+        return self.data_dir / "harvester" / "workers"
+
+    def log_file(self) -> Path:
+        return self.data_dir / "logs" / "harvester.log"
+
+
+def start_harvester(data_dir: Path, *, server_address: str, database_url: str, queue_config: Path,
+                    harvester_id: str = "harvester", extra_env: dict[str, str] | None = None) -> HarvesterHandle:
+    """A harvester on a free port (the caller gives the robots' identities in `extra_env`)."""
+    address = f"127.0.0.1:{free_port()}"
+    env = {"PANDA_DATA_DIR": str(data_dir), "PANDA_DATABASE_URL": database_url, "PANDA_SERVER": server_address,
+           "PANDA_HARVESTER_ADDRESS": address, "PANDA_HARVESTER_ID": harvester_id,
+           "PANDA_HARVESTER_QUEUE_CONFIG": str(queue_config), "PANDA_HARVESTER_METRICS_PORT": "0",
+           **(extra_env or {})}
+    handle = HarvesterHandle(address, harvester_id, data_dir, queue_config, env)
     handle.start()
     return handle
 

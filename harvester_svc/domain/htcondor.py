@@ -4,7 +4,7 @@ what a job ad says of its worker. No I/O; the plugin (logic/plugins/htcondor.py)
 into the bindings' own objects and calls the schedd.
 
 A worker's job carries two custom attributes, as PanDA's Harvester sets them: `harvesterID`
-(which harvester instance submitted it) and `harvesterWorkerID` (the worker's id), so a
+(which harvester instance submitted it) and `harvesterWorkerID` (the worker's id, a string), so a
 harvester finds its jobs in a schedd shared with others, by worker, even the ones whose
 submission it never recorded."""
 
@@ -16,11 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
 
+import classad2
+
 from harvester_svc.domain.workers import BatchReport, WorkerSpec, WorkerState
 
 __all__ = [
-    "JOB_AD_PROJECTION", "HTCondorQueueConfig", "JobStatus", "SubmitDescriptionError", "batch_id_of",
-    "report_from_job_ad", "submit_commands", "workers_constraint",
+    "INSTANCE_ATTRIBUTE", "JOB_AD_PROJECTION", "WORKER_ATTRIBUTE", "HTCondorQueueConfig", "JobStatus",
+    "SubmitDescriptionError", "batch_id_of", "classad_string", "report_from_job_ad", "submit_commands",
+    "workers_constraint",
 ]
 
 WORKER_ATTRIBUTE = "harvesterWorkerID"
@@ -116,7 +119,7 @@ def submit_commands(worker: WorkerSpec, executable: str, instance: str,
         # In MB, the submit language's default unit.
         "request_memory": str(max(worker.memory_mb, 1)),
         f"+{INSTANCE_ATTRIBUTE}": classad_string(instance),
-        f"+{WORKER_ATTRIBUTE}": str(worker.worker_id),
+        f"+{WORKER_ATTRIBUTE}": classad_string(worker.worker_id),
     }
     if worker.walltime_seconds > 0:
         commands["periodic_remove"] = (
@@ -149,9 +152,10 @@ def quoted_environment(environment: Mapping[str, str]) -> str:
 
 
 def classad_string(text: str) -> str:
-    """A ClassAd string literal."""
+    """A ClassAd string literal, for a submit description: quoted by the ClassAd library, and
+    free of what the submit language itself would read (a line break, a `$`)."""
     _check_value("string", text)
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(classad2.quote(text))
 
 
 def _check_line(what: str, text: str) -> None:
@@ -168,10 +172,15 @@ def _check_value(what: str, text: str) -> None:
         raise SubmitDescriptionError(f"the {what} holds '$', which HTCondor's submit language would expand")
 
 
-def workers_constraint(instance: str, worker_ids: Iterable[int]) -> str:
-    """The jobs of these workers, of this harvester instance, in a schedd's queue or history."""
-    ids = ", ".join(str(worker_id) for worker_id in sorted(set(worker_ids)))
-    return f"{INSTANCE_ATTRIBUTE} =?= {classad_string(instance)} && member({WORKER_ATTRIBUTE}, {{{ids}}})"
+def workers_constraint(instance: str, worker_ids: Iterable[str]) -> str:
+    """The jobs of these workers, of this harvester instance, in a schedd's queue or history.
+
+    Every id is a string literal quoted by the ClassAd library, so no id (a quote or a backslash
+    in it included) can end its literal early and widen the constraint. `identicalMember`
+    compares as `=?=` does, case and all; `member` would compare as `==`, which ignores case."""
+    ids = ", ".join(classad2.quote(worker_id) for worker_id in sorted(set(worker_ids)))
+    return (f"{INSTANCE_ATTRIBUTE} =?= {classad2.quote(instance)}"
+            f" && identicalMember({WORKER_ATTRIBUTE}, {{{ids}}})")
 
 
 def batch_id_of(ad: Mapping[str, object]) -> str:
@@ -179,7 +188,7 @@ def batch_id_of(ad: Mapping[str, object]) -> str:
     return f"{_integer(ad.get('ClusterId'))}.{_integer(ad.get('ProcId')) or 0}"
 
 
-def report_from_job_ad(worker_id: int, ad: Mapping[str, object]) -> BatchReport:
+def report_from_job_ad(worker_id: str, ad: Mapping[str, object]) -> BatchReport:
     """What a job ad (from the queue or the history) says of its worker.
 
     Idle → submitted; running or transferring its output → running; suspended → idle (it holds

@@ -2,10 +2,17 @@
 of a worker's Job and token Secret, its resource quantities, and what a Job and its pods say of
 the worker. No I/O; the plugin (logic/plugins/kubernetes.py) builds the client's own model
 objects (V1Job, V1Secret) from these and reads the ones the API returns into the observations
-below."""
+below.
+
+A worker's id is text (`{harvester_id}-{number}`, up to 128 characters, with '_', '.' and upper
+case letters that no Kubernetes name takes), so its Job's name and its label are derived from
+it: the id itself where Kubernetes takes it as it is, else a readable part of it followed by a
+digest of the whole id, so two distinct ids never share a name. The id itself goes with them, in
+an annotation, which takes any text."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,16 +22,18 @@ from harvester_svc.domain.workers import BatchReport, WorkerState
 
 __all__ = [
     "INSTANCE_LABEL", "MANAGED_BY", "MANAGED_BY_LABEL", "QUEUE_LABEL", "TOKEN_FILE_VARIABLE", "TOKEN_KEY",
-    "TOKEN_VARIABLE", "WORKER_LABEL", "JobCondition", "JobObservation", "KubernetesQueueConfig", "PodObservation",
-    "QueueConfigError", "TokenSource", "container_environment", "dns_label", "job_name", "label_value",
-    "memory_quantity", "report_from_observation", "token_secret_name", "token_source", "worker_labels",
-    "workers_selector",
+    "TOKEN_VARIABLE", "WORKER_ANNOTATION", "WORKER_LABEL", "JobCondition", "JobObservation", "KubernetesQueueConfig",
+    "PodObservation", "QueueConfigError", "TokenSource", "container_environment", "dns_label", "job_name",
+    "label_value", "memory_quantity", "report_from_observation", "token_secret_name", "token_source",
+    "worker_annotations", "worker_labels", "workers_selector",
 ]
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "panda-harvester"
 INSTANCE_LABEL = "harvester.panda/instance"
 WORKER_LABEL = "harvester.panda/worker-id"
+# The worker's id as it is (its label may be a derived one).
+WORKER_ANNOTATION = "harvester.panda/worker-id"
 QUEUE_LABEL = "harvester.panda/queue"
 # The token's key in its Secret, and so its file name where the Secret is mounted.
 TOKEN_KEY = "token"
@@ -34,6 +43,11 @@ STUCK_WAITING_REASONS = frozenset({
     "CrashLoopBackOff",
 })
 _MAX_NAME = 63
+# Hexadecimal digits of the SHA-256 digest that end a derived name: 64 bits, so that two of the
+# millions of workers an instance runs sharing one is not to be expected.
+_DIGEST_LENGTH = 16
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _TOKEN_MOUNT_PATH = "/var/run/secrets/panda"
 _TTL_SECONDS_AFTER_FINISHED = 86400
 
@@ -119,18 +133,32 @@ def dns_label(text: str, limit: int = _MAX_NAME) -> str:
 
 
 def label_value(text: str) -> str:
-    """`text` as a label value: letters, digits, '-', '_' and '.', starting and ending with a
-    letter or digit, at most 63 characters."""
-    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:_MAX_NAME]
-    return re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
+    """`text` as a label value (letters, digits, '-', '_' and '.', starting and ending with a
+    letter or digit, at most 63 characters): `text` itself when it is one, else a distinct one
+    derived from it."""
+    if len(text) <= _MAX_NAME and _LABEL_VALUE.fullmatch(text):
+        return text
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+    return _with_digest(text, re.sub(r"^[^A-Za-z0-9]+", "", readable))
 
 
-def job_name(instance: str, worker_id: int) -> str:
-    """The worker's Job (its batch id): `<instance>-<worker id>`, a DNS-1123 label. Kubernetes
-    copies it into a label of the Job's pods, which takes at most 63 characters."""
-    suffix = f"-{worker_id}"
-    stem = dns_label(instance, _MAX_NAME - len(suffix)) or "harvester"
-    return stem + suffix
+def job_name(worker_id: str) -> str:
+    """The worker's Job (its batch id), a DNS-1123 label: the worker's id when it is one (ids are
+    unique across harvester instances), else a distinct one derived from it. Kubernetes copies it
+    into a label of the Job's pods, which takes at most 63 characters."""
+    if len(worker_id) <= _MAX_NAME and _DNS_LABEL.fullmatch(worker_id):
+        return worker_id
+    readable = re.sub(r"[^a-z0-9]+", "-", worker_id.lower())
+    return _with_digest(worker_id, readable.lstrip("-"))
+
+
+def _with_digest(text: str, readable: str) -> str:
+    """`readable` (a cleaned `text`, starting with a letter or digit), cut to leave room for a
+    digest of `text` itself, then that digest: readable, at most 63 characters, and distinct
+    for distinct texts however alike their cleaned forms are (`A` and `a`, `_` and `-`)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_LENGTH]
+    stem = re.sub(r"[^A-Za-z0-9]+$", "", readable[:_MAX_NAME - _DIGEST_LENGTH - 1])
+    return f"{stem}-{digest}" if stem else digest
 
 
 def token_secret_name(config: KubernetesQueueConfig, job: str) -> str:
@@ -138,19 +166,23 @@ def token_secret_name(config: KubernetesQueueConfig, job: str) -> str:
     return config.token_secret or f"{job}-token"
 
 
-def worker_labels(instance: str, worker_id: int, queue_id: str) -> dict[str, str]:
+def worker_labels(instance: str, worker_id: str, queue_id: str) -> dict[str, str]:
     return {
         MANAGED_BY_LABEL: MANAGED_BY,
         INSTANCE_LABEL: label_value(instance),
-        WORKER_LABEL: str(worker_id),
+        WORKER_LABEL: label_value(worker_id),
         QUEUE_LABEL: label_value(queue_id),
     }
 
 
-def workers_selector(instance: str, worker_ids: Sequence[int]) -> str:
+def worker_annotations(worker_id: str) -> dict[str, str]:
+    return {WORKER_ANNOTATION: worker_id}
+
+
+def workers_selector(instance: str, worker_ids: Sequence[str]) -> str:
     """A label selector for these workers' Jobs and pods, of this harvester instance."""
-    ids = ",".join(str(worker_id) for worker_id in sorted(set(worker_ids)))
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={label_value(instance)},{WORKER_LABEL} in ({ids})"
+    values = ",".join(sorted({label_value(worker_id) for worker_id in worker_ids}))
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={label_value(instance)},{WORKER_LABEL} in ({values})"
 
 
 def memory_quantity(memory_mb: int) -> str:
@@ -224,7 +256,7 @@ class JobObservation:
     pods: tuple[PodObservation, ...] = ()
 
 
-def report_from_observation(worker_id: int, job: JobObservation | None) -> BatchReport:
+def report_from_observation(worker_id: str, job: JobObservation | None) -> BatchReport:
     """What Kubernetes says of one worker.
 
     No Job → missed. A Job that failed (its `Failed` condition, e.g. `DeadlineExceeded` when it

@@ -242,10 +242,11 @@ class _Queue(BaseModel):
         None, description="push only: most jobs fetched ahead and not yet running (default: no limit)")
     resources: _Resources = Field(default_factory=_Resources)
     submitter: _SubmitterModel = Field(discriminator="plugin")
-    messenger: _Messenger = Field(
-        default_factory=lambda: _Messenger(type="grpc"),
+    messenger: _Messenger | None = Field(
+        None,
         description="grpc: the pilot calls the server; relay: harvester's DispatchService; "
-                    "shared_files (push only): files in the worker's access point")
+                    "shared_files (push only): files in the worker's access point "
+                    "(default: grpc for NoJob, shared_files for push queues)")
     workerQueuedTimeoutSeconds: _Seconds = Field(
         86400, description="a worker waiting in the batch system longer than this is killed")
     workerHeartbeatTimeoutSeconds: _Seconds = Field(
@@ -369,6 +370,9 @@ def _rule_problems(fields: Mapping[str, Any]) -> list[str]:
     if map_type == "NoJob" and messenger.get("type") == "shared_files":
         problems.append("messenger.type: shared_files needs a push mapType (OneToOne or ManyToOne): "
                         "its pilot cannot ask anybody for a job")
+    if map_type in ("OneToOne", "ManyToOne") and messenger.get("type", "shared_files") != "shared_files":
+        problems.append(f"messenger.type: a push queue (mapType {map_type}) needs shared_files: the jobs "
+                        "harvester fetches are held by its own stream to the server, which only it can report on")
     resources = fields.get("resources") or {}
     if resources.get("cores") is not None and resources.get("nCorePerNode") is not None:
         problems.append("resources: give cores or nCorePerNode (its Harvester name), not both")
@@ -399,7 +403,8 @@ def _record(name: str, queue: _Queue) -> QueueConfig:
             walltime_seconds=resources.walltimeSeconds or resources.maxWalltime or 86400,
         ),
         submitter=Submitter(plugin=submitter.plugin, parameters=MappingProxyType(parameters)),
-        messenger=MessengerType(queue.messenger.type),
+        messenger=MessengerType(queue.messenger.type) if queue.messenger is not None
+        else MessengerType.GRPC if queue.mapType == "NoJob" else MessengerType.SHARED_FILES,
         worker_queued_timeout_seconds=queue.workerQueuedTimeoutSeconds,
         worker_heartbeat_timeout_seconds=queue.workerHeartbeatTimeoutSeconds,
     )

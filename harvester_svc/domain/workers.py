@@ -9,7 +9,7 @@ from enum import StrEnum
 
 __all__ = [
     "ACTIVE_STATES", "FINAL_STATES", "QUEUED_STATES", "BatchReport", "SubmitOutcome", "SubmittedWorker",
-    "WorkerSpec", "WorkerState", "can_transition",
+    "WorkerRecord", "WorkerSpec", "WorkerState", "can_transition", "report_change", "worker_id_of",
 ]
 
 
@@ -45,7 +45,7 @@ def can_transition(current: WorkerState, new: WorkerState) -> bool:
 class WorkerSpec:
     """What a plugin needs to submit one worker."""
 
-    worker_id: int
+    worker_id: str
     queue_id: str
     # The worker's own directory: its pilot's work dir, batch logs, the shared-file messenger's files.
     access_point: str
@@ -61,7 +61,7 @@ class WorkerSpec:
 
 @dataclass(frozen=True, slots=True)
 class SubmitOutcome:
-    worker_id: int
+    worker_id: str
     # The batch system's id of the worker; empty when the submission failed.
     batch_id: str = ""
     error: str = ""
@@ -71,7 +71,7 @@ class SubmitOutcome:
 class SubmittedWorker:
     """A worker the batch system knows, as the plugin needs it to check, kill or clean it."""
 
-    worker_id: int
+    worker_id: str
     queue_id: str
     batch_id: str
     access_point: str
@@ -82,7 +82,7 @@ class SubmittedWorker:
 class BatchReport:
     """What the batch system says of one worker."""
 
-    worker_id: int
+    worker_id: str
     state: WorkerState
     node: str = ""
     # Why it failed or was cancelled, in the batch system's words.
@@ -90,3 +90,70 @@ class BatchReport:
     exit_code: int | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A worker as harvester keeps it."""
+
+    worker_id: str
+    harvester_id: str
+    queue: str
+    plugin: str
+    batch_id: str
+    state: WorkerState
+    node: str
+    error: str
+    exit_code: int | None
+    cores: int
+    memory_mb: int
+    walltime_seconds: int
+    access_point: str
+    submit_time: datetime
+    start_time: datetime | None
+    end_time: datetime | None
+    update_time: datetime
+    kill_reason: str
+    killed: bool
+    cleaned: bool
+    version: int
+    reported_version: int
+
+    @property
+    def submitted(self) -> SubmittedWorker:
+        return SubmittedWorker(self.worker_id, self.queue, self.batch_id, self.access_point)
+
+
+def worker_id_of(harvester_id: str, number: int) -> str:
+    """A worker's id: unique across instances, as each instance's id is."""
+    return f"{harvester_id}-{number}"
+
+
+def report_change(worker: WorkerRecord, report: BatchReport, now: datetime) -> dict[str, object]:
+    """The columns a batch system's report changes (empty: nothing, or the worker has ended).
+    The node and the times are kept once known; a start or an end the batch system does not
+    date is dated `now`."""
+    if worker.state in FINAL_STATES:
+        return {}  # what the server was told of an ended worker stays true
+    changes: dict[str, object] = {}
+    if report.state != worker.state:
+        if not can_transition(worker.state, report.state):
+            return {}
+        changes["state"] = report.state
+    if report.node and report.node != worker.node:
+        changes["node"] = report.node
+    if report.error and report.error != worker.error:
+        changes["error"] = report.error
+    if report.exit_code is not None and report.exit_code != worker.exit_code:
+        changes["exit_code"] = report.exit_code
+    # A batch system's clock (or its rounding) may put a start a moment before harvester's own
+    # record of the submission: a worker never starts before it was submitted, nor ends before it started.
+    start = worker.start_time
+    if start is None and (report.start_time or report.state in _STARTED_STATES):
+        start = changes["start_time"] = max(report.start_time or now, worker.submit_time)
+    if worker.end_time is None and report.state in FINAL_STATES:
+        changes["end_time"] = max(report.end_time or now, start or worker.submit_time)
+    return changes
+
+
+_STARTED_STATES = frozenset({W.READY, W.RUNNING, W.IDLE})

@@ -1,4 +1,4 @@
-"""`panda serve server|jedi|iam|gateway`: a service in the foreground, in this process."""
+"""`panda serve server|jedi|iam|gateway|harvester`: a service in the foreground, in this process."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from panda_cli.arguments import (
     jedi_address_option,
     server_address_option,
 )
-from panda_runtime.settings import DEFAULT_GATEWAY_ADDRESS
+from panda_runtime.settings import DEFAULT_GATEWAY_ADDRESS, DEFAULT_HARVESTER_ADDRESS
 
 __all__ = ["register"]
 
@@ -36,3 +36,16 @@ def register(commands: Commands) -> None:
     p.add_argument("--gateway", metavar="ADDR", default=None,
                    help=f"the HTTP address to listen on (default: PANDA_GATEWAY, else the settings file's, "
                    f"else {DEFAULT_GATEWAY_ADDRESS})")
+    # Harvester calls the server.
+    p = serve.with_options(server_address_option()).command(
+        "harvester", runners.cmd_serve_harvester,
+        "harvester: provisions pilots (workers) for the queues of its configuration (gRPC health, metrics)",
+        json_flag=False)
+    p.add_argument("--harvester", metavar="ADDR", default=None,
+                   help=f"the gRPC address to listen on (default: PANDA_HARVESTER_ADDRESS, else "
+                   f"{DEFAULT_HARVESTER_ADDRESS})")
+    p.add_argument("--queue-config", metavar="FILE", default=None,
+                   help="the queue configuration, JSON (default: PANDA_HARVESTER_QUEUE_CONFIG, else "
+                   "queueconfig.json in the data dir)")
+    p.add_argument("--harvester-id", metavar="ID", default=None,
+                   help="this instance's id (default: PANDA_HARVESTER_ID, else `harvester`)")

@@ -12,8 +12,8 @@ def register(commands: Commands) -> None:
     p = commands.with_options(server_address_option(SERVER_LISTEN_HELP)).command(
         "up",
         up.cmd_up,
-        "run the identity service, the server, JEDI, the HTTP/JSON gateway and pilots in the foreground "
-        "(Ctrl-C stops)",
+        "run the identity service, the server, JEDI, the HTTP/JSON gateway and harvester (which starts pilots "
+        "as work arrives) in the foreground (Ctrl-C stops)",
         json_flag=False,
     )
     p.add_argument(
@@ -21,13 +21,14 @@ def register(commands: Commands) -> None:
         type=non_negative_int,
         default=2,
         metavar="N",
-        help=f"pilots on queue {up.LOCAL_QUEUE} (default 2); unless 0, one more on each of "
-        + ", ".join(name for name, _ in up.EXTRA_QUEUES),
+        help=f"most pilots harvester runs at once on queue {up.LOCAL_QUEUE} (default 2); unless 0, up to one "
+        "more on each of " + ", ".join(name for name, _ in up.EXTRA_QUEUES),
     )
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="SQLite database (unless PANDA_DATABASE_URL is set), logs, storage element, pilot work dirs "
+        help="SQLite database (unless PANDA_DATABASE_URL is set), logs, storage elements, harvester's queue "
+        "configuration and its pilots' directories "
         "(default: PANDA_DATA_DIR, else ~/.local/share/panda-mesh)",
     )
     p.add_argument(

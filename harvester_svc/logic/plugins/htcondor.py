@@ -22,6 +22,7 @@ import htcondor2
 
 from harvester_svc.domain.htcondor import (
     JOB_AD_PROJECTION,
+    WORKER_ATTRIBUTE,
     HTCondorQueueConfig,
     JobStatus,
     SubmitDescriptionError,
@@ -162,14 +163,14 @@ class HTCondorPlugin:
         return [reports[index] for index in range(len(workers))]
 
     def _job_ads(self, schedd: ScheddClient,
-                 members: list[tuple[int, SubmittedWorker]]) -> dict[int, dict[str, Mapping[str, object]]]:
+                 members: list[tuple[int, SubmittedWorker]]) -> dict[str, dict[str, Mapping[str, object]]]:
         """Each worker's job ads by batch id: from the queue, then the history for the rest."""
-        found: dict[int, dict[str, Mapping[str, object]]] = {}
+        found: dict[str, dict[str, Mapping[str, object]]] = {}
 
         def keep(ads: list[Mapping[str, object]]) -> None:
             for ad in ads:
-                worker_id = ad.get("harvesterWorkerID")
-                if isinstance(worker_id, int):
+                worker_id = ad.get(WORKER_ATTRIBUTE)
+                if isinstance(worker_id, str):
                     found.setdefault(worker_id, {})[batch_id_of(ad)] = ad
 
         worker_ids = [worker.worker_id for _, worker in members]
@@ -215,7 +216,7 @@ class HTCondorPlugin:
                             projection=list(JOB_AD_PROJECTION))
             except Exception as error:
                 raise PluginError(f"the schedd did not answer: {error}") from error
-            not_removed = {ad.get("harvesterWorkerID") for ad in still}
+            not_removed = {ad.get(WORKER_ATTRIBUTE) for ad in still}
             for index, worker in members:
                 errors[index] = f"not removed ({troubles})" if worker.worker_id in not_removed else ""
         return [errors[index] for index in range(len(workers))]

@@ -38,6 +38,7 @@ from harvester_svc.domain.kubernetes import (
     report_from_observation,
     token_secret_name,
     token_source,
+    worker_annotations,
     worker_labels,
     workers_selector,
 )
@@ -124,8 +125,9 @@ def connect(config: KubernetesQueueConfig) -> KubernetesApis:
 def job_for(worker: WorkerSpec, config: KubernetesQueueConfig, instance: str) -> k8s.V1Job:
     """The worker's Job: one pod, never restarted nor retried, ended by Kubernetes at the
     worker's walltime (`DeadlineExceeded`), deleted `ttl_seconds_after_finished` after it ends."""
-    name = job_name(instance, worker.worker_id)
+    name = job_name(worker.worker_id)
     labels = worker_labels(instance, worker.worker_id, worker.queue_id)
+    annotations = worker_annotations(worker.worker_id)
     resources = {"cpu": str(max(worker.cores, 1)), "memory": memory_quantity(max(worker.memory_mb, 1))}
     mounts: list[k8s.V1VolumeMount] = []
     volumes: list[k8s.V1Volume] = []
@@ -152,25 +154,28 @@ def job_for(worker: WorkerSpec, config: KubernetesQueueConfig, instance: str) ->
     return k8s.V1Job(
         api_version="batch/v1",
         kind="Job",
-        metadata=k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=labels),
+        metadata=k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=labels, annotations=annotations),
         spec=k8s.V1JobSpec(
             backoff_limit=0,
             active_deadline_seconds=worker.walltime_seconds or None,
             ttl_seconds_after_finished=config.ttl_seconds_after_finished,
-            template=k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=labels), spec=pod),
+            template=k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=labels, annotations=annotations),
+                                           spec=pod),
         ),
     )
 
 
-def secret_for(name: str, token: str, config: KubernetesQueueConfig, labels: dict[str, str]) -> k8s.V1Secret:
+def secret_for(name: str, token: str, config: KubernetesQueueConfig, labels: dict[str, str],
+               annotations: dict[str, str]) -> k8s.V1Secret:
     return k8s.V1Secret(
         api_version="v1", kind="Secret", type="Opaque",
-        metadata=k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=labels),
+        metadata=k8s.V1ObjectMeta(name=name, namespace=config.namespace, labels=labels,
+                                  annotations=annotations or None),
         string_data={TOKEN_KEY: token},
     )
 
 
-def report_for(worker_id: int, job: k8s.V1Job | None, pods: Sequence[k8s.V1Pod]) -> BatchReport:
+def report_for(worker_id: str, job: k8s.V1Job | None, pods: Sequence[k8s.V1Pod]) -> BatchReport:
     """What a worker's Job (None: not found) and its pods say of the worker."""
     if job is None:
         return report_from_observation(worker_id, None)
@@ -229,7 +234,7 @@ class KubernetesPlugin:
     name = "kubernetes"
 
     def __init__(self, *, instance: str = "harvester", api_factory: ApiFactory = connect) -> None:
-        # Names every Job (`<instance>-<worker id>`) and labels it: which harvester's Jobs these are.
+        # Labels every Job: which harvester's Jobs these are.
         self.instance = instance
         self._api_factory = api_factory
         self._apis: dict[tuple[str, str], KubernetesApis] = {}
@@ -270,7 +275,7 @@ class KubernetesPlugin:
 
     def _submit_one(self, apis: KubernetesApis, worker: WorkerSpec, config: KubernetesQueueConfig,
                     job: k8s.V1Job, shared_secrets: dict[tuple[str, str], str]) -> SubmitOutcome:
-        name = job_name(self.instance, worker.worker_id)
+        name = job_name(worker.worker_id)
         source = token_source(worker.environment)
         if source is not None:
             secret = token_secret_name(config, name)
@@ -302,10 +307,12 @@ class KubernetesPlugin:
         except OSError as error:
             return f"cannot read the token file: {error}"
         labels = worker_labels(self.instance, worker.worker_id, worker.queue_id)
+        annotations = worker_annotations(worker.worker_id)
         if config.token_secret:
-            # Shared by the queue's workers: labelled as no single worker's.
+            # Shared by the queue's workers: labelled and annotated as no single worker's.
             labels = {key: value for key, value in labels.items() if key != WORKER_LABEL}
-        body = secret_for(secret, token, config, labels)
+            annotations = {}
+        body = secret_for(secret, token, config, labels, annotations)
         try:
             try:
                 apis.core.create_namespaced_secret(namespace=config.namespace, body=body,

@@ -1,0 +1,3 @@
+from harvester_svc.main import main
+
+main()
