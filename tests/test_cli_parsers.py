@@ -128,7 +128,7 @@ ADDRESS_FLAGS_BY_COMMAND = {
     "panda dataset register": {"--server", "--jedi"}, "panda dataset": {"--jedi"},
     "panda login": set(), "panda logout": set(), "panda whoami": {"--iam"}, "panda iam": {"--iam"},
     "panda serve server": {"--server"}, "panda serve jedi": {"--server", "--jedi"}, "panda serve iam": {"--iam"},
-    "panda serve gateway": {"--server", "--jedi", "--iam"},
+    "panda serve gateway": {"--server", "--jedi", "--iam"}, "panda serve harvester": {"--server"},
     "panda db": set(), "panda config show": {"--server", "--jedi", "--iam"}, "panda completion": set(),
 }
 
