@@ -51,6 +51,12 @@ class HarvesterSettings(DatabaseSettings, ServerAddressSettings, ServingSettings
     harvester_cycle_seconds: float = Field(
         default=10.0, description="how often the agents (adjuster, submitter, monitor, propagator, sweeper) run"
     )
+    harvester_submit_seconds: float = Field(
+        default=2.0, gt=0,
+        description="between harvester's cycles, how often the adjuster and submitter alone look for new work "
+        "(one GetQueueLoads call and a count of harvester's own workers): work on a queue with no pilot waits about "
+        "this long for one, not a whole cycle; at or above the cycle, they run with the cycle only",
+    )
     harvester_heartbeat_seconds: float = Field(
         default=60.0, description="how often harvester tells the server it is alive and takes its commands"
     )

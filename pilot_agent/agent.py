@@ -26,10 +26,10 @@ from panda.common.v1 import resources_pb2
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 from panda.server.v1 import job_pb2
 from panda_runtime.client.channels import aio_channel, error_message
+from panda_runtime.client.file_stream import FILE_SCHEME, FileStream, is_file_address
 from pilot_agent import __version__, error_codes
 from pilot_agent.config import Lifetime, PilotConfig, make_pilot_id
 from pilot_agent.departure import Departure
-from pilot_agent.file_stream import FILE_SCHEME, FileStream, is_file_address
 from pilot_agent.holdings import Holdings
 from pilot_agent.job_runner import JobRunner, RunnerOptions, state_name
 from pilot_agent.logs import current_job, name_pilot

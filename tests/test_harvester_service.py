@@ -118,13 +118,15 @@ def test_harvester_killed_and_restarted_loses_no_worker_and_starts_none_twice(
         restarted.stop()
 
 
-@pytest.mark.parametrize("messenger", ["grpc", "relay"])
+@pytest.mark.parametrize(("map_type", "messenger"), [("NoJob", "grpc"), ("NoJob", "relay"),
+                                                     ("OneToOne", "shared_files")])
 def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_retried(
         server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
-        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, messenger: str) -> None:
-    """Also through the relay: a relayed pilot that dies goes silent at the server as a direct one."""
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, map_type: str, messenger: str) -> None:
+    """Also through the relay and the shared files: a pilot that dies goes silent at the server
+    as a direct one does."""
     harvester = run_harvester(tmp_path, server, identity, local_queue_config(
-        maxWorkers=1, nQueueLimitWorker=1, messenger={"type": messenger}))
+        mapType=map_type, maxWorkers=1, nQueueLimitWorker=1, messenger={"type": messenger}))
     try:
         job = submit(jobs_stub, _job("sleep 8", max_attempts=3))[0]
         wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
@@ -138,7 +140,8 @@ def test_a_worker_gone_without_its_batch_system_noticing_is_missed_and_its_job_r
         assert "no exit code" in missed.error
         # The server's watchdog fails the attempt (lost heartbeat); a new worker runs the retry.
         done = wait_for(jobs_stub, job.job_id, timeout=120)
-        assert done.state == job_pb2.Job.STATE_FINISHED and done.attempt == 2, done
+        # (A later attempt too may lose its heartbeat on a machine this loaded: the tests' timeout is 4 s.)
+        assert done.state == job_pb2.Job.STATE_FINISHED and done.attempt >= 2, (done, harvester.log()[-3000:])
         assert done.worker_id and done.worker_id != victim
         assert any(event.error_code == 100 or "heartbeat" in event.reason for event in done.history), done.history
     finally:
@@ -166,6 +169,27 @@ def test_an_operators_kill_reaches_the_worker(
         # Its pilot and payload are gone (a retry of the job may have another worker by now).
         wait_until(lambda: not pilot_processes(harvester.access_points / worker_id), 30,
                    "the worker's processes gone")
+    finally:
+        harvester.stop()
+
+
+def test_work_arriving_between_cycles_gets_its_pilot_without_waiting_for_the_next_cycle(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    # A cycle far longer than the test waits: only the submitter's own round can start the pilot.
+    harvester = run_harvester(tmp_path, server, identity, local_queue_config(maxWorkers=1, nQueueLimitWorker=1),
+                              extra_env={"PANDA_HARVESTER_CYCLE_SECONDS": "300",
+                                         "PANDA_HARVESTER_SUBMIT_SECONDS": "0.5",
+                                         "PANDA_HARVESTER_STOP_WORKERS_ON_EXIT": "true"})
+    try:
+        wait_until(lambda: "registered" in harvester.log(), 20, "harvester registered")
+        time.sleep(1)  # its first cycle, right after registering, found no work
+        assert list_workers(channel) == []
+        job = submit(jobs_stub, _job())[0]
+        done = wait_for(jobs_stub, job.job_id, timeout=30)
+        assert done.state == job_pb2.Job.STATE_FINISHED, done
+        # The server heard of the worker when it was submitted, not a cycle later.
+        assert [w.worker_id for w in list_workers(channel)] == [done.worker_id]
     finally:
         harvester.stop()
 
@@ -284,5 +308,84 @@ def test_the_relay_admits_only_its_live_workers_pilots(
             grpc.StatusCode.UNAUTHENTICATED
         # A well-made token of a worker this harvester never started.
         assert hello(relay_token(key, "test-harvester-999")) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        harvester.stop()
+
+
+def test_shared_file_workers_run_pushed_jobs_and_take_kills_with_no_network(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    """Push, one job per worker, the shared-file messenger: harvester fetches each worker's job
+    before submitting it; the pilot, given only a directory, reads its job there and writes its
+    updates there; harvester does all the talking to the server, a kill included."""
+    config = local_queue_config(mapType="OneToOne", maxWorkers=3, nQueueLimitWorker=3,
+                                messenger={"type": "shared_files"})
+    harvester = run_harvester(tmp_path, server, identity, config)
+    try:
+        quick = submit(jobs_stub, *[_job("echo pushed > out.txt") for _ in range(4)])
+        for job in quick:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        workers = {w.worker_id: w for w in list_workers(channel)}
+        ran = [get_job(jobs_stub, job.job_id).worker_id for job in quick]
+        # One to one: every job had a worker of its own.
+        assert len(set(ran)) == 4 and set(ran) <= set(workers)
+        slow = submit(jobs_stub, _job("sleep 300"))[0]
+        wait_for(jobs_stub, slow.job_id, lambda j: j.state == job_pb2.Job.STATE_RUNNING, timeout=60, what="running")
+        worker_id = get_job(jobs_stub, slow.job_id).worker_id
+        pilot = next(p for p in pilot_processes(harvester.access_points / worker_id)
+                     if p.cmdline()[1:3] == ["-m", "pilot_agent"])
+        argv, environment = pilot.cmdline(), pilot.parent().environ()
+        assert argv[argv.index("--server") + 1] == f"file:{harvester.access_points / worker_id}/messenger"
+        assert not any(environment.get(name) for name in ("PANDA_TOKEN", "PANDA_CLIENT_SECRET", "PANDA_TOKEN_FILE"))
+        # The messages are files a person can read: the job's definition among them.
+        streams = list((harvester.access_points / worker_id / "messenger").glob("stream-*/down/*.json"))
+        assert any(f'"jobId": "{slow.job_id}"' in path.read_text() for path in streams)
+        jobs_stub.KillJobs(job_service_pb2.KillJobsRequest(job_ids=[slow.job_id], reason="not needed"), timeout=10)
+        assert wait_for(jobs_stub, slow.job_id, timeout=60).state == job_pb2.Job.STATE_CANCELLED
+        wait_until(lambda: not pilot.is_running() or pilot.status() == psutil.STATUS_ZOMBIE, 30, "the pilot ended")
+    finally:
+        harvester.stop()
+
+
+def test_a_push_worker_that_cannot_be_submitted_gives_its_job_back(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path, slurm_cluster: SlurmCluster) -> None:
+    """The job fetcher took a job for a worker the batch system then refused: the job is not left
+    with a pilot that will never come; it waits, activated, for the next one."""
+    config = local_queue_config(mapType="OneToOne", maxWorkers=1, nQueueLimitWorker=1,
+                                messenger={"type": "shared_files"},
+                                submitter={"plugin": "slurm", "partition": "no-such-partition"})
+    harvester = run_harvester(tmp_path, server, identity, config, extra_env={"SLURM_CONF": str(slurm_cluster.conf)})
+    try:
+        job = submit(jobs_stub, _job())[0]
+        failed = wait_until(lambda: [w for w in list_workers(channel) if w.state == W.STATE_FAILED], 60,
+                            "a worker the batch system refused")
+        assert "partition" in failed[0].error.lower(), failed[0].error
+        time.sleep(2)
+        again = get_job(jobs_stub, job.job_id)
+        assert again.state in (job_pb2.Job.STATE_ACTIVATED, job_pb2.Job.STATE_SENT), again
+        wait_for(jobs_stub, job.job_id, lambda j: j.state == job_pb2.Job.STATE_ACTIVATED, timeout=30,
+                 what="activated again")
+        assert get_job(jobs_stub, job.job_id).attempt == 1  # given back, not failed
+    finally:
+        harvester.stop()
+
+
+def test_many_to_one_packs_the_fetched_jobs_into_each_worker(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    config = local_queue_config(mapType="ManyToOne", nJobsPerWorker=2, maxWorkers=2, nQueueLimitWorker=2,
+                                messenger={"type": "shared_files"},
+                                resources={"cores": 2, "memoryMB": 4000, "walltimeSeconds": 3600})
+    harvester = run_harvester(tmp_path, server, identity, config)
+    try:
+        jobs = submit(jobs_stub, *[_job("sleep 1") for _ in range(4)])
+        for job in jobs:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+        by_worker: dict[str, int] = {}
+        for job in jobs:
+            worker_id = get_job(jobs_stub, job.job_id).worker_id
+            by_worker[worker_id] = by_worker.get(worker_id, 0) + 1
+        assert sorted(by_worker.values()) == [2, 2], by_worker
     finally:
         harvester.stop()

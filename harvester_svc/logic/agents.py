@@ -7,7 +7,9 @@ it was, and running one twice changes nothing more than running it once:
   killed and failed;
 - sweeper: kills what was marked, cleans up after ended workers once the server has them;
 - adjuster and submitter: new workers per queue from the server's activated jobs, the workers
-  already there and the limits, then submitted through the queue's plugin;
+  already there and the limits, then submitted through the queue's plugin; they also run on
+  their own between cycles (`harvester_submit_seconds`), as Harvester's submitter has a sleep
+  time of its own, so that new work does not wait for a whole cycle;
 - propagator: every changed worker to the server (ReportWorkers), by version;
 - heartbeat: tells the server the instance is alive and does the commands it hands over (kill
   a worker, set a queue's limits).
@@ -29,14 +31,16 @@ import grpc
 
 from harvester_svc.domain.adjuster import QueueLoad, adjust_workers, worker_timeout
 from harvester_svc.domain.limits import with_limits
-from harvester_svc.domain.queue_config import QueueConfig, QueueStatus
+from harvester_svc.domain.queue_config import MessengerType, QueueConfig, QueueStatus
 from harvester_svc.domain.workers import (
     FINAL_STATES,
+    QUEUED_STATES,
     BatchReport,
     WorkerRecord,
     WorkerState,
     report_change,
 )
+from harvester_svc.logic.file_messenger import FileRelay
 from harvester_svc.logic.pilots import PilotLaunch
 from harvester_svc.logic.plugins.base import PluginError, ResourcePlugin
 from harvester_svc.logic.server_link import Command, QueueWork, ServerLink
@@ -50,6 +54,8 @@ log = logging.getLogger("panda.harvester")
 
 VERSION = "panda-mesh-harvester/1"
 _INTERRUPTED = "harvester stopped while submitting it; killed so that it never runs unaccounted"
+# How often the shared-file messenger looks for streams its pilots opened.
+FILE_SCAN_SECONDS = 0.5
 
 
 class Harvester:
@@ -64,6 +70,7 @@ class Harvester:
         self._configured = dict(queues)
         self._queues = dict(queues)
         self._launch = launch
+        self._files = FileRelay(link)
         self._running: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         # Workers found half-submitted at start: the monitor kills them first.
@@ -79,6 +86,7 @@ class Harvester:
         self._running = [
             asyncio.create_task(self._register_then_heartbeat(), name="harvester-heartbeat"),
             asyncio.create_task(self._cycles(), name="harvester-cycle"),
+            asyncio.create_task(self._file_streams(), name="harvester-files"),
         ]
 
     async def stop(self) -> None:
@@ -88,6 +96,7 @@ class Harvester:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._running = []
+        await self._files.close()
         if self._settings.harvester_stop_workers_on_exit:
             await self._stop_workers()
 
@@ -146,13 +155,43 @@ class Harvester:
             await _logged("heartbeat", self.heartbeat)
             await asyncio.sleep(interval)
 
+    def _file_workers(self, workers: list[WorkerRecord]) -> list[WorkerRecord]:
+        return [w for w in workers if w.state not in FINAL_STATES and w.batch_id
+                and (config := self._queues.get(w.queue)) is not None
+                and config.messenger == MessengerType.SHARED_FILES]
+
+    async def _file_streams(self) -> None:
+        """The shared-file messenger: streams a stopped harvester left open are ended, then every
+        stream a pilot opens is served, looked for every `FILE_SCAN_SECONDS`."""
+        await self.registered.wait()
+        await self._files.end_orphans(self._file_workers(await self._db.run(self._store.live, self._id)))
+        while True:
+            await _logged("shared files", self._serve_files)
+            await asyncio.sleep(FILE_SCAN_SECONDS)
+
+    async def _serve_files(self) -> None:
+        await self._files.serve(self._file_workers(await self._db.run(self._store.live, self._id)))
+
     async def _cycles(self) -> None:
         await self.registered.wait()
+        loop = asyncio.get_running_loop()
+        every = self._settings.harvester_submit_seconds
         while True:
             await self.cycle()
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.harvester_cycle_seconds)
+            next_cycle = loop.time() + self._settings.harvester_cycle_seconds
+            # Between cycles the adjuster and submitter look for new work more often: their round
+            # is one call and one count, while a cycle asks every batch system about every worker.
+            while not self._wake.is_set() and (left := next_cycle - loop.time()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(every, left))
+                if every < left and not self._wake.is_set():
+                    await _logged("submitter", self._submit_new_work)
+
+    async def _submit_new_work(self) -> None:
+        """The adjuster and submitter between cycles; what they submit reaches the server at once."""
+        if await self.adjust_and_submit():
+            await self.propagate()
 
     async def cycle(self) -> None:
         """One round of every agent, each on its own (one failing leaves the others to run)."""
@@ -279,7 +318,11 @@ class Harvester:
             if not queue_work.online and config.status == QueueStatus.ONLINE:
                 config = with_limits(config, {"online": False})
             self._warn_unfit(config, queue_work)
-            loads.append(QueueLoad(config, queue_work.activated_jobs, counts.get(name, {})))
+            workers = counts.get(name, {})
+            # A push worker waiting to start holds the jobs fetched for it.
+            fetched = sum(workers.get(state, 0) for state in QUEUED_STATES) * config.n_jobs_per_worker \
+                if config.map_type.is_push else 0
+            loads.append(QueueLoad(config, queue_work.activated_jobs, workers, fetched))
         submitted = 0
         for decision in adjust_workers(loads):
             if decision.new_workers > 0:
@@ -308,6 +351,15 @@ class Harvester:
                          str(self._settings.access_root)) for _ in range(count)]
         now = datetime.now(UTC)
         workers = await self._db.run(self._store.create, self._id, new, now)
+        changes: dict[str, dict[str, object]] = {}
+        if config.map_type.is_push:
+            # The job fetcher: a push worker is submitted only with the jobs it is to run.
+            fetched = await asyncio.gather(*(self._files.prefetch(w, config.n_jobs_per_worker) for w in workers))
+            for worker, jobs in zip(workers, fetched, strict=True):
+                if not jobs:
+                    changes[worker.worker_id] = {"state": WorkerState.CANCELLED, "end_time": datetime.now(UTC),
+                                                 "error": "not submitted: no job was there for it"}
+            workers = [w for w in workers if w.worker_id not in changes]
         specs = [self._launch.spec(config, worker) for worker in workers]
         try:
             outcomes = await asyncio.to_thread(plugin.submit, specs)
@@ -316,12 +368,13 @@ class Harvester:
             log.warning("queue %s: plugin %s could not submit: %s", config.name, plugin.name, error)
         by_id = {outcome.worker_id: outcome for outcome in outcomes}
         now = datetime.now(UTC)
-        changes: dict[str, dict[str, object]] = {}
         for worker in workers:
             outcome = by_id.get(worker.worker_id)
             if outcome is not None and outcome.batch_id:
                 changes[worker.worker_id] = {"batch_id": outcome.batch_id}
+                self._files.submitted(worker.worker_id)
             else:
+                await self._files.release(worker.worker_id)
                 why = outcome.error if outcome is not None else "the plugin could not submit it"
                 changes[worker.worker_id] = {"state": WorkerState.FAILED, "error": why, "end_time": now}
         await self._db.run(self._store.change, changes, now)

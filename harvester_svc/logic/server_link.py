@@ -17,10 +17,10 @@ from harvester_svc.domain.queue_config import MapType, MessengerType, QueueConfi
 from harvester_svc.domain.workers import WorkerRecord, WorkerState
 from panda.common.v1 import resources_pb2
 from panda.harvester.v1 import instance_service_pb2, worker_pb2
-from panda.server.v1 import dispatch_service_pb2_grpc
+from panda.server.v1 import dispatch_service_pb2, dispatch_service_pb2_grpc
 from panda_runtime.client import AsyncServerClient, ConnectConfig
 
-__all__ = ["Command", "QueueWork", "ServerLink"]
+__all__ = ["Command", "DispatchCall", "QueueWork", "ServerLink"]
 
 _MAP_TYPES = {MapType.NO_JOB: worker_pb2.QueueConfig.MAP_TYPE_PULL,
               MapType.ONE_TO_ONE: worker_pb2.QueueConfig.MAP_TYPE_ONE_TO_ONE,
@@ -29,6 +29,8 @@ _MESSENGERS = {MessengerType.GRPC: worker_pb2.QueueConfig.MESSENGER_GRPC,
                MessengerType.RELAY: worker_pb2.QueueConfig.MESSENGER_RELAY,
                MessengerType.SHARED_FILES: worker_pb2.QueueConfig.MESSENGER_SHARED_FILES}
 _STATES = {state: worker_pb2.Worker.State.Value(f"STATE_{state.name}") for state in WorkerState}
+# A pilot stream to the server (harvester's own, for a relayed or a shared-file pilot).
+DispatchCall = grpc.aio.StreamStreamCall[dispatch_service_pb2.ConnectRequest, dispatch_service_pb2.ConnectResponse]
 # At most this many workers in one ReportWorkers call (the server's limit).
 REPORT_BATCH = 1000
 
@@ -125,7 +127,7 @@ class ServerLink:
     async def close(self) -> None:
         await self._client.close()
 
-    def open_dispatch(self) -> grpc.aio.StreamStreamCall:  # type: ignore[type-arg]
+    def open_dispatch(self) -> DispatchCall:
         """A pilot stream to the server, as harvester (the relay forwards a relayed pilot's over it)."""
         return dispatch_service_pb2_grpc.DispatchServiceStub(self._client.channel).Connect()
 

@@ -19,7 +19,7 @@ import grpc
 
 from harvester_svc.domain.relay_tokens import worker_of
 from harvester_svc.domain.workers import FINAL_STATES, WorkerRecord
-from harvester_svc.logic.server_link import ServerLink
+from harvester_svc.logic.server_link import DispatchCall, ServerLink
 from panda.server.v1 import dispatch_service_pb2, dispatch_service_pb2_grpc
 from panda_runtime.service.auth import bearer_token
 from panda_runtime.service.errors import InvalidArgument, PermissionDenied, ServiceError, Unauthenticated
@@ -101,7 +101,7 @@ class RelayServicer(dispatch_service_pb2_grpc.DispatchServiceServicer):
 
     @staticmethod
     async def _forward(requests: AsyncIterator[dispatch_service_pb2.ConnectRequest],
-                       upstream: grpc.aio.StreamStreamCall,
+                       upstream: DispatchCall,
                        worker_id: str, caller: Principal) -> None:
         async for request in requests:
             if request.WhichOneof("message") == "hello":

@@ -1,7 +1,8 @@
 """The Connect stream over files, for a pilot with no network at all (harvester's shared-file
 messenger): `--server file:DIR`, DIR being a directory on a file system harvester shares.
 
-Each stream is a directory of its own under DIR, `stream-<time>-<random>`, made by the pilot; in
+Each stream is a directory of its own under DIR, `stream-<time>-<random>`, made by the pilot (or
+by harvester for the pilot to adopt: a push queue's first stream, its jobs already in it); in
 it `up/` holds the pilot's messages (ConnectRequest) and `down/` harvester's (ConnectResponse),
 one file each, numbered in order, written under a temporary name and renamed into place so a
 reader never sees half a message; the messages are protobuf's JSON, so a person can read them.
@@ -28,12 +29,16 @@ from google.rpc import status_pb2
 
 from panda.server.v1 import dispatch_service_pb2 as dispatch_pb2
 
-__all__ = ["FILE_SCHEME", "FileStream", "is_file_address", "message_name", "read_message", "write_message"]
+__all__ = ["END", "FILE_SCHEME", "POLL_SECONDS", "PREPARED", "FileStream", "is_file_address", "message_name",
+           "read_message", "write_message"]
 
 FILE_SCHEME = "file:"
 # How often a reader looks for the next message: a shared file system gives no notice.
 POLL_SECONDS = 0.1
 END = "end"
+# A stream directory harvester opened for the pilot to take over, and the mark of the pilot that did.
+PREPARED = "prepared"
+ADOPTED = "adopted"
 
 
 def is_file_address(server: str) -> bool:
@@ -58,18 +63,41 @@ def read_message(path: Path) -> str | None:
         return None
 
 
+def _adopt_prepared(root: Path) -> Path | None:
+    """A stream harvester opened for this worker's pilot (a push queue's: its Welcome and jobs are
+    waiting in it), taken by this pilot alone."""
+    try:
+        candidates = sorted(path for path in root.iterdir() if path.name.startswith("stream-"))
+    except FileNotFoundError:
+        return None
+    for directory in candidates:
+        if not (directory / PREPARED).exists() or (directory / "down" / END).exists():
+            continue
+        try:
+            os.close(os.open(directory / ADOPTED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return directory
+    return None
+
+
+def _new_stream(root: Path) -> Path:
+    directory = root / f"stream-{time.time_ns()}-{secrets.token_hex(4)}"
+    # Made whole before harvester may see it: `up/` and `down/` first, the stream directory last.
+    staging = root / f".{directory.name}.tmp"
+    (staging / "up").mkdir(parents=True)
+    (staging / "down").mkdir()
+    os.replace(staging, directory)
+    return directory
+
+
 class FileStream:
     """One Connect stream, through the directory `root` shares with harvester."""
 
     def __init__(self, root: Path) -> None:
-        self.directory = root / f"stream-{time.time_ns()}-{secrets.token_hex(4)}"
+        self.directory = _adopt_prepared(root) or _new_stream(root)
         self._up = self.directory / "up"
         self._down = self.directory / "down"
-        # Made whole before harvester may see it: `down/` first, the stream directory last.
-        staging = root / f".{self.directory.name}.tmp"
-        (staging / "up").mkdir(parents=True)
-        (staging / "down").mkdir()
-        os.replace(staging, self.directory)
         self._sent = 0
         self._received = 0
         self._ended = False
