@@ -21,7 +21,8 @@ __all__ = ["GatewaySettings"]
 
 class GatewaySettings(GatewayAddressSettings, ServerAddressSettings, JediAddressSettings, IamAddressSettings,
                       IssuerSettings, MetricsHostSettings):
-    """The services' addresses say where each API's calls go: `panda.server.*` to the server,
+    """The services' addresses say where each API's calls go: `panda.server.*` and
+    `panda.harvester.*` (harvester's registry, which the server keeps) to the server,
     `panda.jedi.*` to JEDI, `panda.iam.*` to the identity service."""
 
     component: ClassVar[str] = "gateway"
@@ -65,5 +66,5 @@ class GatewaySettings(GatewayAddressSettings, ServerAddressSettings, JediAddress
 
     def upstreams(self) -> dict[str, str]:
         """Which address serves the services of each contracts package."""
-        return {"panda.server.": self.server_address, "panda.jedi.": self.jedi_address,
-                "panda.iam.": self.iam_address}
+        return {"panda.server.": self.server_address, "panda.harvester.": self.server_address,
+                "panda.jedi.": self.jedi_address, "panda.iam.": self.iam_address}

@@ -1,6 +1,7 @@
 """Shell completion of `panda` for bash, zsh and fish (argcomplete): the scripts, where `panda
-completion install` puts them, and the completers of values: queue names (asked of the server,
-briefly, and nothing when it does not answer), job and task states, queue statuses.
+completion install` puts them, and the completers of values: queue and harvester names (asked of
+the server, briefly, and nothing when it does not answer), job, task and worker states, queue
+statuses.
 
 The shell runs `panda` itself with the line being completed in COMP_LINE; main() hands the
 parser to argcomplete before anything else, which prints the candidates and exits."""
@@ -22,7 +23,7 @@ from .errors import CliError, ExitCode
 
 __all__ = [
     "QUEUE_DEADLINE_SECONDS", "SHELLS", "Installation", "choices", "cmd_completion_install", "cmd_completion_script",
-    "installation", "queue_names",
+    "harvester_names", "installation", "queue_names",
 ]
 
 SHELLS = ("bash", "zsh", "fish")
@@ -36,34 +37,60 @@ def choices(values: Iterable[str]) -> Callable[..., Iterable[str]]:
     return ChoicesCompleter(list(values))
 
 
-def queue_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
-    """The server's queues, from --server if the line gives it, else the settings' address.
-    Whatever goes wrong (nothing answers in time, no credentials), no candidates and no message:
-    the shell is in the middle of the user's line. The wait covers getting a token too (a
-    signed-in user's may need renewing); a question still open then is left behind, and ends
-    with the process."""
+def _from_server(prefix: str, parsed_args: argparse.Namespace, names: Callable[[Any], Iterable[str]]) -> list[str]:
+    """The `names` the server gives (a function of a ServerClient), from --server if the line
+    gives it, else the settings' address. Whatever goes wrong (nothing answers in time, no
+    credentials), no candidates and no message: the shell is in the middle of the user's line.
+    The wait covers getting a token too (a signed-in user's may need renewing); a question
+    still open then is left behind, and ends with the process."""
     found: list[str] = []
 
     def ask() -> None:
-        from panda.server.v1 import queue_pb2
         from panda_runtime.client import RetryPolicy
 
         from .clients import server_client
-        from .queues import list_all_queues
         from .settings import CliSettings
 
         try:
             address = getattr(parsed_args, "server", None) or CliSettings().server_address
             with server_client(address, deadline=QUEUE_DEADLINE_SECONDS, retry=RetryPolicy.off()) as client:
-                queues = list_all_queues(client, queue_pb2.Queue.STATUS_UNSPECIFIED)
+                given = list(names(client))
         except Exception:
             return
-        found.extend(queue.queue_id for queue in queues if queue.queue_id.startswith(prefix))
+        found.extend(name for name in given if name.startswith(prefix))
 
-    asking = threading.Thread(target=ask, name="queue names", daemon=True)
+    asking = threading.Thread(target=ask, name="names from the server", daemon=True)
     asking.start()
     asking.join(QUEUE_DEADLINE_SECONDS)
     return [] if asking.is_alive() else found
+
+
+def queue_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """The server's queues."""
+
+    def names(client: Any) -> list[str]:
+        from panda.server.v1 import queue_pb2
+
+        from .queues import list_all_queues
+
+        return [queue.queue_id for queue in list_all_queues(client, queue_pb2.Queue.STATUS_UNSPECIFIED)]
+
+    return _from_server(prefix, parsed_args, names)
+
+
+def harvester_names(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """The harvester instances the server knows."""
+
+    def names(client: Any) -> list[str]:
+        from panda.harvester.v1 import harvester_service_pb2
+
+        from .clients import all_pages
+
+        request = harvester_service_pb2.ListHarvestersRequest(page_size=1000)
+        return [h.harvester_id for page in all_pages(client.harvester.ListHarvesters, request)
+                for h in page.harvesters]
+
+    return _from_server(prefix, parsed_args, names)
 
 
 def script(shell: str) -> str:

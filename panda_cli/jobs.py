@@ -355,6 +355,7 @@ def render_job(job: job_pb2.Job) -> str:
         ("command", command_text(job)),
         ("environment", " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(job.environment.items()))),
         ("pilot", where),
+        *([("harvester worker", job.worker_id)] if job.worker_id else []),
         ("resources", resource_text),
         ("created", format_time(job.create_time)),
         ("started", format_time(job.start_time)),

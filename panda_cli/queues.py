@@ -14,6 +14,7 @@ from panda_runtime.client import ServerClient
 from . import output
 from .clients import all_pages, server_client
 from .errors import CliError, ExitCode
+from .harvester import queue_config, render_queue_config
 from .output import format_duration, format_mb, format_time, or_dash, queue_status_name, render_table
 from .specs import SpecError, parse_duration
 
@@ -125,9 +126,19 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """The queue, and how harvester provisions it when an instance does (with --json, under
+    `harvester_config`, beside the queue's own fields)."""
     with server_client(args.server) as client:
         queue = client.queues.GetQueue(queue_service_pb2.GetQueueRequest(queue_id=args.name)).queue
-    return output.show(queue, render_queue, as_json=args.json)
+        config = queue_config(client, queue.queue_id)
+    if args.json:
+        data = output.message_to_dict(queue)
+        if config is not None:
+            data["harvester_config"] = output.message_to_dict(config)
+        output.print_json(data)
+    else:
+        print(render_queue(queue) + (f"\n\n{render_queue_config(config)}" if config is not None else ""))
+    return 0
 
 
 def cmd_set_status(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from panda_runtime.service.pagination import encode_token
 
 # The contracts whose services are fuzzed; a service added to one of them is fuzzed too.
-PACKAGES = ("panda.server.v1", "panda.jedi.v1", "panda.iam.v1")
+PACKAGES = ("panda.server.v1", "panda.harvester.v1", "panda.jedi.v1", "panda.iam.v1")
 # Nested messages deeper than this are left unset.
 MAX_DEPTH = 4
 F = FieldDescriptor

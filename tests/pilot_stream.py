@@ -22,7 +22,7 @@ _END = object()
 class PilotStream:
     def __init__(self, channel: grpc.Channel, pilot_id: str, queue_id: str = "local", *,
                  held: list[tuple[int, int]] | None = None, cores: int = 0, token: str | None = None,
-                 resume_secret: str = "", node: str = "test-node") -> None:
+                 resume_secret: str = "", node: str = "test-node", worker_id: str = "") -> None:
         self._welcome: dispatch_pb2.Welcome | None = None
         self._welcomed = threading.Event()
         self._outgoing: queue.Queue[object] = queue.Queue()
@@ -32,7 +32,7 @@ class PilotStream:
             pilot_id=pilot_id, queue=queue_id, node=node,
             resources=resources_pb2.Resources(cores=cores),
             held_jobs=[dispatch_pb2.HeldJob(job_id=j, attempt=a) for j, a in (held or [])],
-            resume_secret=resume_secret,
+            resume_secret=resume_secret, worker_id=worker_id,
         ))
         stub = dispatch_service_pb2_grpc.DispatchServiceStub(channel)
         token = token if token is not None else session_identity().pilot_token()

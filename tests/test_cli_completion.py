@@ -20,8 +20,9 @@ from pexpect.popen_spawn import PopenSpawn
 
 from panda.server.v1 import queue_pb2, queue_service_pb2
 from panda_cli.completion import script
+from tests.registry_support import Stubs, robot_channel
 from tests.server_support import QueueStubs
-from tools.cluster import ServerHandle
+from tools.cluster import IdentityHandle, ServerHandle
 
 PANDA = Path(sys.executable).with_name("panda")
 BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
@@ -41,9 +42,11 @@ def home(tmp_path: Path) -> Path:
 
 def user_env(home: Path, **extra: str) -> dict[str, str]:
     """A person's environment: their home, `panda` on PATH, the token the fixtures gave this
-    process; none of the XDG variables, so each shell finds its files in its usual places."""
+    process; none of the XDG variables, so each shell finds its files in its usual places. A
+    PYTHONPATH the tests run with is kept: `panda` then runs the code under test."""
+    path = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
     return {"HOME": str(home), "PATH": f"{PANDA.parent}:/usr/bin:/bin", "TERM": "dumb", "LANG": "C.UTF-8",
-            "PANDA_TOKEN": os.environ["PANDA_TOKEN"], **extra}
+            "PANDA_TOKEN": os.environ["PANDA_TOKEN"], **path, **extra}
 
 
 def install(shell: str, env: dict[str, str]) -> str:
@@ -159,11 +162,13 @@ def test_bash_zsh_and_fish_complete_commands_flags_and_states(
         # Flags a command does not use are not offered: tasks call JEDI, not the server.
         assert terminal.complete("panda tasks --se") == ("panda tasks --se", []), name
         assert terminal.complete("panda jobs --se") == ("panda jobs --server ", []), name
+        assert terminal.complete("panda workers --state fin") == ("panda workers --state finished ", []), name
     env = user_env(home)
     assert fish("panda jo", env) == ["job", "jobs"]
     assert fish("panda jobs --st", env) == ["--state"]
     assert fish("panda jobs --state ru", env) == ["running"]
     assert fish("panda tasks --se", env) == []
+    assert fish("panda workers --state ru", env) == ["running"]
 
 
 @pytest.fixture
@@ -192,6 +197,15 @@ def test_queue_names_come_from_the_server(
     assert completions("panda jobs --queue ", nobody) == ([], "")
     assert completions("panda task reassign 1 --queue l", user_env(home, PANDA_SERVER=server.address)) == (
         ["local", "local-b"], "")
+
+
+def test_harvester_names_come_from_the_server(server: ServerHandle, identity: IdentityHandle, home: Path) -> None:
+    with robot_channel(server.address, identity) as channel:
+        for harvester_id in ("cern-1", "cern-2", "bnl-1"):
+            Stubs(channel).register(harvester_id)
+    env = user_env(home, PANDA_SERVER=server.address)
+    assert completions("panda harvester commands cern", env) == (["cern-1", "cern-2"], "")
+    assert completions("panda workers --harvester b", env) == (["bnl-1"], "")
 
 
 def test_install_writes_where_each_shell_looks(home: Path) -> None:

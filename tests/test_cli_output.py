@@ -23,6 +23,7 @@ from panda.server.v1 import job_pb2, job_service_pb2
 from panda_cli.main import build_parser, main
 from panda_cli.output import id_ranges
 from tests.cli_support import Result
+from tests.registry_support import Stubs, config, robot_channel, worker
 from tests.server_support import get_job, wait_for
 from tools.cluster import IdentityHandle, ServerHandle, free_port
 
@@ -136,6 +137,8 @@ LIST_COMMANDS = {
     ("iam", "user", "list"): "users",
     ("iam", "group", "list"): "groups",
     ("iam", "client", "list"): "clients",
+    ("workers",): "workers",
+    ("harvester", "commands"): "commands",
 }
 
 
@@ -151,7 +154,7 @@ def commands_of(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> 
 
 
 def test_every_list_command_prints_one_json_shape(  # type: ignore[no-untyped-def]
-    panda, jedi, identity: IdentityHandle, local_queue, storage_dir: Path, tmp_path: Path
+    panda, jedi, identity: IdentityHandle, local_queue, storage_dir: Path, tmp_path: Path, server: ServerHandle
 ) -> None:
     found = {path for path, parser in commands_of(build_parser())
              if path[-1] == "list" or any("--page-token" in a.option_strings for a in parser._actions)}
@@ -168,9 +171,15 @@ def test_every_list_command_prints_one_json_shape(  # type: ignore[no-untyped-de
     task.write_text("task_name: shape\ntransformation: cat ${IN}\ninput_dataset: user.me.shape\n"
                     "output_dataset: user.me.shape.out\nqueues: [local]\n")
     assert panda("task", "submit", "-f", str(task), "--jedi", jedi.address).code == 0
+    # A harvester instance's worker, and a command for the instance.
+    with robot_channel(server.address, identity) as channel:
+        instance = Stubs(channel)
+        instance.register("h1", config())
+        instance.report("h1", worker("h1-1"))
+    assert panda("worker", "kill", "h1-1").code == 0
 
     where = {"iam": ["--iam", identity.address], "tasks": ["--jedi", jedi.address],
-             "dataset": ["--jedi", jedi.address]}
+             "dataset": ["--jedi", jedi.address], "harvester": ["h1"]}
     for path, plural in LIST_COMMANDS.items():
         result = panda(*path, "--json", *where.get(path[0], []))
         assert result.code == 0, (path, result.err)

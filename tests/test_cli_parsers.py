@@ -122,12 +122,13 @@ def test_every_command_shows_its_usage_for_a_misspelled_or_abbreviated_flag(
 # The address flags each command takes, by its name's start: those of the services it calls.
 ADDRESS_FLAGS_BY_COMMAND = {
     "panda up": {"--server"}, "panda submit": {"--server"}, "panda jobs": {"--server"}, "panda job": {"--server"},
-    "panda queue": {"--server"}, "panda se": {"--server"},
+    "panda queue": {"--server"}, "panda se": {"--server"}, "panda workers": {"--server"},
+    "panda worker": {"--server"}, "panda harvester": {"--server"},
     "panda task": {"--jedi"}, "panda tasks": {"--jedi"}, "panda run": {"--jedi"},
     "panda dataset register": {"--server", "--jedi"}, "panda dataset": {"--jedi"},
     "panda login": set(), "panda logout": set(), "panda whoami": {"--iam"}, "panda iam": {"--iam"},
     "panda serve server": {"--server"}, "panda serve jedi": {"--server", "--jedi"}, "panda serve iam": {"--iam"},
-    "panda serve gateway": {"--server", "--jedi", "--iam"},
+    "panda serve gateway": {"--server", "--jedi", "--iam"}, "panda serve harvester": {"--server"},
     "panda db": set(), "panda config show": {"--server", "--jedi", "--iam"}, "panda completion": set(),
 }
 

@@ -6,8 +6,9 @@ and JEDI on one database, SQLite and PostgreSQL. None may answer INTERNAL or UNK
 UNAVAILABLE: the database is up). The count of requests and the codes they got, per RPC, are
 printed (`-s`) and written to `fuzz-<database>.txt` in the test's directory.
 
-A queue, a dataset, a task and a job are there from the start, so that requests naming them (ids
-1 and names such as "local" are among the values tried) reach the code behind the look-up.
+A queue, a dataset, a task, a job and a harvester instance with a worker are there from the start,
+so that requests naming them (ids 1 and names such as "local" are among the values tried) reach
+the code behind the look-up.
 PANDA_FUZZ_EXAMPLES sets the examples per RPC (default 40: under a minute per database)."""
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from hypothesis import strategies as st
 from panda.jedi.v1 import dataset_service_pb2_grpc, task_service_pb2_grpc
 from panda.server.v1 import job_pb2, job_service_pb2, job_service_pb2_grpc
 from panda_runtime.client.channels import sync_channel
-from panda_runtime.client.credentials import StaticToken
+from panda_runtime.client.credentials import ClientCredentialsToken, StaticToken
 from tests.fuzz_support import Rpc, requests, rpcs
 from tests.jedi_support import make_queue, new_jedi, register_dataset, submit_task, task_params
+from tests.registry_support import Stubs, config, worker
 from tests.server_support import TEST_SERVER_ENV, QueueStubs
 from tools.cluster import drop_database, fresh_database, start_iam, start_server
 
@@ -40,8 +42,9 @@ EXAMPLES = int(os.environ.get("PANDA_FUZZ_EXAMPLES", "40"))
 FORBIDDEN = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNAVAILABLE}
 # Who calls: an admin (past every access check) and a user; the pilot stream's callers are pilots
 # (and an admin, whom it refuses).
-CALLERS = ("admin", "alice", "pilot")
-CALLERS_OF = {"DispatchService": ("pilot", "pilot", "pilot", "admin")}
+CALLERS = ("admin", "alice", "pilot", "harvester")
+CALLERS_OF = {"DispatchService": ("pilot", "pilot", "pilot", "admin"),
+              "InstanceService": ("harvester", "harvester", "admin", "alice")}
 UNARY_DEADLINE, STREAM_DEADLINE = 20.0, 0.5
 
 
@@ -62,9 +65,12 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
     jedi = new_jedi(server, tmp_path / "logs", **iam.robot_env("panda-jedi"))
     jedi.start()
     try:
-        seed(server.address, jedi.address, iam.token("admin"), iam.token("alice"), tmp_path / "se")
-        yield Mesh({"panda.server.v1": server.address, "panda.jedi.v1": jedi.address, "panda.iam.v1": iam.address},
-                   {"admin": iam.token("admin"), "alice": iam.token("alice"), "pilot": iam.pilot_token()},
+        harvester = ClientCredentialsToken(iam.issuer, "panda-harvester", iam.secrets["panda-harvester"]).token()
+        seed(server.address, jedi.address, iam.token("admin"), iam.token("alice"), harvester, tmp_path / "se")
+        yield Mesh({"panda.server.v1": server.address, "panda.harvester.v1": server.address,
+                    "panda.jedi.v1": jedi.address, "panda.iam.v1": iam.address},
+                   {"admin": iam.token("admin"), "alice": iam.token("alice"), "pilot": iam.pilot_token(),
+                    "harvester": harvester},
                    {"server": server.log_file(), "jedi": jedi.log_file(), "iam": iam.log_file()})
     finally:
         for handle in (jedi, server, iam):
@@ -72,10 +78,11 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mesh]:
         drop_database(url)
 
 
-def seed(server: str, jedi: str, admin: str, alice: str, se_dir: Path) -> None:
-    """What requests may name: queue `local`, dataset `fuzz.in`, a task and a job of alice's."""
+def seed(server: str, jedi: str, admin: str, alice: str, harvester: str, se_dir: Path) -> None:
+    """What requests may name: queue `local`, dataset `fuzz.in`, a task and a job of alice's, and
+    harvester instance `h` (the robot's), which provisions `local` and has reported worker `h-1`."""
     with sync_channel(server, StaticToken(admin)) as as_admin, sync_channel(server, StaticToken(alice)) as to_server, \
-            sync_channel(jedi, StaticToken(alice)) as to_jedi:
+            sync_channel(jedi, StaticToken(alice)) as to_jedi, sync_channel(server, StaticToken(harvester)) as robot:
         make_queue(QueueStubs(as_admin), "local", se_dir)
         register_dataset(dataset_service_pb2_grpc.DatasetServiceStub(to_jedi), "fuzz.in", se_dir, 2,
                          scope="user.alice")
@@ -83,6 +90,9 @@ def seed(server: str, jedi: str, admin: str, alice: str, se_dir: Path) -> None:
         submit_task(task_service_pb2_grpc.TaskServiceStub(to_jedi), params)
         job_service_pb2_grpc.JobServiceStub(to_server).SubmitJobs(job_service_pb2.SubmitJobsRequest(
             jobs=[job_pb2.Job(queue="local", command=["true"])]), timeout=10)
+        instance = Stubs(robot)
+        instance.register("h", config())
+        instance.report("h", worker("h-1"))
 
 
 def send(channel: grpc.Channel, rpc: Rpc, request: Message, follow_up: Message) -> grpc.StatusCode:

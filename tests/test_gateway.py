@@ -26,6 +26,7 @@ from monitor_gateway.domain.requests import message_class
 from monitor_gateway.domain.routes import Route
 from monitor_gateway.domain.statuses import http_status
 from monitor_gateway.main import all_routes
+from panda_runtime.client.credentials import ClientCredentialsToken
 from tests.jedi_support import JediHandle, adler32_of, new_jedi
 from tests.server_support import QueueStubs, ensure_storage_element, token_channel
 from tools.cluster import (
@@ -132,8 +133,8 @@ def test_every_read_answers_as_its_grpc_call_does(mesh: Mesh, route: Route) -> N
     path, request = _fill(route)
     with mesh.http() as http:
         over_http = http.get(path)
-    address = {"panda.server": mesh.server.address, "panda.jedi": mesh.jedi.address,
-               "panda.iam": mesh.identity.address}[route.service.rsplit(".", 2)[0]]
+    address = {"panda.server": mesh.server.address, "panda.harvester": mesh.server.address,
+               "panda.jedi": mesh.jedi.address, "panda.iam": mesh.identity.address}[route.service.rsplit(".", 2)[0]]
     with token_channel(address, mesh.identity) as channel:
         call = channel.unary_unary(route.rpc, request_serializer=type(request).SerializeToString,
                                    response_deserializer=message_class(route.response_type).FromString)
@@ -243,6 +244,41 @@ def test_errors_carry_the_services_status_and_details_with_grpc_gateways_http_st
         wrong_method = admin.put(f"/v1/jobs/{job['jobId']}")
         assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET"
         assert wrong_method.json() == {"code": 12, "message": "Method Not Allowed", "details": []}
+
+
+def test_harvesters_registry_is_the_servers_over_http(mesh: Mesh, queue: str) -> None:
+    """The gateway sends panda.harvester's routes to the server, which keeps harvester's registry:
+    an instance registers and reports with its robot's token; anyone signed in reads its worker;
+    operators' calls and the instances' own are refused to a user."""
+    robot = ClientCredentialsToken(mesh.identity.issuer, "panda-harvester", mesh.identity.secrets["panda-harvester"])
+    harvester_id = f"gw-h{uuid.uuid4().hex[:6]}"
+    worker_id = f"{harvester_id}-1"
+    with httpx.Client(base_url=mesh.gateway.url, headers={"Authorization": f"Bearer {robot.token()}"},
+                      timeout=30) as http:
+        registered = http.post("/v1/harvesters:register", json={"harvesterId": harvester_id, "version": "1.0",
+                                                                "queueConfigs": [{
+            "queueId": queue, "online": True, "mapType": "MAP_TYPE_PULL", "messenger": "MESSENGER_GRPC",
+            "plugin": "local", "maxWorkers": 5, "queueLimitWorkers": 2}]})
+        assert registered.status_code == 200, registered.text
+        assert registered.json()["harvester"]["queues"] == [queue]
+        reported = http.post(f"/v1/harvesters/{harvester_id}:reportWorkers", json={"workers": [
+            {"workerId": worker_id, "queue": queue, "plugin": "local", "state": "STATE_RUNNING"}]})
+        assert reported.status_code == 200, reported.text
+        assert [result.get("code", 0) for result in reported.json()["results"]] == [0]
+    with mesh.http("alice") as http:
+        worker = http.get(f"/v1/workers/{worker_id}").json()["worker"]
+        assert (worker["state"], worker["harvesterId"], worker["queue"]) == ("STATE_RUNNING", harvester_id, queue)
+        listed = http.get("/v1/workers", params={"harvester_id": harvester_id, "states": "STATE_RUNNING"}).json()
+        assert [w["workerId"] for w in listed["workers"]] == [worker_id] and listed["totalSize"] == "1"
+        counts = http.get(f"/v1/queueConfigs/{queue}").json()["queueConfig"]["workerCounts"]
+        assert counts == {"running": "1"}
+        assert http.post(f"/v1/workers/{worker_id}:kill", json={}).status_code == 403
+        assert http.get("/v1/queueLoads").status_code == 403
+    with mesh.http() as http:
+        kill = http.post(f"/v1/workers/{worker_id}:kill", json={"reason": "over HTTP"})
+        assert kill.status_code == 200, kill.text
+        assert (kill.json()["command"]["kind"], kill.json()["command"]["state"]) == ("KIND_KILL_WORKER",
+                                                                                     "STATE_PENDING")
 
 
 def test_resource_ids_with_colons_route_to_the_right_rpc(mesh: Mesh) -> None:

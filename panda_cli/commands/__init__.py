@@ -8,6 +8,7 @@ from panda_cli.commands import (
     config,
     datasets,
     db,
+    harvester,
     iam,
     jobs,
     login,
@@ -22,4 +23,5 @@ from panda_cli.commands import (
 
 __all__ = ["GROUPS"]
 
-GROUPS = (up, jobs, queues, storage, tasks, run, datasets, login, iam, serve, pilot, db, config, completion)
+GROUPS = (up, jobs, queues, harvester, storage, tasks, run, datasets, login, iam, serve, pilot, db, config,
+          completion)

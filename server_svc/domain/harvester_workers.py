@@ -86,10 +86,11 @@ def _check_time(moment: datetime | None, where: str, now: datetime) -> None:
 
 
 def check_worker_report(report: WorkerReport, where: str, harvester_id: str, provisioned: Collection[str],
-                        now: datetime) -> None:
+                        now: datetime, known_queue: str = "") -> None:
     """A report of instance `harvester_id`, which provisions the queues `provisioned`: its
-    fields well formed, its queue one of those, its times in order. INVALID_ARGUMENT naming the
-    field (`workers[3].state`) otherwise."""
+    fields well formed, its queue one of those (or, for a worker the server knows, the queue it
+    serves: an instance that stopped provisioning a queue still reports how its workers there
+    end), its times in order. INVALID_ARGUMENT naming the field (`workers[3].state`) otherwise."""
     try:
         contract.check_worker_id(report.worker_id, harvester_id, f"{where}.worker_id")
         if report.harvester_id not in ("", harvester_id):
@@ -98,7 +99,7 @@ def check_worker_report(report: WorkerReport, where: str, harvester_id: str, pro
         if not report.queue:
             raise Violation(f"{where}.queue", "queue is required")
         check_name(report.queue, f"{where}.queue", QUEUE_ID, "a queue id")
-        if report.queue not in provisioned:
+        if report.queue not in provisioned and report.queue != known_queue:
             raise Violation(f"{where}.queue", f"queue {report.queue} is not provisioned by harvester {harvester_id} "
                                               "(RegisterInstance names the queues it provisions)")
         if report.plugin not in contract.PLUGINS:
@@ -202,8 +203,10 @@ def decide_reports(harvester_id: str, reports: Sequence[WorkerReport], stored: M
     touched: dict[str, Worker] = {}
     for index, report in enumerate(reports):
         try:
-            check_worker_report(report, f"workers[{index}]", harvester_id, provisioned, now)
-            worker = apply_worker_report(current.get(report.worker_id), report, harvester_id, now)
+            known = current.get(report.worker_id)
+            check_worker_report(report, f"workers[{index}]", harvester_id, provisioned, now,
+                                known.queue if known is not None else "")
+            worker = apply_worker_report(known, report, harvester_id, now)
         except (InvalidArgument, FailedPrecondition) as refused:
             results.append(refused)
             continue

@@ -38,7 +38,7 @@ __all__ = ["FILTER_FIELDS", "GROUP_FIELDS", "SORT_FIELDS", "JobServicer"]
 FILTER_FIELDS: dict[str, Any] = {
     "job_id": int, "state": state_from_text, "queue": str, "owner": str, "vo": str, "task_id": int,
     "priority": int32, "attempt": int32, "error_code": int32, "create_time": datetime,
-    "update_time": datetime, "label": str, "pilot_id": str, "node": str,
+    "update_time": datetime, "label": str, "pilot_id": str, "node": str, "worker_id": str,
 }
 SORT_FIELDS = contract.JOB_SORT_FIELDS
 GROUP_FIELDS = contract.JOB_GROUP_FIELDS

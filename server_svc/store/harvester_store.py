@@ -153,18 +153,20 @@ class HarvesterStore(Store):
                                    resource_type="harvester command", resource_name=str(command_id))
                 if complete_command(command, done, result, now):
                     changed[command_id] = command
-            limits = [c for c in changed.values() if c.kind == "set_queue_limits" and c.state == "done"]
+            # Limits applied, in the order they were queued: the last word wins.
+            limits = sorted((c for c in changed.values() if c.kind == "set_queue_limits" and c.state == "done"),
+                            key=lambda c: c.command_id)
             configs = self._configs(conn, [c.queue_id for c in limits], harvester_id)
-            for command in limits:  # in the order they were queued: the last word wins
-                config = configs.get(command.queue_id)
-                if config is not None:
-                    configs[command.queue_id] = apply_limits(config, command.limits)
-                    configs[command.queue_id].update_time = now
+            applied: dict[str, QueueConfig] = {}
+            for command in limits:
+                config = applied.get(command.queue_id) or configs.get(command.queue_id)
+                if config is not None:  # still the instance's
+                    applied[command.queue_id] = apply_limits(config, command.limits)
+                    applied[command.queue_id].update_time = now
             run_statements(conn, [
                 update_statement(conn, harvester_commands, "command_id", list(changed.values()),
                                  ("state", "result", "update_time")),
-                update_statement(conn, harvester_queue_configs, "queue_id",
-                                 [configs[c.queue_id] for c in limits if c.queue_id in configs],
+                update_statement(conn, harvester_queue_configs, "queue_id", list(applied.values()),
                                  ("online", "max_workers", "queue_limit_workers", "max_new_workers_per_cycle",
                                   "queue_limit_jobs", "update_time")),
             ])

@@ -32,7 +32,7 @@ _FILTER_COLUMNS: dict[str, ColumnElement[Any]] = {
     "job_id": jobs.c.job_id, "state": jobs.c.state, "queue": jobs.c.queue, "owner": jobs.c.owner,
     "vo": jobs.c.vo, "task_id": jobs.c.task_id, "priority": jobs.c.priority, "attempt": jobs.c.attempt,
     "error_code": jobs.c.error_code, "create_time": jobs.c.create_time, "update_time": jobs.c.update_time,
-    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id, "node": jobs.c.node,
+    "label": jobs.c.label, "pilot_id": jobs.c.pilot_id, "node": jobs.c.node, "worker_id": jobs.c.worker_id,
 }
 NEWEST_FIRST = Ordering((SortKey("job_id", True),))
 

@@ -140,7 +140,7 @@ class ListJobsRequest(_message.Message):
     `(state = RUNNING OR state = FINISHED) AND queue = "a"`. Parentheses may group an OR:
     `(state = FAILED OR error_code > 0) AND create_time > "2026-01-01T00:00:00Z"`.
     Fields: job_id, state, queue, owner, vo, task_id, priority, attempt, error_code,
-    create_time, update_time, label, pilot_id, node. Operators: =, !=, <, <=, >, >=; a text
+    create_time, update_time, label, pilot_id, node, worker_id. Operators: =, !=, <, <=, >, >=; a text
     compared by = or != with `*` in it is a pattern (`queue = "CERN*"`).
     At most 32 comparisons, parentheses at most 8 deep. A caller without the production,
     service or admin role sees only its own jobs (production: also its VOs').
