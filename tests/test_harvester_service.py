@@ -234,7 +234,7 @@ def test_work_through_a_real_slurm(server: ServerHandle, identity: IdentityHandl
     harvester = run_harvester(tmp_path, server, identity, config,
                               extra_env={"SLURM_CONF": str(slurm_cluster.conf)})
     try:
-        jobs = submit(jobs_stub, *[_job("sleep 0.2") for _ in range(20)])
+        jobs = submit(jobs_stub, *[_job("sleep 0.2") for _ in range(50)])
         for job in jobs:
             assert wait_for(jobs_stub, job.job_id, timeout=180).state == job_pb2.Job.STATE_FINISHED
         workers = list_workers(channel)
