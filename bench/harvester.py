@@ -35,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import statistics
@@ -462,6 +463,7 @@ def fill_worker_table(url: str, configs: dict[str, QueueConfig], seed: int, acce
 async def _rounds(args: argparse.Namespace, data_dir: Path, server: ServerHandle, identity: IdentityHandle,
                   configs: dict[str, QueueConfig]) -> tuple[list[float], list[float], list[float], list[float]]:
     from harvester_svc.logic.agents import Harvester
+    from harvester_svc.logic.pilots import PilotLaunch
     from harvester_svc.logic.plugins.local import LocalPlugin
     from harvester_svc.logic.server_link import ServerLink
     from harvester_svc.store.worker_store import WorkerStore
@@ -477,7 +479,8 @@ async def _rounds(args: argparse.Namespace, data_dir: Path, server: ServerHandle
     link = ServerLink(ConnectConfig(server.address, deadline=60, tokens=ClientCredentialsToken(
         identity.issuer, "panda-harvester", identity.secrets["panda-harvester"])), ROUND_HARVESTER_ID)
     store = WorkerStore(db.engine)
-    harvester = Harvester(settings, db, store, link, {"local": LocalPlugin()}, configs)
+    harvester = Harvester(settings, db, store, link, {"local": LocalPlugin()}, configs,
+                          PilotLaunch(settings, secrets.token_bytes(32)))
     names = sorted(configs)
     rounds, loads_s, counts_s, decisions_s = [], [], [], []
     try:

@@ -162,8 +162,8 @@ def test_up_runs_the_demo_and_stops_on_sigint(start_up, capsys) -> None:  # type
     # Harvester started the pilots that ran them, for the work that arrived.
     code, workers = panda(panda_up, capsys, "workers", "--json")
     assert code == 0, workers
-    ran = {json.loads(shown)["workerId"]}
-    assert ran <= {worker["workerId"] for worker in json.loads(workers)["workers"]}
+    ran = {json.loads(shown)["worker_id"]}
+    assert ran <= {worker["worker_id"] for worker in json.loads(workers)["workers"]}
     se = panda_up.data_dir / "se" / "local" / f"user.{local_mesh.local_user_name()}"
     assert [p.name for p in se.glob("demo*.out")] == ["demo.out"]
     assert (se / "demo.out").read_text() == "hello from PanDA mesh\n"
