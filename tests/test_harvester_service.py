@@ -389,3 +389,29 @@ def test_many_to_one_packs_the_fetched_jobs_into_each_worker(
         assert sorted(by_worker.values()) == [2, 2], by_worker
     finally:
         harvester.stop()
+
+
+def test_an_operators_new_limits_reach_harvester_and_outlive_its_restart(
+        server: ServerHandle, identity: IdentityHandle, local_queue: str, channel: grpc.Channel,
+        jobs_stub: job_service_pb2_grpc.JobServiceStub, tmp_path: Path) -> None:
+    config = local_queue_config(maxWorkers=1, nQueueLimitWorker=1)
+    harvester = run_harvester(tmp_path, server, identity, config)
+    stub = harvester_service_pb2_grpc.HarvesterServiceStub(channel)
+    try:
+        wait_until(lambda: "registered with the server" in harvester.log(), 30, "harvester registered")
+        stub.SetQueueLimits(harvester_service_pb2.SetQueueLimitsRequest(
+            queue_id="local", limits=worker_pb2.QueueLimits(max_workers=3, queue_limit_workers=3,
+                                                            max_new_workers_per_cycle=3)), timeout=10)
+        wait_until(lambda: any(c.state == worker_pb2.HarvesterCommand.STATE_DONE for c in stub.ListHarvesterCommands(
+            harvester_service_pb2.ListHarvesterCommandsRequest(harvester_id="test-harvester"), timeout=10).commands),
+            30, "the command done")
+        harvester.kill()
+        harvester = run_harvester(tmp_path, server, identity, config)  # the file still says 1
+        jobs = submit(jobs_stub, *[_job("sleep 4") for _ in range(3)])
+        # Three workers at once: the limits the operator set, not the file's.
+        wait_until(lambda: len([w for w in list_workers(channel) if w.state not in FINAL_WORKER_STATES]) == 3,
+                   60, "three live workers")
+        for job in jobs:
+            assert wait_for(jobs_stub, job.job_id, timeout=120).state == job_pb2.Job.STATE_FINISHED
+    finally:
+        harvester.stop()
