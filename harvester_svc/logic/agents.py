@@ -26,6 +26,7 @@ import socket
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import grpc
 
@@ -36,6 +37,7 @@ from harvester_svc.domain.workers import (
     FINAL_STATES,
     QUEUED_STATES,
     BatchReport,
+    SubmittedWorker,
     WorkerRecord,
     WorkerState,
     report_change,
@@ -51,6 +53,8 @@ from panda_runtime.service.db import DbRunner
 __all__ = ["VERSION", "Harvester"]
 
 log = logging.getLogger("panda.harvester")
+
+T = TypeVar("T")
 
 VERSION = "panda-mesh-harvester/1"
 _INTERRUPTED = "harvester stopped while submitting it; killed so that it never runs unaccounted"
@@ -212,20 +216,9 @@ class Harvester:
             for worker in interrupted:
                 changes[worker.worker_id] = {"state": WorkerState.FAILED, "error": _INTERRUPTED, "end_time": now,
                                              "killed": True}
-        by_plugin: dict[str, list[WorkerRecord]] = defaultdict(list)
-        for worker in workers:
-            if worker.batch_id:
-                by_plugin[worker.plugin].append(worker)
         seen: dict[str, BatchReport] = {}
-        for plugin_name, group in by_plugin.items():
-            plugin = self._plugins.get(plugin_name)
-            if plugin is None:
-                continue
-            try:
-                reports = await asyncio.to_thread(plugin.check, [w.submitted for w in group])
-            except PluginError as error:
-                log.warning("plugin %s could not check %d workers: %s", plugin_name, len(group), error)
-                continue
+        for _, reports in await self._per_plugin("check", [w for w in workers if w.batch_id],
+                                                 lambda plugin, batch: plugin.check(batch)):
             seen.update((report.worker_id, report) for report in reports)
         for worker in workers:
             report = seen.get(worker.worker_id)
@@ -268,38 +261,38 @@ class Harvester:
                 for w in to_kill}, now)
         # An ended worker is cleaned once the server has its last state (its record outlives it there).
         ended = [w for w in workers if w.state in FINAL_STATES and w.reported_version >= w.version and not w.cleaned]
-        by_plugin: dict[str, list[WorkerRecord]] = defaultdict(list)
-        for worker in ended:
-            by_plugin[worker.plugin].append(worker)
-        for plugin_name, group in by_plugin.items():
-            plugin = self._plugins.get(plugin_name)
-            if plugin is None:
-                continue
-            try:
-                await asyncio.to_thread(plugin.clean, [w.submitted for w in group])
-            except (PluginError, OSError) as error:
-                log.warning("plugin %s could not clean %d workers: %s", plugin_name, len(group), error)
-                continue
+        for group, _ in await self._per_plugin("clean", ended, lambda plugin, batch: plugin.clean(batch),
+                                               errors=(PluginError, OSError)):
             await self._db.run(self._store.mark_cleaned, [w.worker_id for w in group], now)
         keep = timedelta(days=self._settings.harvester_keep_ended_days)
         await self._db.run(self._store.forget_cleaned, self._id, now - keep)
 
     async def _kill_now(self, workers: list[WorkerRecord]) -> None:
+        for group, errors in await self._per_plugin("kill", workers, lambda plugin, batch: plugin.kill(batch)):
+            for worker, error_text in zip(group, errors, strict=False):
+                if error_text:
+                    log.warning("worker %s: the kill failed: %s", worker.worker_id, error_text)
+
+    async def _per_plugin(self, verb: str, workers: list[WorkerRecord],
+                          call: Callable[[ResourcePlugin, list[SubmittedWorker]], T],
+                          errors: tuple[type[Exception], ...] = (PluginError,)) -> list[tuple[list[WorkerRecord], T]]:
+        """`call` once per plugin with its workers, in a thread; each group with what its plugin
+        answered. A plugin that fails the whole call is logged and its group left for next time."""
         by_plugin: dict[str, list[WorkerRecord]] = defaultdict(list)
         for worker in workers:
             by_plugin[worker.plugin].append(worker)
+        answered: list[tuple[list[WorkerRecord], T]] = []
         for plugin_name, group in by_plugin.items():
             plugin = self._plugins.get(plugin_name)
             if plugin is None:
                 continue
             try:
-                errors = await asyncio.to_thread(plugin.kill, [w.submitted for w in group])
-            except PluginError as error:
-                log.warning("plugin %s could not kill %d workers: %s", plugin_name, len(group), error)
+                answer = await asyncio.to_thread(call, plugin, [w.submitted for w in group])
+            except errors as error:
+                log.warning("plugin %s could not %s %d workers: %s", plugin_name, verb, len(group), error)
                 continue
-            for worker, error_text in zip(group, errors, strict=False):
-                if error_text:
-                    log.warning("worker %s: the kill failed: %s", worker.worker_id, error_text)
+            answered.append((group, answer))
+        return answered
 
     # ---- adjuster and submitter ------------------------------------------------------------------------
 
