@@ -167,6 +167,8 @@ class Harvester:
     async def _file_streams(self) -> None:
         """The shared-file messenger: streams a stopped harvester left open are ended, then every
         stream a pilot opens is served, looked for every `FILE_SCAN_SECONDS`."""
+        if not any(config.messenger == MessengerType.SHARED_FILES for config in self._configured.values()):
+            return  # no queue of this instance uses it: nothing to look for, ever
         await self.registered.wait()
         await self._files.end_orphans(self._file_workers(await self._db.run(self._store.live, self._id)))
         while True:
